@@ -1,0 +1,1009 @@
+//! IAM credential containment: access keys, console passwords, session
+//! revocation and quarantine policies.
+//!
+//! Pitfalls handled here: deactivating a key does not end sessions already made
+//! from it (pair with revocation); revocation works through `aws:TokenIssueTime`,
+//! which long-term keys do not carry; service-linked roles take no inline policy;
+//! the executor's own principal and key are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_iam::types::StatusType;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::{Deserialize, Serialize};
+
+use super::{ActionInfo, ActionKind, Ctx, Disposition, Op, Planned, Reversibility, TargetKind};
+use crate::aws::{self, AwsError, ErrorKind, PrincipalKind};
+use crate::playbook::{BoundStep, RoleSelector, UserSelector};
+use crate::targets::{Resource, Scope, SkipReason, Target};
+
+/// Name of the inline policy that revokes older sessions.
+pub const REVOKE_POLICY_NAME: &str = "breakglass-revoke-older-sessions";
+/// Name of the inline deny-all quarantine policy.
+pub const QUARANTINE_POLICY_NAME: &str = "breakglass-quarantine";
+
+pub const DEACTIVATE_ACCESS_KEYS: ActionInfo = ActionInfo {
+    id: "iam.deactivate_access_keys",
+    summary: "Set access keys to Inactive (never deleted: the key id stays for CloudTrail).",
+    targets: &[TargetKind::Users, TargetKind::AccessKeys],
+    params: &[],
+    calls: &["iam:UpdateAccessKey Status=Inactive"],
+    reversibility: Reversibility::Reversible(
+        "UpdateAccessKey Status=Active (rollback only with --reactivate-keys)",
+    ),
+    notes: &[
+        "Sessions already issued from a key survive: pair with iam.revoke_user_sessions.",
+        "The key this run signs with, and every key of the executor's user, are skipped.",
+    ],
+};
+
+pub const DELETE_LOGIN_PROFILES: ActionInfo = ActionInfo {
+    id: "iam.delete_login_profiles",
+    summary: "Delete console passwords (DeleteLoginProfile).",
+    targets: &[TargetKind::Users],
+    params: &[],
+    calls: &["iam:DeleteLoginProfile"],
+    reversibility: Reversibility::Irreversible(
+        "the password is gone; a new one must be set and handed over out of band",
+    ),
+    notes: &["Console sessions already open survive: pair with iam.revoke_user_sessions."],
+};
+
+pub const REVOKE_ROLE_SESSIONS: ActionInfo = ActionInfo {
+    id: "iam.revoke_role_sessions",
+    summary: "Deny every session of a role issued before now (inline policy on aws:TokenIssueTime).",
+    targets: &[TargetKind::Roles],
+    params: &[],
+    calls: &["iam:PutRolePolicy breakglass-revoke-older-sessions"],
+    reversibility: Reversibility::Reversible("DeleteRolePolicy, or restore the prior document"),
+    notes: &[
+        "Hits every session of the role, so never applied to the executor's own role.",
+        "Service-linked roles cannot take inline policies: skipped with a reason.",
+    ],
+};
+
+pub const REVOKE_USER_SESSIONS: ActionInfo = ActionInfo {
+    id: "iam.revoke_user_sessions",
+    summary: "Deny every temporary session of a user issued before now (inline policy on aws:TokenIssueTime).",
+    targets: &[TargetKind::Users],
+    params: &[],
+    calls: &["iam:PutUserPolicy breakglass-revoke-older-sessions"],
+    reversibility: Reversibility::Reversible("DeleteUserPolicy, or restore the prior document"),
+    notes: &["Long-term access keys carry no token issue time: deactivate them too."],
+};
+
+pub const QUARANTINE_PRINCIPALS: ActionInfo = ActionInfo {
+    id: "iam.quarantine_principals",
+    summary: "Attach an inline deny-all policy to users and roles.",
+    targets: &[TargetKind::Users, TargetKind::Roles],
+    params: &[],
+    calls: &[
+        "iam:PutUserPolicy breakglass-quarantine",
+        "iam:PutRolePolicy breakglass-quarantine",
+    ],
+    reversibility: Reversibility::Reversible("DeleteUserPolicy / DeleteRolePolicy"),
+    notes: &["Service-linked roles cannot take inline policies: skipped with a reason."],
+};
+
+/// A user or role named by an inline-policy op.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalRef {
+    pub kind: PrincipalRefKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalRefKind {
+    User,
+    Role,
+}
+
+/// Which breakglass policy an inline-policy op writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PolicyKind {
+    /// Deny everything to sessions issued before the cutoff.
+    RevokeSessions,
+    /// Deny everything.
+    DenyAll,
+}
+
+impl PolicyKind {
+    pub fn render(&self, now: jiff::Timestamp) -> String {
+        let statement = match self {
+            PolicyKind::RevokeSessions => serde_json::json!({
+                "Sid": "BreakglassRevokeOlderSessions",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": { "DateLessThan": { "aws:TokenIssueTime": iso_seconds(now) } }
+            }),
+            PolicyKind::DenyAll => serde_json::json!({
+                "Sid": "BreakglassQuarantine",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*"
+            }),
+        };
+        serde_json::json!({ "Version": "2012-10-17", "Statement": [statement] }).to_string()
+    }
+}
+
+/// `2026-11-22T21:40:00Z`: the format IAM condition operators document. Rounded
+/// up to the next second so a session issued in the current second is covered.
+fn iso_seconds(t: jiff::Timestamp) -> String {
+    let secs = t.as_second() + i64::from(t.subsec_nanosecond() > 0);
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(t)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// A selected IAM principal.
+#[derive(Debug, Clone)]
+struct Principal {
+    name: String,
+    arn: String,
+    path: String,
+}
+
+pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Vec<Planned>, AwsError> {
+    let mut out = Vec::new();
+    match step.action {
+        ActionKind::IamDeactivateAccessKeys => {
+            if let Some(sel) = &step.targets.users {
+                let users = select_users(ctx, sel, &mut out).await?;
+                out.extend(plan_user_keys(ctx, users).await?);
+            }
+            if let Some(sel) = &step.targets.access_keys {
+                out.extend(plan_named_keys(ctx, &sel.ids).await?);
+            }
+        }
+        ActionKind::IamDeleteLoginProfiles => {
+            if let Some(sel) = &step.targets.users {
+                let users = select_users(ctx, sel, &mut out).await?;
+                out.extend(plan_login_profiles(ctx, users).await?);
+            }
+        }
+        ActionKind::IamRevokeRoleSessions => {
+            if let Some(sel) = &step.targets.roles {
+                let roles = select_roles(ctx, sel, &mut out).await?;
+                out.extend(
+                    plan_policies(
+                        ctx,
+                        PrincipalRefKind::Role,
+                        roles,
+                        PolicyKind::RevokeSessions,
+                    )
+                    .await?,
+                );
+            }
+        }
+        ActionKind::IamRevokeUserSessions => {
+            if let Some(sel) = &step.targets.users {
+                let users = select_users(ctx, sel, &mut out).await?;
+                out.extend(
+                    plan_policies(
+                        ctx,
+                        PrincipalRefKind::User,
+                        users,
+                        PolicyKind::RevokeSessions,
+                    )
+                    .await?,
+                );
+            }
+        }
+        ActionKind::IamQuarantinePrincipals => {
+            if let Some(sel) = &step.targets.users {
+                let users = select_users(ctx, sel, &mut out).await?;
+                out.extend(
+                    plan_policies(ctx, PrincipalRefKind::User, users, PolicyKind::DenyAll).await?,
+                );
+            }
+            if let Some(sel) = &step.targets.roles {
+                let roles = select_roles(ctx, sel, &mut out).await?;
+                out.extend(
+                    plan_policies(ctx, PrincipalRefKind::Role, roles, PolicyKind::DenyAll).await?,
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn scope(ctx: &Ctx) -> Scope {
+    Scope {
+        account: ctx.identity.account.clone(),
+        region: None,
+    }
+}
+
+fn user_target(ctx: &Ctx, p: &Principal) -> Target {
+    Target {
+        scope: scope(ctx),
+        resource: Resource::User {
+            name: p.name.clone(),
+            arn: p.arn.clone(),
+        },
+    }
+}
+
+fn role_target(ctx: &Ctx, p: &Principal) -> Target {
+    Target {
+        scope: scope(ctx),
+        resource: Resource::Role {
+            name: p.name.clone(),
+            arn: p.arn.clone(),
+        },
+    }
+}
+
+/// Why this principal must be left alone, if it must.
+fn guard(ctx: &Ctx, kind: PrincipalKind, p: &Principal) -> Option<SkipReason> {
+    if ctx.identity.is_self(&ctx.identity.account, kind, &p.name) {
+        return Some(SkipReason::Executor);
+    }
+    if let Some(pattern) = ctx.protection.matching(&p.arn) {
+        return Some(SkipReason::Protected {
+            pattern: pattern.to_string(),
+        });
+    }
+    if kind == PrincipalKind::Role && p.path.starts_with("/aws-service-role/") {
+        return Some(SkipReason::ServiceLinkedRole);
+    }
+    None
+}
+
+async fn select_users(
+    ctx: &Ctx,
+    sel: &UserSelector,
+    out: &mut Vec<Planned>,
+) -> Result<Vec<Principal>, AwsError> {
+    let mut names: BTreeSet<String> = sel.names.iter().cloned().collect();
+    for key_id in &sel.access_key_ids {
+        match key_owner(ctx, key_id).await? {
+            Some(owner) => {
+                names.insert(owner);
+            }
+            None => out.push(Planned {
+                target: Target {
+                    scope: scope(ctx),
+                    resource: Resource::AccessKey {
+                        user: String::new(),
+                        key_id: key_id.clone(),
+                    },
+                },
+                disposition: Disposition::Skip {
+                    reason: SkipReason::NotFound,
+                },
+            }),
+        }
+    }
+    let mut users = if sel.all || names.is_empty() {
+        list_principals(ctx, PrincipalRefKind::User, sel.path_prefix.as_deref()).await?
+    } else {
+        let mut found = Vec::new();
+        for name in &names {
+            match get_principal(ctx, PrincipalRefKind::User, name).await? {
+                Some(p) => found.push(p),
+                None => out.push(not_found(ctx, PrincipalRefKind::User, name)),
+            }
+        }
+        found
+    };
+    if !sel.all && !names.is_empty() && sel.path_prefix.is_some() {
+        let prefix = sel.path_prefix.as_deref().unwrap_or("/");
+        users.retain(|u| u.path.starts_with(prefix));
+    }
+    let users = filter_tags(ctx, PrincipalRefKind::User, users, &sel.tags).await?;
+    Ok(users
+        .into_iter()
+        .filter(|u| !sel.exclude.contains(&u.name))
+        .collect())
+}
+
+async fn select_roles(
+    ctx: &Ctx,
+    sel: &RoleSelector,
+    out: &mut Vec<Planned>,
+) -> Result<Vec<Principal>, AwsError> {
+    let mut roles = if sel.all || sel.names.is_empty() {
+        list_principals(ctx, PrincipalRefKind::Role, sel.path_prefix.as_deref()).await?
+    } else {
+        let mut found = Vec::new();
+        for name in &sel.names {
+            match get_principal(ctx, PrincipalRefKind::Role, name).await? {
+                Some(p) => found.push(p),
+                None => out.push(not_found(ctx, PrincipalRefKind::Role, name)),
+            }
+        }
+        found
+    };
+    if !sel.all && !sel.names.is_empty() && sel.path_prefix.is_some() {
+        let prefix = sel.path_prefix.as_deref().unwrap_or("/");
+        roles.retain(|r| r.path.starts_with(prefix));
+    }
+    let roles = filter_tags(ctx, PrincipalRefKind::Role, roles, &sel.tags).await?;
+    Ok(roles
+        .into_iter()
+        .filter(|r| !sel.exclude.contains(&r.name))
+        .collect())
+}
+
+fn not_found(ctx: &Ctx, kind: PrincipalRefKind, name: &str) -> Planned {
+    let p = Principal {
+        name: name.to_string(),
+        arn: String::new(),
+        path: String::new(),
+    };
+    Planned {
+        target: match kind {
+            PrincipalRefKind::User => user_target(ctx, &p),
+            PrincipalRefKind::Role => role_target(ctx, &p),
+        },
+        disposition: Disposition::Skip {
+            reason: SkipReason::NotFound,
+        },
+    }
+}
+
+async fn list_principals(
+    ctx: &Ctx,
+    kind: PrincipalRefKind,
+    path_prefix: Option<&str>,
+) -> Result<Vec<Principal>, AwsError> {
+    // Pagination restarts from the first page on a throttled page: lists are
+    // read-only and a restart is simpler than resuming a marker.
+    aws::call(&ctx.retry, &ctx.telemetry, || async {
+        match kind {
+            PrincipalRefKind::User => ctx
+                .iam
+                .list_users()
+                .set_path_prefix(path_prefix.map(str::to_string))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .map(|u| Principal {
+                            name: u.user_name().to_string(),
+                            arn: u.arn().to_string(),
+                            path: u.path().to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| aws::aws_error("iam:ListUsers", e)),
+            PrincipalRefKind::Role => ctx
+                .iam
+                .list_roles()
+                .set_path_prefix(path_prefix.map(str::to_string))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .map(|r| Principal {
+                            name: r.role_name().to_string(),
+                            arn: r.arn().to_string(),
+                            path: r.path().to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| aws::aws_error("iam:ListRoles", e)),
+        }
+    })
+    .await
+}
+
+async fn get_principal(
+    ctx: &Ctx,
+    kind: PrincipalRefKind,
+    name: &str,
+) -> Result<Option<Principal>, AwsError> {
+    let found = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        match kind {
+            PrincipalRefKind::User => ctx
+                .iam
+                .get_user()
+                .user_name(name)
+                .send()
+                .await
+                .map(|o| {
+                    o.user().map(|u| Principal {
+                        name: u.user_name().to_string(),
+                        arn: u.arn().to_string(),
+                        path: u.path().to_string(),
+                    })
+                })
+                .map_err(|e| aws::aws_error("iam:GetUser", e)),
+            PrincipalRefKind::Role => ctx
+                .iam
+                .get_role()
+                .role_name(name)
+                .send()
+                .await
+                .map(|o| {
+                    o.role().map(|r| Principal {
+                        name: r.role_name().to_string(),
+                        arn: r.arn().to_string(),
+                        path: r.path().to_string(),
+                    })
+                })
+                .map_err(|e| aws::aws_error("iam:GetRole", e)),
+        }
+    })
+    .await;
+    match found {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The user that owns an access key (GetAccessKeyLastUsed answers for any key in the account).
+async fn key_owner(ctx: &Ctx, key_id: &str) -> Result<Option<String>, AwsError> {
+    let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        ctx.iam
+            .get_access_key_last_used()
+            .access_key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| aws::aws_error("iam:GetAccessKeyLastUsed", e))
+    })
+    .await;
+    match r {
+        Ok(o) => Ok(o.user_name().map(str::to_string)),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn filter_tags(
+    ctx: &Ctx,
+    kind: PrincipalRefKind,
+    principals: Vec<Principal>,
+    tags: &BTreeMap<String, String>,
+) -> Result<Vec<Principal>, AwsError> {
+    if tags.is_empty() {
+        return Ok(principals);
+    }
+    // List calls do not return tags: one read per principal, in parallel.
+    let checked: Vec<Option<Principal>> = stream::iter(principals)
+        .map(|p| async move {
+            let have = principal_tags(ctx, kind, &p.name).await?;
+            let ok = tags.iter().all(|(k, v)| have.get(k) == Some(v));
+            Ok::<_, AwsError>(ok.then_some(p))
+        })
+        .buffered(ctx.concurrency)
+        .try_collect()
+        .await?;
+    Ok(checked.into_iter().flatten().collect())
+}
+
+async fn principal_tags(
+    ctx: &Ctx,
+    kind: PrincipalRefKind,
+    name: &str,
+) -> Result<BTreeMap<String, String>, AwsError> {
+    aws::call(&ctx.retry, &ctx.telemetry, || async {
+        let tags: Vec<(String, String)> = match kind {
+            PrincipalRefKind::User => ctx
+                .iam
+                .list_user_tags()
+                .user_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| aws::aws_error("iam:ListUserTags", e))?,
+            PrincipalRefKind::Role => ctx
+                .iam
+                .list_role_tags()
+                .role_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| aws::aws_error("iam:ListRoleTags", e))?,
+        };
+        Ok(tags.into_iter().collect())
+    })
+    .await
+}
+
+/// Plans every access key of every selected user.
+async fn plan_user_keys(ctx: &Ctx, users: Vec<Principal>) -> Result<Vec<Planned>, AwsError> {
+    let per_user: Vec<Vec<Planned>> = stream::iter(users)
+        .map(|u| async move {
+            let keys = list_keys(ctx, &u.name).await?;
+            let skip = guard(ctx, PrincipalKind::User, &u);
+            Ok::<_, AwsError>(
+                keys.into_iter()
+                    .map(|(key_id, status)| plan_key(ctx, &u.name, key_id, status, skip.clone()))
+                    .collect(),
+            )
+        })
+        .buffered(ctx.concurrency)
+        .try_collect()
+        .await?;
+    Ok(per_user.into_iter().flatten().collect())
+}
+
+/// Plans keys named by id, after finding their owners.
+async fn plan_named_keys(ctx: &Ctx, ids: &[String]) -> Result<Vec<Planned>, AwsError> {
+    let mut out = Vec::new();
+    for id in ids {
+        let Some(owner) = key_owner(ctx, id).await? else {
+            out.push(Planned {
+                target: Target {
+                    scope: scope(ctx),
+                    resource: Resource::AccessKey {
+                        user: String::new(),
+                        key_id: id.clone(),
+                    },
+                },
+                disposition: Disposition::Skip {
+                    reason: SkipReason::NotFound,
+                },
+            });
+            continue;
+        };
+        let user = get_principal(ctx, PrincipalRefKind::User, &owner)
+            .await?
+            .unwrap_or(Principal {
+                name: owner.clone(),
+                arn: String::new(),
+                path: String::new(),
+            });
+        let skip = guard(ctx, PrincipalKind::User, &user);
+        let status = list_keys(ctx, &owner)
+            .await?
+            .into_iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, s)| s);
+        match status {
+            Some(status) => out.push(plan_key(ctx, &owner, id.clone(), status, skip)),
+            None => out.push(Planned {
+                target: Target {
+                    scope: scope(ctx),
+                    resource: Resource::AccessKey {
+                        user: owner,
+                        key_id: id.clone(),
+                    },
+                },
+                disposition: Disposition::Skip {
+                    reason: SkipReason::NotFound,
+                },
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn plan_key(
+    ctx: &Ctx,
+    user: &str,
+    key_id: String,
+    status: String,
+    user_skip: Option<SkipReason>,
+) -> Planned {
+    let target = Target {
+        scope: scope(ctx),
+        resource: Resource::AccessKey {
+            user: user.to_string(),
+            key_id: key_id.clone(),
+        },
+    };
+    let disposition = if key_id == ctx.identity.access_key_id {
+        Disposition::Skip {
+            reason: SkipReason::ExecutorKey,
+        }
+    } else if let Some(reason) = user_skip {
+        Disposition::Skip { reason }
+    } else if status == "Inactive" {
+        Disposition::Unchanged {
+            reason: "already Inactive".into(),
+        }
+    } else {
+        Disposition::Change {
+            op: Op::DeactivateAccessKey {
+                user: user.to_string(),
+                key_id,
+                prior_status: status,
+            },
+        }
+    };
+    Planned {
+        target,
+        disposition,
+    }
+}
+
+async fn list_keys(ctx: &Ctx, user: &str) -> Result<Vec<(String, String)>, AwsError> {
+    aws::call(&ctx.retry, &ctx.telemetry, || async {
+        ctx.iam
+            .list_access_keys()
+            .user_name(user)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map(|v| {
+                v.into_iter()
+                    .map(|k| {
+                        (
+                            k.access_key_id().unwrap_or_default().to_string(),
+                            k.status()
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .map_err(|e| aws::aws_error("iam:ListAccessKeys", e))
+    })
+    .await
+}
+
+async fn plan_login_profiles(ctx: &Ctx, users: Vec<Principal>) -> Result<Vec<Planned>, AwsError> {
+    stream::iter(users)
+        .map(|u| async move {
+            let target = user_target(ctx, &u);
+            if let Some(reason) = guard(ctx, PrincipalKind::User, &u) {
+                return Ok(Planned {
+                    target,
+                    disposition: Disposition::Skip { reason },
+                });
+            }
+            let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
+                ctx.iam
+                    .get_login_profile()
+                    .user_name(&u.name)
+                    .send()
+                    .await
+                    .map_err(|e| aws::aws_error("iam:GetLoginProfile", e))
+            })
+            .await;
+            let disposition = match r {
+                Ok(_) => Disposition::Change {
+                    op: Op::DeleteLoginProfile {
+                        user: u.name.clone(),
+                    },
+                },
+                Err(e) if e.kind == ErrorKind::NotFound => Disposition::Unchanged {
+                    reason: "no console password".into(),
+                },
+                Err(e) => return Err(e),
+            };
+            Ok(Planned {
+                target,
+                disposition,
+            })
+        })
+        .buffered(ctx.concurrency)
+        .try_collect()
+        .await
+}
+
+async fn plan_policies(
+    ctx: &Ctx,
+    kind: PrincipalRefKind,
+    principals: Vec<Principal>,
+    policy: PolicyKind,
+) -> Result<Vec<Planned>, AwsError> {
+    let policy_name = match policy {
+        PolicyKind::RevokeSessions => REVOKE_POLICY_NAME,
+        PolicyKind::DenyAll => QUARANTINE_POLICY_NAME,
+    };
+    let pkind = match kind {
+        PrincipalRefKind::User => PrincipalKind::User,
+        PrincipalRefKind::Role => PrincipalKind::Role,
+    };
+    stream::iter(principals)
+        .map(|p| {
+            let policy = policy.clone();
+            async move {
+                let target = match kind {
+                    PrincipalRefKind::User => user_target(ctx, &p),
+                    PrincipalRefKind::Role => role_target(ctx, &p),
+                };
+                if let Some(reason) = guard(ctx, pkind, &p) {
+                    return Ok(Planned {
+                        target,
+                        disposition: Disposition::Skip { reason },
+                    });
+                }
+                let prior = inline_policy(ctx, kind, &p.name, policy_name).await?;
+                let disposition = match prior
+                    .as_deref()
+                    .and_then(|d| already_in_place(ctx, &policy, d))
+                {
+                    Some(reason) => Disposition::Unchanged { reason },
+                    None => Disposition::Change {
+                        op: Op::PutInlinePolicy {
+                            principal: PrincipalRef {
+                                kind,
+                                name: p.name.clone(),
+                            },
+                            policy_name: policy_name.to_string(),
+                            policy,
+                            document: None,
+                            prior_document: prior,
+                        },
+                    },
+                };
+                Ok(Planned {
+                    target,
+                    disposition,
+                })
+            }
+        })
+        .buffered(ctx.concurrency)
+        .try_collect()
+        .await
+}
+
+/// The current document of an inline policy, URL-decoded, or `None` if absent.
+async fn inline_policy(
+    ctx: &Ctx,
+    kind: PrincipalRefKind,
+    principal: &str,
+    policy_name: &str,
+) -> Result<Option<String>, AwsError> {
+    let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        match kind {
+            PrincipalRefKind::User => ctx
+                .iam
+                .get_user_policy()
+                .user_name(principal)
+                .policy_name(policy_name)
+                .send()
+                .await
+                .map(|o| o.policy_document().to_string())
+                .map_err(|e| aws::aws_error("iam:GetUserPolicy", e)),
+            PrincipalRefKind::Role => ctx
+                .iam
+                .get_role_policy()
+                .role_name(principal)
+                .policy_name(policy_name)
+                .send()
+                .await
+                .map(|o| o.policy_document().to_string())
+                .map_err(|e| aws::aws_error("iam:GetRolePolicy", e)),
+        }
+    })
+    .await;
+    match r {
+        Ok(doc) => Ok(Some(url_decode(&doc))),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether an existing breakglass policy already does the job, and why.
+fn already_in_place(ctx: &Ctx, policy: &PolicyKind, document: &str) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_str(document).ok()?;
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(s) => s.clone(),
+        s @ serde_json::Value::Object(_) => vec![s.clone()],
+        _ => return None,
+    };
+    let deny_all = |s: &serde_json::Value| {
+        s["Effect"] == "Deny" && is_star(&s["Action"]) && is_star(&s["Resource"])
+    };
+    match policy {
+        PolicyKind::DenyAll => statements
+            .iter()
+            .any(|s| deny_all(s) && s.get("Condition").is_none())
+            .then(|| "deny-all quarantine policy already attached".to_string()),
+        PolicyKind::RevokeSessions => statements.iter().find_map(|s| {
+            if !deny_all(s) {
+                return None;
+            }
+            let cutoff: jiff::Timestamp = s["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+                .as_str()?
+                .parse()
+                .ok()?;
+            (cutoff >= ctx.run_started)
+                .then(|| format!("sessions issued before {cutoff} already revoked by this run"))
+        }),
+    }
+}
+
+fn is_star(v: &serde_json::Value) -> bool {
+    v == "*" || v.as_array().is_some_and(|a| a.iter().any(|x| x == "*"))
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986).
+fn url_decode(s: &str) -> String {
+    if s.trim_start().starts_with('{') {
+        return s.to_string();
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes.get(i..i + 3) {
+            Some([b'%', h, l]) => hex(*h).zip(hex(*l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match decoded {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn describe(op: &Op) -> String {
+    match op {
+        Op::DeactivateAccessKey { user, key_id, .. } => {
+            format!("iam:UpdateAccessKey UserName={user} AccessKeyId={key_id} Status=Inactive")
+        }
+        Op::DeleteLoginProfile { user } => format!("iam:DeleteLoginProfile UserName={user}"),
+        Op::PutInlinePolicy {
+            principal,
+            policy_name,
+            policy,
+            ..
+        } => {
+            let (call, key) = match principal.kind {
+                PrincipalRefKind::User => ("iam:PutUserPolicy", "UserName"),
+                PrincipalRefKind::Role => ("iam:PutRolePolicy", "RoleName"),
+            };
+            let what = match policy {
+                PolicyKind::RevokeSessions => "deny * when aws:TokenIssueTime < now",
+                PolicyKind::DenyAll => "deny *",
+            };
+            format!(
+                "{call} {key}={} PolicyName={policy_name} ({what})",
+                principal.name
+            )
+        }
+    }
+}
+
+pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
+    match op {
+        Op::DeactivateAccessKey { user, key_id, .. } => {
+            // Defence in depth: discovery already skipped it.
+            if *key_id == ctx.identity.access_key_id {
+                return Err(refuse("iam:UpdateAccessKey", "the key this run signs with"));
+            }
+            aws::call(&ctx.retry, &ctx.telemetry, || async {
+                ctx.iam
+                    .update_access_key()
+                    .user_name(user)
+                    .access_key_id(key_id)
+                    .status(StatusType::Inactive)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws::aws_error("iam:UpdateAccessKey", e))
+            })
+            .await
+        }
+        Op::DeleteLoginProfile { user } => {
+            if ctx
+                .identity
+                .is_self(&ctx.identity.account, PrincipalKind::User, user)
+            {
+                return Err(refuse("iam:DeleteLoginProfile", "the executor's own user"));
+            }
+            let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
+                ctx.iam
+                    .delete_login_profile()
+                    .user_name(user)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws::aws_error("iam:DeleteLoginProfile", e))
+            })
+            .await;
+            match r {
+                // Gone already (a retried call that had succeeded): the goal state holds.
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        }
+        Op::PutInlinePolicy {
+            principal,
+            policy_name,
+            document,
+            ..
+        } => {
+            let kind = match principal.kind {
+                PrincipalRefKind::User => PrincipalKind::User,
+                PrincipalRefKind::Role => PrincipalKind::Role,
+            };
+            if ctx
+                .identity
+                .is_self(&ctx.identity.account, kind, &principal.name)
+            {
+                return Err(refuse("iam:Put*Policy", "the executor's own principal"));
+            }
+            let Some(document) = document else {
+                return Err(refuse("iam:Put*Policy", "an unprepared policy document"));
+            };
+            aws::call(&ctx.retry, &ctx.telemetry, || async {
+                match principal.kind {
+                    PrincipalRefKind::User => ctx
+                        .iam
+                        .put_user_policy()
+                        .user_name(&principal.name)
+                        .policy_name(policy_name)
+                        .policy_document(document)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws::aws_error("iam:PutUserPolicy", e)),
+                    PrincipalRefKind::Role => ctx
+                        .iam
+                        .put_role_policy()
+                        .role_name(&principal.name)
+                        .policy_name(policy_name)
+                        .policy_document(document)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws::aws_error("iam:PutRolePolicy", e)),
+                }
+            })
+            .await
+        }
+    }
+}
+
+fn refuse(operation: &str, what: &str) -> AwsError {
+    AwsError {
+        operation: operation.to_string(),
+        code: Some("BreakglassSafetyRule".into()),
+        message: format!("refused to act on {what}"),
+        kind: ErrorKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_decoding() {
+        assert_eq!(url_decode("%7B%22a%22%3A1%7D"), "{\"a\":1}");
+        assert_eq!(url_decode("{\"a\":1}"), "{\"a\":1}");
+        assert_eq!(url_decode("%7"), "%7");
+    }
+
+    #[test]
+    fn cutoff_rounds_up() {
+        let t: jiff::Timestamp = "2026-11-22T21:40:00.5Z".parse().expect("ts");
+        assert_eq!(iso_seconds(t), "2026-11-22T21:40:01Z");
+        let t: jiff::Timestamp = "2026-11-22T21:40:00Z".parse().expect("ts");
+        assert_eq!(iso_seconds(t), "2026-11-22T21:40:00Z");
+    }
+}

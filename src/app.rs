@@ -1,0 +1,349 @@
+//! One function per command: load, check, confirm, execute, report.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use crate::actions::{ActionKind, Ctx};
+use crate::audit::{self, AuditLog, Event};
+use crate::aws::{self, Identity, Principal, RetryPolicy, Session, Telemetry};
+use crate::cli::{AuditCommand, Cli, Command, GlobalArgs, OutputFormat};
+use crate::error::{Error, ExitCode};
+use crate::executor::{self, Counts, StepReport, StepStatus};
+use crate::playbook::{self, BoundStep, Playbook, Problems};
+use crate::render::{self, Printer};
+use crate::targets::Protection;
+
+/// Runs the parsed command line and returns the exit code.
+pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
+    let out = Printer::new(cli.global.output);
+    match &cli.command {
+        Command::Validate { playbooks, vars } => validate(&out, playbooks, vars),
+        Command::Plan { playbook, vars } => plan(&cli.global, &out, playbook, vars).await,
+        Command::Run {
+            playbook,
+            dry_run,
+            yes,
+            vars,
+            audit_log,
+        } => {
+            let req = RunRequest {
+                playbook,
+                dry_run: *dry_run,
+                yes: *yes,
+                vars,
+                audit_log: audit_log.as_deref(),
+            };
+            run(&cli.global, &out, req).await
+        }
+        Command::Audit(AuditCommand::Verify { path }) => audit_verify(&out, path),
+        Command::Audit(AuditCommand::Show { path }) => audit_show(&out, path),
+        Command::Whoami => whoami(&cli.global, &out).await,
+        Command::Actions => {
+            out.actions(ActionKind::ALL);
+            Ok(ExitCode::Success)
+        }
+        Command::Schema => {
+            out.json(&playbook::schema::playbook_schema());
+            Ok(ExitCode::Success)
+        }
+    }
+}
+
+fn validate(
+    out: &Printer,
+    paths: &[std::path::PathBuf],
+    vars: &[(String, String)],
+) -> Result<ExitCode, Error> {
+    let mut results = Vec::new();
+    for path in paths {
+        let result = playbook::load(path).and_then(|pb| {
+            if !vars.is_empty() {
+                pb.bind(vars).map_err(Error::InvalidPlaybook)?;
+            }
+            Ok(pb)
+        });
+        results.push((path.display().to_string(), result));
+    }
+    let all_ok = results.iter().all(|(_, r)| r.is_ok());
+    out.validation(&results);
+    Ok(if all_ok {
+        ExitCode::Success
+    } else {
+        ExitCode::Usage
+    })
+}
+
+/// A playbook with its variables bound, ready for AWS.
+struct Loaded {
+    playbook: Playbook,
+    steps: Vec<BoundStep>,
+    vars: BTreeMap<String, String>,
+}
+
+fn load(path: &std::path::Path, vars: &[(String, String)]) -> Result<Loaded, Error> {
+    let playbook = playbook::load(path)?;
+    let steps = playbook.bind(vars).map_err(Error::InvalidPlaybook)?;
+    Ok(Loaded {
+        playbook,
+        steps,
+        vars: vars.iter().cloned().collect(),
+    })
+}
+
+/// Connects with the chosen profile and refuses a mismatched identity.
+async fn connect(global: &GlobalArgs, playbook: Option<&Playbook>) -> Result<Session, Error> {
+    let conn = global.connection(playbook.map(|p| &p.executor))?;
+    let session = aws::connect(&conn).await?;
+    if let Some(pb) = playbook {
+        check_identity(pb, &session.identity)?;
+    }
+    Ok(session)
+}
+
+fn check_identity(pb: &Playbook, id: &Identity) -> Result<(), Error> {
+    if let Some(acct) = &pb.executor.expect_account {
+        if acct.value != id.account {
+            return Err(Error::IdentityMismatch {
+                expected_what: "account",
+                expected: acct.value.clone(),
+                actual_arn: id.arn.clone(),
+                actual_account: id.account.clone(),
+            });
+        }
+    }
+    if let Some(arn) = &pb.executor.expect_principal {
+        if !principal_matches(&arn.value, id) {
+            return Err(Error::IdentityMismatch {
+                expected_what: "principal",
+                expected: arn.value.clone(),
+                actual_arn: id.arn.clone(),
+                actual_account: id.account.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `expect_principal` names a user ARN, or a role ARN (with or without its
+/// path) for a credential that is a session of that role.
+fn principal_matches(expected: &str, id: &Identity) -> bool {
+    if expected == id.arn {
+        return true;
+    }
+    let account_ok = expected.split(':').nth(4) == Some(id.account.as_str());
+    let resource = expected.splitn(6, ':').nth(5).unwrap_or_default();
+    let last = resource.rsplit('/').next().unwrap_or_default();
+    match &id.principal {
+        Principal::AssumedRole { role_name, .. } => {
+            account_ok && resource.starts_with("role/") && last == role_name
+        }
+        Principal::User { name } => account_ok && resource.starts_with("user/") && last == name,
+        _ => false,
+    }
+}
+
+fn context(global: &GlobalArgs, session: &Session, pb: &Playbook, started: jiff::Timestamp) -> Ctx {
+    let mut protect = pb.protect.clone();
+    protect.push(session.identity.principal_pattern());
+    Ctx {
+        iam: session.iam(),
+        identity: session.identity.clone(),
+        protection: Protection::new(&protect),
+        concurrency: usize::from(global.concurrency),
+        run_started: started,
+        retry: RetryPolicy::default(),
+        telemetry: Arc::new(Telemetry::default()),
+    }
+}
+
+async fn plan(
+    global: &GlobalArgs,
+    out: &Printer,
+    path: &std::path::Path,
+    vars: &[(String, String)],
+) -> Result<ExitCode, Error> {
+    let loaded = load(path, vars)?;
+    let session = connect(global, Some(&loaded.playbook)).await?;
+    out.header(&session, &loaded.playbook, "plan (read-only)");
+    let ctx = context(global, &session, &loaded.playbook, jiff::Timestamp::now());
+    let opts = executor::Options {
+        dry_run: true,
+        audit: None,
+    };
+    let steps = executor::execute(&ctx, &loaded.steps, &opts, |_| {}).await?;
+    out.plan(&loaded.playbook, &session, &steps);
+    Ok(if steps.iter().any(|s| s.status != StepStatus::Done) {
+        ExitCode::Failed
+    } else {
+        ExitCode::Success
+    })
+}
+
+struct RunRequest<'a> {
+    playbook: &'a std::path::Path,
+    dry_run: bool,
+    yes: bool,
+    vars: &'a [(String, String)],
+    audit_log: Option<&'a std::path::Path>,
+}
+
+async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<ExitCode, Error> {
+    let loaded = load(req.playbook, req.vars)?;
+    let session = connect(global, Some(&loaded.playbook)).await?;
+    let mode = if req.dry_run {
+        "dry run (no changes)"
+    } else {
+        "LIVE RUN"
+    };
+    out.header(&session, &loaded.playbook, mode);
+    if !req.dry_run && !req.yes {
+        confirm(&session.identity)?;
+    }
+
+    let started = jiff::Timestamp::now();
+    let run_id = audit::new_run_id(started);
+    let audit_path = req
+        .audit_log
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| audit::default_path(&run_id, req.dry_run));
+    let log = AuditLog::create(&audit_path, &run_id)?;
+    log.append(Event::RunStart {
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        playbook: loaded.playbook.source.clone(),
+        playbook_name: loaded.playbook.name.clone(),
+        playbook_digest: loaded.playbook.digest.clone(),
+        dry_run: req.dry_run,
+        identity: session.identity.clone(),
+        profile: session.profile.clone(),
+        region: session.region.clone(),
+        endpoint: session.endpoint.clone(),
+        vars: loaded.vars.clone(),
+        args: std::env::args().skip(1).collect(),
+    })?;
+
+    let ctx = context(global, &session, &loaded.playbook, started);
+    let opts = executor::Options {
+        dry_run: req.dry_run,
+        audit: Some(&log),
+    };
+    let steps = executor::execute(&ctx, &loaded.steps, &opts, |s| out.step_done(s)).await?;
+
+    let mut totals = Counts::default();
+    for s in &steps {
+        totals.merge(&s.counts);
+    }
+    let status = run_status(&steps);
+    log.append(Event::RunEnd {
+        status: status.to_string(),
+        totals,
+        calls: ctx.telemetry.snapshot(),
+    })?;
+    let report = render::RunReport {
+        run_id,
+        playbook: loaded.playbook.name.clone(),
+        dry_run: req.dry_run,
+        status,
+        identity: session.identity.clone(),
+        endpoint: session.endpoint_display(),
+        totals,
+        calls: ctx.telemetry.snapshot(),
+        millis: (jiff::Timestamp::now() - started)
+            .total(jiff::Unit::Millisecond)
+            .map(|m| m as u64)
+            .unwrap_or(0),
+        audit_log: log.path().display().to_string(),
+        audit_head: log.head(),
+        steps,
+    };
+    out.run(&report);
+    Ok(if status == "completed" {
+        ExitCode::Success
+    } else {
+        ExitCode::Failed
+    })
+}
+
+fn run_status(steps: &[StepReport]) -> &'static str {
+    if steps.iter().any(|s| s.status == StepStatus::NotRun) {
+        "aborted"
+    } else if steps.iter().any(|s| s.status == StepStatus::Failed) {
+        "completed_with_failures"
+    } else {
+        "completed"
+    }
+}
+
+/// The responder types the account id; anything else, or no terminal, refuses.
+fn confirm(identity: &Identity) -> Result<(), Error> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Error::Refused(
+            "no terminal to confirm on: pass --yes to run without confirmation".into(),
+        ));
+    }
+    let typed: String = dialoguer::Input::new()
+        .with_prompt(format!(
+            "Type the account id {} to make these changes",
+            identity.account
+        ))
+        .allow_empty(true)
+        .interact_text()
+        .map_err(|e| Error::Refused(format!("confirmation not read: {e}")))?;
+    if typed.trim() == identity.account {
+        Ok(())
+    } else {
+        Err(Error::Refused(
+            "confirmation declined: the account id did not match; nothing was changed".into(),
+        ))
+    }
+}
+
+async fn whoami(global: &GlobalArgs, out: &Printer) -> Result<ExitCode, Error> {
+    let session = connect(global, None).await?;
+    out.whoami(&session);
+    Ok(ExitCode::Success)
+}
+
+fn audit_verify(out: &Printer, path: &std::path::Path) -> Result<ExitCode, Error> {
+    let (v, _) = audit::read(path)?;
+    out.verification(&v);
+    Ok(if v.ok() {
+        ExitCode::Success
+    } else {
+        ExitCode::Failed
+    })
+}
+
+fn audit_show(out: &Printer, path: &std::path::Path) -> Result<ExitCode, Error> {
+    let (v, records) = audit::read(path)?;
+    out.timeline(&v, &records);
+    Ok(if v.ok() {
+        ExitCode::Success
+    } else {
+        ExitCode::Failed
+    })
+}
+
+/// Renders an error for the chosen output format; returns its exit code.
+pub fn report_error(format: OutputFormat, err: Error) -> ExitCode {
+    let code = err.exit_code();
+    match format {
+        OutputFormat::Json => {
+            let problems = match &err {
+                Error::InvalidPlaybook(Problems(p)) => serde_json::to_value(p).ok(),
+                _ => None,
+            };
+            let doc = serde_json::json!({
+                "error": err.to_string(),
+                "exit_code": code as i32,
+                "problems": problems,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        OutputFormat::Text => match err {
+            Error::InvalidPlaybook(problems) => eprintln!("{problems}"),
+            other => eprintln!("{:?}", miette::Report::new(other)),
+        },
+    }
+    code
+}

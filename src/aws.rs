@@ -1,0 +1,480 @@
+//! Credentials, identity pinning, SDK clients and AWS error classification.
+//!
+//! The break-glass credential is chosen explicitly: the named profile only,
+//! through an explicit profile provider, so that stray `AWS_ACCESS_KEY_ID`
+//! variables never silently replace it. Region and endpoint are resolved here
+//! too, with their source, so the responder sees exactly where calls will go.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::Region;
+use aws_config::meta::region::ProvideRegion;
+use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use serde::Serialize;
+
+use crate::Error;
+
+/// Profile used when neither `--profile` nor `executor.profile` names one.
+pub const DEFAULT_PROFILE: &str = "breakglass";
+/// Region used for global services when nothing else names one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Where the SDK will send calls and with which credential, before anything is loaded.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub profile: String,
+    /// Where the profile name came from: `--profile`, `executor.profile` or the default.
+    pub profile_source: &'static str,
+    pub region: Option<String>,
+    pub endpoint: Option<Endpoint>,
+    /// Attempts per call inside the SDK (its own retry with backoff), before ours.
+    pub sdk_max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Endpoint {
+    pub url: String,
+    /// `--endpoint-url` or `AWS_ENDPOINT_URL`.
+    pub source: String,
+}
+
+/// A loaded credential and its verified identity.
+#[derive(Clone)]
+pub struct Session {
+    pub config: aws_config::SdkConfig,
+    pub identity: Identity,
+    pub profile: String,
+    pub profile_source: &'static str,
+    pub region: String,
+    pub endpoint: Option<Endpoint>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the SdkConfig: it can reach the credential.
+        f.debug_struct("Session")
+            .field("identity", &self.identity)
+            .field("profile", &self.profile)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl Session {
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.config)
+    }
+
+    pub fn endpoint_display(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("{} (from {})", e.url, e.source),
+            None => format!("AWS public endpoints, region {}", self.region),
+        }
+    }
+}
+
+/// The principal behind the credential, from `sts:GetCallerIdentity`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Identity {
+    pub account: String,
+    pub arn: String,
+    pub user_id: String,
+    /// The long-term access key id the calls are signed with (not a secret; lets
+    /// actions skip it and CloudTrail readers find the run).
+    pub access_key_id: String,
+    pub principal: Principal,
+}
+
+/// What kind of principal the executor is, with the names needed to protect it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Principal {
+    User { name: String },
+    AssumedRole { role_name: String, session: String },
+    Root,
+    FederatedUser { name: String },
+    Other,
+}
+
+impl Identity {
+    pub fn from_caller(
+        account: String,
+        arn: String,
+        user_id: String,
+        access_key_id: String,
+    ) -> Self {
+        let principal = parse_principal(&arn);
+        Identity {
+            account,
+            arn,
+            user_id,
+            access_key_id,
+            principal,
+        }
+    }
+
+    /// True when `arn` names the executor's own principal (a user ARN, or the role
+    /// its session belongs to). IAM names are unique per account, so the account
+    /// and the last path segment decide.
+    pub fn is_self(&self, account: &str, kind: PrincipalKind, name: &str) -> bool {
+        if account != self.account {
+            return false;
+        }
+        match (&self.principal, kind) {
+            (Principal::User { name: n }, PrincipalKind::User) => n == name,
+            (Principal::AssumedRole { role_name, .. }, PrincipalKind::Role) => role_name == name,
+            _ => false,
+        }
+    }
+
+    /// The ARN a policy condition must exempt: for an assumed role, the role, not the session.
+    pub fn principal_pattern(&self) -> String {
+        match &self.principal {
+            Principal::AssumedRole { role_name, .. } => {
+                format!("arn:aws:iam::{}:role/*{}", self.account, role_name)
+            }
+            _ => self.arn.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    User,
+    Role,
+}
+
+fn parse_principal(arn: &str) -> Principal {
+    // arn:PARTITION:SERVICE::ACCOUNT:RESOURCE
+    let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
+    if resource == "root" {
+        return Principal::Root;
+    }
+    let mut parts = resource.split('/');
+    match parts.next() {
+        Some("user") => match resource.rsplit('/').next() {
+            Some(name) if !name.is_empty() => Principal::User {
+                name: name.to_string(),
+            },
+            _ => Principal::Other,
+        },
+        Some("assumed-role") => {
+            let rest: Vec<&str> = parts.collect();
+            match rest.as_slice() {
+                [role, session] => Principal::AssumedRole {
+                    role_name: role.to_string(),
+                    session: session.to_string(),
+                },
+                _ => Principal::Other,
+            }
+        }
+        Some("federated-user") => Principal::FederatedUser {
+            name: parts.collect::<Vec<_>>().join("/"),
+        },
+        _ => Principal::Other,
+    }
+}
+
+/// Builds the SDK configuration for `conn` and asks STS who it is.
+pub async fn connect(conn: &Connection) -> Result<Session, Error> {
+    let credentials = ProfileFileCredentialsProvider::builder()
+        .profile_name(&conn.profile)
+        .build();
+    let region = match &conn.region {
+        Some(r) => r.clone(),
+        None => ProfileFileRegionProvider::builder()
+            .profile_name(&conn.profile)
+            .build()
+            .region()
+            .await
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| DEFAULT_REGION.to_string()),
+    };
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .profile_name(&conn.profile)
+        .credentials_provider(credentials)
+        .region(Region::new(region.clone()))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(conn.sdk_max_attempts)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_max_backoff(Duration::from_secs(5)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .operation_timeout(Duration::from_secs(120))
+                .build(),
+        );
+    if let Some(e) = &conn.endpoint {
+        loader = loader.endpoint_url(&e.url);
+    }
+    let config = loader.load().await;
+
+    let provider = config
+        .credentials_provider()
+        .ok_or_else(|| Error::Credentials("no credentials provider configured".into()))?;
+    let creds = aws_sdk_iam::config::ProvideCredentials::provide_credentials(&provider)
+        .await
+        .map_err(|e| {
+            Error::Credentials(format!(
+                "profile `{}` (from {}): {}",
+                conn.profile,
+                conn.profile_source,
+                aws_sdk_iam::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let access_key_id = creds.access_key_id().to_string();
+
+    let sts = aws_sdk_sts::Client::new(&config);
+    let who = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
+    let identity = Identity::from_caller(
+        who.account().unwrap_or_default().to_string(),
+        who.arn().unwrap_or_default().to_string(),
+        who.user_id().unwrap_or_default().to_string(),
+        access_key_id,
+    );
+    Ok(Session {
+        config,
+        identity,
+        profile: conn.profile.clone(),
+        profile_source: conn.profile_source,
+        region,
+        endpoint: conn.endpoint.clone(),
+    })
+}
+
+/// How an AWS error should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Rate limited: back off and try again; never "done", never "nothing to do".
+    Throttled,
+    /// A 5xx, a timeout or a dropped connection: worth a bounded retry.
+    Transient,
+    AccessDenied,
+    NotFound,
+    Other,
+}
+
+/// A failed AWS call, reduced to what the responder and the audit log need.
+#[derive(Debug, Clone, thiserror::Error, Serialize, serde::Deserialize)]
+#[error("{operation}: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct AwsError {
+    pub operation: String,
+    pub code: Option<String>,
+    pub message: String,
+    pub kind: ErrorKind,
+}
+
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+    "BandwidthLimitExceeded",
+];
+
+const TRANSIENT_CODES: &[&str] = &[
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ServiceFailure",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Classifies any SDK error (all service crates share `SdkError`).
+pub fn aws_error<E, R>(operation: &str, err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    let code = err.code().map(str::to_string);
+    let raw_status = match &err {
+        SdkError::ServiceError(se) => raw_status(se.raw()),
+        SdkError::ResponseError(re) => raw_status(re.raw()),
+        _ => None,
+    };
+    let kind = match (&err, code.as_deref()) {
+        (_, Some(c)) if THROTTLING_CODES.contains(&c) => ErrorKind::Throttled,
+        (_, Some(c)) if TRANSIENT_CODES.contains(&c) => ErrorKind::Transient,
+        (_, Some(c)) if c.contains("AccessDenied") || c == "UnauthorizedOperation" => {
+            ErrorKind::AccessDenied
+        }
+        (_, Some(c)) if c == "NoSuchEntity" || c.ends_with("NotFound") => ErrorKind::NotFound,
+        (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_), _) => ErrorKind::Transient,
+        _ if raw_status == Some(429) => ErrorKind::Throttled,
+        _ if raw_status.is_some_and(|s| s >= 500) => ErrorKind::Transient,
+        (SdkError::ResponseError(_), _) => ErrorKind::Transient,
+        _ => ErrorKind::Other,
+    };
+    let message = match err.message() {
+        Some(m) => m.to_string(),
+        None => aws_sdk_iam::error::DisplayErrorContext(&err).to_string(),
+    };
+    AwsError {
+        operation: operation.to_string(),
+        code,
+        message,
+        kind,
+    }
+}
+
+fn raw_status<R: fmt::Debug + 'static>(raw: &R) -> Option<u16> {
+    let any: &dyn std::any::Any = raw;
+    any.downcast_ref::<aws_sdk_iam::config::http::HttpResponse>()
+        .map(|r| r.status().as_u16())
+}
+
+/// Our retry on top of the SDK's: throttling is expected during an attack and
+/// must end in success or an honest failure, never in "done" or "nothing found".
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts for a throttled call (the SDK has already retried inside each).
+    pub throttle_attempts: u32,
+    /// Attempts for a 5xx, timeout or dropped connection.
+    pub transient_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            throttle_attempts: 8,
+            transient_attempts: 3,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Call counters shared by every task of a run (reported in the summary).
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    pub calls: AtomicU64,
+    pub throttled: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl Telemetry {
+    pub fn snapshot(&self) -> CallCounts {
+        CallCounts {
+            calls: self.calls.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct CallCounts {
+    pub calls: u64,
+    pub throttled: u64,
+    pub retries: u64,
+}
+
+/// Runs one AWS call under `policy`: throttled and transient failures are
+/// retried with capped exponential backoff and full jitter; others return at once.
+pub async fn call<T, F, Fut>(
+    policy: &RetryPolicy,
+    telemetry: &Telemetry,
+    mut f: F,
+) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let mut attempt: u32 = 0;
+    loop {
+        telemetry.calls.fetch_add(1, Ordering::Relaxed);
+        let err = match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let limit = match err.kind {
+            ErrorKind::Throttled => {
+                telemetry.throttled.fetch_add(1, Ordering::Relaxed);
+                policy.throttle_attempts
+            }
+            ErrorKind::Transient => policy.transient_attempts,
+            _ => return Err(err),
+        };
+        attempt += 1;
+        if attempt >= limit {
+            return Err(err);
+        }
+        telemetry.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(backoff(policy, attempt)).await;
+    }
+}
+
+fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy
+        .base
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(policy.cap);
+    // Full jitter keeps concurrent retries from arriving together again.
+    exp.mul_f64(jitter())
+}
+
+/// A number in [0.5, 1.0): cheap randomness without a dependency.
+fn jitter() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    0.5 + (x % 1000) as f64 / 2000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principals_parse() {
+        assert_eq!(
+            parse_principal("arn:aws:iam::111122223333:user/ops/alice"),
+            Principal::User {
+                name: "alice".into()
+            }
+        );
+        assert_eq!(
+            parse_principal("arn:aws:sts::111122223333:assumed-role/IR-BreakGlass/bob"),
+            Principal::AssumedRole {
+                role_name: "IR-BreakGlass".into(),
+                session: "bob".into()
+            }
+        );
+        assert_eq!(
+            parse_principal("arn:aws:iam::111122223333:root"),
+            Principal::Root
+        );
+        assert_eq!(parse_principal("garbage"), Principal::Other);
+    }
+}

@@ -1,0 +1,155 @@
+//! Raw command-line flags (clap) and their validation into what the commands use.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::Error;
+use crate::aws::{Connection, DEFAULT_PROFILE, Endpoint};
+use crate::playbook::ExecutorSpec;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  all done / contained
+  1  some step failed or something stays uncontained (or the audit log does not verify)
+  2  bad usage or invalid playbook; nothing was changed
+  3  refused: identity mismatch, confirmation declined, safety rule";
+
+/// Incident-response lockdown for AWS: run containment playbooks with an
+/// out-of-band credential, an honest dry run and a tamper-evident audit log.
+#[derive(Debug, Parser)]
+#[command(name = "breakglass", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Named profile with the break-glass credential [default: executor.profile, else `breakglass`].
+    /// Environment credentials are never used in its place.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Region for API calls [default: the profile's region, else us-east-1].
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Send every call to this endpoint (an emulator, a VPC endpoint). Also read
+    /// from AWS_ENDPOINT_URL.
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Output format: text for people, json (one document) for automation.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Calls in flight at once within a step.
+    #[arg(long, global = true, default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub concurrency: u16,
+    /// No colors in diagnostics (also honours NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check playbooks; makes no AWS call.
+    Validate {
+        #[arg(required = true, value_name = "PLAYBOOK")]
+        playbooks: Vec<PathBuf>,
+        /// Also check that these variables satisfy the playbook (K=V).
+        #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// Discover targets read-only and print every call a run would make.
+    Plan {
+        playbook: PathBuf,
+        #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
+    /// Run a playbook: confirm the identity, then contain, step by step.
+    Run {
+        playbook: PathBuf,
+        /// Read only: report what would change; the audit log is marked dry-run.
+        #[arg(long)]
+        dry_run: bool,
+        /// Skip the typed confirmation (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Where to write the audit log [default: breakglass-audit/run-<run id>.jsonl].
+        #[arg(long, value_name = "PATH")]
+        audit_log: Option<PathBuf>,
+    },
+    /// Check or read an audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Show the identity and endpoint a run would use.
+    Whoami,
+    /// List the action catalog with parameters and reversibility.
+    Actions,
+    /// Print the JSON Schema of the playbook format.
+    Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain and that the run ended (exit 1 if not).
+    Verify { path: PathBuf },
+    /// Print a run's timeline.
+    Show { path: PathBuf },
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, found `{s}`")),
+    }
+}
+
+impl GlobalArgs {
+    /// Resolves profile, region and endpoint, each with where it came from.
+    pub fn connection(&self, executor: Option<&ExecutorSpec>) -> Result<Connection, Error> {
+        let (profile, profile_source) =
+            match (&self.profile, executor.and_then(|e| e.profile.clone())) {
+                (Some(p), _) => (p.clone(), "--profile"),
+                (None, Some(p)) => (p, "executor.profile"),
+                (None, None) => (DEFAULT_PROFILE.to_string(), "the default profile name"),
+            };
+        let endpoint = match &self.endpoint_url {
+            Some(url) => Some(Endpoint {
+                url: url.clone(),
+                source: "--endpoint-url".into(),
+            }),
+            None => std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+                .map(|url| Endpoint {
+                    url,
+                    source: "AWS_ENDPOINT_URL".into(),
+                }),
+        };
+        if let Some(e) = &endpoint {
+            if !(e.url.starts_with("http://") || e.url.starts_with("https://")) {
+                return Err(Error::Usage {
+                    flag: e.source.clone(),
+                    message: format!("`{}` is not an http(s) URL", e.url),
+                });
+            }
+        }
+        Ok(Connection {
+            profile,
+            profile_source,
+            region: self.region.clone(),
+            endpoint,
+            sdk_max_attempts: 3,
+        })
+    }
+}

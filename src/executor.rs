@@ -1,0 +1,286 @@
+//! Runs bound steps in order: discovery, then each target's call, concurrently
+//! within a step up to a bound, with intent and result records around every
+//! call. `plan` and `--dry-run` go through this same path and make no change.
+//!
+//! `on_failure: abort` lets the failing step finish its other targets (a half
+//! contained step helps nobody) and then stops before the next step, so a
+//! failed snapshot is never followed by the stop that would destroy memory.
+
+use std::time::Instant;
+
+use futures_util::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::actions::{self, Ctx, Disposition, Planned};
+use crate::audit::{AuditLog, Event};
+use crate::aws::AwsError;
+use crate::playbook::{BoundStep, OnFailure};
+use crate::targets::Target;
+
+/// What happened to one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Changed,
+    /// Plan or dry run: this call would be made.
+    WouldChange,
+    Unchanged,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub changed: u64,
+    pub would_change: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Changed => self.changed += 1,
+            Outcome::WouldChange => self.would_change += 1,
+            Outcome::Unchanged => self.unchanged += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+    }
+
+    pub fn merge(&mut self, other: &Counts) {
+        self.changed += other.changed;
+        self.would_change += other.would_change;
+        self.unchanged += other.unchanged;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub target: Target,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<AwsError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Done,
+    Failed,
+    /// An earlier step failed with `on_failure: abort`.
+    NotRun,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub index: usize,
+    pub name: String,
+    pub action: &'static str,
+    pub status: StepStatus,
+    pub on_failure: OnFailure,
+    pub counts: Counts,
+    pub items: Vec<Item>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub millis: u64,
+}
+
+/// How a run is carried out.
+pub struct Options<'a> {
+    /// Reads only; every change is reported as `would_change`.
+    pub dry_run: bool,
+    /// `None` for `plan`, which records nothing.
+    pub audit: Option<&'a AuditLog>,
+}
+
+/// Runs every step in order. Returns early only when the audit log cannot be
+/// written (no call is made without its intent record).
+pub async fn execute(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    opts: &Options<'_>,
+    mut on_step: impl FnMut(&StepReport),
+) -> Result<Vec<StepReport>, Error> {
+    let mut reports = Vec::new();
+    let mut aborted = false;
+    for step in steps {
+        if aborted {
+            let report = StepReport {
+                index: step.index,
+                name: step.name.clone(),
+                action: step.action.id(),
+                status: StepStatus::NotRun,
+                on_failure: step.on_failure,
+                counts: Counts::default(),
+                items: Vec::new(),
+                error: Some("not run: an earlier step failed and stopped the run".into()),
+                millis: 0,
+            };
+            on_step(&report);
+            reports.push(report);
+            continue;
+        }
+        let report = run_step(ctx, step, opts).await?;
+        if report.status == StepStatus::Failed && step.on_failure == OnFailure::Abort {
+            aborted = true;
+        }
+        on_step(&report);
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<StepReport, Error> {
+    let started = Instant::now();
+    let record = |event: Event| -> Result<Option<u64>, Error> {
+        opts.audit.map(|a| a.append(event)).transpose()
+    };
+    record(Event::StepStart {
+        step: step.index,
+        name: step.name.clone(),
+        action: step.action.id().to_string(),
+    })?;
+
+    let mut items = Vec::new();
+    let mut error = None;
+    match actions::discover(ctx, step).await {
+        Err(e) => error = Some(format!("discovery failed: {e}")),
+        Ok(planned) => {
+            let mut changes = Vec::new();
+            for Planned {
+                target,
+                disposition,
+            } in planned
+            {
+                match disposition {
+                    Disposition::Change { op } => changes.push((target, op)),
+                    Disposition::Unchanged { reason } => items.push(finish(
+                        opts,
+                        step,
+                        Item::new(target, Outcome::Unchanged).reason(reason),
+                        None,
+                    )?),
+                    Disposition::Skip { reason } => items.push(finish(
+                        opts,
+                        step,
+                        Item::new(target, Outcome::Skipped).reason(reason.to_string()),
+                        None,
+                    )?),
+                }
+            }
+            let results: Vec<Result<Item, Error>> = stream::iter(changes)
+                .map(|(target, mut op)| async move {
+                    let call = op.describe();
+                    if opts.dry_run {
+                        let item = Item::new(target, Outcome::WouldChange).call(call);
+                        return finish(opts, step, item, None);
+                    }
+                    op.prepare(jiff::Timestamp::now());
+                    let intent = match opts.audit {
+                        Some(a) => Some(a.append(Event::Intent {
+                            step: step.index,
+                            target: target.clone(),
+                            call: call.clone(),
+                            op: op.clone(),
+                        })?),
+                        None => None,
+                    };
+                    let item = match op.apply(ctx).await {
+                        Ok(()) => Item::new(target, Outcome::Changed).call(call),
+                        Err(e) => Item::new(target, Outcome::Failed).call(call).error(e),
+                    };
+                    finish(opts, step, item, intent)
+                })
+                .buffer_unordered(ctx.concurrency.max(1))
+                .collect()
+                .await;
+            for r in results {
+                items.push(r?);
+            }
+        }
+    }
+
+    let mut counts = Counts::default();
+    for item in &items {
+        counts.add(item.outcome);
+    }
+    let status = if error.is_some() || counts.failed > 0 {
+        StepStatus::Failed
+    } else {
+        StepStatus::Done
+    };
+    record(Event::StepEnd {
+        step: step.index,
+        status: format!("{status:?}").to_lowercase(),
+        counts,
+        error: error.clone(),
+    })?;
+    Ok(StepReport {
+        index: step.index,
+        name: step.name.clone(),
+        action: step.action.id(),
+        status,
+        on_failure: step.on_failure,
+        counts,
+        items,
+        error,
+        millis: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Records one target's outcome and returns it for the report.
+fn finish(
+    opts: &Options<'_>,
+    step: &BoundStep,
+    item: Item,
+    intent: Option<u64>,
+) -> Result<Item, Error> {
+    if let Some(a) = opts.audit {
+        a.append(Event::Result {
+            step: step.index,
+            target: item.target.clone(),
+            outcome: item.outcome,
+            intent,
+            call: item.call.clone(),
+            reason: item.reason.clone(),
+            error: item.error.clone(),
+        })?;
+    }
+    Ok(item)
+}
+
+impl Item {
+    fn new(target: Target, outcome: Outcome) -> Self {
+        Item {
+            target,
+            outcome,
+            call: None,
+            reason: None,
+            error: None,
+        }
+    }
+
+    fn call(mut self, call: String) -> Self {
+        self.call = Some(call);
+        self
+    }
+
+    fn reason(mut self, reason: String) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    fn error(mut self, error: AwsError) -> Self {
+        self.error = Some(error);
+        self
+    }
+}

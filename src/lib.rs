@@ -1,0 +1,18 @@
+//! breakglass: incident-response lockdown for AWS.
+//!
+//! Data flows one way: YAML → [`playbook::Playbook`] → bound steps → the
+//! [`executor`] → AWS, with the [`audit`] log beside the executor. Actions plan
+//! concrete calls ([`actions::Op`]); the executor records and makes them.
+
+pub mod actions;
+pub mod app;
+pub mod audit;
+pub mod aws;
+pub mod cli;
+pub mod error;
+pub mod executor;
+pub mod playbook;
+pub mod render;
+pub mod targets;
+
+pub use error::{Error, ExitCode};

@@ -1,0 +1,28 @@
+//! The `breakglass` binary: parse flags, run the command, map errors to exit codes.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = breakglass::cli::Cli::parse();
+    let format = cli.global.output;
+    if cli.global.no_color || std::env::var_os("NO_COLOR").is_some() {
+        let _ = miette::set_hook(Box::new(|_| {
+            Box::new(miette::MietteHandlerOpts::new().color(false).build())
+        }));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let code = match runtime.block_on(breakglass::app::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => breakglass::app::report_error(format, e),
+    };
+    std::process::ExitCode::from(code as u8)
+}

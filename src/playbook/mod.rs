@@ -1,0 +1,540 @@
+//! Playbooks: YAML text → a validated [`Playbook`] → steps bound to variables.
+//!
+//! Every problem found carries the file, line and column; validation collects
+//! all of them instead of stopping at the first, and never touches the network.
+
+pub mod model;
+mod problems;
+pub mod schema;
+mod vars;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::actions::{ActionKind, ActionParams};
+pub use model::{
+    AccessKeySelector, ExecutorSpec, OnFailure, PlaybookFile, Regions, RoleSelector, StepFile,
+    TargetSpec, UserSelector, VarSpec,
+};
+pub use problems::{Problem, Problems, Severity};
+use yaml::{Node, Pos};
+
+/// A playbook that parsed and passed every check that needs no AWS call.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    /// The path as the user gave it, for messages.
+    pub source: String,
+    /// SHA-256 of the file bytes, recorded in the audit log.
+    pub digest: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub executor: ExecutorSpec,
+    pub vars: BTreeMap<String, VarSpec>,
+    pub protect: Vec<String>,
+    pub regions: Option<Regions>,
+    pub steps: Vec<StepDef>,
+    /// Findings that do not stop a run (shown by `validate` and `plan`).
+    pub warnings: Vec<Problem>,
+}
+
+/// A validated step whose `targets` and `with` may still hold templates.
+#[derive(Debug, Clone)]
+pub struct StepDef {
+    pub index: usize,
+    pub name: String,
+    pub action: ActionKind,
+    pub targets: Option<Node>,
+    pub with: Option<Node>,
+    pub on_failure: OnFailure,
+    pub pos: Pos,
+}
+
+/// A step with its variables substituted and its selectors and parameters decoded.
+#[derive(Debug, Clone)]
+pub struct BoundStep {
+    pub index: usize,
+    pub name: String,
+    pub action: ActionKind,
+    pub targets: TargetSpec,
+    pub params: ActionParams,
+    pub on_failure: OnFailure,
+}
+
+/// Reads and validates a playbook file.
+pub fn load(path: &Path) -> Result<Playbook, crate::Error> {
+    let bytes = std::fs::read(path).map_err(|source| crate::Error::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let source = path.display().to_string();
+    let text = String::from_utf8(bytes).map_err(|e| {
+        crate::Error::InvalidPlaybook(Problems(vec![Problem::error(
+            &source,
+            None,
+            format!(
+                "the file is not UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )]))
+    })?;
+    parse_playbook(&source, &text).map_err(crate::Error::InvalidPlaybook)
+}
+
+/// Parses and validates playbook text; `source` names the file in messages.
+pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
+    let mut problems = Vec::new();
+    let root = yaml::parse(text).map_err(|e| {
+        Problems(vec![
+            Problem::error(source, Some(e.pos), e.message).with_hint(
+                "check indentation and quoting; `breakglass schema` describes the format",
+            ),
+        ])
+    })?;
+    let Some(entries) = root.as_map() else {
+        return Err(Problems(vec![Problem::error(
+            source,
+            Some(root.pos),
+            format!(
+                "a playbook is a mapping with `name` and `steps`, found {}",
+                root.value.kind()
+            ),
+        )]));
+    };
+
+    // Decode section by section so that one bad section does not hide the others.
+    let mut name = None;
+    let mut description = None;
+    let mut executor = ExecutorSpec::default();
+    let mut vars = BTreeMap::new();
+    let mut protect = Vec::new();
+    let mut regions = None;
+    let mut steps_node = None;
+    const SECTIONS: &[&str] = &[
+        "name",
+        "description",
+        "executor",
+        "vars",
+        "protect",
+        "regions",
+        "steps",
+    ];
+    for (key, value) in entries {
+        let Some(k) = key.as_str() else {
+            problems.push(Problem::error(
+                source,
+                Some(key.pos),
+                "keys must be strings",
+            ));
+            continue;
+        };
+        let mut take = |r: Result<(), yaml::DecodeError>| {
+            if let Err(e) = r {
+                problems.push(Problem::from_decode(source, e, Some(value.pos)));
+            }
+        };
+        match k {
+            "name" => take(yaml::decode::<String>(value).map(|v| name = Some(v))),
+            "description" => take(yaml::decode::<Option<String>>(value).map(|v| description = v)),
+            "executor" => take(
+                yaml::decode::<Option<ExecutorSpec>>(value)
+                    .map(|v| executor = v.unwrap_or_default()),
+            ),
+            "vars" => take(
+                yaml::decode::<Option<BTreeMap<String, VarSpec>>>(value)
+                    .map(|v| vars = v.unwrap_or_default()),
+            ),
+            "protect" => take(
+                yaml::decode::<Option<Vec<yaml::Located<String>>>>(value)
+                    .map(|v| protect = v.unwrap_or_default()),
+            ),
+            "regions" => take(yaml::decode::<yaml::Located<Regions>>(value).map(|v| {
+                regions = Some(v);
+            })),
+            "steps" => steps_node = Some(value),
+            other => problems.push(
+                Problem::error(source, Some(key.pos), format!("unknown key `{other}`"))
+                    .with_hint(suggest(other, SECTIONS)),
+            ),
+        }
+    }
+    if name.as_deref().is_some_and(|n: &str| n.trim().is_empty()) {
+        problems.push(Problem::error(
+            source,
+            root.get("name").map(|n| n.pos),
+            "`name` must not be empty",
+        ));
+    }
+    if name.is_none() && root.get("name").is_none() {
+        problems.push(
+            Problem::error(source, Some(root.pos), "missing key `name`")
+                .with_hint("add `name: <short name>` at the top"),
+        );
+    }
+
+    check_executor(source, &executor, &mut problems);
+    check_vars(source, &root, &vars, &mut problems);
+    for p in &protect {
+        if !p.value.starts_with("arn:") {
+            problems.push(
+                Problem::error(
+                    source,
+                    Some(p.pos),
+                    format!("protect entry `{}` is not an ARN pattern", p.value),
+                )
+                .with_hint("use a principal ARN, wildcards allowed: arn:aws:iam::*:role/IR-*"),
+            );
+        }
+    }
+    if let Some(r) = &regions {
+        if let Regions::List(list) = &r.value {
+            if list.is_empty() {
+                problems.push(Problem::error(
+                    source,
+                    Some(r.pos),
+                    "`regions` is empty: list regions or write `all`",
+                ));
+            }
+        }
+    }
+
+    let steps = match steps_node {
+        None => {
+            problems.push(
+                Problem::error(source, Some(root.pos), "missing key `steps`")
+                    .with_hint("a playbook needs at least one step"),
+            );
+            Vec::new()
+        }
+        Some(node) => decode_steps(source, node, &vars, &mut problems),
+    };
+
+    let warnings: Vec<Problem> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Warning)
+        .cloned()
+        .collect();
+    problems.retain(|p| p.severity == Severity::Error);
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.pos.map(|p| (p.line, p.column)));
+        return Err(Problems(problems));
+    }
+    Ok(Playbook {
+        source: source.to_string(),
+        digest: hex::encode(Sha256::digest(text.as_bytes())),
+        name: name.unwrap_or_default(),
+        description,
+        executor,
+        vars,
+        protect: protect.into_iter().map(|p| p.value).collect(),
+        regions: regions.map(|r| r.value),
+        steps,
+        warnings,
+    })
+}
+
+fn check_executor(source: &str, executor: &ExecutorSpec, problems: &mut Vec<Problem>) {
+    if let Some(acct) = &executor.expect_account {
+        if acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()) {
+            problems.push(
+                Problem::error(
+                    source,
+                    Some(acct.pos),
+                    format!(
+                        "expect_account `{}` is not a 12-digit account id",
+                        acct.value
+                    ),
+                )
+                .with_hint(
+                    "quote it so YAML keeps leading zeros: expect_account: \"012345678901\"",
+                ),
+            );
+        }
+    }
+    if let Some(arn) = &executor.expect_principal {
+        if !arn.starts_with("arn:") {
+            problems.push(Problem::error(
+                source,
+                Some(arn.pos),
+                format!("expect_principal `{}` is not an ARN", arn.value),
+            ));
+        }
+    }
+}
+
+fn check_vars(
+    source: &str,
+    root: &Node,
+    vars: &BTreeMap<String, VarSpec>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(vars_node) = root.get("vars").and_then(Node::as_map) else {
+        return;
+    };
+    for (key, _) in vars_node {
+        let Some(name) = key.as_str() else { continue };
+        if !vars::is_identifier(name) {
+            problems.push(Problem::error(
+                source,
+                Some(key.pos),
+                format!("variable name `{name}` must be letters, digits and `_`"),
+            ));
+        }
+        if let Some(spec) = vars.get(name) {
+            if spec.required && spec.default.is_some() {
+                problems.push(Problem::error(
+                    source,
+                    Some(key.pos),
+                    format!("variable `{name}` is required and has a default: choose one"),
+                ));
+            }
+        }
+    }
+}
+
+fn decode_steps(
+    source: &str,
+    node: &Node,
+    vars: &BTreeMap<String, VarSpec>,
+    problems: &mut Vec<Problem>,
+) -> Vec<StepDef> {
+    let items = match &node.value {
+        yaml::Value::Seq(items) => items,
+        yaml::Value::Null => {
+            problems.push(Problem::error(
+                source,
+                Some(node.pos),
+                "`steps` is empty: a playbook needs at least one step",
+            ));
+            return Vec::new();
+        }
+        other => {
+            problems.push(Problem::error(
+                source,
+                Some(node.pos),
+                format!("`steps` must be a list, found {}", other.kind()),
+            ));
+            return Vec::new();
+        }
+    };
+    if items.is_empty() {
+        problems.push(Problem::error(
+            source,
+            Some(node.pos),
+            "`steps` is empty: a playbook needs at least one step",
+        ));
+    }
+    let mut steps = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let step: StepFile = match yaml::decode(item) {
+            Ok(s) => s,
+            Err(e) => {
+                let mut p = Problem::from_decode(source, e, Some(item.pos));
+                p.message = format!("step {}: {}", index + 1, p.message);
+                problems.push(p);
+                continue;
+            }
+        };
+        let label = format!("step {}", index + 1);
+        let Some(action) = ActionKind::from_id(&step.action) else {
+            let ids: Vec<&str> = ActionKind::ALL.iter().map(|a| a.id()).collect();
+            problems.push(
+                Problem::error(
+                    source,
+                    Some(step.action.pos),
+                    format!("{label}: unknown action `{}`", step.action.value),
+                )
+                .with_hint(suggest(&step.action, &ids)),
+            );
+            continue;
+        };
+        // Templates must name declared variables.
+        for n in [&step.targets, &step.with].into_iter().flatten() {
+            n.for_each_str(&mut |s, pos| match vars::references(s) {
+                Ok(refs) => {
+                    for r in refs {
+                        if !vars.contains_key(&r) {
+                            problems.push(
+                                Problem::error(
+                                    source,
+                                    Some(pos),
+                                    format!("{label}: variable `{r}` is not declared"),
+                                )
+                                .with_hint(format!(
+                                    "declare it under `vars:` ({r}: {{ required: true }})"
+                                )),
+                            );
+                        }
+                    }
+                }
+                Err(msg) => {
+                    problems.push(Problem::error(source, Some(pos), format!("{label}: {msg}")))
+                }
+            });
+        }
+        // Decode with templates left in place: types and keys are checked now,
+        // values again when variables are bound.
+        if let Err(p) =
+            decode_step_body(source, &label, action, &step.targets, &step.with, item.pos)
+        {
+            problems.extend(p);
+        }
+        steps.push(StepDef {
+            index,
+            name: step.name.clone().unwrap_or_else(|| action.id().to_string()),
+            action,
+            targets: step.targets,
+            with: step.with,
+            on_failure: step.on_failure,
+            pos: item.pos,
+        });
+    }
+    steps
+}
+
+/// Decodes a step's selectors and parameters and checks they fit the action.
+fn decode_step_body(
+    source: &str,
+    label: &str,
+    action: ActionKind,
+    targets: &Option<Node>,
+    with: &Option<Node>,
+    step_pos: Pos,
+) -> Result<(TargetSpec, ActionParams), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let spec = match targets {
+        None => TargetSpec::default(),
+        Some(node) => match yaml::decode::<Option<TargetSpec>>(node) {
+            Ok(t) => t.unwrap_or_default(),
+            Err(e) => {
+                let mut p = Problem::from_decode(source, e, Some(node.pos));
+                p.message = format!("{label}: targets: {}", p.message);
+                problems.push(p);
+                TargetSpec::default()
+            }
+        },
+    };
+    let targets_pos = targets.as_ref().map(|n| n.pos).unwrap_or(step_pos);
+    for (msg, pos, hint) in crate::targets::check_spec(action, &spec, targets_pos) {
+        let mut p = Problem::error(source, Some(pos), format!("{label}: {msg}"));
+        if let Some(h) = hint {
+            p = p.with_hint(h);
+        }
+        problems.push(p);
+    }
+    let params = match action.decode_params(with.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut p = Problem::from_decode(source, e, with.as_ref().map(|n| n.pos));
+            p.message = format!("{label}: with: {}", p.message);
+            problems.push(p);
+            ActionParams::None
+        }
+    };
+    if problems.is_empty() {
+        Ok((spec, params))
+    } else {
+        Err(problems)
+    }
+}
+
+impl Playbook {
+    /// Substitutes variables (`--var` values over defaults) and decodes every
+    /// step. Unknown `--var` names and missing required variables are errors.
+    pub fn bind(&self, given: &[(String, String)]) -> Result<Vec<BoundStep>, Problems> {
+        let mut problems = Vec::new();
+        let mut values = BTreeMap::new();
+        for (k, v) in given {
+            if !self.vars.contains_key(k) {
+                let names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+                problems.push(
+                    Problem::error(
+                        "--var",
+                        None,
+                        format!("`{k}` is not a variable of playbook {}", self.source),
+                    )
+                    .with_hint(if names.is_empty() {
+                        "this playbook declares no variables".to_string()
+                    } else {
+                        format!("declared: {}", names.join(", "))
+                    }),
+                );
+            }
+            values.insert(k.clone(), v.clone());
+        }
+        for (name, spec) in &self.vars {
+            if !values.contains_key(name) {
+                match &spec.default {
+                    Some(d) => {
+                        values.insert(name.clone(), d.clone());
+                    }
+                    None if spec.required => problems.push(
+                        Problem::error(
+                            "--var",
+                            None,
+                            format!("playbook {} requires variable `{name}`", self.source),
+                        )
+                        .with_hint(format!("pass --var {name}=VALUE")),
+                    ),
+                    None => {
+                        values.insert(name.clone(), String::new());
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        let mut bound = Vec::new();
+        for step in &self.steps {
+            let subst = |n: &Node| n.map_strings(&|s| vars::substitute(s, &values));
+            let targets = step.targets.as_ref().map(subst);
+            let with = step.with.as_ref().map(subst);
+            let label = format!("step {} ({})", step.index + 1, step.name);
+            match decode_step_body(&self.source, &label, step.action, &targets, &with, step.pos) {
+                Ok((targets, params)) => bound.push(BoundStep {
+                    index: step.index,
+                    name: step.name.clone(),
+                    action: step.action,
+                    targets,
+                    params,
+                    on_failure: step.on_failure,
+                }),
+                Err(p) => problems.extend(p),
+            }
+        }
+        if problems.is_empty() {
+            Ok(bound)
+        } else {
+            Err(Problems(problems))
+        }
+    }
+}
+
+/// "did you mean" for a misspelt key or action id.
+pub(crate) fn suggest(got: &str, known: &[&str]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(got, k), *k))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, k)) if d <= 3.max(got.len() / 3) => format!("did you mean `{k}`?"),
+        _ => format!("expected one of: {}", known.join(", ")),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,203 @@
+//! The playbook format: these types are both the decoder's target and the source
+//! of `breakglass schema`, so the schema cannot drift from what is accepted.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::yaml::{Located, Node};
+
+/// A breakglass playbook: ordered containment steps and who may run them.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "breakglass playbook")]
+pub struct PlaybookFile {
+    /// Short name, shown in plans, summaries and the audit log.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The out-of-band identity this playbook must run as.
+    #[serde(default)]
+    pub executor: Option<ExecutorSpec>,
+    /// Variables referenced as `{{ name }}` in step `targets` and `with`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, VarSpec>,
+    /// Principal ARN patterns (`*` and `?` wildcards) that are never touched and
+    /// always exempted. The executor's own principal is added automatically.
+    #[serde(default)]
+    pub protect: Vec<Located<String>>,
+    /// Regions for regional actions: a list, or `all`. IAM is global and ignores it.
+    #[serde(default)]
+    pub regions: Option<Located<Regions>>,
+    pub steps: Vec<StepFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSpec {
+    /// Named profile holding the break-glass credential (overridden by `--profile`).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The 12-digit account id the credential must belong to.
+    #[serde(default)]
+    pub expect_account: Option<Located<String>>,
+    /// The principal ARN the credential must resolve to (for an assumed role, the
+    /// role ARN; the session name is ignored).
+    #[serde(default)]
+    pub expect_principal: Option<Located<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VarSpec {
+    /// A run without this variable (and without a default) is refused before any call.
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `all`, or a list of region names.
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(untagged)]
+pub enum Regions {
+    #[schemars(with = "AllKeyword")]
+    All,
+    List(Vec<String>),
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)] // exists only to describe the `all` keyword in the schema
+enum AllKeyword {
+    #[serde(rename = "all")]
+    All,
+}
+
+impl<'de> Deserialize<'de> for Regions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Regions;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`all` or a list of region names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Regions, E> {
+                if v == "all" {
+                    Ok(Regions::All)
+                } else {
+                    Err(E::custom(format!(
+                        "expected `all` or a list of region names, found `{v}`"
+                    )))
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Regions, A::Error> {
+                let mut out = Vec::new();
+                while let Some(r) = a.next_element::<String>()? {
+                    out.push(r);
+                }
+                Ok(Regions::List(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One step as written. `targets` and `with` stay raw here: they may hold
+/// `{{ var }}` templates and are decoded once variables are bound.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepFile {
+    /// Shown in plans, summaries and the audit log; defaults to the action id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// An action id from `breakglass actions`, such as `iam.deactivate_access_keys`.
+    pub action: Located<String>,
+    /// Which principals or resources the step acts on.
+    #[serde(default)]
+    #[schemars(with = "Option<TargetSpec>")]
+    pub targets: Option<Node>,
+    /// Action parameters (see `breakglass actions`).
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub with: Option<Node>,
+    /// What to do when a target of this step fails: stop the run (default) or go on.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    #[default]
+    Abort,
+    Continue,
+}
+
+/// Target selectors. Within a selector the criteria narrow each other; `exclude`
+/// always wins.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    #[serde(default)]
+    pub users: Option<Located<UserSelector>>,
+    #[serde(default)]
+    pub roles: Option<Located<RoleSelector>>,
+    #[serde(default)]
+    pub access_keys: Option<Located<AccessKeySelector>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserSelector {
+    /// Every user in the account.
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The users that own these access key ids.
+    #[serde(default)]
+    pub access_key_ids: Vec<String>,
+    /// IAM path prefix, such as `/contractors/`.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Tags that must all match (exact values).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// User names never selected by this step.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSelector {
+    /// Every role in the account (service-linked roles are skipped with a reason).
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeySelector {
+    /// Access key ids (AKIA…); the owning user is looked up.
+    pub ids: Vec<String>,
+}
+
+/// Parameters of actions that take none: present so a typo under `with` is an error.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}

@@ -1,0 +1,376 @@
+//! Text and JSON rendering. Results go to stdout; progress and the identity
+//! header go to stderr, so `--output json` leaves stdout one JSON document.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::actions::{ActionKind, Reversibility};
+use crate::audit::{Event, Record, Verification};
+use crate::aws::{CallCounts, Identity, Session};
+use crate::cli::OutputFormat;
+use crate::executor::{Counts, Item, Outcome, StepReport, StepStatus};
+use crate::playbook::Playbook;
+
+/// Everything a run reports, in both formats.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub playbook: String,
+    pub dry_run: bool,
+    pub status: &'static str,
+    pub identity: Identity,
+    pub endpoint: String,
+    pub totals: Counts,
+    pub calls: CallCounts,
+    pub millis: u64,
+    pub audit_log: String,
+    /// Hash of the last audit record: keep it elsewhere to anchor the log.
+    pub audit_head: String,
+    pub steps: Vec<StepReport>,
+}
+
+pub struct Printer {
+    format: OutputFormat,
+}
+
+impl Printer {
+    pub fn new(format: OutputFormat) -> Self {
+        Printer { format }
+    }
+
+    pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
+        match serde_json::to_string_pretty(value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: cannot encode output: {e}"),
+        }
+    }
+
+    pub fn actions(&self, actions: &[ActionKind]) {
+        let infos: Vec<_> = actions.iter().map(|a| a.info()).collect();
+        if self.format == OutputFormat::Json {
+            return self.json(&infos);
+        }
+        let mut s = String::new();
+        for info in infos {
+            let _ = writeln!(s, "{}\n  {}", info.id, info.summary);
+            let targets: Vec<&str> = info.targets.iter().map(|t| t.key()).collect();
+            let _ = writeln!(s, "  targets: {}", targets.join(", "));
+            if info.params.is_empty() {
+                let _ = writeln!(s, "  with: (no parameters)");
+            }
+            for (name, doc) in info.params {
+                let _ = writeln!(s, "  with.{name}: {doc}");
+            }
+            let _ = writeln!(s, "  calls: {}", info.calls.join("; "));
+            match info.reversibility {
+                Reversibility::Reversible(how) => {
+                    let _ = writeln!(s, "  reversible: yes ({how})");
+                }
+                Reversibility::Irreversible(why) => {
+                    let _ = writeln!(s, "  reversible: NO ({why})");
+                }
+            }
+            for note in info.notes {
+                let _ = writeln!(s, "  note: {note}");
+            }
+            s.push('\n');
+        }
+        print!("{s}");
+    }
+
+    pub fn validation(&self, results: &[(String, Result<Playbook, Error>)]) {
+        if self.format == OutputFormat::Json {
+            let docs: Vec<_> = results
+                .iter()
+                .map(|(path, r)| match r {
+                    Ok(pb) => serde_json::json!({
+                        "file": path, "valid": true, "name": pb.name,
+                        "steps": pb.steps.len(), "warnings": pb.warnings,
+                    }),
+                    Err(Error::InvalidPlaybook(p)) => serde_json::json!({
+                        "file": path, "valid": false, "problems": p.0,
+                    }),
+                    Err(e) => serde_json::json!({
+                        "file": path, "valid": false, "error": e.to_string(),
+                    }),
+                })
+                .collect();
+            return self.json(&docs);
+        }
+        for (path, r) in results {
+            match r {
+                Ok(pb) => {
+                    for w in &pb.warnings {
+                        eprintln!("{w}");
+                    }
+                    println!("{path}: ok ({}, {} steps)", pb.name, pb.steps.len());
+                }
+                Err(Error::InvalidPlaybook(p)) => {
+                    eprintln!("{p}");
+                    let n = p.0.len();
+                    println!(
+                        "{path}: invalid ({n} problem{})",
+                        if n == 1 { "" } else { "s" }
+                    );
+                }
+                Err(e) => {
+                    eprintln!("{path}: error: {e}");
+                    println!("{path}: invalid");
+                }
+            }
+        }
+    }
+
+    /// Who and where, before anything else happens.
+    pub fn header(&self, session: &Session, pb: &Playbook, mode: &str) {
+        eprintln!("breakglass {mode}: {} ({})", pb.name, pb.source);
+        eprintln!(
+            "  identity: {} (account {})",
+            session.identity.arn, session.identity.account
+        );
+        eprintln!(
+            "  profile:  {} (from {})",
+            session.profile, session.profile_source
+        );
+        eprintln!("  endpoint: {}", session.endpoint_display());
+        for w in &pb.warnings {
+            eprintln!("{w}");
+        }
+    }
+
+    pub fn whoami(&self, session: &Session) {
+        if self.format == OutputFormat::Json {
+            return self.json(&serde_json::json!({
+                "identity": session.identity,
+                "profile": session.profile,
+                "profile_source": session.profile_source,
+                "region": session.region,
+                "endpoint": session.endpoint,
+            }));
+        }
+        let id = &session.identity;
+        println!("account:    {}", id.account);
+        println!("principal:  {}", id.arn);
+        println!("access key: {}", id.access_key_id);
+        println!(
+            "profile:    {} (from {})",
+            session.profile, session.profile_source
+        );
+        println!("region:     {}", session.region);
+        println!("endpoint:   {}", session.endpoint_display());
+    }
+
+    pub fn plan(&self, pb: &Playbook, session: &Session, steps: &[StepReport]) {
+        if self.format == OutputFormat::Json {
+            return self.json(&serde_json::json!({
+                "playbook": pb.name,
+                "identity": session.identity,
+                "endpoint": session.endpoint_display(),
+                "steps": steps,
+            }));
+        }
+        let mut s = String::new();
+        for step in steps {
+            let c = &step.counts;
+            let _ = writeln!(
+                s,
+                "step {} · {} ({})\n  {} call(s); {} already contained; {} skipped{}",
+                step.index + 1,
+                step.name,
+                step.action,
+                c.would_change,
+                c.unchanged,
+                c.skipped,
+                if step.on_failure == crate::playbook::OnFailure::Continue {
+                    "; on failure: continue"
+                } else {
+                    ""
+                }
+            );
+            if let Some(e) = &step.error {
+                let _ = writeln!(s, "  ERROR {e}");
+            }
+            for item in &step.items {
+                let _ = writeln!(s, "  {}", item_line(item));
+            }
+            s.push('\n');
+        }
+        print!("{s}");
+    }
+
+    /// One progress line per finished step (stderr, text mode only).
+    pub fn step_done(&self, step: &StepReport) {
+        if self.format == OutputFormat::Text {
+            let mark = match step.status {
+                StepStatus::Done => "done",
+                StepStatus::Failed => "FAILED",
+                StepStatus::NotRun => "not run",
+            };
+            eprintln!(
+                "  step {} {} [{}]: {} ({} ms)",
+                step.index + 1,
+                step.name,
+                mark,
+                counts_line(&step.counts),
+                step.millis
+            );
+        }
+    }
+
+    pub fn run(&self, r: &RunReport) {
+        if self.format == OutputFormat::Json {
+            return self.json(r);
+        }
+        let mut s = String::new();
+        let kind = if r.dry_run { "dry run" } else { "run" };
+        let _ = writeln!(s, "{kind} {} of {}: {}", r.run_id, r.playbook, r.status);
+        for step in &r.steps {
+            let _ = writeln!(
+                s,
+                "\nstep {} · {} ({}): {}",
+                step.index + 1,
+                step.name,
+                step.action,
+                counts_line(&step.counts)
+            );
+            if let Some(e) = &step.error {
+                let _ = writeln!(s, "  ERROR {e}");
+            }
+            for item in &step.items {
+                let _ = writeln!(s, "  {}", item_line(item));
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\ntotal: {}\ncalls: {} ({} throttled, {} retried) in {} ms\naudit log: {}\naudit head: {}",
+            counts_line(&r.totals),
+            r.calls.calls,
+            r.calls.throttled,
+            r.calls.retries,
+            r.millis,
+            r.audit_log,
+            r.audit_head
+        );
+        print!("{s}");
+    }
+
+    pub fn verification(&self, v: &Verification) {
+        if self.format == OutputFormat::Json {
+            return self.json(v);
+        }
+        println!(
+            "{}: {} records, run {}",
+            v.path,
+            v.records,
+            v.run_id.as_deref().unwrap_or("?")
+        );
+        if let Some(b) = &v.broken {
+            println!("BROKEN at {b}");
+        } else {
+            println!("hash chain: ok (head {})", v.head.as_deref().unwrap_or("-"));
+        }
+        if !v.complete && v.broken.is_none() {
+            println!("INTERRUPTED: the run has no run-end record");
+        }
+        for u in &v.uncertain {
+            println!(
+                "UNCERTAIN: announced but no result recorded (may or may not have happened): {u}"
+            );
+        }
+        if v.ok() {
+            println!("verified");
+        }
+    }
+
+    pub fn timeline(&self, v: &Verification, records: &[Record]) {
+        if self.format == OutputFormat::Json {
+            return self.json(&serde_json::json!({ "verification": v, "records": records }));
+        }
+        let mut s = String::new();
+        for r in records {
+            let ts = r.ts.strftime("%H:%M:%S%.3f");
+            let line = match &r.event {
+                Event::RunStart {
+                    playbook_name,
+                    dry_run,
+                    identity,
+                    endpoint,
+                    ..
+                } => format!(
+                    "run start{} · {playbook_name} · as {} · {}",
+                    if *dry_run { " (dry run)" } else { "" },
+                    identity.arn,
+                    endpoint
+                        .as_ref()
+                        .map(|e| e.url.as_str())
+                        .unwrap_or("AWS endpoints")
+                ),
+                Event::StepStart { step, name, action } => {
+                    format!("step {} · {name} ({action})", step + 1)
+                }
+                Event::Intent { call, .. } => format!("  → {call}"),
+                Event::Result {
+                    target,
+                    outcome,
+                    reason,
+                    error,
+                    ..
+                } => {
+                    let detail = error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .or(reason.as_ref().map(|r| format!(": {r}")))
+                        .unwrap_or_default();
+                    format!("  {} {target}{detail}", outcome_word(*outcome))
+                }
+                Event::StepEnd { step, counts, .. } => {
+                    format!("step {} end · {}", step + 1, counts_line(counts))
+                }
+                Event::RunEnd { status, totals, .. } => {
+                    format!("run end · {status} · {}", counts_line(totals))
+                }
+            };
+            let _ = writeln!(s, "{ts} {line}");
+        }
+        print!("{s}");
+        self.verification(v);
+    }
+}
+
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Changed => "changed",
+        Outcome::WouldChange => "would change",
+        Outcome::Unchanged => "unchanged",
+        Outcome::Skipped => "skipped",
+        Outcome::Failed => "FAILED",
+    }
+}
+
+fn item_line(item: &Item) -> String {
+    let mut line = format!("{:<12} {}", outcome_word(item.outcome), item.target);
+    if let Some(c) = &item.call {
+        let _ = write!(line, " · {c}");
+    }
+    if let Some(r) = &item.reason {
+        let _ = write!(line, " · {r}");
+    }
+    if let Some(e) = &item.error {
+        let _ = write!(line, " · {e}");
+    }
+    line
+}
+
+fn counts_line(c: &Counts) -> String {
+    let mut parts = Vec::new();
+    if c.would_change > 0 {
+        parts.push(format!("{} would change", c.would_change));
+    }
+    parts.push(format!("{} changed", c.changed));
+    parts.push(format!("{} unchanged", c.unchanged));
+    parts.push(format!("{} skipped", c.skipped));
+    parts.push(format!("{} failed", c.failed));
+    parts.join(", ")
+}

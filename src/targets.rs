@@ -1,0 +1,279 @@
+//! Targets: what a step acts on, where it lives, and the rules that keep
+//! some targets out of reach (the executor itself, the protect list).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::actions::{ActionKind, TargetKind};
+use crate::playbook::TargetSpec;
+use crate::playbook::yaml::Pos;
+
+/// Where a target lives. Every target carries its account and (for regional
+/// services) its region, so fan-out across accounts and regions needs no new types.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Scope {
+    pub account: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// One thing a step acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Resource {
+    User { name: String, arn: String },
+    Role { name: String, arn: String },
+    AccessKey { user: String, key_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub scope: Scope,
+    #[serde(flatten)]
+    pub resource: Resource,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.resource {
+            Resource::User { name, .. } => write!(f, "user {name}"),
+            Resource::Role { name, .. } => write!(f, "role {name}"),
+            Resource::AccessKey { user, key_id } => write!(f, "key {key_id} of user {user}"),
+        }
+    }
+}
+
+/// Why a discovered target is left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The principal the run itself uses.
+    Executor,
+    /// The access key the run signs its calls with.
+    ExecutorKey,
+    /// Matches a `protect` pattern.
+    Protected { pattern: String },
+    /// AWS manages it; inline policies cannot be attached.
+    ServiceLinkedRole,
+    /// The target named in the playbook does not exist.
+    NotFound,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Executor => f.write_str("the executor itself"),
+            SkipReason::ExecutorKey => f.write_str("the key this run signs with"),
+            SkipReason::Protected { pattern } => write!(f, "protected by {pattern}"),
+            SkipReason::ServiceLinkedRole => {
+                f.write_str("service-linked role (AWS allows no inline policy on it)")
+            }
+            SkipReason::NotFound => f.write_str("does not exist"),
+        }
+    }
+}
+
+/// The protect list plus the executor, checked before any target is planned.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    patterns: Vec<String>,
+}
+
+impl Protection {
+    pub fn new(patterns: &[String]) -> Self {
+        Protection {
+            patterns: patterns.to_vec(),
+        }
+    }
+
+    /// The first pattern that matches `arn`, if any.
+    pub fn matching(&self, arn: &str) -> Option<&str> {
+        self.patterns
+            .iter()
+            .find(|p| glob_match(p, arn))
+            .map(String::as_str)
+    }
+}
+
+/// IAM-style wildcard match: `*` any run of characters, `?` exactly one.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Static checks of a step's selectors against its action: which target kinds
+/// it accepts and requires, and that each selector selects something definite.
+/// Returns (message, position, hint) triples.
+pub fn check_spec(
+    action: ActionKind,
+    spec: &TargetSpec,
+    pos: Pos,
+) -> Vec<(String, Pos, Option<String>)> {
+    let mut out = Vec::new();
+    let info = action.info();
+    let present: Vec<(TargetKind, Pos)> = [
+        spec.users.as_ref().map(|s| (TargetKind::Users, s.pos)),
+        spec.roles.as_ref().map(|s| (TargetKind::Roles, s.pos)),
+        spec.access_keys
+            .as_ref()
+            .map(|s| (TargetKind::AccessKeys, s.pos)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let accepted: Vec<&str> = info.targets.iter().map(|k| k.key()).collect();
+    for (kind, at) in &present {
+        if !info.targets.contains(kind) {
+            out.push((
+                format!("`{}` does not take `{}` targets", action.id(), kind.key()),
+                *at,
+                Some(format!("it takes: {}", accepted.join(", "))),
+            ));
+        }
+    }
+    if !info.targets.is_empty() && present.is_empty() {
+        out.push((
+            format!("`{}` needs `targets`", action.id()),
+            pos,
+            Some(format!(
+                "select with one of: {} (for example `users: {{ all: true }}`)",
+                accepted.join(", ")
+            )),
+        ));
+    }
+    if let Some(u) = &spec.users {
+        let s = &u.value;
+        check_selector(
+            "users",
+            u.pos,
+            s.all,
+            !s.names.is_empty() || !s.access_key_ids.is_empty(),
+            s.path_prefix.as_deref(),
+            !s.tags.is_empty(),
+            &mut out,
+        );
+        for id in &s.access_key_ids {
+            check_key_id(id, u.pos, &mut out);
+        }
+    }
+    if let Some(r) = &spec.roles {
+        let s = &r.value;
+        check_selector(
+            "roles",
+            r.pos,
+            s.all,
+            !s.names.is_empty(),
+            s.path_prefix.as_deref(),
+            !s.tags.is_empty(),
+            &mut out,
+        );
+    }
+    if let Some(k) = &spec.access_keys {
+        if k.ids.is_empty() {
+            out.push((
+                "`access_keys.ids` is empty".into(),
+                k.pos,
+                Some("list the access key ids, such as AKIA…".into()),
+            ));
+        }
+        for id in &k.ids {
+            check_key_id(id, k.pos, &mut out);
+        }
+    }
+    out
+}
+
+fn check_selector(
+    what: &str,
+    pos: Pos,
+    all: bool,
+    named: bool,
+    path_prefix: Option<&str>,
+    tagged: bool,
+    out: &mut Vec<(String, Pos, Option<String>)>,
+) {
+    if all && named {
+        out.push((
+            format!("`{what}` has both `all: true` and explicit names"),
+            pos,
+            Some("keep one: `all: true` selects everything already".into()),
+        ));
+    }
+    if !all && !named && path_prefix.is_none() && !tagged {
+        out.push((
+            format!("`{what}` selects nothing"),
+            pos,
+            Some("use `all: true`, `names`, `path_prefix` or `tags`".into()),
+        ));
+    }
+    if let Some(p) = path_prefix {
+        if !p.contains("{{") && !(p.starts_with('/') && p.ends_with('/')) {
+            out.push((
+                format!("`{what}.path_prefix` `{p}` must start and end with `/`"),
+                pos,
+                None,
+            ));
+        }
+    }
+}
+
+fn check_key_id(id: &str, pos: Pos, out: &mut Vec<(String, Pos, Option<String>)>) {
+    if id.contains("{{") {
+        return;
+    }
+    let well_formed = id.len() >= 16
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if !well_formed {
+        out.push((
+            format!("`{id}` is not an access key id"),
+            pos,
+            Some("access key ids look like AKIAIOSFODNN7EXAMPLE".into()),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(
+            "arn:aws:iam::*:role/IR-*",
+            "arn:aws:iam::111122223333:role/IR-BreakGlass"
+        ));
+        assert!(!glob_match(
+            "arn:aws:iam::*:role/IR-*",
+            "arn:aws:iam::111122223333:role/ops/Admin"
+        ));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("*", ""));
+    }
+}
