@@ -1,0 +1,347 @@
+//! Test harness: a moto server per test on a free loopback port, a profile
+//! directory holding the executor's dummy credential, SDK clients to seed and
+//! read back state, and the `breakglass` binary wired to all of them.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
+
+/// A moto server on 127.0.0.1, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let exe = moto_server();
+        let port = free_port();
+        let child = Command::new(&exe)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}; run ./scripts/setup-emulator.sh",
+                    exe.display()
+                )
+            });
+        let moto = Moto { child, port };
+        moto.wait_ready();
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut buf = [0u8; 12];
+                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("moto server on port {} did not start in 60 s", self.port);
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("BREAKGLASS_MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// IAM client signing with `key` (moto accepts any secret for unknown keys).
+pub fn iam_client(endpoint: &str, key: &str, secret: &str) -> aws_sdk_iam::Client {
+    let conf = aws_sdk_iam::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .build();
+    aws_sdk_iam::Client::from_conf(conf)
+}
+
+/// An account seeded through the SDK, with the executor's profile on disk.
+pub struct Estate {
+    pub moto: Moto,
+    /// Admin client (moto's default root-ish identity).
+    pub iam: aws_sdk_iam::Client,
+    pub dir: tempfile::TempDir,
+    pub executor_user: String,
+    pub executor_key: String,
+    pub executor_secret: String,
+}
+
+pub const ADMIN_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+impl Estate {
+    /// A moto server with an executor user `ir-responder` (path /ir/) whose key
+    /// is written to the `breakglass` profile.
+    pub async fn new() -> Estate {
+        let moto = Moto::start();
+        let iam = iam_client(&moto.endpoint(), ADMIN_KEY, "admin-secret");
+        iam.create_user()
+            .user_name("ir-responder")
+            .path("/ir/")
+            .send()
+            .await
+            .expect("create executor");
+        let key = iam
+            .create_access_key()
+            .user_name("ir-responder")
+            .send()
+            .await
+            .expect("executor key");
+        let key = key.access_key().expect("key");
+        iam.create_login_profile()
+            .user_name("ir-responder")
+            .password("Resp0nder!Pass")
+            .send()
+            .await
+            .expect("executor login");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let estate = Estate {
+            moto,
+            iam,
+            dir,
+            executor_user: "ir-responder".into(),
+            executor_key: key.access_key_id().to_string(),
+            executor_secret: key.secret_access_key().to_string(),
+        };
+        estate.write_profile("breakglass", &estate.executor_key, &estate.executor_secret);
+        estate
+    }
+
+    pub fn write_profile(&self, name: &str, key: &str, secret: &str) {
+        let creds = self.dir.path().join("credentials");
+        let mut text = std::fs::read_to_string(&creds).unwrap_or_default();
+        text.push_str(&format!(
+            "[{name}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+        ));
+        std::fs::write(&creds, text).expect("write credentials");
+        let config = self.dir.path().join("config");
+        let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+        text.push_str(&format!("[profile {name}]\nregion = us-east-1\n"));
+        std::fs::write(&config, text).expect("write config");
+    }
+
+    /// Creates a user with one active key and a console password; returns the key id.
+    pub async fn user_with_key(&self, name: &str) -> String {
+        self.iam
+            .create_user()
+            .user_name(name)
+            .send()
+            .await
+            .expect("create user");
+        self.iam
+            .create_login_profile()
+            .user_name(name)
+            .password("Pa55word!long")
+            .send()
+            .await
+            .expect("login profile");
+        self.add_key(name).await
+    }
+
+    pub async fn add_key(&self, user: &str) -> String {
+        self.iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .expect("key")
+            .access_key()
+            .expect("key")
+            .access_key_id()
+            .to_string()
+    }
+
+    pub async fn role(&self, name: &str, path: &str) {
+        self.iam
+            .create_role()
+            .role_name(name)
+            .path(path)
+            .assume_role_policy_document("{}")
+            .send()
+            .await
+            .expect("create role");
+    }
+
+    pub async fn key_status(&self, user: &str, key: &str) -> String {
+        let out = self
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .expect("list keys");
+        out.access_key_metadata()
+            .iter()
+            .find(|k| k.access_key_id() == Some(key))
+            .and_then(|k| k.status())
+            .map(|s| s.as_str().to_string())
+            .expect("key present")
+    }
+
+    pub async fn has_login_profile(&self, user: &str) -> bool {
+        self.iam
+            .get_login_profile()
+            .user_name(user)
+            .send()
+            .await
+            .is_ok()
+    }
+
+    /// The inline policy document of a user or role, parsed, if present.
+    pub async fn inline_policy(
+        &self,
+        kind: &str,
+        name: &str,
+        policy: &str,
+    ) -> Option<serde_json::Value> {
+        let doc = match kind {
+            "user" => self
+                .iam
+                .get_user_policy()
+                .user_name(name)
+                .policy_name(policy)
+                .send()
+                .await
+                .ok()?
+                .policy_document()
+                .to_string(),
+            _ => self
+                .iam
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(policy)
+                .send()
+                .await
+                .ok()?
+                .policy_document()
+                .to_string(),
+        };
+        let decoded = if doc.starts_with('{') {
+            doc
+        } else {
+            percent_decode(&doc)
+        };
+        Some(serde_json::from_str(&decoded).expect("policy is JSON"))
+    }
+
+    /// The binary, wired to this estate's profile files and endpoint, with no
+    /// stray AWS variables from the outer environment.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("breakglass").expect("binary");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            self.dir.path().join("credentials"),
+        )
+        .env("AWS_CONFIG_FILE", self.dir.path().join("config"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .arg("--endpoint-url")
+        .arg(self.moto.endpoint())
+        .current_dir(self.dir.path());
+        cmd
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).expect("utf8")
+}
+
+/// Output of a finished command, for assertions and secret checks.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Estate {
+    /// Runs the binary and checks that no secret of the executor leaked to its output.
+    pub fn run(&self, args: &[&str]) -> Ran {
+        let out = self
+            .cmd()
+            .args(args)
+            .write_stdin("")
+            .output()
+            .expect("run binary");
+        let ran = Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert!(
+            !ran.stdout.contains(&self.executor_secret)
+                && !ran.stderr.contains(&self.executor_secret),
+            "the executor's secret key leaked into the output"
+        );
+        ran
+    }
+}
+
+/// Writes a playbook into the estate's directory.
+pub fn playbook(estate: &Estate, name: &str, text: &str) -> PathBuf {
+    let p = estate.path(name);
+    std::fs::write(&p, text).expect("write playbook");
+    p
+}
+
+pub fn repo_playbook(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("playbooks")
+        .join(name)
+}

@@ -1,0 +1,382 @@
+//! End to end against moto: the binary, the real SDK code paths, API state read back.
+
+mod common;
+
+use common::{Estate, playbook, repo_playbook};
+
+const REVOKE: &str = "breakglass-revoke-older-sessions";
+const QUARANTINE: &str = "breakglass-quarantine";
+
+/// The `aws:TokenIssueTime` cutoff of a revocation policy.
+fn cutoff(doc: &serde_json::Value) -> jiff::Timestamp {
+    let s = &doc["Statement"][0];
+    assert_eq!(s["Effect"], "Deny");
+    assert_eq!(s["Action"], "*");
+    assert_eq!(s["Resource"], "*");
+    s["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+        .as_str()
+        .expect("TokenIssueTime condition")
+        .parse()
+        .expect("timestamp")
+}
+
+async fn lockdown_estate() -> (Estate, String, String) {
+    let e = Estate::new().await;
+    let alice = e.user_with_key("alice").await;
+    let bob = e.user_with_key("bob").await;
+    e.role("app", "/").await;
+    e.role("IR-BreakGlass", "/").await;
+    e.iam
+        .create_service_linked_role()
+        .aws_service_name("autoscaling.amazonaws.com")
+        .send()
+        .await
+        .expect("service-linked role");
+    (e, alice, bob)
+}
+
+#[tokio::test]
+async fn credential_lockdown_contains_everyone_but_the_executor() {
+    let (e, alice, bob) = lockdown_estate().await;
+    let pb = repo_playbook("credential-lockdown.yaml");
+    let started = jiff::Timestamp::now();
+    let log = e.path("run.jsonl");
+    let ran = e.run(&[
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--var",
+        "case_id=IR-1",
+        "--audit-log",
+        log.to_str().expect("path"),
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+
+    assert_eq!(e.key_status("alice", &alice).await, "Inactive");
+    assert_eq!(e.key_status("bob", &bob).await, "Inactive");
+    assert!(!e.has_login_profile("alice").await);
+    assert!(!e.has_login_profile("bob").await);
+    let role_doc = e
+        .inline_policy("role", "app", REVOKE)
+        .await
+        .expect("app revoked");
+    assert!(
+        cutoff(&role_doc)
+            >= started
+                .checked_sub(jiff::SignedDuration::from_secs(1))
+                .expect("t")
+    );
+    let user_doc = e
+        .inline_policy("user", "alice", REVOKE)
+        .await
+        .expect("alice revoked");
+    assert!(
+        cutoff(&user_doc)
+            >= started
+                .checked_sub(jiff::SignedDuration::from_secs(1))
+                .expect("t")
+    );
+
+    // The executor keeps its key and console access; protected and
+    // service-linked roles are untouched.
+    assert_eq!(
+        e.key_status(&e.executor_user, &e.executor_key).await,
+        "Active"
+    );
+    assert!(e.has_login_profile(&e.executor_user).await);
+    assert!(
+        e.inline_policy("user", &e.executor_user, REVOKE)
+            .await
+            .is_none()
+    );
+    assert!(
+        e.inline_policy("role", "IR-BreakGlass", REVOKE)
+            .await
+            .is_none()
+    );
+    assert!(
+        ran.stdout.contains("protected by arn:aws:iam::*:role/IR-*"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("service-linked role"), "{}", ran.stdout);
+
+    let verify = e.run(&["audit", "verify", log.to_str().expect("path")]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(!text.contains(&e.executor_secret));
+
+    // A rerun converges: nothing left to change, still exit 0.
+    let again = e.run(&[
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--var",
+        "case_id=IR-1",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json report");
+    assert_eq!(report["totals"]["failed"], 0);
+    assert_eq!(report["status"], "completed");
+    // Keys and login profiles are already contained; revocations from an
+    // earlier run are renewed only when they predate this run.
+    assert_eq!(report["steps"][0]["counts"]["changed"], 0);
+    assert_eq!(report["steps"][3]["counts"]["changed"], 0);
+}
+
+#[tokio::test]
+async fn dry_run_and_plan_change_nothing() {
+    let (e, alice, _) = lockdown_estate().await;
+    let pb = repo_playbook("credential-lockdown.yaml");
+    let plan = e.run(&["plan", pb.to_str().expect("path"), "--var", "case_id=IR-1"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains("iam:UpdateAccessKey UserName=alice"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("the key this run signs with"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("the executor itself"),
+        "{}",
+        plan.stdout
+    );
+
+    let log = e.path("dry.jsonl");
+    let ran = e.run(&[
+        "run",
+        pb.to_str().expect("path"),
+        "--dry-run",
+        "--var",
+        "case_id=IR-1",
+        "--audit-log",
+        log.to_str().expect("path"),
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stdout.contains("would change"), "{}", ran.stdout);
+    assert_eq!(e.key_status("alice", &alice).await, "Active");
+    assert!(e.has_login_profile("alice").await);
+    assert!(e.inline_policy("role", "app", REVOKE).await.is_none());
+
+    let first = std::fs::read_to_string(&log).expect("log");
+    let start: serde_json::Value =
+        serde_json::from_str(first.lines().next().expect("line")).expect("json");
+    assert_eq!(start["event"], "run_start");
+    assert_eq!(start["dry_run"], true);
+    assert!(
+        !first.contains("\"event\":\"intent\""),
+        "a dry run announces no call"
+    );
+    assert_eq!(
+        e.run(&["audit", "verify", log.to_str().expect("path")])
+            .code,
+        0
+    );
+}
+
+#[tokio::test]
+async fn compromised_access_key_contains_its_owner_only() {
+    let e = Estate::new().await;
+    let leaked = e.user_with_key("ci-bot").await;
+    let second = e.add_key("ci-bot").await;
+    let other = e.user_with_key("alice").await;
+    let pb = repo_playbook("compromised-access-key.yaml");
+    let var = format!("key_id={leaked}");
+    let ran = e.run(&[
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--var",
+        &var,
+        "--var",
+        "case_id=IR-2",
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+
+    assert_eq!(e.key_status("ci-bot", &leaked).await, "Inactive");
+    assert_eq!(
+        e.key_status("ci-bot", &second).await,
+        "Active",
+        "only the leaked key"
+    );
+    assert_eq!(e.key_status("alice", &other).await, "Active");
+    assert!(e.inline_policy("user", "ci-bot", REVOKE).await.is_some());
+    let q = e
+        .inline_policy("user", "ci-bot", QUARANTINE)
+        .await
+        .expect("quarantined");
+    assert_eq!(q["Statement"][0]["Effect"], "Deny");
+    assert!(e.inline_policy("user", "alice", QUARANTINE).await.is_none());
+}
+
+#[tokio::test]
+async fn the_executor_is_protected_even_when_named() {
+    let e = Estate::new().await;
+    let pb = playbook(
+        &e,
+        "self.yaml",
+        r#"
+name: self-harm
+steps:
+  - action: iam.deactivate_access_keys
+    targets: { users: { names: [ir-responder] } }
+  - action: iam.quarantine_principals
+    targets: { users: { names: [ir-responder] } }
+  - action: iam.deactivate_access_keys
+    targets: { access_keys: { ids: ["EXECUTOR_KEY"] } }
+"#
+        .replace("EXECUTOR_KEY", &e.executor_key)
+        .as_str(),
+    );
+    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(
+        e.key_status(&e.executor_user, &e.executor_key).await,
+        "Active"
+    );
+    assert!(
+        e.inline_policy("user", &e.executor_user, QUARANTINE)
+            .await
+            .is_none()
+    );
+    assert!(ran.stdout.contains("skipped"), "{}", ran.stdout);
+}
+
+#[tokio::test]
+async fn environment_credentials_never_replace_the_profile() {
+    let e = Estate::new().await;
+    let intruder_key = e.user_with_key("intruder").await;
+    let out = e
+        .cmd()
+        .env("AWS_ACCESS_KEY_ID", &intruder_key)
+        .env("AWS_SECRET_ACCESS_KEY", "whatever")
+        .args(["whoami", "--output", "json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let who: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        who["identity"]["arn"],
+        "arn:aws:iam::123456789012:user/ir/ir-responder"
+    );
+    assert_eq!(who["identity"]["access_key_id"], e.executor_key.as_str());
+    assert_eq!(who["endpoint"]["source"], "--endpoint-url");
+}
+
+#[tokio::test]
+async fn identity_mismatch_and_missing_confirmation_refuse_without_changes() {
+    let e = Estate::new().await;
+    let alice = e.user_with_key("alice").await;
+    let pb = playbook(
+        &e,
+        "pinned.yaml",
+        r#"
+name: pinned
+executor:
+  expect_account: "999999999999"
+steps:
+  - action: iam.deactivate_access_keys
+    targets: { users: { all: true } }
+"#,
+    );
+    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("999999999999") && ran.stderr.contains("123456789012"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(e.key_status("alice", &alice).await, "Active");
+
+    let pb = playbook(
+        &e,
+        "principal.yaml",
+        r#"
+name: principal
+executor:
+  expect_principal: arn:aws:iam::123456789012:role/IR-BreakGlass
+steps:
+  - action: iam.deactivate_access_keys
+    targets: { users: { all: true } }
+"#,
+    );
+    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+
+    // No terminal and no --yes: refused before any change.
+    let pb = repo_playbook("credential-lockdown.yaml");
+    let ran = e.run(&["run", pb.to_str().expect("path"), "--var", "case_id=IR-3"]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(ran.stderr.contains("--yes"), "{}", ran.stderr);
+    assert_eq!(e.key_status("alice", &alice).await, "Active");
+
+    // A missing required variable is a usage error, also before any change.
+    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("--var case_id=VALUE"), "{}", ran.stderr);
+    assert_eq!(e.key_status("alice", &alice).await, "Active");
+}
+
+#[tokio::test]
+async fn selectors_narrow_by_path_tags_and_exclude() {
+    let e = Estate::new().await;
+    let c1 = e.user_with_key("c1").await;
+    e.iam
+        .create_user()
+        .user_name("c2")
+        .path("/contractors/")
+        .send()
+        .await
+        .expect("c2");
+    let c2 = e.add_key("c2").await;
+    e.iam
+        .create_user()
+        .user_name("c3")
+        .path("/contractors/")
+        .send()
+        .await
+        .expect("c3");
+    let c3 = e.add_key("c3").await;
+    e.iam
+        .tag_user()
+        .user_name("c3")
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("team")
+                .value("red")
+                .build()
+                .expect("tag"),
+        )
+        .send()
+        .await
+        .expect("tag");
+    let pb = playbook(
+        &e,
+        "narrow.yaml",
+        r#"
+name: narrow
+steps:
+  - action: iam.deactivate_access_keys
+    targets: { users: { path_prefix: /contractors/, tags: { team: red } } }
+  - action: iam.quarantine_principals
+    targets: { users: { all: true, exclude: [c1] } }
+"#,
+    );
+    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(e.key_status("c3", &c3).await, "Inactive");
+    assert_eq!(e.key_status("c2", &c2).await, "Active");
+    assert_eq!(e.key_status("c1", &c1).await, "Active");
+    assert!(e.inline_policy("user", "c2", QUARANTINE).await.is_some());
+    assert!(e.inline_policy("user", "c1", QUARANTINE).await.is_none());
+}
