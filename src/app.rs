@@ -102,25 +102,25 @@ async fn connect(global: &GlobalArgs, playbook: Option<&Playbook>) -> Result<Ses
 }
 
 fn check_identity(pb: &Playbook, id: &Identity) -> Result<(), Error> {
-    if let Some(acct) = &pb.executor.expect_account {
-        if acct.value != id.account {
-            return Err(Error::IdentityMismatch {
-                expected_what: "account",
-                expected: acct.value.clone(),
-                actual_arn: id.arn.clone(),
-                actual_account: id.account.clone(),
-            });
-        }
+    if let Some(acct) = &pb.executor.expect_account
+        && acct.value != id.account
+    {
+        return Err(Error::IdentityMismatch {
+            expected_what: "account",
+            expected: acct.value.clone(),
+            actual_arn: id.arn.clone(),
+            actual_account: id.account.clone(),
+        });
     }
-    if let Some(arn) = &pb.executor.expect_principal {
-        if !principal_matches(&arn.value, id) {
-            return Err(Error::IdentityMismatch {
-                expected_what: "principal",
-                expected: arn.value.clone(),
-                actual_arn: id.arn.clone(),
-                actual_account: id.account.clone(),
-            });
-        }
+    if let Some(arn) = &pb.executor.expect_principal
+        && !principal_matches(&arn.value, id)
+    {
+        return Err(Error::IdentityMismatch {
+            expected_what: "principal",
+            expected: arn.value.clone(),
+            actual_arn: id.arn.clone(),
+            actual_account: id.account.clone(),
+        });
     }
     Ok(())
 }

@@ -324,11 +324,9 @@ pub fn read(path: &Path) -> Result<(Verification, Vec<Record>), Error> {
             }
             Event::Result {
                 intent: Some(i), ..
-            } => {
-                if open_intents.remove(i).is_none() {
-                    v.broken = fail(format!("result for unknown intent {i}"));
-                    break;
-                }
+            } if open_intents.remove(i).is_none() => {
+                v.broken = fail(format!("result for unknown intent {i}"));
+                break;
             }
             Event::RunEnd { .. } => ended = true,
             _ => {}

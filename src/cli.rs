@@ -136,13 +136,13 @@ impl GlobalArgs {
                     source: "AWS_ENDPOINT_URL".into(),
                 }),
         };
-        if let Some(e) = &endpoint {
-            if !(e.url.starts_with("http://") || e.url.starts_with("https://")) {
-                return Err(Error::Usage {
-                    flag: e.source.clone(),
-                    message: format!("`{}` is not an http(s) URL", e.url),
-                });
-            }
+        if let Some(e) = &endpoint
+            && !(e.url.starts_with("http://") || e.url.starts_with("https://"))
+        {
+            return Err(Error::Usage {
+                flag: e.source.clone(),
+                message: format!("`{}` is not an http(s) URL", e.url),
+            });
         }
         Ok(Connection {
             profile,

@@ -229,14 +229,15 @@ fn check_selector(
             Some("use `all: true`, `names`, `path_prefix` or `tags`".into()),
         ));
     }
-    if let Some(p) = path_prefix {
-        if !p.contains("{{") && !(p.starts_with('/') && p.ends_with('/')) {
-            out.push((
-                format!("`{what}.path_prefix` `{p}` must start and end with `/`"),
-                pos,
-                None,
-            ));
-        }
+    if let Some(p) = path_prefix
+        && !p.contains("{{")
+        && !(p.starts_with('/') && p.ends_with('/'))
+    {
+        out.push((
+            format!("`{what}.path_prefix` `{p}` must start and end with `/`"),
+            pos,
+            None,
+        ));
     }
 }
 

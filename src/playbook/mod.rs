@@ -188,16 +188,15 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
             );
         }
     }
-    if let Some(r) = &regions {
-        if let Regions::List(list) = &r.value {
-            if list.is_empty() {
-                problems.push(Problem::error(
-                    source,
-                    Some(r.pos),
-                    "`regions` is empty: list regions or write `all`",
-                ));
-            }
-        }
+    if let Some(r) = &regions
+        && let Regions::List(list) = &r.value
+        && list.is_empty()
+    {
+        problems.push(Problem::error(
+            source,
+            Some(r.pos),
+            "`regions` is empty: list regions or write `all`",
+        ));
     }
 
     let steps = match steps_node {
@@ -236,31 +235,29 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
 }
 
 fn check_executor(source: &str, executor: &ExecutorSpec, problems: &mut Vec<Problem>) {
-    if let Some(acct) = &executor.expect_account {
-        if acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()) {
-            problems.push(
-                Problem::error(
-                    source,
-                    Some(acct.pos),
-                    format!(
-                        "expect_account `{}` is not a 12-digit account id",
-                        acct.value
-                    ),
-                )
-                .with_hint(
-                    "quote it so YAML keeps leading zeros: expect_account: \"012345678901\"",
-                ),
-            );
-        }
-    }
-    if let Some(arn) = &executor.expect_principal {
-        if !arn.starts_with("arn:") {
-            problems.push(Problem::error(
+    if let Some(acct) = &executor.expect_account
+        && (acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()))
+    {
+        problems.push(
+            Problem::error(
                 source,
-                Some(arn.pos),
-                format!("expect_principal `{}` is not an ARN", arn.value),
-            ));
-        }
+                Some(acct.pos),
+                format!(
+                    "expect_account `{}` is not a 12-digit account id",
+                    acct.value
+                ),
+            )
+            .with_hint("quote it so YAML keeps leading zeros: expect_account: \"012345678901\""),
+        );
+    }
+    if let Some(arn) = &executor.expect_principal
+        && !arn.starts_with("arn:")
+    {
+        problems.push(Problem::error(
+            source,
+            Some(arn.pos),
+            format!("expect_principal `{}` is not an ARN", arn.value),
+        ));
     }
 }
 
@@ -282,14 +279,15 @@ fn check_vars(
                 format!("variable name `{name}` must be letters, digits and `_`"),
             ));
         }
-        if let Some(spec) = vars.get(name) {
-            if spec.required && spec.default.is_some() {
-                problems.push(Problem::error(
-                    source,
-                    Some(key.pos),
-                    format!("variable `{name}` is required and has a default: choose one"),
-                ));
-            }
+        if let Some(spec) = vars.get(name)
+            && spec.required
+            && spec.default.is_some()
+        {
+            problems.push(Problem::error(
+                source,
+                Some(key.pos),
+                format!("variable `{name}` is required and has a default: choose one"),
+            ));
         }
     }
 }
@@ -520,7 +518,7 @@ pub(crate) fn suggest(got: &str, known: &[&str]) -> String {
         .map(|k| (edit_distance(got, k), *k))
         .min_by_key(|(d, _)| *d);
     match best {
-        Some((d, k)) if d <= 3.max(got.len() / 3) => format!("did you mean `{k}`?"),
+        Some((d, k)) if d <= 3.max(got.len() / 2) => format!("did you mean `{k}`?"),
         _ => format!("expected one of: {}", known.join(", ")),
     }
 }

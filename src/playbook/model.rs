@@ -39,8 +39,9 @@ pub struct ExecutorSpec {
     /// Named profile holding the break-glass credential (overridden by `--profile`).
     #[serde(default)]
     pub profile: Option<String>,
-    /// The 12-digit account id the credential must belong to.
-    #[serde(default)]
+    /// The 12-digit account id the credential must belong to (quoted).
+    #[serde(default, deserialize_with = "quoted_account")]
+    #[schemars(with = "Option<String>")]
     pub expect_account: Option<Located<String>>,
     /// The principal ARN the credential must resolve to (for an assumed role, the
     /// role ARN; the session name is ignored).
@@ -201,3 +202,40 @@ pub struct AccessKeySelector {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
+
+/// Account ids must be quoted: YAML reads a bare number and drops leading zeros.
+fn quoted_account<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Located<String>>, D::Error> {
+    let located = Located::<AccountText>::deserialize(d)?;
+    Ok(Some(Located {
+        pos: located.pos,
+        value: located.value.0,
+    }))
+}
+
+struct AccountText(String);
+
+impl<'de> Deserialize<'de> for AccountText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = AccountText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a quoted 12-digit account id")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AccountText, E> {
+                Ok(AccountText(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<AccountText, E> {
+                Err(E::custom(format!(
+                    "account id {v} must be quoted, such as \"012345678901\": YAML reads a bare number and drops leading zeros"
+                )))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<AccountText, E> {
+                self.visit_i64(v as i64)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -71,11 +71,11 @@ fn split_expected(message: &str) -> (String, Option<String>) {
         return (m.to_string(), Some("this takes no keys here".into()));
     }
     for sep in [", expected one of ", ", expected "] {
-        if let Some(i) = message.find(sep) {
-            if message.starts_with("unknown") {
-                let rest = &message[i + sep.len()..];
-                return (message[..i].to_string(), Some(format!("expected {rest}")));
-            }
+        if let Some(i) = message.find(sep)
+            && message.starts_with("unknown")
+        {
+            let rest = &message[i + sep.len()..];
+            return (message[..i].to_string(), Some(format!("expected {rest}")));
         }
     }
     (message.to_string(), None)

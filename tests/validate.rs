@@ -1,0 +1,232 @@
+//! Playbook validation through the binary: no network, every problem with
+//! file:line:column, exit 2. Each case names the exact position and message.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+fn breakglass() -> Command {
+    let mut cmd = Command::cargo_bin("breakglass").expect("binary");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    // Any AWS call would fail loudly against this closed port.
+    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn validate(name: &str, text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    let out = breakglass()
+        .current_dir(dir.path())
+        .args(["validate", name])
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const GOOD_STEP: &str =
+    "steps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { all: true } }\n";
+
+/// (case, file text, expected `file:line:col: error: message` fragments)
+fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
+    vec![
+        ("yaml syntax", "name: x\nsteps: [\n".into(), vec!["p.yaml:2:8: error: unclosed bracket"]),
+        ("tab indentation", "name: x\nsteps:\n\t- action: a\n".into(), vec!["p.yaml:3:"]),
+        (
+            "unknown top-level key",
+            format!("name: x\ncolour: red\n{GOOD_STEP}"),
+            vec!["p.yaml:2:1: error: unknown key `colour`"],
+        ),
+        (
+            "unknown step key",
+            "name: x\nsteps:\n  - action: iam.deactivate_access_keys\n    taregts: { users: { all: true } }\n".into(),
+            vec!["p.yaml:4:5: error: step 1: unknown field `taregts`"],
+        ),
+        (
+            "unknown action",
+            "name: x\nsteps:\n  - action: iam.deactivate_key\n    targets: { users: { all: true } }\n".into(),
+            vec!["p.yaml:3:13: error: step 1: unknown action `iam.deactivate_key`", "did you mean `iam.deactivate_access_keys`?"],
+        ),
+        (
+            "wrong type",
+            "name: x\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { all: yes please } }\n".into(),
+            vec!["p.yaml:4:30: error: step 1: targets: invalid type"],
+        ),
+        (
+            "undeclared variable",
+            "name: x\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { access_keys: { ids: [\"{{ key }}\"] } }\n".into(),
+            vec!["p.yaml:4:37: error: step 1: variable `key` is not declared"],
+        ),
+        (
+            "required var with default",
+            format!("name: x\nvars:\n  case_id: {{ required: true, default: a }}\n{GOOD_STEP}"),
+            vec!["p.yaml:3:3: error: variable `case_id` is required and has a default"],
+        ),
+        (
+            "bad selector",
+            "name: x\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { } }\n".into(),
+            vec!["p.yaml:4:23: error: step 1: `users` selects nothing"],
+        ),
+        (
+            "target kind the action does not take",
+            "name: x\nsteps:\n  - action: iam.revoke_role_sessions\n    targets: { users: { all: true } }\n".into(),
+            vec!["p.yaml:4:23: error: step 1: `iam.revoke_role_sessions` does not take `users` targets"],
+        ),
+        (
+            "missing targets",
+            "name: x\nsteps:\n  - action: iam.delete_login_profiles\n".into(),
+            vec!["p.yaml:3:5: error: step 1: `iam.delete_login_profiles` needs `targets`"],
+        ),
+        ("empty steps", "name: x\nsteps: []\n".into(), vec!["p.yaml:2:8: error: `steps` is empty"]),
+        ("missing steps", "name: x\n".into(), vec!["p.yaml:1:1: error: missing key `steps`"]),
+        (
+            "bad account id",
+            format!("name: x\nexecutor:\n  expect_account: 12345\n{GOOD_STEP}"),
+            vec!["p.yaml:3:19: error: account id 12345 must be quoted"],
+        ),
+        (
+            "short account id",
+            format!("name: x\nexecutor:\n  expect_account: \"12345\"\n{GOOD_STEP}"),
+            vec!["p.yaml:3:19: error: expect_account `12345` is not a 12-digit account id"],
+        ),
+        (
+            "bad on_failure",
+            format!("name: x\n{GOOD_STEP}    on_failure: maybe\n"),
+            vec!["p.yaml:5:17: error: step 1: unknown value `maybe`"],
+        ),
+        (
+            "unknown parameter",
+            format!("name: x\n{GOOD_STEP}    with: {{ force: true }}\n"),
+            vec!["p.yaml:5:13: error: step 1: with: unknown field `force`"],
+        ),
+        (
+            "duplicate key",
+            format!("name: x\nname: y\n{GOOD_STEP}"),
+            vec!["p.yaml:2:1: error:"],
+        ),
+        ("not a mapping", "- a\n- b\n".into(), vec!["p.yaml:1:1: error: a playbook is a mapping"]),
+        ("empty file", "".into(), vec!["p.yaml:1:1: error: the file is empty"]),
+    ]
+}
+
+#[test]
+fn broken_playbooks_are_reported_with_positions() {
+    let mut failures = Vec::new();
+    for (case, text, expected) in cases() {
+        let (code, stderr) = validate("p.yaml", &text);
+        if code != 2 {
+            failures.push(format!("{case}: exit {code}, stderr:\n{stderr}"));
+            continue;
+        }
+        for e in expected {
+            if !stderr.contains(e) {
+                failures.push(format!("{case}: expected `{e}` in:\n{stderr}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = "name: x\ncolour: red\nsteps:\n  - action: nope\n  - action: iam.delete_login_profiles\n    targets: { roles: { all: true } }\n";
+    let (code, stderr) = validate("p.yaml", text);
+    assert_eq!(code, 2);
+    for e in ["p.yaml:2:1:", "p.yaml:4:13:", "p.yaml:6:23:"] {
+        assert!(stderr.contains(e), "missing {e} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn shipped_playbooks_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("playbooks/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "shipped playbooks missing");
+    let out = breakglass()
+        .arg("validate")
+        .args(&names)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn json_output_lists_problems() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    std::fs::write(&path, "name: x\ncolour: red\n").expect("write");
+    let out = breakglass()
+        .args(["--output", "json", "validate"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let problems = doc[0]["problems"].as_array().expect("problems");
+    assert!(problems.iter().any(|p| p["line"] == 2 && p["column"] == 1));
+}
+
+#[test]
+fn vars_are_checked_when_given() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
+    let out = breakglass()
+        .args(["validate", "--var", "nope=1"])
+        .arg(dir.join("credential-lockdown.yaml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--var: error: `nope` is not a variable"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("requires variable `case_id`"), "{stderr}");
+}
+
+#[test]
+fn schema_describes_actions_and_rejects_unknown_keys() {
+    let out = breakglass().arg("schema").output().expect("run");
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json schema");
+    assert_eq!(schema["additionalProperties"], false);
+    let step = &schema["$defs"]["StepFile"];
+    let ids = step["properties"]["action"]["enum"]
+        .as_array()
+        .expect("action enum");
+    assert!(ids.iter().any(|i| i == "iam.deactivate_access_keys"));
+    assert_eq!(step["allOf"].as_array().map(Vec::len), Some(ids.len()));
+}
+
+#[test]
+fn actions_catalog_states_reversibility() {
+    let out = breakglass()
+        .args(["actions", "--output", "json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let actions: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let login = actions
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == "iam.delete_login_profiles"))
+        .expect("delete_login_profiles");
+    assert_eq!(login["reversibility"]["kind"], "irreversible");
+}
