@@ -36,6 +36,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             };
             run(&cli.global, &out, req).await
         }
+        Command::Verify { playbook, vars } => verify(&cli.global, &out, playbook, vars).await,
         Command::Audit(AuditCommand::Verify { path }) => audit_verify(&out, path),
         Command::Audit(AuditCommand::Show { path }) => audit_show(&out, path),
         Command::Whoami => whoami(&cli.global, &out).await,
@@ -157,26 +158,64 @@ fn context(global: &GlobalArgs, session: &Session, pb: &Playbook, started: jiff:
     }
 }
 
+/// Loads, connects and discovers every step without changing anything.
+/// `since` decides which revocations count as in place (see `Ctx::run_started`).
+async fn read_only(
+    global: &GlobalArgs,
+    out: &Printer,
+    path: &std::path::Path,
+    vars: &[(String, String)],
+    mode: &str,
+    since: jiff::Timestamp,
+) -> Result<(Loaded, Session, Vec<StepReport>), Error> {
+    let loaded = load(path, vars)?;
+    let session = connect(global, Some(&loaded.playbook)).await?;
+    out.header(&session, &loaded.playbook, mode);
+    let ctx = context(global, &session, &loaded.playbook, since);
+    let opts = executor::Options {
+        dry_run: true,
+        audit: None,
+    };
+    let steps = executor::execute(&ctx, &loaded.steps, &opts, |_| {}).await?;
+    Ok((loaded, session, steps))
+}
+
 async fn plan(
     global: &GlobalArgs,
     out: &Printer,
     path: &std::path::Path,
     vars: &[(String, String)],
 ) -> Result<ExitCode, Error> {
-    let loaded = load(path, vars)?;
-    let session = connect(global, Some(&loaded.playbook)).await?;
-    out.header(&session, &loaded.playbook, "plan (read-only)");
-    let ctx = context(global, &session, &loaded.playbook, jiff::Timestamp::now());
-    let opts = executor::Options {
-        dry_run: true,
-        audit: None,
-    };
-    let steps = executor::execute(&ctx, &loaded.steps, &opts, |_| {}).await?;
+    let now = jiff::Timestamp::now();
+    let (loaded, session, steps) =
+        read_only(global, out, path, vars, "plan (read-only)", now).await?;
     out.plan(&loaded.playbook, &session, &steps);
     Ok(if steps.iter().any(|s| s.status != StepStatus::Done) {
         ExitCode::Failed
     } else {
         ExitCode::Success
+    })
+}
+
+/// Discovery in read-only mode is the read-back: a target that would need a
+/// call is not contained. Any revocation in place counts, whatever its age.
+async fn verify(
+    global: &GlobalArgs,
+    out: &Printer,
+    path: &std::path::Path,
+    vars: &[(String, String)],
+) -> Result<ExitCode, Error> {
+    let epoch = jiff::Timestamp::UNIX_EPOCH;
+    let (loaded, session, steps) =
+        read_only(global, out, path, vars, "verify (read-only)", epoch).await?;
+    out.verify(&loaded.playbook, &session, &steps);
+    let contained = steps
+        .iter()
+        .all(|s| s.status == StepStatus::Done && s.counts.would_change == 0);
+    Ok(if contained {
+        ExitCode::Success
+    } else {
+        ExitCode::Failed
     })
 }
 

@@ -88,6 +88,12 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
     },
+    /// Read state back: is each target of each step contained? (exit 1 if not)
+    Verify {
+        playbook: PathBuf,
+        #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
     /// Check or read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),

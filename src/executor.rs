@@ -19,15 +19,16 @@ use crate::playbook::{BoundStep, OnFailure};
 use crate::targets::Target;
 
 /// What happened to one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// Listed first in reports: what needs the responder's attention.
+    Failed,
     Changed,
     /// Plan or dry run: this call would be made.
     WouldChange,
     Unchanged,
     Skipped,
-    Failed,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +210,8 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         }
     }
 
+    // Calls finish in any order; reports read better in a stable one.
+    items.sort_by_key(|i| (i.outcome, i.target.to_string()));
     let mut counts = Counts::default();
     for item in &items {
         counts.add(item.outcome);

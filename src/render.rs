@@ -200,6 +200,80 @@ impl Printer {
         print!("{s}");
     }
 
+    pub fn verify(&self, pb: &Playbook, session: &Session, steps: &[StepReport]) {
+        let state = |o: Outcome| match o {
+            Outcome::WouldChange => "not_contained",
+            Outcome::Unchanged => "contained",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+            Outcome::Changed => "changed",
+        };
+        if self.format == OutputFormat::Json {
+            let steps: Vec<_> = steps
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "index": s.index,
+                        "name": s.name,
+                        "action": s.action,
+                        "contained": s.status == StepStatus::Done && s.counts.would_change == 0,
+                        "error": s.error,
+                        "targets": s.items.iter().map(|i| serde_json::json!({
+                            "target": i.target,
+                            "state": state(i.outcome),
+                            "detail": i.reason.as_ref().or(i.call.as_ref()),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            return self.json(&serde_json::json!({
+                "playbook": pb.name,
+                "identity": session.identity,
+                "steps": steps,
+            }));
+        }
+        let mut s = String::new();
+        for step in steps {
+            let open = step.counts.would_change;
+            let verdict = if step.error.is_some() {
+                "UNKNOWN"
+            } else if open == 0 {
+                "contained"
+            } else {
+                "NOT CONTAINED"
+            };
+            let _ = writeln!(
+                s,
+                "step {} · {} ({}): {verdict} ({} contained, {open} not contained, {} skipped)",
+                step.index + 1,
+                step.name,
+                step.action,
+                step.counts.unchanged,
+                step.counts.skipped
+            );
+            if let Some(e) = &step.error {
+                let _ = writeln!(s, "  ERROR {e}");
+            }
+            for item in &step.items {
+                let detail = match item.outcome {
+                    Outcome::WouldChange => format!(
+                        "NOT CONTAINED {} · needs {}",
+                        item.target,
+                        item.call.as_deref().unwrap_or("a call")
+                    ),
+                    Outcome::Unchanged => format!(
+                        "contained     {} · {}",
+                        item.target,
+                        item.reason.as_deref().unwrap_or("")
+                    ),
+                    _ => item_line(item),
+                };
+                let _ = writeln!(s, "  {detail}");
+            }
+        }
+        print!("{s}");
+    }
+
     /// One progress line per finished step (stderr, text mode only).
     pub fn step_done(&self, step: &StepReport) {
         if self.format == OutputFormat::Text {

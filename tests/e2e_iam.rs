@@ -380,3 +380,45 @@ steps:
     assert!(e.inline_policy("user", "c2", QUARANTINE).await.is_some());
     assert!(e.inline_policy("user", "c1", QUARANTINE).await.is_none());
 }
+
+#[tokio::test]
+async fn verify_reads_state_back_and_names_drift() {
+    let (e, alice, _) = lockdown_estate().await;
+    let pb = repo_playbook("credential-lockdown.yaml");
+    let pb = pb.to_str().expect("path");
+    let before = e.run(&["verify", pb, "--var", "case_id=IR-4"]);
+    assert_eq!(before.code, 1, "{}", before.stdout);
+    assert!(
+        before.stdout.contains("NOT CONTAINED key"),
+        "{}",
+        before.stdout
+    );
+
+    let ran = e.run(&["run", pb, "--yes", "--var", "case_id=IR-4"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let after = e.run(&["verify", pb, "--var", "case_id=IR-4"]);
+    assert_eq!(after.code, 0, "{}", after.stdout);
+
+    // The attacker turns alice's key back on: verify says exactly which one.
+    e.iam
+        .update_access_key()
+        .user_name("alice")
+        .access_key_id(&alice)
+        .status(aws_sdk_iam::types::StatusType::Active)
+        .send()
+        .await
+        .expect("re-enable");
+    let drift = e.run(&["verify", pb, "--var", "case_id=IR-4", "--output", "json"]);
+    assert_eq!(drift.code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&drift.stdout).expect("json");
+    let keys = &doc["steps"][0];
+    assert_eq!(keys["contained"], false);
+    let open: Vec<&serde_json::Value> = keys["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter(|t| t["state"] == "not_contained")
+        .collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["target"]["key_id"], alice.as_str());
+}
