@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use crate::actions::{ActionKind, Ctx};
+use crate::actions::{ActionKind, Clients, Ctx};
 use crate::audit::{self, AuditLog, Event};
 use crate::aws::{self, Identity, Principal, RetryPolicy, Session, Telemetry};
 use crate::cli::{AuditCommand, Cli, Command, GlobalArgs, OutputFormat};
 use crate::error::{Error, ExitCode};
 use crate::executor::{self, Counts, StepReport, StepStatus};
-use crate::playbook::{self, BoundStep, Playbook, Problems};
+use crate::playbook::{self, BoundStep, Playbook, Problems, Regions};
 use crate::render::{self, Printer};
 use crate::targets::Protection;
 
@@ -144,17 +144,96 @@ fn principal_matches(expected: &str, id: &Identity) -> bool {
     }
 }
 
-fn context(global: &GlobalArgs, session: &Session, pb: &Playbook, started: jiff::Timestamp) -> Ctx {
+/// Everything discovery and the executor need, resolved once per command.
+async fn context(
+    global: &GlobalArgs,
+    session: &Session,
+    loaded: &Loaded,
+    started: jiff::Timestamp,
+) -> Result<Ctx, Error> {
+    let pb = &loaded.playbook;
     let mut protect = pb.protect.clone();
     protect.push(session.identity.principal_pattern());
-    Ctx {
-        iam: session.iam(),
+    let clients = Clients::new(&session.config);
+    let retry = RetryPolicy::default();
+    let telemetry = Arc::new(Telemetry::default());
+    let executor_arn = executor_arn(&clients, &session.identity, &retry, &telemetry).await;
+    let mut exempt: Vec<String> = executor_arn.iter().cloned().collect();
+    exempt.extend(pb.protect.iter().cloned());
+    let regional = loaded.steps.iter().any(|s| s.action.regional());
+    let regions = if regional {
+        resolve_regions(&clients, session, pb.regions.as_ref(), &retry, &telemetry).await?
+    } else {
+        vec![session.region.clone()]
+    };
+    Ok(Ctx {
+        clients,
         identity: session.identity.clone(),
         protection: Protection::new(&protect),
         concurrency: usize::from(global.concurrency),
         run_started: started,
-        retry: RetryPolicy::default(),
-        telemetry: Arc::new(Telemetry::default()),
+        retry,
+        telemetry,
+        executor_arn: executor_arn.unwrap_or_default(),
+        exempt,
+        regions,
+        run: Arc::default(),
+    })
+}
+
+/// The ARN a deny must exempt to spare the executor: for a role session, the
+/// role's ARN with its path (what `aws:PrincipalArn` carries). `None` when it
+/// cannot be read: SCP steps then refuse rather than guess.
+async fn executor_arn(
+    clients: &Clients,
+    id: &Identity,
+    retry: &RetryPolicy,
+    telemetry: &Telemetry,
+) -> Option<String> {
+    match &id.principal {
+        Principal::AssumedRole { role_name, .. } => aws::call(retry, telemetry, || async {
+            clients
+                .iam
+                .get_role()
+                .role_name(role_name)
+                .send()
+                .await
+                .map_err(|e| aws::aws_error("iam:GetRole", e))
+        })
+        .await
+        .ok()
+        .and_then(|o| o.role().map(|r| r.arn().to_string())),
+        _ => Some(id.arn.clone()),
+    }
+}
+
+async fn resolve_regions(
+    clients: &Clients,
+    session: &Session,
+    regions: Option<&Regions>,
+    retry: &RetryPolicy,
+    telemetry: &Telemetry,
+) -> Result<Vec<String>, Error> {
+    match regions {
+        None => Ok(vec![session.region.clone()]),
+        Some(Regions::List(list)) => Ok(list.clone()),
+        Some(Regions::All) => {
+            let ec2 = clients.ec2(&session.region);
+            let out = aws::call(retry, telemetry, || async {
+                ec2.describe_regions()
+                    .send()
+                    .await
+                    .map_err(|e| aws::aws_error("ec2:DescribeRegions", e))
+            })
+            .await?;
+            let mut names: Vec<String> = out
+                .regions()
+                .iter()
+                .filter_map(|r| r.region_name().map(str::to_string))
+                .collect();
+            names.sort();
+            Ok(names)
+        }
     }
 }
 
@@ -171,7 +250,7 @@ async fn read_only(
     let loaded = load(path, vars)?;
     let session = connect(global, Some(&loaded.playbook)).await?;
     out.header(&session, &loaded.playbook, mode);
-    let ctx = context(global, &session, &loaded.playbook, since);
+    let ctx = context(global, &session, &loaded, since).await?;
     let opts = executor::Options {
         dry_run: true,
         audit: None,
@@ -261,7 +340,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         args: std::env::args().skip(1).collect(),
     })?;
 
-    let ctx = context(global, &session, &loaded.playbook, started);
+    let ctx = context(global, &session, &loaded, started).await?;
     let opts = executor::Options {
         dry_run: req.dry_run,
         audit: Some(&log),

@@ -79,6 +79,9 @@ pub enum Event {
         reason: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<AwsError>,
+        /// What the call created, as AWS returned it (snapshot ids, groups).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        effect: Option<serde_json::Value>,
     },
     StepEnd {
         step: usize,

@@ -12,7 +12,10 @@ use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::actions::{self, Ctx, Disposition, Planned};
+use crate::actions::{self, ActionKind, Ctx, Discovery, Disposition, Planned};
+
+/// Marker in `RunState::failed_snapshots` when a snapshot step failed as a whole.
+pub const ALL_INSTANCES: &str = "*";
 use crate::audit::{AuditLog, Event};
 use crate::aws::AwsError;
 use crate::playbook::{BoundStep, OnFailure};
@@ -70,6 +73,9 @@ pub struct Item {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<AwsError>,
+    /// What the call created (snapshot ids, security groups), as AWS returned it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -90,6 +96,9 @@ pub struct StepReport {
     pub on_failure: OnFailure,
     pub counts: Counts,
     pub items: Vec<Item>,
+    /// Facts discovery wants the responder to know (what an action cannot reach).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub millis: u64,
@@ -123,6 +132,7 @@ pub async fn execute(
                 on_failure: step.on_failure,
                 counts: Counts::default(),
                 items: Vec::new(),
+                notes: Vec::new(),
                 error: Some("not run: an earlier step failed and stopped the run".into()),
                 millis: 0,
             };
@@ -153,9 +163,22 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
 
     let mut items = Vec::new();
     let mut error = None;
+    let mut notes = Vec::new();
     match actions::discover(ctx, step).await {
-        Err(e) => error = Some(format!("discovery failed: {e}")),
-        Ok(planned) => {
+        Err(e) => {
+            if step.action == ActionKind::Ec2SnapshotVolumes {
+                // Which instances went unsnapshotted is unknown: stop none of them.
+                if let Ok(mut failed) = ctx.run.failed_snapshots.lock() {
+                    failed.insert(ALL_INSTANCES.to_string());
+                }
+            }
+            error = Some(format!("discovery failed: {e}"))
+        }
+        Ok(Discovery {
+            planned,
+            notes: found,
+        }) => {
+            notes = found;
             let mut changes = Vec::new();
             for Planned {
                 target,
@@ -182,7 +205,17 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
                 .map(|(target, mut op)| async move {
                     let call = op.describe();
                     if opts.dry_run {
-                        let item = Item::new(target, Outcome::WouldChange).call(call);
+                        // Where the API can say whether the call would be allowed, ask it.
+                        let item = match op.dry_run(ctx).await {
+                            None => Item::new(target, Outcome::WouldChange).call(call),
+                            Some(Ok(())) => Item::new(target, Outcome::WouldChange)
+                                .call(call)
+                                .reason("DryRun: allowed".into()),
+                            Some(Err(e)) => Item::new(target, Outcome::Failed)
+                                .call(call)
+                                .reason("DryRun: the live call would fail".into())
+                                .error(e),
+                        };
                         return finish(opts, step, item, None);
                     }
                     op.prepare(jiff::Timestamp::now());
@@ -196,7 +229,11 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
                         None => None,
                     };
                     let item = match op.apply(ctx).await {
-                        Ok(()) => Item::new(target, Outcome::Changed).call(call),
+                        Ok(effect) => {
+                            let mut item = Item::new(target, Outcome::Changed).call(call);
+                            item.effect = effect;
+                            item
+                        }
                         Err(e) => Item::new(target, Outcome::Failed).call(call).error(e),
                     };
                     finish(opts, step, item, intent)
@@ -235,6 +272,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         on_failure: step.on_failure,
         counts,
         items,
+        notes,
         error,
         millis: started.elapsed().as_millis() as u64,
     })
@@ -256,6 +294,7 @@ fn finish(
             call: item.call.clone(),
             reason: item.reason.clone(),
             error: item.error.clone(),
+            effect: item.effect.clone(),
         })?;
     }
     Ok(item)
@@ -269,6 +308,7 @@ impl Item {
             call: None,
             reason: None,
             error: None,
+            effect: None,
         }
     }
 

@@ -192,6 +192,9 @@ impl Printer {
             if let Some(e) = &step.error {
                 let _ = writeln!(s, "  ERROR {e}");
             }
+            for note in &step.notes {
+                let _ = writeln!(s, "  NOTE {note}");
+            }
             for item in &step.items {
                 let _ = writeln!(s, "  {}", item_line(item));
             }
@@ -311,6 +314,9 @@ impl Printer {
             );
             if let Some(e) = &step.error {
                 let _ = writeln!(s, "  ERROR {e}");
+            }
+            for note in &step.notes {
+                let _ = writeln!(s, "  NOTE {note}");
             }
             for item in &step.items {
                 let _ = writeln!(s, "  {}", item_line(item));

@@ -22,9 +22,26 @@ pub struct Scope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Resource {
-    User { name: String, arn: String },
-    Role { name: String, arn: String },
-    AccessKey { user: String, key_id: String },
+    User {
+        name: String,
+        arn: String,
+    },
+    Role {
+        name: String,
+        arn: String,
+    },
+    AccessKey {
+        user: String,
+        key_id: String,
+    },
+    Instance {
+        id: String,
+    },
+    /// A service control policy and where it is (to be) attached.
+    Scp {
+        name: String,
+        targets: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +57,11 @@ impl fmt::Display for Target {
             Resource::User { name, .. } => write!(f, "user {name}"),
             Resource::Role { name, .. } => write!(f, "role {name}"),
             Resource::AccessKey { user, key_id } => write!(f, "key {key_id} of user {user}"),
+            Resource::Instance { id } => match &self.scope.region {
+                Some(r) => write!(f, "instance {id} ({r})"),
+                None => write!(f, "instance {id}"),
+            },
+            Resource::Scp { name, targets } => write!(f, "SCP {name} on {}", targets.join(", ")),
         }
     }
 }
@@ -58,6 +80,9 @@ pub enum SkipReason {
     ServiceLinkedRole,
     /// The target named in the playbook does not exist.
     NotFound,
+    /// An earlier snapshot of this instance failed: stopping it would destroy
+    /// the memory and disk state that is now the only evidence.
+    SnapshotFailed,
 }
 
 impl fmt::Display for SkipReason {
@@ -70,6 +95,9 @@ impl fmt::Display for SkipReason {
                 f.write_str("service-linked role (AWS allows no inline policy on it)")
             }
             SkipReason::NotFound => f.write_str("does not exist"),
+            SkipReason::SnapshotFailed => f.write_str(
+                "its snapshot failed earlier in this run: not stopped, to keep the evidence",
+            ),
         }
     }
 }
@@ -140,6 +168,9 @@ pub fn check_spec(
         spec.access_keys
             .as_ref()
             .map(|s| (TargetKind::AccessKeys, s.pos)),
+        spec.instances
+            .as_ref()
+            .map(|s| (TargetKind::Instances, s.pos)),
     ]
     .into_iter()
     .flatten()
@@ -188,6 +219,18 @@ pub fn check_spec(
             !s.names.is_empty(),
             s.path_prefix.as_deref(),
             !s.tags.is_empty(),
+            &mut out,
+        );
+    }
+    if let Some(i) = &spec.instances {
+        let s = &i.value;
+        check_selector(
+            "instances",
+            i.pos,
+            s.all,
+            !s.ids.is_empty(),
+            None,
+            !s.tags.is_empty() || !s.vpc_ids.is_empty(),
             &mut out,
         );
     }

@@ -76,6 +76,7 @@ fn write_log(path: &Path, finish: bool) {
         call: None,
         reason: None,
         error: None,
+        effect: None,
     })
     .expect("append");
     let counts = Counts {

@@ -13,7 +13,7 @@ use aws_sdk_iam::operation::list_users::{ListUsersError, ListUsersOutput};
 use aws_sdk_iam::operation::update_access_key::{UpdateAccessKeyError, UpdateAccessKeyOutput};
 use aws_sdk_iam::types::{AccessKeyMetadata, StatusType, User};
 use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
-use breakglass::actions::Ctx;
+use breakglass::actions::{Clients, Ctx};
 use breakglass::audit::AuditLog;
 use breakglass::aws::{Identity, RetryPolicy, Telemetry};
 use breakglass::executor::{self, Outcome, StepStatus};
@@ -40,7 +40,7 @@ fn error(code: &str, message: &str) -> ErrorMetadata {
 
 fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
     Ctx {
-        iam,
+        clients: Clients::with_iam(iam, &aws_config::SdkConfig::builder().build()),
         identity: Identity::from_caller(
             "123456789012".into(),
             "arn:aws:iam::123456789012:user/ir/responder".into(),
@@ -56,6 +56,10 @@ fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
             ..RetryPolicy::default()
         },
         telemetry: Arc::new(Telemetry::default()),
+        executor_arn: "arn:aws:iam::123456789012:user/ir/responder".into(),
+        exempt: vec!["arn:aws:iam::123456789012:user/ir/responder".into()],
+        regions: vec!["us-east-1".into()],
+        run: Arc::default(),
     }
 }
 

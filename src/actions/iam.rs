@@ -208,6 +208,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Vec<Planned>, AwsEr
                 );
             }
         }
+        _ => {}
     }
     Ok(out)
 }
@@ -358,7 +359,7 @@ async fn list_principals(
     aws::call(&ctx.retry, &ctx.telemetry, || async {
         match kind {
             PrincipalRefKind::User => ctx
-                .iam
+                .iam()
                 .list_users()
                 .set_path_prefix(path_prefix.map(str::to_string))
                 .into_paginator()
@@ -377,7 +378,7 @@ async fn list_principals(
                 })
                 .map_err(|e| aws::aws_error("iam:ListUsers", e)),
             PrincipalRefKind::Role => ctx
-                .iam
+                .iam()
                 .list_roles()
                 .set_path_prefix(path_prefix.map(str::to_string))
                 .into_paginator()
@@ -408,7 +409,7 @@ async fn get_principal(
     let found = aws::call(&ctx.retry, &ctx.telemetry, || async {
         match kind {
             PrincipalRefKind::User => ctx
-                .iam
+                .iam()
                 .get_user()
                 .user_name(name)
                 .send()
@@ -422,7 +423,7 @@ async fn get_principal(
                 })
                 .map_err(|e| aws::aws_error("iam:GetUser", e)),
             PrincipalRefKind::Role => ctx
-                .iam
+                .iam()
                 .get_role()
                 .role_name(name)
                 .send()
@@ -448,7 +449,7 @@ async fn get_principal(
 /// The user that owns an access key (GetAccessKeyLastUsed answers for any key in the account).
 async fn key_owner(ctx: &Ctx, key_id: &str) -> Result<Option<String>, AwsError> {
     let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        ctx.iam
+        ctx.iam()
             .get_access_key_last_used()
             .access_key_id(key_id)
             .send()
@@ -493,7 +494,7 @@ async fn principal_tags(
     aws::call(&ctx.retry, &ctx.telemetry, || async {
         let tags: Vec<(String, String)> = match kind {
             PrincipalRefKind::User => ctx
-                .iam
+                .iam()
                 .list_user_tags()
                 .user_name(name)
                 .into_paginator()
@@ -508,7 +509,7 @@ async fn principal_tags(
                 })
                 .map_err(|e| aws::aws_error("iam:ListUserTags", e))?,
             PrincipalRefKind::Role => ctx
-                .iam
+                .iam()
                 .list_role_tags()
                 .role_name(name)
                 .into_paginator()
@@ -638,7 +639,7 @@ fn plan_key(
 
 async fn list_keys(ctx: &Ctx, user: &str) -> Result<Vec<(String, String)>, AwsError> {
     aws::call(&ctx.retry, &ctx.telemetry, || async {
-        ctx.iam
+        ctx.iam()
             .list_access_keys()
             .user_name(user)
             .into_paginator()
@@ -674,7 +675,7 @@ async fn plan_login_profiles(ctx: &Ctx, users: Vec<Principal>) -> Result<Vec<Pla
                 });
             }
             let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                ctx.iam
+                ctx.iam()
                     .get_login_profile()
                     .user_name(&u.name)
                     .send()
@@ -771,7 +772,7 @@ async fn inline_policy(
     let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
         match kind {
             PrincipalRefKind::User => ctx
-                .iam
+                .iam()
                 .get_user_policy()
                 .user_name(principal)
                 .policy_name(policy_name)
@@ -780,7 +781,7 @@ async fn inline_policy(
                 .map(|o| o.policy_document().to_string())
                 .map_err(|e| aws::aws_error("iam:GetUserPolicy", e)),
             PrincipalRefKind::Role => ctx
-                .iam
+                .iam()
                 .get_role_policy()
                 .role_name(principal)
                 .policy_name(policy_name)
@@ -885,6 +886,7 @@ pub fn describe(op: &Op) -> String {
                 principal.name
             )
         }
+        _ => String::new(),
     }
 }
 
@@ -896,7 +898,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
                 return Err(refuse("iam:UpdateAccessKey", "the key this run signs with"));
             }
             aws::call(&ctx.retry, &ctx.telemetry, || async {
-                ctx.iam
+                ctx.iam()
                     .update_access_key()
                     .user_name(user)
                     .access_key_id(key_id)
@@ -916,7 +918,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
                 return Err(refuse("iam:DeleteLoginProfile", "the executor's own user"));
             }
             let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                ctx.iam
+                ctx.iam()
                     .delete_login_profile()
                     .user_name(user)
                     .send()
@@ -953,7 +955,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
             aws::call(&ctx.retry, &ctx.telemetry, || async {
                 match principal.kind {
                     PrincipalRefKind::User => ctx
-                        .iam
+                        .iam()
                         .put_user_policy()
                         .user_name(&principal.name)
                         .policy_name(policy_name)
@@ -963,7 +965,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
                         .map(|_| ())
                         .map_err(|e| aws::aws_error("iam:PutUserPolicy", e)),
                     PrincipalRefKind::Role => ctx
-                        .iam
+                        .iam()
                         .put_role_policy()
                         .role_name(&principal.name)
                         .policy_name(policy_name)
@@ -976,6 +978,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
             })
             .await
         }
+        _ => Ok(()),
     }
 }
 

@@ -6,7 +6,9 @@
 //! only ever sees `Op`s, so new services plug in here without touching it.
 //! Actions neither print nor write the audit log.
 
+pub mod ec2;
 pub mod iam;
+pub mod org;
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::{AwsError, Identity, RetryPolicy, Telemetry};
 use crate::playbook::BoundStep;
-use crate::playbook::model::NoParams;
+use crate::playbook::model::{ApplyScpParams, DetachScpParams, NoParams, SnapshotParams};
 use crate::playbook::yaml::{self, DecodeError, Node};
 use crate::targets::{Protection, SkipReason, Target};
 
@@ -31,6 +33,18 @@ pub enum ActionKind {
     IamRevokeUserSessions,
     #[serde(rename = "iam.quarantine_principals")]
     IamQuarantinePrincipals,
+    #[serde(rename = "org.apply_scp")]
+    OrgApplyScp,
+    #[serde(rename = "org.detach_scp")]
+    OrgDetachScp,
+    #[serde(rename = "ec2.snapshot_volumes")]
+    Ec2SnapshotVolumes,
+    #[serde(rename = "ec2.isolate_instances")]
+    Ec2IsolateInstances,
+    #[serde(rename = "ec2.enable_termination_protection")]
+    Ec2EnableTerminationProtection,
+    #[serde(rename = "ec2.stop_instances")]
+    Ec2StopInstances,
 }
 
 /// The kinds of target a step may select.
@@ -40,6 +54,7 @@ pub enum TargetKind {
     Users,
     Roles,
     AccessKeys,
+    Instances,
 }
 
 impl TargetKind {
@@ -49,6 +64,7 @@ impl TargetKind {
             TargetKind::Users => "users",
             TargetKind::Roles => "roles",
             TargetKind::AccessKeys => "access_keys",
+            TargetKind::Instances => "instances",
         }
     }
 }
@@ -81,6 +97,12 @@ impl ActionKind {
         ActionKind::IamRevokeRoleSessions,
         ActionKind::IamRevokeUserSessions,
         ActionKind::IamQuarantinePrincipals,
+        ActionKind::OrgApplyScp,
+        ActionKind::OrgDetachScp,
+        ActionKind::Ec2SnapshotVolumes,
+        ActionKind::Ec2IsolateInstances,
+        ActionKind::Ec2EnableTerminationProtection,
+        ActionKind::Ec2StopInstances,
     ];
 
     pub fn id(self) -> &'static str {
@@ -98,23 +120,69 @@ impl ActionKind {
             ActionKind::IamRevokeRoleSessions => iam::REVOKE_ROLE_SESSIONS,
             ActionKind::IamRevokeUserSessions => iam::REVOKE_USER_SESSIONS,
             ActionKind::IamQuarantinePrincipals => iam::QUARANTINE_PRINCIPALS,
+            ActionKind::OrgApplyScp => org::APPLY_SCP,
+            ActionKind::OrgDetachScp => org::DETACH_SCP,
+            ActionKind::Ec2SnapshotVolumes => ec2::SNAPSHOT_VOLUMES,
+            ActionKind::Ec2IsolateInstances => ec2::ISOLATE_INSTANCES,
+            ActionKind::Ec2EnableTerminationProtection => ec2::ENABLE_TERMINATION_PROTECTION,
+            ActionKind::Ec2StopInstances => ec2::STOP_INSTANCES,
         }
+    }
+
+    /// True for actions whose targets live in regions (run once per region).
+    pub fn regional(self) -> bool {
+        self.id().starts_with("ec2.")
     }
 
     /// Decodes the step's `with:` block into this action's parameters.
     pub fn decode_params(self, with: Option<&Node>) -> Result<ActionParams, DecodeError> {
-        match with {
-            None => Ok(ActionParams::None),
-            Some(node) => {
-                let _: Option<NoParams> = yaml::decode(node)?;
-                Ok(ActionParams::None)
+        let empty = Node {
+            pos: yaml::Pos::default(),
+            value: yaml::Value::Map(Vec::new()),
+        };
+        let node = with.unwrap_or(&empty);
+        let check_targets = |targets: Vec<String>| {
+            targets
+                .iter()
+                .try_for_each(|t| org::check_target(t))
+                .map_err(|m| DecodeError::at(node.pos, m))
+        };
+        Ok(match self {
+            ActionKind::OrgApplyScp => {
+                let p: ApplyScpParams = yaml::decode(node)?;
+                check_targets(p.target.items())?;
+                if p.policy != "deny-all" {
+                    return Err(DecodeError::at(
+                        node.pos,
+                        format!(
+                            "unknown policy `{}`: the built-in policy is `deny-all`",
+                            p.policy
+                        ),
+                    ));
+                }
+                ActionParams::ApplyScp(p)
             }
-        }
+            ActionKind::OrgDetachScp => {
+                let p: DetachScpParams = yaml::decode(node)?;
+                check_targets(p.target.items())?;
+                ActionParams::DetachScp(p)
+            }
+            ActionKind::Ec2SnapshotVolumes => ActionParams::Snapshot(yaml::decode(node)?),
+            _ => {
+                let _: Option<NoParams> = yaml::decode(node)?;
+                ActionParams::None
+            }
+        })
     }
 
     /// JSON Schema of this action's `with:` block.
     pub fn params_schema(self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        generator.subschema_for::<NoParams>()
+        match self {
+            ActionKind::OrgApplyScp => generator.subschema_for::<ApplyScpParams>(),
+            ActionKind::OrgDetachScp => generator.subschema_for::<DetachScpParams>(),
+            ActionKind::Ec2SnapshotVolumes => generator.subschema_for::<SnapshotParams>(),
+            _ => generator.subschema_for::<NoParams>(),
+        }
     }
 }
 
@@ -122,6 +190,9 @@ impl ActionKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActionParams {
     None,
+    ApplyScp(ApplyScpParams),
+    DetachScp(DetachScpParams),
+    Snapshot(SnapshotParams),
 }
 
 /// What discovery decided for one target.
@@ -142,10 +213,65 @@ pub enum Disposition {
     Skip { reason: SkipReason },
 }
 
+/// Service clients built from one credential; EC2 clients per region, made once.
+#[derive(Clone)]
+pub struct Clients {
+    pub iam: aws_sdk_iam::Client,
+    config: aws_config::SdkConfig,
+    ec2: Arc<std::sync::Mutex<std::collections::HashMap<String, aws_sdk_ec2::Client>>>,
+}
+
+impl Clients {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Clients {
+            iam: aws_sdk_iam::Client::new(config),
+            config: config.clone(),
+            ec2: Arc::default(),
+        }
+    }
+
+    /// For tests that inject a mocked IAM client.
+    pub fn with_iam(iam: aws_sdk_iam::Client, config: &aws_config::SdkConfig) -> Self {
+        Clients {
+            iam,
+            ..Clients::new(config)
+        }
+    }
+
+    pub fn org(&self) -> aws_sdk_organizations::Client {
+        aws_sdk_organizations::Client::new(&self.config)
+    }
+
+    pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        let mut map = match self.ec2.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(region.to_string())
+            .or_insert_with(|| {
+                let conf = aws_sdk_ec2::config::Builder::from(&self.config)
+                    .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+                    .build();
+                aws_sdk_ec2::Client::from_conf(conf)
+            })
+            .clone()
+    }
+}
+
+/// State shared by every step of one run.
+#[derive(Debug, Default)]
+pub struct RunState {
+    /// Instances whose snapshot failed: never stopped afterwards in this run.
+    pub failed_snapshots: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Quarantine and flush security groups per (region, VPC), made once.
+    pub isolation_groups:
+        tokio::sync::Mutex<std::collections::HashMap<(String, String), ec2::IsolationGroups>>,
+}
+
 /// Read access and the rules discovery needs.
 #[derive(Clone)]
 pub struct Ctx {
-    pub iam: aws_sdk_iam::Client,
+    pub clients: Clients,
     pub identity: Identity,
     pub protection: Protection,
     /// Parallel reads during discovery.
@@ -154,11 +280,39 @@ pub struct Ctx {
     pub run_started: jiff::Timestamp,
     pub retry: RetryPolicy,
     pub telemetry: Arc<Telemetry>,
+    /// The executor's principal ARN as policies must name it (a role with its path).
+    pub executor_arn: String,
+    /// The principal patterns every deny must exempt: executor and `protect`.
+    pub exempt: Vec<String>,
+    /// Regions for regional actions, resolved before the run.
+    pub regions: Vec<String>,
+    pub run: Arc<RunState>,
+}
+
+impl Ctx {
+    pub fn iam(&self) -> &aws_sdk_iam::Client {
+        &self.clients.iam
+    }
+}
+
+/// What discovery found for a step: per-target decisions and notes for the plan.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub planned: Vec<Planned>,
+    /// Facts the responder must know (such as what an SCP cannot restrict).
+    pub notes: Vec<String>,
 }
 
 /// Finds a step's targets and decides, for each, what call (if any) it needs.
-pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Vec<Planned>, AwsError> {
-    iam::discover(ctx, step).await
+pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
+    match step.action {
+        ActionKind::OrgApplyScp | ActionKind::OrgDetachScp => org::discover(ctx, step).await,
+        a if a.regional() => ec2::discover(ctx, step).await,
+        _ => Ok(Discovery {
+            planned: iam::discover(ctx, step).await?,
+            notes: Vec::new(),
+        }),
+    }
 }
 
 /// One mutating AWS call, with the prior state rollback needs. Serialized into
@@ -185,6 +339,33 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prior_document: Option<String>,
     },
+    ApplyScp(org::ApplyScp),
+    DetachScp {
+        policy_id: String,
+        target_id: String,
+    },
+    CreateSnapshots {
+        region: String,
+        instance_id: String,
+        volume_ids: Vec<String>,
+        tags: std::collections::BTreeMap<String, String>,
+    },
+    IsolateInstance {
+        region: String,
+        instance_id: String,
+        vpc_id: String,
+        /// Each ENI with the security groups it had: what rollback restores.
+        interfaces: Vec<ec2::Interface>,
+    },
+    EnableTerminationProtection {
+        region: String,
+        instance_id: String,
+    },
+    StopInstance {
+        region: String,
+        instance_id: String,
+        prior_state: String,
+    },
 }
 
 impl Op {
@@ -200,10 +381,38 @@ impl Op {
 
     /// The call, as a responder would read it in a plan.
     pub fn describe(&self) -> String {
-        iam::describe(self)
+        match self {
+            Op::ApplyScp(_) | Op::DetachScp { .. } => org::describe(self),
+            Op::DeactivateAccessKey { .. }
+            | Op::DeleteLoginProfile { .. }
+            | Op::PutInlinePolicy { .. } => iam::describe(self),
+            _ => ec2::describe(self),
+        }
     }
 
-    pub async fn apply(&self, ctx: &Ctx) -> Result<(), AwsError> {
-        iam::apply(ctx, self).await
+    /// Makes the call. `Ok` carries what was created (snapshot ids, groups),
+    /// recorded in the audit log's result record.
+    pub async fn apply(&self, ctx: &Ctx) -> Result<Option<serde_json::Value>, AwsError> {
+        match self {
+            Op::ApplyScp(_) | Op::DetachScp { .. } => org::apply(ctx, self).await,
+            Op::DeactivateAccessKey { .. }
+            | Op::DeleteLoginProfile { .. }
+            | Op::PutInlinePolicy { .. } => iam::apply(ctx, self).await.map(|()| None),
+            _ => ec2::apply(ctx, self).await,
+        }
+    }
+
+    /// Asks AWS whether the call would be allowed without making it, where the
+    /// API can (EC2's `DryRun=true`). `None`: the service has no such check.
+    pub async fn dry_run(&self, ctx: &Ctx) -> Option<Result<(), AwsError>> {
+        ec2::dry_run(ctx, self).await
+    }
+
+    /// The instance this op stops, for the "no stop after a failed snapshot" rule.
+    pub fn stops_instance(&self) -> Option<&str> {
+        match self {
+            Op::StopInstance { instance_id, .. } => Some(instance_id),
+            _ => None,
+        }
     }
 }

@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::actions::{ActionKind, ActionParams};
 pub use model::{
-    AccessKeySelector, ExecutorSpec, OnFailure, PlaybookFile, Regions, RoleSelector, StepFile,
-    TargetSpec, UserSelector, VarSpec,
+    AccessKeySelector, ExecutorSpec, InstanceSelector, OnFailure, PlaybookFile, Regions,
+    RoleSelector, StepFile, TargetSpec, UserSelector, VarSpec,
 };
 pub use problems::{Problem, Problems, Severity};
 use yaml::{Node, Pos};
@@ -210,6 +210,7 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
         Some(node) => decode_steps(source, node, &vars, &mut problems),
     };
 
+    check_order(source, &steps, &mut problems);
     let warnings: Vec<Problem> = problems
         .iter()
         .filter(|p| p.severity == Severity::Warning)
@@ -232,6 +233,34 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
         steps,
         warnings,
     })
+}
+
+/// A stop or isolation with no earlier snapshot step destroys or freezes
+/// evidence that was never copied: warn, naming the step.
+fn check_order(source: &str, steps: &[StepDef], problems: &mut Vec<Problem>) {
+    let mut snapshotted = false;
+    for step in steps {
+        match step.action {
+            ActionKind::Ec2SnapshotVolumes => snapshotted = true,
+            ActionKind::Ec2StopInstances | ActionKind::Ec2IsolateInstances if !snapshotted => {
+                problems.push(
+                    Problem::warning(
+                        source,
+                        Some(step.pos),
+                        format!(
+                            "step {} ({}) acts on instances before any ec2.snapshot_volumes step",
+                            step.index + 1,
+                            step.action.id()
+                        ),
+                    )
+                    .with_hint(
+                        "snapshot the same instances in an earlier step to keep the evidence",
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 fn check_executor(source: &str, executor: &ExecutorSpec, problems: &mut Vec<Problem>) {

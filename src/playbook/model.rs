@@ -151,6 +151,85 @@ pub struct TargetSpec {
     pub roles: Option<Located<RoleSelector>>,
     #[serde(default)]
     pub access_keys: Option<Located<AccessKeySelector>>,
+    #[serde(default)]
+    pub instances: Option<Located<InstanceSelector>>,
+}
+
+/// EC2 instances in the playbook's regions. Terminated instances are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSelector {
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Tags that must all match (exact values).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub vpc_ids: Vec<String>,
+    /// Instance ids never selected by this step.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// One organization target or several: `root`, an OU id, or an account id.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `org.apply_scp` parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyScpParams {
+    /// `root`, OU ids (`ou-…`) or 12-digit account ids, one or a list.
+    pub target: OneOrMany,
+    /// `deny-all` (built in: denies everything to every principal but the
+    /// executor and `protect`).
+    #[serde(default = "deny_all")]
+    pub policy: String,
+    /// Name of the SCP created in the organization.
+    #[serde(default = "scp_name")]
+    pub name: String,
+}
+
+fn deny_all() -> String {
+    "deny-all".into()
+}
+
+fn scp_name() -> String {
+    "breakglass-deny-all".into()
+}
+
+/// `org.detach_scp` parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetachScpParams {
+    pub target: OneOrMany,
+    /// Name of the SCP to detach.
+    #[serde(default = "scp_name")]
+    pub name: String,
+}
+
+/// `ec2.snapshot_volumes` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotParams {
+    /// Tags put on every snapshot at creation (templates allowed: `{{ case_id }}`).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]

@@ -346,3 +346,80 @@ pub fn repo_playbook(name: &str) -> PathBuf {
         .join("playbooks")
         .join(name)
 }
+
+impl Estate {
+    /// An EC2 client for `region`, as the seeding admin.
+    pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        let conf = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                ADMIN_KEY,
+                "admin-secret",
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_ec2::Client::from_conf(conf)
+    }
+
+    pub fn org(&self) -> aws_sdk_organizations::Client {
+        let conf = aws_sdk_organizations::Config::builder()
+            .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())
+            .region(aws_sdk_organizations::config::Region::new("us-east-1"))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(aws_sdk_organizations::config::Credentials::new(
+                ADMIN_KEY,
+                "admin-secret",
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_organizations::Client::from_conf(conf)
+    }
+
+    /// Launches `n` instances in `region`; returns their ids.
+    pub async fn instances(&self, region: &str, n: i32, stop_protected: bool) -> Vec<String> {
+        let ec2 = self.ec2(region);
+        let image = ec2
+            .describe_images()
+            .owners("amazon")
+            .send()
+            .await
+            .expect("images")
+            .images()
+            .first()
+            .and_then(|i| i.image_id())
+            .expect("an AMI")
+            .to_string();
+        ec2.run_instances()
+            .image_id(image)
+            .min_count(n)
+            .max_count(n)
+            .disable_api_stop(stop_protected)
+            .send()
+            .await
+            .expect("run instances")
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect()
+    }
+
+    pub async fn instance(&self, region: &str, id: &str) -> aws_sdk_ec2::types::Instance {
+        self.ec2(region)
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .expect("describe")
+            .reservations()
+            .first()
+            .and_then(|r| r.instances().first())
+            .cloned()
+            .expect("instance")
+    }
+}

@@ -1,0 +1,744 @@
+//! EC2 evidence preservation and isolation, per region.
+//!
+//! Pitfalls handled here: snapshots are taken per instance with
+//! `CreateSnapshots` (crash-consistent across its volumes) and tagged at
+//! creation; a new security group allows all egress, so the quarantine group's
+//! egress rules are revoked; tracked connections survive a group change, so
+//! every ENI goes through an allow-all "flush" group before the empty one;
+//! stops are one call per instance, so one protected instance cannot stop the
+//! rest, and never follow a failed snapshot of the same instance.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, Filter, InstanceSpecification, IpPermission, IpRange, ResourceType, Tag,
+    TagSpecification,
+};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ActionInfo, ActionKind, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility,
+    TargetKind,
+};
+use crate::aws::{self, AwsError, ErrorKind};
+use crate::playbook::{BoundStep, InstanceSelector};
+use crate::targets::{Resource, Scope, SkipReason, Target};
+
+/// Name of the rule-less security group instances are isolated into.
+pub const QUARANTINE_GROUP: &str = "breakglass-quarantine";
+/// Name of the allow-all group passed through to drop tracked connections.
+pub const FLUSH_GROUP: &str = "breakglass-flush";
+/// Tag naming the instance a snapshot was taken from.
+pub const SOURCE_TAG: &str = "breakglass:source-instance";
+
+pub const SNAPSHOT_VOLUMES: ActionInfo = ActionInfo {
+    id: "ec2.snapshot_volumes",
+    summary: "Snapshot every EBS volume of each instance (crash-consistent per instance), tagged at creation.",
+    targets: &[TargetKind::Instances],
+    params: &[(
+        "tags",
+        "tags put on each snapshot at creation, such as case: \"{{ case_id }}\"",
+    )],
+    calls: &["ec2:CreateSnapshots (one per instance, TagSpecifications)"],
+    reversibility: Reversibility::Irreversible(
+        "snapshots are evidence: breakglass never deletes them",
+    ),
+    notes: &["Run it before any stop or isolation of the same instances."],
+};
+
+pub const ISOLATE_INSTANCES: ActionInfo = ActionInfo {
+    id: "ec2.isolate_instances",
+    summary: "Move every network interface to a rule-less quarantine security group, via an allow-all group that drops tracked connections.",
+    targets: &[TargetKind::Instances],
+    params: &[],
+    calls: &[
+        "ec2:CreateSecurityGroup + RevokeSecurityGroupEgress (once per VPC)",
+        "ec2:ModifyNetworkInterfaceAttribute Groups=[flush] then Groups=[quarantine]",
+    ],
+    reversibility: Reversibility::Reversible(
+        "ModifyNetworkInterfaceAttribute with the recorded original groups",
+    ),
+    notes: &["The original groups of every interface are recorded in the audit log."],
+};
+
+pub const ENABLE_TERMINATION_PROTECTION: ActionInfo = ActionInfo {
+    id: "ec2.enable_termination_protection",
+    summary: "Turn on termination protection (DisableApiTermination).",
+    targets: &[TargetKind::Instances],
+    params: &[],
+    calls: &["ec2:ModifyInstanceAttribute DisableApiTermination=true"],
+    reversibility: Reversibility::Reversible("ModifyInstanceAttribute DisableApiTermination=false"),
+    notes: &[],
+};
+
+pub const STOP_INSTANCES: ActionInfo = ActionInfo {
+    id: "ec2.stop_instances",
+    summary: "Stop instances, one call each.",
+    targets: &[TargetKind::Instances],
+    params: &[],
+    calls: &["ec2:StopInstances (one instance per call)"],
+    reversibility: Reversibility::Irreversible(
+        "StartInstances restarts it, but the memory of the running instance is lost for good",
+    ),
+    notes: &[
+        "Stopping destroys memory evidence: snapshot first, and prefer isolation.",
+        "An instance whose snapshot failed earlier in the run is not stopped.",
+    ],
+};
+
+/// A network interface and the security groups it had before isolation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    pub id: String,
+    pub groups: Vec<String>,
+}
+
+/// The two groups isolation uses in one VPC, and which of them this run created.
+#[derive(Debug, Clone, Serialize)]
+pub struct IsolationGroups {
+    pub flush: String,
+    pub quarantine: String,
+    pub created: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Instance {
+    id: String,
+    region: String,
+    vpc_id: String,
+    state: String,
+    volumes: Vec<String>,
+    interfaces: Vec<Interface>,
+}
+
+fn local(operation: &str, message: String) -> AwsError {
+    AwsError {
+        operation: operation.to_string(),
+        code: Some("BreakglassCheck".into()),
+        message,
+        kind: ErrorKind::Other,
+    }
+}
+
+pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
+    let Some(sel) = &step.targets.instances else {
+        return Ok(Discovery::default());
+    };
+    // Regions are independent: discover them all at once.
+    let per_region: Vec<Vec<Instance>> = stream::iter(ctx.regions.clone())
+        .map(|region| async move { select_instances(ctx, &region, sel).await })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let instances: Vec<Instance> = per_region.into_iter().flatten().collect();
+    let mut notes = Vec::new();
+    if step.action == ActionKind::Ec2StopInstances {
+        notes.push("Stopping loses each instance's memory: snapshots keep disks only.".into());
+    }
+    let planned = stream::iter(instances)
+        .map(|i| async move { plan_instance(ctx, step, i).await })
+        .buffered(ctx.concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(Discovery { planned, notes })
+}
+
+async fn select_instances(
+    ctx: &Ctx,
+    region: &str,
+    sel: &InstanceSelector,
+) -> Result<Vec<Instance>, AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    let mut filters = vec![
+        Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(
+                ["pending", "running", "stopping", "stopped"]
+                    .map(String::from)
+                    .to_vec(),
+            ))
+            .build(),
+    ];
+    for (k, v) in &sel.tags {
+        filters.push(Filter::builder().name(format!("tag:{k}")).values(v).build());
+    }
+    if !sel.vpc_ids.is_empty() {
+        filters.push(
+            Filter::builder()
+                .name("vpc-id")
+                .set_values(Some(sel.vpc_ids.clone()))
+                .build(),
+        );
+    }
+    if !sel.ids.is_empty() {
+        filters.push(
+            Filter::builder()
+                .name("instance-id")
+                .set_values(Some(sel.ids.clone()))
+                .build(),
+        );
+    }
+    let reservations = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        ec2.describe_instances()
+            .set_filters(Some(filters.clone()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws::aws_error("ec2:DescribeInstances", e))
+    })
+    .await?;
+    let mut out = Vec::new();
+    for r in reservations {
+        for i in r.instances() {
+            let Some(id) = i.instance_id() else { continue };
+            if sel.exclude.iter().any(|x| x == id) {
+                continue;
+            }
+            out.push(Instance {
+                id: id.to_string(),
+                region: region.to_string(),
+                vpc_id: i.vpc_id().unwrap_or_default().to_string(),
+                state: i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default(),
+                volumes: i
+                    .block_device_mappings()
+                    .iter()
+                    .filter_map(|b| b.ebs().and_then(|e| e.volume_id()))
+                    .map(str::to_string)
+                    .collect(),
+                interfaces: i
+                    .network_interfaces()
+                    .iter()
+                    .filter_map(|n| {
+                        Some(Interface {
+                            id: n.network_interface_id()?.to_string(),
+                            groups: n
+                                .groups()
+                                .iter()
+                                .filter_map(|g| g.group_id())
+                                .map(str::to_string)
+                                .collect(),
+                        })
+                    })
+                    .collect(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+async fn plan_instance(ctx: &Ctx, step: &BoundStep, i: Instance) -> Result<Planned, AwsError> {
+    let target = Target {
+        scope: Scope {
+            account: ctx.identity.account.clone(),
+            region: Some(i.region.clone()),
+        },
+        resource: Resource::Instance { id: i.id.clone() },
+    };
+    let unchanged = |reason: String| Disposition::Unchanged { reason };
+    let disposition = match step.action {
+        ActionKind::Ec2SnapshotVolumes => {
+            let tags = match &step.params {
+                ActionParams::Snapshot(p) => p.tags.clone(),
+                _ => BTreeMap::new(),
+            };
+            if i.volumes.is_empty() {
+                unchanged("no EBS volumes".into())
+            } else {
+                let covered = existing_snapshots(ctx, &i, &tags).await?;
+                if i.volumes.iter().all(|v| covered.contains(v)) {
+                    unchanged("already snapshotted with these tags".into())
+                } else {
+                    Disposition::Change {
+                        op: Op::CreateSnapshots {
+                            region: i.region.clone(),
+                            instance_id: i.id.clone(),
+                            volume_ids: i.volumes.clone(),
+                            tags,
+                        },
+                    }
+                }
+            }
+        }
+        ActionKind::Ec2IsolateInstances => {
+            let quarantine = find_group(ctx, &i.region, &i.vpc_id, QUARANTINE_GROUP).await?;
+            let isolated = quarantine.as_ref().is_some_and(|q| {
+                !i.interfaces.is_empty() && i.interfaces.iter().all(|n| n.groups == vec![q.clone()])
+            });
+            if isolated {
+                unchanged("every interface is in the quarantine group".into())
+            } else if i.interfaces.is_empty() {
+                unchanged("no network interfaces".into())
+            } else {
+                Disposition::Change {
+                    op: Op::IsolateInstance {
+                        region: i.region.clone(),
+                        instance_id: i.id.clone(),
+                        vpc_id: i.vpc_id.clone(),
+                        interfaces: i.interfaces.clone(),
+                    },
+                }
+            }
+        }
+        ActionKind::Ec2EnableTerminationProtection => {
+            let ec2 = ctx.clients.ec2(&i.region);
+            let attr = aws::call(&ctx.retry, &ctx.telemetry, || async {
+                ec2.describe_instance_attribute()
+                    .instance_id(&i.id)
+                    .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+                    .send()
+                    .await
+                    .map_err(|e| aws::aws_error("ec2:DescribeInstanceAttribute", e))
+            })
+            .await?;
+            if attr.disable_api_termination().and_then(|v| v.value()) == Some(true) {
+                unchanged("termination protection already on".into())
+            } else {
+                Disposition::Change {
+                    op: Op::EnableTerminationProtection {
+                        region: i.region.clone(),
+                        instance_id: i.id.clone(),
+                    },
+                }
+            }
+        }
+        ActionKind::Ec2StopInstances => {
+            let failed = ctx
+                .run
+                .failed_snapshots
+                .lock()
+                .map(|f| f.contains(&i.id) || f.contains(crate::executor::ALL_INSTANCES))
+                .unwrap_or(true);
+            if failed {
+                Disposition::Skip {
+                    reason: SkipReason::SnapshotFailed,
+                }
+            } else if i.state == "stopped" || i.state == "stopping" {
+                unchanged(format!("already {}", i.state))
+            } else {
+                Disposition::Change {
+                    op: Op::StopInstance {
+                        region: i.region.clone(),
+                        instance_id: i.id.clone(),
+                        prior_state: i.state.clone(),
+                    },
+                }
+            }
+        }
+        _ => return Err(local("ec2", "not an EC2 action".into())),
+    };
+    Ok(Planned {
+        target,
+        disposition,
+    })
+}
+
+/// Volumes of `i` that already have a snapshot from it carrying every tag.
+async fn existing_snapshots(
+    ctx: &Ctx,
+    i: &Instance,
+    tags: &BTreeMap<String, String>,
+) -> Result<BTreeSet<String>, AwsError> {
+    let ec2 = ctx.clients.ec2(&i.region);
+    let mut filters = vec![
+        Filter::builder()
+            .name(format!("tag:{SOURCE_TAG}"))
+            .values(&i.id)
+            .build(),
+    ];
+    for (k, v) in tags {
+        filters.push(Filter::builder().name(format!("tag:{k}")).values(v).build());
+    }
+    let snaps = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        ec2.describe_snapshots()
+            .owner_ids("self")
+            .set_filters(Some(filters.clone()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws::aws_error("ec2:DescribeSnapshots", e))
+    })
+    .await?;
+    Ok(snaps
+        .iter()
+        .filter(|s| s.state().map(|x| x.as_str()) != Some("error"))
+        .filter_map(|s| s.volume_id().map(str::to_string))
+        .collect())
+}
+
+async fn find_group(
+    ctx: &Ctx,
+    region: &str,
+    vpc: &str,
+    name: &str,
+) -> Result<Option<String>, AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    let out = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        ec2.describe_security_groups()
+            .filters(Filter::builder().name("vpc-id").values(vpc).build())
+            .filters(Filter::builder().name("group-name").values(name).build())
+            .send()
+            .await
+            .map_err(|e| aws::aws_error("ec2:DescribeSecurityGroups", e))
+    })
+    .await?;
+    Ok(out
+        .security_groups()
+        .first()
+        .and_then(|g| g.group_id())
+        .map(str::to_string))
+}
+
+fn all_traffic() -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("-1")
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build()
+}
+
+/// The flush and quarantine groups of a VPC, found or created once per run.
+async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<IsolationGroups, AwsError> {
+    let mut cache = ctx.run.isolation_groups.lock().await;
+    let key = (region.to_string(), vpc.to_string());
+    if let Some(g) = cache.get(&key) {
+        return Ok(g.clone());
+    }
+    let ec2 = ctx.clients.ec2(region);
+    let mut created = Vec::new();
+    let group = |name: &'static str, description: &'static str| {
+        let ec2 = ec2.clone();
+        async move {
+            if let Some(id) = find_group(ctx, region, vpc, name).await? {
+                return Ok::<_, AwsError>((id, false));
+            }
+            let out = aws::call(&ctx.retry, &ctx.telemetry, || async {
+                ec2.create_security_group()
+                    .group_name(name)
+                    .description(description)
+                    .vpc_id(vpc)
+                    .tag_specifications(
+                        TagSpecification::builder()
+                            .resource_type(ResourceType::SecurityGroup)
+                            .tags(Tag::builder().key("breakglass").value(name).build())
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| aws::aws_error("ec2:CreateSecurityGroup", e))
+            })
+            .await?;
+            let id = out
+                .group_id()
+                .ok_or_else(|| local("ec2:CreateSecurityGroup", "no group id returned".into()))?
+                .to_string();
+            Ok((id, true))
+        }
+    };
+    let (flush, flush_new) = group(
+        FLUSH_GROUP,
+        "breakglass: allow-all, passed through to drop tracked connections",
+    )
+    .await?;
+    if flush_new {
+        created.push(flush.clone());
+        let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
+            ec2.authorize_security_group_ingress()
+                .group_id(&flush)
+                .ip_permissions(all_traffic())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws::aws_error("ec2:AuthorizeSecurityGroupIngress", e))
+        })
+        .await;
+        match r {
+            Err(e) if e.code.as_deref() == Some("InvalidPermission.Duplicate") => {}
+            other => other?,
+        }
+    }
+    let (quarantine, quarantine_new) =
+        group(QUARANTINE_GROUP, "breakglass: no traffic in or out").await?;
+    if quarantine_new {
+        created.push(quarantine.clone());
+    }
+    // A group made by anyone may carry egress rules: revoke whatever it has.
+    let described = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        ec2.describe_security_groups()
+            .group_ids(&quarantine)
+            .send()
+            .await
+            .map_err(|e| aws::aws_error("ec2:DescribeSecurityGroups", e))
+    })
+    .await?;
+    let egress: Vec<IpPermission> = described
+        .security_groups()
+        .first()
+        .map(|g| g.ip_permissions_egress().to_vec())
+        .unwrap_or_default();
+    let ingress: Vec<IpPermission> = described
+        .security_groups()
+        .first()
+        .map(|g| g.ip_permissions().to_vec())
+        .unwrap_or_default();
+    if !egress.is_empty() {
+        aws::call(&ctx.retry, &ctx.telemetry, || async {
+            ec2.revoke_security_group_egress()
+                .group_id(&quarantine)
+                .set_ip_permissions(Some(egress.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws::aws_error("ec2:RevokeSecurityGroupEgress", e))
+        })
+        .await?;
+    }
+    if !ingress.is_empty() {
+        aws::call(&ctx.retry, &ctx.telemetry, || async {
+            ec2.revoke_security_group_ingress()
+                .group_id(&quarantine)
+                .set_ip_permissions(Some(ingress.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws::aws_error("ec2:RevokeSecurityGroupIngress", e))
+        })
+        .await?;
+    }
+    let groups = IsolationGroups {
+        flush,
+        quarantine,
+        created,
+    };
+    cache.insert(key, groups.clone());
+    Ok(groups)
+}
+
+pub fn describe(op: &Op) -> String {
+    match op {
+        Op::CreateSnapshots {
+            instance_id,
+            volume_ids,
+            ..
+        } => format!(
+            "ec2:CreateSnapshots InstanceId={instance_id} ({} volume{})",
+            volume_ids.len(),
+            if volume_ids.len() == 1 { "" } else { "s" }
+        ),
+        Op::IsolateInstance {
+            instance_id,
+            interfaces,
+            ..
+        } => format!(
+            "ec2:ModifyNetworkInterfaceAttribute ×{} ({instance_id}: flush group, then {QUARANTINE_GROUP})",
+            interfaces.len() * 2
+        ),
+        Op::EnableTerminationProtection { instance_id, .. } => {
+            format!(
+                "ec2:ModifyInstanceAttribute InstanceId={instance_id} DisableApiTermination=true"
+            )
+        }
+        Op::StopInstance { instance_id, .. } => {
+            format!("ec2:StopInstances InstanceIds=[{instance_id}] (memory is lost)")
+        }
+        _ => String::new(),
+    }
+}
+
+fn snapshot_tags(instance_id: &str, tags: &BTreeMap<String, String>) -> TagSpecification {
+    let mut spec = TagSpecification::builder()
+        .resource_type(ResourceType::Snapshot)
+        .tags(Tag::builder().key(SOURCE_TAG).value(instance_id).build());
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(k).value(v).build());
+    }
+    spec.build()
+}
+
+pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsError> {
+    match op {
+        Op::CreateSnapshots {
+            region,
+            instance_id,
+            tags,
+            ..
+        } => {
+            let ec2 = ctx.clients.ec2(region);
+            let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
+                ec2.create_snapshots()
+                    .instance_specification(
+                        InstanceSpecification::builder()
+                            .instance_id(instance_id)
+                            .build(),
+                    )
+                    .description(format!("breakglass evidence of {instance_id}"))
+                    .tag_specifications(snapshot_tags(instance_id, tags))
+                    .send()
+                    .await
+                    .map_err(|e| aws::aws_error("ec2:CreateSnapshots", e))
+            })
+            .await;
+            match r {
+                Ok(out) => {
+                    let ids: Vec<&str> = out
+                        .snapshots()
+                        .iter()
+                        .filter_map(|s| s.snapshot_id())
+                        .collect();
+                    Ok(Some(serde_json::json!({ "snapshot_ids": ids })))
+                }
+                Err(e) => {
+                    if let Ok(mut failed) = ctx.run.failed_snapshots.lock() {
+                        failed.insert(instance_id.clone());
+                    }
+                    Err(e)
+                }
+            }
+        }
+        Op::IsolateInstance {
+            region,
+            vpc_id,
+            interfaces,
+            ..
+        } => {
+            let groups = isolation_groups(ctx, region, vpc_id).await?;
+            let ec2 = ctx.clients.ec2(region);
+            for n in interfaces {
+                for group in [&groups.flush, &groups.quarantine] {
+                    aws::call(&ctx.retry, &ctx.telemetry, || async {
+                        ec2.modify_network_interface_attribute()
+                            .network_interface_id(&n.id)
+                            .groups(group)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| aws::aws_error("ec2:ModifyNetworkInterfaceAttribute", e))
+                    })
+                    .await?;
+                }
+            }
+            Ok(Some(serde_json::json!({
+                "quarantine_group": groups.quarantine,
+                "flush_group": groups.flush,
+                "created_groups": groups.created,
+            })))
+        }
+        Op::EnableTerminationProtection {
+            region,
+            instance_id,
+        } => {
+            let ec2 = ctx.clients.ec2(region);
+            aws::call(&ctx.retry, &ctx.telemetry, || async {
+                ec2.modify_instance_attribute()
+                    .instance_id(instance_id)
+                    .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
+                    .send()
+                    .await
+                    .map(|_| None)
+                    .map_err(|e| aws::aws_error("ec2:ModifyInstanceAttribute", e))
+            })
+            .await
+        }
+        Op::StopInstance {
+            region,
+            instance_id,
+            ..
+        } => {
+            let ec2 = ctx.clients.ec2(region);
+            aws::call(&ctx.retry, &ctx.telemetry, || async {
+                ec2.stop_instances()
+                    .instance_ids(instance_id)
+                    .send()
+                    .await
+                    .map(|_| None)
+                    .map_err(|e| aws::aws_error("ec2:StopInstances", e))
+            })
+            .await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// EC2's own permission check: `DryRun=true` answers `DryRunOperation` when
+/// the call would be allowed and `UnauthorizedOperation` when not.
+pub async fn dry_run(ctx: &Ctx, op: &Op) -> Option<Result<(), AwsError>> {
+    let r = match op {
+        Op::CreateSnapshots {
+            region,
+            instance_id,
+            tags,
+            ..
+        } => ctx
+            .clients
+            .ec2(region)
+            .create_snapshots()
+            .dry_run(true)
+            .instance_specification(
+                InstanceSpecification::builder()
+                    .instance_id(instance_id)
+                    .build(),
+            )
+            .tag_specifications(snapshot_tags(instance_id, tags))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws::aws_error("ec2:CreateSnapshots", e)),
+        Op::IsolateInstance {
+            region, interfaces, ..
+        } => {
+            let n = interfaces.first()?;
+            ctx.clients
+                .ec2(region)
+                .modify_network_interface_attribute()
+                .dry_run(true)
+                .network_interface_id(&n.id)
+                .set_groups(Some(n.groups.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws::aws_error("ec2:ModifyNetworkInterfaceAttribute", e))
+        }
+        Op::EnableTerminationProtection {
+            region,
+            instance_id,
+        } => ctx
+            .clients
+            .ec2(region)
+            .modify_instance_attribute()
+            .dry_run(true)
+            .instance_id(instance_id)
+            .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws::aws_error("ec2:ModifyInstanceAttribute", e)),
+        Op::StopInstance {
+            region,
+            instance_id,
+            ..
+        } => ctx
+            .clients
+            .ec2(region)
+            .stop_instances()
+            .dry_run(true)
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws::aws_error("ec2:StopInstances", e)),
+        _ => return None,
+    };
+    Some(match r {
+        Err(e) if e.code.as_deref() == Some("DryRunOperation") => Ok(()),
+        Ok(()) => Ok(()),
+        Err(e) => Err(e),
+    })
+}

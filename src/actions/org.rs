@@ -1,0 +1,482 @@
+//! Organizations: the org-wide freeze with a deny-all service control policy.
+//!
+//! Pitfalls handled here: SCPs never restrict the management account or
+//! service-linked roles (the plan says so and names the account); the policy
+//! type must be enabled on the root; the document limit is 5,120 characters,
+//! checked before any call; the executor is exempted by its role ARN with the
+//! path (`aws:PrincipalArn` never carries a session name); a rerun reuses the
+//! policy by name instead of creating a second one.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility};
+use crate::aws::{self, AwsError, ErrorKind};
+use crate::playbook::BoundStep;
+use crate::targets::{Resource, Scope, Target};
+
+/// AWS's limit on an SCP document, in characters.
+pub const SCP_MAX_CHARS: usize = 5120;
+
+pub const APPLY_SCP: ActionInfo = ActionInfo {
+    id: "org.apply_scp",
+    summary: "Deny everything to every principal except the executor and `protect`, with a service control policy.",
+    targets: &[],
+    params: &[
+        (
+            "target",
+            "root, OU ids (ou-…) or account ids: one or a list",
+        ),
+        ("policy", "deny-all (built in; the default)"),
+        ("name", "SCP name (default breakglass-deny-all)"),
+    ],
+    calls: &[
+        "organizations:EnablePolicyType (root, if SCPs are off)",
+        "organizations:CreatePolicy (or UpdatePolicy)",
+        "organizations:AttachPolicy",
+    ],
+    reversibility: Reversibility::Reversible("DetachPolicy (org.detach_scp), then DeletePolicy"),
+    notes: &[
+        "SCPs never restrict the management account or service-linked roles.",
+        "Runs from the management account or a delegated administrator.",
+    ],
+};
+
+pub const DETACH_SCP: ActionInfo = ActionInfo {
+    id: "org.detach_scp",
+    summary: "Detach a breakglass SCP (ends an org-wide freeze).",
+    targets: &[],
+    params: &[
+        ("target", "root, OU ids or account ids"),
+        ("name", "SCP name (default breakglass-deny-all)"),
+    ],
+    calls: &["organizations:DetachPolicy"],
+    reversibility: Reversibility::Reversible("org.apply_scp"),
+    notes: &[],
+};
+
+/// Everything `org.apply_scp` needs to do, as one recorded op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyScp {
+    pub name: String,
+    pub document: String,
+    /// The policy of that name, when it already exists (reused, never duplicated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_id: Option<String>,
+    /// Its content before this run, when the content is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_content: Option<String>,
+    /// The root to enable the SCP policy type on first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_on_root: Option<String>,
+    pub attach_to: Vec<String>,
+}
+
+/// The built-in deny-all document: every action, every resource, every
+/// principal except the exempted ARN patterns.
+pub fn deny_all_document(exempt: &[String]) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "BreakglassDenyAllExceptResponders",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": { "ArnNotLike": { "aws:PrincipalArn": exempt } }
+        }]
+    })
+    .to_string()
+}
+
+/// Checks a target spelling: `root`, `r-…`, `ou-…` or a 12-digit account id.
+pub fn check_target(t: &str) -> Result<(), String> {
+    let account = t.len() == 12 && t.chars().all(|c| c.is_ascii_digit());
+    if t == "root" || t.starts_with("r-") || t.starts_with("ou-") || account {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{t}` is not an organization target: use root, an OU id (ou-…) or a 12-digit account id"
+        ))
+    }
+}
+
+fn local(operation: &str, message: String) -> AwsError {
+    AwsError {
+        operation: operation.to_string(),
+        code: Some("BreakglassCheck".into()),
+        message,
+        kind: ErrorKind::Other,
+    }
+}
+
+struct Org {
+    management_account: String,
+    root_id: String,
+    scp_enabled: bool,
+}
+
+async fn describe_org(ctx: &Ctx) -> Result<Org, AwsError> {
+    let org = ctx.clients.org();
+    let desc = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        org.describe_organization()
+            .send()
+            .await
+            .map_err(|e| aws::aws_error("organizations:DescribeOrganization", e))
+    })
+    .await?;
+    let roots = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        org.list_roots()
+            .send()
+            .await
+            .map_err(|e| aws::aws_error("organizations:ListRoots", e))
+    })
+    .await?;
+    let root = roots.roots().first().ok_or_else(|| {
+        local(
+            "organizations:ListRoots",
+            "the organization has no root".into(),
+        )
+    })?;
+    let scp_enabled = root.policy_types().iter().any(|p| {
+        p.r#type().map(|t| t.as_str()) == Some("SERVICE_CONTROL_POLICY")
+            && p.status().map(|s| s.as_str()) == Some("ENABLED")
+    });
+    Ok(Org {
+        management_account: desc
+            .organization()
+            .and_then(|o| o.master_account_id())
+            .unwrap_or_default()
+            .to_string(),
+        root_id: root.id().unwrap_or_default().to_string(),
+        scp_enabled,
+    })
+}
+
+/// The SCP with this name, with its content, if one exists.
+async fn find_policy(ctx: &Ctx, name: &str) -> Result<Option<(String, String)>, AwsError> {
+    let org = ctx.clients.org();
+    let policies = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        org.list_policies()
+            .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws::aws_error("organizations:ListPolicies", e))
+    })
+    .await?;
+    let policies: Vec<_> = policies
+        .iter()
+        .flat_map(|p| p.policies().to_vec())
+        .collect();
+    let Some(id) = policies
+        .iter()
+        .find(|p| p.name() == Some(name))
+        .and_then(|p| p.id())
+        .map(str::to_string)
+    else {
+        return Ok(None);
+    };
+    let content = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        org.describe_policy()
+            .policy_id(&id)
+            .send()
+            .await
+            .map_err(|e| aws::aws_error("organizations:DescribePolicy", e))
+    })
+    .await?
+    .policy()
+    .and_then(|p| p.content())
+    .unwrap_or_default()
+    .to_string();
+    Ok(Some((id, content)))
+}
+
+async fn attached(ctx: &Ctx, policy_id: &str, target: &str) -> Result<bool, AwsError> {
+    let org = ctx.clients.org();
+    let policies = aws::call(&ctx.retry, &ctx.telemetry, || async {
+        org.list_policies_for_target()
+            .target_id(target)
+            .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aws::aws_error("organizations:ListPoliciesForTarget", e))
+    })
+    .await?;
+    let policies: Vec<_> = policies
+        .iter()
+        .flat_map(|p| p.policies().to_vec())
+        .collect();
+    Ok(policies.iter().any(|p| p.id() == Some(policy_id)))
+}
+
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
+    let org = describe_org(ctx).await?;
+    let mut notes = vec![format!(
+        "SCPs do not restrict the management account {} nor service-linked roles: contain those with IAM steps.",
+        org.management_account
+    )];
+    if ctx.identity.account == org.management_account {
+        notes.push("The executor runs in the management account, which no SCP restricts.".into());
+    }
+    let (targets, name) = match &step.params {
+        ActionParams::ApplyScp(p) => (p.target.items(), p.name.clone()),
+        ActionParams::DetachScp(p) => (p.target.items(), p.name.clone()),
+        _ => return Err(local("org", "missing parameters".into())),
+    };
+    let targets: Vec<String> = targets
+        .into_iter()
+        .map(|t| if t == "root" { org.root_id.clone() } else { t })
+        .collect();
+    if targets.contains(&org.management_account) {
+        notes.push(format!(
+            "Target {} is the management account: an SCP there has no effect.",
+            org.management_account
+        ));
+    }
+    let scope = Scope {
+        account: ctx.identity.account.clone(),
+        region: None,
+    };
+    let existing = find_policy(ctx, &name).await?;
+    let mut planned = Vec::new();
+    match &step.params {
+        ActionParams::ApplyScp(_) => {
+            if ctx.executor_arn.is_empty() {
+                return Err(local(
+                    "org.apply_scp",
+                    "the executor's role ARN could not be read (iam:GetRole), so the SCP cannot exempt it: refusing to lock the responders out".into(),
+                ));
+            }
+            let document = deny_all_document(&ctx.exempt);
+            if document.len() > SCP_MAX_CHARS {
+                return Err(local(
+                    "org.apply_scp",
+                    format!(
+                        "the SCP document is {} characters; AWS allows {SCP_MAX_CHARS}: shorten the protect list (wildcards help)",
+                        document.len()
+                    ),
+                ));
+            }
+            notes.push(format!("Exempted principals: {}", ctx.exempt.join(", ")));
+            let mut missing = Vec::new();
+            let mut prior_content = None;
+            let mut policy_id = None;
+            if let Some((id, content)) = &existing {
+                for t in &targets {
+                    if !attached(ctx, id, t).await? {
+                        missing.push(t.clone());
+                    }
+                }
+                if !same_json(content, &document) {
+                    prior_content = Some(content.clone());
+                }
+                policy_id = Some(id.clone());
+            } else {
+                missing = targets.clone();
+            }
+            let target = Target {
+                scope,
+                resource: Resource::Scp {
+                    name: name.clone(),
+                    targets: targets.clone(),
+                },
+            };
+            let disposition = if missing.is_empty() && prior_content.is_none() {
+                Disposition::Unchanged {
+                    reason: format!(
+                        "SCP {} already attached with the same document",
+                        policy_id.as_deref().unwrap_or_default()
+                    ),
+                }
+            } else {
+                Disposition::Change {
+                    op: Op::ApplyScp(ApplyScp {
+                        name,
+                        document,
+                        policy_id,
+                        prior_content,
+                        enable_on_root: (!org.scp_enabled).then(|| org.root_id.clone()),
+                        attach_to: missing,
+                    }),
+                }
+            };
+            planned.push(Planned {
+                target,
+                disposition,
+            });
+        }
+        _ => {
+            for t in &targets {
+                let target = Target {
+                    scope: scope.clone(),
+                    resource: Resource::Scp {
+                        name: name.clone(),
+                        targets: vec![t.clone()],
+                    },
+                };
+                let disposition = match &existing {
+                    Some((id, _)) if attached(ctx, id, t).await? => Disposition::Change {
+                        op: Op::DetachScp {
+                            policy_id: id.clone(),
+                            target_id: t.clone(),
+                        },
+                    },
+                    Some(_) => Disposition::Unchanged {
+                        reason: "not attached".into(),
+                    },
+                    None => Disposition::Unchanged {
+                        reason: format!("no SCP named {name} exists"),
+                    },
+                };
+                planned.push(Planned {
+                    target,
+                    disposition,
+                });
+            }
+        }
+    }
+    Ok(Discovery { planned, notes })
+}
+
+pub fn describe(op: &Op) -> String {
+    match op {
+        Op::ApplyScp(a) => {
+            let mut calls = Vec::new();
+            if let Some(root) = &a.enable_on_root {
+                calls.push(format!(
+                    "organizations:EnablePolicyType RootId={root} SERVICE_CONTROL_POLICY"
+                ));
+            }
+            match (&a.policy_id, &a.prior_content) {
+                (None, _) => calls.push(format!("organizations:CreatePolicy Name={}", a.name)),
+                (Some(id), Some(_)) => {
+                    calls.push(format!("organizations:UpdatePolicy PolicyId={id}"))
+                }
+                (Some(_), None) => {}
+            }
+            for t in &a.attach_to {
+                calls.push(format!("organizations:AttachPolicy TargetId={t}"));
+            }
+            calls.join("; ")
+        }
+        Op::DetachScp {
+            policy_id,
+            target_id,
+        } => format!("organizations:DetachPolicy PolicyId={policy_id} TargetId={target_id}"),
+        _ => String::new(),
+    }
+}
+
+pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsError> {
+    let org = ctx.clients.org();
+    match op {
+        Op::ApplyScp(a) => {
+            if let Some(root) = &a.enable_on_root {
+                let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
+                    org.enable_policy_type()
+                        .root_id(root)
+                        .policy_type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws::aws_error("organizations:EnablePolicyType", e))
+                })
+                .await;
+                match r {
+                    Err(e) if e.code.as_deref() == Some("PolicyTypeAlreadyEnabledException") => {}
+                    other => other?,
+                }
+            }
+            let (policy_id, created) = match &a.policy_id {
+                Some(id) => {
+                    if a.prior_content.is_some() {
+                        aws::call(&ctx.retry, &ctx.telemetry, || async {
+                            org.update_policy()
+                                .policy_id(id)
+                                .content(&a.document)
+                                .send()
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| aws::aws_error("organizations:UpdatePolicy", e))
+                        })
+                        .await?;
+                    }
+                    (id.clone(), false)
+                }
+                None => {
+                    let out = aws::call(&ctx.retry, &ctx.telemetry, || async {
+                        org.create_policy()
+                            .name(&a.name)
+                            .description("breakglass: deny all but the responders")
+                            .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+                            .content(&a.document)
+                            .send()
+                            .await
+                            .map_err(|e| aws::aws_error("organizations:CreatePolicy", e))
+                    })
+                    .await?;
+                    let id = out
+                        .policy()
+                        .and_then(|p| p.policy_summary())
+                        .and_then(|s| s.id())
+                        .ok_or_else(|| {
+                            local("organizations:CreatePolicy", "no policy id returned".into())
+                        })?
+                        .to_string();
+                    (id, true)
+                }
+            };
+            for t in &a.attach_to {
+                let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
+                    org.attach_policy()
+                        .policy_id(&policy_id)
+                        .target_id(t)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws::aws_error("organizations:AttachPolicy", e))
+                })
+                .await;
+                match r {
+                    Err(e) if e.code.as_deref() == Some("DuplicatePolicyAttachmentException") => {}
+                    other => other?,
+                }
+            }
+            Ok(Some(
+                serde_json::json!({ "policy_id": policy_id, "created": created }),
+            ))
+        }
+        Op::DetachScp {
+            policy_id,
+            target_id,
+        } => {
+            let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
+                org.detach_policy()
+                    .policy_id(policy_id)
+                    .target_id(target_id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws::aws_error("organizations:DetachPolicy", e))
+            })
+            .await;
+            match r {
+                Err(e) if e.code.as_deref() == Some("PolicyNotAttachedException") => Ok(None),
+                other => other.map(|()| None),
+            }
+        }
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,366 @@
+//! End to end against moto: the org-wide SCP freeze and EC2 evidence
+//! preservation and isolation, across two regions, read back through the API.
+
+mod common;
+
+use aws_sdk_ec2::types::Filter;
+use common::{Estate, playbook, repo_playbook};
+
+async fn with_org(e: &Estate) -> String {
+    e.org()
+        .create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("organization");
+    e.org()
+        .list_roots()
+        .send()
+        .await
+        .expect("roots")
+        .roots()
+        .first()
+        .and_then(|r| r.id())
+        .expect("root")
+        .to_string()
+}
+
+/// The breakglass SCP's (id, parsed document).
+async fn scp(e: &Estate, name: &str) -> Vec<(String, serde_json::Value)> {
+    let org = e.org();
+    let list = org
+        .list_policies()
+        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+        .expect("policies");
+    let mut out = Vec::new();
+    for p in list.policies().iter().filter(|p| p.name() == Some(name)) {
+        let id = p.id().expect("id").to_string();
+        let content = org
+            .describe_policy()
+            .policy_id(&id)
+            .send()
+            .await
+            .expect("describe")
+            .policy()
+            .and_then(|p| p.content())
+            .expect("content")
+            .to_string();
+        out.push((id, serde_json::from_str(&content).expect("json")));
+    }
+    out
+}
+
+#[tokio::test]
+async fn org_freeze_exempts_the_executor_and_is_idempotent() {
+    let e = Estate::new().await;
+    let root = with_org(&e).await;
+    let pb = repo_playbook("org-freeze.yaml");
+    let pb = pb.to_str().expect("path");
+
+    let plan = e.run(&["plan", pb]);
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("do not restrict the management account 123456789012"),
+        "{}",
+        plan.stdout
+    );
+
+    let ran = e.run(&["run", pb, "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let policies = scp(&e, "breakglass-deny-all").await;
+    assert_eq!(policies.len(), 1);
+    let (id, doc) = &policies[0];
+    let statement = &doc["Statement"][0];
+    assert_eq!(statement["Effect"], "Deny");
+    assert_eq!(statement["Action"], "*");
+    let exempt: Vec<&str> = statement["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+        .as_array()
+        .expect("exemptions")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        exempt.contains(&"arn:aws:iam::123456789012:user/ir/ir-responder"),
+        "{exempt:?}"
+    );
+    assert!(exempt.contains(&"arn:aws:iam::*:role/IR-*"), "{exempt:?}");
+    let attached = e
+        .org()
+        .list_policies_for_target()
+        .target_id(&root)
+        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+        .expect("attached");
+    assert!(
+        attached
+            .policies()
+            .iter()
+            .any(|p| p.id() == Some(id.as_str()))
+    );
+
+    // A rerun finds it in place: no second policy, nothing changed.
+    let again = e.run(&["run", pb, "--yes", "--output", "json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(report["totals"]["changed"], 0);
+    assert_eq!(report["totals"]["unchanged"], 1);
+    assert_eq!(scp(&e, "breakglass-deny-all").await.len(), 1);
+
+    // Detaching ends the freeze.
+    let thaw = playbook(
+        &e,
+        "thaw.yaml",
+        "name: thaw\nsteps:\n  - action: org.detach_scp\n    with: { target: root }\n",
+    );
+    let ran = e.run(&["run", thaw.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let attached = e
+        .org()
+        .list_policies_for_target()
+        .target_id(&root)
+        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+        .expect("attached");
+    assert!(
+        !attached
+            .policies()
+            .iter()
+            .any(|p| p.id() == Some(id.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn compromised_instance_is_preserved_and_isolated() {
+    let e = Estate::new().await;
+    let ids = e.instances("us-east-1", 2, false).await;
+    let (target, bystander) = (&ids[0], &ids[1]);
+    let before = e.instance("us-east-1", target).await;
+    let original_groups: Vec<String> = before.network_interfaces()[0]
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect();
+    let volume = before.block_device_mappings()[0]
+        .ebs()
+        .and_then(|b| b.volume_id())
+        .expect("root volume")
+        .to_string();
+
+    let pb = repo_playbook("compromised-instance.yaml");
+    let log = e.path("ci.jsonl");
+    let var = format!("instance_id={target}");
+    let ran = e.run(&[
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--var",
+        &var,
+        "--var",
+        "case_id=IR-9",
+        "--audit-log",
+        log.to_str().expect("path"),
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+
+    let ec2 = e.ec2("us-east-1");
+    let snaps = ec2
+        .describe_snapshots()
+        .filters(Filter::builder().name("volume-id").values(&volume).build())
+        .send()
+        .await
+        .expect("snapshots");
+    let snap = snaps.snapshots().first().expect("a snapshot of the volume");
+    let tag = |k: &str| {
+        snap.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    assert_eq!(tag("case").as_deref(), Some("IR-9"));
+    assert_eq!(
+        tag("breakglass:source-instance").as_deref(),
+        Some(target.as_str())
+    );
+
+    let after = e.instance("us-east-1", target).await;
+    let groups: Vec<String> = after.network_interfaces()[0]
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_name().map(str::to_string))
+        .collect();
+    assert_eq!(groups, vec!["breakglass-quarantine".to_string()]);
+    let quarantine = ec2
+        .describe_security_groups()
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("breakglass-quarantine")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("groups");
+    let q = quarantine
+        .security_groups()
+        .first()
+        .expect("quarantine group");
+    assert!(
+        q.ip_permissions_egress().is_empty(),
+        "egress must be revoked"
+    );
+    assert!(q.ip_permissions().is_empty());
+    let protection = ec2
+        .describe_instance_attribute()
+        .instance_id(target)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .expect("attribute");
+    assert_eq!(
+        protection.disable_api_termination().and_then(|v| v.value()),
+        Some(true)
+    );
+
+    // The bystander is untouched.
+    let other = e.instance("us-east-1", bystander).await;
+    assert_ne!(
+        other.network_interfaces()[0].groups()[0].group_name(),
+        Some("breakglass-quarantine")
+    );
+
+    // The audit log holds the original groups for rollback.
+    let text = std::fs::read_to_string(&log).expect("log");
+    let intent = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|r| r["event"] == "intent" && r["op"]["op"] == "isolate_instance")
+        .expect("isolation intent");
+    let recorded: Vec<String> = intent["op"]["interfaces"][0]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(recorded, original_groups);
+    assert_eq!(
+        e.run(&["audit", "verify", log.to_str().expect("path")])
+            .code,
+        0
+    );
+
+    // A rerun converges: already snapshotted, protected and isolated.
+    let again = e.run(&[
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--var",
+        &var,
+        "--var",
+        "case_id=IR-9",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(report["totals"]["changed"], 0, "{report}");
+}
+
+#[tokio::test]
+async fn full_lockdown_contains_two_regions_and_spares_the_executor() {
+    let e = Estate::new().await;
+    with_org(&e).await;
+    let alice = e.user_with_key("alice").await;
+    e.role("app", "/").await;
+    let east = e.instances("us-east-1", 1, false).await;
+    let west = e.instances("eu-west-1", 1, false).await;
+    let pb = repo_playbook("full-lockdown.yaml");
+    let pb = pb.to_str().expect("path");
+
+    // Dry run first: EC2 answers DryRun=true, nothing changes.
+    let dry = e.run(&["run", pb, "--dry-run", "--var", "case_id=IR-10"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(dry.stdout.contains("DryRun: allowed"), "{}", dry.stdout);
+    assert!(scp(&e, "breakglass-deny-all").await.is_empty());
+    assert_eq!(e.key_status("alice", &alice).await, "Active");
+
+    let log = e.path("full.jsonl");
+    let ran = e.run(&[
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        "case_id=IR-10",
+        "--audit-log",
+        log.to_str().expect("path"),
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(scp(&e, "breakglass-deny-all").await.len(), 1);
+    assert_eq!(e.key_status("alice", &alice).await, "Inactive");
+    assert_eq!(
+        e.key_status(&e.executor_user, &e.executor_key).await,
+        "Active"
+    );
+    for (region, id) in [("us-east-1", &east[0]), ("eu-west-1", &west[0])] {
+        let i = e.instance(region, id).await;
+        assert_eq!(
+            i.network_interfaces()[0].groups()[0].group_name(),
+            Some("breakglass-quarantine"),
+            "{region}"
+        );
+    }
+    assert_eq!(
+        e.run(&["audit", "verify", log.to_str().expect("path")])
+            .code,
+        0
+    );
+    let verify = e.run(&["verify", pb, "--var", "case_id=IR-10"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+}
+
+#[tokio::test]
+async fn one_stop_protected_instance_does_not_stop_the_rest() {
+    let e = Estate::new().await;
+    let free = e.instances("us-east-1", 2, false).await;
+    let protected = e.instances("us-east-1", 1, true).await;
+    let pb = playbook(
+        &e,
+        "stop.yaml",
+        "name: stop\nsteps:\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n",
+    );
+    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
+    assert_eq!(
+        ran.code, 1,
+        "one stop fails: {}\n{}",
+        ran.stdout, ran.stderr
+    );
+    for id in &free {
+        let state = e
+            .instance("us-east-1", id)
+            .await
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string());
+        assert!(
+            matches!(state.as_deref(), Some("stopped" | "stopping")),
+            "{id}: {state:?}"
+        );
+    }
+    let state = e
+        .instance("us-east-1", &protected[0])
+        .await
+        .state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string());
+    assert_eq!(state.as_deref(), Some("running"));
+    assert!(
+        ran.stdout.contains("OperationNotPermitted"),
+        "{}",
+        ran.stdout
+    );
+}
