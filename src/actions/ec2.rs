@@ -179,17 +179,16 @@ async fn select_instances(
                 .build(),
         );
     }
-    let reservations = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        ec2.describe_instances()
-            .set_filters(Some(filters.clone()))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| aws::aws_error("ec2:DescribeInstances", e))
-    })
-    .await?;
+    let reservations = ctx
+        .call("ec2:DescribeInstances", || {
+            ec2.describe_instances()
+                .set_filters(Some(filters.clone()))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+        })
+        .await?;
     let mut out = Vec::new();
     for r in reservations {
         for i in r.instances() {
@@ -289,15 +288,14 @@ async fn plan_instance(ctx: &Ctx, step: &BoundStep, i: Instance) -> Result<Plann
         }
         ActionKind::Ec2EnableTerminationProtection => {
             let ec2 = ctx.clients.ec2(&i.region);
-            let attr = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                ec2.describe_instance_attribute()
-                    .instance_id(&i.id)
-                    .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
-                    .send()
-                    .await
-                    .map_err(|e| aws::aws_error("ec2:DescribeInstanceAttribute", e))
-            })
-            .await?;
+            let attr = ctx
+                .call("ec2:DescribeInstanceAttribute", || {
+                    ec2.describe_instance_attribute()
+                        .instance_id(&i.id)
+                        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+                        .send()
+                })
+                .await?;
             if attr.disable_api_termination().and_then(|v| v.value()) == Some(true) {
                 unchanged("termination protection already on".into())
             } else {
@@ -356,18 +354,17 @@ async fn existing_snapshots(
     for (k, v) in tags {
         filters.push(Filter::builder().name(format!("tag:{k}")).values(v).build());
     }
-    let snaps = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        ec2.describe_snapshots()
-            .owner_ids("self")
-            .set_filters(Some(filters.clone()))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| aws::aws_error("ec2:DescribeSnapshots", e))
-    })
-    .await?;
+    let snaps = ctx
+        .call("ec2:DescribeSnapshots", || {
+            ec2.describe_snapshots()
+                .owner_ids("self")
+                .set_filters(Some(filters.clone()))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+        })
+        .await?;
     Ok(snaps
         .iter()
         .filter(|s| s.state().map(|x| x.as_str()) != Some("error"))
@@ -382,15 +379,14 @@ async fn find_group(
     name: &str,
 ) -> Result<Option<String>, AwsError> {
     let ec2 = ctx.clients.ec2(region);
-    let out = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        ec2.describe_security_groups()
-            .filters(Filter::builder().name("vpc-id").values(vpc).build())
-            .filters(Filter::builder().name("group-name").values(name).build())
-            .send()
-            .await
-            .map_err(|e| aws::aws_error("ec2:DescribeSecurityGroups", e))
-    })
-    .await?;
+    let out = ctx
+        .call("ec2:DescribeSecurityGroups", || {
+            ec2.describe_security_groups()
+                .filters(Filter::builder().name("vpc-id").values(vpc).build())
+                .filters(Filter::builder().name("group-name").values(name).build())
+                .send()
+        })
+        .await?;
     Ok(out
         .security_groups()
         .first()
@@ -420,22 +416,21 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
             if let Some(id) = find_group(ctx, region, vpc, name).await? {
                 return Ok::<_, AwsError>((id, false));
             }
-            let out = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                ec2.create_security_group()
-                    .group_name(name)
-                    .description(description)
-                    .vpc_id(vpc)
-                    .tag_specifications(
-                        TagSpecification::builder()
-                            .resource_type(ResourceType::SecurityGroup)
-                            .tags(Tag::builder().key("breakglass").value(name).build())
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| aws::aws_error("ec2:CreateSecurityGroup", e))
-            })
-            .await?;
+            let out = ctx
+                .call("ec2:CreateSecurityGroup", || {
+                    ec2.create_security_group()
+                        .group_name(name)
+                        .description(description)
+                        .vpc_id(vpc)
+                        .tag_specifications(
+                            TagSpecification::builder()
+                                .resource_type(ResourceType::SecurityGroup)
+                                .tags(Tag::builder().key("breakglass").value(name).build())
+                                .build(),
+                        )
+                        .send()
+                })
+                .await?;
             let id = out
                 .group_id()
                 .ok_or_else(|| local("ec2:CreateSecurityGroup", "no group id returned".into()))?
@@ -450,16 +445,15 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
     .await?;
     if flush_new {
         created.push(flush.clone());
-        let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-            ec2.authorize_security_group_ingress()
-                .group_id(&flush)
-                .ip_permissions(all_traffic())
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws::aws_error("ec2:AuthorizeSecurityGroupIngress", e))
-        })
-        .await;
+        let r = ctx
+            .call("ec2:AuthorizeSecurityGroupIngress", || {
+                ec2.authorize_security_group_ingress()
+                    .group_id(&flush)
+                    .ip_permissions(all_traffic())
+                    .send()
+            })
+            .await
+            .map(|_| ());
         match r {
             Err(e) if e.code.as_deref() == Some("InvalidPermission.Duplicate") => {}
             other => other?,
@@ -471,14 +465,11 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
         created.push(quarantine.clone());
     }
     // A group made by anyone may carry egress rules: revoke whatever it has.
-    let described = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        ec2.describe_security_groups()
-            .group_ids(&quarantine)
-            .send()
-            .await
-            .map_err(|e| aws::aws_error("ec2:DescribeSecurityGroups", e))
-    })
-    .await?;
+    let described = ctx
+        .call("ec2:DescribeSecurityGroups", || {
+            ec2.describe_security_groups().group_ids(&quarantine).send()
+        })
+        .await?;
     let egress: Vec<IpPermission> = described
         .security_groups()
         .first()
@@ -490,28 +481,24 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
         .map(|g| g.ip_permissions().to_vec())
         .unwrap_or_default();
     if !egress.is_empty() {
-        aws::call(&ctx.retry, &ctx.telemetry, || async {
+        ctx.call("ec2:RevokeSecurityGroupEgress", || {
             ec2.revoke_security_group_egress()
                 .group_id(&quarantine)
                 .set_ip_permissions(Some(egress.clone()))
                 .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws::aws_error("ec2:RevokeSecurityGroupEgress", e))
         })
-        .await?;
+        .await
+        .map(|_| ())?;
     }
     if !ingress.is_empty() {
-        aws::call(&ctx.retry, &ctx.telemetry, || async {
+        ctx.call("ec2:RevokeSecurityGroupIngress", || {
             ec2.revoke_security_group_ingress()
                 .group_id(&quarantine)
                 .set_ip_permissions(Some(ingress.clone()))
                 .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws::aws_error("ec2:RevokeSecurityGroupIngress", e))
         })
-        .await?;
+        .await
+        .map(|_| ())?;
     }
     let groups = IsolationGroups {
         flush,
@@ -572,20 +559,19 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             ..
         } => {
             let ec2 = ctx.clients.ec2(region);
-            let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                ec2.create_snapshots()
-                    .instance_specification(
-                        InstanceSpecification::builder()
-                            .instance_id(instance_id)
-                            .build(),
-                    )
-                    .description(format!("breakglass evidence of {instance_id}"))
-                    .tag_specifications(snapshot_tags(instance_id, tags))
-                    .send()
-                    .await
-                    .map_err(|e| aws::aws_error("ec2:CreateSnapshots", e))
-            })
-            .await;
+            let r = ctx
+                .call("ec2:CreateSnapshots", || {
+                    ec2.create_snapshots()
+                        .instance_specification(
+                            InstanceSpecification::builder()
+                                .instance_id(instance_id)
+                                .build(),
+                        )
+                        .description(format!("breakglass evidence of {instance_id}"))
+                        .tag_specifications(snapshot_tags(instance_id, tags))
+                        .send()
+                })
+                .await;
             match r {
                 Ok(out) => {
                     let ids: Vec<&str> = out
@@ -613,16 +599,14 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             let ec2 = ctx.clients.ec2(region);
             for n in interfaces {
                 for group in [&groups.flush, &groups.quarantine] {
-                    aws::call(&ctx.retry, &ctx.telemetry, || async {
+                    ctx.call("ec2:ModifyNetworkInterfaceAttribute", || {
                         ec2.modify_network_interface_attribute()
                             .network_interface_id(&n.id)
                             .groups(group)
                             .send()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| aws::aws_error("ec2:ModifyNetworkInterfaceAttribute", e))
                     })
-                    .await?;
+                    .await
+                    .map(|_| ())?;
                 }
             }
             Ok(Some(serde_json::json!({
@@ -636,16 +620,14 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             instance_id,
         } => {
             let ec2 = ctx.clients.ec2(region);
-            aws::call(&ctx.retry, &ctx.telemetry, || async {
+            ctx.call("ec2:ModifyInstanceAttribute", || {
                 ec2.modify_instance_attribute()
                     .instance_id(instance_id)
                     .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
                     .send()
-                    .await
-                    .map(|_| None)
-                    .map_err(|e| aws::aws_error("ec2:ModifyInstanceAttribute", e))
             })
             .await
+            .map(|_| None)
         }
         Op::StopInstance {
             region,
@@ -653,15 +635,11 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             ..
         } => {
             let ec2 = ctx.clients.ec2(region);
-            aws::call(&ctx.retry, &ctx.telemetry, || async {
-                ec2.stop_instances()
-                    .instance_ids(instance_id)
-                    .send()
-                    .await
-                    .map(|_| None)
-                    .map_err(|e| aws::aws_error("ec2:StopInstances", e))
+            ctx.call("ec2:StopInstances", || {
+                ec2.stop_instances().instance_ids(instance_id).send()
             })
             .await
+            .map(|_| None)
         }
         _ => Ok(None),
     }

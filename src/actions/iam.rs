@@ -448,15 +448,14 @@ async fn get_principal(
 
 /// The user that owns an access key (GetAccessKeyLastUsed answers for any key in the account).
 async fn key_owner(ctx: &Ctx, key_id: &str) -> Result<Option<String>, AwsError> {
-    let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        ctx.iam()
-            .get_access_key_last_used()
-            .access_key_id(key_id)
-            .send()
-            .await
-            .map_err(|e| aws::aws_error("iam:GetAccessKeyLastUsed", e))
-    })
-    .await;
+    let r = ctx
+        .call("iam:GetAccessKeyLastUsed", || {
+            ctx.iam()
+                .get_access_key_last_used()
+                .access_key_id(key_id)
+                .send()
+        })
+        .await;
     match r {
         Ok(o) => Ok(o.user_name().map(str::to_string)),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
@@ -674,15 +673,11 @@ async fn plan_login_profiles(ctx: &Ctx, users: Vec<Principal>) -> Result<Vec<Pla
                     disposition: Disposition::Skip { reason },
                 });
             }
-            let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                ctx.iam()
-                    .get_login_profile()
-                    .user_name(&u.name)
-                    .send()
-                    .await
-                    .map_err(|e| aws::aws_error("iam:GetLoginProfile", e))
-            })
-            .await;
+            let r = ctx
+                .call("iam:GetLoginProfile", || {
+                    ctx.iam().get_login_profile().user_name(&u.name).send()
+                })
+                .await;
             let disposition = match r {
                 Ok(_) => Disposition::Change {
                     op: Op::DeleteLoginProfile {
@@ -897,18 +892,16 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
             if *key_id == ctx.identity.access_key_id {
                 return Err(refuse("iam:UpdateAccessKey", "the key this run signs with"));
             }
-            aws::call(&ctx.retry, &ctx.telemetry, || async {
+            ctx.call("iam:UpdateAccessKey", || {
                 ctx.iam()
                     .update_access_key()
                     .user_name(user)
                     .access_key_id(key_id)
                     .status(StatusType::Inactive)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| aws::aws_error("iam:UpdateAccessKey", e))
             })
             .await
+            .map(|_| ())
         }
         Op::DeleteLoginProfile { user } => {
             if ctx
@@ -917,16 +910,12 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
             {
                 return Err(refuse("iam:DeleteLoginProfile", "the executor's own user"));
             }
-            let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                ctx.iam()
-                    .delete_login_profile()
-                    .user_name(user)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| aws::aws_error("iam:DeleteLoginProfile", e))
-            })
-            .await;
+            let r = ctx
+                .call("iam:DeleteLoginProfile", || {
+                    ctx.iam().delete_login_profile().user_name(user).send()
+                })
+                .await
+                .map(|_| ());
             match r {
                 // Gone already (a retried call that had succeeded): the goal state holds.
                 Err(e) if e.kind == ErrorKind::NotFound => Ok(()),

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{AwsError, Identity, RetryPolicy, Telemetry};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+
+use crate::aws::{self, AwsError, Identity, RetryPolicy, Telemetry};
 use crate::playbook::BoundStep;
 use crate::playbook::model::{ApplyScpParams, DetachScpParams, NoParams, SnapshotParams};
 use crate::playbook::yaml::{self, DecodeError, Node};
@@ -292,6 +294,22 @@ pub struct Ctx {
 impl Ctx {
     pub fn iam(&self) -> &aws_sdk_iam::Client {
         &self.clients.iam
+    }
+
+    /// One AWS call under the run's retry policy, its error classified and
+    /// named after `operation` (such as `ec2:StopInstances`).
+    pub async fn call<T, E, R, F, Fut>(&self, operation: &str, mut f: F) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        aws::call(&self.retry, &self.telemetry, || {
+            let fut = f();
+            async move { fut.await.map_err(|e| aws::aws_error(operation, e)) }
+        })
+        .await
     }
 }
 

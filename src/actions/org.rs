@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility};
-use crate::aws::{self, AwsError, ErrorKind};
+use crate::aws::{AwsError, ErrorKind};
 use crate::playbook::BoundStep;
 use crate::targets::{Resource, Scope, Target};
 
@@ -116,20 +116,14 @@ struct Org {
 
 async fn describe_org(ctx: &Ctx) -> Result<Org, AwsError> {
     let org = ctx.clients.org();
-    let desc = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        org.describe_organization()
-            .send()
-            .await
-            .map_err(|e| aws::aws_error("organizations:DescribeOrganization", e))
-    })
-    .await?;
-    let roots = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        org.list_roots()
-            .send()
-            .await
-            .map_err(|e| aws::aws_error("organizations:ListRoots", e))
-    })
-    .await?;
+    let desc = ctx
+        .call("organizations:DescribeOrganization", || {
+            org.describe_organization().send()
+        })
+        .await?;
+    let roots = ctx
+        .call("organizations:ListRoots", || org.list_roots().send())
+        .await?;
     let root = roots.roots().first().ok_or_else(|| {
         local(
             "organizations:ListRoots",
@@ -154,16 +148,15 @@ async fn describe_org(ctx: &Ctx) -> Result<Org, AwsError> {
 /// The SCP with this name, with its content, if one exists.
 async fn find_policy(ctx: &Ctx, name: &str) -> Result<Option<(String, String)>, AwsError> {
     let org = ctx.clients.org();
-    let policies = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        org.list_policies()
-            .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| aws::aws_error("organizations:ListPolicies", e))
-    })
-    .await?;
+    let policies = ctx
+        .call("organizations:ListPolicies", || {
+            org.list_policies()
+                .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+                .into_paginator()
+                .send()
+                .try_collect()
+        })
+        .await?;
     let policies: Vec<_> = policies
         .iter()
         .flat_map(|p| p.policies().to_vec())
@@ -176,34 +169,30 @@ async fn find_policy(ctx: &Ctx, name: &str) -> Result<Option<(String, String)>, 
     else {
         return Ok(None);
     };
-    let content = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        org.describe_policy()
-            .policy_id(&id)
-            .send()
-            .await
-            .map_err(|e| aws::aws_error("organizations:DescribePolicy", e))
-    })
-    .await?
-    .policy()
-    .and_then(|p| p.content())
-    .unwrap_or_default()
-    .to_string();
+    let content = ctx
+        .call("organizations:DescribePolicy", || {
+            org.describe_policy().policy_id(&id).send()
+        })
+        .await?
+        .policy()
+        .and_then(|p| p.content())
+        .unwrap_or_default()
+        .to_string();
     Ok(Some((id, content)))
 }
 
 async fn attached(ctx: &Ctx, policy_id: &str, target: &str) -> Result<bool, AwsError> {
     let org = ctx.clients.org();
-    let policies = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        org.list_policies_for_target()
-            .target_id(target)
-            .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| aws::aws_error("organizations:ListPoliciesForTarget", e))
-    })
-    .await?;
+    let policies = ctx
+        .call("organizations:ListPoliciesForTarget", || {
+            org.list_policies_for_target()
+                .target_id(target)
+                .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+                .into_paginator()
+                .send()
+                .try_collect()
+        })
+        .await?;
     let policies: Vec<_> = policies
         .iter()
         .flat_map(|p| p.policies().to_vec())
@@ -384,71 +373,68 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
     match op {
         Op::ApplyScp(a) => {
             if let Some(root) = &a.enable_on_root {
-                let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                    org.enable_policy_type()
-                        .root_id(root)
-                        .policy_type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| aws::aws_error("organizations:EnablePolicyType", e))
-                })
-                .await;
+                let r = ctx
+                    .call("organizations:EnablePolicyType", || {
+                        org.enable_policy_type()
+                            .root_id(root)
+                            .policy_type(
+                                aws_sdk_organizations::types::PolicyType::ServiceControlPolicy,
+                            )
+                            .send()
+                    })
+                    .await
+                    .map(|_| ());
                 match r {
                     Err(e) if e.code.as_deref() == Some("PolicyTypeAlreadyEnabledException") => {}
                     other => other?,
                 }
             }
-            let (policy_id, created) = match &a.policy_id {
-                Some(id) => {
-                    if a.prior_content.is_some() {
-                        aws::call(&ctx.retry, &ctx.telemetry, || async {
-                            org.update_policy()
-                                .policy_id(id)
-                                .content(&a.document)
-                                .send()
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| aws::aws_error("organizations:UpdatePolicy", e))
-                        })
-                        .await?;
+            let (policy_id, created) =
+                match &a.policy_id {
+                    Some(id) => {
+                        if a.prior_content.is_some() {
+                            ctx.call("organizations:UpdatePolicy", || {
+                                org.update_policy()
+                                    .policy_id(id)
+                                    .content(&a.document)
+                                    .send()
+                            })
+                            .await
+                            .map(|_| ())?;
+                        }
+                        (id.clone(), false)
                     }
-                    (id.clone(), false)
-                }
-                None => {
-                    let out = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                        org.create_policy()
+                    None => {
+                        let out = ctx
+                            .call("organizations:CreatePolicy", || {
+                                org.create_policy()
                             .name(&a.name)
                             .description("breakglass: deny all but the responders")
                             .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-                            .content(&a.document)
-                            .send()
-                            .await
-                            .map_err(|e| aws::aws_error("organizations:CreatePolicy", e))
-                    })
-                    .await?;
-                    let id = out
-                        .policy()
-                        .and_then(|p| p.policy_summary())
-                        .and_then(|s| s.id())
-                        .ok_or_else(|| {
-                            local("organizations:CreatePolicy", "no policy id returned".into())
-                        })?
-                        .to_string();
-                    (id, true)
-                }
-            };
+                            .content(&a.document).send()
+                            })
+                            .await?;
+                        let id = out
+                            .policy()
+                            .and_then(|p| p.policy_summary())
+                            .and_then(|s| s.id())
+                            .ok_or_else(|| {
+                                local("organizations:CreatePolicy", "no policy id returned".into())
+                            })?
+                            .to_string();
+                        (id, true)
+                    }
+                };
             for t in &a.attach_to {
-                let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                    org.attach_policy()
-                        .policy_id(&policy_id)
-                        .target_id(t)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| aws::aws_error("organizations:AttachPolicy", e))
-                })
-                .await;
+                let r = ctx
+                    .call("organizations:AttachPolicy", || {
+                        org.attach_policy()
+                            .policy_id(&policy_id)
+                            .target_id(t)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ());
                 match r {
                     Err(e) if e.code.as_deref() == Some("DuplicatePolicyAttachmentException") => {}
                     other => other?,
@@ -462,16 +448,15 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             policy_id,
             target_id,
         } => {
-            let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-                org.detach_policy()
-                    .policy_id(policy_id)
-                    .target_id(target_id)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| aws::aws_error("organizations:DetachPolicy", e))
-            })
-            .await;
+            let r = ctx
+                .call("organizations:DetachPolicy", || {
+                    org.detach_policy()
+                        .policy_id(policy_id)
+                        .target_id(target_id)
+                        .send()
+                })
+                .await
+                .map(|_| ());
             match r {
                 Err(e) if e.code.as_deref() == Some("PolicyNotAttachedException") => Ok(None),
                 other => other.map(|()| None),
