@@ -134,10 +134,45 @@ async fn org_freeze_exempts_the_executor_and_is_idempotent() {
     );
 }
 
+/// An instance profile `app-profile` holding role `app-role`.
+async fn instance_profile(e: &Estate) -> String {
+    e.role("app-role", "/").await;
+    let profile = e
+        .iam
+        .create_instance_profile()
+        .instance_profile_name("app-profile")
+        .send()
+        .await
+        .expect("profile");
+    e.iam
+        .add_role_to_instance_profile()
+        .instance_profile_name("app-profile")
+        .role_name("app-role")
+        .send()
+        .await
+        .expect("add role");
+    profile
+        .instance_profile()
+        .map(|p| p.arn().to_string())
+        .expect("arn")
+}
+
 #[tokio::test]
 async fn compromised_instance_is_preserved_and_isolated() {
     let e = Estate::new().await;
     let ids = e.instances("us-east-1", 2, false).await;
+    let profile_arn = instance_profile(&e).await;
+    e.ec2("us-east-1")
+        .associate_iam_instance_profile()
+        .instance_id(&ids[0])
+        .iam_instance_profile(
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .arn(&profile_arn)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("associate");
     let (target, bystander) = (&ids[0], &ids[1]);
     let before = e.instance("us-east-1", target).await;
     let original_groups: Vec<String> = before.network_interfaces()[0]
@@ -225,6 +260,26 @@ async fn compromised_instance_is_preserved_and_isolated() {
     assert_eq!(
         protection.disable_api_termination().and_then(|v| v.value()),
         Some(true)
+    );
+
+    // Its role is gone from the instance and the role's sessions are revoked.
+    let assoc = ec2
+        .describe_iam_instance_profile_associations()
+        .filters(Filter::builder().name("instance-id").values(target).build())
+        .send()
+        .await
+        .expect("associations");
+    assert!(
+        assoc
+            .iam_instance_profile_associations()
+            .iter()
+            .all(|a| a.state().map(|s| s.as_str()) != Some("associated")),
+        "{assoc:?}"
+    );
+    assert!(
+        e.inline_policy("role", "app-role", "breakglass-revoke-older-sessions")
+            .await
+            .is_some()
     );
 
     // The bystander is untouched.

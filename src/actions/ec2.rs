@@ -87,6 +87,24 @@ pub const STOP_INSTANCES: ActionInfo = ActionInfo {
     ],
 };
 
+pub const DETACH_INSTANCE_PROFILES: ActionInfo = ActionInfo {
+    id: "ec2.detach_instance_profiles",
+    summary: "Detach each instance's IAM instance profile and revoke the sessions of the role behind it.",
+    targets: &[TargetKind::Instances],
+    params: &[],
+    calls: &[
+        "ec2:DisassociateIamInstanceProfile",
+        "iam:PutRolePolicy breakglass-revoke-older-sessions (the profile's role)",
+    ],
+    reversibility: Reversibility::Reversible(
+        "AssociateIamInstanceProfile with the recorded profile",
+    ),
+    notes: &[
+        "Detaching does not end credentials already handed to the instance: the role's sessions are revoked in the same step.",
+        "The revocation hits every holder of that role, not only this instance.",
+    ],
+};
+
 /// A network interface and the security groups it had before isolation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interface {
@@ -110,6 +128,8 @@ struct Instance {
     state: String,
     volumes: Vec<String>,
     interfaces: Vec<Interface>,
+    /// ARN of the attached instance profile, if any.
+    profile: Option<String>,
 }
 
 fn local(operation: &str, message: String) -> AwsError {
@@ -136,11 +156,101 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
     if step.action == ActionKind::Ec2StopInstances {
         notes.push("Stopping loses each instance's memory: snapshots keep disks only.".into());
     }
+    if step.action == ActionKind::Ec2DetachInstanceProfiles {
+        return plan_detach(ctx, instances, notes).await;
+    }
     let planned = stream::iter(instances)
         .map(|i| async move { plan_instance(ctx, step, i).await })
         .buffered(ctx.concurrency.max(1))
         .try_collect()
         .await?;
+    Ok(Discovery { planned, notes })
+}
+
+/// One disassociation per instance with a profile, plus one revocation per
+/// role behind those profiles (each role once, however many instances use it).
+async fn plan_detach(
+    ctx: &Ctx,
+    instances: Vec<Instance>,
+    mut notes: Vec<String>,
+) -> Result<Discovery, AwsError> {
+    let mut planned = Vec::new();
+    let mut roles = BTreeSet::new();
+    for i in instances {
+        let target = Target {
+            scope: Scope {
+                account: ctx.identity.account.clone(),
+                region: Some(i.region.clone()),
+            },
+            resource: Resource::Instance { id: i.id.clone() },
+        };
+        let Some(profile_arn) = i.profile.clone() else {
+            planned.push(Planned {
+                target,
+                disposition: Disposition::Unchanged {
+                    reason: "no instance profile attached".into(),
+                },
+            });
+            continue;
+        };
+        let ec2 = ctx.clients.ec2(&i.region);
+        let assoc = ctx
+            .call("ec2:DescribeIamInstanceProfileAssociations", || {
+                ec2.describe_iam_instance_profile_associations()
+                    .filters(Filter::builder().name("instance-id").values(&i.id).build())
+                    .send()
+            })
+            .await?;
+        let association = assoc
+            .iam_instance_profile_associations()
+            .iter()
+            .find(|a| a.state().map(|s| s.as_str()) == Some("associated"));
+        let Some(association_id) = association.and_then(|a| a.association_id()) else {
+            planned.push(Planned {
+                target,
+                disposition: Disposition::Unchanged {
+                    reason: "no active profile association".into(),
+                },
+            });
+            continue;
+        };
+        let profile_name = profile_arn
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let profile = ctx
+            .call("iam:GetInstanceProfile", || {
+                ctx.iam()
+                    .get_instance_profile()
+                    .instance_profile_name(&profile_name)
+                    .send()
+            })
+            .await;
+        match profile {
+            Ok(p) => {
+                if let Some(p) = p.instance_profile() {
+                    roles.extend(p.roles().iter().map(|r| r.role_name().to_string()));
+                }
+            }
+            Err(e) => notes.push(format!(
+                "cannot read instance profile {profile_name} ({e}): revoke its role's sessions by hand"
+            )),
+        }
+        planned.push(Planned {
+            target,
+            disposition: Disposition::Change {
+                op: Op::DisassociateInstanceProfile {
+                    region: i.region.clone(),
+                    instance_id: i.id.clone(),
+                    association_id: association_id.to_string(),
+                    profile_arn,
+                },
+            },
+        });
+    }
+    let roles: Vec<String> = roles.into_iter().collect();
+    planned.extend(super::iam::plan_role_revocations(ctx, &roles).await?);
     Ok(Discovery { planned, notes })
 }
 
@@ -226,6 +336,10 @@ async fn select_instances(
                         })
                     })
                     .collect(),
+                profile: i
+                    .iam_instance_profile()
+                    .and_then(|p| p.arn())
+                    .map(str::to_string),
             });
         }
     }
@@ -536,6 +650,13 @@ pub fn describe(op: &Op) -> String {
         Op::StopInstance { instance_id, .. } => {
             format!("ec2:StopInstances InstanceIds=[{instance_id}] (memory is lost)")
         }
+        Op::DisassociateInstanceProfile {
+            association_id,
+            profile_arn,
+            ..
+        } => format!(
+            "ec2:DisassociateIamInstanceProfile AssociationId={association_id} ({profile_arn})"
+        ),
         _ => String::new(),
     }
 }
@@ -624,6 +745,20 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                 ec2.modify_instance_attribute()
                     .instance_id(instance_id)
                     .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
+                    .send()
+            })
+            .await
+            .map(|_| None)
+        }
+        Op::DisassociateInstanceProfile {
+            region,
+            association_id,
+            ..
+        } => {
+            let ec2 = ctx.clients.ec2(region);
+            ctx.call("ec2:DisassociateIamInstanceProfile", || {
+                ec2.disassociate_iam_instance_profile()
+                    .association_id(association_id)
                     .send()
             })
             .await

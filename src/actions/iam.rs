@@ -699,6 +699,32 @@ async fn plan_login_profiles(ctx: &Ctx, users: Vec<Principal>) -> Result<Vec<Pla
         .await
 }
 
+/// Session revocations for roles named by another action (the role behind a
+/// detached instance profile): same guards as `iam.revoke_role_sessions`.
+pub(crate) async fn plan_role_revocations(
+    ctx: &Ctx,
+    role_names: &[String],
+) -> Result<Vec<Planned>, AwsError> {
+    let mut roles = Vec::new();
+    let mut out = Vec::new();
+    for name in role_names {
+        match get_principal(ctx, PrincipalRefKind::Role, name).await? {
+            Some(p) => roles.push(p),
+            None => out.push(not_found(ctx, PrincipalRefKind::Role, name)),
+        }
+    }
+    out.extend(
+        plan_policies(
+            ctx,
+            PrincipalRefKind::Role,
+            roles,
+            PolicyKind::RevokeSessions,
+        )
+        .await?,
+    );
+    Ok(out)
+}
+
 async fn plan_policies(
     ctx: &Ctx,
     kind: PrincipalRefKind,

@@ -47,6 +47,8 @@ pub enum ActionKind {
     Ec2EnableTerminationProtection,
     #[serde(rename = "ec2.stop_instances")]
     Ec2StopInstances,
+    #[serde(rename = "ec2.detach_instance_profiles")]
+    Ec2DetachInstanceProfiles,
 }
 
 /// The kinds of target a step may select.
@@ -105,6 +107,7 @@ impl ActionKind {
         ActionKind::Ec2IsolateInstances,
         ActionKind::Ec2EnableTerminationProtection,
         ActionKind::Ec2StopInstances,
+        ActionKind::Ec2DetachInstanceProfiles,
     ];
 
     pub fn id(self) -> &'static str {
@@ -128,6 +131,7 @@ impl ActionKind {
             ActionKind::Ec2IsolateInstances => ec2::ISOLATE_INSTANCES,
             ActionKind::Ec2EnableTerminationProtection => ec2::ENABLE_TERMINATION_PROTECTION,
             ActionKind::Ec2StopInstances => ec2::STOP_INSTANCES,
+            ActionKind::Ec2DetachInstanceProfiles => ec2::DETACH_INSTANCE_PROFILES,
         }
     }
 
@@ -383,6 +387,13 @@ pub enum Op {
         region: String,
         instance_id: String,
         prior_state: String,
+    },
+    /// Recorded with the profile so rollback can associate it again.
+    DisassociateInstanceProfile {
+        region: String,
+        instance_id: String,
+        association_id: String,
+        profile_arn: String,
     },
 }
 
