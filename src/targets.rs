@@ -37,6 +37,9 @@ pub enum Resource {
     Instance {
         id: String,
     },
+    Snapshot {
+        id: String,
+    },
     /// A service control policy and where it is (to be) attached.
     Scp {
         name: String,
@@ -60,6 +63,10 @@ impl fmt::Display for Target {
             Resource::Instance { id } => match &self.scope.region {
                 Some(r) => write!(f, "instance {id} ({r})"),
                 None => write!(f, "instance {id}"),
+            },
+            Resource::Snapshot { id } => match &self.scope.region {
+                Some(r) => write!(f, "snapshot {id} ({r})"),
+                None => write!(f, "snapshot {id}"),
             },
             Resource::Scp { name, targets } => write!(f, "SCP {name} on {}", targets.join(", ")),
         }
@@ -171,6 +178,9 @@ pub fn check_spec(
         spec.instances
             .as_ref()
             .map(|s| (TargetKind::Instances, s.pos)),
+        spec.snapshots
+            .as_ref()
+            .map(|s| (TargetKind::Snapshots, s.pos)),
     ]
     .into_iter()
     .flatten()
@@ -190,8 +200,9 @@ pub fn check_spec(
             format!("`{}` needs `targets`", action.id()),
             pos,
             Some(format!(
-                "select with one of: {} (for example `users: {{ all: true }}`)",
-                accepted.join(", ")
+                "select with one of: {} (for example `{}: {{ all: true }}`)",
+                accepted.join(", "),
+                accepted.first().copied().unwrap_or("users")
             )),
         ));
     }
@@ -233,6 +244,22 @@ pub fn check_spec(
             !s.tags.is_empty() || !s.vpc_ids.is_empty(),
             &mut out,
         );
+    }
+    if let Some(sn) = &spec.snapshots {
+        let s = &sn.value;
+        let any = s.all
+            || s.created_by_run
+            || !s.ids.is_empty()
+            || !s.tags.is_empty()
+            || !s.volume_ids.is_empty()
+            || !s.instance_ids.is_empty();
+        if !any {
+            out.push((
+                "`snapshots` selects nothing".into(),
+                sn.pos,
+                Some("use ids, tags, volume_ids, instance_ids, created_by_run or all".into()),
+            ));
+        }
     }
     if let Some(k) = &spec.access_keys {
         if k.ids.is_empty() {

@@ -159,7 +159,8 @@ async fn instance_profile(e: &Estate) -> String {
 
 #[tokio::test]
 async fn compromised_instance_is_preserved_and_isolated() {
-    let e = Estate::new().await;
+    let mut e = Estate::new().await;
+    e.with_proxy();
     let ids = e.instances("us-east-1", 2, false).await;
     let profile_arn = instance_profile(&e).await;
     e.ec2("us-east-1")
@@ -328,7 +329,8 @@ async fn compromised_instance_is_preserved_and_isolated() {
 
 #[tokio::test]
 async fn full_lockdown_contains_two_regions_and_spares_the_executor() {
-    let e = Estate::new().await;
+    let mut e = Estate::new().await;
+    e.with_proxy();
     with_org(&e).await;
     let alice = e.user_with_key("alice").await;
     e.role("app", "/").await;
@@ -418,4 +420,96 @@ async fn one_stop_protected_instance_does_not_stop_the_rest() {
         "{}",
         ran.stdout
     );
+}
+
+#[tokio::test]
+async fn protect_backups_locks_every_snapshot_in_governance_mode() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    let ec2 = e.ec2("eu-west-1");
+    let volume = ec2
+        .create_volume()
+        .availability_zone("eu-west-1a")
+        .size(8)
+        .send()
+        .await
+        .expect("volume");
+    let snap = ec2
+        .create_snapshot()
+        .volume_id(volume.volume_id().expect("id"))
+        .send()
+        .await
+        .expect("snapshot");
+    let snap_id = snap.snapshot_id().expect("id").to_string();
+    let pb = repo_playbook("protect-backups.yaml");
+    let pb = pb.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let locks = e
+        .proxy
+        .as_ref()
+        .expect("proxy")
+        .locks
+        .lock()
+        .expect("locks")
+        .clone();
+    assert_eq!(locks.get(&snap_id), Some(&("governance".to_string(), 30)));
+    // Public snapshots other accounts own are never selected.
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    let again = e.run(&["run", pb, "--yes", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(report["totals"]["unchanged"], 1, "{report}");
+    assert_eq!(report["totals"]["changed"], 0);
+
+    // Compliance mode only when written, and the plan says what it means.
+    let strict = playbook(
+        &e,
+        "strict.yaml",
+        "name: strict\nregions: [eu-west-1]\nsteps:\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true } }\n    with: { mode: compliance, duration_days: 7 }\n",
+    );
+    let plan = e.run(&["plan", strict.to_str().expect("path")]);
+    assert!(plan.stdout.contains("COMPLIANCE mode"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("LockMode=compliance"),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[tokio::test]
+async fn a_failed_snapshot_keeps_its_instance_running() {
+    let mut e = Estate::new().await;
+    let ids = e.instances("us-east-1", 2, false).await;
+    let proxy = e.with_proxy();
+    proxy
+        .failing_snapshots
+        .lock()
+        .expect("lock")
+        .insert(ids[0].clone());
+    let pb = playbook(
+        &e,
+        "snap-stop.yaml",
+        "name: snap-stop\nsteps:\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n    on_failure: continue\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n",
+    );
+    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("IncorrectState"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("its snapshot failed earlier"),
+        "{}",
+        ran.stdout
+    );
+    let state = |i: aws_sdk_ec2::types::Instance| {
+        i.state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+    };
+    assert_eq!(
+        state(e.instance("us-east-1", &ids[0]).await).as_deref(),
+        Some("running")
+    );
+    assert!(matches!(
+        state(e.instance("us-east-1", &ids[1]).await).as_deref(),
+        Some("stopped" | "stopping")
+    ));
 }

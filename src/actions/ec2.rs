@@ -22,7 +22,7 @@ use super::{
     TargetKind,
 };
 use crate::aws::{self, AwsError, ErrorKind};
-use crate::playbook::{BoundStep, InstanceSelector};
+use crate::playbook::{BoundStep, InstanceSelector, LockModeSpec};
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// Name of the rule-less security group instances are isolated into.
@@ -105,6 +105,29 @@ pub const DETACH_INSTANCE_PROFILES: ActionInfo = ActionInfo {
     ],
 };
 
+pub const LOCK_SNAPSHOTS: ActionInfo = ActionInfo {
+    id: "ec2.lock_snapshots",
+    summary: "Lock snapshots against deletion (the Code Spaces lesson: protect the backups).",
+    targets: &[TargetKind::Snapshots],
+    params: &[
+        (
+            "mode",
+            "governance (default; ec2:UnlockSnapshot can lift it) or compliance (nobody can, until it expires)",
+        ),
+        (
+            "duration_days",
+            "lock length in days, 1 to 36500 (default 30)",
+        ),
+    ],
+    calls: &["ec2:LockSnapshot"],
+    reversibility: Reversibility::Reversible(
+        "governance: UnlockSnapshot; compliance: irreversible until the lock expires",
+    ),
+    notes: &[
+        "Compliance mode cannot be undone by anyone, the root user included: write it explicitly.",
+    ],
+};
+
 /// A network interface and the security groups it had before isolation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interface {
@@ -142,6 +165,9 @@ fn local(operation: &str, message: String) -> AwsError {
 }
 
 pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
+    if step.action == ActionKind::Ec2LockSnapshots {
+        return discover_locks(ctx, step).await;
+    }
     let Some(sel) = &step.targets.instances else {
         return Ok(Discovery::default());
     };
@@ -165,6 +191,181 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
         .try_collect()
         .await?;
     Ok(Discovery { planned, notes })
+}
+
+async fn discover_locks(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
+    let (Some(sel), ActionParams::Lock(params)) = (&step.targets.snapshots, &step.params) else {
+        return Ok(Discovery::default());
+    };
+    let mut notes = Vec::new();
+    if params.mode == LockModeSpec::Compliance {
+        notes.push(format!(
+            "COMPLIANCE mode: nobody, the root user included, can unlock or delete these snapshots for {} days.",
+            params.duration_days
+        ));
+    }
+    if sel.created_by_run {
+        notes.push("Also locks the snapshots earlier steps of this run create (none exist yet in a plan or dry run).".into());
+    }
+    let per_region: Vec<Vec<Planned>> = stream::iter(ctx.regions.clone())
+        .map(|region| async move {
+            let ids = select_snapshots(ctx, &region, &sel.value).await?;
+            plan_locks(ctx, &region, ids, params).await
+        })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(Discovery {
+        planned: per_region.into_iter().flatten().collect(),
+        notes,
+    })
+}
+
+/// Snapshot ids in `region` matching any criterion of the selector.
+async fn select_snapshots(
+    ctx: &Ctx,
+    region: &str,
+    sel: &crate::playbook::SnapshotSelector,
+) -> Result<BTreeSet<String>, AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    let mut ids = BTreeSet::new();
+    if sel.created_by_run
+        && let Ok(created) = ctx.run.created_snapshots.lock()
+    {
+        ids.extend(
+            created
+                .iter()
+                .filter(|(r, _)| r == region)
+                .map(|(_, id)| id.clone()),
+        );
+    }
+    let mut queries: Vec<Vec<Filter>> = Vec::new();
+    if sel.all {
+        queries.push(Vec::new());
+    }
+    if !sel.ids.is_empty() {
+        queries.push(vec![
+            Filter::builder()
+                .name("snapshot-id")
+                .set_values(Some(sel.ids.clone()))
+                .build(),
+        ]);
+    }
+    if !sel.tags.is_empty() {
+        queries.push(
+            sel.tags
+                .iter()
+                .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
+                .collect(),
+        );
+    }
+    if !sel.volume_ids.is_empty() {
+        queries.push(vec![
+            Filter::builder()
+                .name("volume-id")
+                .set_values(Some(sel.volume_ids.clone()))
+                .build(),
+        ]);
+    }
+    if !sel.instance_ids.is_empty() {
+        queries.push(vec![
+            Filter::builder()
+                .name(format!("tag:{SOURCE_TAG}"))
+                .set_values(Some(sel.instance_ids.clone()))
+                .build(),
+        ]);
+    }
+    for filters in queries {
+        let snaps = ctx
+            .call("ec2:DescribeSnapshots", || {
+                ec2.describe_snapshots()
+                    .owner_ids("self")
+                    .set_filters(Some(filters.clone()))
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+            })
+            .await?;
+        ids.extend(
+            snaps
+                .iter()
+                .filter_map(|s| s.snapshot_id().map(str::to_string)),
+        );
+    }
+    Ok(ids)
+}
+
+async fn plan_locks(
+    ctx: &Ctx,
+    region: &str,
+    ids: BTreeSet<String>,
+    params: &crate::playbook::model::LockParams,
+) -> Result<Vec<Planned>, AwsError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ec2 = ctx.clients.ec2(region);
+    let ids: Vec<String> = ids.into_iter().collect();
+    let mut locked = BTreeMap::new();
+    for chunk in ids.chunks(100) {
+        let out = ctx
+            .call("ec2:DescribeLockedSnapshots", || {
+                ec2.describe_locked_snapshots()
+                    .set_snapshot_ids(Some(chunk.to_vec()))
+                    .send()
+            })
+            .await?;
+        for s in out.snapshots() {
+            if let (Some(id), Some(state)) = (s.snapshot_id(), s.lock_state()) {
+                locked.insert(id.to_string(), state.as_str().to_string());
+            }
+        }
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let state = locked.get(&id).map(String::as_str);
+            // A compliance lock is stronger than any governance lock we would add.
+            let enough = matches!(
+                (state, params.mode),
+                (Some("compliance" | "compliance-cooloff"), _)
+                    | (Some("governance"), LockModeSpec::Governance)
+            );
+            let target = Target {
+                scope: Scope {
+                    account: ctx.identity.account.clone(),
+                    region: Some(region.to_string()),
+                },
+                resource: Resource::Snapshot { id: id.clone() },
+            };
+            let disposition = if enough {
+                Disposition::Unchanged {
+                    reason: format!("already locked ({})", state.unwrap_or_default()),
+                }
+            } else {
+                Disposition::Change {
+                    op: Op::LockSnapshot {
+                        region: region.to_string(),
+                        snapshot_id: id,
+                        mode: params.mode,
+                        duration_days: params.duration_days,
+                    },
+                }
+            };
+            Planned {
+                target,
+                disposition,
+            }
+        })
+        .collect())
+}
+
+fn lock_mode(mode: LockModeSpec) -> aws_sdk_ec2::types::LockMode {
+    match mode {
+        LockModeSpec::Governance => aws_sdk_ec2::types::LockMode::Governance,
+        LockModeSpec::Compliance => aws_sdk_ec2::types::LockMode::Compliance,
+    }
 }
 
 /// One disassociation per instance with a profile, plus one revocation per
@@ -650,6 +851,15 @@ pub fn describe(op: &Op) -> String {
         Op::StopInstance { instance_id, .. } => {
             format!("ec2:StopInstances InstanceIds=[{instance_id}] (memory is lost)")
         }
+        Op::LockSnapshot {
+            snapshot_id,
+            mode,
+            duration_days,
+            ..
+        } => format!(
+            "ec2:LockSnapshot SnapshotId={snapshot_id} LockMode={} LockDuration={duration_days}",
+            lock_mode(*mode).as_str()
+        ),
         Op::DisassociateInstanceProfile {
             association_id,
             profile_arn,
@@ -700,6 +910,9 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                         .iter()
                         .filter_map(|s| s.snapshot_id())
                         .collect();
+                    if let Ok(mut created) = ctx.run.created_snapshots.lock() {
+                        created.extend(ids.iter().map(|id| (region.clone(), id.to_string())));
+                    }
                     Ok(Some(serde_json::json!({ "snapshot_ids": ids })))
                 }
                 Err(e) => {
@@ -749,6 +962,27 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             })
             .await
             .map(|_| None)
+        }
+        Op::LockSnapshot {
+            region,
+            snapshot_id,
+            mode,
+            duration_days,
+        } => {
+            let ec2 = ctx.clients.ec2(region);
+            let out = ctx
+                .call("ec2:LockSnapshot", || {
+                    ec2.lock_snapshot()
+                        .snapshot_id(snapshot_id)
+                        .lock_mode(lock_mode(*mode))
+                        .lock_duration(*duration_days as i32)
+                        .send()
+                })
+                .await?;
+            Ok(Some(serde_json::json!({
+                "lock_state": out.lock_state().map(|s| s.as_str()),
+                "lock_expires_on": out.lock_expires_on().map(|t| t.to_string()),
+            })))
         }
         Op::DisassociateInstanceProfile {
             region,
@@ -819,6 +1053,23 @@ pub async fn dry_run(ctx: &Ctx, op: &Op) -> Option<Result<(), AwsError>> {
                 .map(|_| ())
                 .map_err(|e| aws::aws_error("ec2:ModifyNetworkInterfaceAttribute", e))
         }
+        Op::LockSnapshot {
+            region,
+            snapshot_id,
+            mode,
+            duration_days,
+        } => ctx
+            .clients
+            .ec2(region)
+            .lock_snapshot()
+            .dry_run(true)
+            .snapshot_id(snapshot_id)
+            .lock_mode(lock_mode(*mode))
+            .lock_duration(*duration_days as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws::aws_error("ec2:LockSnapshot", e)),
         Op::EnableTerminationProtection {
             region,
             instance_id,

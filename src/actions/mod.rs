@@ -18,7 +18,9 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
 use crate::aws::{self, AwsError, Identity, RetryPolicy, Telemetry};
 use crate::playbook::BoundStep;
-use crate::playbook::model::{ApplyScpParams, DetachScpParams, NoParams, SnapshotParams};
+use crate::playbook::model::{
+    ApplyScpParams, DetachScpParams, LockModeSpec, LockParams, NoParams, SnapshotParams,
+};
 use crate::playbook::yaml::{self, DecodeError, Node};
 use crate::targets::{Protection, SkipReason, Target};
 
@@ -49,6 +51,8 @@ pub enum ActionKind {
     Ec2StopInstances,
     #[serde(rename = "ec2.detach_instance_profiles")]
     Ec2DetachInstanceProfiles,
+    #[serde(rename = "ec2.lock_snapshots")]
+    Ec2LockSnapshots,
 }
 
 /// The kinds of target a step may select.
@@ -59,6 +63,7 @@ pub enum TargetKind {
     Roles,
     AccessKeys,
     Instances,
+    Snapshots,
 }
 
 impl TargetKind {
@@ -69,6 +74,7 @@ impl TargetKind {
             TargetKind::Roles => "roles",
             TargetKind::AccessKeys => "access_keys",
             TargetKind::Instances => "instances",
+            TargetKind::Snapshots => "snapshots",
         }
     }
 }
@@ -108,6 +114,7 @@ impl ActionKind {
         ActionKind::Ec2EnableTerminationProtection,
         ActionKind::Ec2StopInstances,
         ActionKind::Ec2DetachInstanceProfiles,
+        ActionKind::Ec2LockSnapshots,
     ];
 
     pub fn id(self) -> &'static str {
@@ -132,6 +139,7 @@ impl ActionKind {
             ActionKind::Ec2EnableTerminationProtection => ec2::ENABLE_TERMINATION_PROTECTION,
             ActionKind::Ec2StopInstances => ec2::STOP_INSTANCES,
             ActionKind::Ec2DetachInstanceProfiles => ec2::DETACH_INSTANCE_PROFILES,
+            ActionKind::Ec2LockSnapshots => ec2::LOCK_SNAPSHOTS,
         }
     }
 
@@ -174,6 +182,16 @@ impl ActionKind {
                 ActionParams::DetachScp(p)
             }
             ActionKind::Ec2SnapshotVolumes => ActionParams::Snapshot(yaml::decode(node)?),
+            ActionKind::Ec2LockSnapshots => {
+                let p: LockParams = yaml::decode(node)?;
+                if !(1..=36500).contains(&p.duration_days) {
+                    return Err(DecodeError::at(
+                        node.pos,
+                        format!("duration_days {} is outside 1..36500", p.duration_days),
+                    ));
+                }
+                ActionParams::Lock(p)
+            }
             _ => {
                 let _: Option<NoParams> = yaml::decode(node)?;
                 ActionParams::None
@@ -187,6 +205,7 @@ impl ActionKind {
             ActionKind::OrgApplyScp => generator.subschema_for::<ApplyScpParams>(),
             ActionKind::OrgDetachScp => generator.subschema_for::<DetachScpParams>(),
             ActionKind::Ec2SnapshotVolumes => generator.subschema_for::<SnapshotParams>(),
+            ActionKind::Ec2LockSnapshots => generator.subschema_for::<LockParams>(),
             _ => generator.subschema_for::<NoParams>(),
         }
     }
@@ -199,6 +218,7 @@ pub enum ActionParams {
     ApplyScp(ApplyScpParams),
     DetachScp(DetachScpParams),
     Snapshot(SnapshotParams),
+    Lock(LockParams),
 }
 
 /// What discovery decided for one target.
@@ -269,6 +289,8 @@ impl Clients {
 pub struct RunState {
     /// Instances whose snapshot failed: never stopped afterwards in this run.
     pub failed_snapshots: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Snapshots created by this run, as (region, snapshot id).
+    pub created_snapshots: std::sync::Mutex<Vec<(String, String)>>,
     /// Quarantine and flush security groups per (region, VPC), made once.
     pub isolation_groups:
         tokio::sync::Mutex<std::collections::HashMap<(String, String), ec2::IsolationGroups>>,
@@ -387,6 +409,12 @@ pub enum Op {
         region: String,
         instance_id: String,
         prior_state: String,
+    },
+    LockSnapshot {
+        region: String,
+        snapshot_id: String,
+        mode: LockModeSpec,
+        duration_days: u32,
     },
     /// Recorded with the profile so rollback can associate it again.
     DisassociateInstanceProfile {

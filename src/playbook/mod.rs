@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::actions::{ActionKind, ActionParams};
 pub use model::{
-    AccessKeySelector, ExecutorSpec, InstanceSelector, OnFailure, PlaybookFile, Regions,
-    RoleSelector, StepFile, TargetSpec, UserSelector, VarSpec,
+    AccessKeySelector, ExecutorSpec, InstanceSelector, LockModeSpec, OnFailure, PlaybookFile,
+    Regions, RoleSelector, SnapshotSelector, StepFile, TargetSpec, UserSelector, VarSpec,
 };
 pub use problems::{Problem, Problems, Severity};
 use yaml::{Node, Pos};

@@ -153,6 +153,32 @@ pub struct TargetSpec {
     pub access_keys: Option<Located<AccessKeySelector>>,
     #[serde(default)]
     pub instances: Option<Located<InstanceSelector>>,
+    #[serde(default)]
+    pub snapshots: Option<Located<SnapshotSelector>>,
+}
+
+/// EBS snapshots owned by the account, in the playbook's regions. Criteria
+/// add up: a snapshot matching any of them is selected.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSelector {
+    /// Every snapshot the account owns.
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Snapshots carrying all of these tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Snapshots of these volumes.
+    #[serde(default)]
+    pub volume_ids: Vec<String>,
+    /// Snapshots breakglass took of these instances.
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
+    /// The snapshots earlier steps of this run created.
+    #[serde(default)]
+    pub created_by_run: bool,
 }
 
 /// EC2 instances in the playbook's regions. Terminated instances are ignored.
@@ -221,6 +247,32 @@ pub struct DetachScpParams {
     /// Name of the SCP to detach.
     #[serde(default = "scp_name")]
     pub name: String,
+}
+
+/// `ec2.lock_snapshots` parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockParams {
+    /// `governance` (default: users with ec2:UnlockSnapshot can lift it) or
+    /// `compliance` (nobody can delete or unlock it, not even the root user,
+    /// until it expires: only when the playbook says so).
+    #[serde(default)]
+    pub mode: LockModeSpec,
+    /// How long the lock lasts, in days (1 to 36500).
+    #[serde(default = "thirty")]
+    pub duration_days: u32,
+}
+
+fn thirty() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockModeSpec {
+    #[default]
+    Governance,
+    Compliance,
 }
 
 /// `ec2.snapshot_volumes` parameters.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,9 @@ impl Moto {
         let port = free_port();
         let child = Command::new(&exe)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // moto's default AMIs come with tens of thousands of snapshots that
+            // answer to `OwnerIds=self`: a real account has only its own.
+            .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -99,6 +104,8 @@ pub struct Estate {
     pub executor_user: String,
     pub executor_key: String,
     pub executor_secret: String,
+    /// When set, the binary talks to moto through this proxy.
+    pub proxy: Option<proxy::Proxy>,
 }
 
 pub const ADMIN_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -136,6 +143,7 @@ impl Estate {
             executor_user: "ir-responder".into(),
             executor_key: key.access_key_id().to_string(),
             executor_secret: key.secret_access_key().to_string(),
+            proxy: None,
         };
         estate.write_profile("breakglass", &estate.executor_key, &estate.executor_secret);
         estate
@@ -275,9 +283,19 @@ impl Estate {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("NO_COLOR", "1")
         .arg("--endpoint-url")
-        .arg(self.moto.endpoint())
+        .arg(
+            self.proxy
+                .as_ref()
+                .map(|p| p.endpoint())
+                .unwrap_or_else(|| self.moto.endpoint()),
+        )
         .current_dir(self.dir.path());
         cmd
+    }
+
+    /// Routes the binary through a proxy that adds snapshot locks and faults.
+    pub fn with_proxy(&mut self) -> &proxy::Proxy {
+        self.proxy.insert(proxy::Proxy::start(self.moto.port))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -383,20 +401,10 @@ impl Estate {
 
     /// Launches `n` instances in `region`; returns their ids.
     pub async fn instances(&self, region: &str, n: i32, stop_protected: bool) -> Vec<String> {
-        let ec2 = self.ec2(region);
-        let image = ec2
-            .describe_images()
-            .owners("amazon")
-            .send()
-            .await
-            .expect("images")
-            .images()
-            .first()
-            .and_then(|i| i.image_id())
-            .expect("an AMI")
-            .to_string();
-        ec2.run_instances()
-            .image_id(image)
+        // moto launches any AMI id; its catalogue is off (see `Moto::start`).
+        self.ec2(region)
+            .run_instances()
+            .image_id("ami-12c6146b")
             .min_count(n)
             .max_count(n)
             .disable_api_stop(stop_protected)
