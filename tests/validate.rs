@@ -230,3 +230,42 @@ fn actions_catalog_states_reversibility() {
         .expect("delete_login_profiles");
     assert_eq!(login["reversibility"]["kind"], "irreversible");
 }
+
+#[test]
+fn stopping_before_any_snapshot_is_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        "name: x\nsteps:\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n",
+    )
+    .expect("write");
+    let out = breakglass()
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "a warning, not an error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("p.yaml:3:5: warning: step 1 (ec2.stop_instances) acts on instances before any ec2.snapshot_volumes step"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn organization_targets_and_lock_parameters_are_checked() {
+    let (code, stderr) = validate(
+        "p.yaml",
+        "name: x\nsteps:\n  - action: org.apply_scp\n    with: { target: [root, prod] }\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true } }\n    with: { mode: forever }\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("p.yaml:4:11: error: step 1: with: `prod` is not an organization target"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("p.yaml:7:19: error: step 2: with: unknown value `forever`"),
+        "{stderr}"
+    );
+}

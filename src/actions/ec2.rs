@@ -567,8 +567,13 @@ async fn plan_instance(ctx: &Ctx, step: &BoundStep, i: Instance) -> Result<Plann
                 unchanged("no EBS volumes".into())
             } else {
                 let covered = existing_snapshots(ctx, &i, &tags).await?;
-                if i.volumes.iter().all(|v| covered.contains(v)) {
-                    unchanged("already snapshotted with these tags".into())
+                if i.volumes.iter().all(|v| covered.contains_key(v)) {
+                    let states: BTreeSet<&str> = covered.values().map(String::as_str).collect();
+                    let states: Vec<&str> = states.into_iter().collect();
+                    unchanged(format!(
+                        "already snapshotted with these tags ({})",
+                        states.join(", ")
+                    ))
                 } else {
                     Disposition::Change {
                         op: Op::CreateSnapshots {
@@ -653,12 +658,13 @@ async fn plan_instance(ctx: &Ctx, step: &BoundStep, i: Instance) -> Result<Plann
     })
 }
 
-/// Volumes of `i` that already have a snapshot from it carrying every tag.
+/// Volumes of `i` that already have a snapshot from it carrying every tag,
+/// with that snapshot's state (`pending`, `completed`): what verify reports.
 async fn existing_snapshots(
     ctx: &Ctx,
     i: &Instance,
     tags: &BTreeMap<String, String>,
-) -> Result<BTreeSet<String>, AwsError> {
+) -> Result<BTreeMap<String, String>, AwsError> {
     let ec2 = ctx.clients.ec2(&i.region);
     let mut filters = vec![
         Filter::builder()
@@ -682,8 +688,14 @@ async fn existing_snapshots(
         .await?;
     Ok(snaps
         .iter()
-        .filter(|s| s.state().map(|x| x.as_str()) != Some("error"))
-        .filter_map(|s| s.volume_id().map(str::to_string))
+        .filter_map(|s| {
+            let state = s
+                .state()
+                .map(|x| x.as_str().to_string())
+                .unwrap_or_default();
+            let volume = s.volume_id()?.to_string();
+            (state != "error").then_some((volume, state))
+        })
         .collect())
 }
 
