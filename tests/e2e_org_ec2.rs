@@ -513,3 +513,58 @@ async fn a_failed_snapshot_keeps_its_instance_running() {
         Some("stopped" | "stopping")
     ));
 }
+
+#[tokio::test]
+async fn a_custom_scp_must_spare_the_executor() {
+    let e = Estate::new().await;
+    with_org(&e).await;
+    std::fs::write(
+        e.path("lockout.json"),
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"All","Effect":"Deny","Action":"*","Resource":"*"}]}"#,
+    )
+    .expect("write");
+    std::fs::write(
+        e.path("spare.json"),
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"S3","Effect":"Deny","Action":"s3:*","Resource":"*",
+           "Condition":{"ArnNotLike":{"aws:PrincipalArn":["arn:aws:iam::*:user/ir/*"]}}}]}"#,
+    )
+    .expect("write");
+    let bad = playbook(
+        &e,
+        "bad.yaml",
+        "name: bad\nsteps:\n  - action: org.apply_scp\n    with: { target: root, policy: lockout.json, name: custom }\n",
+    );
+    let ran = e.run(&["run", bad.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("does not exempt the executor"),
+        "{}",
+        ran.stdout
+    );
+    assert!(scp(&e, "custom").await.is_empty(), "nothing was created");
+
+    let good = playbook(
+        &e,
+        "good.yaml",
+        "name: good\nsteps:\n  - action: org.apply_scp\n    with: { target: root, policy: spare.json, name: custom }\n",
+    );
+    let ran = e.run(&["run", good.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let policies = scp(&e, "custom").await;
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].1["Statement"][0]["Action"], "s3:*");
+
+    let missing = playbook(
+        &e,
+        "missing.yaml",
+        "name: m\nsteps:\n  - action: org.apply_scp\n    with: { target: root, policy: nope.json }\n",
+    );
+    let ran = e.run(&["validate", missing.to_str().expect("path")]);
+    assert_eq!(ran.code, 2);
+    assert!(
+        ran.stderr
+            .contains("missing.yaml:4:11: error: step 1: cannot read policy file"),
+        "{}",
+        ran.stderr
+    );
+}

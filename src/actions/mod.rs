@@ -165,11 +165,11 @@ impl ActionKind {
             ActionKind::OrgApplyScp => {
                 let p: ApplyScpParams = yaml::decode(node)?;
                 check_targets(p.target.items())?;
-                if p.policy != "deny-all" {
+                if p.policy != "deny-all" && !p.policy.ends_with(".json") {
                     return Err(DecodeError::at(
                         node.pos,
                         format!(
-                            "unknown policy `{}`: the built-in policy is `deny-all`",
+                            "unknown policy `{}`: use `deny-all` or a .json file next to the playbook",
                             p.policy
                         ),
                     ));

@@ -87,6 +87,55 @@ pub fn deny_all_document(exempt: &[String]) -> String {
     .to_string()
 }
 
+/// A custom SCP must spare the executor: every Deny statement needs an
+/// `aws:PrincipalArn` exemption (ArnNotLike, ArnNotEquals, StringNotLike or
+/// StringNotEquals) whose pattern matches the executor's ARN.
+pub fn exempts(document: &str, executor_arn: &str) -> Result<(), String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(document).map_err(|e| format!("the SCP is not JSON: {e}"))?;
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(s) => s.clone(),
+        s @ serde_json::Value::Object(_) => vec![s.clone()],
+        _ => return Err("the SCP has no Statement".into()),
+    };
+    for (i, s) in statements.iter().enumerate() {
+        if s["Effect"] != "Deny" {
+            continue;
+        }
+        let spared = [
+            "ArnNotLike",
+            "ArnNotEquals",
+            "StringNotLike",
+            "StringNotEquals",
+        ]
+        .iter()
+        .filter_map(|op| s["Condition"].get(*op))
+        .filter_map(|block| block.as_object())
+        .flat_map(|block| block.iter())
+        .filter(|(key, _)| key.eq_ignore_ascii_case("aws:PrincipalArn"))
+        .flat_map(|(_, v)| match v {
+            serde_json::Value::String(p) => vec![p.clone()],
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .any(|pattern| crate::targets::glob_match(&pattern, executor_arn));
+        if !spared {
+            let sid = s["Sid"]
+                .as_str()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default();
+            return Err(format!(
+                "Deny statement {}{sid} does not exempt the executor {executor_arn} through aws:PrincipalArn: applying it would lock the responders out",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a target spelling: `root`, `r-…`, `ou-…` or a 12-digit account id.
 pub fn check_target(t: &str) -> Result<(), String> {
     let account = t.len() == 12 && t.chars().all(|c| c.is_ascii_digit());
@@ -219,9 +268,9 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
     if ctx.identity.account == org.management_account {
         notes.push("The executor runs in the management account, which no SCP restricts.".into());
     }
-    let (targets, name) = match &step.params {
-        ActionParams::ApplyScp(p) => (p.target.items(), p.name.clone()),
-        ActionParams::DetachScp(p) => (p.target.items(), p.name.clone()),
+    let (targets, name, custom) = match &step.params {
+        ActionParams::ApplyScp(p) => (p.target.items(), p.name.clone(), p.document.clone()),
+        ActionParams::DetachScp(p) => (p.target.items(), p.name.clone(), None),
         _ => return Err(local("org", "missing parameters".into())),
     };
     let targets: Vec<String> = targets
@@ -248,7 +297,13 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                     "the executor's role ARN could not be read (iam:GetRole), so the SCP cannot exempt it: refusing to lock the responders out".into(),
                 ));
             }
-            let document = deny_all_document(&ctx.exempt);
+            let document = match custom {
+                Some(doc) => {
+                    exempts(&doc, &ctx.executor_arn).map_err(|m| local("org.apply_scp", m))?;
+                    doc
+                }
+                None => deny_all_document(&ctx.exempt),
+            };
             if document.len() > SCP_MAX_CHARS {
                 return Err(local(
                     "org.apply_scp",
@@ -463,5 +518,29 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             }
         }
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXECUTOR: &str = "arn:aws:iam::111122223333:role/ir/IR-BreakGlass";
+
+    #[test]
+    fn the_built_in_document_spares_the_executor() {
+        let doc = deny_all_document(&[EXECUTOR.to_string(), "arn:aws:iam::*:role/IR-*".into()]);
+        assert_eq!(exempts(&doc, EXECUTOR), Ok(()));
+    }
+
+    #[test]
+    fn a_custom_deny_without_exemption_is_refused() {
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+        assert!(exempts(doc, EXECUTOR).is_err());
+        // A path-less role ARN does not match a role with a path.
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/IR-BreakGlass"}}}}"#;
+        assert!(exempts(doc, EXECUTOR).is_err());
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"ArnNotLike":{"aws:PrincipalArn":["arn:aws:iam::*:role/ir/*"]}}}}"#;
+        assert_eq!(exempts(doc, EXECUTOR), Ok(()));
     }
 }

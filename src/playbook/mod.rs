@@ -403,10 +403,14 @@ fn decode_steps(
         }
         // Decode with templates left in place: types and keys are checked now,
         // values again when variables are bound.
-        if let Err(p) =
-            decode_step_body(source, &label, action, &step.targets, &step.with, item.pos)
-        {
-            problems.extend(p);
+        match decode_step_body(source, &label, action, &step.targets, &step.with, item.pos) {
+            Err(p) => problems.extend(p),
+            Ok((_, mut params)) => {
+                let pos = step.with.as_ref().map(|n| n.pos).unwrap_or(item.pos);
+                if let Err(p) = read_policy_file(source, &label, &mut params, pos) {
+                    problems.extend(p);
+                }
+            }
         }
         steps.push(StepDef {
             index,
@@ -419,6 +423,40 @@ fn decode_steps(
         });
     }
     steps
+}
+
+/// Reads an SCP file named by `org.apply_scp` (relative to the playbook's
+/// directory), checks it is JSON within the SCP size limit, and keeps it.
+fn read_policy_file(
+    source: &str,
+    label: &str,
+    params: &mut ActionParams,
+    pos: Pos,
+) -> Result<(), Vec<Problem>> {
+    let ActionParams::ApplyScp(p) = params else {
+        return Ok(());
+    };
+    if p.policy == "deny-all" || p.policy.contains("{{") {
+        return Ok(());
+    }
+    let dir = Path::new(source).parent().unwrap_or(Path::new("."));
+    let path = dir.join(&p.policy);
+    let fail = |m: String| vec![Problem::error(source, Some(pos), format!("{label}: {m}"))];
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| fail(format!("cannot read policy file {}: {e}", path.display())))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| fail(format!("policy file {} is not JSON: {e}", path.display())))?;
+    let compact = doc.to_string();
+    if compact.len() > crate::actions::org::SCP_MAX_CHARS {
+        return Err(fail(format!(
+            "policy file {} is {} characters once compacted; AWS allows {}",
+            path.display(),
+            compact.len(),
+            crate::actions::org::SCP_MAX_CHARS
+        )));
+    }
+    p.document = Some(compact);
+    Ok(())
 }
 
 /// Decodes a step's selectors and parameters and checks they fit the action.
@@ -520,7 +558,14 @@ impl Playbook {
             let targets = step.targets.as_ref().map(subst);
             let with = step.with.as_ref().map(subst);
             let label = format!("step {} ({})", step.index + 1, step.name);
-            match decode_step_body(&self.source, &label, step.action, &targets, &with, step.pos) {
+            let decoded =
+                decode_step_body(&self.source, &label, step.action, &targets, &with, step.pos)
+                    .and_then(|(targets, mut params)| {
+                        let pos = with.as_ref().map(|n| n.pos).unwrap_or(step.pos);
+                        read_policy_file(&self.source, &label, &mut params, pos)?;
+                        Ok((targets, params))
+                    });
+            match decoded {
                 Ok((targets, params)) => bound.push(BoundStep {
                     index: step.index,
                     name: step.name.clone(),

@@ -223,12 +223,18 @@ pub struct ApplyScpParams {
     /// `root`, OU ids (`ou-…`) or 12-digit account ids, one or a list.
     pub target: OneOrMany,
     /// `deny-all` (built in: denies everything to every principal but the
-    /// executor and `protect`).
+    /// executor and `protect`), or a `.json` SCP file in the playbook's
+    /// directory, whose every Deny must exempt the executor through
+    /// `aws:PrincipalArn`.
     #[serde(default = "deny_all")]
     pub policy: String,
     /// Name of the SCP created in the organization.
     #[serde(default = "scp_name")]
     pub name: String,
+    /// The policy file's content, read when the playbook is loaded.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub document: Option<String>,
 }
 
 fn deny_all() -> String {
