@@ -26,6 +26,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             yes,
             vars,
             audit_log,
+            allow_env_endpoint,
         } => {
             let req = RunRequest {
                 playbook,
@@ -33,6 +34,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 yes: *yes,
                 vars,
                 audit_log: audit_log.as_deref(),
+                allow_env_endpoint: *allow_env_endpoint,
             };
             run(&cli.global, &out, req).await
         }
@@ -304,10 +306,20 @@ struct RunRequest<'a> {
     yes: bool,
     vars: &'a [(String, String)],
     audit_log: Option<&'a std::path::Path>,
+    allow_env_endpoint: bool,
 }
 
 async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<ExitCode, Error> {
     let loaded = load(req.playbook, req.vars)?;
+    if !req.dry_run && !req.allow_env_endpoint {
+        let conn = global.connection(Some(&loaded.playbook.executor))?;
+        if let Some(e) = conn.endpoint.filter(|e| e.source == "AWS_ENDPOINT_URL") {
+            return Err(Error::Refused(format!(
+                "the endpoint {} comes only from the AWS_ENDPOINT_URL variable: pass --endpoint-url to mean it, or --allow-env-endpoint",
+                e.url
+            )));
+        }
+    }
     let session = connect(global, Some(&loaded.playbook)).await?;
     let mode = if req.dry_run {
         "dry run (no changes)"

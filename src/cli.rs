@@ -87,6 +87,10 @@ pub enum Command {
         /// Where to write the audit log [default: breakglass-audit/run-<run id>.jsonl].
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
+        /// Let a live run use an endpoint set only by AWS_ENDPOINT_URL (a stray
+        /// variable must not send a lockdown somewhere unintended).
+        #[arg(long)]
+        allow_env_endpoint: bool,
     },
     /// Read state back: is each target of each step contained? (exit 1 if not)
     Verify {

@@ -5,11 +5,15 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = breakglass::cli::Cli::parse();
     let format = cli.global.output;
-    if cli.global.no_color || std::env::var_os("NO_COLOR").is_some() {
-        let _ = miette::set_hook(Box::new(|_| {
-            Box::new(miette::MietteHandlerOpts::new().color(false).build())
-        }));
-    }
+    // Errors stay on one line each (greppable in logs); color only when wanted.
+    let no_color = cli.global.no_color || std::env::var_os("NO_COLOR").is_some();
+    let _ = miette::set_hook(Box::new(move |_| {
+        let mut opts = miette::MietteHandlerOpts::new().wrap_lines(false);
+        if no_color {
+            opts = opts.color(false);
+        }
+        Box::new(opts.build())
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -422,3 +422,39 @@ async fn verify_reads_state_back_and_names_drift() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0]["target"]["key_id"], alice.as_str());
 }
+
+#[tokio::test]
+async fn an_endpoint_from_the_environment_alone_is_refused_for_live_runs() {
+    let e = Estate::new().await;
+    let alice = e.user_with_key("alice").await;
+    let pb = repo_playbook("credential-lockdown.yaml");
+    let pb = pb.to_str().expect("path");
+    let base = |extra: &[&str]| {
+        let mut cmd = assert_cmd::Command::cargo_bin("breakglass").expect("binary");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", e.path("credentials"))
+            .env("AWS_CONFIG_FILE", e.path("config"))
+            .env("AWS_ENDPOINT_URL", e.moto.endpoint())
+            .current_dir(e.dir.path())
+            .args(["run", pb, "--yes", "--var", "case_id=IR-5"])
+            .args(extra);
+        cmd.output().expect("run")
+    };
+    let refused = base(&[]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--allow-env-endpoint"));
+    assert_eq!(e.key_status("alice", &alice).await, "Active");
+
+    let allowed = base(&["--allow-env-endpoint"]);
+    assert_eq!(
+        allowed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    assert_eq!(e.key_status("alice", &alice).await, "Inactive");
+}

@@ -388,7 +388,7 @@ async fn one_stop_protected_instance_does_not_stop_the_rest() {
     let pb = playbook(
         &e,
         "stop.yaml",
-        "name: stop\nsteps:\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n",
+        "name: stop\nsteps:\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n    allow_irreversible: true\n",
     );
     let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
     assert_eq!(
@@ -465,7 +465,7 @@ async fn protect_backups_locks_every_snapshot_in_governance_mode() {
     let strict = playbook(
         &e,
         "strict.yaml",
-        "name: strict\nregions: [eu-west-1]\nsteps:\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true } }\n    with: { mode: compliance, duration_days: 7 }\n",
+        "name: strict\nregions: [eu-west-1]\nsteps:\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true } }\n    with: { mode: compliance, duration_days: 7 }\n    allow_irreversible: true\n",
     );
     let plan = e.run(&["plan", strict.to_str().expect("path")]);
     assert!(plan.stdout.contains("COMPLIANCE mode"), "{}", plan.stdout);
@@ -489,7 +489,7 @@ async fn a_failed_snapshot_keeps_its_instance_running() {
     let pb = playbook(
         &e,
         "snap-stop.yaml",
-        "name: snap-stop\nsteps:\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n    on_failure: continue\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n",
+        "name: snap-stop\nsteps:\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n    on_failure: continue\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n    allow_irreversible: true\n",
     );
     let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);

@@ -113,6 +113,16 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             format!("name: x\nname: y\n{GOOD_STEP}"),
             vec!["p.yaml:2:1: error:"],
         ),
+        (
+            "irreversible without consent",
+            "name: x\nsteps:\n  - action: iam.delete_login_profiles\n    targets: { users: { all: true } }\n".into(),
+            vec!["p.yaml:3:13: error: step 1: `iam.delete_login_profiles` is irreversible", "allow_irreversible: true"],
+        ),
+        (
+            "compliance lock without consent",
+            "name: x\nsteps:\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true } }\n    with: { mode: compliance }\n".into(),
+            vec!["p.yaml:3:13: error: step 1: `ec2.lock_snapshots` is irreversible: a compliance-mode lock"],
+        ),
         ("not a mapping", "- a\n- b\n".into(), vec!["p.yaml:1:1: error: a playbook is a mapping"]),
         ("empty file", "".into(), vec!["p.yaml:1:1: error: the file is empty"]),
     ]
@@ -237,7 +247,7 @@ fn stopping_before_any_snapshot_is_a_warning() {
     let path = dir.path().join("p.yaml");
     std::fs::write(
         &path,
-        "name: x\nsteps:\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n",
+        "name: x\nsteps:\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n    allow_irreversible: true\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n",
     )
     .expect("write");
     let out = breakglass()

@@ -143,6 +143,27 @@ impl ActionKind {
         }
     }
 
+    /// Why this step cannot be undone, when it cannot: such steps need
+    /// `allow_irreversible: true` in the playbook.
+    pub fn irreversible(self, params: &ActionParams) -> Option<&'static str> {
+        match (self, params) {
+            (ActionKind::IamDeleteLoginProfiles, _) => {
+                Some("deleted console passwords cannot be restored")
+            }
+            (ActionKind::Ec2StopInstances, _) => {
+                Some("stopping an instance destroys its memory, which may be evidence")
+            }
+            (ActionKind::Ec2LockSnapshots, ActionParams::Lock(p))
+                if p.mode == LockModeSpec::Compliance =>
+            {
+                Some(
+                    "a compliance-mode lock cannot be lifted by anyone, the root user included, until it expires",
+                )
+            }
+            _ => None,
+        }
+    }
+
     /// True for actions whose targets live in regions (run once per region).
     pub fn regional(self) -> bool {
         self.id().starts_with("ec2.")

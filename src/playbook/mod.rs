@@ -406,6 +406,19 @@ fn decode_steps(
         match decode_step_body(source, &label, action, &step.targets, &step.with, item.pos) {
             Err(p) => problems.extend(p),
             Ok((_, mut params)) => {
+                if let (Some(why), false) = (action.irreversible(&params), step.allow_irreversible)
+                {
+                    problems.push(
+                        Problem::error(
+                            source,
+                            Some(step.action.pos),
+                            format!("{label}: `{}` is irreversible: {why}", action.id()),
+                        )
+                        .with_hint(
+                            "add `allow_irreversible: true` to the step if that is intended",
+                        ),
+                    );
+                }
                 let pos = step.with.as_ref().map(|n| n.pos).unwrap_or(item.pos);
                 if let Err(p) = read_policy_file(source, &label, &mut params, pos) {
                     problems.extend(p);

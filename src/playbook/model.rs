@@ -130,6 +130,10 @@ pub struct StepFile {
     /// What to do when a target of this step fails: stop the run (default) or go on.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Consent for an action nobody can undo (deleting console passwords,
+    /// stopping instances, compliance-mode locks): required for those steps.
+    #[serde(default)]
+    pub allow_irreversible: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
