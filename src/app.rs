@@ -95,13 +95,68 @@ fn load(path: &std::path::Path, vars: &[(String, String)]) -> Result<Loaded, Err
 }
 
 /// Connects with the chosen profile and refuses a mismatched identity.
-async fn connect(global: &GlobalArgs, playbook: Option<&Playbook>) -> Result<Session, Error> {
-    let conn = global.connection(playbook.map(|p| &p.executor))?;
+async fn connect(global: &GlobalArgs, loaded: Option<&Loaded>) -> Result<Session, Error> {
+    let playbook = loaded.map(|l| &l.playbook);
+    let mut conn = global.connection(playbook.map(|p| &p.executor))?;
+    if let Some(loaded) = loaded {
+        conn.assume = assume_role(global, loaded)?;
+    }
     let session = aws::connect(&conn).await?;
     if let Some(pb) = playbook {
         check_identity(pb, &session.identity)?;
     }
     Ok(session)
+}
+
+/// The playbook's `executor.assume_role`, with the MFA code from `--mfa-code`
+/// or typed (hidden) on the terminal. No terminal and no code refuses.
+fn assume_role(global: &GlobalArgs, loaded: &Loaded) -> Result<Option<aws::AssumeRole>, Error> {
+    let Some(spec) = &loaded.playbook.executor.assume_role else {
+        return Ok(None);
+    };
+    let mfa = match &spec.mfa_serial {
+        None => None,
+        Some(serial) => {
+            let code = match &global.mfa_code {
+                Some(c) => c.clone(),
+                None if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
+                    dialoguer::Password::new()
+                        .with_prompt(format!("MFA code for {serial}"))
+                        .interact()
+                        .map_err(|e| Error::Refused(format!("MFA code not read: {e}")))?
+                }
+                None => {
+                    return Err(Error::Refused(format!(
+                        "{} needs an MFA code from {serial}: pass --mfa-code or run on a terminal",
+                        spec.role_arn
+                    )));
+                }
+            };
+            Some((serial.clone(), code.trim().to_string()))
+        }
+    };
+    let session_name = spec.session_name.clone().unwrap_or_else(|| {
+        let tag: String = loaded
+            .vars
+            .get("case_id")
+            .cloned()
+            .unwrap_or_else(|| {
+                jiff::Timestamp::now()
+                    .strftime("%Y%m%dT%H%M%SZ")
+                    .to_string()
+            })
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c))
+            .take(52)
+            .collect();
+        format!("breakglass-{tag}")
+    });
+    Ok(Some(aws::AssumeRole {
+        role_arn: spec.role_arn.clone(),
+        session_name,
+        duration_seconds: spec.duration_seconds.unwrap_or(3600),
+        mfa,
+    }))
 }
 
 fn check_identity(pb: &Playbook, id: &Identity) -> Result<(), Error> {
@@ -250,7 +305,7 @@ async fn read_only(
     since: jiff::Timestamp,
 ) -> Result<(Loaded, Session, Vec<StepReport>), Error> {
     let loaded = load(path, vars)?;
-    let session = connect(global, Some(&loaded.playbook)).await?;
+    let session = connect(global, Some(&loaded)).await?;
     out.header(&session, &loaded.playbook, mode);
     let ctx = context(global, &session, &loaded, since).await?;
     let opts = executor::Options {
@@ -320,7 +375,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
             )));
         }
     }
-    let session = connect(global, Some(&loaded.playbook)).await?;
+    let session = connect(global, Some(&loaded)).await?;
     let mode = if req.dry_run {
         "dry run (no changes)"
     } else {
@@ -346,10 +401,11 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         dry_run: req.dry_run,
         identity: session.identity.clone(),
         profile: session.profile.clone(),
+        credential_source: session.source.clone(),
         region: session.region.clone(),
         endpoint: session.endpoint.clone(),
         vars: loaded.vars.clone(),
-        args: std::env::args().skip(1).collect(),
+        args: redacted_args(std::env::args().skip(1)),
     })?;
 
     let ctx = context(global, &session, &loaded, started).await?;
@@ -392,6 +448,27 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     } else {
         ExitCode::Failed
     })
+}
+
+/// The command line for the audit log, with secret values (the MFA code)
+/// replaced: nothing secret is ever written there.
+fn redacted_args(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for a in args {
+        if hide_next {
+            out.push("<redacted>".into());
+            hide_next = false;
+        } else if a == "--mfa-code" {
+            hide_next = true;
+            out.push(a);
+        } else if a.starts_with("--mfa-code=") {
+            out.push("--mfa-code=<redacted>".into());
+        } else {
+            out.push(a);
+        }
+    }
+    out
 }
 
 fn run_status(steps: &[StepReport]) -> &'static str {

@@ -48,6 +48,9 @@ pub enum Event {
         dry_run: bool,
         identity: Identity,
         profile: String,
+        /// The profile, and the role and MFA device when one was assumed.
+        #[serde(default)]
+        credential_source: String,
         region: String,
         endpoint: Option<Endpoint>,
         vars: BTreeMap<String, String>,

@@ -35,6 +35,30 @@ pub struct Connection {
     pub endpoint: Option<Endpoint>,
     /// Attempts per call inside the SDK (its own retry with backoff), before ours.
     pub sdk_max_attempts: u32,
+    /// The break-glass role to assume from the profile's credential.
+    pub assume: Option<AssumeRole>,
+}
+
+/// An STS `AssumeRole` to make before anything else (aws-config's own
+/// provider cannot take an MFA code, so breakglass calls STS itself).
+#[derive(Clone)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub session_name: String,
+    pub duration_seconds: u32,
+    /// MFA device and the code the responder typed.
+    pub mfa: Option<(String, String)>,
+}
+
+impl fmt::Debug for AssumeRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The MFA code is a secret for its 30 seconds: never print it.
+        f.debug_struct("AssumeRole")
+            .field("role_arn", &self.role_arn)
+            .field("session_name", &self.session_name)
+            .field("mfa_serial", &self.mfa.as_ref().map(|(s, _)| s))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -53,6 +77,9 @@ pub struct Session {
     pub profile_source: &'static str,
     pub region: String,
     pub endpoint: Option<Endpoint>,
+    /// How the credential was obtained: the profile, and the role and MFA
+    /// device when one was assumed.
+    pub source: String,
 }
 
 impl fmt::Debug for Session {
@@ -217,7 +244,15 @@ pub async fn connect(conn: &Connection) -> Result<Session, Error> {
     if let Some(e) = &conn.endpoint {
         loader = loader.endpoint_url(&e.url);
     }
-    let config = loader.load().await;
+    let mut config = loader.load().await;
+    let mut source = format!("profile {} (from {})", conn.profile, conn.profile_source);
+    if let Some(a) = &conn.assume {
+        config = assume_role(&config, a).await?;
+        source.push_str(&format!(" → role {}", a.role_arn));
+        if let Some((serial, _)) = &a.mfa {
+            source.push_str(&format!(" with MFA {serial}"));
+        }
+    }
 
     let provider = config
         .credentials_provider()
@@ -253,7 +288,44 @@ pub async fn connect(conn: &Connection) -> Result<Session, Error> {
         profile_source: conn.profile_source,
         region,
         endpoint: conn.endpoint.clone(),
+        source,
     })
+}
+
+/// Calls STS `AssumeRole` with the base credential and returns a configuration
+/// that signs with the resulting session.
+async fn assume_role(
+    base: &aws_config::SdkConfig,
+    a: &AssumeRole,
+) -> Result<aws_config::SdkConfig, Error> {
+    let sts = aws_sdk_sts::Client::new(base);
+    let mut req = sts
+        .assume_role()
+        .role_arn(&a.role_arn)
+        .role_session_name(&a.session_name)
+        .duration_seconds(a.duration_seconds as i32);
+    if let Some((serial, code)) = &a.mfa {
+        req = req.serial_number(serial).token_code(code);
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| aws_error("sts:AssumeRole", e))?;
+    let c = out
+        .credentials()
+        .ok_or_else(|| Error::Credentials("sts:AssumeRole returned no credentials".into()))?;
+    let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
+    let creds = aws_sdk_iam::config::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        expiry,
+        "breakglass-assume-role",
+    );
+    Ok(base
+        .to_builder()
+        .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(creds))
+        .build())
 }
 
 /// How an AWS error should be handled.

@@ -46,6 +46,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, default_value_t = 16, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: u16,
+    /// The MFA code for `executor.assume_role` (else asked on the terminal).
+    #[arg(long, global = true, value_name = "CODE")]
+    pub mfa_code: Option<String>,
     /// No colors in diagnostics (also honours NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
@@ -160,6 +163,7 @@ impl GlobalArgs {
             region: self.region.clone(),
             endpoint,
             sdk_max_attempts: 3,
+            assume: None,
         })
     }
 }

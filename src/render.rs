@@ -130,10 +130,7 @@ impl Printer {
             "  identity: {} (account {})",
             session.identity.arn, session.identity.account
         );
-        eprintln!(
-            "  profile:  {} (from {})",
-            session.profile, session.profile_source
-        );
+        eprintln!("  credential: {}", session.source);
         eprintln!("  endpoint: {}", session.endpoint_display());
         for w in &pb.warnings {
             eprintln!("{w}");

@@ -40,6 +40,7 @@ fn write_log(path: &Path, finish: bool) {
             "AKIAEXECUTOR00000000".into(),
         ),
         profile: "breakglass".into(),
+        credential_source: "profile breakglass".into(),
         region: "us-east-1".into(),
         endpoint: None,
         vars: Default::default(),

@@ -568,3 +568,93 @@ async fn a_custom_scp_must_spare_the_executor() {
         ran.stderr
     );
 }
+
+#[tokio::test]
+async fn the_break_glass_role_is_assumed_with_mfa_and_never_locked_out() {
+    let e = Estate::new().await;
+    with_org(&e).await;
+    e.role("responder-role", "/ir/").await;
+    e.role("app", "/").await;
+    let pb = playbook(
+        &e,
+        "mfa.yaml",
+        r#"
+name: mfa
+executor:
+  expect_principal: arn:aws:iam::123456789012:role/ir/responder-role
+  assume_role:
+    role_arn: arn:aws:iam::123456789012:role/ir/responder-role
+    mfa_serial: arn:aws:iam::123456789012:mfa/responder
+vars:
+  case_id: { required: true }
+steps:
+  - action: org.apply_scp
+    with: { target: root }
+  - action: iam.revoke_role_sessions
+    targets: { roles: { all: true } }
+"#,
+    );
+    let pb = pb.to_str().expect("path");
+
+    // No terminal and no code: refused before any call.
+    let ran = e.run(&["run", pb, "--yes", "--var", "case_id=IR-11"]);
+    assert_eq!(ran.code, 3, "{}", ran.stderr);
+    assert!(ran.stderr.contains("--mfa-code"), "{}", ran.stderr);
+    assert!(scp(&e, "breakglass-deny-all").await.is_empty());
+
+    let log = e.path("mfa.jsonl");
+    let ran = e.run(&[
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        "case_id=IR-11",
+        "--mfa-code",
+        "937451",
+        "--audit-log",
+        log.to_str().expect("path"),
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("assumed-role/responder-role/breakglass-IR-11"),
+        "the session name carries the case id: {}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("with MFA arn:aws:iam::123456789012:mfa/responder"),
+        "{}",
+        ran.stderr
+    );
+
+    // The SCP exempts the role ARN with its path, not the session ARN.
+    let (_, doc) = &scp(&e, "breakglass-deny-all").await[0];
+    let exempt = doc["Statement"][0]["Condition"]["ArnNotLike"]["aws:PrincipalArn"].to_string();
+    assert!(
+        exempt.contains("arn:aws:iam::123456789012:role/ir/responder-role"),
+        "{exempt}"
+    );
+    // Its own role keeps its sessions; the others lose theirs.
+    assert!(
+        e.inline_policy("role", "responder-role", "breakglass-revoke-older-sessions")
+            .await
+            .is_none()
+    );
+    assert!(
+        e.inline_policy("role", "app", "breakglass-revoke-older-sessions")
+            .await
+            .is_some()
+    );
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    let start: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("line")).expect("json");
+    assert!(
+        start["credential_source"]
+            .as_str()
+            .is_some_and(|s| s.contains("with MFA"))
+    );
+    assert!(!text.contains("937451"), "the MFA code is never recorded");
+    assert!(text.contains("<redacted>"));
+}

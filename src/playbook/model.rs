@@ -47,6 +47,27 @@ pub struct ExecutorSpec {
     /// role ARN; the session name is ignored).
     #[serde(default)]
     pub expect_principal: Option<Located<String>>,
+    /// Assume this role from the profile's credential before anything else,
+    /// with an MFA code when `mfa_serial` is set.
+    #[serde(default)]
+    pub assume_role: Option<Located<AssumeRoleSpec>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssumeRoleSpec {
+    /// The break-glass role, such as arn:aws:iam::111122223333:role/IR-BreakGlass.
+    pub role_arn: String,
+    /// The MFA device (arn:aws:iam::…:mfa/name); the code is asked for on the
+    /// terminal, or given with --mfa-code.
+    #[serde(default)]
+    pub mfa_serial: Option<String>,
+    /// Session name CloudTrail shows [default: breakglass-<case_id or time>].
+    #[serde(default)]
+    pub session_name: Option<String>,
+    /// Session length in seconds (900 to 43200) [default: 3600].
+    #[serde(default)]
+    pub duration_seconds: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
