@@ -308,6 +308,7 @@ async fn read_only(
     let session = connect(global, Some(&loaded)).await?;
     out.header(&session, &loaded.playbook, mode);
     let ctx = context(global, &session, &loaded, since).await?;
+    refuse_self_lockout(&ctx, &loaded.steps)?;
     let opts = executor::Options {
         dry_run: true,
         audit: None,
@@ -382,11 +383,14 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         "LIVE RUN"
     };
     out.header(&session, &loaded.playbook, mode);
+    let mut ctx = context(global, &session, &loaded, jiff::Timestamp::now()).await?;
+    refuse_self_lockout(&ctx, &loaded.steps)?;
     if !req.dry_run && !req.yes {
         confirm(&session.identity)?;
     }
 
     let started = jiff::Timestamp::now();
+    ctx.run_started = started;
     let run_id = audit::new_run_id(started);
     let audit_path = req
         .audit_log
@@ -408,7 +412,6 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         args: redacted_args(std::env::args().skip(1)),
     })?;
 
-    let ctx = context(global, &session, &loaded, started).await?;
     let opts = executor::Options {
         dry_run: req.dry_run,
         audit: Some(&log),
@@ -479,6 +482,20 @@ fn run_status(steps: &[StepReport]) -> &'static str {
     } else {
         "completed"
     }
+}
+
+/// Refuses (exit 3) a playbook that would deny or disable its own executor.
+fn refuse_self_lockout(ctx: &Ctx, steps: &[BoundStep]) -> Result<(), Error> {
+    let findings = crate::safety::self_lockout(ctx, steps);
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = findings.iter().map(ToString::to_string).collect();
+    Err(Error::Refused(format!(
+        "this playbook would lock out the principal it runs as ({}); nothing was changed: {}",
+        ctx.identity.arn,
+        list.join("; ")
+    )))
 }
 
 /// The responder types the account id; anything else, or no terminal, refuses.

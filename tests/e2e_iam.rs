@@ -216,8 +216,9 @@ async fn compromised_access_key_contains_its_owner_only() {
 }
 
 #[tokio::test]
-async fn the_executor_is_protected_even_when_named() {
+async fn naming_the_executor_refuses_the_run() {
     let e = Estate::new().await;
+    let alice = e.user_with_key("alice").await;
     let pb = playbook(
         &e,
         "self.yaml",
@@ -225,7 +226,7 @@ async fn the_executor_is_protected_even_when_named() {
 name: self-harm
 steps:
   - action: iam.deactivate_access_keys
-    targets: { users: { names: [ir-responder] } }
+    targets: { users: { names: [alice] } }
   - action: iam.quarantine_principals
     targets: { users: { names: [ir-responder] } }
   - action: iam.deactivate_access_keys
@@ -234,8 +235,16 @@ steps:
         .replace("EXECUTOR_KEY", &e.executor_key)
         .as_str(),
     );
-    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
-    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    for args in [&["run", "--yes"][..], &["plan"][..]] {
+        let mut argv = args.to_vec();
+        argv.insert(1, pb.to_str().expect("path"));
+        let ran = e.run(&argv);
+        assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
+        assert!(ran.stderr.contains("step 2 (iam.quarantine_principals): `iam.quarantine_principals` names the executor's own user ir-responder"), "{}", ran.stderr);
+        assert!(ran.stderr.contains("step 3 (iam.deactivate_access_keys): `iam.deactivate_access_keys` names the key this run signs with"), "{}", ran.stderr);
+    }
+    // Refused before any change: even step 1, which was harmless, did not run.
+    assert_eq!(e.key_status("alice", &alice).await, "Active");
     assert_eq!(
         e.key_status(&e.executor_user, &e.executor_key).await,
         "Active"
@@ -245,7 +254,6 @@ steps:
             .await
             .is_none()
     );
-    assert!(ran.stdout.contains("skipped"), "{}", ran.stdout);
 }
 
 #[tokio::test]

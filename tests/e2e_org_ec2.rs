@@ -535,11 +535,11 @@ async fn a_custom_scp_must_spare_the_executor() {
         "name: bad\nsteps:\n  - action: org.apply_scp\n    with: { target: root, policy: lockout.json, name: custom }\n",
     );
     let ran = e.run(&["run", bad.to_str().expect("path"), "--yes"]);
-    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
     assert!(
-        ran.stdout.contains("does not exempt the executor"),
+        ran.stderr.contains("does not exempt the executor"),
         "{}",
-        ran.stdout
+        ran.stderr
     );
     assert!(scp(&e, "custom").await.is_empty(), "nothing was created");
 

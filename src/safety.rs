@@ -1,0 +1,88 @@
+//! Self-lockout analysis: before any change, find every step that would deny
+//! or disable the principal the run uses, and refuse the run if there is one.
+//!
+//! Selectors such as `all: true` that merely include the executor are fine:
+//! discovery skips it with a reason. What is refused is a playbook that names
+//! the executor explicitly, or an SCP that would not exempt it.
+
+use crate::actions::{ActionKind, ActionParams, Ctx, org};
+use crate::aws::Principal;
+use crate::playbook::BoundStep;
+
+/// One reason the run would lock its own responders out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub step: usize,
+    pub step_name: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "step {} ({}): {}",
+            self.step + 1,
+            self.step_name,
+            self.reason
+        )
+    }
+}
+
+pub fn self_lockout(ctx: &Ctx, steps: &[BoundStep]) -> Vec<Finding> {
+    let id = &ctx.identity;
+    let mut out = Vec::new();
+    for step in steps {
+        let mut find = |reason: String| {
+            out.push(Finding {
+                step: step.index,
+                step_name: step.name.clone(),
+                reason,
+            })
+        };
+        let t = &step.targets;
+        if let (Principal::User { name }, Some(users)) = (&id.principal, &t.users) {
+            if users.names.iter().any(|n| n == name) {
+                find(format!(
+                    "`{}` names the executor's own user {name}",
+                    step.action.id()
+                ));
+            }
+            if users.access_key_ids.contains(&id.access_key_id) {
+                find(format!(
+                    "`{}` selects the user of the key this run signs with ({})",
+                    step.action.id(),
+                    id.access_key_id
+                ));
+            }
+        }
+        if let Some(keys) = &t.access_keys
+            && keys.ids.contains(&id.access_key_id)
+        {
+            find(format!(
+                "`{}` names the key this run signs with ({})",
+                step.action.id(),
+                id.access_key_id
+            ));
+        }
+        if let (Principal::AssumedRole { role_name, .. }, Some(roles)) = (&id.principal, &t.roles)
+            && roles.names.iter().any(|n| n == role_name)
+        {
+            find(format!(
+                "`{}` names the executor's own role {role_name}: every session of it, this run's included, would be cut",
+                step.action.id()
+            ));
+        }
+        if step.action == ActionKind::OrgApplyScp {
+            if ctx.executor_arn.is_empty() {
+                find("the executor's role ARN could not be read (iam:GetRole), so no SCP can be shown to exempt it".into());
+            } else if let ActionParams::ApplyScp(p) = &step.params
+                && let Some(doc) = &p.document
+                && let Err(reason) = org::exempts(doc, &ctx.executor_arn)
+            {
+                find(format!("policy {}: {reason}", p.policy));
+            }
+        }
+    }
+    out
+}
