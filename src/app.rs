@@ -327,7 +327,9 @@ async fn plan(
     let (loaded, session, steps) =
         read_only(global, out, path, vars, "plan (read-only)", now).await?;
     out.plan(&loaded.playbook, &session, &steps);
-    Ok(if steps.iter().any(|s| s.status != StepStatus::Done) {
+    Ok(if steps.iter().any(|s| s.status == StepStatus::Refused) {
+        ExitCode::Refused
+    } else if steps.iter().any(|s| s.status != StepStatus::Done) {
         ExitCode::Failed
     } else {
         ExitCode::Success
@@ -446,10 +448,10 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         steps,
     };
     out.run(&report);
-    Ok(if status == "completed" {
-        ExitCode::Success
-    } else {
-        ExitCode::Failed
+    Ok(match status {
+        "completed" => ExitCode::Success,
+        "refused" => ExitCode::Refused,
+        _ => ExitCode::Failed,
     })
 }
 
@@ -475,7 +477,9 @@ fn redacted_args(args: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 fn run_status(steps: &[StepReport]) -> &'static str {
-    if steps.iter().any(|s| s.status == StepStatus::NotRun) {
+    if steps.iter().any(|s| s.status == StepStatus::Refused) {
+        "refused"
+    } else if steps.iter().any(|s| s.status == StepStatus::NotRun) {
         "aborted"
     } else if steps.iter().any(|s| s.status == StepStatus::Failed) {
         "completed_with_failures"

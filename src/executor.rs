@@ -83,8 +83,10 @@ pub struct Item {
 pub enum StepStatus {
     Done,
     Failed,
-    /// An earlier step failed with `on_failure: abort`.
+    /// An earlier step failed with `on_failure: abort`, or was refused.
     NotRun,
+    /// A safety limit (`max_targets`) stopped it before any change.
+    Refused,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,9 +143,12 @@ pub async fn execute(
             continue;
         }
         let report = run_step(ctx, step, opts).await?;
-        if report.status == StepStatus::Failed && step.on_failure == OnFailure::Abort {
-            aborted = true;
-        }
+        let stop = match report.status {
+            StepStatus::Refused => true,
+            StepStatus::Failed => step.on_failure == OnFailure::Abort,
+            _ => false,
+        };
+        aborted |= stop;
         on_step(&report);
         reports.push(report);
     }
@@ -164,6 +169,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
     let mut items = Vec::new();
     let mut error = None;
     let mut notes = Vec::new();
+    let mut refusal = None;
     match actions::discover(ctx, step).await {
         Err(e) => {
             if step.action == ActionKind::Ec2SnapshotVolumes {
@@ -173,6 +179,13 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
                 }
             }
             error = Some(format!("discovery failed: {e}"))
+        }
+        Ok(Discovery {
+            planned,
+            notes: found,
+        }) if over_limit(step, &planned).is_some() => {
+            notes = found;
+            refusal = over_limit(step, &planned);
         }
         Ok(Discovery {
             planned,
@@ -253,11 +266,14 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
     for item in &items {
         counts.add(item.outcome);
     }
-    let status = if error.is_some() || counts.failed > 0 {
+    let status = if refusal.is_some() {
+        StepStatus::Refused
+    } else if error.is_some() || counts.failed > 0 {
         StepStatus::Failed
     } else {
         StepStatus::Done
     };
+    let error = error.or(refusal);
     record(Event::StepEnd {
         step: step.index,
         status: format!("{status:?}").to_lowercase(),
@@ -275,6 +291,21 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         notes,
         error,
         millis: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Why a step's discovery exceeds its `max_targets`, if it does. Skipped
+/// targets do not count: they are never touched.
+fn over_limit(step: &BoundStep, planned: &[Planned]) -> Option<String> {
+    let max = step.max_targets?;
+    let found = planned
+        .iter()
+        .filter(|p| !matches!(p.disposition, Disposition::Skip { .. }))
+        .count();
+    (found > max as usize).then(|| {
+        format!(
+            "refused: discovery found {found} targets and max_targets is {max}; nothing was changed (check the selector, or raise the limit)"
+        )
     })
 }
 

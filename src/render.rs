@@ -281,6 +281,7 @@ impl Printer {
                 StepStatus::Done => "done",
                 StepStatus::Failed => "FAILED",
                 StepStatus::NotRun => "not run",
+                StepStatus::Refused => "REFUSED",
             };
             eprintln!(
                 "  step {} {} [{}]: {} ({} ms)",

@@ -466,3 +466,43 @@ async fn an_endpoint_from_the_environment_alone_is_refused_for_live_runs() {
     );
     assert_eq!(e.key_status("alice", &alice).await, "Inactive");
 }
+
+#[tokio::test]
+async fn max_targets_refuses_a_step_that_reaches_too_far() {
+    let e = Estate::new().await;
+    let mut keys = Vec::new();
+    for u in ["u1", "u2", "u3"] {
+        keys.push((u, e.user_with_key(u).await));
+    }
+    let pb = playbook(
+        &e,
+        "limited.yaml",
+        r#"
+name: limited
+max_targets: 2
+steps:
+  - action: iam.deactivate_access_keys
+    targets: { users: { all: true } }
+  - action: iam.quarantine_principals
+    targets: { users: { names: [u1] } }
+"#,
+    );
+    let pb = pb.to_str().expect("path");
+    let plan = e.run(&["plan", pb]);
+    assert_eq!(plan.code, 3, "{}", plan.stdout);
+    let ran = e.run(&["run", pb, "--yes"]);
+    assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains("discovery found 3 targets and max_targets is 2"),
+        "{}",
+        ran.stdout
+    );
+    for (u, k) in &keys {
+        assert_eq!(e.key_status(u, k).await, "Active");
+    }
+    assert!(
+        e.inline_policy("user", "u1", QUARANTINE).await.is_none(),
+        "later steps do not run"
+    );
+}

@@ -49,6 +49,7 @@ pub struct StepDef {
     pub targets: Option<Node>,
     pub with: Option<Node>,
     pub on_failure: OnFailure,
+    pub max_targets: Option<u32>,
     pub pos: Pos,
 }
 
@@ -61,6 +62,7 @@ pub struct BoundStep {
     pub targets: TargetSpec,
     pub params: ActionParams,
     pub on_failure: OnFailure,
+    pub max_targets: Option<u32>,
 }
 
 /// Reads and validates a playbook file.
@@ -112,6 +114,7 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
     let mut protect = Vec::new();
     let mut regions = None;
     let mut steps_node = None;
+    let mut max_targets = None;
     const SECTIONS: &[&str] = &[
         "name",
         "description",
@@ -119,6 +122,7 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
         "vars",
         "protect",
         "regions",
+        "max_targets",
         "steps",
     ];
     for (key, value) in entries {
@@ -153,6 +157,7 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
             "regions" => take(yaml::decode::<yaml::Located<Regions>>(value).map(|v| {
                 regions = Some(v);
             })),
+            "max_targets" => take(yaml::decode::<Option<u32>>(value).map(|v| max_targets = v)),
             "steps" => steps_node = Some(value),
             other => problems.push(
                 Problem::error(source, Some(key.pos), format!("unknown key `{other}`"))
@@ -209,6 +214,13 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
         }
         Some(node) => decode_steps(source, node, &vars, &mut problems),
     };
+    let steps: Vec<StepDef> = steps
+        .into_iter()
+        .map(|mut s| {
+            s.max_targets = s.max_targets.or(max_targets);
+            s
+        })
+        .collect();
 
     check_order(source, &steps, &mut problems);
     let warnings: Vec<Problem> = problems
@@ -432,6 +444,7 @@ fn decode_steps(
             targets: step.targets,
             with: step.with,
             on_failure: step.on_failure,
+            max_targets: step.max_targets,
             pos: item.pos,
         });
     }
@@ -586,6 +599,7 @@ impl Playbook {
                     targets,
                     params,
                     on_failure: step.on_failure,
+                    max_targets: step.max_targets,
                 }),
                 Err(p) => problems.extend(p),
             }

@@ -30,6 +30,9 @@ pub struct PlaybookFile {
     /// Regions for regional actions: a list, or `all`. IAM is global and ignores it.
     #[serde(default)]
     pub regions: Option<Located<Regions>>,
+    /// Default for every step's `max_targets`.
+    #[serde(default)]
+    pub max_targets: Option<u32>,
     pub steps: Vec<StepFile>,
 }
 
@@ -155,6 +158,10 @@ pub struct StepFile {
     /// stopping instances, compliance-mode locks): required for those steps.
     #[serde(default)]
     pub allow_irreversible: bool,
+    /// Refuse the step (and stop the run) when discovery finds more targets
+    /// than this: a selector typo must not reach the whole estate.
+    #[serde(default)]
+    pub max_targets: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
