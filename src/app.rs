@@ -19,7 +19,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     let out = Printer::new(cli.global.output);
     match &cli.command {
         Command::Validate { playbooks, vars } => validate(&out, playbooks, vars),
-        Command::Plan { playbook, vars } => plan(&cli.global, &out, playbook, vars).await,
+        Command::Plan {
+            playbook,
+            vars,
+            check_permissions,
+        } => plan(&cli.global, &out, playbook, vars, *check_permissions).await,
         Command::Run {
             playbook,
             dry_run,
@@ -27,6 +31,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             vars,
             audit_log,
             allow_env_endpoint,
+            skip_preflight,
         } => {
             let req = RunRequest {
                 playbook,
@@ -35,6 +40,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 vars,
                 audit_log: audit_log.as_deref(),
                 allow_env_endpoint: *allow_env_endpoint,
+                skip_preflight: *skip_preflight,
             };
             run(&cli.global, &out, req).await
         }
@@ -234,6 +240,7 @@ async fn context(
         executor_arn: executor_arn.unwrap_or_default(),
         exempt,
         regions,
+        check_permissions: false,
         run: Arc::default(),
     })
 }
@@ -303,11 +310,13 @@ async fn read_only(
     vars: &[(String, String)],
     mode: &str,
     since: jiff::Timestamp,
+    check_permissions: bool,
 ) -> Result<(Loaded, Session, Vec<StepReport>), Error> {
     let loaded = load(path, vars)?;
     let session = connect(global, Some(&loaded)).await?;
     out.header(&session, &loaded.playbook, mode);
-    let ctx = context(global, &session, &loaded, since).await?;
+    let mut ctx = context(global, &session, &loaded, since).await?;
+    ctx.check_permissions = check_permissions;
     refuse_self_lockout(&ctx, &loaded.steps)?;
     let opts = executor::Options {
         dry_run: true,
@@ -322,10 +331,12 @@ async fn plan(
     out: &Printer,
     path: &std::path::Path,
     vars: &[(String, String)],
+    check_permissions: bool,
 ) -> Result<ExitCode, Error> {
     let now = jiff::Timestamp::now();
+    let mode = "plan (read-only)";
     let (loaded, session, steps) =
-        read_only(global, out, path, vars, "plan (read-only)", now).await?;
+        read_only(global, out, path, vars, mode, now, check_permissions).await?;
     out.plan(&loaded.playbook, &session, &steps);
     Ok(if steps.iter().any(|s| s.status == StepStatus::Refused) {
         ExitCode::Refused
@@ -346,7 +357,7 @@ async fn verify(
 ) -> Result<ExitCode, Error> {
     let epoch = jiff::Timestamp::UNIX_EPOCH;
     let (loaded, session, steps) =
-        read_only(global, out, path, vars, "verify (read-only)", epoch).await?;
+        read_only(global, out, path, vars, "verify (read-only)", epoch, false).await?;
     out.verify(&loaded.playbook, &session, &steps);
     let contained = steps
         .iter()
@@ -365,6 +376,7 @@ struct RunRequest<'a> {
     vars: &'a [(String, String)],
     audit_log: Option<&'a std::path::Path>,
     allow_env_endpoint: bool,
+    skip_preflight: bool,
 }
 
 async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<ExitCode, Error> {
@@ -387,6 +399,11 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     out.header(&session, &loaded.playbook, mode);
     let mut ctx = context(global, &session, &loaded, jiff::Timestamp::now()).await?;
     refuse_self_lockout(&ctx, &loaded.steps)?;
+    if req.dry_run {
+        ctx.check_permissions = true;
+    } else if !req.skip_preflight {
+        preflight(&ctx, &loaded.steps).await?;
+    }
     if !req.dry_run && !req.yes {
         confirm(&session.identity)?;
     }
@@ -486,6 +503,45 @@ fn run_status(steps: &[StepReport]) -> &'static str {
     } else {
         "completed"
     }
+}
+
+/// Before a live run: discover every step read-only and ask AWS whether each
+/// call would be allowed; any denial refuses the run (exit 3) before a change,
+/// so the responder learns it now and not halfway through the lockdown.
+async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<(), Error> {
+    let mut pre = ctx.clone();
+    pre.check_permissions = true;
+    pre.run = Arc::default();
+    pre.telemetry = Arc::default();
+    let opts = executor::Options {
+        dry_run: true,
+        audit: None,
+    };
+    let reports = executor::execute(&pre, steps, &opts, |_| {}).await?;
+    let denied: Vec<String> = reports
+        .iter()
+        .flat_map(|s| {
+            s.items
+                .iter()
+                .filter(|i| i.outcome == crate::executor::Outcome::Failed)
+                .map(move |i| {
+                    let why = i
+                        .error
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    format!("step {} ({}): {} · {why}", s.index + 1, s.name, i.target)
+                })
+        })
+        .collect();
+    if denied.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "preflight: {} call(s) would be denied; nothing was changed (fix the permissions, or --skip-preflight): {}",
+        denied.len(),
+        denied.join("; ")
+    )))
 }
 
 /// Refuses (exit 3) a playbook that would deny or disable its own executor.

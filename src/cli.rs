@@ -75,6 +75,10 @@ pub enum Command {
         playbook: PathBuf,
         #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+        /// Also ask AWS whether each call would be allowed (EC2 DryRun,
+        /// iam:SimulatePrincipalPolicy for IAM and Organizations).
+        #[arg(long)]
+        check_permissions: bool,
     },
     /// Run a playbook: confirm the identity, then contain, step by step.
     Run {
@@ -94,6 +98,9 @@ pub enum Command {
         /// variable must not send a lockdown somewhere unintended).
         #[arg(long)]
         allow_env_endpoint: bool,
+        /// Skip the permission preflight a live run makes before confirmation.
+        #[arg(long)]
+        skip_preflight: bool,
     },
     /// Read state back: is each target of each step contained? (exit 1 if not)
     Verify {

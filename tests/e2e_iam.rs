@@ -244,6 +244,8 @@ steps:
         assert!(ran.stderr.contains("step 3 (iam.deactivate_access_keys): `iam.deactivate_access_keys` names the key this run signs with"), "{}", ran.stderr);
     }
     // Refused before any change: even step 1, which was harmless, did not run.
+    let mutations = e.proxy().mutations.lock().expect("lock").clone();
+    assert!(mutations.is_empty(), "{mutations:?}");
     assert_eq!(e.key_status("alice", &alice).await, "Active");
     assert_eq!(
         e.key_status(&e.executor_user, &e.executor_key).await,
@@ -446,7 +448,7 @@ async fn an_endpoint_from_the_environment_alone_is_refused_for_live_runs() {
         }
         cmd.env("AWS_SHARED_CREDENTIALS_FILE", e.path("credentials"))
             .env("AWS_CONFIG_FILE", e.path("config"))
-            .env("AWS_ENDPOINT_URL", e.moto.endpoint())
+            .env("AWS_ENDPOINT_URL", e.proxy().endpoint())
             .current_dir(e.dir.path())
             .args(["run", pb, "--yes", "--var", "case_id=IR-5"])
             .args(extra);
@@ -505,4 +507,50 @@ steps:
         e.inline_policy("user", "u1", QUARANTINE).await.is_none(),
         "later steps do not run"
     );
+}
+
+#[tokio::test]
+async fn preflight_denial_refuses_before_any_mutating_call() {
+    let e = Estate::new().await;
+    let alice = e.user_with_key("alice").await;
+    e.role("app", "/").await;
+    e.proxy()
+        .denied_actions
+        .lock()
+        .expect("lock")
+        .insert("iam:PutRolePolicy".to_string());
+    let pb = repo_playbook("credential-lockdown.yaml");
+    let pb = pb.to_str().expect("path");
+
+    let plan = e.run(&["plan", pb, "--var", "case_id=IR-6", "--check-permissions"]);
+    assert_eq!(plan.code, 1, "{}", plan.stdout);
+    assert!(plan.stdout.contains("PreflightDenied"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("implicitDeny"), "{}", plan.stdout);
+
+    let ran = e.run(&["run", pb, "--yes", "--var", "case_id=IR-6"]);
+    assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("preflight: 1 call(s) would be denied"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("role app"), "{}", ran.stderr);
+    let mutations = e.proxy().mutations.lock().expect("lock").clone();
+    assert!(
+        mutations.is_empty(),
+        "no mutating call may reach AWS: {mutations:?}"
+    );
+    assert_eq!(e.key_status("alice", &alice).await, "Active");
+
+    // --skip-preflight runs it anyway (the denial is the emulator's word only here).
+    let ran = e.run(&[
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        "case_id=IR-6",
+        "--skip-preflight",
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(e.key_status("alice", &alice).await, "Inactive");
 }

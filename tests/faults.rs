@@ -59,6 +59,7 @@ fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
         executor_arn: "arn:aws:iam::123456789012:user/ir/responder".into(),
         exempt: vec!["arn:aws:iam::123456789012:user/ir/responder".into()],
         regions: vec!["us-east-1".into()],
+        check_permissions: false,
         run: Arc::default(),
     }
 }

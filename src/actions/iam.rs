@@ -997,6 +997,40 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
     }
 }
 
+/// Asks IAM whether the executor may make these calls. Any decision other
+/// than `allowed` is an error naming the call and the decision.
+pub async fn simulate(ctx: &Ctx, checks: &[(&'static str, String)]) -> Result<(), AwsError> {
+    for (action, resource) in checks {
+        let out = ctx
+            .call("iam:SimulatePrincipalPolicy", || {
+                ctx.iam()
+                    .simulate_principal_policy()
+                    .policy_source_arn(&ctx.executor_arn)
+                    .action_names(*action)
+                    .resource_arns(resource)
+                    .send()
+            })
+            .await?;
+        let denied = out
+            .evaluation_results()
+            .iter()
+            .find(|r| r.eval_decision().as_str() != "allowed");
+        if let Some(r) = denied {
+            return Err(AwsError {
+                operation: action.to_string(),
+                code: Some("PreflightDenied".into()),
+                message: format!(
+                    "iam:SimulatePrincipalPolicy for {} on {resource}: {}",
+                    ctx.executor_arn,
+                    r.eval_decision().as_str()
+                ),
+                kind: ErrorKind::AccessDenied,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn refuse(operation: &str, what: &str) -> AwsError {
     AwsError {
         operation: operation.to_string(),

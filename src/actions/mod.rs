@@ -335,6 +335,9 @@ pub struct Ctx {
     pub exempt: Vec<String>,
     /// Regions for regional actions, resolved before the run.
     pub regions: Vec<String>,
+    /// In dry runs, also ask IAM (`SimulatePrincipalPolicy`) whether each IAM
+    /// and Organizations call would be allowed for the executor.
+    pub check_permissions: bool,
     pub run: Arc<RunState>,
 }
 
@@ -480,10 +483,53 @@ impl Op {
         }
     }
 
-    /// Asks AWS whether the call would be allowed without making it, where the
-    /// API can (EC2's `DryRun=true`). `None`: the service has no such check.
+    /// Asks AWS whether the call would be allowed without making it: EC2's
+    /// `DryRun=true`, or for IAM and Organizations (which have no such flag)
+    /// `iam:SimulatePrincipalPolicy` when `ctx.check_permissions` is set.
+    /// `None`: nothing was asked.
     pub async fn dry_run(&self, ctx: &Ctx) -> Option<Result<(), AwsError>> {
-        ec2::dry_run(ctx, self).await
+        if let Some(r) = ec2::dry_run(ctx, self).await {
+            return Some(r);
+        }
+        if !ctx.check_permissions {
+            return None;
+        }
+        let checks = self.permission_checks(&ctx.identity.account);
+        if checks.is_empty() {
+            return None;
+        }
+        Some(iam::simulate(ctx, &checks).await)
+    }
+
+    /// The (action, resource ARN) pairs this op needs, for simulation.
+    fn permission_checks(&self, account: &str) -> Vec<(&'static str, String)> {
+        let user = |n: &str| format!("arn:aws:iam::{account}:user/{n}");
+        let role = |n: &str| format!("arn:aws:iam::{account}:role/{n}");
+        match self {
+            Op::DeactivateAccessKey { user: u, .. } => vec![("iam:UpdateAccessKey", user(u))],
+            Op::DeleteLoginProfile { user: u } => vec![("iam:DeleteLoginProfile", user(u))],
+            Op::PutInlinePolicy { principal, .. } => match principal.kind {
+                iam::PrincipalRefKind::User => vec![("iam:PutUserPolicy", user(&principal.name))],
+                iam::PrincipalRefKind::Role => vec![("iam:PutRolePolicy", role(&principal.name))],
+            },
+            Op::ApplyScp(a) => {
+                let mut v = Vec::new();
+                if a.enable_on_root.is_some() {
+                    v.push(("organizations:EnablePolicyType", "*".to_string()));
+                }
+                match (&a.policy_id, &a.prior_content) {
+                    (None, _) => v.push(("organizations:CreatePolicy", "*".to_string())),
+                    (Some(_), Some(_)) => v.push(("organizations:UpdatePolicy", "*".to_string())),
+                    _ => {}
+                }
+                if !a.attach_to.is_empty() {
+                    v.push(("organizations:AttachPolicy", "*".to_string()));
+                }
+                v
+            }
+            Op::DetachScp { .. } => vec![("organizations:DetachPolicy", "*".to_string())],
+            _ => Vec::new(),
+        }
     }
 
     /// The instance this op stops, for the "no stop after a failed snapshot" rule.

@@ -136,7 +136,7 @@ impl Estate {
             .await
             .expect("executor login");
         let dir = tempfile::tempdir().expect("tempdir");
-        let estate = Estate {
+        let mut estate = Estate {
             moto,
             iam,
             dir,
@@ -145,6 +145,7 @@ impl Estate {
             executor_secret: key.secret_access_key().to_string(),
             proxy: None,
         };
+        estate.with_proxy();
         estate.write_profile("breakglass", &estate.executor_key, &estate.executor_secret);
         estate
     }
@@ -293,9 +294,17 @@ impl Estate {
         cmd
     }
 
-    /// Routes the binary through a proxy that adds snapshot locks and faults.
+    /// The proxy the binary talks to moto through: it answers what moto
+    /// lacks (snapshot locks, permission simulation) and injects faults.
     pub fn with_proxy(&mut self) -> &proxy::Proxy {
-        self.proxy.insert(proxy::Proxy::start(self.moto.port))
+        let port = self.moto.port;
+        self.proxy.get_or_insert_with(|| proxy::Proxy::start(port))
+    }
+
+    pub fn proxy(&self) -> &proxy::Proxy {
+        self.proxy
+            .as_ref()
+            .expect("the harness always starts the proxy")
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

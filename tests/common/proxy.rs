@@ -10,32 +10,48 @@ use std::sync::{Arc, Mutex};
 /// Snapshot id → (lock mode, duration in days).
 pub type Locks = Arc<Mutex<BTreeMap<String, (String, u32)>>>;
 
+#[derive(Clone, Default)]
+struct State {
+    locks: Locks,
+    failing: Arc<Mutex<BTreeSet<String>>>,
+    denied: Arc<Mutex<BTreeSet<String>>>,
+    mutations: Arc<Mutex<Vec<String>>>,
+}
+
+/// Read-only API calls by name prefix; everything else counts as a mutation.
+const READ_PREFIXES: &[&str] = &["Describe", "List", "Get", "Simulate"];
+
 pub struct Proxy {
     pub port: u16,
     pub locks: Locks,
     /// Instances whose `CreateSnapshots` fails with `IncorrectState`.
     pub failing_snapshots: Arc<Mutex<BTreeSet<String>>>,
+    /// Actions `SimulatePrincipalPolicy` answers `implicitDeny` for.
+    pub denied_actions: Arc<Mutex<BTreeSet<String>>>,
+    /// Every mutating call forwarded or answered, by action name.
+    pub mutations: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
     pub fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
-        let locks: Locks = Arc::default();
-        let failing: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-        let (l, f) = (locks.clone(), failing.clone());
+        let state = State::default();
+        let shared = state.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (l, f) = (l.clone(), f.clone());
+                let state = shared.clone();
                 std::thread::spawn(move || {
-                    let _ = handle(stream, upstream, &l, &f);
+                    let _ = handle(stream, upstream, &state);
                 });
             }
         });
         Proxy {
             port,
-            locks,
-            failing_snapshots: failing,
+            locks: state.locks,
+            failing_snapshots: state.failing,
+            denied_actions: state.denied,
+            mutations: state.mutations,
         }
     }
 
@@ -111,12 +127,8 @@ fn respond(s: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
 
 const NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
-fn handle(
-    mut client: TcpStream,
-    upstream: u16,
-    locks: &Locks,
-    failing: &Mutex<BTreeSet<String>>,
-) -> std::io::Result<()> {
+fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Result<()> {
+    let (locks, failing) = (&state.locks, &state.failing);
     let request = read_request(&mut client)?;
     let split = request
         .windows(4)
@@ -129,7 +141,44 @@ fn handle(
         eprintln!("proxy: {body}");
     }
     let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    match get("Action").as_deref() {
+    let action = get("Action").or_else(|| {
+        // JSON protocols (Organizations, STS JSON) name the call in a header.
+        let head = String::from_utf8_lossy(&request[..split]).to_string();
+        head.lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("x-amz-target:")
+                    .then(|| l.rsplit('.').next().map(|a| a.trim().to_string()))
+            })
+            .flatten()
+    });
+    if let Some(a) = &action {
+        let dry = get("DryRun").as_deref() == Some("true");
+        if !dry
+            && !READ_PREFIXES.iter().any(|r| a.starts_with(r))
+            && let Ok(mut m) = state.mutations.lock()
+        {
+            m.push(a.clone());
+        }
+    }
+    match action.as_deref() {
+        Some("SimulatePrincipalPolicy") => {
+            let action_name = get("ActionNames.member.1").unwrap_or_default();
+            let resource = get("ResourceArns.member.1").unwrap_or_else(|| "*".into());
+            let denied = state
+                .denied
+                .lock()
+                .map(|d| d.contains(&action_name))
+                .unwrap_or(false);
+            let decision = if denied { "implicitDeny" } else { "allowed" };
+            respond(
+                &mut client,
+                "200 OK",
+                &format!(
+                    "<SimulatePrincipalPolicyResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><SimulatePrincipalPolicyResult><IsTruncated>false</IsTruncated><EvaluationResults><member><EvalActionName>{action_name}</EvalActionName><EvalResourceName>{resource}</EvalResourceName><EvalDecision>{decision}</EvalDecision><MatchedStatements/><MissingContextValues/></member></EvaluationResults></SimulatePrincipalPolicyResult><ResponseMetadata><RequestId>proxy</RequestId></ResponseMetadata></SimulatePrincipalPolicyResponse>"
+                ),
+            )
+        }
         Some("LockSnapshot") => {
             let id = get("SnapshotId").unwrap_or_default();
             let mode = get("LockMode").unwrap_or_default();
@@ -180,8 +229,9 @@ fn handle(
             )
         }
         Some("CreateSnapshots")
-            if get("InstanceSpecification.InstanceId")
-                .is_some_and(|i| failing.lock().map(|f| f.contains(&i)).unwrap_or(false)) =>
+            if get("DryRun").as_deref() != Some("true")
+                && get("InstanceSpecification.InstanceId")
+                    .is_some_and(|i| failing.lock().map(|f| f.contains(&i)).unwrap_or(false)) =>
         {
             respond(
                 &mut client,
