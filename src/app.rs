@@ -317,6 +317,7 @@ async fn read_only(
     out.header(&session, &loaded.playbook, mode);
     let mut ctx = context(global, &session, &loaded, since).await?;
     ctx.check_permissions = check_permissions;
+    warn_protections(&ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
     let opts = executor::Options {
         dry_run: true,
@@ -398,14 +399,16 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     };
     out.header(&session, &loaded.playbook, mode);
     let mut ctx = context(global, &session, &loaded, jiff::Timestamp::now()).await?;
+    warn_protections(&ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
+    let mut planned = None;
     if req.dry_run {
         ctx.check_permissions = true;
     } else if !req.skip_preflight {
-        preflight(&ctx, &loaded.steps).await?;
+        planned = Some(preflight(&ctx, &loaded.steps).await?);
     }
     if !req.dry_run && !req.yes {
-        confirm(&session.identity)?;
+        confirm(&session.identity, &loaded.steps, planned.as_deref())?;
     }
 
     let started = jiff::Timestamp::now();
@@ -508,7 +511,7 @@ fn run_status(steps: &[StepReport]) -> &'static str {
 /// Before a live run: discover every step read-only and ask AWS whether each
 /// call would be allowed; any denial refuses the run (exit 3) before a change,
 /// so the responder learns it now and not halfway through the lockdown.
-async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<(), Error> {
+async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>, Error> {
     let mut pre = ctx.clone();
     pre.check_permissions = true;
     pre.run = Arc::default();
@@ -535,13 +538,19 @@ async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<(), Error> {
         })
         .collect();
     if denied.is_empty() {
-        return Ok(());
+        return Ok(reports);
     }
     Err(Error::Refused(format!(
         "preflight: {} call(s) would be denied; nothing was changed (fix the permissions, or --skip-preflight): {}",
         denied.len(),
         denied.join("; ")
     )))
+}
+
+async fn warn_protections(ctx: &Ctx, pb: &Playbook) {
+    for w in crate::safety::unmatched_protections(ctx, &pb.protect).await {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Refuses (exit 3) a playbook that would deny or disable its own executor.
@@ -559,11 +568,42 @@ fn refuse_self_lockout(ctx: &Ctx, steps: &[BoundStep]) -> Result<(), Error> {
 }
 
 /// The responder types the account id; anything else, or no terminal, refuses.
-fn confirm(identity: &Identity) -> Result<(), Error> {
+fn confirm(
+    identity: &Identity,
+    steps: &[BoundStep],
+    planned: Option<&[StepReport]>,
+) -> Result<(), Error> {
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return Err(Error::Refused(
             "no terminal to confirm on: pass --yes to run without confirmation".into(),
         ));
+    }
+    // What the responder is about to do, counted by the preflight; `all: true`
+    // selectors say so, since they reach everything.
+    if let Some(reports) = planned {
+        eprintln!("This run will make:");
+        for (r, step) in reports.iter().zip(steps) {
+            let t = &step.targets;
+            let all = [
+                t.users.as_ref().is_some_and(|u| u.all),
+                t.roles.as_ref().is_some_and(|r| r.all),
+                t.instances.as_ref().is_some_and(|i| i.all),
+                t.snapshots.as_ref().is_some_and(|s| s.all),
+            ]
+            .contains(&true);
+            eprintln!(
+                "  step {} {}: {} call(s){}{}",
+                r.index + 1,
+                r.name,
+                r.counts.would_change,
+                if all { " (all: true)" } else { "" },
+                if step.action.irreversible(&step.params).is_some() {
+                    " · IRREVERSIBLE"
+                } else {
+                    ""
+                }
+            );
+        }
     }
     let typed: String = dialoguer::Input::new()
         .with_prompt(format!(

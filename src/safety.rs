@@ -86,3 +86,55 @@ pub fn self_lockout(ctx: &Ctx, steps: &[BoundStep]) -> Vec<Finding> {
     }
     out
 }
+
+/// Protect patterns that match no user or role of this account: most likely
+/// a typo that leaves a responder unprotected. Patterns naming another
+/// account cannot be checked from here and are passed over.
+pub async fn unmatched_protections(ctx: &Ctx, protect: &[String]) -> Vec<String> {
+    let ours = |p: &&String| {
+        let account = p.split(':').nth(4).unwrap_or("*");
+        account == "*" || account == ctx.identity.account
+    };
+    let patterns: Vec<&String> = protect.iter().filter(ours).collect();
+    if patterns.is_empty() {
+        return Vec::new();
+    }
+    let users = ctx
+        .call("iam:ListUsers", || {
+            ctx.iam()
+                .list_users()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+        })
+        .await;
+    let roles = ctx
+        .call("iam:ListRoles", || {
+            ctx.iam()
+                .list_roles()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+        })
+        .await;
+    let (Ok(users), Ok(roles)) = (users, roles) else {
+        return vec!["cannot list users and roles to check the protect list".into()];
+    };
+    let arns: Vec<&str> = users
+        .iter()
+        .map(|u| u.arn())
+        .chain(roles.iter().map(|r| r.arn()))
+        .collect();
+    patterns
+        .into_iter()
+        .filter(|p| !arns.iter().any(|a| crate::targets::glob_match(p, a)))
+        .map(|p| {
+            format!(
+                "protect entry {p} matches no user or role in account {}: check its spelling (role ARNs include their path)",
+                ctx.identity.account
+            )
+        })
+        .collect()
+}

@@ -335,6 +335,11 @@ steps:
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(ran.stderr.contains("--var case_id=VALUE"), "{}", ran.stderr);
     assert_eq!(e.key_status("alice", &alice).await, "Active");
+    let mutations = e.proxy().mutations.lock().expect("lock").clone();
+    assert!(
+        mutations.is_empty(),
+        "no refusal may let a mutating call through: {mutations:?}"
+    );
 }
 
 #[tokio::test]

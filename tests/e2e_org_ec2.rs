@@ -658,3 +658,63 @@ steps:
     assert!(!text.contains("937451"), "the MFA code is never recorded");
     assert!(text.contains("<redacted>"));
 }
+
+#[tokio::test]
+async fn an_ec2_call_the_executor_may_not_make_refuses_the_run() {
+    let e = Estate::new().await;
+    let ids = e.instances("us-east-1", 1, false).await;
+    e.proxy()
+        .denied_dry_runs
+        .lock()
+        .expect("lock")
+        .insert("ModifyInstanceAttribute".to_string());
+    let pb = repo_playbook("compromised-instance.yaml");
+    let pb = pb.to_str().expect("path");
+    let var = format!("instance_id={}", ids[0]);
+    let plan = e.run(&["plan", pb, "--var", &var, "--var", "case_id=IR-12"]);
+    assert_eq!(plan.code, 1, "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("UnauthorizedOperation"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("DryRun: allowed"),
+        "the other calls are allowed: {}",
+        plan.stdout
+    );
+
+    let ran = e.run(&["run", pb, "--yes", "--var", &var, "--var", "case_id=IR-12"]);
+    assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("UnauthorizedOperation"),
+        "{}",
+        ran.stderr
+    );
+    let mutations = e.proxy().mutations.lock().expect("lock").clone();
+    assert!(mutations.is_empty(), "{mutations:?}");
+}
+
+#[tokio::test]
+async fn a_protect_entry_that_matches_nothing_is_a_warning() {
+    let e = Estate::new().await;
+    e.role("IR-BreakGlass", "/").await;
+    let pb = playbook(
+        &e,
+        "typo.yaml",
+        "name: typo\nprotect:\n  - arn:aws:iam::*:role/IR-BrakeGlass\n  - arn:aws:iam::*:role/IR-*\nsteps:\n  - action: iam.revoke_role_sessions\n    targets: { roles: { all: true } }\n",
+    );
+    let plan = e.run(&["plan", pb.to_str().expect("path")]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stderr
+            .contains("protect entry arn:aws:iam::*:role/IR-BrakeGlass matches no user or role"),
+        "{}",
+        plan.stderr
+    );
+    assert!(
+        !plan.stderr.contains("arn:aws:iam::*:role/IR-* matches no"),
+        "{}",
+        plan.stderr
+    );
+}

@@ -16,6 +16,7 @@ struct State {
     failing: Arc<Mutex<BTreeSet<String>>>,
     denied: Arc<Mutex<BTreeSet<String>>>,
     mutations: Arc<Mutex<Vec<String>>>,
+    denied_dry_runs: Arc<Mutex<BTreeSet<String>>>,
 }
 
 /// Read-only API calls by name prefix; everything else counts as a mutation.
@@ -30,6 +31,8 @@ pub struct Proxy {
     pub denied_actions: Arc<Mutex<BTreeSet<String>>>,
     /// Every mutating call forwarded or answered, by action name.
     pub mutations: Arc<Mutex<Vec<String>>>,
+    /// EC2 actions whose `DryRun=true` answers `UnauthorizedOperation`.
+    pub denied_dry_runs: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Proxy {
@@ -52,6 +55,7 @@ impl Proxy {
             failing_snapshots: state.failing,
             denied_actions: state.denied,
             mutations: state.mutations,
+            denied_dry_runs: state.denied_dry_runs,
         }
     }
 
@@ -160,6 +164,21 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
         {
             m.push(a.clone());
         }
+    }
+    let dry_denied = get("DryRun").as_deref() == Some("true")
+        && action.as_ref().is_some_and(|a| {
+            state
+                .denied_dry_runs
+                .lock()
+                .map(|d| d.contains(a))
+                .unwrap_or(false)
+        });
+    if dry_denied {
+        return respond(
+            &mut client,
+            "403 Forbidden",
+            "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>proxy</RequestID></Response>",
+        );
     }
     match action.as_deref() {
         Some("SimulatePrincipalPolicy") => {
