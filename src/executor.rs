@@ -183,79 +183,11 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         Ok(Discovery {
             planned,
             notes: found,
-        }) if over_limit(step, &planned).is_some() => {
-            notes = found;
-            refusal = over_limit(step, &planned);
-        }
-        Ok(Discovery {
-            planned,
-            notes: found,
         }) => {
             notes = found;
-            let mut changes = Vec::new();
-            for Planned {
-                target,
-                disposition,
-            } in planned
-            {
-                match disposition {
-                    Disposition::Change { op } => changes.push((target, op)),
-                    Disposition::Unchanged { reason } => items.push(finish(
-                        opts,
-                        step,
-                        Item::new(target, Outcome::Unchanged).reason(reason),
-                        None,
-                    )?),
-                    Disposition::Skip { reason } => items.push(finish(
-                        opts,
-                        step,
-                        Item::new(target, Outcome::Skipped).reason(reason.to_string()),
-                        None,
-                    )?),
-                }
-            }
-            let results: Vec<Result<Item, Error>> = stream::iter(changes)
-                .map(|(target, mut op)| async move {
-                    let call = op.describe();
-                    if opts.dry_run {
-                        // Where the API can say whether the call would be allowed, ask it.
-                        let item = match op.dry_run(ctx).await {
-                            None => Item::new(target, Outcome::WouldChange).call(call),
-                            Some(Ok(())) => Item::new(target, Outcome::WouldChange)
-                                .call(call)
-                                .reason("DryRun: allowed".into()),
-                            Some(Err(e)) => Item::new(target, Outcome::Failed)
-                                .call(call)
-                                .reason("DryRun: the live call would fail".into())
-                                .error(e),
-                        };
-                        return finish(opts, step, item, None);
-                    }
-                    op.prepare(jiff::Timestamp::now());
-                    let intent = match opts.audit {
-                        Some(a) => Some(a.append(Event::Intent {
-                            step: step.index,
-                            target: target.clone(),
-                            call: call.clone(),
-                            op: op.clone(),
-                        })?),
-                        None => None,
-                    };
-                    let item = match op.apply(ctx).await {
-                        Ok(effect) => {
-                            let mut item = Item::new(target, Outcome::Changed).call(call);
-                            item.effect = effect;
-                            item
-                        }
-                        Err(e) => Item::new(target, Outcome::Failed).call(call).error(e),
-                    };
-                    finish(opts, step, item, intent)
-                })
-                .buffer_unordered(ctx.concurrency.max(1))
-                .collect()
-                .await;
-            for r in results {
-                items.push(r?);
+            refusal = over_limit(step, &planned);
+            if refusal.is_none() {
+                items = carry_out(ctx, step, opts, planned).await?;
             }
         }
     }
@@ -292,6 +224,81 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         error,
         millis: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Records what needs no call, then makes (or, in a dry run, checks) every
+/// call of the step concurrently, each between its intent and result records.
+async fn carry_out(
+    ctx: &Ctx,
+    step: &BoundStep,
+    opts: &Options<'_>,
+    planned: Vec<Planned>,
+) -> Result<Vec<Item>, Error> {
+    let mut items = Vec::new();
+    let mut changes = Vec::new();
+    for Planned {
+        target,
+        disposition,
+    } in planned
+    {
+        let item = match disposition {
+            Disposition::Change { op } => {
+                changes.push((target, op));
+                continue;
+            }
+            Disposition::Unchanged { reason } => {
+                Item::new(target, Outcome::Unchanged).reason(reason)
+            }
+            Disposition::Skip { reason } => {
+                Item::new(target, Outcome::Skipped).reason(reason.to_string())
+            }
+        };
+        items.push(finish(opts, step, item, None)?);
+    }
+    let results: Vec<Result<Item, Error>> = stream::iter(changes)
+        .map(|(target, mut op)| async move {
+            let call = op.describe();
+            if opts.dry_run {
+                // Where AWS can say whether the call would be allowed, ask it.
+                let item = match op.dry_run(ctx).await {
+                    None => Item::new(target, Outcome::WouldChange).call(call),
+                    Some(Ok(())) => Item::new(target, Outcome::WouldChange)
+                        .call(call)
+                        .reason("permission check: allowed".into()),
+                    Some(Err(e)) => Item::new(target, Outcome::Failed)
+                        .call(call)
+                        .reason("permission check: the live call would fail".into())
+                        .error(e),
+                };
+                return finish(opts, step, item, None);
+            }
+            op.prepare(jiff::Timestamp::now());
+            let intent = match opts.audit {
+                Some(a) => Some(a.append(Event::Intent {
+                    step: step.index,
+                    target: target.clone(),
+                    call: call.clone(),
+                    op: op.clone(),
+                })?),
+                None => None,
+            };
+            let item = match op.apply(ctx).await {
+                Ok(effect) => {
+                    let mut item = Item::new(target, Outcome::Changed).call(call);
+                    item.effect = effect;
+                    item
+                }
+                Err(e) => Item::new(target, Outcome::Failed).call(call).error(e),
+            };
+            finish(opts, step, item, intent)
+        })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .collect()
+        .await;
+    for r in results {
+        items.push(r?);
+    }
+    Ok(items)
 }
 
 /// Why a step's discovery exceeds its `max_targets`, if it does. Skipped

@@ -342,7 +342,11 @@ async fn full_lockdown_contains_two_regions_and_spares_the_executor() {
     // Dry run first: EC2 answers DryRun=true, nothing changes.
     let dry = e.run(&["run", pb, "--dry-run", "--var", "case_id=IR-10"]);
     assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
-    assert!(dry.stdout.contains("DryRun: allowed"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("permission check: allowed"),
+        "{}",
+        dry.stdout
+    );
     assert!(scp(&e, "breakglass-deny-all").await.is_empty());
     assert_eq!(e.key_status("alice", &alice).await, "Active");
 
@@ -679,7 +683,7 @@ async fn an_ec2_call_the_executor_may_not_make_refuses_the_run() {
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("DryRun: allowed"),
+        plan.stdout.contains("permission check: allowed"),
         "the other calls are allowed: {}",
         plan.stdout
     );
