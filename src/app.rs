@@ -45,6 +45,28 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             run(&cli.global, &out, req).await
         }
         Command::Verify { playbook, vars } => verify(&cli.global, &out, playbook, vars).await,
+        Command::Rollback {
+            path,
+            dry_run,
+            yes,
+            steps,
+            reactivate_keys,
+            force,
+            audit_log,
+        } => {
+            let req = RollbackRequest {
+                path,
+                dry_run: *dry_run,
+                yes: *yes,
+                force: *force,
+                audit_log: audit_log.as_deref(),
+                choices: crate::rollback::Choices {
+                    reactivate_keys: *reactivate_keys,
+                    steps: steps.clone(),
+                },
+            };
+            rollback(&cli.global, &out, req).await
+        }
         Command::Audit(AuditCommand::Verify { path }) => audit_verify(&out, path),
         Command::Audit(AuditCommand::Show { path }) => audit_show(&out, path),
         Command::Whoami => whoami(&cli.global, &out).await,
@@ -432,6 +454,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         endpoint: session.endpoint.clone(),
         vars: loaded.vars.clone(),
         args: redacted_args(std::env::args().skip(1)),
+        rollback_of: None,
     })?;
 
     let opts = executor::Options {
@@ -620,6 +643,196 @@ fn confirm(
             "confirmation declined: the account id did not match; nothing was changed".into(),
         ))
     }
+}
+
+struct RollbackRequest<'a> {
+    path: &'a std::path::Path,
+    dry_run: bool,
+    yes: bool,
+    force: bool,
+    audit_log: Option<&'a std::path::Path>,
+    choices: crate::rollback::Choices,
+}
+
+/// Verifies the run's log, then undoes its changes latest first, each checked
+/// against the resource's state now, with an audit log of its own.
+async fn rollback(
+    global: &GlobalArgs,
+    out: &Printer,
+    req: RollbackRequest<'_>,
+) -> Result<ExitCode, Error> {
+    use crate::executor::Outcome;
+    use crate::rollback::Plan;
+
+    let (v, records) = audit::read(req.path)?;
+    if let Some(broken) = &v.broken {
+        return Err(Error::Refused(format!(
+            "{} does not verify ({broken}): a tampered log cannot drive a rollback",
+            req.path.display()
+        )));
+    }
+    let Some(Event::RunStart {
+        identity: original,
+        dry_run: was_dry,
+        ..
+    }) = records.first().map(|r| &r.event)
+    else {
+        return Err(Error::Refused("the log has no run-start record".into()));
+    };
+    if *was_dry {
+        return Err(Error::Refused(
+            "that log is a dry run: it changed nothing".into(),
+        ));
+    }
+    let run_id = v.run_id.clone().unwrap_or_default();
+    let session = connect(global, None).await?;
+    if session.identity.account != original.account {
+        return Err(Error::IdentityMismatch {
+            expected_what: "account of the run",
+            expected: original.account.clone(),
+            actual_arn: session.identity.arn.clone(),
+            actual_account: session.identity.account.clone(),
+        });
+    }
+    eprintln!(
+        "breakglass rollback of run {run_id} ({})",
+        req.path.display()
+    );
+    eprintln!("  identity: {}", session.identity.arn);
+    eprintln!("  credential: {}", session.source);
+    eprintln!("  endpoint: {}", session.endpoint_display());
+    for u in &v.uncertain {
+        eprintln!("warning: the run was interrupted during {u}: not undone, check it by hand");
+    }
+    let plan = crate::rollback::plan(&records, &req.choices);
+    if !req.dry_run && !req.yes {
+        confirm(&session.identity, &[], None)?;
+    }
+
+    let started = jiff::Timestamp::now();
+    let new_id = audit::new_run_id(started);
+    let path = req
+        .audit_log
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from("breakglass-audit").join(format!("rollback-{new_id}.jsonl"))
+        });
+    let log = AuditLog::create(&path, &new_id)?;
+    log.append(Event::RunStart {
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        playbook: req.path.display().to_string(),
+        playbook_name: format!("rollback of {run_id}"),
+        playbook_digest: v.head.clone().unwrap_or_default(),
+        dry_run: req.dry_run,
+        identity: session.identity.clone(),
+        profile: session.profile.clone(),
+        credential_source: session.source.clone(),
+        region: session.region.clone(),
+        endpoint: session.endpoint.clone(),
+        vars: BTreeMap::new(),
+        args: redacted_args(std::env::args().skip(1)),
+        rollback_of: Some(run_id.clone()),
+    })?;
+    let ctx = Ctx {
+        clients: Clients::new(&session.config),
+        identity: session.identity.clone(),
+        protection: Protection::new(&[]),
+        concurrency: usize::from(global.concurrency),
+        run_started: started,
+        retry: RetryPolicy::default(),
+        telemetry: Arc::new(Telemetry::default()),
+        executor_arn: String::new(),
+        exempt: Vec::new(),
+        regions: vec![session.region.clone()],
+        check_permissions: false,
+        run: Arc::default(),
+    };
+    let mut items = Vec::new();
+    for step in &plan {
+        let (outcome, call, reason, error) = match &step.plan {
+            Plan::Irreversible { why } => (
+                Outcome::Skipped,
+                None,
+                Some(format!("irreversible: {why}")),
+                None,
+            ),
+            Plan::Kept { why } => (Outcome::Skipped, None, Some(format!("kept: {why}")), None),
+            Plan::Undo { undo } if req.dry_run => {
+                (Outcome::WouldChange, Some(undo.describe()), None, None)
+            }
+            Plan::Undo { undo } => {
+                let intent = log.append(Event::UndoIntent {
+                    of: step.of,
+                    target: step.target.clone(),
+                    call: undo.describe(),
+                    undo: undo.clone(),
+                })?;
+                let (outcome, reason, error) =
+                    match crate::rollback::undo_one(&ctx, undo, req.force).await {
+                        Ok(None) => (Outcome::Changed, None, None),
+                        Ok(Some(why)) => (Outcome::Unchanged, Some(why), None),
+                        Err(e) => (Outcome::Failed, None, Some(e)),
+                    };
+                log.append(Event::Result {
+                    step: 0,
+                    target: step.target.clone(),
+                    outcome,
+                    intent: Some(intent),
+                    call: Some(undo.describe()),
+                    reason: reason.clone(),
+                    error: error.clone(),
+                    effect: None,
+                })?;
+                items.push((
+                    step.target.clone(),
+                    outcome,
+                    Some(undo.describe()),
+                    reason,
+                    error,
+                ));
+                continue;
+            }
+        };
+        log.append(Event::Result {
+            step: 0,
+            target: step.target.clone(),
+            outcome,
+            intent: None,
+            call: call.clone(),
+            reason: reason.clone(),
+            error: error.clone(),
+            effect: None,
+        })?;
+        items.push((step.target.clone(), outcome, call, reason, error));
+    }
+    let mut totals = Counts::default();
+    for (_, o, ..) in &items {
+        let mut one = Counts::default();
+        match o {
+            Outcome::Changed => one.changed = 1,
+            Outcome::WouldChange => one.would_change = 1,
+            Outcome::Unchanged => one.unchanged = 1,
+            Outcome::Skipped => one.skipped = 1,
+            Outcome::Failed => one.failed = 1,
+        }
+        totals.merge(&one);
+    }
+    let status = if totals.failed > 0 {
+        "completed_with_failures"
+    } else {
+        "completed"
+    };
+    log.append(Event::RunEnd {
+        status: status.to_string(),
+        totals,
+        calls: ctx.telemetry.snapshot(),
+    })?;
+    out.rollback(&run_id, &items, &totals, &log.path().display().to_string());
+    Ok(if totals.failed > 0 {
+        ExitCode::Failed
+    } else {
+        ExitCode::Success
+    })
 }
 
 async fn whoami(global: &GlobalArgs, out: &Printer) -> Result<ExitCode, Error> {

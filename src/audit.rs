@@ -55,6 +55,9 @@ pub enum Event {
         endpoint: Option<Endpoint>,
         vars: BTreeMap<String, String>,
         args: Vec<String>,
+        /// For a rollback: the run whose changes it undoes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rollback_of: Option<String>,
     },
     StepStart {
         step: usize,
@@ -67,6 +70,14 @@ pub enum Event {
         target: Target,
         call: String,
         op: Op,
+    },
+    /// A rollback's intent: written and fsynced before the undoing call.
+    UndoIntent {
+        /// `seq` of the original run's intent record being undone.
+        of: u64,
+        target: Target,
+        call: String,
+        undo: crate::rollback::Undo,
     },
     /// The outcome for one target; `intent` points at the intent record's `seq`
     /// when a call was made.
@@ -325,7 +336,7 @@ pub fn read(path: &Path) -> Result<(Verification, Vec<Record>), Error> {
             _ => {}
         }
         match &record.event {
-            Event::Intent { call, target, .. } => {
+            Event::Intent { call, target, .. } | Event::UndoIntent { call, target, .. } => {
                 open_intents.insert(record.seq, format!("{call} ({target})"));
             }
             Event::Result {

@@ -108,6 +108,31 @@ pub enum Command {
         #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
         vars: Vec<(String, String)>,
     },
+    /// Undo the reversible changes a run recorded, latest first.
+    Rollback {
+        /// The run's audit log (verified first: a broken chain refuses).
+        path: PathBuf,
+        /// Show what would be undone; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Skip the typed confirmation (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Only undo the changes of the step with this name (repeatable).
+        #[arg(long = "step", value_name = "NAME")]
+        steps: Vec<String>,
+        /// Also turn deactivated access keys back on (a compromised key should
+        /// usually stay dead).
+        #[arg(long)]
+        reactivate_keys: bool,
+        /// Undo even where someone changed the resource since the run.
+        #[arg(long)]
+        force: bool,
+        /// Where to write the rollback's own audit log
+        /// [default: breakglass-audit/rollback-<run id>.jsonl].
+        #[arg(long, value_name = "PATH")]
+        audit_log: Option<PathBuf>,
+    },
     /// Check or read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),

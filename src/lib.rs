@@ -13,6 +13,7 @@ pub mod error;
 pub mod executor;
 pub mod playbook;
 pub mod render;
+pub mod rollback;
 pub mod safety;
 pub mod targets;
 

@@ -334,6 +334,47 @@ impl Printer {
         print!("{s}");
     }
 
+    /// (target, outcome, call, reason, error) per recorded change, latest first.
+    #[allow(clippy::type_complexity)]
+    pub fn rollback(
+        &self,
+        run_id: &str,
+        items: &[(
+            crate::targets::Target,
+            Outcome,
+            Option<String>,
+            Option<String>,
+            Option<crate::aws::AwsError>,
+        )],
+        totals: &Counts,
+        audit_log: &str,
+    ) {
+        if self.format == OutputFormat::Json {
+            let list: Vec<_> = items
+                .iter()
+                .map(|(t, o, c, r, e)| {
+                    serde_json::json!({ "target": t, "outcome": o, "call": c, "reason": r, "error": e })
+                })
+                .collect();
+            return self.json(&serde_json::json!({
+                "rollback_of": run_id, "items": list, "totals": totals, "audit_log": audit_log,
+            }));
+        }
+        let mut s = format!("rollback of {run_id}\n");
+        for (t, o, c, r, e) in items {
+            let mut line = format!("  {:<12} {t}", outcome_word(*o));
+            for part in [c.clone(), r.clone(), e.as_ref().map(ToString::to_string)]
+                .into_iter()
+                .flatten()
+            {
+                let _ = write!(line, " · {part}");
+            }
+            let _ = writeln!(s, "{line}");
+        }
+        let _ = writeln!(s, "total: {}\naudit log: {audit_log}", counts_line(totals));
+        print!("{s}");
+    }
+
     pub fn verification(&self, v: &Verification) {
         if self.format == OutputFormat::Json {
             return self.json(v);
@@ -388,7 +429,9 @@ impl Printer {
                 Event::StepStart { step, name, action } => {
                     format!("step {} · {name} ({action})", step + 1)
                 }
-                Event::Intent { call, .. } => format!("  → {call}"),
+                Event::Intent { call, .. } | Event::UndoIntent { call, .. } => {
+                    format!("  → {call}")
+                }
                 Event::Result {
                     target,
                     outcome,

@@ -45,6 +45,7 @@ fn write_log(path: &Path, finish: bool) {
         endpoint: None,
         vars: Default::default(),
         args: vec![],
+        rollback_of: None,
     })
     .expect("append");
     log.append(Event::StepStart {

@@ -722,3 +722,227 @@ async fn a_protect_entry_that_matches_nothing_is_a_warning() {
         plan.stderr
     );
 }
+
+/// What a rollback must restore, read through the API.
+#[derive(Debug, PartialEq)]
+struct State {
+    keys: Vec<(String, String)>,
+    user_policies: Vec<(String, Option<serde_json::Value>)>,
+    role_policies: Vec<(String, Option<serde_json::Value>)>,
+    root_scps: Vec<String>,
+    groups: Vec<(String, Vec<String>)>,
+    termination: Vec<(String, Option<bool>)>,
+    profiles: Vec<(String, usize)>,
+    locks: usize,
+}
+
+async fn state(
+    e: &Estate,
+    root: &str,
+    users: &[(&str, &str)],
+    instances: &[(&str, &str)],
+) -> State {
+    let mut keys = Vec::new();
+    let mut user_policies = Vec::new();
+    for (u, k) in users {
+        keys.push((u.to_string(), e.key_status(u, k).await));
+        user_policies.push((
+            u.to_string(),
+            e.inline_policy("user", u, "breakglass-revoke-older-sessions")
+                .await,
+        ));
+    }
+    let mut role_policies = Vec::new();
+    for r in ["app-role", "app"] {
+        role_policies.push((
+            r.to_string(),
+            e.inline_policy("role", r, "breakglass-revoke-older-sessions")
+                .await,
+        ));
+    }
+    let root_scps = e
+        .org()
+        .list_policies_for_target()
+        .target_id(root)
+        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+        .expect("scps")
+        .policies()
+        .iter()
+        .filter_map(|p| p.name().map(str::to_string))
+        .collect();
+    let mut groups = Vec::new();
+    let mut termination = Vec::new();
+    let mut profiles = Vec::new();
+    for (region, id) in instances {
+        let i = e.instance(region, id).await;
+        let mut g: Vec<String> = i.network_interfaces()[0]
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect();
+        g.sort();
+        groups.push((id.to_string(), g));
+        let attr = e
+            .ec2(region)
+            .describe_instance_attribute()
+            .instance_id(*id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+            .send()
+            .await
+            .expect("attribute");
+        termination.push((
+            id.to_string(),
+            attr.disable_api_termination().and_then(|v| v.value()),
+        ));
+        let assoc = e
+            .ec2(region)
+            .describe_iam_instance_profile_associations()
+            .filters(Filter::builder().name("instance-id").values(*id).build())
+            .send()
+            .await
+            .expect("associations");
+        let n = assoc
+            .iam_instance_profile_associations()
+            .iter()
+            .filter(|a| a.state().map(|s| s.as_str()) == Some("associated"))
+            .count();
+        profiles.push((id.to_string(), n));
+    }
+    let locks = e.proxy().locks.lock().expect("locks").len();
+    State {
+        keys,
+        user_policies,
+        role_policies,
+        root_scps,
+        groups,
+        termination,
+        profiles,
+        locks,
+    }
+}
+
+#[tokio::test]
+async fn rollback_restores_everything_reversible() {
+    let e = Estate::new().await;
+    let root = with_org(&e).await;
+    let alice = e.user_with_key("alice").await;
+    let bob = e.user_with_key("bob").await;
+    // bob already had a policy with breakglass's name: rollback must restore it, not delete it.
+    let theirs = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:*","Resource":"*"}]}"#;
+    e.iam
+        .put_user_policy()
+        .user_name("bob")
+        .policy_name("breakglass-revoke-older-sessions")
+        .policy_document(theirs)
+        .send()
+        .await
+        .expect("bob's own policy");
+    e.role("app", "/").await;
+    let profile_arn = instance_profile(&e).await;
+    let east = e.instances("us-east-1", 1, false).await;
+    let west = e.instances("eu-west-1", 1, false).await;
+    e.ec2("us-east-1")
+        .associate_iam_instance_profile()
+        .instance_id(&east[0])
+        .iam_instance_profile(
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .arn(&profile_arn)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("associate");
+    let users = [("alice", alice.as_str()), ("bob", bob.as_str())];
+    let instances = [
+        ("us-east-1", east[0].as_str()),
+        ("eu-west-1", west[0].as_str()),
+    ];
+    let before = state(&e, &root, &users, &instances).await;
+
+    let pb = repo_playbook("full-lockdown.yaml");
+    let log = e.path("run.jsonl");
+    let ran = e.run(&[
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--var",
+        "case_id=IR-13",
+        "--audit-log",
+        log.to_str().expect("path"),
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let contained = state(&e, &root, &users, &instances).await;
+    assert_ne!(before, contained);
+
+    // A tampered log cannot drive a rollback.
+    let text = std::fs::read_to_string(&log).expect("log");
+    let tampered = e.path("tampered.jsonl");
+    std::fs::write(&tampered, text.replacen("alice", "mallory", 1)).expect("write");
+    let refused = e.run(&["rollback", tampered.to_str().expect("path"), "--yes"]);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+
+    let dry = e.run(&["rollback", log.to_str().expect("path"), "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(
+        state(&e, &root, &users, &instances).await,
+        contained,
+        "a dry rollback changes nothing"
+    );
+
+    let back = e.run(&[
+        "rollback",
+        log.to_str().expect("path"),
+        "--yes",
+        "--reactivate-keys",
+        "--audit-log",
+        e.path("rb.jsonl").to_str().expect("path"),
+    ]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(
+        back.stdout
+            .contains("irreversible: the console password was deleted"),
+        "{}",
+        back.stdout
+    );
+    assert!(
+        back.stdout.contains("kept: snapshots are evidence"),
+        "{}",
+        back.stdout
+    );
+    let after = state(&e, &root, &users, &instances).await;
+    assert_eq!(after, before, "everything reversible is back");
+    assert!(
+        !e.has_login_profile("alice").await,
+        "passwords stay deleted"
+    );
+    assert_eq!(
+        e.run(&[
+            "audit",
+            "verify",
+            e.path("rb.jsonl").to_str().expect("path")
+        ])
+        .code,
+        0
+    );
+    let rb = std::fs::read_to_string(e.path("rb.jsonl")).expect("log");
+    assert!(
+        rb.lines()
+            .next()
+            .is_some_and(|l| l.contains("\"rollback_of\""))
+    );
+
+    // Idempotent: a second rollback finds everything already restored.
+    let again = e.run(&[
+        "rollback",
+        log.to_str().expect("path"),
+        "--yes",
+        "--reactivate-keys",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(report["totals"]["changed"], 0, "{report}");
+}

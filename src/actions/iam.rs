@@ -855,7 +855,7 @@ fn is_star(v: &serde_json::Value) -> bool {
 }
 
 /// IAM returns policy documents URL-encoded (RFC 3986).
-fn url_decode(s: &str) -> String {
+pub(crate) fn url_decode(s: &str) -> String {
     if s.trim_start().starts_with('{') {
         return s.to_string();
     }

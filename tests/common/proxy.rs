@@ -222,6 +222,19 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
                 ),
             )
         }
+        Some("UnlockSnapshot") => {
+            let id = get("SnapshotId").unwrap_or_default();
+            if let Ok(mut l) = locks.lock() {
+                l.remove(&id);
+            }
+            respond(
+                &mut client,
+                "200 OK",
+                &format!(
+                    "<UnlockSnapshotResponse xmlns=\"{NS}\"><requestId>proxy</requestId><snapshotId>{id}</snapshotId></UnlockSnapshotResponse>"
+                ),
+            )
+        }
         Some("DescribeLockedSnapshots") => {
             let wanted: Vec<String> = p
                 .iter()

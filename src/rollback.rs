@@ -1,0 +1,852 @@
+//! Rollback: undo, in reverse order, the changes a run recorded, each from
+//! the prior state its audit record holds.
+//!
+//! Only what the run itself changed is undone (a pre-existing policy of the
+//! same name is restored, never deleted); a resource someone changed since is
+//! a conflict and is left alone unless `--force`; compromised keys stay
+//! inactive unless `--reactivate-keys`; deleted passwords and compliance locks
+//! are listed as irreversible. Rollback writes its own audit log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::actions::iam::{PrincipalRef, PrincipalRefKind};
+use crate::actions::{Ctx, Op, ec2::Interface};
+use crate::audit::{Event, Record};
+use crate::aws::{AwsError, ErrorKind};
+use crate::playbook::LockModeSpec;
+use crate::targets::Target;
+
+/// One call that undoes one recorded change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "snake_case")]
+pub enum Undo {
+    ReactivateAccessKey {
+        user: String,
+        key_id: String,
+    },
+    /// Remove the policy the run added (`prior` None) or put back the one it replaced.
+    RestoreInlinePolicy {
+        principal: PrincipalRef,
+        policy_name: String,
+        ours: String,
+        prior: Option<String>,
+    },
+    DetachScp {
+        policy_id: String,
+        targets: Vec<String>,
+        /// Delete the policy afterwards: the run created it.
+        delete: bool,
+        /// Content to put back: the run replaced it.
+        prior_content: Option<String>,
+    },
+    AttachScp {
+        policy_id: String,
+        target_id: String,
+    },
+    RestoreGroups {
+        region: String,
+        interfaces: Vec<Interface>,
+        quarantine_group: String,
+        /// Groups the run created: deleted once no interface uses them.
+        created_groups: Vec<String>,
+    },
+    DisableTerminationProtection {
+        region: String,
+        instance_id: String,
+    },
+    StartInstance {
+        region: String,
+        instance_id: String,
+    },
+    UnlockSnapshot {
+        region: String,
+        snapshot_id: String,
+    },
+    AssociateInstanceProfile {
+        region: String,
+        instance_id: String,
+        profile_arn: String,
+    },
+}
+
+/// What rollback decided for one recorded change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// `seq` of the intent record of the change being undone.
+    pub of: u64,
+    pub target: Target,
+    pub plan: Plan,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Plan {
+    Undo {
+        undo: Undo,
+    },
+    /// Nobody can undo it (the reason says why).
+    Irreversible {
+        why: String,
+    },
+    /// Deliberately not undone (the reason says how to, if wanted).
+    Kept {
+        why: String,
+    },
+}
+
+/// Options the responder chose.
+#[derive(Debug, Clone, Default)]
+pub struct Choices {
+    pub reactivate_keys: bool,
+    /// Only changes made by steps with these names (all when empty).
+    pub steps: Vec<String>,
+}
+
+/// The undo plan of a verified log, latest change first.
+pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
+    let step_names: std::collections::BTreeMap<usize, String> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::StepStart { step, name, .. } => Some((*step, name.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in records.iter().rev() {
+        let Event::Result {
+            intent: Some(of),
+            outcome: crate::executor::Outcome::Changed,
+            effect,
+            step,
+            ..
+        } = &r.event
+        else {
+            continue;
+        };
+        let name = step_names.get(step).cloned().unwrap_or_default();
+        if !choices.steps.is_empty() && !choices.steps.contains(&name) {
+            continue;
+        }
+        let Some((target, op)) = records.iter().find_map(|i| match &i.event {
+            Event::Intent { target, op, .. } if i.seq == *of => Some((target.clone(), op.clone())),
+            _ => None,
+        }) else {
+            continue;
+        };
+        out.push(Step {
+            of: *of,
+            target,
+            plan: inverse(&op, effect.as_ref(), choices),
+        });
+    }
+    out
+}
+
+fn inverse(op: &Op, effect: Option<&serde_json::Value>, choices: &Choices) -> Plan {
+    let undo = |undo| Plan::Undo { undo };
+    match op {
+        Op::DeactivateAccessKey {
+            user,
+            key_id,
+            prior_status,
+        } => {
+            if prior_status != "Active" {
+                Plan::Kept {
+                    why: format!("it was {prior_status} before the run"),
+                }
+            } else if choices.reactivate_keys {
+                undo(Undo::ReactivateAccessKey {
+                    user: user.clone(),
+                    key_id: key_id.clone(),
+                })
+            } else {
+                Plan::Kept {
+                    why: "a compromised key should stay inactive: pass --reactivate-keys to turn it back on".into(),
+                }
+            }
+        }
+        Op::DeleteLoginProfile { .. } => Plan::Irreversible {
+            why: "the console password was deleted: issue a new one out of band".into(),
+        },
+        Op::PutInlinePolicy {
+            principal,
+            policy_name,
+            document,
+            prior_document,
+            ..
+        } => undo(Undo::RestoreInlinePolicy {
+            principal: principal.clone(),
+            policy_name: policy_name.clone(),
+            ours: document.clone().unwrap_or_default(),
+            prior: prior_document.clone(),
+        }),
+        Op::ApplyScp(a) => {
+            let policy_id = effect
+                .and_then(|e| e["policy_id"].as_str())
+                .map(str::to_string)
+                .or_else(|| a.policy_id.clone())
+                .unwrap_or_default();
+            let created = effect.and_then(|e| e["created"].as_bool()).unwrap_or(false);
+            undo(Undo::DetachScp {
+                policy_id,
+                targets: a.attach_to.clone(),
+                delete: created,
+                prior_content: a.prior_content.clone(),
+            })
+        }
+        Op::DetachScp {
+            policy_id,
+            target_id,
+        } => undo(Undo::AttachScp {
+            policy_id: policy_id.clone(),
+            target_id: target_id.clone(),
+        }),
+        Op::CreateSnapshots { .. } => Plan::Kept {
+            why: "snapshots are evidence: breakglass never deletes them".into(),
+        },
+        Op::IsolateInstance {
+            region, interfaces, ..
+        } => undo(Undo::RestoreGroups {
+            region: region.clone(),
+            interfaces: interfaces.clone(),
+            quarantine_group: effect
+                .and_then(|e| e["quarantine_group"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            created_groups: effect
+                .and_then(|e| e["created_groups"].as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|g| g.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }),
+        Op::EnableTerminationProtection {
+            region,
+            instance_id,
+        } => undo(Undo::DisableTerminationProtection {
+            region: region.clone(),
+            instance_id: instance_id.clone(),
+        }),
+        Op::StopInstance {
+            region,
+            instance_id,
+            prior_state,
+        } => {
+            if prior_state == "running" || prior_state == "pending" {
+                undo(Undo::StartInstance {
+                    region: region.clone(),
+                    instance_id: instance_id.clone(),
+                })
+            } else {
+                Plan::Kept {
+                    why: format!("it was {prior_state} before the run"),
+                }
+            }
+        }
+        Op::LockSnapshot {
+            region,
+            snapshot_id,
+            mode,
+            ..
+        } => match mode {
+            LockModeSpec::Governance => undo(Undo::UnlockSnapshot {
+                region: region.clone(),
+                snapshot_id: snapshot_id.clone(),
+            }),
+            LockModeSpec::Compliance => Plan::Irreversible {
+                why: "a compliance-mode lock lasts until it expires".into(),
+            },
+        },
+        Op::DisassociateInstanceProfile {
+            region,
+            instance_id,
+            profile_arn,
+            ..
+        } => undo(Undo::AssociateInstanceProfile {
+            region: region.clone(),
+            instance_id: instance_id.clone(),
+            profile_arn: profile_arn.clone(),
+        }),
+    }
+}
+
+/// Whether an undo can go ahead, given the resource's state now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Ready,
+    /// Already in the state the undo would produce.
+    Done(String),
+    /// Someone changed the resource since the run.
+    Conflict(String),
+}
+
+fn conflict(what: &str) -> AwsError {
+    AwsError {
+        operation: "rollback".into(),
+        code: Some("BreakglassConflict".into()),
+        message: what.to_string(),
+        kind: ErrorKind::Other,
+    }
+}
+
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+impl Undo {
+    pub fn describe(&self) -> String {
+        match self {
+            Undo::ReactivateAccessKey { user, key_id } => {
+                format!("iam:UpdateAccessKey UserName={user} AccessKeyId={key_id} Status=Active")
+            }
+            Undo::RestoreInlinePolicy {
+                principal,
+                policy_name,
+                prior,
+                ..
+            } => {
+                let (kind, verb) = match (principal.kind, prior.is_some()) {
+                    (PrincipalRefKind::User, false) => ("user", "iam:DeleteUserPolicy"),
+                    (PrincipalRefKind::User, true) => {
+                        ("user", "iam:PutUserPolicy (prior document)")
+                    }
+                    (PrincipalRefKind::Role, false) => ("role", "iam:DeleteRolePolicy"),
+                    (PrincipalRefKind::Role, true) => {
+                        ("role", "iam:PutRolePolicy (prior document)")
+                    }
+                };
+                format!("{verb} {kind} {} PolicyName={policy_name}", principal.name)
+            }
+            Undo::DetachScp {
+                policy_id,
+                targets,
+                delete,
+                prior_content,
+            } => {
+                let mut s = format!(
+                    "organizations:DetachPolicy PolicyId={policy_id} from {}",
+                    targets.join(", ")
+                );
+                if prior_content.is_some() {
+                    s.push_str("; organizations:UpdatePolicy (prior content)");
+                }
+                if *delete {
+                    s.push_str("; organizations:DeletePolicy");
+                }
+                s
+            }
+            Undo::AttachScp {
+                policy_id,
+                target_id,
+            } => format!("organizations:AttachPolicy PolicyId={policy_id} TargetId={target_id}"),
+            Undo::RestoreGroups { interfaces, .. } => format!(
+                "ec2:ModifyNetworkInterfaceAttribute ×{} (original groups); ec2:DeleteSecurityGroup for groups the run created",
+                interfaces.len()
+            ),
+            Undo::DisableTerminationProtection { instance_id, .. } => format!(
+                "ec2:ModifyInstanceAttribute InstanceId={instance_id} DisableApiTermination=false"
+            ),
+            Undo::StartInstance { instance_id, .. } => {
+                format!("ec2:StartInstances InstanceIds=[{instance_id}]")
+            }
+            Undo::UnlockSnapshot { snapshot_id, .. } => {
+                format!("ec2:UnlockSnapshot SnapshotId={snapshot_id}")
+            }
+            Undo::AssociateInstanceProfile {
+                instance_id,
+                profile_arn,
+                ..
+            } => format!(
+                "ec2:AssociateIamInstanceProfile InstanceId={instance_id} Arn={profile_arn}"
+            ),
+        }
+    }
+
+    /// Reads the resource now and says whether the undo still fits it.
+    pub async fn check(&self, ctx: &Ctx) -> Result<Check, AwsError> {
+        match self {
+            Undo::ReactivateAccessKey { user, key_id } => {
+                let keys = ctx
+                    .call("iam:ListAccessKeys", || {
+                        ctx.iam().list_access_keys().user_name(user).send()
+                    })
+                    .await?;
+                let status = keys
+                    .access_key_metadata()
+                    .iter()
+                    .find(|k| k.access_key_id() == Some(key_id))
+                    .and_then(|k| k.status())
+                    .map(|s| s.as_str().to_string());
+                Ok(match status.as_deref() {
+                    Some("Inactive") => Check::Ready,
+                    Some("Active") => Check::Done("already Active".into()),
+                    _ => Check::Conflict("the key no longer exists".into()),
+                })
+            }
+            Undo::RestoreInlinePolicy {
+                principal,
+                policy_name,
+                ours,
+                prior,
+            } => {
+                let current = current_policy(ctx, principal, policy_name).await?;
+                Ok(match current {
+                    None if prior.is_none() => Check::Done("the policy is already gone".into()),
+                    Some(doc) if prior.as_deref().is_some_and(|p| same_json(&doc, p)) => {
+                        Check::Done("the prior document is already in place".into())
+                    }
+                    Some(doc) if same_json(&doc, ours) => Check::Ready,
+                    Some(_) => Check::Conflict(
+                        "the policy was changed since the run: it is not the document breakglass put".into(),
+                    ),
+                    None => Check::Conflict("the policy was deleted since the run".into()),
+                })
+            }
+            Undo::RestoreGroups {
+                region,
+                interfaces,
+                quarantine_group,
+                ..
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                let ids: Vec<String> = interfaces.iter().map(|i| i.id.clone()).collect();
+                let out = ctx
+                    .call("ec2:DescribeNetworkInterfaces", || {
+                        ec2.describe_network_interfaces()
+                            .set_network_interface_ids(Some(ids.clone()))
+                            .send()
+                    })
+                    .await?;
+                let groups: Vec<Vec<String>> = out
+                    .network_interfaces()
+                    .iter()
+                    .map(|n| {
+                        n.groups()
+                            .iter()
+                            .filter_map(|g| g.group_id().map(str::to_string))
+                            .collect()
+                    })
+                    .collect();
+                let isolated = groups.iter().all(|g| g == &vec![quarantine_group.clone()]);
+                let restored = interfaces
+                    .iter()
+                    .zip(&groups)
+                    .all(|(i, g)| sorted(&i.groups) == sorted(g));
+                Ok(if restored {
+                    Check::Done("the original groups are already back".into())
+                } else if isolated {
+                    Check::Ready
+                } else {
+                    Check::Conflict("the interfaces' groups were changed since the run".into())
+                })
+            }
+            Undo::DetachScp { policy_id, .. } => {
+                let org = ctx.clients.org();
+                let r = ctx
+                    .call("organizations:DescribePolicy", || {
+                        org.describe_policy().policy_id(policy_id).send()
+                    })
+                    .await;
+                match r {
+                    Err(e) if e.code.as_deref() == Some("PolicyNotFoundException") => {
+                        Ok(Check::Done("the SCP no longer exists".into()))
+                    }
+                    other => other.map(|_| Check::Ready),
+                }
+            }
+            Undo::DisableTerminationProtection {
+                region,
+                instance_id,
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                let attr = ctx
+                    .call("ec2:DescribeInstanceAttribute", || {
+                        ec2.describe_instance_attribute()
+                            .instance_id(instance_id)
+                            .attribute(
+                                aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination,
+                            )
+                            .send()
+                    })
+                    .await?;
+                Ok(
+                    match attr.disable_api_termination().and_then(|v| v.value()) {
+                        Some(true) => Check::Ready,
+                        _ => Check::Done("termination protection is already off".into()),
+                    },
+                )
+            }
+            Undo::StartInstance {
+                region,
+                instance_id,
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                let out = ctx
+                    .call("ec2:DescribeInstances", || {
+                        ec2.describe_instances().instance_ids(instance_id).send()
+                    })
+                    .await?;
+                let state = out
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .find_map(|i| {
+                        i.state()
+                            .and_then(|s| s.name())
+                            .map(|n| n.as_str().to_string())
+                    });
+                Ok(match state.as_deref() {
+                    Some("stopped") => Check::Ready,
+                    Some("running" | "pending") => Check::Done("already running".into()),
+                    other => {
+                        Check::Conflict(format!("the instance is {}", other.unwrap_or("gone")))
+                    }
+                })
+            }
+            Undo::UnlockSnapshot {
+                region,
+                snapshot_id,
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                let out = ctx
+                    .call("ec2:DescribeLockedSnapshots", || {
+                        ec2.describe_locked_snapshots()
+                            .snapshot_ids(snapshot_id)
+                            .send()
+                    })
+                    .await?;
+                let state = out
+                    .snapshots()
+                    .iter()
+                    .find(|s| s.snapshot_id() == Some(snapshot_id))
+                    .and_then(|s| s.lock_state())
+                    .map(|s| s.as_str().to_string());
+                Ok(match state.as_deref() {
+                    Some("governance") => Check::Ready,
+                    None | Some("expired") => Check::Done("not locked".into()),
+                    Some(other) => Check::Conflict(format!("now locked in {other} mode")),
+                })
+            }
+            Undo::AssociateInstanceProfile {
+                region,
+                instance_id,
+                profile_arn,
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                let out = ctx
+                    .call("ec2:DescribeIamInstanceProfileAssociations", || {
+                        ec2.describe_iam_instance_profile_associations()
+                            .filters(
+                                aws_sdk_ec2::types::Filter::builder()
+                                    .name("instance-id")
+                                    .values(instance_id)
+                                    .build(),
+                            )
+                            .send()
+                    })
+                    .await?;
+                let current = out
+                    .iam_instance_profile_associations()
+                    .iter()
+                    .filter(|a| a.state().map(|s| s.as_str()) == Some("associated"))
+                    .find_map(|a| a.iam_instance_profile().and_then(|p| p.arn()))
+                    .map(str::to_string);
+                Ok(match current {
+                    None => Check::Ready,
+                    Some(arn) if arn == *profile_arn => {
+                        Check::Done("the profile is already associated".into())
+                    }
+                    Some(arn) => {
+                        Check::Conflict(format!("another profile ({arn}) is associated now"))
+                    }
+                })
+            }
+            Undo::AttachScp { .. } => Ok(Check::Ready),
+        }
+    }
+
+    pub async fn apply(&self, ctx: &Ctx) -> Result<(), AwsError> {
+        match self {
+            Undo::ReactivateAccessKey { user, key_id } => ctx
+                .call("iam:UpdateAccessKey", || {
+                    ctx.iam()
+                        .update_access_key()
+                        .user_name(user)
+                        .access_key_id(key_id)
+                        .status(aws_sdk_iam::types::StatusType::Active)
+                        .send()
+                })
+                .await
+                .map(|_| ()),
+            Undo::RestoreInlinePolicy {
+                principal,
+                policy_name,
+                prior,
+                ..
+            } => {
+                let iam = ctx.iam();
+                let name = &principal.name;
+                match (principal.kind, prior) {
+                    (PrincipalRefKind::User, None) => ctx
+                        .call("iam:DeleteUserPolicy", || {
+                            iam.delete_user_policy()
+                                .user_name(name)
+                                .policy_name(policy_name)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                    (PrincipalRefKind::Role, None) => ctx
+                        .call("iam:DeleteRolePolicy", || {
+                            iam.delete_role_policy()
+                                .role_name(name)
+                                .policy_name(policy_name)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                    (PrincipalRefKind::User, Some(doc)) => ctx
+                        .call("iam:PutUserPolicy", || {
+                            iam.put_user_policy()
+                                .user_name(name)
+                                .policy_name(policy_name)
+                                .policy_document(doc)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                    (PrincipalRefKind::Role, Some(doc)) => ctx
+                        .call("iam:PutRolePolicy", || {
+                            iam.put_role_policy()
+                                .role_name(name)
+                                .policy_name(policy_name)
+                                .policy_document(doc)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ()),
+                }
+            }
+            Undo::DetachScp {
+                policy_id,
+                targets,
+                delete,
+                prior_content,
+            } => {
+                let org = ctx.clients.org();
+                for t in targets {
+                    let r = ctx
+                        .call("organizations:DetachPolicy", || {
+                            org.detach_policy().policy_id(policy_id).target_id(t).send()
+                        })
+                        .await;
+                    match r {
+                        Err(e) if e.code.as_deref() == Some("PolicyNotAttachedException") => {}
+                        other => {
+                            other?;
+                        }
+                    }
+                }
+                if let Some(content) = prior_content {
+                    ctx.call("organizations:UpdatePolicy", || {
+                        org.update_policy()
+                            .policy_id(policy_id)
+                            .content(content)
+                            .send()
+                    })
+                    .await?;
+                }
+                if *delete {
+                    let r = ctx
+                        .call("organizations:DeletePolicy", || {
+                            org.delete_policy().policy_id(policy_id).send()
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        // Still attached elsewhere (someone else's use): leave it.
+                        if e.code.as_deref() != Some("PolicyInUseException") {
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Undo::AttachScp {
+                policy_id,
+                target_id,
+            } => {
+                let org = ctx.clients.org();
+                let r = ctx
+                    .call("organizations:AttachPolicy", || {
+                        org.attach_policy()
+                            .policy_id(policy_id)
+                            .target_id(target_id)
+                            .send()
+                    })
+                    .await;
+                match r {
+                    Err(e) if e.code.as_deref() == Some("DuplicatePolicyAttachmentException") => {
+                        Ok(())
+                    }
+                    other => other.map(|_| ()),
+                }
+            }
+            Undo::RestoreGroups {
+                region,
+                interfaces,
+                created_groups,
+                ..
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                for n in interfaces {
+                    ctx.call("ec2:ModifyNetworkInterfaceAttribute", || {
+                        ec2.modify_network_interface_attribute()
+                            .network_interface_id(&n.id)
+                            .set_groups(Some(n.groups.clone()))
+                            .send()
+                    })
+                    .await?;
+                }
+                for g in created_groups {
+                    // Another isolated instance may still use it: then it stays.
+                    let r = ctx
+                        .call("ec2:DeleteSecurityGroup", || {
+                            ec2.delete_security_group().group_id(g).send()
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        let in_use = matches!(
+                            e.code.as_deref(),
+                            Some(
+                                "DependencyViolation"
+                                    | "InvalidGroup.InUse"
+                                    | "InvalidGroup.NotFound"
+                            )
+                        );
+                        if !in_use {
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Undo::DisableTerminationProtection {
+                region,
+                instance_id,
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                ctx.call("ec2:ModifyInstanceAttribute", || {
+                    ec2.modify_instance_attribute()
+                        .instance_id(instance_id)
+                        .disable_api_termination(
+                            aws_sdk_ec2::types::AttributeBooleanValue::builder()
+                                .value(false)
+                                .build(),
+                        )
+                        .send()
+                })
+                .await
+                .map(|_| ())
+            }
+            Undo::StartInstance {
+                region,
+                instance_id,
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                ctx.call("ec2:StartInstances", || {
+                    ec2.start_instances().instance_ids(instance_id).send()
+                })
+                .await
+                .map(|_| ())
+            }
+            Undo::UnlockSnapshot {
+                region,
+                snapshot_id,
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                ctx.call("ec2:UnlockSnapshot", || {
+                    ec2.unlock_snapshot().snapshot_id(snapshot_id).send()
+                })
+                .await
+                .map(|_| ())
+            }
+            Undo::AssociateInstanceProfile {
+                region,
+                instance_id,
+                profile_arn,
+            } => {
+                let ec2 = ctx.clients.ec2(region);
+                ctx.call("ec2:AssociateIamInstanceProfile", || {
+                    ec2.associate_iam_instance_profile()
+                        .instance_id(instance_id)
+                        .iam_instance_profile(
+                            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                                .arn(profile_arn)
+                                .build(),
+                        )
+                        .send()
+                })
+                .await
+                .map(|_| ())
+            }
+        }
+    }
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+async fn current_policy(
+    ctx: &Ctx,
+    principal: &PrincipalRef,
+    policy_name: &str,
+) -> Result<Option<String>, AwsError> {
+    let iam = ctx.iam();
+    let r = match principal.kind {
+        PrincipalRefKind::User => ctx
+            .call("iam:GetUserPolicy", || {
+                iam.get_user_policy()
+                    .user_name(&principal.name)
+                    .policy_name(policy_name)
+                    .send()
+            })
+            .await
+            .map(|o| o.policy_document().to_string()),
+        PrincipalRefKind::Role => ctx
+            .call("iam:GetRolePolicy", || {
+                iam.get_role_policy()
+                    .role_name(&principal.name)
+                    .policy_name(policy_name)
+                    .send()
+            })
+            .await
+            .map(|o| o.policy_document().to_string()),
+    };
+    match r {
+        Ok(doc) => Ok(Some(crate::actions::iam::url_decode(&doc))),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs a conflict-checked undo: `Ok(None)` when nothing was needed.
+pub async fn undo_one(ctx: &Ctx, undo: &Undo, force: bool) -> Result<Option<String>, AwsError> {
+    match undo.check(ctx).await? {
+        Check::Done(why) => Ok(Some(why)),
+        Check::Conflict(why) if !force => Err(conflict(&format!(
+            "{why}; left alone (--force undoes it anyway)"
+        ))),
+        Check::Ready | Check::Conflict(_) => undo.apply(ctx).await.map(|()| None),
+    }
+}
