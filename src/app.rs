@@ -32,6 +32,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             audit_log,
             allow_env_endpoint,
             skip_preflight,
+            no_verify,
         } => {
             let req = RunRequest {
                 playbook,
@@ -41,6 +42,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 audit_log: audit_log.as_deref(),
                 allow_env_endpoint: *allow_env_endpoint,
                 skip_preflight: *skip_preflight,
+                no_verify: *no_verify,
             };
             run(&cli.global, &out, req).await
         }
@@ -400,6 +402,7 @@ struct RunRequest<'a> {
     audit_log: Option<&'a std::path::Path>,
     allow_env_endpoint: bool,
     skip_preflight: bool,
+    no_verify: bool,
 }
 
 async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<ExitCode, Error> {
@@ -467,11 +470,24 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     for s in &steps {
         totals.merge(&s.counts);
     }
-    let status = run_status(&steps);
+    let millis = (jiff::Timestamp::now() - started)
+        .total(jiff::Unit::Millisecond)
+        .map(|m| m as u64)
+        .unwrap_or(0);
+    let mut status = run_status(&steps);
+    let verified = if req.dry_run || req.no_verify || status == "refused" {
+        None
+    } else {
+        Some(read_back(&ctx, &loaded.steps).await?)
+    };
+    if status == "completed" && verified.as_ref().is_some_and(|v| !v.is_empty()) {
+        status = "not_contained";
+    }
     log.append(Event::RunEnd {
         status: status.to_string(),
         totals,
         calls: ctx.telemetry.snapshot(),
+        not_contained: verified.clone(),
     })?;
     let report = render::RunReport {
         run_id,
@@ -482,10 +498,8 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         endpoint: session.endpoint_display(),
         totals,
         calls: ctx.telemetry.snapshot(),
-        millis: (jiff::Timestamp::now() - started)
-            .total(jiff::Unit::Millisecond)
-            .map(|m| m as u64)
-            .unwrap_or(0),
+        millis,
+        not_contained: verified,
         audit_log: log.path().display().to_string(),
         audit_head: log.head(),
         steps,
@@ -496,6 +510,39 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         "refused" => ExitCode::Refused,
         _ => ExitCode::Failed,
     })
+}
+
+/// After a live run, reads every step's targets back: what would still need a
+/// call is not contained (the run is then not reported as done).
+async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error> {
+    let mut check = ctx.clone();
+    check.run_started = jiff::Timestamp::UNIX_EPOCH;
+    check.check_permissions = false;
+    check.run = Arc::default();
+    check.telemetry = Arc::default();
+    let opts = executor::Options {
+        dry_run: true,
+        audit: None,
+    };
+    let reports = executor::execute(&check, steps, &opts, |_| {}).await?;
+    let mut open = Vec::new();
+    for r in &reports {
+        if let Some(e) = &r.error {
+            open.push(format!(
+                "step {} ({}): cannot read back: {e}",
+                r.index + 1,
+                r.name
+            ));
+        }
+        for i in r
+            .items
+            .iter()
+            .filter(|i| i.outcome == crate::executor::Outcome::WouldChange)
+        {
+            open.push(format!("step {} ({}): {}", r.index + 1, r.name, i.target));
+        }
+    }
+    Ok(open)
 }
 
 /// The command line for the audit log, with secret values (the MFA code)
@@ -826,6 +873,7 @@ async fn rollback(
         status: status.to_string(),
         totals,
         calls: ctx.telemetry.snapshot(),
+        not_contained: None,
     })?;
     out.rollback(&run_id, &items, &totals, &log.path().display().to_string());
     Ok(if totals.failed > 0 {

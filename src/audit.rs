@@ -108,6 +108,9 @@ pub enum Event {
         status: String,
         totals: Counts,
         calls: CallCounts,
+        /// Targets the read-back after the run found not contained.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_contained: Option<Vec<String>>,
     },
 }
 

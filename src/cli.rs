@@ -101,6 +101,9 @@ pub enum Command {
         /// Skip the permission preflight a live run makes before confirmation.
         #[arg(long)]
         skip_preflight: bool,
+        /// Skip reading every target back after a live run.
+        #[arg(long)]
+        no_verify: bool,
     },
     /// Read state back: is each target of each step contained? (exit 1 if not)
     Verify {

@@ -25,6 +25,8 @@ pub struct RunReport {
     pub totals: Counts,
     pub calls: CallCounts,
     pub millis: u64,
+    /// The read-back after a live run: targets still not contained (`None`: not checked).
+    pub not_contained: Option<Vec<String>>,
     pub audit_log: String,
     /// Hash of the last audit record: keep it elsewhere to anchor the log.
     pub audit_head: String,
@@ -319,6 +321,18 @@ impl Printer {
             for item in &step.items {
                 let _ = writeln!(s, "  {}", item_line(item));
             }
+        }
+        match &r.not_contained {
+            Some(open) if open.is_empty() => {
+                let _ = writeln!(s, "\nverify: every target reads back contained");
+            }
+            Some(open) => {
+                let _ = writeln!(s, "\nverify: NOT CONTAINED after the run:");
+                for o in open {
+                    let _ = writeln!(s, "  {o}");
+                }
+            }
+            None => {}
         }
         let _ = writeln!(
             s,

@@ -96,6 +96,7 @@ fn write_log(path: &Path, finish: bool) {
         status: "completed".into(),
         totals: counts,
         calls: CallCounts::default(),
+        not_contained: None,
     })
     .expect("append");
 }

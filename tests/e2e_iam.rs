@@ -100,6 +100,12 @@ async fn credential_lockdown_contains_everyone_but_the_executor() {
         ran.stdout
     );
     assert!(ran.stdout.contains("service-linked role"), "{}", ran.stdout);
+    assert!(
+        ran.stdout
+            .contains("verify: every target reads back contained"),
+        "{}",
+        ran.stdout
+    );
 
     let verify = e.run(&["audit", "verify", log.to_str().expect("path")]);
     assert_eq!(verify.code, 0, "{}", verify.stdout);

@@ -503,6 +503,18 @@ async fn a_failed_snapshot_keeps_its_instance_running() {
         "{}",
         ran.stdout
     );
+    // The read-back after the run does not call that instance contained.
+    assert!(
+        ran.stdout.contains("verify: NOT CONTAINED after the run"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains(&format!("instance {} (us-east-1)", ids[0])),
+        "{}",
+        ran.stdout
+    );
     let state = |i: aws_sdk_ec2::types::Instance| {
         i.state()
             .and_then(|s| s.name())

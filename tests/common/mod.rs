@@ -91,8 +91,23 @@ pub fn iam_client(endpoint: &str, key: &str, secret: &str) -> aws_sdk_iam::Clien
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .retry_config(seeding_retries())
+        .timeout_config(seeding_timeouts())
         .build();
     aws_sdk_iam::Client::from_conf(conf)
+}
+
+/// Seeding must not fail on a loaded machine: moto is single-threaded and
+/// slow to answer its first call of each service.
+fn seeding_retries() -> aws_sdk_iam::config::retry::RetryConfig {
+    aws_sdk_iam::config::retry::RetryConfig::standard().with_max_attempts(6)
+}
+
+fn seeding_timeouts() -> aws_sdk_iam::config::timeout::TimeoutConfig {
+    aws_sdk_iam::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .operation_attempt_timeout(std::time::Duration::from_secs(60))
+        .build()
 }
 
 /// An account seeded through the SDK, with the executor's profile on disk.
@@ -388,6 +403,8 @@ impl Estate {
                 None,
                 "test",
             ))
+            .retry_config(seeding_retries())
+            .timeout_config(seeding_timeouts())
             .build();
         aws_sdk_ec2::Client::from_conf(conf)
     }
@@ -404,6 +421,8 @@ impl Estate {
                 None,
                 "test",
             ))
+            .retry_config(seeding_retries())
+            .timeout_config(seeding_timeouts())
             .build();
         aws_sdk_organizations::Client::from_conf(conf)
     }
