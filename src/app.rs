@@ -33,6 +33,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             allow_env_endpoint,
             skip_preflight,
             no_verify,
+            hold,
+            every,
         } => {
             let req = RunRequest {
                 playbook,
@@ -43,6 +45,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 allow_env_endpoint: *allow_env_endpoint,
                 skip_preflight: *skip_preflight,
                 no_verify: *no_verify,
+                hold: *hold,
+                every: *every,
             };
             run(&cli.global, &out, req).await
         }
@@ -403,6 +407,8 @@ struct RunRequest<'a> {
     allow_env_endpoint: bool,
     skip_preflight: bool,
     no_verify: bool,
+    hold: Option<std::time::Duration>,
+    every: std::time::Duration,
 }
 
 async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<ExitCode, Error> {
@@ -475,6 +481,13 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         .map(|m| m as u64)
         .unwrap_or(0);
     let mut status = run_status(&steps);
+    let held = match req.hold {
+        Some(length) if !req.dry_run && status != "refused" => {
+            Some(hold_line(&ctx, &loaded.steps, &log, out, length, req.every).await?)
+        }
+        _ => None,
+    };
+    // The read-back comes last: after a hold, the state at its end is what counts.
     let verified = if req.dry_run || req.no_verify || status == "refused" {
         None
     } else {
@@ -500,6 +513,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         calls: ctx.telemetry.snapshot(),
         millis,
         not_contained: verified,
+        hold: held,
         audit_log: log.path().display().to_string(),
         audit_head: log.head(),
         steps,
@@ -510,6 +524,70 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         "refused" => ExitCode::Refused,
         _ => ExitCode::Failed,
     })
+}
+
+/// Holds the line: every `every`, runs the steps again (discovery finds only
+/// what drifted; revocations from this run still count) and re-applies, until
+/// `length` has passed or Ctrl-C. Each re-application is an intent/result
+/// pair in the audit log, each check a hold_check record.
+async fn hold_line(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    log: &AuditLog,
+    out: &Printer,
+    length: std::time::Duration,
+    every: std::time::Duration,
+) -> Result<render::HoldSummary, Error> {
+    let deadline = tokio::time::Instant::now() + length;
+    let mut summary = render::HoldSummary::default();
+    let opts = executor::Options {
+        dry_run: false,
+        audit: Some(log),
+    };
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let wait = every.min(deadline - now);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => {
+                summary.interrupted = true;
+                break;
+            }
+        }
+        summary.checks += 1;
+        let reports = executor::execute(ctx, steps, &opts, |_| {}).await?;
+        let mut recontained = Vec::new();
+        let mut failed = Vec::new();
+        for r in &reports {
+            for i in &r.items {
+                let line = format!("step {} ({}): {}", r.index + 1, r.name, i.target);
+                match i.outcome {
+                    crate::executor::Outcome::Changed => recontained.push(line),
+                    crate::executor::Outcome::Failed => failed.push(format!(
+                        "{line}: {}",
+                        i.error
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default()
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        log.append(Event::HoldCheck {
+            check: summary.checks,
+            recontained: recontained.clone(),
+            failed: failed.clone(),
+        })?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        out.hold_check(summary.checks, &recontained, &failed, left.as_secs());
+        summary.recontained.extend(recontained);
+        summary.failed.extend(failed);
+    }
+    Ok(summary)
 }
 
 /// After a live run, reads every step's targets back: what would still need a

@@ -104,6 +104,15 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// One check while holding the line after a run.
+    HoldCheck {
+        check: u64,
+        /// Targets found drifted and re-contained in this check.
+        recontained: Vec<String>,
+        /// Targets found drifted that could not be re-contained.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<String>,
+    },
     RunEnd {
         status: String,
         totals: Counts,

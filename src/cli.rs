@@ -104,6 +104,13 @@ pub enum Command {
         /// Skip reading every target back after a live run.
         #[arg(long)]
         no_verify: bool,
+        /// After the run, keep verifying for this long and re-apply whatever
+        /// drifted (an intruder re-enabling a key, say), until Ctrl-C.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        hold: Option<std::time::Duration>,
+        /// How often to check while holding.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "20s")]
+        every: std::time::Duration,
     },
     /// Read state back: is each target of each step contained? (exit 1 if not)
     Verify {
@@ -160,6 +167,18 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("expected K=V, found `{s}`")),
     }
+}
+
+/// `30m`, `20s`, `1h 30m` (or ISO 8601 `PT20S`).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a duration such as 30m or 20s: {e}"))?;
+    let d = std::time::Duration::try_from(d).map_err(|_| format!("`{s}` is negative"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("`{s}` is shorter than a second"));
+    }
+    Ok(d)
 }
 
 impl GlobalArgs {

@@ -27,10 +27,21 @@ pub struct RunReport {
     pub millis: u64,
     /// The read-back after a live run: targets still not contained (`None`: not checked).
     pub not_contained: Option<Vec<String>>,
+    /// What holding the line after the run found and did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldSummary>,
     pub audit_log: String,
     /// Hash of the last audit record: keep it elsewhere to anchor the log.
     pub audit_head: String,
     pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct HoldSummary {
+    pub checks: u64,
+    pub recontained: Vec<String>,
+    pub failed: Vec<String>,
+    pub interrupted: bool,
 }
 
 pub struct Printer {
@@ -276,6 +287,31 @@ impl Printer {
         print!("{s}");
     }
 
+    /// One line per hold check: a status line on stderr, or a JSON event on stdout.
+    pub fn hold_check(&self, check: u64, recontained: &[String], failed: &[String], left: u64) {
+        if self.format == OutputFormat::Json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": "hold_check", "check": check,
+                    "recontained": recontained, "failed": failed, "seconds_left": left,
+                })
+            );
+            return;
+        }
+        eprintln!(
+            "  hold check {check}: {} drift(s) re-contained, {} failed; {left} s left",
+            recontained.len(),
+            failed.len()
+        );
+        for d in recontained {
+            eprintln!("    re-contained {d}");
+        }
+        for d in failed {
+            eprintln!("    NOT re-contained {d}");
+        }
+    }
+
     /// One progress line per finished step (stderr, text mode only).
     pub fn step_done(&self, step: &StepReport) {
         if self.format == OutputFormat::Text {
@@ -320,6 +356,26 @@ impl Printer {
             }
             for item in &step.items {
                 let _ = writeln!(s, "  {}", item_line(item));
+            }
+        }
+        if let Some(h) = &r.hold {
+            let _ = writeln!(
+                s,
+                "\nhold: {} check(s){}; {} drift(s) re-contained, {} not",
+                h.checks,
+                if h.interrupted {
+                    " (ended by Ctrl-C)"
+                } else {
+                    ""
+                },
+                h.recontained.len(),
+                h.failed.len()
+            );
+            for d in &h.recontained {
+                let _ = writeln!(s, "  re-contained {d}");
+            }
+            for d in &h.failed {
+                let _ = writeln!(s, "  NOT re-contained {d}");
             }
         }
         match &r.not_contained {
@@ -463,6 +519,15 @@ impl Printer {
                 Event::StepEnd { step, counts, .. } => {
                     format!("step {} end · {}", step + 1, counts_line(counts))
                 }
+                Event::HoldCheck {
+                    check,
+                    recontained,
+                    failed,
+                } => format!(
+                    "hold check {check} · {} re-contained, {} failed",
+                    recontained.len(),
+                    failed.len()
+                ),
                 Event::RunEnd { status, totals, .. } => {
                     format!("run end · {status} · {}", counts_line(totals))
                 }

@@ -958,3 +958,121 @@ async fn rollback_restores_everything_reversible() {
     let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
     assert_eq!(report["totals"]["changed"], 0, "{report}");
 }
+
+#[tokio::test]
+async fn hold_re_contains_what_the_intruder_undoes() {
+    let e = Estate::new().await;
+    let alice = e.user_with_key("alice").await;
+    let ids = e.instances("us-east-1", 1, false).await;
+    let original: Vec<String> = e.instance("us-east-1", &ids[0]).await.network_interfaces()[0]
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect();
+    let eni = e.instance("us-east-1", &ids[0]).await.network_interfaces()[0]
+        .network_interface_id()
+        .expect("eni")
+        .to_string();
+    let pb = playbook(
+        &e,
+        "hold.yaml",
+        "name: hold\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { all: true } }\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n  - action: ec2.isolate_instances\n    targets: { instances: { all: true } }\n",
+    );
+    let log = e.path("hold.jsonl");
+    let mut cmd = e.cmd();
+    cmd.args([
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--hold",
+        "6s",
+        "--every",
+        "2s",
+        "--output",
+        "json",
+        "--audit-log",
+        log.to_str().expect("path"),
+    ]);
+    let run = tokio::task::spawn_blocking(move || cmd.output().expect("run"));
+
+    // The intruder waits for the containment, then undoes two pieces of it.
+    let ec2 = e.ec2("us-east-1");
+    let mut contained = false;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let i = e.instance("us-east-1", &ids[0]).await;
+        if i.network_interfaces()[0].groups()[0].group_name() == Some("breakglass-quarantine") {
+            contained = true;
+            break;
+        }
+    }
+    assert!(contained, "the run isolated the instance");
+    e.iam
+        .update_access_key()
+        .user_name("alice")
+        .access_key_id(&alice)
+        .status(aws_sdk_iam::types::StatusType::Active)
+        .send()
+        .await
+        .expect("re-enable");
+    ec2.modify_network_interface_attribute()
+        .network_interface_id(&eni)
+        .set_groups(Some(original.clone()))
+        .send()
+        .await
+        .expect("re-attach the original group");
+
+    let out = run.await.expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        e.key_status("alice", &alice).await,
+        "Inactive",
+        "the key is off again"
+    );
+    let i = e.instance("us-east-1", &ids[0]).await;
+    assert_eq!(
+        i.network_interfaces()[0].groups()[0].group_name(),
+        Some("breakglass-quarantine")
+    );
+
+    // One JSON event per check, then the report; the log names each re-containment.
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"event\""))
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    assert!(events.len() >= 2, "{stdout}");
+    let text = std::fs::read_to_string(&log).expect("log");
+    let rechecked: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter(|r| r["event"] == "hold_check")
+        .flat_map(|r| {
+            r["recontained"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+        })
+        .collect();
+    assert!(
+        rechecked.iter().any(|l| l.contains(&alice)),
+        "{rechecked:?}"
+    );
+    assert!(
+        rechecked.iter().any(|l| l.contains(&ids[0])),
+        "{rechecked:?}"
+    );
+    assert_eq!(
+        e.run(&["audit", "verify", log.to_str().expect("path")])
+            .code,
+        0
+    );
+}
