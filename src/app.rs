@@ -41,7 +41,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 dry_run: *dry_run,
                 yes: *yes,
                 vars,
-                audit_log: audit_log.as_deref(),
+                audit_log,
                 allow_env_endpoint: *allow_env_endpoint,
                 skip_preflight: *skip_preflight,
                 no_verify: *no_verify,
@@ -403,7 +403,7 @@ struct RunRequest<'a> {
     dry_run: bool,
     yes: bool,
     vars: &'a [(String, String)],
-    audit_log: Option<&'a std::path::Path>,
+    audit_log: &'a [String],
     allow_env_endpoint: bool,
     skip_preflight: bool,
     no_verify: bool,
@@ -412,6 +412,7 @@ struct RunRequest<'a> {
 }
 
 async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<ExitCode, Error> {
+    let (local_log, mirror) = audit_destinations(req.audit_log)?;
     let loaded = load(req.playbook, req.vars)?;
     if !req.dry_run && !req.allow_env_endpoint {
         let conn = global.connection(Some(&loaded.playbook.executor))?;
@@ -445,11 +446,14 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     let started = jiff::Timestamp::now();
     ctx.run_started = started;
     let run_id = audit::new_run_id(started);
-    let audit_path = req
-        .audit_log
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| audit::default_path(&run_id, req.dry_run));
+    let audit_path = local_log.unwrap_or_else(|| audit::default_path(&run_id, req.dry_run));
     let log = AuditLog::create(&audit_path, &run_id)?;
+    if let Some((bucket, prefix)) = mirror {
+        let conf = aws_sdk_s3::config::Builder::from(&session.config)
+            .force_path_style(session.endpoint.is_some())
+            .build();
+        log.mirror_to(aws_sdk_s3::Client::from_conf(conf), bucket, prefix);
+    }
     log.append(Event::RunStart {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         playbook: loaded.playbook.source.clone(),
@@ -502,6 +506,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         calls: ctx.telemetry.snapshot(),
         not_contained: verified.clone(),
     })?;
+    let audit_mirror = log.close_mirror(std::time::Duration::from_secs(60)).await;
     let report = render::RunReport {
         run_id,
         playbook: loaded.playbook.name.clone(),
@@ -515,6 +520,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         not_contained: verified,
         hold: held,
         audit_log: log.path().display().to_string(),
+        audit_mirror,
         audit_head: log.head(),
         steps,
     };
@@ -588,6 +594,31 @@ async fn hold_line(
         summary.failed.extend(failed);
     }
     Ok(summary)
+}
+
+/// Where a run's records go: a local file and, optionally, an S3 bucket and prefix.
+type AuditDestinations = (Option<std::path::PathBuf>, Option<(String, String)>);
+
+/// `--audit-log` values: at most one local path and one `s3://` mirror.
+fn audit_destinations(values: &[String]) -> Result<AuditDestinations, Error> {
+    let usage = |message: String| Error::Usage {
+        flag: "--audit-log".into(),
+        message,
+    };
+    let mut local = None;
+    let mut mirror = None;
+    for v in values {
+        if v.starts_with("s3://") {
+            let parsed = audit::parse_s3_url(v)
+                .ok_or_else(|| usage(format!("`{v}` is not s3://bucket/prefix")))?;
+            if mirror.replace(parsed).is_some() {
+                return Err(usage("give at most one s3:// mirror".into()));
+            }
+        } else if local.replace(std::path::PathBuf::from(v)).is_some() {
+            return Err(usage("give at most one local path".into()));
+        }
+    }
+    Ok((local, mirror))
 }
 
 /// After a live run, reads every step's targets back: what would still need a

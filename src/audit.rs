@@ -128,6 +128,41 @@ pub struct AuditLog {
     path: PathBuf,
     run_id: String,
     inner: Mutex<Chain>,
+    mirror: Mutex<Option<Mirror>>,
+}
+
+/// A copy of every record in S3 (one object per record, named by `seq`),
+/// meant for a bucket with Object Lock in a separate forensic account.
+/// Uploads run in the background: a failing mirror is loud but never slows
+/// or stops containment; the local file stays the source of truth.
+struct Mirror {
+    tx: tokio::sync::mpsc::UnboundedSender<(u64, String)>,
+    task: tokio::task::JoinHandle<MirrorReport>,
+}
+
+/// What the mirror managed to copy.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MirrorReport {
+    pub target: String,
+    pub uploaded: u64,
+    pub failed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+/// `s3://bucket/prefix` split into bucket and key prefix (ending in `/` or empty).
+pub fn parse_s3_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    };
+    Some((bucket.to_string(), prefix))
 }
 
 struct Chain {
@@ -160,7 +195,60 @@ impl AuditLog {
                 seq: 0,
                 prev: GENESIS.to_string(),
             }),
+            mirror: Mutex::new(None),
         })
+    }
+
+    /// Mirrors every record appended from now on to `s3://bucket/prefix<run id>/<seq>.json`.
+    pub fn mirror_to(&self, s3: aws_sdk_s3::Client, bucket: String, prefix: String) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
+        let run_id = self.run_id.clone();
+        let target = format!("s3://{bucket}/{prefix}{run_id}/");
+        let task = tokio::spawn(async move {
+            let mut report = MirrorReport {
+                target,
+                ..MirrorReport::default()
+            };
+            while let Some((seq, line)) = rx.recv().await {
+                let key = format!("{prefix}{run_id}/{seq:06}.json");
+                let put = s3
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .content_type("application/json")
+                    .body(aws_sdk_s3::primitives::ByteStream::from(line.into_bytes()))
+                    .send()
+                    .await;
+                match put {
+                    Ok(_) => report.uploaded += 1,
+                    Err(e) => {
+                        let e = crate::aws::aws_error("s3:PutObject", e);
+                        if report.failed < 3 {
+                            eprintln!("warning: audit mirror {}: {e}", report.target);
+                        }
+                        report.failed += 1;
+                        report.first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            report
+        });
+        if let Ok(mut m) = self.mirror.lock() {
+            *m = Some(Mirror { tx, task });
+        }
+    }
+
+    /// Waits (at most `limit`) for the mirror to upload what it was handed.
+    pub async fn close_mirror(&self, limit: std::time::Duration) -> Option<MirrorReport> {
+        let mirror = self.mirror.lock().ok()?.take()?;
+        drop(mirror.tx);
+        match tokio::time::timeout(limit, mirror.task).await {
+            Ok(Ok(report)) => Some(report),
+            _ => Some(MirrorReport {
+                first_error: Some("the mirror did not finish in time".into()),
+                ..MirrorReport::default()
+            }),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -194,6 +282,12 @@ impl AuditLog {
             .map_err(|e| err(format!("cannot write: {e}")))?;
         chain.seq += 1;
         chain.prev = hash;
+        // Never blocks: a dead mirror must not hold up containment.
+        if let Ok(m) = self.mirror.lock()
+            && let Some(m) = m.as_ref()
+        {
+            let _ = m.tx.send((record.seq, line));
+        }
         Ok(record.seq)
     }
 

@@ -92,8 +92,9 @@ pub enum Command {
         #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
         vars: Vec<(String, String)>,
         /// Where to write the audit log [default: breakglass-audit/run-<run id>.jsonl].
-        #[arg(long, value_name = "PATH")]
-        audit_log: Option<PathBuf>,
+        /// Give it again as s3://bucket/prefix to also mirror every record to S3.
+        #[arg(long, value_name = "PATH|s3://BUCKET/PREFIX")]
+        audit_log: Vec<String>,
         /// Let a live run use an endpoint set only by AWS_ENDPOINT_URL (a stray
         /// variable must not send a lockdown somewhere unintended).
         #[arg(long)]

@@ -31,6 +31,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold: Option<HoldSummary>,
     pub audit_log: String,
+    /// The S3 copy of the audit log, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_mirror: Option<crate::audit::MirrorReport>,
     /// Hash of the last audit record: keep it elsewhere to anchor the log.
     pub audit_head: String,
     pub steps: Vec<StepReport>,
@@ -401,6 +404,19 @@ impl Printer {
             r.audit_log,
             r.audit_head
         );
+        if let Some(m) = &r.audit_mirror {
+            let _ = writeln!(
+                s,
+                "audit mirror: {} ({} records copied, {} FAILED{})",
+                m.target,
+                m.uploaded,
+                m.failed,
+                m.first_error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
         print!("{s}");
     }
 

@@ -565,3 +565,96 @@ async fn preflight_denial_refuses_before_any_mutating_call() {
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(e.key_status("alice", &alice).await, "Inactive");
 }
+
+#[tokio::test]
+async fn the_audit_log_is_mirrored_to_s3_and_a_dead_mirror_stops_nothing() {
+    let e = Estate::new().await;
+    let alice = e.user_with_key("alice").await;
+    e.s3()
+        .create_bucket()
+        .bucket("forensics")
+        .send()
+        .await
+        .expect("bucket");
+    let pb = repo_playbook("credential-lockdown.yaml");
+    let pb = pb.to_str().expect("path");
+    let log = e.path("mirrored.jsonl");
+    let ran = e.run(&[
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        "case_id=IR-14",
+        "--audit-log",
+        log.to_str().expect("path"),
+        "--audit-log",
+        "s3://forensics/ir",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let report: serde_json::Value = serde_json::from_str(&ran.stdout).expect("json");
+    let run_id = report["run_id"].as_str().expect("run id");
+    let local: Vec<String> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(report["audit_mirror"]["uploaded"], local.len());
+    assert_eq!(report["audit_mirror"]["failed"], 0);
+    let listed = e
+        .s3()
+        .list_objects_v2()
+        .bucket("forensics")
+        .prefix(format!("ir/{run_id}/"))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listed.contents().len(), local.len());
+    let last = e
+        .s3()
+        .get_object()
+        .bucket("forensics")
+        .key(format!("ir/{run_id}/{:06}.json", local.len() - 1))
+        .send()
+        .await
+        .expect("last record")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&last),
+        local[local.len() - 1],
+        "the copy is byte-identical"
+    );
+
+    // A mirror that cannot write is loud, and containment goes on.
+    e.iam
+        .update_access_key()
+        .user_name("alice")
+        .access_key_id(&alice)
+        .status(aws_sdk_iam::types::StatusType::Active)
+        .send()
+        .await
+        .expect("re-enable");
+    let ran = e.run(&[
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        "case_id=IR-14",
+        "--audit-log",
+        "s3://no-such-bucket/x",
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("warning: audit mirror s3://no-such-bucket/x/"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stdout.contains("FAILED"), "{}", ran.stdout);
+    assert_eq!(e.key_status("alice", &alice).await, "Inactive");
+}

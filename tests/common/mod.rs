@@ -459,3 +459,23 @@ impl Estate {
             .expect("instance")
     }
 }
+
+impl Estate {
+    /// An S3 client (path-style, as moto needs) for the seeding admin.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(self.moto.endpoint())
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                ADMIN_KEY,
+                "admin-secret",
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
