@@ -658,3 +658,84 @@ async fn the_audit_log_is_mirrored_to_s3_and_a_dead_mirror_stops_nothing() {
     assert!(ran.stdout.contains("FAILED"), "{}", ran.stdout);
     assert_eq!(e.key_status("alice", &alice).await, "Inactive");
 }
+
+#[tokio::test]
+async fn an_interrupted_run_is_reported_and_its_uncertain_change_left_alone() {
+    let e = Estate::new().await;
+    let alice = e.user_with_key("alice").await;
+    let bob = e.user_with_key("bob").await;
+    let pb = playbook(
+        &e,
+        "keys.yaml",
+        "name: keys\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { names: [alice, bob] } }\n    on_failure: continue\n",
+    );
+    let log = e.path("full.jsonl");
+    // One call at a time, so the first change's result precedes the second's intent.
+    let ran = e.run(&[
+        "--concurrency",
+        "1",
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--audit-log",
+        log.to_str().expect("path"),
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+
+    // Cut the log as a SIGKILL would: after the last intent record, before its result.
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let last_intent = lines
+        .iter()
+        .rposition(|l| l.contains("\"event\":\"intent\""))
+        .expect("an intent");
+    let uncertain: serde_json::Value = serde_json::from_str(&lines[last_intent]).expect("json");
+    let uncertain_key = uncertain["target"]["key_id"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    let cut = e.path("cut.jsonl");
+    std::fs::write(&cut, lines[..=last_intent].join("\n") + "\n").expect("write");
+
+    let verify = e.run(&["audit", "verify", cut.to_str().expect("path")]);
+    assert_eq!(verify.code, 1);
+    assert!(verify.stdout.contains("INTERRUPTED"), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("UNCERTAIN") && verify.stdout.contains(&uncertain_key),
+        "{}",
+        verify.stdout
+    );
+
+    let back = e.run(&[
+        "rollback",
+        cut.to_str().expect("path"),
+        "--yes",
+        "--reactivate-keys",
+    ]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(
+        back.stderr.contains("interrupted during"),
+        "{}",
+        back.stderr
+    );
+    assert!(back.stderr.contains(&uncertain_key), "{}", back.stderr);
+    // The confirmed change is undone; the uncertain one is left for a human.
+    let (certain_user, certain_key) = if uncertain_key == alice {
+        ("bob", &bob)
+    } else {
+        ("alice", &alice)
+    };
+    let uncertain_user = if certain_user == "bob" {
+        "alice"
+    } else {
+        "bob"
+    };
+    assert_eq!(e.key_status(certain_user, certain_key).await, "Active");
+    assert_eq!(
+        e.key_status(uncertain_user, &uncertain_key).await,
+        "Inactive"
+    );
+}
