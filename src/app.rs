@@ -648,7 +648,13 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
             .iter()
             .filter(|i| i.outcome == crate::executor::Outcome::WouldChange)
         {
-            open.push(format!("step {} ({}): {}", r.index + 1, r.name, i.target));
+            let drift = i.drift.as_deref().unwrap_or_default();
+            open.push(format!(
+                "step {} ({}): {} {drift}",
+                r.index + 1,
+                r.name,
+                i.target
+            ));
         }
     }
     Ok(open)

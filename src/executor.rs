@@ -76,6 +76,9 @@ pub struct Item {
     /// What the call created (snapshot ids, security groups), as AWS returned it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub effect: Option<serde_json::Value>,
+    /// In plans and read-backs: what is wrong with the target now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -259,8 +262,9 @@ async fn carry_out(
         .map(|(target, mut op)| async move {
             let call = op.describe();
             if opts.dry_run {
+                let drift = op.drift();
                 // Where AWS can say whether the call would be allowed, ask it.
-                let item = match op.dry_run(ctx).await {
+                let mut item = match op.dry_run(ctx).await {
                     None => Item::new(target, Outcome::WouldChange).call(call),
                     Some(Ok(())) => Item::new(target, Outcome::WouldChange)
                         .call(call)
@@ -270,6 +274,7 @@ async fn carry_out(
                         .reason("permission check: the live call would fail".into())
                         .error(e),
                 };
+                item.drift = Some(drift);
                 return finish(opts, step, item, None);
             }
             op.prepare(jiff::Timestamp::now());
@@ -347,6 +352,7 @@ impl Item {
             reason: None,
             error: None,
             effect: None,
+            drift: None,
         }
     }
 

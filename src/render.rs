@@ -237,6 +237,7 @@ impl Printer {
                         "targets": s.items.iter().map(|i| serde_json::json!({
                             "target": i.target,
                             "state": state(i.outcome),
+                            "drift": i.drift,
                             "detail": i.reason.as_ref().or(i.call.as_ref()),
                         })).collect::<Vec<_>>(),
                     })
@@ -273,8 +274,9 @@ impl Printer {
             for item in &step.items {
                 let detail = match item.outcome {
                     Outcome::WouldChange => format!(
-                        "NOT CONTAINED {} · needs {}",
+                        "NOT CONTAINED {} {} · needs {}",
                         item.target,
+                        item.drift.as_deref().unwrap_or(""),
                         item.call.as_deref().unwrap_or("a call")
                     ),
                     Outcome::Unchanged => format!(

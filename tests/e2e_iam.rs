@@ -442,6 +442,15 @@ async fn verify_reads_state_back_and_names_drift() {
         .collect();
     assert_eq!(open.len(), 1);
     assert_eq!(open[0]["target"]["key_id"], alice.as_str());
+    assert_eq!(open[0]["drift"], "is Active");
+    let text = e.run(&["verify", pb, "--var", "case_id=IR-4"]);
+    assert!(
+        text.stdout.contains(&format!(
+            "NOT CONTAINED key {alice} of user alice is Active"
+        )),
+        "{}",
+        text.stdout
+    );
 }
 
 #[tokio::test]

@@ -532,6 +532,51 @@ impl Op {
         }
     }
 
+    /// What is wrong with the target while this op is still needed: the drift
+    /// `verify` and `hold` name ("is Active", "has security groups …").
+    pub fn drift(&self) -> String {
+        match self {
+            Op::DeactivateAccessKey { prior_status, .. } => format!("is {prior_status}"),
+            Op::DeleteLoginProfile { .. } => "has a console password".into(),
+            Op::PutInlinePolicy {
+                policy_name,
+                prior_document: None,
+                ..
+            } => format!("has no {policy_name} policy"),
+            Op::PutInlinePolicy { policy_name, .. } => {
+                format!("its {policy_name} policy is not the one breakglass puts")
+            }
+            Op::ApplyScp(a) if a.attach_to.is_empty() => {
+                format!("SCP {} has a different document", a.name)
+            }
+            Op::ApplyScp(a) => format!(
+                "SCP {} is not attached to {}",
+                a.name,
+                a.attach_to.join(", ")
+            ),
+            Op::DetachScp {
+                policy_id,
+                target_id,
+            } => format!("SCP {policy_id} is still attached to {target_id}"),
+            Op::CreateSnapshots { volume_ids, .. } => {
+                format!("has no breakglass snapshot of {}", volume_ids.join(", "))
+            }
+            Op::IsolateInstance { interfaces, .. } => {
+                let groups: Vec<String> = interfaces
+                    .iter()
+                    .map(|i| format!("{} in {}", i.id, i.groups.join("+")))
+                    .collect();
+                format!("is not quarantined ({})", groups.join("; "))
+            }
+            Op::EnableTerminationProtection { .. } => "has termination protection off".into(),
+            Op::StopInstance { prior_state, .. } => format!("is {prior_state}"),
+            Op::LockSnapshot { .. } => "is not locked".into(),
+            Op::DisassociateInstanceProfile { profile_arn, .. } => {
+                format!("has instance profile {profile_arn} attached")
+            }
+        }
+    }
+
     /// The instance this op stops, for the "no stop after a failed snapshot" rule.
     pub fn stops_instance(&self) -> Option<&str> {
         match self {
