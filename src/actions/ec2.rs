@@ -893,6 +893,52 @@ fn snapshot_tags(instance_id: &str, tags: &BTreeMap<String, String>) -> TagSpeci
     spec.build()
 }
 
+// One builder per mutating call, shared by the call itself and its DryRun check.
+
+fn create_snapshots_call(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+    tags: &BTreeMap<String, String>,
+) -> aws_sdk_ec2::operation::create_snapshots::builders::CreateSnapshotsFluentBuilder {
+    ec2.create_snapshots()
+        .instance_specification(
+            InstanceSpecification::builder()
+                .instance_id(instance_id)
+                .build(),
+        )
+        .description(format!("breakglass evidence of {instance_id}"))
+        .tag_specifications(snapshot_tags(instance_id, tags))
+}
+
+fn lock_call(
+    ec2: &aws_sdk_ec2::Client,
+    snapshot_id: &str,
+    mode: LockModeSpec,
+    duration_days: u32,
+) -> aws_sdk_ec2::operation::lock_snapshot::builders::LockSnapshotFluentBuilder {
+    ec2.lock_snapshot()
+        .snapshot_id(snapshot_id)
+        .lock_mode(lock_mode(mode))
+        .lock_duration(i32::try_from(duration_days).unwrap_or(i32::MAX))
+}
+
+fn protect_call(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+) -> aws_sdk_ec2::operation::modify_instance_attribute::builders::ModifyInstanceAttributeFluentBuilder
+{
+    ec2.modify_instance_attribute()
+        .instance_id(instance_id)
+        .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
+}
+
+fn stop_call(
+    ec2: &aws_sdk_ec2::Client,
+    instance_id: &str,
+) -> aws_sdk_ec2::operation::stop_instances::builders::StopInstancesFluentBuilder {
+    ec2.stop_instances().instance_ids(instance_id)
+}
+
 pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsError> {
     match op {
         Op::CreateSnapshots {
@@ -904,15 +950,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             let ec2 = ctx.clients.ec2(region);
             let r = ctx
                 .call("ec2:CreateSnapshots", || {
-                    ec2.create_snapshots()
-                        .instance_specification(
-                            InstanceSpecification::builder()
-                                .instance_id(instance_id)
-                                .build(),
-                        )
-                        .description(format!("breakglass evidence of {instance_id}"))
-                        .tag_specifications(snapshot_tags(instance_id, tags))
-                        .send()
+                    create_snapshots_call(&ec2, instance_id, tags).send()
                 })
                 .await;
             match r {
@@ -967,10 +1005,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
         } => {
             let ec2 = ctx.clients.ec2(region);
             ctx.call("ec2:ModifyInstanceAttribute", || {
-                ec2.modify_instance_attribute()
-                    .instance_id(instance_id)
-                    .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
-                    .send()
+                protect_call(&ec2, instance_id).send()
             })
             .await
             .map(|_| None)
@@ -984,11 +1019,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             let ec2 = ctx.clients.ec2(region);
             let out = ctx
                 .call("ec2:LockSnapshot", || {
-                    ec2.lock_snapshot()
-                        .snapshot_id(snapshot_id)
-                        .lock_mode(lock_mode(*mode))
-                        .lock_duration(*duration_days as i32)
-                        .send()
+                    lock_call(&ec2, snapshot_id, *mode, *duration_days).send()
                 })
                 .await?;
             Ok(Some(serde_json::json!({
@@ -1016,11 +1047,9 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             ..
         } => {
             let ec2 = ctx.clients.ec2(region);
-            ctx.call("ec2:StopInstances", || {
-                ec2.stop_instances().instance_ids(instance_id).send()
-            })
-            .await
-            .map(|_| None)
+            ctx.call("ec2:StopInstances", || stop_call(&ec2, instance_id).send())
+                .await
+                .map(|_| None)
         }
         _ => Ok(None),
     }
@@ -1035,17 +1064,8 @@ pub async fn dry_run(ctx: &Ctx, op: &Op) -> Option<Result<(), AwsError>> {
             instance_id,
             tags,
             ..
-        } => ctx
-            .clients
-            .ec2(region)
-            .create_snapshots()
+        } => create_snapshots_call(&ctx.clients.ec2(region), instance_id, tags)
             .dry_run(true)
-            .instance_specification(
-                InstanceSpecification::builder()
-                    .instance_id(instance_id)
-                    .build(),
-            )
-            .tag_specifications(snapshot_tags(instance_id, tags))
             .send()
             .await
             .map(|_| ())
@@ -1070,14 +1090,8 @@ pub async fn dry_run(ctx: &Ctx, op: &Op) -> Option<Result<(), AwsError>> {
             snapshot_id,
             mode,
             duration_days,
-        } => ctx
-            .clients
-            .ec2(region)
-            .lock_snapshot()
+        } => lock_call(&ctx.clients.ec2(region), snapshot_id, *mode, *duration_days)
             .dry_run(true)
-            .snapshot_id(snapshot_id)
-            .lock_mode(lock_mode(*mode))
-            .lock_duration(*duration_days as i32)
             .send()
             .await
             .map(|_| ())
@@ -1085,13 +1099,8 @@ pub async fn dry_run(ctx: &Ctx, op: &Op) -> Option<Result<(), AwsError>> {
         Op::EnableTerminationProtection {
             region,
             instance_id,
-        } => ctx
-            .clients
-            .ec2(region)
-            .modify_instance_attribute()
+        } => protect_call(&ctx.clients.ec2(region), instance_id)
             .dry_run(true)
-            .instance_id(instance_id)
-            .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
             .send()
             .await
             .map(|_| ())
@@ -1100,12 +1109,8 @@ pub async fn dry_run(ctx: &Ctx, op: &Op) -> Option<Result<(), AwsError>> {
             region,
             instance_id,
             ..
-        } => ctx
-            .clients
-            .ec2(region)
-            .stop_instances()
+        } => stop_call(&ctx.clients.ec2(region), instance_id)
             .dry_run(true)
-            .instance_ids(instance_id)
             .send()
             .await
             .map(|_| ())
