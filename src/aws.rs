@@ -375,6 +375,26 @@ const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeoutException",
 ];
 
+/// Treats the error codes that report the goal state (already enabled,
+/// already attached, already gone) as success.
+pub fn goal_if(r: Result<(), AwsError>, codes: &[&str]) -> Result<(), AwsError> {
+    match r {
+        Err(e) if e.code.as_deref().is_some_and(|c| codes.contains(&c)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether two policy documents say the same thing (key order and spacing aside).
+pub fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// Classifies any SDK error (all service crates share `SdkError`).
 pub fn aws_error<E, R>(operation: &str, err: SdkError<E, R>) -> AwsError
 where

@@ -291,16 +291,6 @@ fn conflict(what: &str) -> AwsError {
     }
 }
 
-fn same_json(a: &str, b: &str) -> bool {
-    match (
-        serde_json::from_str::<serde_json::Value>(a),
-        serde_json::from_str::<serde_json::Value>(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
-}
-
 impl Undo {
     pub fn describe(&self) -> String {
         match self {
@@ -400,10 +390,10 @@ impl Undo {
                 let current = current_policy(ctx, principal, policy_name).await?;
                 Ok(match current {
                     None if prior.is_none() => Check::Done("the policy is already gone".into()),
-                    Some(doc) if prior.as_deref().is_some_and(|p| same_json(&doc, p)) => {
+                    Some(doc) if prior.as_deref().is_some_and(|p| crate::aws::same_json(&doc, p)) => {
                         Check::Done("the prior document is already in place".into())
                     }
-                    Some(doc) if same_json(&doc, ours) => Check::Ready,
+                    Some(doc) if crate::aws::same_json(&doc, ours) => Check::Ready,
                     Some(_) => Check::Conflict(
                         "the policy was changed since the run: it is not the document breakglass put".into(),
                     ),
@@ -647,13 +637,9 @@ impl Undo {
                         .call("organizations:DetachPolicy", || {
                             org.detach_policy().policy_id(policy_id).target_id(t).send()
                         })
-                        .await;
-                    match r {
-                        Err(e) if e.code.as_deref() == Some("PolicyNotAttachedException") => {}
-                        other => {
-                            other?;
-                        }
-                    }
+                        .await
+                        .map(|_| ());
+                    crate::aws::goal_if(r, &["PolicyNotAttachedException"])?;
                 }
                 if let Some(content) = prior_content {
                     ctx.call("organizations:UpdatePolicy", || {
@@ -691,13 +677,9 @@ impl Undo {
                             .target_id(target_id)
                             .send()
                     })
-                    .await;
-                match r {
-                    Err(e) if e.code.as_deref() == Some("DuplicatePolicyAttachmentException") => {
-                        Ok(())
-                    }
-                    other => other.map(|_| ()),
-                }
+                    .await
+                    .map(|_| ());
+                crate::aws::goal_if(r, &["DuplicatePolicyAttachmentException"])
             }
             Undo::RestoreGroups {
                 region,

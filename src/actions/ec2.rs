@@ -781,10 +781,7 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
             })
             .await
             .map(|_| ());
-        match r {
-            Err(e) if e.code.as_deref() == Some("InvalidPermission.Duplicate") => {}
-            other => other?,
-        }
+        aws::goal_if(r, &["InvalidPermission.Duplicate"])?;
     }
     let (quarantine, quarantine_new) =
         group(QUARANTINE_GROUP, "breakglass: no traffic in or out").await?;

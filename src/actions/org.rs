@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility};
-use crate::aws::{AwsError, ErrorKind};
+use crate::aws::{self, AwsError, ErrorKind};
 use crate::playbook::BoundStep;
 use crate::targets::{Resource, Scope, Target};
 
@@ -249,16 +249,6 @@ async fn attached(ctx: &Ctx, policy_id: &str, target: &str) -> Result<bool, AwsE
     Ok(policies.iter().any(|p| p.id() == Some(policy_id)))
 }
 
-fn same_json(a: &str, b: &str) -> bool {
-    match (
-        serde_json::from_str::<serde_json::Value>(a),
-        serde_json::from_str::<serde_json::Value>(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
-}
-
 pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
     let org = describe_org(ctx).await?;
     let mut notes = vec![format!(
@@ -323,7 +313,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                         missing.push(t.clone());
                     }
                 }
-                if !same_json(content, &document) {
+                if !aws::same_json(content, &document) {
                     prior_content = Some(content.clone());
                 }
                 policy_id = Some(id.clone());
@@ -439,10 +429,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                     })
                     .await
                     .map(|_| ());
-                match r {
-                    Err(e) if e.code.as_deref() == Some("PolicyTypeAlreadyEnabledException") => {}
-                    other => other?,
-                }
+                aws::goal_if(r, &["PolicyTypeAlreadyEnabledException"])?;
             }
             let (policy_id, created) =
                 match &a.policy_id {
@@ -490,10 +477,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                     })
                     .await
                     .map(|_| ());
-                match r {
-                    Err(e) if e.code.as_deref() == Some("DuplicatePolicyAttachmentException") => {}
-                    other => other?,
-                }
+                aws::goal_if(r, &["DuplicatePolicyAttachmentException"])?;
             }
             Ok(Some(
                 serde_json::json!({ "policy_id": policy_id, "created": created }),
@@ -512,10 +496,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                 })
                 .await
                 .map(|_| ());
-            match r {
-                Err(e) if e.code.as_deref() == Some("PolicyNotAttachedException") => Ok(None),
-                other => other.map(|()| None),
-            }
+            aws::goal_if(r, &["PolicyNotAttachedException"]).map(|()| None)
         }
         _ => Ok(None),
     }
