@@ -247,7 +247,7 @@ async fn context(
     protect.push(session.identity.principal_pattern());
     let clients = Clients::new(&session.config);
     let retry = RetryPolicy::default();
-    let telemetry = Arc::new(Telemetry::default());
+    let telemetry = Arc::new(Telemetry::new(usize::from(global.concurrency)));
     let executor_arn = executor_arn(&clients, &session.identity, &retry, &telemetry).await;
     let mut exempt: Vec<String> = executor_arn.iter().cloned().collect();
     exempt.extend(pb.protect.iter().cloned());
@@ -283,15 +283,20 @@ async fn executor_arn(
     telemetry: &Telemetry,
 ) -> Option<String> {
     match &id.principal {
-        Principal::AssumedRole { role_name, .. } => aws::call(retry, telemetry, || async {
-            clients
-                .iam
-                .get_role()
-                .role_name(role_name)
-                .send()
-                .await
-                .map_err(|e| aws::aws_error("iam:GetRole", e))
-        })
+        Principal::AssumedRole { role_name, .. } => aws::call(
+            retry,
+            telemetry,
+            &telemetry.lane("iam:GetRole", None),
+            || async {
+                clients
+                    .iam
+                    .get_role()
+                    .role_name(role_name)
+                    .send()
+                    .await
+                    .map_err(|e| aws::aws_error("iam:GetRole", e))
+            },
+        )
         .await
         .ok()
         .and_then(|o| o.role().map(|r| r.arn().to_string())),
@@ -311,7 +316,8 @@ async fn resolve_regions(
         Some(Regions::List(list)) => Ok(list.clone()),
         Some(Regions::All) => {
             let ec2 = clients.ec2(&session.region);
-            let out = aws::call(retry, telemetry, || async {
+            let lane = telemetry.lane("ec2:DescribeRegions", Some(&session.region));
+            let out = aws::call(retry, telemetry, &lane, || async {
                 ec2.describe_regions()
                     .send()
                     .await
@@ -628,7 +634,7 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
     check.run_started = jiff::Timestamp::UNIX_EPOCH;
     check.check_permissions = false;
     check.run = Arc::default();
-    check.telemetry = Arc::default();
+    check.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
     let opts = executor::Options {
         dry_run: true,
         audit: None,
@@ -700,7 +706,7 @@ async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>, Er
     let mut pre = ctx.clone();
     pre.check_permissions = true;
     pre.run = Arc::default();
-    pre.telemetry = Arc::default();
+    pre.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
     let opts = executor::Options {
         dry_run: true,
         audit: None,
@@ -902,7 +908,7 @@ async fn rollback(
         concurrency: usize::from(global.concurrency),
         run_started: started,
         retry: RetryPolicy::default(),
-        telemetry: Arc::new(Telemetry::default()),
+        telemetry: Arc::new(Telemetry::new(usize::from(global.concurrency))),
         executor_arn: String::new(),
         exempt: Vec::new(),
         regions: vec![session.region.clone()],

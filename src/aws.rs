@@ -5,9 +5,11 @@
 //! variables never silently replace it. Region and endpoint are resolved here
 //! too, with their source, so the responder sees exactly where calls will go.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_config::Region;
@@ -461,21 +463,212 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Call counters shared by every task of a run (reported in the summary).
-#[derive(Debug, Default)]
+/// Call counters, pacing lanes and the bound on calls in flight, shared by
+/// every task of a run.
+#[derive(Debug)]
 pub struct Telemetry {
     pub calls: AtomicU64,
     pub throttled: AtomicU64,
     pub retries: AtomicU64,
+    lanes: std::sync::Mutex<HashMap<LaneKey, Arc<Lane>>>,
+    /// `--concurrency`: taken after the lane's slot, so a call waiting out
+    /// its lane's pacing never keeps another lane's call from the wire.
+    in_flight: tokio::sync::Semaphore,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new(16)
+    }
 }
 
 impl Telemetry {
+    pub fn new(concurrency: usize) -> Self {
+        Telemetry {
+            calls: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            lanes: std::sync::Mutex::default(),
+            in_flight: tokio::sync::Semaphore::new(concurrency.max(1)),
+        }
+    }
+
     pub fn snapshot(&self) -> CallCounts {
         CallCounts {
             calls: self.calls.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
         }
+    }
+
+    /// The lane `operation` (such as `ec2:StopInstances`) is metered in: AWS
+    /// keeps one bucket per service and region, and separate ones for reads
+    /// and changes. Global services pass `None`.
+    pub fn lane(&self, operation: &str, region: Option<&str>) -> Arc<Lane> {
+        let (service, name) = operation.split_once(':').unwrap_or(("", operation));
+        let key = LaneKey {
+            service: service.to_string(),
+            region: region.unwrap_or("global").to_string(),
+            write: !READ_PREFIXES.iter().any(|p| name.starts_with(p)),
+        };
+        let mut lanes = match self.lanes.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        lanes.entry(key).or_default().clone()
+    }
+}
+
+/// Operations AWS meters as reads, by name prefix.
+const READ_PREFIXES: &[&str] = &["Describe", "List", "Get", "Simulate"];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LaneKey {
+    service: String,
+    region: String,
+    write: bool,
+}
+
+/// Client-side pacing for one throttling bucket. AWS meters calls with token
+/// buckets (a burst, then a refill rate) that it does not publish per account;
+/// a lane starts unpaced, and from the first throttling answer on models the
+/// bucket it learned: the burst is what got through before that answer, the
+/// rate is what keeps getting through while calls are refused. Calls then
+/// leave at the refill rate instead of bouncing, and an idle lane refills, so
+/// the next step starts with a burst again. Without throttling it probes up.
+#[derive(Debug, Default)]
+pub struct Lane {
+    bucket: std::sync::Mutex<Bucket>,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    /// `None` until the first throttling answer: no pacing.
+    model: Option<Model>,
+    /// Successes before the first throttle: the burst estimate.
+    before: u32,
+    /// Success times since the lane was last throttled, for the rate estimate.
+    successes: VecDeque<Instant>,
+}
+
+#[derive(Debug)]
+struct Model {
+    rate: f64,
+    capacity: f64,
+    /// Tokens at `at`; negative when callers hold reservations ahead.
+    tokens: f64,
+    at: Instant,
+    /// Start of the current measuring window (the first throttle after a quiet period).
+    since: Instant,
+    last_throttle: Instant,
+    last_raise: Instant,
+}
+
+/// Window over which the refill rate is measured.
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+/// The least refill rate a lane assumes before it has measured one.
+const MIN_GUESS: f64 = 10.0;
+/// Least evidence before a rate estimate replaces the guess.
+const MIN_SPAN: Duration = Duration::from_millis(500);
+
+impl Lane {
+    /// Waits for this lane's next slot (at once while the lane is unpaced).
+    pub async fn acquire(&self) {
+        let wait = {
+            let mut b = self.lock();
+            let Some(m) = b.model.as_mut() else {
+                return;
+            };
+            let now = Instant::now();
+            m.refill(now);
+            m.tokens -= 1.0;
+            if m.tokens >= 0.0 {
+                return;
+            }
+            Duration::from_secs_f64(-m.tokens / m.rate)
+        };
+        tokio::time::sleep(wait).await;
+    }
+
+    pub fn success(&self) {
+        let now = Instant::now();
+        let mut b = self.lock();
+        match b.model.as_mut() {
+            None => b.before = b.before.saturating_add(1),
+            Some(m) => {
+                // Quiet for a while: the bucket may allow more than we send.
+                if now.duration_since(m.last_throttle) > RATE_WINDOW
+                    && now.duration_since(m.last_raise) > Duration::from_millis(500)
+                {
+                    m.rate *= 1.1;
+                    m.last_raise = now;
+                }
+                b.successes.push_back(now);
+                while b
+                    .successes
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
+                {
+                    b.successes.pop_front();
+                }
+            }
+        }
+    }
+
+    pub fn throttled(&self) {
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let b = &mut *guard;
+        let successes = b.successes.len() as f64;
+        match b.model.as_mut() {
+            None => {
+                // Everything before this answer was the burst; until the rate
+                // is measured, assume the bucket refills its burst each second
+                // (too high costs a few refused calls, too low costs time).
+                let capacity = f64::from(b.before.max(1));
+                b.model = Some(Model {
+                    rate: capacity.max(MIN_GUESS),
+                    capacity,
+                    tokens: 0.0,
+                    at: now,
+                    since: now,
+                    last_throttle: now,
+                    last_raise: now,
+                });
+                b.successes.clear();
+            }
+            Some(m) => {
+                m.refill(now);
+                // The server's bucket is empty now, whatever the model said.
+                m.tokens = m.tokens.min(0.0);
+                if now.duration_since(m.last_throttle) > RATE_WINDOW {
+                    m.since = now;
+                    b.successes.clear();
+                } else {
+                    let span = now.duration_since(m.since).min(RATE_WINDOW);
+                    if span >= MIN_SPAN {
+                        // While calls are refused, what gets through is the refill rate.
+                        m.rate = (successes / span.as_secs_f64() * 1.05).max(0.5);
+                    }
+                }
+                m.last_throttle = now;
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        match self.bucket.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+impl Model {
+    fn refill(&mut self, now: Instant) {
+        let earned = now.duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.capacity);
+        self.at = now;
     }
 }
 
@@ -486,11 +679,14 @@ pub struct CallCounts {
     pub retries: u64,
 }
 
-/// Runs one AWS call under `policy`: throttled and transient failures are
-/// retried with capped exponential backoff and full jitter; others return at once.
+/// Runs one AWS call under `policy` in `lane`: every attempt waits for the
+/// lane's slot; a throttled attempt teaches the lane and goes back in line
+/// (the lane's pacing is the backoff); transient failures are retried with
+/// capped exponential backoff and full jitter; others return at once.
 pub async fn call<T, F, Fut>(
     policy: &RetryPolicy,
     telemetry: &Telemetry,
+    lane: &Lane,
     mut f: F,
 ) -> Result<T, AwsError>
 where
@@ -499,14 +695,22 @@ where
 {
     let mut attempt: u32 = 0;
     loop {
+        lane.acquire().await;
+        let permit = telemetry.in_flight.acquire().await;
         telemetry.calls.fetch_add(1, Ordering::Relaxed);
-        let err = match f().await {
-            Ok(v) => return Ok(v),
+        let result = f().await;
+        drop(permit);
+        let err = match result {
+            Ok(v) => {
+                lane.success();
+                return Ok(v);
+            }
             Err(e) => e,
         };
         let limit = match err.kind {
             ErrorKind::Throttled => {
                 telemetry.throttled.fetch_add(1, Ordering::Relaxed);
+                lane.throttled();
                 policy.throttle_attempts
             }
             ErrorKind::Transient => policy.transient_attempts,
@@ -517,7 +721,9 @@ where
             return Err(err);
         }
         telemetry.retries.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(backoff(policy, attempt)).await;
+        if err.kind == ErrorKind::Transient || attempt > 2 {
+            tokio::time::sleep(backoff(policy, attempt)).await;
+        }
     }
 }
 

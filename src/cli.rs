@@ -217,7 +217,7 @@ impl GlobalArgs {
             profile_source,
             region: self.region.clone(),
             endpoint,
-            sdk_max_attempts: 3,
+            sdk_max_attempts: 1,
             assume: None,
         })
     }

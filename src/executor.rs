@@ -1,25 +1,30 @@
-//! Runs bound steps in order: discovery, then each target's call, concurrently
-//! within a step up to a bound, with intent and result records around every
-//! call. `plan` and `--dry-run` go through this same path and make no change.
+//! Runs bound steps in order. Within a step, each target's call starts as soon
+//! as discovery has decided it (discovery and action overlap), concurrently up
+//! to a bound and paced per throttling lane, with intent and result records
+//! around every call. A step with `max_targets` discovers everything first, so
+//! the limit is checked before any change. `plan` and `--dry-run` go through
+//! this same path and make no change.
 //!
 //! `on_failure: abort` lets the failing step finish its other targets (a half
 //! contained step helps nobody) and then stops before the next step, so a
 //! failed snapshot is never followed by the stop that would destroy memory.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::actions::{self, ActionKind, Ctx, Discovery, Disposition, Planned};
+use crate::actions::{self, ActionKind, Ctx, Disposition, Op, Planned, Sink};
 
 /// Marker in `RunState::failed_snapshots` when a snapshot step failed as a whole.
 pub const ALL_INSTANCES: &str = "*";
 use crate::audit::{AuditLog, Event};
 use crate::aws::AwsError;
 use crate::playbook::{BoundStep, OnFailure};
-use crate::targets::Target;
+use crate::targets::{Scope, Target};
 
 /// What happened to one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -169,11 +174,37 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         action: step.action.id().to_string(),
     })?;
 
-    let mut items = Vec::new();
-    let mut error = None;
-    let mut notes = Vec::new();
+    let (sink, decided) = Sink::channel();
+    let discovery = async move {
+        let found = actions::discover(ctx, step, &sink).await;
+        drop(sink);
+        found
+    };
     let mut refusal = None;
-    match actions::discover(ctx, step).await {
+    let (found, mut items) = if step.max_targets.is_some() {
+        // The limit is checked on the whole discovery, before any change.
+        let found = discovery.await;
+        let planned: Vec<Planned> = UnboundedReceiverStream(decided).collect().await;
+        let mut items = Vec::new();
+        if found.is_ok() {
+            refusal = over_limit(step, &planned);
+            if refusal.is_none() {
+                items = carry_out(ctx, step, opts, stream::iter(planned)).await?;
+            }
+        }
+        (found, items)
+    } else {
+        // Calls start as targets are decided: discovery overlaps with action.
+        let (found, items) = tokio::join!(
+            discovery,
+            carry_out(ctx, step, opts, UnboundedReceiverStream(decided))
+        );
+        (found, items?)
+    };
+    let mut notes = Vec::new();
+    let mut error = None;
+    match found {
+        Ok(found) => notes = found,
         Err(e) => {
             if step.action == ActionKind::Ec2SnapshotVolumes {
                 // Which instances went unsnapshotted is unknown: stop none of them.
@@ -182,16 +213,6 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
                 }
             }
             error = Some(format!("discovery failed: {e}"))
-        }
-        Ok(Discovery {
-            planned,
-            notes: found,
-        }) => {
-            notes = found;
-            refusal = over_limit(step, &planned);
-            if refusal.is_none() {
-                items = carry_out(ctx, step, opts, planned).await?;
-            }
         }
     }
 
@@ -229,81 +250,124 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
     })
 }
 
-/// Records what needs no call, then makes (or, in a dry run, checks) every
-/// call of the step concurrently, each between its intent and result records.
+/// Records what needs no call, and makes (or, in a dry run, checks) every
+/// call of the step as targets arrive, each between its intent and result
+/// records. Calls queue per lane (the target's account and region, which is
+/// how AWS meters them), each lane with up to `concurrency` calls under way:
+/// a lane waiting out its throttling never holds back another region's calls.
 async fn carry_out(
     ctx: &Ctx,
     step: &BoundStep,
     opts: &Options<'_>,
-    planned: Vec<Planned>,
+    planned: impl futures_util::Stream<Item = Planned>,
 ) -> Result<Vec<Item>, Error> {
+    let per_lane = ctx.concurrency.max(1);
+    let mut planned = std::pin::pin!(planned);
+    let mut open = true;
+    let mut queues: HashMap<Scope, (usize, VecDeque<(Target, Op)>)> = HashMap::new();
+    let mut running = FuturesUnordered::new();
     let mut items = Vec::new();
-    let mut changes = Vec::new();
-    for Planned {
-        target,
-        disposition,
-    } in planned
-    {
-        let item = match disposition {
-            Disposition::Change { op } => {
-                changes.push((target, op));
-                continue;
-            }
-            Disposition::Unchanged { reason } => {
-                Item::new(target, Outcome::Unchanged).reason(reason)
-            }
-            Disposition::Skip { reason } => {
-                Item::new(target, Outcome::Skipped).reason(reason.to_string())
-            }
-        };
-        items.push(finish(opts, step, item, None)?);
-    }
-    let results: Vec<Result<Item, Error>> = stream::iter(changes)
-        .map(|(target, mut op)| async move {
-            let call = op.describe();
-            if opts.dry_run {
-                let drift = op.drift();
-                // Where AWS can say whether the call would be allowed, ask it.
-                let mut item = match op.dry_run(ctx).await {
-                    None => Item::new(target, Outcome::WouldChange).call(call),
-                    Some(Ok(())) => Item::new(target, Outcome::WouldChange)
-                        .call(call)
-                        .reason("permission check: allowed".into()),
-                    Some(Err(e)) => Item::new(target, Outcome::Failed)
-                        .call(call)
-                        .reason("permission check: the live call would fail".into())
-                        .error(e),
+    loop {
+        for (lane, (busy, queue)) in queues.iter_mut() {
+            while *busy < per_lane {
+                let Some((target, op)) = queue.pop_front() else {
+                    break;
                 };
-                item.drift = Some(drift);
-                return finish(opts, step, item, None);
+                *busy += 1;
+                let lane = lane.clone();
+                running.push(async move { (lane, change(ctx, step, opts, target, op).await) });
             }
-            op.prepare(jiff::Timestamp::now());
-            let intent = match opts.audit {
-                Some(a) => Some(a.append(Event::Intent {
-                    step: step.index,
-                    target: target.clone(),
-                    call: call.clone(),
-                    op: op.clone(),
-                })?),
-                None => None,
-            };
-            let item = match op.apply(ctx).await {
-                Ok(effect) => {
-                    let mut item = Item::new(target, Outcome::Changed).call(call);
-                    item.effect = effect;
-                    item
+        }
+        if !open && running.is_empty() {
+            return Ok(items);
+        }
+        tokio::select! {
+            next = planned.next(), if open => match next {
+                None => open = false,
+                Some(Planned { target, disposition }) => match disposition {
+                    Disposition::Change { op } => queues
+                        .entry(target.scope.clone())
+                        .or_default()
+                        .1
+                        .push_back((target, op)),
+                    Disposition::Unchanged { reason } => {
+                        let item = Item::new(target, Outcome::Unchanged).reason(reason);
+                        items.push(finish(opts, step, item, None)?);
+                    }
+                    Disposition::Skip { reason } => {
+                        let item = Item::new(target, Outcome::Skipped).reason(reason.to_string());
+                        items.push(finish(opts, step, item, None)?);
+                    }
+                },
+            },
+            Some((lane, item)) = running.next(), if !running.is_empty() => {
+                if let Some((busy, _)) = queues.get_mut(&lane) {
+                    *busy -= 1;
                 }
-                Err(e) => Item::new(target, Outcome::Failed).call(call).error(e),
-            };
-            finish(opts, step, item, intent)
-        })
-        .buffer_unordered(ctx.concurrency.max(1))
-        .collect()
-        .await;
-    for r in results {
-        items.push(r?);
+                items.push(item?);
+            }
+        }
     }
-    Ok(items)
+}
+
+/// One target's call (or, in a dry run, its check).
+async fn change(
+    ctx: &Ctx,
+    step: &BoundStep,
+    opts: &Options<'_>,
+    target: Target,
+    mut op: Op,
+) -> Result<Item, Error> {
+    let call = op.describe();
+    if opts.dry_run {
+        let drift = op.drift();
+        // Where AWS can say whether the call would be allowed, ask it.
+        let mut item = match op.dry_run(ctx).await {
+            None => Item::new(target, Outcome::WouldChange).call(call),
+            Some(Ok(())) => Item::new(target, Outcome::WouldChange)
+                .call(call)
+                .reason("permission check: allowed".into()),
+            Some(Err(e)) => Item::new(target, Outcome::Failed)
+                .call(call)
+                .reason("permission check: the live call would fail".into())
+                .error(e),
+        };
+        item.drift = Some(drift);
+        return finish(opts, step, item, None);
+    }
+    op.prepare(jiff::Timestamp::now());
+    let intent = match opts.audit {
+        Some(a) => Some(a.append(Event::Intent {
+            step: step.index,
+            target: target.clone(),
+            call: call.clone(),
+            op: op.clone(),
+        })?),
+        None => None,
+    };
+    let item = match op.apply(ctx).await {
+        Ok(effect) => {
+            let mut item = Item::new(target, Outcome::Changed).call(call);
+            item.effect = effect;
+            item
+        }
+        Err(e) => Item::new(target, Outcome::Failed).call(call).error(e),
+    };
+    finish(opts, step, item, intent)
+}
+
+/// A tokio receiver as a stream (what tokio-stream's wrapper does, without the crate).
+struct UnboundedReceiverStream(tokio::sync::mpsc::UnboundedReceiver<Planned>);
+
+impl futures_util::Stream for UnboundedReceiverStream {
+    type Item = Planned;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Planned>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 /// Why a step's discovery exceeds its `max_targets`, if it does. Skipped

@@ -409,7 +409,7 @@ impl Undo {
                 let ec2 = ctx.clients.ec2(region);
                 let ids: Vec<String> = interfaces.iter().map(|i| i.id.clone()).collect();
                 let out = ctx
-                    .call("ec2:DescribeNetworkInterfaces", || {
+                    .call_in(region, "ec2:DescribeNetworkInterfaces", || {
                         ec2.describe_network_interfaces()
                             .set_network_interface_ids(Some(ids.clone()))
                             .send()
@@ -458,7 +458,7 @@ impl Undo {
             } => {
                 let ec2 = ctx.clients.ec2(region);
                 let attr = ctx
-                    .call("ec2:DescribeInstanceAttribute", || {
+                    .call_in(region, "ec2:DescribeInstanceAttribute", || {
                         ec2.describe_instance_attribute()
                             .instance_id(instance_id)
                             .attribute(
@@ -480,7 +480,7 @@ impl Undo {
             } => {
                 let ec2 = ctx.clients.ec2(region);
                 let out = ctx
-                    .call("ec2:DescribeInstances", || {
+                    .call_in(region, "ec2:DescribeInstances", || {
                         ec2.describe_instances().instance_ids(instance_id).send()
                     })
                     .await?;
@@ -507,7 +507,7 @@ impl Undo {
             } => {
                 let ec2 = ctx.clients.ec2(region);
                 let out = ctx
-                    .call("ec2:DescribeLockedSnapshots", || {
+                    .call_in(region, "ec2:DescribeLockedSnapshots", || {
                         ec2.describe_locked_snapshots()
                             .snapshot_ids(snapshot_id)
                             .send()
@@ -532,7 +532,7 @@ impl Undo {
             } => {
                 let ec2 = ctx.clients.ec2(region);
                 let out = ctx
-                    .call("ec2:DescribeIamInstanceProfileAssociations", || {
+                    .call_in(region, "ec2:DescribeIamInstanceProfileAssociations", || {
                         ec2.describe_iam_instance_profile_associations()
                             .filters(
                                 aws_sdk_ec2::types::Filter::builder()
@@ -689,7 +689,7 @@ impl Undo {
             } => {
                 let ec2 = ctx.clients.ec2(region);
                 for n in interfaces {
-                    ctx.call("ec2:ModifyNetworkInterfaceAttribute", || {
+                    ctx.call_in(region, "ec2:ModifyNetworkInterfaceAttribute", || {
                         ec2.modify_network_interface_attribute()
                             .network_interface_id(&n.id)
                             .set_groups(Some(n.groups.clone()))
@@ -700,7 +700,7 @@ impl Undo {
                 for g in created_groups {
                     // Another isolated instance may still use it: then it stays.
                     let r = ctx
-                        .call("ec2:DeleteSecurityGroup", || {
+                        .call_in(region, "ec2:DeleteSecurityGroup", || {
                             ec2.delete_security_group().group_id(g).send()
                         })
                         .await;
@@ -725,7 +725,7 @@ impl Undo {
                 instance_id,
             } => {
                 let ec2 = ctx.clients.ec2(region);
-                ctx.call("ec2:ModifyInstanceAttribute", || {
+                ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
                     ec2.modify_instance_attribute()
                         .instance_id(instance_id)
                         .disable_api_termination(
@@ -743,7 +743,7 @@ impl Undo {
                 instance_id,
             } => {
                 let ec2 = ctx.clients.ec2(region);
-                ctx.call("ec2:StartInstances", || {
+                ctx.call_in(region, "ec2:StartInstances", || {
                     ec2.start_instances().instance_ids(instance_id).send()
                 })
                 .await
@@ -754,7 +754,7 @@ impl Undo {
                 snapshot_id,
             } => {
                 let ec2 = ctx.clients.ec2(region);
-                ctx.call("ec2:UnlockSnapshot", || {
+                ctx.call_in(region, "ec2:UnlockSnapshot", || {
                     ec2.unlock_snapshot().snapshot_id(snapshot_id).send()
                 })
                 .await
@@ -766,7 +766,7 @@ impl Undo {
                 profile_arn,
             } => {
                 let ec2 = ctx.clients.ec2(region);
-                ctx.call("ec2:AssociateIamInstanceProfile", || {
+                ctx.call_in(region, "ec2:AssociateIamInstanceProfile", || {
                     ec2.associate_iam_instance_profile()
                         .instance_id(instance_id)
                         .iam_instance_profile(

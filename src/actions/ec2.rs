@@ -8,7 +8,7 @@
 //! stops are one call per instance, so one protected instance cannot stop the
 //! rest, and never follow a failed snapshot of the same instance.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, InstanceSpecification, IpPermission, IpRange, ResourceType, Tag,
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ActionInfo, ActionKind, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility,
-    TargetKind,
+    Sink, TargetKind,
 };
 use crate::aws::{self, AwsError, ErrorKind};
 use crate::playbook::{BoundStep, InstanceSelector, LockModeSpec};
@@ -164,12 +164,16 @@ fn local(operation: &str, message: String) -> AwsError {
     }
 }
 
-pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
+/// Decides every target of an EC2 step; per-instance decisions go to `sink`
+/// as they are made, so calls start while other instances are still read.
+pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<String>, AwsError> {
     if step.action == ActionKind::Ec2LockSnapshots {
-        return discover_locks(ctx, step).await;
+        let found = discover_locks(ctx, step).await?;
+        sink.emit_all(found.planned);
+        return Ok(found.notes);
     }
     let Some(sel) = &step.targets.instances else {
-        return Ok(Discovery::default());
+        return Ok(Vec::new());
     };
     // Regions are independent: discover them all at once.
     let per_region: Vec<Vec<Instance>> = stream::iter(ctx.regions.clone())
@@ -183,14 +187,36 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
         notes.push("Stopping loses each instance's memory: snapshots keep disks only.".into());
     }
     if step.action == ActionKind::Ec2DetachInstanceProfiles {
-        return plan_detach(ctx, instances, notes).await;
+        let found = plan_detach(ctx, instances, notes).await?;
+        sink.emit_all(found.planned);
+        return Ok(found.notes);
     }
-    let planned = stream::iter(instances)
-        .map(|i| async move { plan_instance(ctx, step, i).await })
-        .buffered(ctx.concurrency.max(1))
-        .try_collect()
+    // Each VPC's quarantine group is looked up once, not once per instance.
+    let mut quarantine = HashMap::new();
+    if step.action == ActionKind::Ec2IsolateInstances {
+        let vpcs: BTreeSet<(String, String)> = instances
+            .iter()
+            .map(|i| (i.region.clone(), i.vpc_id.clone()))
+            .collect();
+        quarantine = stream::iter(vpcs)
+            .map(|(region, vpc)| async move {
+                let group = find_group(ctx, &region, &vpc, QUARANTINE_GROUP).await?;
+                Ok::<_, AwsError>(((region, vpc), group))
+            })
+            .buffer_unordered(ctx.concurrency.max(1))
+            .try_collect()
+            .await?;
+    }
+    let quarantine = &quarantine;
+    stream::iter(instances)
+        .map(|i| async move { plan_instance(ctx, step, i, quarantine).await })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .try_for_each(|p| {
+            sink.emit(p);
+            std::future::ready(Ok(()))
+        })
         .await?;
-    Ok(Discovery { planned, notes })
+    Ok(notes)
 }
 
 async fn discover_locks(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
@@ -277,7 +303,7 @@ async fn select_snapshots(
     }
     for filters in queries {
         let snaps = ctx
-            .call("ec2:DescribeSnapshots", || {
+            .call_in(region, "ec2:DescribeSnapshots", || {
                 ec2.describe_snapshots()
                     .owner_ids("self")
                     .set_filters(Some(filters.clone()))
@@ -310,7 +336,7 @@ async fn plan_locks(
     let mut locked = BTreeMap::new();
     for chunk in ids.chunks(100) {
         let out = ctx
-            .call("ec2:DescribeLockedSnapshots", || {
+            .call_in(region, "ec2:DescribeLockedSnapshots", || {
                 ec2.describe_locked_snapshots()
                     .set_snapshot_ids(Some(chunk.to_vec()))
                     .send()
@@ -375,8 +401,20 @@ async fn plan_detach(
     instances: Vec<Instance>,
     mut notes: Vec<String>,
 ) -> Result<Discovery, AwsError> {
+    // One listing per region and one read per profile, not one per instance.
+    let regions: BTreeSet<String> = instances
+        .iter()
+        .filter(|i| i.profile.is_some())
+        .map(|i| i.region.clone())
+        .collect();
+    let associations: Vec<BTreeMap<String, String>> = stream::iter(regions)
+        .map(|region| async move { active_associations(ctx, &region).await })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let associations: BTreeMap<String, String> = associations.into_iter().flatten().collect();
     let mut planned = Vec::new();
-    let mut roles = BTreeSet::new();
+    let mut profiles = BTreeSet::new();
     for i in instances {
         let target = Target {
             scope: Scope {
@@ -385,41 +423,41 @@ async fn plan_detach(
             },
             resource: Resource::Instance { id: i.id.clone() },
         };
+        let unchanged = |reason: &str| Planned {
+            target: target.clone(),
+            disposition: Disposition::Unchanged {
+                reason: reason.into(),
+            },
+        };
         let Some(profile_arn) = i.profile.clone() else {
-            planned.push(Planned {
-                target,
-                disposition: Disposition::Unchanged {
-                    reason: "no instance profile attached".into(),
-                },
-            });
+            planned.push(unchanged("no instance profile attached"));
             continue;
         };
-        let ec2 = ctx.clients.ec2(&i.region);
-        let assoc = ctx
-            .call("ec2:DescribeIamInstanceProfileAssociations", || {
-                ec2.describe_iam_instance_profile_associations()
-                    .filters(Filter::builder().name("instance-id").values(&i.id).build())
-                    .send()
-            })
-            .await?;
-        let association = assoc
-            .iam_instance_profile_associations()
-            .iter()
-            .find(|a| a.state().map(|s| s.as_str()) == Some("associated"));
-        let Some(association_id) = association.and_then(|a| a.association_id()) else {
-            planned.push(Planned {
-                target,
-                disposition: Disposition::Unchanged {
-                    reason: "no active profile association".into(),
-                },
-            });
+        let Some(association_id) = associations.get(&i.id) else {
+            planned.push(unchanged("no active profile association"));
             continue;
         };
-        let profile_name = profile_arn
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        profiles.insert(
+            profile_arn
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        planned.push(Planned {
+            target,
+            disposition: Disposition::Change {
+                op: Op::DisassociateInstanceProfile {
+                    region: i.region.clone(),
+                    instance_id: i.id.clone(),
+                    association_id: association_id.clone(),
+                    profile_arn,
+                },
+            },
+        });
+    }
+    let mut roles = BTreeSet::new();
+    for profile_name in profiles {
         let profile = ctx
             .call("iam:GetInstanceProfile", || {
                 ctx.iam()
@@ -438,21 +476,37 @@ async fn plan_detach(
                 "cannot read instance profile {profile_name} ({e}): revoke its role's sessions by hand"
             )),
         }
-        planned.push(Planned {
-            target,
-            disposition: Disposition::Change {
-                op: Op::DisassociateInstanceProfile {
-                    region: i.region.clone(),
-                    instance_id: i.id.clone(),
-                    association_id: association_id.to_string(),
-                    profile_arn,
-                },
-            },
-        });
     }
     let roles: Vec<String> = roles.into_iter().collect();
     planned.extend(super::iam::plan_role_revocations(ctx, &roles).await?);
     Ok(Discovery { planned, notes })
+}
+
+/// Instance id → id of its active instance-profile association, in `region`.
+async fn active_associations(
+    ctx: &Ctx,
+    region: &str,
+) -> Result<BTreeMap<String, String>, AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    let all = ctx
+        .call_in(region, "ec2:DescribeIamInstanceProfileAssociations", || {
+            ec2.describe_iam_instance_profile_associations()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+        })
+        .await?;
+    Ok(all
+        .iter()
+        .filter(|a| a.state().map(|s| s.as_str()) == Some("associated"))
+        .filter_map(|a| {
+            Some((
+                a.instance_id()?.to_string(),
+                a.association_id()?.to_string(),
+            ))
+        })
+        .collect())
 }
 
 async fn select_instances(
@@ -491,7 +545,7 @@ async fn select_instances(
         );
     }
     let reservations = ctx
-        .call("ec2:DescribeInstances", || {
+        .call_in(region, "ec2:DescribeInstances", || {
             ec2.describe_instances()
                 .set_filters(Some(filters.clone()))
                 .into_paginator()
@@ -548,7 +602,15 @@ async fn select_instances(
     Ok(out)
 }
 
-async fn plan_instance(ctx: &Ctx, step: &BoundStep, i: Instance) -> Result<Planned, AwsError> {
+/// Quarantine group id per (region, VPC), where one exists.
+type QuarantineGroups = HashMap<(String, String), Option<String>>;
+
+async fn plan_instance(
+    ctx: &Ctx,
+    step: &BoundStep,
+    i: Instance,
+    quarantine: &QuarantineGroups,
+) -> Result<Planned, AwsError> {
     let target = Target {
         scope: Scope {
             account: ctx.identity.account.clone(),
@@ -587,8 +649,8 @@ async fn plan_instance(ctx: &Ctx, step: &BoundStep, i: Instance) -> Result<Plann
             }
         }
         ActionKind::Ec2IsolateInstances => {
-            let quarantine = find_group(ctx, &i.region, &i.vpc_id, QUARANTINE_GROUP).await?;
-            let isolated = quarantine.as_ref().is_some_and(|q| {
+            let group = quarantine.get(&(i.region.clone(), i.vpc_id.clone()));
+            let isolated = group.and_then(Option::as_ref).is_some_and(|q| {
                 !i.interfaces.is_empty() && i.interfaces.iter().all(|n| n.groups == vec![q.clone()])
             });
             if isolated {
@@ -609,7 +671,7 @@ async fn plan_instance(ctx: &Ctx, step: &BoundStep, i: Instance) -> Result<Plann
         ActionKind::Ec2EnableTerminationProtection => {
             let ec2 = ctx.clients.ec2(&i.region);
             let attr = ctx
-                .call("ec2:DescribeInstanceAttribute", || {
+                .call_in(&i.region, "ec2:DescribeInstanceAttribute", || {
                     ec2.describe_instance_attribute()
                         .instance_id(&i.id)
                         .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
@@ -676,7 +738,7 @@ async fn existing_snapshots(
         filters.push(Filter::builder().name(format!("tag:{k}")).values(v).build());
     }
     let snaps = ctx
-        .call("ec2:DescribeSnapshots", || {
+        .call_in(&i.region, "ec2:DescribeSnapshots", || {
             ec2.describe_snapshots()
                 .owner_ids("self")
                 .set_filters(Some(filters.clone()))
@@ -707,7 +769,7 @@ async fn find_group(
 ) -> Result<Option<String>, AwsError> {
     let ec2 = ctx.clients.ec2(region);
     let out = ctx
-        .call("ec2:DescribeSecurityGroups", || {
+        .call_in(region, "ec2:DescribeSecurityGroups", || {
             ec2.describe_security_groups()
                 .filters(Filter::builder().name("vpc-id").values(vpc).build())
                 .filters(Filter::builder().name("group-name").values(name).build())
@@ -744,7 +806,7 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
                 return Ok::<_, AwsError>((id, false));
             }
             let out = ctx
-                .call("ec2:CreateSecurityGroup", || {
+                .call_in(region, "ec2:CreateSecurityGroup", || {
                     ec2.create_security_group()
                         .group_name(name)
                         .description(description)
@@ -773,7 +835,7 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
     if flush_new {
         created.push(flush.clone());
         let r = ctx
-            .call("ec2:AuthorizeSecurityGroupIngress", || {
+            .call_in(region, "ec2:AuthorizeSecurityGroupIngress", || {
                 ec2.authorize_security_group_ingress()
                     .group_id(&flush)
                     .ip_permissions(all_traffic())
@@ -790,7 +852,7 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
     }
     // A group made by anyone may carry egress rules: revoke whatever it has.
     let described = ctx
-        .call("ec2:DescribeSecurityGroups", || {
+        .call_in(region, "ec2:DescribeSecurityGroups", || {
             ec2.describe_security_groups().group_ids(&quarantine).send()
         })
         .await?;
@@ -805,7 +867,7 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
         .map(|g| g.ip_permissions().to_vec())
         .unwrap_or_default();
     if !egress.is_empty() {
-        ctx.call("ec2:RevokeSecurityGroupEgress", || {
+        ctx.call_in(region, "ec2:RevokeSecurityGroupEgress", || {
             ec2.revoke_security_group_egress()
                 .group_id(&quarantine)
                 .set_ip_permissions(Some(egress.clone()))
@@ -815,7 +877,7 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
         .map(|_| ())?;
     }
     if !ingress.is_empty() {
-        ctx.call("ec2:RevokeSecurityGroupIngress", || {
+        ctx.call_in(region, "ec2:RevokeSecurityGroupIngress", || {
             ec2.revoke_security_group_ingress()
                 .group_id(&quarantine)
                 .set_ip_permissions(Some(ingress.clone()))
@@ -946,7 +1008,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
         } => {
             let ec2 = ctx.clients.ec2(region);
             let r = ctx
-                .call("ec2:CreateSnapshots", || {
+                .call_in(region, "ec2:CreateSnapshots", || {
                     create_snapshots_call(&ec2, instance_id, tags).send()
                 })
                 .await;
@@ -980,7 +1042,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             let ec2 = ctx.clients.ec2(region);
             for n in interfaces {
                 for group in [&groups.flush, &groups.quarantine] {
-                    ctx.call("ec2:ModifyNetworkInterfaceAttribute", || {
+                    ctx.call_in(region, "ec2:ModifyNetworkInterfaceAttribute", || {
                         ec2.modify_network_interface_attribute()
                             .network_interface_id(&n.id)
                             .groups(group)
@@ -1001,7 +1063,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             instance_id,
         } => {
             let ec2 = ctx.clients.ec2(region);
-            ctx.call("ec2:ModifyInstanceAttribute", || {
+            ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
                 protect_call(&ec2, instance_id).send()
             })
             .await
@@ -1015,7 +1077,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
         } => {
             let ec2 = ctx.clients.ec2(region);
             let out = ctx
-                .call("ec2:LockSnapshot", || {
+                .call_in(region, "ec2:LockSnapshot", || {
                     lock_call(&ec2, snapshot_id, *mode, *duration_days).send()
                 })
                 .await?;
@@ -1030,7 +1092,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             ..
         } => {
             let ec2 = ctx.clients.ec2(region);
-            ctx.call("ec2:DisassociateIamInstanceProfile", || {
+            ctx.call_in(region, "ec2:DisassociateIamInstanceProfile", || {
                 ec2.disassociate_iam_instance_profile()
                     .association_id(association_id)
                     .send()
@@ -1044,9 +1106,11 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             ..
         } => {
             let ec2 = ctx.clients.ec2(region);
-            ctx.call("ec2:StopInstances", || stop_call(&ec2, instance_id).send())
-                .await
-                .map(|_| None)
+            ctx.call_in(region, "ec2:StopInstances", || {
+                stop_call(&ec2, instance_id).send()
+            })
+            .await
+            .map(|_| None)
         }
         _ => Ok(None),
     }

@@ -12,7 +12,9 @@ use aws_sdk_iam::types::StatusType;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
-use super::{ActionInfo, ActionKind, Ctx, Disposition, Op, Planned, Reversibility, TargetKind};
+use super::{
+    ActionInfo, ActionKind, Ctx, Disposition, Op, Planned, Reversibility, Sink, TargetKind,
+};
 use crate::aws::{self, AwsError, ErrorKind, PrincipalKind};
 use crate::playbook::{BoundStep, RoleSelector, UserSelector};
 use crate::targets::{Resource, Scope, SkipReason, Target};
@@ -148,13 +150,26 @@ struct Principal {
     path: String,
 }
 
-pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Vec<Planned>, AwsError> {
+/// Decides every target of an IAM step. The per-principal reads (keys,
+/// passwords, inline policies) hand each decision to `sink` as it is made.
+pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<(), AwsError> {
     let mut out = Vec::new();
+    let result = discover_into(ctx, step, sink, &mut out).await;
+    sink.emit_all(out);
+    result
+}
+
+async fn discover_into(
+    ctx: &Ctx,
+    step: &BoundStep,
+    sink: &Sink,
+    out: &mut Vec<Planned>,
+) -> Result<(), AwsError> {
     match step.action {
         ActionKind::IamDeactivateAccessKeys => {
             if let Some(sel) = &step.targets.users {
-                let users = select_users(ctx, sel, &mut out).await?;
-                out.extend(plan_user_keys(ctx, users).await?);
+                let users = select_users(ctx, sel, out).await?;
+                plan_user_keys(ctx, users, sink).await?;
             }
             if let Some(sel) = &step.targets.access_keys {
                 out.extend(plan_named_keys(ctx, &sel.ids).await?);
@@ -162,55 +177,39 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Vec<Planned>, AwsEr
         }
         ActionKind::IamDeleteLoginProfiles => {
             if let Some(sel) = &step.targets.users {
-                let users = select_users(ctx, sel, &mut out).await?;
-                out.extend(plan_login_profiles(ctx, users).await?);
+                let users = select_users(ctx, sel, out).await?;
+                plan_login_profiles(ctx, users, sink).await?;
             }
         }
         ActionKind::IamRevokeRoleSessions => {
             if let Some(sel) = &step.targets.roles {
-                let roles = select_roles(ctx, sel, &mut out).await?;
-                out.extend(
-                    plan_policies(
-                        ctx,
-                        PrincipalRefKind::Role,
-                        roles,
-                        PolicyKind::RevokeSessions,
-                    )
-                    .await?,
-                );
+                let roles = select_roles(ctx, sel, out).await?;
+                let revoke = PolicyKind::RevokeSessions;
+                plan_policies(ctx, PrincipalRefKind::Role, roles, revoke, sink).await?;
             }
         }
         ActionKind::IamRevokeUserSessions => {
             if let Some(sel) = &step.targets.users {
-                let users = select_users(ctx, sel, &mut out).await?;
-                out.extend(
-                    plan_policies(
-                        ctx,
-                        PrincipalRefKind::User,
-                        users,
-                        PolicyKind::RevokeSessions,
-                    )
-                    .await?,
-                );
+                let users = select_users(ctx, sel, out).await?;
+                let revoke = PolicyKind::RevokeSessions;
+                plan_policies(ctx, PrincipalRefKind::User, users, revoke, sink).await?;
             }
         }
         ActionKind::IamQuarantinePrincipals => {
             if let Some(sel) = &step.targets.users {
-                let users = select_users(ctx, sel, &mut out).await?;
-                out.extend(
-                    plan_policies(ctx, PrincipalRefKind::User, users, PolicyKind::DenyAll).await?,
-                );
+                let users = select_users(ctx, sel, out).await?;
+                let deny = PolicyKind::DenyAll;
+                plan_policies(ctx, PrincipalRefKind::User, users, deny, sink).await?;
             }
             if let Some(sel) = &step.targets.roles {
-                let roles = select_roles(ctx, sel, &mut out).await?;
-                out.extend(
-                    plan_policies(ctx, PrincipalRefKind::Role, roles, PolicyKind::DenyAll).await?,
-                );
+                let roles = select_roles(ctx, sel, out).await?;
+                let deny = PolicyKind::DenyAll;
+                plan_policies(ctx, PrincipalRefKind::Role, roles, deny, sink).await?;
             }
         }
         _ => {}
     }
-    Ok(out)
+    Ok(())
 }
 
 fn scope(ctx: &Ctx) -> Scope {
@@ -356,7 +355,7 @@ async fn list_principals(
 ) -> Result<Vec<Principal>, AwsError> {
     // Pagination restarts from the first page on a throttled page: lists are
     // read-only and a restart is simpler than resuming a marker.
-    aws::call(&ctx.retry, &ctx.telemetry, || async {
+    ctx.call_raw(None, "iam:ListUsers", || async {
         match kind {
             PrincipalRefKind::User => ctx
                 .iam()
@@ -406,39 +405,40 @@ async fn get_principal(
     kind: PrincipalRefKind,
     name: &str,
 ) -> Result<Option<Principal>, AwsError> {
-    let found = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        match kind {
-            PrincipalRefKind::User => ctx
-                .iam()
-                .get_user()
-                .user_name(name)
-                .send()
-                .await
-                .map(|o| {
-                    o.user().map(|u| Principal {
-                        name: u.user_name().to_string(),
-                        arn: u.arn().to_string(),
-                        path: u.path().to_string(),
+    let found = ctx
+        .call_raw(None, "iam:GetUser", || async {
+            match kind {
+                PrincipalRefKind::User => ctx
+                    .iam()
+                    .get_user()
+                    .user_name(name)
+                    .send()
+                    .await
+                    .map(|o| {
+                        o.user().map(|u| Principal {
+                            name: u.user_name().to_string(),
+                            arn: u.arn().to_string(),
+                            path: u.path().to_string(),
+                        })
                     })
-                })
-                .map_err(|e| aws::aws_error("iam:GetUser", e)),
-            PrincipalRefKind::Role => ctx
-                .iam()
-                .get_role()
-                .role_name(name)
-                .send()
-                .await
-                .map(|o| {
-                    o.role().map(|r| Principal {
-                        name: r.role_name().to_string(),
-                        arn: r.arn().to_string(),
-                        path: r.path().to_string(),
+                    .map_err(|e| aws::aws_error("iam:GetUser", e)),
+                PrincipalRefKind::Role => ctx
+                    .iam()
+                    .get_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map(|o| {
+                        o.role().map(|r| Principal {
+                            name: r.role_name().to_string(),
+                            arn: r.arn().to_string(),
+                            path: r.path().to_string(),
+                        })
                     })
-                })
-                .map_err(|e| aws::aws_error("iam:GetRole", e)),
-        }
-    })
-    .await;
+                    .map_err(|e| aws::aws_error("iam:GetRole", e)),
+            }
+        })
+        .await;
     match found {
         Ok(p) => Ok(p),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
@@ -490,7 +490,7 @@ async fn principal_tags(
     kind: PrincipalRefKind,
     name: &str,
 ) -> Result<BTreeMap<String, String>, AwsError> {
-    aws::call(&ctx.retry, &ctx.telemetry, || async {
+    ctx.call_raw(None, "iam:ListUserTags", || async {
         let tags: Vec<(String, String)> = match kind {
             PrincipalRefKind::User => ctx
                 .iam()
@@ -529,21 +529,19 @@ async fn principal_tags(
 }
 
 /// Plans every access key of every selected user.
-async fn plan_user_keys(ctx: &Ctx, users: Vec<Principal>) -> Result<Vec<Planned>, AwsError> {
-    let per_user: Vec<Vec<Planned>> = stream::iter(users)
+async fn plan_user_keys(ctx: &Ctx, users: Vec<Principal>, sink: &Sink) -> Result<(), AwsError> {
+    stream::iter(users)
         .map(|u| async move {
             let keys = list_keys(ctx, &u.name).await?;
             let skip = guard(ctx, PrincipalKind::User, &u);
-            Ok::<_, AwsError>(
-                keys.into_iter()
-                    .map(|(key_id, status)| plan_key(ctx, &u.name, key_id, status, skip.clone()))
-                    .collect(),
-            )
+            for (key_id, status) in keys {
+                sink.emit(plan_key(ctx, &u.name, key_id, status, skip.clone()));
+            }
+            Ok::<_, AwsError>(())
         })
-        .buffered(ctx.concurrency)
+        .buffer_unordered(ctx.concurrency)
         .try_collect()
-        .await?;
-    Ok(per_user.into_iter().flatten().collect())
+        .await
 }
 
 /// Plans keys named by id, after finding their owners.
@@ -637,7 +635,7 @@ fn plan_key(
 }
 
 async fn list_keys(ctx: &Ctx, user: &str) -> Result<Vec<(String, String)>, AwsError> {
-    aws::call(&ctx.retry, &ctx.telemetry, || async {
+    ctx.call_raw(None, "iam:ListAccessKeys", || async {
         ctx.iam()
             .list_access_keys()
             .user_name(user)
@@ -663,7 +661,11 @@ async fn list_keys(ctx: &Ctx, user: &str) -> Result<Vec<(String, String)>, AwsEr
     .await
 }
 
-async fn plan_login_profiles(ctx: &Ctx, users: Vec<Principal>) -> Result<Vec<Planned>, AwsError> {
+async fn plan_login_profiles(
+    ctx: &Ctx,
+    users: Vec<Principal>,
+    sink: &Sink,
+) -> Result<(), AwsError> {
     stream::iter(users)
         .map(|u| async move {
             let target = user_target(ctx, &u);
@@ -694,8 +696,11 @@ async fn plan_login_profiles(ctx: &Ctx, users: Vec<Principal>) -> Result<Vec<Pla
                 disposition,
             })
         })
-        .buffered(ctx.concurrency)
-        .try_collect()
+        .buffer_unordered(ctx.concurrency)
+        .try_for_each(|p| {
+            sink.emit(p);
+            std::future::ready(Ok(()))
+        })
         .await
 }
 
@@ -713,15 +718,13 @@ pub(crate) async fn plan_role_revocations(
             None => out.push(not_found(ctx, PrincipalRefKind::Role, name)),
         }
     }
-    out.extend(
-        plan_policies(
-            ctx,
-            PrincipalRefKind::Role,
-            roles,
-            PolicyKind::RevokeSessions,
-        )
-        .await?,
-    );
+    let (sink, mut decided) = Sink::channel();
+    let revoke = PolicyKind::RevokeSessions;
+    plan_policies(ctx, PrincipalRefKind::Role, roles, revoke, &sink).await?;
+    drop(sink);
+    while let Some(p) = decided.recv().await {
+        out.push(p);
+    }
     Ok(out)
 }
 
@@ -730,7 +733,8 @@ async fn plan_policies(
     kind: PrincipalRefKind,
     principals: Vec<Principal>,
     policy: PolicyKind,
-) -> Result<Vec<Planned>, AwsError> {
+    sink: &Sink,
+) -> Result<(), AwsError> {
     let policy_name = match policy {
         PolicyKind::RevokeSessions => REVOKE_POLICY_NAME,
         PolicyKind::DenyAll => QUARANTINE_POLICY_NAME,
@@ -778,8 +782,11 @@ async fn plan_policies(
                 })
             }
         })
-        .buffered(ctx.concurrency)
-        .try_collect()
+        .buffer_unordered(ctx.concurrency)
+        .try_for_each(|p| {
+            sink.emit(p);
+            std::future::ready(Ok(()))
+        })
         .await
 }
 
@@ -790,29 +797,30 @@ async fn inline_policy(
     principal: &str,
     policy_name: &str,
 ) -> Result<Option<String>, AwsError> {
-    let r = aws::call(&ctx.retry, &ctx.telemetry, || async {
-        match kind {
-            PrincipalRefKind::User => ctx
-                .iam()
-                .get_user_policy()
-                .user_name(principal)
-                .policy_name(policy_name)
-                .send()
-                .await
-                .map(|o| o.policy_document().to_string())
-                .map_err(|e| aws::aws_error("iam:GetUserPolicy", e)),
-            PrincipalRefKind::Role => ctx
-                .iam()
-                .get_role_policy()
-                .role_name(principal)
-                .policy_name(policy_name)
-                .send()
-                .await
-                .map(|o| o.policy_document().to_string())
-                .map_err(|e| aws::aws_error("iam:GetRolePolicy", e)),
-        }
-    })
-    .await;
+    let r = ctx
+        .call_raw(None, "iam:GetUserPolicy", || async {
+            match kind {
+                PrincipalRefKind::User => ctx
+                    .iam()
+                    .get_user_policy()
+                    .user_name(principal)
+                    .policy_name(policy_name)
+                    .send()
+                    .await
+                    .map(|o| o.policy_document().to_string())
+                    .map_err(|e| aws::aws_error("iam:GetUserPolicy", e)),
+                PrincipalRefKind::Role => ctx
+                    .iam()
+                    .get_role_policy()
+                    .role_name(principal)
+                    .policy_name(policy_name)
+                    .send()
+                    .await
+                    .map(|o| o.policy_document().to_string())
+                    .map_err(|e| aws::aws_error("iam:GetRolePolicy", e)),
+            }
+        })
+        .await;
     match r {
         Ok(doc) => Ok(Some(url_decode(&doc))),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
@@ -967,7 +975,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
             let Some(document) = document else {
                 return Err(refuse("iam:Put*Policy", "an unprepared policy document"));
             };
-            aws::call(&ctx.retry, &ctx.telemetry, || async {
+            ctx.call_raw(None, "iam:PutUserPolicy", || async {
                 match principal.kind {
                     PrincipalRefKind::User => ctx
                         .iam()

@@ -346,20 +346,68 @@ impl Ctx {
         &self.clients.iam
     }
 
-    /// One AWS call under the run's retry policy, its error classified and
-    /// named after `operation` (such as `ec2:StopInstances`).
-    pub async fn call<T, E, R, F, Fut>(&self, operation: &str, mut f: F) -> Result<T, AwsError>
+    /// One call to a global service (IAM, Organizations) under the run's
+    /// retry policy and pacing, its error classified and named after
+    /// `operation` (such as `iam:UpdateAccessKey`).
+    pub async fn call<T, E, R, F, Fut>(&self, operation: &str, f: F) -> Result<T, AwsError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        aws::call(&self.retry, &self.telemetry, || {
+        self.call_at(None, operation, f).await
+    }
+
+    /// One call to a regional service (EC2), paced in that region's lane.
+    pub async fn call_in<T, E, R, F, Fut>(
+        &self,
+        region: &str,
+        operation: &str,
+        f: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.call_at(Some(region), operation, f).await
+    }
+
+    async fn call_at<T, E, R, F, Fut>(
+        &self,
+        region: Option<&str>,
+        operation: &str,
+        mut f: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.call_raw(region, operation, || {
             let fut = f();
             async move { fut.await.map_err(|e| aws::aws_error(operation, e)) }
         })
         .await
+    }
+
+    /// Like [`Ctx::call`] for a body that maps its own errors (a paginated
+    /// list read as one call).
+    pub async fn call_raw<T, F, Fut>(
+        &self,
+        region: Option<&str>,
+        operation: &str,
+        f: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AwsError>>,
+    {
+        let lane = self.telemetry.lane(operation, region);
+        aws::call(&self.retry, &self.telemetry, &lane, f).await
     }
 }
 
@@ -371,16 +419,44 @@ pub struct Discovery {
     pub notes: Vec<String>,
 }
 
-/// Finds a step's targets and decides, for each, what call (if any) it needs.
-pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
-    match step.action {
-        ActionKind::OrgApplyScp | ActionKind::OrgDetachScp => org::discover(ctx, step).await,
-        a if a.regional() => ec2::discover(ctx, step).await,
-        _ => Ok(Discovery {
-            planned: iam::discover(ctx, step).await?,
-            notes: Vec::new(),
-        }),
+/// Where discovery hands over each decided target as soon as it is decided,
+/// so the executor can start a step's calls while its discovery goes on: with
+/// a thousand users, listing each one's keys overlaps with deactivating them.
+#[derive(Debug, Clone)]
+pub struct Sink(tokio::sync::mpsc::UnboundedSender<Planned>);
+
+impl Sink {
+    pub fn channel() -> (Sink, tokio::sync::mpsc::UnboundedReceiver<Planned>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Sink(tx), rx)
     }
+
+    pub fn emit(&self, planned: Planned) {
+        // A receiver gone means the step stopped (its audit log failed): the
+        // remaining decisions have nowhere to go, and no call is made.
+        let _ = self.0.send(planned);
+    }
+
+    pub fn emit_all(&self, planned: impl IntoIterator<Item = Planned>) {
+        for p in planned {
+            self.emit(p);
+        }
+    }
+}
+
+/// Finds a step's targets and decides, for each, what call (if any) it
+/// needs, handing each decision to `sink`. Returns the notes for the plan.
+pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<String>, AwsError> {
+    let found = match step.action {
+        ActionKind::OrgApplyScp | ActionKind::OrgDetachScp => org::discover(ctx, step).await?,
+        a if a.regional() => return ec2::discover(ctx, step, sink).await,
+        _ => {
+            iam::discover(ctx, step, sink).await?;
+            return Ok(Vec::new());
+        }
+    };
+    sink.emit_all(found.planned);
+    Ok(found.notes)
 }
 
 /// One mutating AWS call, with the prior state rollback needs. Serialized into

@@ -12,6 +12,7 @@ pub type Locks = Arc<Mutex<BTreeMap<String, (String, u32)>>>;
 
 #[derive(Clone, Default)]
 struct State {
+    shaping: Arc<Mutex<Option<Arc<Shaping>>>>,
     locks: Locks,
     failing: Arc<Mutex<BTreeSet<String>>>,
     denied: Arc<Mutex<BTreeSet<String>>>,
@@ -24,6 +25,7 @@ const READ_PREFIXES: &[&str] = &["Describe", "List", "Get", "Simulate"];
 
 pub struct Proxy {
     pub port: u16,
+    shaping: Arc<Mutex<Option<Arc<Shaping>>>>,
     pub locks: Locks,
     /// Instances whose `CreateSnapshots` fails with `IncorrectState`.
     pub failing_snapshots: Arc<Mutex<BTreeSet<String>>>,
@@ -51,6 +53,7 @@ impl Proxy {
         });
         Proxy {
             port,
+            shaping: state.shaping,
             locks: state.locks,
             failing_snapshots: state.failing,
             denied_actions: state.denied,
@@ -62,6 +65,130 @@ impl Proxy {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// From now on, every request pays `shaping`'s latency and its token buckets.
+    pub fn shape(&self, shaping: Arc<Shaping>) {
+        if let Ok(mut s) = self.shaping.lock() {
+            *s = Some(shaping);
+        }
+    }
+}
+
+/// Real AWS's cost per call, for the benchmark: a round-trip latency and,
+/// for mutating calls, a token bucket per (service, region) that answers
+/// with the service's own throttling error when empty.
+pub struct Shaping {
+    pub latency: std::time::Duration,
+    /// Relative spread of the latency (0.2 = ±20 %).
+    pub jitter: f64,
+    /// service → (refill per second, burst).
+    pub limits: BTreeMap<String, (f64, f64)>,
+    buckets: Mutex<BTreeMap<(String, String), (f64, std::time::Instant)>>,
+    /// Every request seen: when it arrived, service, region, action, whether
+    /// it mutates, whether it was throttled.
+    pub log: Mutex<Vec<Seen>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: std::time::SystemTime,
+    pub service: String,
+    pub region: String,
+    pub action: String,
+    pub mutating: bool,
+    pub throttled: bool,
+}
+
+impl Shaping {
+    pub fn new(latency: std::time::Duration, limits: BTreeMap<String, (f64, f64)>) -> Shaping {
+        Shaping {
+            latency,
+            jitter: 0.2,
+            limits,
+            buckets: Mutex::new(BTreeMap::new()),
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes a token for a mutating call; `false` when the bucket is empty.
+    fn admit(&self, service: &str, region: &str) -> bool {
+        let Some(&(rate, burst)) = self.limits.get(service) else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return true;
+        };
+        let (tokens, at) = buckets
+            .entry((service.to_string(), region.to_string()))
+            .or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn delay(&self) -> std::time::Duration {
+        let spread = 1.0 + self.jitter * (2.0 * random_unit() - 1.0);
+        self.latency.mul_f64(spread.max(0.0))
+    }
+}
+
+fn random_unit() -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0x2545_F491_4F6C_DD1D);
+    let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The throttling answer each protocol sends, as AWS sends it.
+fn throttle(s: &mut TcpStream, service: &str) -> std::io::Result<()> {
+    match service {
+        "ec2" => respond(
+            s,
+            "503 Service Unavailable",
+            "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>proxy-throttle</RequestID></Response>",
+        ),
+        "organizations" => {
+            let body = r#"{"__type":"TooManyRequestsException","Message":"AWS Organizations can't complete your request because another request is already in progress. Try again later.","Type":"RequestThrottled"}"#;
+            write!(
+                s,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: proxy-throttle\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        // IAM and STS (awsQuery): 400 with an ErrorResponse document.
+        other => respond(
+            s,
+            "400 Bad Request",
+            &format!(
+                "<ErrorResponse xmlns=\"https://{other}.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>proxy-throttle</RequestId></ErrorResponse>"
+            ),
+        ),
+    }
+}
+
+/// Service and region from the SigV4 credential scope.
+fn scope_of(head: &str) -> (String, String) {
+    head.lines()
+        .find_map(|l| {
+            let lower = l.to_ascii_lowercase();
+            let i = lower.find("credential=")?;
+            let scope: Vec<&str> = l[i + "credential=".len()..]
+                .split([',', ' '])
+                .next()?
+                .split('/')
+                .collect();
+            Some((scope.get(3)?.to_string(), scope.get(2)?.to_string()))
+        })
+        .unwrap_or_default()
 }
 
 fn read_request(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
@@ -156,6 +283,28 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             })
             .flatten()
     });
+    let shaping = state.shaping.lock().ok().and_then(|s| s.clone());
+    if let (Some(shaping), Some(a)) = (shaping, &action) {
+        std::thread::sleep(shaping.delay());
+        let head = String::from_utf8_lossy(&request[..split]).to_string();
+        let (service, region) = scope_of(&head);
+        let mutating = get("DryRun").as_deref() != Some("true")
+            && !READ_PREFIXES.iter().any(|r| a.starts_with(r));
+        let throttled = mutating && !shaping.admit(&service, &region);
+        if let Ok(mut log) = shaping.log.lock() {
+            log.push(Seen {
+                at: std::time::SystemTime::now(),
+                service: service.clone(),
+                region,
+                action: a.clone(),
+                mutating,
+                throttled,
+            });
+        }
+        if throttled {
+            return throttle(&mut client, &service);
+        }
+    }
     if let Some(a) = &action {
         let dry = get("DryRun").as_deref() == Some("true");
         if !dry
