@@ -356,6 +356,7 @@ async fn read_only(
     let opts = executor::Options {
         dry_run: true,
         audit: None,
+        progress: None,
     };
     let steps = executor::execute(&ctx, &loaded.steps, &opts, |_| {}).await?;
     Ok((loaded, session, steps))
@@ -476,11 +477,15 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         rollback_of: None,
     })?;
 
+    let ticker = out.progress();
     let opts = executor::Options {
         dry_run: req.dry_run,
         audit: Some(&log),
+        progress: ticker.as_ref().map(|t| t.progress()),
     };
-    let steps = executor::execute(&ctx, &loaded.steps, &opts, |s| out.step_done(s)).await?;
+    let steps = executor::execute(&ctx, &loaded.steps, &opts, |s| out.step_done(s)).await;
+    drop(ticker);
+    let steps = steps?;
 
     let mut totals = Counts::default();
     for s in &steps {
@@ -555,6 +560,7 @@ async fn hold_line(
     let opts = executor::Options {
         dry_run: false,
         audit: Some(log),
+        progress: None,
     };
     loop {
         let now = tokio::time::Instant::now();
@@ -638,6 +644,7 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
     let opts = executor::Options {
         dry_run: true,
         audit: None,
+        progress: None,
     };
     let reports = executor::execute(&check, steps, &opts, |_| {}).await?;
     let mut open = Vec::new();
@@ -710,6 +717,7 @@ async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>, Er
     let opts = executor::Options {
         dry_run: true,
         audit: None,
+        progress: None,
     };
     let reports = executor::execute(&pre, steps, &opts, |_| {}).await?;
     let denied: Vec<String> = reports

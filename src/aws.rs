@@ -377,6 +377,17 @@ const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeoutException",
 ];
 
+/// An error found by breakglass itself (a check before or after a call),
+/// reported like an AWS error so it lands in the same report and audit fields.
+pub fn local(operation: &str, message: String) -> AwsError {
+    AwsError {
+        operation: operation.to_string(),
+        code: Some("BreakglassCheck".into()),
+        message,
+        kind: ErrorKind::Other,
+    }
+}
+
 /// Treats the error codes that report the goal state (already enabled,
 /// already attached, already gone) as success.
 pub fn goal_if(r: Result<(), AwsError>, codes: &[&str]) -> Result<(), AwsError> {
@@ -721,7 +732,10 @@ where
             return Err(err);
         }
         telemetry.retries.fetch_add(1, Ordering::Relaxed);
-        if err.kind == ErrorKind::Transient || attempt > 2 {
+        // A throttled call goes back in its lane's line: the lane's pacing is
+        // the backoff. Only a lane that keeps refusing (shared with another
+        // client, say) adds exponential backoff on top.
+        if err.kind == ErrorKind::Transient || attempt > 4 {
             tokio::time::sleep(backoff(policy, attempt)).await;
         }
     }

@@ -42,7 +42,8 @@ pub struct GlobalArgs {
     /// Output format: text for people, json (one document) for automation.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// Calls in flight at once within a step.
+    /// AWS calls in flight at once (each throttling lane, an account's
+    /// service in a region, also queues at most this many).
     #[arg(long, global = true, default_value_t = 16, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: u16,

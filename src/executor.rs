@@ -10,6 +10,7 @@
 //! failed snapshot is never followed by the stop that would destroy memory.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures_util::stream::FuturesUnordered;
@@ -120,6 +121,47 @@ pub struct Options<'a> {
     pub dry_run: bool,
     /// `None` for `plan`, which records nothing.
     pub audit: Option<&'a AuditLog>,
+    /// Live counters for a progress line, when someone is watching.
+    pub progress: Option<&'a Progress>,
+}
+
+/// How far the current step is: read by the progress line on a terminal.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub step: std::sync::Mutex<String>,
+    /// Targets discovery has decided so far.
+    pub decided: AtomicU64,
+    /// Targets finished (recorded), whatever their outcome.
+    pub finished: AtomicU64,
+}
+
+impl Progress {
+    fn start(&self, step: &BoundStep) {
+        if let Ok(mut s) = self.step.lock() {
+            *s = format!("step {} {}", step.index + 1, step.name);
+        }
+        self.decided.store(0, Ordering::Relaxed);
+        self.finished.store(0, Ordering::Relaxed);
+    }
+
+    /// `step 4 Deactivate every access key: 812 of 1500 targets`, or `None` between steps.
+    pub fn line(&self) -> Option<String> {
+        let step = self.step.lock().ok()?.clone();
+        if step.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "{step}: {} of {} targets",
+            self.finished.load(Ordering::Relaxed),
+            self.decided.load(Ordering::Relaxed)
+        ))
+    }
+
+    fn end(&self) {
+        if let Ok(mut s) = self.step.lock() {
+            s.clear();
+        }
+    }
 }
 
 /// Runs every step in order. Returns early only when the audit log cannot be
@@ -165,6 +207,9 @@ pub async fn execute(
 
 async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<StepReport, Error> {
     let started = Instant::now();
+    if let Some(p) = opts.progress {
+        p.start(step);
+    }
     let record = |event: Event| -> Result<Option<u64>, Error> {
         opts.audit.map(|a| a.append(event)).transpose()
     };
@@ -216,6 +261,9 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         }
     }
 
+    if let Some(p) = opts.progress {
+        p.end();
+    }
     // Calls finish in any order; reports read better in a stable one.
     items.sort_by_key(|i| (i.outcome, i.target.to_string()));
     let mut counts = Counts::default();
@@ -284,7 +332,11 @@ async fn carry_out(
         tokio::select! {
             next = planned.next(), if open => match next {
                 None => open = false,
-                Some(Planned { target, disposition }) => match disposition {
+                Some(Planned { target, disposition }) => {
+                    if let Some(p) = opts.progress {
+                        p.decided.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match disposition {
                     Disposition::Change { op } => queues
                         .entry(target.scope.clone())
                         .or_default()
@@ -298,7 +350,7 @@ async fn carry_out(
                         let item = Item::new(target, Outcome::Skipped).reason(reason.to_string());
                         items.push(finish(opts, step, item, None)?);
                     }
-                },
+                }},
             },
             Some((lane, item)) = running.next(), if !running.is_empty() => {
                 if let Some((busy, _)) = queues.get_mut(&lane) {
@@ -392,6 +444,9 @@ fn finish(
     item: Item,
     intent: Option<u64>,
 ) -> Result<Item, Error> {
+    if let Some(p) = opts.progress {
+        p.finished.fetch_add(1, Ordering::Relaxed);
+    }
     if let Some(a) = opts.audit {
         a.append(Event::Result {
             step: step.index,

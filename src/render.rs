@@ -2,6 +2,7 @@
 //! header go to stderr, so `--output json` leaves stdout one JSON document.
 
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 
 use serde::Serialize;
 
@@ -49,6 +50,25 @@ pub struct HoldSummary {
 
 pub struct Printer {
     format: OutputFormat,
+}
+
+/// The running progress line; dropping it stops and erases it.
+pub struct Ticker {
+    progress: std::sync::Arc<crate::executor::Progress>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Ticker {
+    pub fn progress(&self) -> &crate::executor::Progress {
+        &self.progress
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.task.abort();
+        eprint!("\r\x1b[2K");
+    }
 }
 
 impl Printer {
@@ -318,8 +338,32 @@ impl Printer {
     }
 
     /// One progress line per finished step (stderr, text mode only).
+    /// A progress line on stderr for the steps of a run, redrawn a few times
+    /// a second; only for text output on a terminal (never in logs or JSON).
+    pub fn progress(&self) -> Option<Ticker> {
+        if self.format != OutputFormat::Text || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let progress = std::sync::Arc::new(crate::executor::Progress::default());
+        let shown = progress.clone();
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(200));
+            loop {
+                every.tick().await;
+                if let Some(line) = shown.line() {
+                    eprint!("\r\x1b[2K  {line}");
+                }
+            }
+        });
+        Some(Ticker { progress, task })
+    }
+
     pub fn step_done(&self, step: &StepReport) {
         if self.format == OutputFormat::Text {
+            if std::io::stderr().is_terminal() {
+                // Over the progress line, if one is drawn.
+                eprint!("\r\x1b[2K");
+            }
             let mark = match step.status {
                 StepStatus::Done => "done",
                 StepStatus::Failed => "FAILED",

@@ -122,6 +122,7 @@ async fn throttled_twice_then_success_is_changed() {
     let opts = executor::Options {
         dry_run: false,
         audit: Some(&log),
+        progress: None,
     };
     let reports = executor::execute(&ctx, &steps("abort")[..1], &opts, |_| {})
         .await
@@ -146,6 +147,7 @@ async fn throttling_that_never_ends_is_a_failure_not_a_success() {
     let opts = executor::Options {
         dry_run: false,
         audit: None,
+        progress: None,
     };
     let reports = executor::execute(&ctx, &steps("abort")[..1], &opts, |_| {})
         .await
@@ -186,6 +188,7 @@ async fn access_denied_for_bob(
     let opts = executor::Options {
         dry_run: false,
         audit: Some(&log),
+        progress: None,
     };
     let reports = executor::execute(&ctx, &steps(on_failure), &opts, |_| {})
         .await

@@ -21,7 +21,7 @@ use super::{
     ActionInfo, ActionKind, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility,
     Sink, TargetKind,
 };
-use crate::aws::{self, AwsError, ErrorKind};
+use crate::aws::{self, AwsError, local};
 use crate::playbook::{BoundStep, InstanceSelector, LockModeSpec};
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
@@ -153,15 +153,6 @@ struct Instance {
     interfaces: Vec<Interface>,
     /// ARN of the attached instance profile, if any.
     profile: Option<String>,
-}
-
-fn local(operation: &str, message: String) -> AwsError {
-    AwsError {
-        operation: operation.to_string(),
-        code: Some("BreakglassCheck".into()),
-        message,
-        kind: ErrorKind::Other,
-    }
 }
 
 /// Decides every target of an EC2 step; per-instance decisions go to `sink`

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     ActionInfo, ActionKind, Ctx, Disposition, Op, Planned, Reversibility, Sink, TargetKind,
 };
-use crate::aws::{self, AwsError, ErrorKind, PrincipalKind};
+use crate::aws::{self, AwsError, ErrorKind, PrincipalKind, local};
 use crate::playbook::{BoundStep, RoleSelector, UserSelector};
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
@@ -1005,38 +1005,129 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
     }
 }
 
-/// Asks IAM whether the executor may make these calls. Any decision other
-/// than `allowed` is an error naming the call and the decision.
+/// Asks IAM whether the executor may make each (action, resource) call.
+/// Checks from concurrent tasks are coalesced into few calls (see [`Simulator`]).
 pub async fn simulate(ctx: &Ctx, checks: &[(&'static str, String)]) -> Result<(), AwsError> {
-    for (action, resource) in checks {
-        let out = ctx
-            .call("iam:SimulatePrincipalPolicy", || {
-                ctx.iam()
-                    .simulate_principal_policy()
-                    .policy_source_arn(&ctx.executor_arn)
-                    .action_names(*action)
-                    .resource_arns(resource)
-                    .send()
-            })
-            .await?;
-        let denied = out
-            .evaluation_results()
+    let answers = futures_util::future::join_all(
+        checks
             .iter()
-            .find(|r| r.eval_decision().as_str() != "allowed");
-        if let Some(r) = denied {
-            return Err(AwsError {
-                operation: action.to_string(),
-                code: Some("PreflightDenied".into()),
-                message: format!(
-                    "iam:SimulatePrincipalPolicy for {} on {resource}: {}",
-                    ctx.executor_arn,
-                    r.eval_decision().as_str()
-                ),
-                kind: ErrorKind::AccessDenied,
-            });
+            .map(|(action, resource)| ctx.run.simulator.check(ctx, action, resource)),
+    )
+    .await;
+    answers.into_iter().collect()
+}
+
+/// Resources per `SimulatePrincipalPolicy` call: the API evaluates every
+/// listed action on every listed resource and pages the answers.
+const SIMULATION_BATCH: usize = 50;
+
+type Answer = tokio::sync::oneshot::Sender<Result<(), AwsError>>;
+
+/// Coalesces permission checks: a preflight over a thousand users costs a
+/// few dozen simulation calls instead of a thousand. Each check waits a
+/// moment for others to join, then whoever gets the turn asks for all the
+/// checks waiting, grouped by action, and answers each of them.
+#[derive(Debug, Default)]
+pub struct Simulator {
+    waiting: std::sync::Mutex<Vec<(&'static str, String, Answer)>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Simulator {
+    pub async fn check(
+        &self,
+        ctx: &Ctx,
+        action: &'static str,
+        resource: &str,
+    ) -> Result<(), AwsError> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.lock().push((action, resource.to_string(), tx));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        {
+            let _turn = self.turn.lock().await;
+            if let Ok(answer) = rx.try_recv() {
+                return answer;
+            }
+            let batch = std::mem::take(&mut *self.lock());
+            let mut by_action: BTreeMap<&'static str, Vec<(String, Answer)>> = BTreeMap::new();
+            for (a, r, tx) in batch {
+                by_action.entry(a).or_default().push((r, tx));
+            }
+            for (a, mut waiting) in by_action {
+                while !waiting.is_empty() {
+                    let rest = waiting.split_off(waiting.len().min(SIMULATION_BATCH));
+                    let chunk = std::mem::replace(&mut waiting, rest);
+                    let resources: Vec<String> = chunk.iter().map(|(r, _)| r.clone()).collect();
+                    let decisions = simulate_batch(ctx, a, &resources).await;
+                    for (r, tx) in chunk {
+                        let _ = tx.send(verdict(ctx, a, &r, &decisions));
+                    }
+                }
+            }
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(local(
+                "iam:SimulatePrincipalPolicy",
+                "the permission check was dropped".into(),
+            ))
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, String, Answer)>> {
+        match self.waiting.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
         }
     }
-    Ok(())
+}
+
+/// resource ARN → IAM's decision for one action, or the error of the call.
+type Decisions = Result<BTreeMap<String, String>, AwsError>;
+
+async fn simulate_batch(ctx: &Ctx, action: &str, resources: &[String]) -> Decisions {
+    let results = ctx
+        .call("iam:SimulatePrincipalPolicy", || {
+            ctx.iam()
+                .simulate_principal_policy()
+                .policy_source_arn(&ctx.executor_arn)
+                .action_names(action)
+                .set_resource_arns(Some(resources.to_vec()))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+        })
+        .await?;
+    Ok(results
+        .iter()
+        .map(|r| {
+            (
+                r.eval_resource_name().unwrap_or("*").to_string(),
+                r.eval_decision().as_str().to_string(),
+            )
+        })
+        .collect())
+}
+
+fn verdict(ctx: &Ctx, action: &str, resource: &str, decisions: &Decisions) -> Result<(), AwsError> {
+    let decisions = decisions.as_ref().map_err(Clone::clone)?;
+    let decision = decisions
+        .get(resource)
+        .or_else(|| decisions.get("*"))
+        .map(String::as_str)
+        .unwrap_or("no decision returned");
+    if decision == "allowed" {
+        return Ok(());
+    }
+    Err(AwsError {
+        operation: action.to_string(),
+        code: Some("PreflightDenied".into()),
+        message: format!(
+            "iam:SimulatePrincipalPolicy for {} on {resource}: {decision}",
+            ctx.executor_arn
+        ),
+        kind: ErrorKind::AccessDenied,
+    })
 }
 
 fn refuse(operation: &str, what: &str) -> AwsError {

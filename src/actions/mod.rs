@@ -315,6 +315,8 @@ pub struct RunState {
     /// Quarantine and flush security groups per (region, VPC), made once.
     pub isolation_groups:
         tokio::sync::Mutex<std::collections::HashMap<(String, String), ec2::IsolationGroups>>,
+    /// Permission checks of dry runs and preflights, coalesced.
+    pub simulator: iam::Simulator,
 }
 
 /// Read access and the rules discovery needs.

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility};
-use crate::aws::{self, AwsError, ErrorKind};
+use crate::aws::{self, AwsError, local};
 use crate::playbook::BoundStep;
 use crate::targets::{Resource, Scope, Target};
 
@@ -145,15 +145,6 @@ pub fn check_target(t: &str) -> Result<(), String> {
         Err(format!(
             "`{t}` is not an organization target: use root, an OU id (ou-…) or a 12-digit account id"
         ))
-    }
-}
-
-fn local(operation: &str, message: String) -> AwsError {
-    AwsError {
-        operation: operation.to_string(),
-        code: Some("BreakglassCheck".into()),
-        message,
-        kind: ErrorKind::Other,
     }
 }
 

@@ -331,19 +331,29 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
     }
     match action.as_deref() {
         Some("SimulatePrincipalPolicy") => {
+            // One answer per listed resource, as IAM gives them.
             let action_name = get("ActionNames.member.1").unwrap_or_default();
-            let resource = get("ResourceArns.member.1").unwrap_or_else(|| "*".into());
+            let mut resources: Vec<String> = (1..)
+                .map_while(|n| get(&format!("ResourceArns.member.{n}")))
+                .collect();
+            if resources.is_empty() {
+                resources.push("*".into());
+            }
             let denied = state
                 .denied
                 .lock()
                 .map(|d| d.contains(&action_name))
                 .unwrap_or(false);
             let decision = if denied { "implicitDeny" } else { "allowed" };
+            let members: String = resources
+                .iter()
+                .map(|r| format!("<member><EvalActionName>{action_name}</EvalActionName><EvalResourceName>{r}</EvalResourceName><EvalDecision>{decision}</EvalDecision><MatchedStatements/><MissingContextValues/></member>"))
+                .collect();
             respond(
                 &mut client,
                 "200 OK",
                 &format!(
-                    "<SimulatePrincipalPolicyResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><SimulatePrincipalPolicyResult><IsTruncated>false</IsTruncated><EvaluationResults><member><EvalActionName>{action_name}</EvalActionName><EvalResourceName>{resource}</EvalResourceName><EvalDecision>{decision}</EvalDecision><MatchedStatements/><MissingContextValues/></member></EvaluationResults></SimulatePrincipalPolicyResult><ResponseMetadata><RequestId>proxy</RequestId></ResponseMetadata></SimulatePrincipalPolicyResponse>"
+                    "<SimulatePrincipalPolicyResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><SimulatePrincipalPolicyResult><IsTruncated>false</IsTruncated><EvaluationResults>{members}</EvaluationResults></SimulatePrincipalPolicyResult><ResponseMetadata><RequestId>proxy</RequestId></ResponseMetadata></SimulatePrincipalPolicyResponse>"
                 ),
             )
         }
