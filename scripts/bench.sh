@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The containment benchmark: full-lockdown on a seeded moto estate behind a
 # proxy with AWS-like latency and token buckets (see README, "Benchmark").
-#   scripts/bench.sh            the default `small` workload (about 6 minutes)
+#   scripts/bench.sh            the default `small` workload (about 7 minutes,
+#                               plus a release build with thin LTO the first time)
 #   scripts/bench.sh tiny       a quick run
 #   scripts/bench.sh plan-memory   peak memory of a plan over 10,000 users
 set -euo pipefail

@@ -76,10 +76,20 @@ impl Printer {
         Printer { format }
     }
 
+    /// Streams `value` to stdout: a plan over ten thousand principals is
+    /// never held a second time as a JSON tree or string.
     pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
-        match serde_json::to_string_pretty(value) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("error: cannot encode output: {e}"),
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let written = serde_json::to_writer_pretty(&mut out, value)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                writeln!(out)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            eprintln!("error: cannot write output: {e}");
         }
     }
 
@@ -197,12 +207,19 @@ impl Printer {
 
     pub fn plan(&self, pb: &Playbook, session: &Session, steps: &[StepReport]) {
         if self.format == OutputFormat::Json {
-            return self.json(&serde_json::json!({
-                "playbook": pb.name,
-                "identity": session.identity,
-                "endpoint": session.endpoint_display(),
-                "steps": steps,
-            }));
+            #[derive(Serialize)]
+            struct PlanDoc<'a> {
+                playbook: &'a str,
+                identity: &'a Identity,
+                endpoint: String,
+                steps: &'a [StepReport],
+            }
+            return self.json(&PlanDoc {
+                playbook: &pb.name,
+                identity: &session.identity,
+                endpoint: session.endpoint_display(),
+                steps,
+            });
         }
         let mut s = String::new();
         for step in steps {
@@ -232,8 +249,11 @@ impl Printer {
                 let _ = writeln!(s, "  {}", item_line(item));
             }
             s.push('\n');
+            // A step at a time: a plan over ten thousand principals is never
+            // held twice.
+            print!("{s}");
+            s.clear();
         }
-        print!("{s}");
     }
 
     pub fn verify(&self, pb: &Playbook, session: &Session, steps: &[StepReport]) {
