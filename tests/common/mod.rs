@@ -372,7 +372,30 @@ impl Estate {
                 && !ran.stderr.contains(&self.executor_secret),
             "the executor's secret key leaked into the output"
         );
+        self.assert_no_secret_in_files();
         ran
+    }
+
+    /// No audit log or report the binary wrote (anywhere under the estate's
+    /// directory) holds the executor's secret key.
+    pub fn assert_no_secret_in_files(&self) {
+        let mut dirs = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.file_name().is_some_and(|n| n != "credentials")
+                    && let Ok(text) = std::fs::read(&path)
+                {
+                    assert!(
+                        !String::from_utf8_lossy(&text).contains(&self.executor_secret),
+                        "the executor's secret key leaked into {}",
+                        path.display()
+                    );
+                }
+            }
+        }
     }
 }
 
