@@ -560,6 +560,8 @@ struct Bucket {
     before: u32,
     /// Success times since the lane was last throttled, for the rate estimate.
     successes: VecDeque<Instant>,
+    /// Refusal times within the window, to tell whether slowing down helped.
+    refusals: VecDeque<Instant>,
 }
 
 #[derive(Debug)]
@@ -573,6 +575,8 @@ struct Model {
     since: Instant,
     last_throttle: Instant,
     last_raise: Instant,
+    /// The last cut: the rate before it, the refused share that caused it, when.
+    last_cut: Option<(f64, f64, Instant)>,
 }
 
 /// Window over which the refill rate is measured.
@@ -645,6 +649,7 @@ impl Lane {
                     since: now,
                     last_throttle: now,
                     last_raise: now,
+                    last_cut: None,
                 });
                 b.successes.clear();
             }
@@ -652,14 +657,23 @@ impl Lane {
                 m.refill(now);
                 // The server's bucket is empty now, whatever the model said.
                 m.tokens = m.tokens.min(0.0);
+                b.refusals.push_back(now);
+                while b
+                    .refusals
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
+                {
+                    b.refusals.pop_front();
+                }
                 if now.duration_since(m.last_throttle) > RATE_WINDOW {
                     m.since = now;
                     b.successes.clear();
                 } else {
                     let span = now.duration_since(m.since).min(RATE_WINDOW);
                     if span >= MIN_SPAN {
-                        // While calls are refused, what gets through is the refill rate.
-                        m.rate = (successes / span.as_secs_f64() * 1.05).max(0.5);
+                        let refused = b.refusals.len() as f64;
+                        let share = refused / (refused + successes).max(1.0);
+                        m.adjust(successes / span.as_secs_f64(), share, now);
                     }
                 }
                 m.last_throttle = now;
@@ -676,6 +690,30 @@ impl Lane {
 }
 
 impl Model {
+    /// While calls are refused, what gets through is the refill rate: pace
+    /// just above it. A cut is judged a window later: if the refused share
+    /// did not fall, the refusals are not about our rate (another client on
+    /// the same bucket, a service in trouble), and the cut is undone rather
+    /// than repeated, so random refusals never spiral the lane to a crawl.
+    fn adjust(&mut self, measured: f64, refused_share: f64, now: Instant) {
+        let estimate = (measured * 1.05).max(0.5);
+        if estimate >= self.rate {
+            self.rate = estimate;
+            return;
+        }
+        match self.last_cut {
+            Some((_, _, at)) if now.duration_since(at) < RATE_WINDOW => {}
+            Some((before, share, _)) if refused_share >= share * 0.8 => {
+                self.rate = before;
+                self.last_cut = Some((before, share, now));
+            }
+            _ => {
+                self.last_cut = Some((self.rate, refused_share, now));
+                self.rate = estimate;
+            }
+        }
+    }
+
     fn refill(&mut self, now: Instant) {
         let earned = now.duration_since(self.at).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + earned).min(self.capacity);
@@ -704,7 +742,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, AwsError>>,
 {
-    let mut attempt: u32 = 0;
+    // Separate budgets: a call refused twice for throttling still gets its
+    // full share of retries for a 5xx or a dropped connection, and the other way round.
+    let (mut throttled, mut transient) = (0u32, 0u32);
     loop {
         lane.acquire().await;
         let permit = telemetry.in_flight.acquire().await;
@@ -718,25 +758,28 @@ where
             }
             Err(e) => e,
         };
-        let limit = match err.kind {
+        let (spent, limit) = match err.kind {
             ErrorKind::Throttled => {
                 telemetry.throttled.fetch_add(1, Ordering::Relaxed);
                 lane.throttled();
-                policy.throttle_attempts
+                throttled += 1;
+                (throttled, policy.throttle_attempts)
             }
-            ErrorKind::Transient => policy.transient_attempts,
+            ErrorKind::Transient => {
+                transient += 1;
+                (transient, policy.transient_attempts)
+            }
             _ => return Err(err),
         };
-        attempt += 1;
-        if attempt >= limit {
+        if spent >= limit {
             return Err(err);
         }
         telemetry.retries.fetch_add(1, Ordering::Relaxed);
         // A throttled call goes back in its lane's line: the lane's pacing is
         // the backoff. Only a lane that keeps refusing (shared with another
         // client, say) adds exponential backoff on top.
-        if err.kind == ErrorKind::Transient || attempt > 4 {
-            tokio::time::sleep(backoff(policy, attempt)).await;
+        if err.kind == ErrorKind::Transient || spent > 4 {
+            tokio::time::sleep(backoff(policy, spent)).await;
         }
     }
 }

@@ -87,6 +87,22 @@ pub struct Shaping {
     /// Every request seen: when it arrived, service, region, action, whether
     /// it mutates, whether it was throttled.
     pub log: Mutex<Vec<Seen>>,
+    /// Failures injected at random into any call, before it reaches moto.
+    pub faults: Faults,
+    /// How many of each were injected: resets, server errors, throttles.
+    pub injected: Mutex<[usize; 3]>,
+}
+
+/// Probabilities per request (0.0 to 1.0). Every fault is injected before
+/// the request is forwarded, so moto never sees a call that then failed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// The service's throttling error, whatever its bucket holds.
+    pub throttle: f64,
+    /// A 500 or 503 with the protocol's error body.
+    pub server_error: f64,
+    /// The connection closed with no answer.
+    pub reset: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +123,8 @@ impl Shaping {
             limits,
             buckets: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
+            faults: Faults::default(),
+            injected: Mutex::new([0; 3]),
         }
     }
 
@@ -146,6 +164,32 @@ fn random_unit() -> f64 {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A 5xx in the protocol's own error format.
+fn server_error(s: &mut TcpStream, service: &str) -> std::io::Result<()> {
+    match service {
+        "ec2" => respond(
+            s,
+            "503 Service Unavailable",
+            "<Response><Errors><Error><Code>Unavailable</Code><Message>injected: the service is unavailable</Message></Error></Errors><RequestID>proxy-fault</RequestID></Response>",
+        ),
+        "organizations" => {
+            let body = r#"{"__type":"ServiceException","Message":"injected: internal error"}"#;
+            write!(
+                s,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        other => respond(
+            s,
+            "500 Internal Server Error",
+            &format!(
+                "<ErrorResponse xmlns=\"https://{other}.amazonaws.com/doc/2010-05-08/\"><Error><Type>Receiver</Type><Code>ServiceFailure</Code><Message>injected: internal error</Message></Error><RequestId>proxy-fault</RequestId></ErrorResponse>"
+            ),
+        ),
+    }
 }
 
 /// The throttling answer each protocol sends, as AWS sends it.
@@ -290,7 +334,25 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
         let (service, region) = scope_of(&head);
         let mutating = get("DryRun").as_deref() != Some("true")
             && !READ_PREFIXES.iter().any(|r| a.starts_with(r));
-        let throttled = mutating && !shaping.admit(&service, &region);
+        let roll = random_unit();
+        let f = shaping.faults;
+        let fault = [
+            f.reset,
+            f.reset + f.server_error,
+            f.reset + f.server_error + f.throttle,
+        ]
+        .iter()
+        .position(|&p| roll < p);
+        if let (Some(i), Ok(mut n)) = (fault, shaping.injected.lock()) {
+            n[i] += 1;
+        }
+        match fault {
+            // Dropping the stream closes the connection with no answer.
+            Some(0) => return Ok(()),
+            Some(1) => return server_error(&mut client, &service),
+            _ => {}
+        }
+        let throttled = fault == Some(2) || (mutating && !shaping.admit(&service, &region));
         if let Ok(mut log) = shaping.log.lock() {
             log.push(Seen {
                 at: std::time::SystemTime::now(),
