@@ -71,22 +71,71 @@ pub fn load(path: &Path) -> Result<Playbook, crate::Error> {
         path: path.to_path_buf(),
         source,
     })?;
-    let source = path.display().to_string();
-    let text = String::from_utf8(bytes).map_err(|e| {
-        crate::Error::InvalidPlaybook(Problems(vec![Problem::error(
-            &source,
-            None,
+    parse_bytes(&path.display().to_string(), &bytes).map_err(crate::Error::InvalidPlaybook)
+}
+
+/// Validates a playbook from raw bytes, as read from a file: text that is not
+/// UTF-8 is a problem like any other, never a panic (the fuzzers start here).
+pub fn parse_bytes(source: &str, bytes: &[u8]) -> Result<Playbook, Problems> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let pos = yaml::Pos {
+            line: good.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
+            column: (good.len() - line_start) as u64 + 1,
+        };
+        Problems(vec![Problem::error(
+            source,
+            Some(pos),
             format!(
                 "the file is not UTF-8 (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
+                e.valid_up_to()
             ),
-        )]))
+        )])
     })?;
-    parse_playbook(&source, &text).map_err(crate::Error::InvalidPlaybook)
+    parse_playbook(source, text)
+}
+
+/// Refuses Unicode bidirectional controls ("Trojan Source"): they make a
+/// reviewer see text in a different order from what runs, and a playbook is
+/// reviewed before it is trusted with a break-glass credential.
+fn refuse_bidi_controls(source: &str, text: &str) -> Result<(), Problems> {
+    let is_bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let found: Vec<Problem> = text
+        .lines()
+        .enumerate()
+        .flat_map(|(l, line)| {
+            line.chars()
+                .enumerate()
+                .filter(move |&(_, c)| is_bidi(c))
+                .map(move |(col, c)| (l, col, c))
+        })
+        .map(|(l, col, c)| {
+            let pos = yaml::Pos {
+                line: l as u64 + 1,
+                column: col as u64 + 1,
+            };
+            Problem::error(
+                source,
+                Some(pos),
+                format!(
+                    "bidirectional control character U+{:04X}: it makes the text display in a different order from how it reads",
+                    c as u32
+                ),
+            )
+            .with_hint("remove it; a playbook must read as it runs")
+        })
+        .collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(found))
+    }
 }
 
 /// Parses and validates playbook text; `source` names the file in messages.
 pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
+    refuse_bidi_controls(source, text)?;
     let mut problems = Vec::new();
     let root = yaml::parse(text).map_err(|e| {
         Problems(vec![

@@ -150,10 +150,33 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             .unwrap_or(Pos { line: 1, column: 1 });
         SyntaxError {
             pos,
-            message: strip_location_suffix(&inner.to_string()),
+            message: plain_message(&strip_location_suffix(&inner.to_string())),
         }
     })?;
     Ok(raw_to_node(raw))
+}
+
+/// The parser's messages for its safety limits name its own types and API;
+/// a responder needs to know what is wrong with the file instead.
+fn plain_message(message: &str) -> String {
+    let plain = if message.starts_with("budget breached: Nodes") || message.contains("Aliases") {
+        "the document expands to too many nodes (anchors and aliases multiply it): refused as an alias bomb"
+    } else if message.starts_with("budget breached: Depth") || message == "recursion limit exceeded"
+    {
+        "nested too deeply: a playbook needs only a few levels"
+    } else if message.starts_with("budget breached") {
+        return format!("the document exceeds the parser's safety limits ({message})");
+    } else if message.starts_with("recursive references") {
+        "an alias refers to its own anchor: the structure would be infinite"
+    } else if message.starts_with("multiple YAML documents") {
+        "more than one YAML document (`---`): a playbook is one document"
+    } else if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set ").next().unwrap_or(rest);
+        return format!("duplicate key `{key}`: YAML keeps only one of them, so say it once");
+    } else {
+        return message.to_string();
+    };
+    plain.to_string()
 }
 
 /// serde-saphyr appends " at line X column Y" to its messages; we print positions ourselves.
