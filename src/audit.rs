@@ -274,10 +274,14 @@ impl AuditLog {
             event,
         };
         let (line, hash) = seal(&record).map_err(|e| err(format!("cannot encode record: {e}")))?;
+        // One write per record, newline included: a process killed between two
+        // writes would leave a torn record that reads like tampering.
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
         chain
             .file
-            .write_all(line.as_bytes())
-            .and_then(|_| chain.file.write_all(b"\n"))
+            .write_all(&buf)
             .and_then(|_| chain.file.sync_data())
             .map_err(|e| err(format!("cannot write: {e}")))?;
         chain.seq += 1;

@@ -37,6 +37,8 @@ pub struct Connection {
     pub endpoint: Option<Endpoint>,
     /// Attempts per call inside the SDK (its own retry with backoff), before ours.
     pub sdk_max_attempts: u32,
+    /// Per attempt: past it the attempt is abandoned and counts as transient.
+    pub call_timeout: Duration,
     /// The break-glass role to assume from the profile's credential.
     pub assume: Option<AssumeRole>,
 }
@@ -239,8 +241,8 @@ pub async fn connect(conn: &Connection) -> Result<Session, Error> {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .operation_timeout(Duration::from_secs(120))
+                .operation_attempt_timeout(conn.call_timeout)
+                .operation_timeout(conn.call_timeout + Duration::from_secs(5))
                 .build(),
         );
     if let Some(e) = &conn.endpoint {
@@ -272,11 +274,13 @@ pub async fn connect(conn: &Connection) -> Result<Session, Error> {
     let access_key_id = creds.access_key_id().to_string();
 
     let sts = aws_sdk_sts::Client::new(&config);
-    let who = sts
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| aws_error("sts:GetCallerIdentity", e))?;
+    let who = before_the_run("sts:GetCallerIdentity", || async {
+        sts.get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| aws_error("sts:GetCallerIdentity", e))
+    })
+    .await?;
     let identity = Identity::from_caller(
         who.account().unwrap_or_default().to_string(),
         who.arn().unwrap_or_default().to_string(),
@@ -294,6 +298,18 @@ pub async fn connect(conn: &Connection) -> Result<Session, Error> {
     })
 }
 
+/// A call made while connecting, before a run's telemetry exists: retried
+/// like any other, so one throttled STS answer does not end the response.
+async fn before_the_run<T, F, Fut>(operation: &str, f: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let telemetry = Telemetry::new(1);
+    let lane = telemetry.lane(operation, None);
+    call(&RetryPolicy::default(), &telemetry, &lane, f).await
+}
+
 /// Calls STS `AssumeRole` with the base credential and returns a configuration
 /// that signs with the resulting session.
 async fn assume_role(
@@ -309,10 +325,11 @@ async fn assume_role(
     if let Some((serial, code)) = &a.mfa {
         req = req.serial_number(serial).token_code(code);
     }
-    let out = req
-        .send()
-        .await
-        .map_err(|e| aws_error("sts:AssumeRole", e))?;
+    let out = before_the_run("sts:AssumeRole", || {
+        let req = req.clone();
+        async move { req.send().await.map_err(|e| aws_error("sts:AssumeRole", e)) }
+    })
+    .await?;
     let c = out
         .credentials()
         .ok_or_else(|| Error::Credentials("sts:AssumeRole returned no credentials".into()))?;

@@ -47,6 +47,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, default_value_t = 16, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: u16,
+    /// How long one AWS call may take before it is abandoned and retried
+    /// (a call that timed out counts as transient: it may have happened).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration,
+          default_value = "30s")]
+    pub call_timeout: std::time::Duration,
     /// The MFA code for `executor.assume_role` (else asked on the terminal).
     #[arg(long, global = true, value_name = "CODE")]
     pub mfa_code: Option<String>,
@@ -219,6 +224,7 @@ impl GlobalArgs {
             region: self.region.clone(),
             endpoint,
             sdk_max_attempts: 1,
+            call_timeout: self.call_timeout,
             assume: None,
         })
     }

@@ -275,6 +275,7 @@ async fn environment_credentials_never_replace_the_profile() {
         .args(["whoami", "--output", "json"])
         .output()
         .expect("run");
+    e.assert_no_secret_leaked(&out);
     assert!(
         out.status.success(),
         "{}",

@@ -6,25 +6,6 @@ mod common;
 use aws_sdk_ec2::types::Filter;
 use common::{Estate, playbook, repo_playbook};
 
-async fn with_org(e: &Estate) -> String {
-    e.org()
-        .create_organization()
-        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
-        .send()
-        .await
-        .expect("organization");
-    e.org()
-        .list_roots()
-        .send()
-        .await
-        .expect("roots")
-        .roots()
-        .first()
-        .and_then(|r| r.id())
-        .expect("root")
-        .to_string()
-}
-
 /// The breakglass SCP's (id, parsed document).
 async fn scp(e: &Estate, name: &str) -> Vec<(String, serde_json::Value)> {
     let org = e.org();
@@ -55,7 +36,7 @@ async fn scp(e: &Estate, name: &str) -> Vec<(String, serde_json::Value)> {
 #[tokio::test]
 async fn org_freeze_exempts_the_executor_and_is_idempotent() {
     let e = Estate::new().await;
-    let root = with_org(&e).await;
+    let root = e.organization().await;
     let pb = repo_playbook("org-freeze.yaml");
     let pb = pb.to_str().expect("path");
 
@@ -231,21 +212,10 @@ async fn compromised_instance_is_preserved_and_isolated() {
         .filter_map(|g| g.group_name().map(str::to_string))
         .collect();
     assert_eq!(groups, vec!["breakglass-quarantine".to_string()]);
-    let quarantine = ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .values("breakglass-quarantine")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("groups");
-    let q = quarantine
-        .security_groups()
-        .first()
-        .expect("quarantine group");
+    let quarantine = e
+        .security_groups_named("us-east-1", "breakglass-quarantine")
+        .await;
+    let q = quarantine.first().expect("quarantine group");
     assert!(
         q.ip_permissions_egress().is_empty(),
         "egress must be revoked"
@@ -331,7 +301,7 @@ async fn compromised_instance_is_preserved_and_isolated() {
 async fn full_lockdown_contains_two_regions_and_spares_the_executor() {
     let mut e = Estate::new().await;
     e.with_proxy();
-    with_org(&e).await;
+    e.organization().await;
     let alice = e.user_with_key("alice").await;
     e.role("app", "/").await;
     let east = e.instances("us-east-1", 1, false).await;
@@ -533,7 +503,7 @@ async fn a_failed_snapshot_keeps_its_instance_running() {
 #[tokio::test]
 async fn a_custom_scp_must_spare_the_executor() {
     let e = Estate::new().await;
-    with_org(&e).await;
+    e.organization().await;
     std::fs::write(
         e.path("lockout.json"),
         r#"{"Version":"2012-10-17","Statement":[{"Sid":"All","Effect":"Deny","Action":"*","Resource":"*"}]}"#,
@@ -588,7 +558,7 @@ async fn a_custom_scp_must_spare_the_executor() {
 #[tokio::test]
 async fn the_break_glass_role_is_assumed_with_mfa_and_never_locked_out() {
     let e = Estate::new().await;
-    with_org(&e).await;
+    e.organization().await;
     e.role("responder-role", "/ir/").await;
     e.role("app", "/").await;
     let pb = playbook(
@@ -838,7 +808,7 @@ async fn state(
 #[tokio::test]
 async fn rollback_restores_everything_reversible() {
     let e = Estate::new().await;
-    let root = with_org(&e).await;
+    let root = e.organization().await;
     let alice = e.user_with_key("alice").await;
     let bob = e.user_with_key("bob").await;
     // bob already had a policy with breakglass's name: rollback must restore it, not delete it.
@@ -1023,6 +993,7 @@ async fn hold_re_contains_what_the_intruder_undoes() {
         .expect("re-attach the original group");
 
     let out = run.await.expect("join");
+    e.assert_no_secret_leaked(&out);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         out.status.code(),

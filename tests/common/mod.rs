@@ -125,6 +125,9 @@ pub struct Estate {
 
 pub const ADMIN_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 
+/// Every session token moto's STS issues starts with this (moto/sts/utils.py).
+pub const MOTO_SESSION_TOKEN_PREFIX: &str = "FQoGZXIvYXdzEBYaD";
+
 impl Estate {
     /// A moto server with an executor user `ir-responder` (path /ir/) whose key
     /// is written to the `breakglass` profile.
@@ -285,7 +288,13 @@ impl Estate {
     /// The binary, wired to this estate's profile files and endpoint, with no
     /// stray AWS variables from the outer environment.
     pub fn cmd(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("breakglass").expect("binary");
+        assert_cmd::Command::from_std(self.std_cmd())
+    }
+
+    /// The binary with the estate's profile and endpoint, as a plain process
+    /// (for tests that signal it while it runs).
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"));
         for (k, _) in std::env::vars() {
             if k.starts_with("AWS_") {
                 cmd.env_remove(k);
@@ -367,13 +376,30 @@ impl Estate {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        assert!(
-            !ran.stdout.contains(&self.executor_secret)
-                && !ran.stderr.contains(&self.executor_secret),
-            "the executor's secret key leaked into the output"
-        );
+        self.assert_no_secret_in(&ran.stdout, "stdout");
+        self.assert_no_secret_in(&ran.stderr, "stderr");
         self.assert_no_secret_in_files();
         ran
+    }
+
+    /// The secret checks of [`Estate::run`] for a process a test ran itself.
+    pub fn assert_no_secret_leaked(&self, out: &std::process::Output) {
+        self.assert_no_secret_in(&String::from_utf8_lossy(&out.stdout), "stdout");
+        self.assert_no_secret_in(&String::from_utf8_lossy(&out.stderr), "stderr");
+        self.assert_no_secret_in_files();
+    }
+
+    /// Neither the executor's secret key nor any session token moto issued
+    /// (they all start with the same prefix) appears in `text`.
+    pub fn assert_no_secret_in(&self, text: &str, what: &str) {
+        assert!(
+            !text.contains(&self.executor_secret),
+            "the executor's secret key leaked into {what}"
+        );
+        assert!(
+            !text.contains(MOTO_SESSION_TOKEN_PREFIX),
+            "a session token leaked into {what}"
+        );
     }
 
     /// No audit log or report the binary wrote (anywhere under the estate's
@@ -388,10 +414,9 @@ impl Estate {
                 } else if path.file_name().is_some_and(|n| n != "credentials")
                     && let Ok(text) = std::fs::read(&path)
                 {
-                    assert!(
-                        !String::from_utf8_lossy(&text).contains(&self.executor_secret),
-                        "the executor's secret key leaked into {}",
-                        path.display()
+                    self.assert_no_secret_in(
+                        &String::from_utf8_lossy(&text),
+                        &path.display().to_string(),
                     );
                 }
             }
@@ -466,6 +491,47 @@ impl Estate {
             .iter()
             .filter_map(|i| i.instance_id().map(str::to_string))
             .collect()
+    }
+
+    /// Security groups in `region` with this name (one per VPC at most).
+    pub async fn security_groups_named(
+        &self,
+        region: &str,
+        name: &str,
+    ) -> Vec<aws_sdk_ec2::types::SecurityGroup> {
+        self.ec2(region)
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("group-name")
+                    .values(name)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("groups")
+            .security_groups()
+            .to_vec()
+    }
+
+    /// Creates the organization (all features); returns its root id.
+    pub async fn organization(&self) -> String {
+        self.org()
+            .create_organization()
+            .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+            .send()
+            .await
+            .expect("organization");
+        self.org()
+            .list_roots()
+            .send()
+            .await
+            .expect("roots")
+            .roots()
+            .first()
+            .and_then(|r| r.id())
+            .expect("root")
+            .to_string()
     }
 
     pub async fn instance(&self, region: &str, id: &str) -> aws_sdk_ec2::types::Instance {

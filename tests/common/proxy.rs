@@ -91,6 +91,12 @@ pub struct Shaping {
     pub faults: Faults,
     /// How many of each were injected: resets, server errors, throttles.
     pub injected: Mutex<[usize; 3]>,
+    /// The next this-many follow-up pages of any listing (requests with a
+    /// `Marker` or `NextToken`) are answered with a 5xx.
+    pub page_failures: Mutex<usize>,
+    /// Slow answers and failed pages injected.
+    pub slowed: Mutex<usize>,
+    pub pages_failed: Mutex<usize>,
 }
 
 /// Probabilities per request (0.0 to 1.0). Every fault is injected before
@@ -103,6 +109,10 @@ pub struct Faults {
     pub server_error: f64,
     /// The connection closed with no answer.
     pub reset: f64,
+    /// Forwarded to moto (so it happens), answered only after `slow_by`:
+    /// past the client's timeout, the caller cannot know it happened.
+    pub slow: f64,
+    pub slow_by: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +135,9 @@ impl Shaping {
             log: Mutex::new(Vec::new()),
             faults: Faults::default(),
             injected: Mutex::new([0; 3]),
+            page_failures: Mutex::new(0),
+            slowed: Mutex::new(0),
+            pages_failed: Mutex::new(0),
         }
     }
 
@@ -328,6 +341,7 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             .flatten()
     });
     let shaping = state.shaping.lock().ok().and_then(|s| s.clone());
+    let mut slow_by = None;
     if let (Some(shaping), Some(a)) = (shaping, &action) {
         std::thread::sleep(shaping.delay());
         let head = String::from_utf8_lossy(&request[..split]).to_string();
@@ -343,6 +357,23 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
         ]
         .iter()
         .position(|&p| roll < p);
+        let follow_up = get("Marker").is_some() || get("NextToken").is_some();
+        if follow_up
+            && let Ok(mut left) = shaping.page_failures.lock()
+            && *left > 0
+        {
+            *left -= 1;
+            if let Ok(mut n) = shaping.pages_failed.lock() {
+                *n += 1;
+            }
+            return server_error(&mut client, &service);
+        }
+        if f.slow > 0.0 && random_unit() < f.slow {
+            if let Ok(mut n) = shaping.slowed.lock() {
+                *n += 1;
+            }
+            slow_by = Some(f.slow_by);
+        }
         if let (Some(i), Ok(mut n)) = (fault, shaping.injected.lock()) {
             n[i] += 1;
         }
@@ -497,6 +528,9 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             up.write_all(&request)?;
             let mut response = Vec::new();
             up.read_to_end(&mut response)?;
+            if let Some(d) = slow_by {
+                std::thread::sleep(d);
+            }
             client.write_all(&response)
         }
     }
