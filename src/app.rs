@@ -80,9 +80,33 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             out.actions(ActionKind::ALL);
             Ok(ExitCode::Success)
         }
-        Command::Schema => {
-            out.json(&playbook::schema::playbook_schema());
+        Command::Schema { scenario } => {
+            out.json(&if *scenario {
+                crate::tabletop::scenario::schema()
+            } else {
+                playbook::schema::playbook_schema()
+            });
             Ok(ExitCode::Success)
+        }
+        Command::Tabletop {
+            playbook,
+            scenario,
+            report,
+            keep,
+            vars,
+            hold,
+            every,
+        } => {
+            let req = crate::tabletop::Request {
+                playbook,
+                scenario,
+                report: report.as_deref(),
+                keep: *keep,
+                vars,
+                hold: *hold,
+                every: *every,
+            };
+            crate::tabletop::tabletop(&cli.global, &out, req).await
         }
     }
 }

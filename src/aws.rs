@@ -745,6 +745,17 @@ pub struct CallCounts {
     pub retries: u64,
 }
 
+impl CallCounts {
+    /// What was counted since `earlier` (a step's share of the run).
+    pub fn since(&self, earlier: &CallCounts) -> CallCounts {
+        CallCounts {
+            calls: self.calls.saturating_sub(earlier.calls),
+            throttled: self.throttled.saturating_sub(earlier.throttled),
+            retries: self.retries.saturating_sub(earlier.retries),
+        }
+    }
+}
+
 /// Runs one AWS call under `policy` in `lane`: every attempt waits for the
 /// lane's slot; a throttled attempt teaches the lane and goes back in line
 /// (the lane's pacing is the backoff); transient failures are retried with

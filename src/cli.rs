@@ -150,6 +150,28 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
     },
+    /// Rehearse: start a local emulator, seed it from a scenario, run the
+    /// playbook live against it while the attacker moves, and report.
+    Tabletop {
+        playbook: PathBuf,
+        /// The compromised estate and the attacker's moves (YAML).
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+        /// Write the report as PATH.md and PATH.html
+        /// [default: breakglass-audit/tabletop-<run id>].
+        #[arg(long, value_name = "PATH")]
+        report: Option<PathBuf>,
+        /// Leave the emulator running afterwards and print its endpoint.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Hold the line after the run (exercises `run --hold`).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        hold: Option<std::time::Duration>,
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+        every: std::time::Duration,
+    },
     /// Check or read an audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -157,8 +179,12 @@ pub enum Command {
     Whoami,
     /// List the action catalog with parameters and reversibility.
     Actions,
-    /// Print the JSON Schema of the playbook format.
-    Schema,
+    /// Print the JSON Schema of the playbook format (`--scenario` for the
+    /// tabletop scenario format).
+    Schema {
+        #[arg(long)]
+        scenario: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -55,6 +55,10 @@ pub enum Error {
 
     #[error("audit log {path}: {message}")]
     Audit { path: PathBuf, message: String },
+
+    /// The tabletop's local emulator could not be found, started or driven.
+    #[error("emulator: {0}")]
+    Emulator(String),
 }
 
 impl Error {
@@ -64,7 +68,9 @@ impl Error {
                 ExitCode::Usage
             }
             Error::IdentityMismatch { .. } | Error::Refused(_) => ExitCode::Refused,
-            Error::Credentials(_) | Error::Aws(_) | Error::Audit { .. } => ExitCode::Failed,
+            Error::Credentials(_) | Error::Aws(_) | Error::Audit { .. } | Error::Emulator(_) => {
+                ExitCode::Failed
+            }
         }
     }
 
@@ -95,6 +101,7 @@ impl miette::Diagnostic for Error {
             Error::IdentityMismatch { .. } => "breakglass::identity_mismatch",
             Error::Refused(_) => "breakglass::refused",
             Error::Audit { .. } => "breakglass::audit",
+            Error::Emulator(_) => "breakglass::emulator",
         };
         Some(Box::new(code))
     }

@@ -23,7 +23,7 @@ use crate::actions::{self, ActionKind, Ctx, Disposition, Op, Planned, Sink};
 /// Marker in `RunState::failed_snapshots` when a snapshot step failed as a whole.
 pub const ALL_INSTANCES: &str = "*";
 use crate::audit::{AuditLog, Event};
-use crate::aws::AwsError;
+use crate::aws::{AwsError, CallCounts};
 use crate::playbook::{BoundStep, OnFailure};
 use crate::targets::{Scope, Target};
 
@@ -113,6 +113,8 @@ pub struct StepReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub millis: u64,
+    /// The step's AWS calls (discovery included), throttled and retried.
+    pub calls: CallCounts,
 }
 
 /// How a run is carried out.
@@ -187,12 +189,15 @@ pub async fn execute(
                 notes: Vec::new(),
                 error: Some("not run: an earlier step failed and stopped the run".into()),
                 millis: 0,
+                calls: CallCounts::default(),
             };
             on_step(&report);
             reports.push(report);
             continue;
         }
-        let report = run_step(ctx, step, opts).await?;
+        let before = ctx.telemetry.snapshot();
+        let mut report = run_step(ctx, step, opts).await?;
+        report.calls = ctx.telemetry.snapshot().since(&before);
         let stop = match report.status {
             StepStatus::Refused => true,
             StepStatus::Failed => step.on_failure == OnFailure::Abort,
@@ -295,6 +300,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         notes,
         error,
         millis: started.elapsed().as_millis() as u64,
+        calls: CallCounts::default(),
     })
 }
 

@@ -15,6 +15,7 @@ pub mod playbook;
 pub mod render;
 pub mod rollback;
 pub mod safety;
+pub mod tabletop;
 pub mod targets;
 
 pub use error::{Error, ExitCode};

@@ -555,6 +555,20 @@ impl Printer {
         }
     }
 
+    /// A tabletop's report: the Markdown on a terminal, the document in JSON.
+    pub fn tabletop(
+        &self,
+        r: &crate::tabletop::report::Report,
+        md: &std::path::Path,
+        html: &std::path::Path,
+    ) {
+        if self.format == OutputFormat::Json {
+            return self.json(r);
+        }
+        println!("{}", crate::tabletop::report::markdown(r));
+        println!("report: {} and {}", md.display(), html.display());
+    }
+
     pub fn timeline(&self, v: &Verification, records: &[Record]) {
         if self.format == OutputFormat::Json {
             return self.json(&serde_json::json!({ "verification": v, "records": records }));

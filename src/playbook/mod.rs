@@ -77,7 +77,12 @@ pub fn load(path: &Path) -> Result<Playbook, crate::Error> {
 /// Validates a playbook from raw bytes, as read from a file: text that is not
 /// UTF-8 is a problem like any other, never a panic (the fuzzers start here).
 pub fn parse_bytes(source: &str, bytes: &[u8]) -> Result<Playbook, Problems> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
+    parse_playbook(source, utf8_text(source, bytes)?)
+}
+
+/// The text of a YAML file, or a positioned problem where it stops being UTF-8.
+pub(crate) fn utf8_text<'a>(source: &str, bytes: &'a [u8]) -> Result<&'a str, Problems> {
+    std::str::from_utf8(bytes).map_err(|e| {
         let good = &bytes[..e.valid_up_to()];
         let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let pos = yaml::Pos {
@@ -92,14 +97,13 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> Result<Playbook, Problems> {
                 e.valid_up_to()
             ),
         )])
-    })?;
-    parse_playbook(source, text)
+    })
 }
 
 /// Refuses Unicode bidirectional controls ("Trojan Source"): they make a
 /// reviewer see text in a different order from what runs, and a playbook is
 /// reviewed before it is trusted with a break-glass credential.
-fn refuse_bidi_controls(source: &str, text: &str) -> Result<(), Problems> {
+pub(crate) fn refuse_bidi_controls(source: &str, text: &str) -> Result<(), Problems> {
     let is_bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
     let found: Vec<Problem> = text
         .lines()
@@ -663,6 +667,11 @@ impl Playbook {
 
 /// "did you mean" for a misspelt key or action id.
 pub(crate) fn suggest(got: &str, known: &[&str]) -> String {
+    // A name this long is no typo; comparing it costs time for nothing
+    // (found by the fuzzer: a 30 KB action name).
+    if got.chars().count() > 100 {
+        return format!("expected one of: {}", known.join(", "));
+    }
     let best = known
         .iter()
         .map(|k| (edit_distance(got, k), *k))
@@ -676,13 +685,15 @@ pub(crate) fn suggest(got: &str, known: &[&str]) -> String {
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = Vec::with_capacity(b.len() + 1);
     for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
+        cur.clear();
+        cur.push(i + 1);
         for (j, cb) in b.iter().enumerate() {
             let cost = usize::from(ca != *cb);
             cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
-        prev = cur;
+        std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
 }

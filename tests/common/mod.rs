@@ -70,7 +70,7 @@ impl Drop for Moto {
     }
 }
 
-fn moto_server() -> PathBuf {
+pub fn moto_server() -> PathBuf {
     if let Some(p) = std::env::var_os("BREAKGLASS_MOTO_SERVER") {
         return PathBuf::from(p);
     }

@@ -1,0 +1,407 @@
+//! Tabletop exercises: a playbook run for real against a local emulator seeded
+//! with a compromised estate, with the attacker moving during the response.
+//!
+//! The run itself is this same binary's `run` command in a child process, so
+//! the exercise goes through exactly the code a real incident would; the child
+//! gets only the emulator's endpoint and a throwaway profile, never the
+//! caller's environment, so it cannot reach AWS.
+
+pub mod emulator;
+pub mod report;
+pub mod scenario;
+pub mod seed;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::audit::{self, Event};
+use crate::cli::GlobalArgs;
+use crate::error::{Error, ExitCode};
+use crate::playbook;
+use crate::render::Printer;
+use emulator::Emulator;
+use report::{Report, StepTime};
+use seed::{Admin, MoveRecord};
+
+/// `breakglass tabletop`'s arguments.
+pub struct Request<'a> {
+    pub playbook: &'a Path,
+    pub scenario: &'a Path,
+    pub report: Option<&'a Path>,
+    pub keep: bool,
+    pub vars: &'a [(String, String)],
+    pub hold: Option<Duration>,
+    pub every: Duration,
+}
+
+/// The profile the child run signs with, in a private directory removed on drop.
+struct Profile {
+    dir: PathBuf,
+}
+
+impl Profile {
+    fn write(key: &str, secret: &str) -> Result<Profile, Error> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!(
+            "breakglass-tabletop-{}-{nanos}",
+            std::process::id()
+        ));
+        let io = |e: std::io::Error| Error::Emulator(format!("tabletop profile: {e}"));
+        std::fs::create_dir(&dir).map_err(io)?;
+        let profile = Profile { dir };
+        private_file(
+            &profile.dir.join("credentials"),
+            &format!("[tabletop]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"),
+        )
+        .map_err(io)?;
+        private_file(
+            &profile.dir.join("config"),
+            "[profile tabletop]\nregion = us-east-1\n",
+        )
+        .map_err(io)?;
+        Ok(profile)
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn private_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// Runs the exercise and writes the report.
+pub async fn tabletop(
+    global: &GlobalArgs,
+    out: &Printer,
+    req: Request<'_>,
+) -> Result<ExitCode, Error> {
+    if global.endpoint_url.is_some() {
+        return Err(Error::Usage {
+            flag: "--endpoint-url".into(),
+            message: "a tabletop runs only against the emulator it starts itself".into(),
+        });
+    }
+    if global.profile.is_some() {
+        return Err(Error::Usage {
+            flag: "--profile".into(),
+            message: "a tabletop signs with the scenario's executor, created in the emulator"
+                .into(),
+        });
+    }
+    // Everything is checked before the emulator starts: a typo costs nothing.
+    let scenario = scenario::load(req.scenario)?;
+    let pb = playbook::load(req.playbook)?;
+    let mut vars: Vec<(String, String)> = scenario
+        .file
+        .vars
+        .iter()
+        // A scenario serves several playbooks: each takes the variables it declares.
+        .filter(|(k, _)| pb.vars.contains_key(*k))
+        .filter(|(k, _)| !req.vars.iter().any(|(given, _)| given == *k))
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    vars.extend(req.vars.iter().cloned());
+    // Seeded ids are not known yet: stand-ins of the right shape check the rest.
+    let stand_ins: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| {
+            let v = if v.starts_with("@access_key:") {
+                "AKIAIOSFODNN7STANDIN".to_string()
+            } else if v.starts_with("@instance:") {
+                "i-0123456789abcdef0".to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    pb.bind(&stand_ins).map_err(Error::InvalidPlaybook)?;
+
+    let emulator = Emulator::start()?;
+    let endpoint = emulator.endpoint();
+    let admin = Admin::new(endpoint.clone());
+    let seeded = seed::seed(&admin, &scenario).await?;
+    let profile = Profile::write(&seeded.executor_key, &seeded.executor_secret)?;
+    let vars: Vec<(String, String)> = vars
+        .into_iter()
+        .map(|(k, v)| {
+            let resolved = if let Some(user) = v.strip_prefix("@access_key:") {
+                seeded.user_keys.get(user).and_then(|k| k.first()).cloned()
+            } else if let Some(region) = v.strip_prefix("@instance:") {
+                seeded
+                    .instances
+                    .get(region)
+                    .and_then(|i| i.first())
+                    .cloned()
+            } else {
+                Some(v.clone())
+            };
+            (k, resolved.unwrap_or(v))
+        })
+        .collect();
+
+    std::fs::create_dir_all("breakglass-audit")
+        .map_err(|e| Error::Emulator(format!("breakglass-audit/: {e}")))?;
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let audit_path = PathBuf::from(format!(
+        "breakglass-audit/tabletop-{}-{stamp}.jsonl",
+        scenario.file.name
+    ));
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Emulator(format!("cannot find breakglass itself: {e}")))?;
+    let mut cmd = tokio::process::Command::new(exe);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        profile.dir.join("credentials"),
+    )
+    .env("AWS_CONFIG_FILE", profile.dir.join("config"))
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .args([
+        "--endpoint-url",
+        &endpoint,
+        "--profile",
+        "tabletop",
+        "--output",
+        "json",
+    ])
+    .arg("--concurrency")
+    .arg(global.concurrency.to_string())
+    .arg("run")
+    .arg(req.playbook)
+    // moto has no iam:SimulatePrincipalPolicy for the permission preflight.
+    .args(["--yes", "--skip-preflight", "--audit-log"])
+    .arg(&audit_path)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    for (k, v) in &vars {
+        cmd.arg("--var").arg(format!("{k}={v}"));
+    }
+    if let Some(hold) = req.hold {
+        cmd.arg("--hold")
+            .arg(format!("{}s", hold.as_secs().max(1)))
+            .arg("--every")
+            .arg(format!("{}s", req.every.as_secs().max(1)));
+    }
+
+    let t0 = Instant::now();
+    let t0_wall = jiff::Timestamp::now();
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::Emulator(format!("cannot start the run: {e}")))?;
+    let attacker = async {
+        let mut records = Vec::new();
+        for (at, m) in &scenario.moves {
+            tokio::time::sleep_until((t0 + *at).into()).await;
+            let started = t0.elapsed();
+            let (subject, result) = seed::play(&admin, m).await;
+            let (succeeded, detail, resources) = match result {
+                Ok(r) if r.is_empty() => (false, "found nothing to act on".to_string(), r),
+                Ok(r) => (true, r.join(", "), r),
+                Err(e) => (false, format!("refused: {e}"), Vec::new()),
+            };
+            records.push(MoveRecord {
+                planned_ms: at.as_millis() as u64,
+                at_ms: started.as_millis() as u64,
+                action: m.action,
+                subject,
+                succeeded,
+                detail,
+                resources,
+            });
+        }
+        records
+    };
+    let (output, moves) = tokio::join!(child.wait_with_output(), attacker);
+    let total_ms = t0.elapsed().as_millis() as u64;
+    let output = output.map_err(|e| Error::Emulator(format!("the run: {e}")))?;
+    let exit_code = output.status.code().unwrap_or(-1);
+    // With --hold, one line per hold check comes before the run's report.
+    let run: serde_json::Value = serde_json::Deserializer::from_slice(&output.stdout)
+        .into_iter::<serde_json::Value>()
+        .filter_map(Result::ok)
+        .last()
+        .ok_or_else(|| {
+            Error::Emulator(format!(
+                "the run produced no report (exit {exit_code}): {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        })?;
+    if run.get("steps").is_none() {
+        return Err(Error::Emulator(format!(
+            "the run stopped before any step (exit {exit_code}): {}",
+            run["error"].as_str().unwrap_or("no detail")
+        )));
+    }
+
+    let timeline = step_times(&audit_path, t0_wall, &run);
+    // moto answers a call it lacks with a 500 page or NotImplemented.
+    let emulator_gaps: Vec<usize> = timeline
+        .iter()
+        .filter(|t| t.status == "failed")
+        .filter(|t| {
+            let step = &run["steps"][t.index];
+            let text = format!("{}{}", step["error"], step["items"]);
+            [
+                "not yet implemented",
+                "NotImplemented",
+                "InvalidAction",
+                "500 Internal Server Error",
+            ]
+            .iter()
+            .any(|m| text.contains(m))
+        })
+        .map(|t| t.index)
+        .collect();
+    let exposed = report::exposures(
+        &admin,
+        &scenario,
+        &seeded,
+        &run,
+        &moves,
+        &timeline,
+        &emulator_gaps,
+    )
+    .await;
+    let (first_containment_ms, first_containment) = first_containment(&timeline);
+    let status = run["status"].as_str().unwrap_or("?").to_string();
+    let full_containment_ms = (exit_code == 0 && status == "completed")
+        .then(|| timeline.iter().map(|t| t.end_ms).max())
+        .flatten();
+    let mut emulator_notes = vec![
+        "The permission preflight was skipped: moto does not implement iam:SimulatePrincipalPolicy.".to_string(),
+        "moto enforces neither SCPs nor IAM policies: the attacker's moves succeed wherever AWS would let an administrator of the management account act.".to_string(),
+    ];
+    for t in timeline.iter().filter(|t| emulator_gaps.contains(&t.index)) {
+        emulator_notes.push(format!(
+            "Step {} ({}) failed because moto does not implement a call it needs (EC2 snapshot locking, for one); against AWS it would run.",
+            t.index + 1,
+            t.name
+        ));
+    }
+    let run_id = run["run_id"].as_str().unwrap_or("?").to_string();
+    let report = Report {
+        scenario: scenario.file.name.clone(),
+        playbook: pb.name.clone(),
+        endpoint: endpoint.clone(),
+        run_id: run_id.clone(),
+        status,
+        exit_code,
+        seeded,
+        timeline,
+        first_containment_ms,
+        first_containment,
+        full_containment_ms,
+        attacker: moves,
+        outcomes: report::outcomes(&run),
+        exposed,
+        emulator_notes,
+        audit_log: audit_path.display().to_string(),
+        total_ms,
+    };
+
+    let base = req
+        .report
+        .map(|p| p.with_extension(""))
+        .unwrap_or_else(|| PathBuf::from(format!("breakglass-audit/tabletop-{run_id}")));
+    let md_path = base.with_extension("md");
+    let html_path = base.with_extension("html");
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text)
+            .map_err(|e| Error::Emulator(format!("cannot write {}: {e}", path.display())))
+    };
+    write(&md_path, report::markdown(&report))?;
+    write(&html_path, report::html(&report))?;
+    out.tabletop(&report, &md_path, &html_path);
+
+    if req.keep {
+        let pid = emulator.keep();
+        eprintln!(
+            "the emulator keeps running at {endpoint} (pid {pid}); inspect it with\n  AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {endpoint} --region us-east-1 iam list-users\nstop it with: kill {pid}"
+        );
+    }
+    Ok(match exit_code {
+        0 => ExitCode::Success,
+        2 => ExitCode::Usage,
+        3 => ExitCode::Refused,
+        _ => ExitCode::Failed,
+    })
+}
+
+/// Step start and end from the audit log, as offsets from the run's start.
+fn step_times(audit_path: &Path, t0: jiff::Timestamp, run: &serde_json::Value) -> Vec<StepTime> {
+    let ms = |ts: jiff::Timestamp| {
+        (ts - t0)
+            .total(jiff::Unit::Millisecond)
+            .map(|m| m.max(0.0) as u64)
+            .unwrap_or(0)
+    };
+    let records = audit::read(audit_path).map(|(_, r)| r).unwrap_or_default();
+    let mut times = Vec::new();
+    for s in run["steps"].as_array().into_iter().flatten() {
+        let index = s["index"].as_u64().unwrap_or_default() as usize;
+        let start = records.iter().find_map(|r| match &r.event {
+            Event::StepStart { step, .. } if *step == index => Some(ms(r.ts)),
+            _ => None,
+        });
+        let end = records.iter().find_map(|r| match &r.event {
+            Event::StepEnd { step, .. } if *step == index => Some(ms(r.ts)),
+            _ => None,
+        });
+        let count = |k: &str| s["counts"][k].as_u64().unwrap_or_default();
+        times.push(StepTime {
+            index,
+            name: s["name"].as_str().unwrap_or_default().to_string(),
+            action: s["action"].as_str().unwrap_or_default().to_string(),
+            status: s["status"].as_str().unwrap_or_default().to_string(),
+            start_ms: start.unwrap_or_default(),
+            end_ms: end.or(start).unwrap_or_default(),
+            calls: s["calls"]["calls"].as_u64().unwrap_or_default(),
+            throttled: s["calls"]["throttled"].as_u64().unwrap_or_default(),
+            changed: count("changed"),
+            unchanged: count("unchanged"),
+            skipped: count("skipped"),
+            failed: count("failed"),
+        });
+    }
+    times
+}
+
+/// The org-wide deny in place, or else the first step that contained anything.
+fn first_containment(timeline: &[StepTime]) -> (Option<u64>, String) {
+    if let Some(t) = timeline
+        .iter()
+        .find(|t| t.action == "org.apply_scp" && t.status == "done")
+    {
+        return (
+            Some(t.end_ms),
+            "the organization-wide deny SCP in place".into(),
+        );
+    }
+    timeline
+        .iter()
+        .find(|t| t.status == "done" && t.changed + t.unchanged > 0)
+        .map(|t| (Some(t.end_ms), format!("step {}: {}", t.index + 1, t.name)))
+        .unwrap_or((None, "nothing was contained".into()))
+}

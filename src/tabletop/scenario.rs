@@ -1,0 +1,402 @@
+//! The scenario format: a compromised estate to seed into the emulator and the
+//! attacker's moves during the response. Validated like playbooks: every
+//! problem with file:line:column, all at once, before the emulator starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::playbook::yaml::{self, Located, Pos};
+use crate::playbook::{Problem, Problems};
+
+/// Longest an exercise may script: the attacker's last move comes before this.
+pub const MAX_MOVE_AT: Duration = Duration::from_secs(600);
+
+/// A scenario file, as written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The break-glass identity the run signs with: an IAM user created with
+    /// one access key for the exercise.
+    #[serde(default)]
+    pub executor: ExecutorSeed,
+    /// Create an AWS Organization with this account as its management account.
+    #[serde(default)]
+    pub organization: bool,
+    /// Playbook variables for the run (`--var` on the command line wins).
+    /// `@access_key:USER` stands for USER's first seeded access key id and
+    /// `@instance:REGION` for the first seeded instance there.
+    #[serde(default)]
+    pub vars: BTreeMap<String, Located<String>>,
+    #[serde(default)]
+    pub users: Vec<Located<UserSeed>>,
+    #[serde(default)]
+    pub roles: Vec<Located<RoleSeed>>,
+    #[serde(default)]
+    pub instances: Vec<Located<InstanceSeed>>,
+    /// Snapshots that exist before the incident (the account's own backups).
+    #[serde(default)]
+    pub backups: Vec<Located<BackupSeed>>,
+    /// The attacker's moves, timed from the start of the run.
+    #[serde(default)]
+    pub attacker: Vec<Located<Move>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSeed {
+    #[serde(default = "default_executor")]
+    pub user: String,
+    #[serde(default = "default_executor_path")]
+    pub path: String,
+}
+
+impl Default for ExecutorSeed {
+    fn default() -> Self {
+        ExecutorSeed {
+            user: default_executor(),
+            path: default_executor_path(),
+        }
+    }
+}
+
+fn default_executor() -> String {
+    "ir-responder".into()
+}
+
+fn default_executor_path() -> String {
+    "/ir/".into()
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserSeed {
+    pub name: String,
+    #[serde(default = "root_path")]
+    pub path: String,
+    /// Active access keys (IAM allows at most 2).
+    #[serde(default)]
+    pub access_keys: u8,
+    /// A console password.
+    #[serde(default)]
+    pub console: bool,
+    /// AdministratorAccess attached.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSeed {
+    pub name: String,
+    /// `/aws-service-role/…` makes a service-linked role, which breakglass
+    /// never touches.
+    #[serde(default = "root_path")]
+    pub path: String,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSeed {
+    pub region: String,
+    #[serde(default = "one")]
+    pub count: u16,
+    /// Data volumes attached besides the root volume.
+    #[serde(default)]
+    pub data_volumes: u8,
+    /// A role given to the instances through an instance profile.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// A `Name` tag.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn one() -> u16 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSeed {
+    pub region: String,
+    /// Snapshots of the region's seeded volumes, taken before the incident.
+    pub snapshots: u16,
+}
+
+/// One attacker move: what, and when (from the start of the run).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Move {
+    /// When, from the start of the run: `2s`, `1500ms`, `1m`.
+    pub at: String,
+    #[serde(rename = "do")]
+    pub action: MoveKind,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub count: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveKind {
+    /// A new access key for `user`.
+    CreateAccessKey,
+    /// Every inactive key of `user` made active again.
+    ReactivateAccessKeys,
+    /// AdministratorAccess attached to `user` or `role`.
+    AttachAdminPolicy,
+    /// Up to `count` snapshots in `region` deleted (all when no count).
+    DeleteSnapshots,
+    /// Up to `count` instances in `region` terminated (all when no count).
+    TerminateInstances,
+    /// A new instance in `region`.
+    LaunchInstance,
+}
+
+impl MoveKind {
+    pub fn id(self) -> &'static str {
+        match self {
+            MoveKind::CreateAccessKey => "create_access_key",
+            MoveKind::ReactivateAccessKeys => "reactivate_access_keys",
+            MoveKind::AttachAdminPolicy => "attach_admin_policy",
+            MoveKind::DeleteSnapshots => "delete_snapshots",
+            MoveKind::TerminateInstances => "terminate_instances",
+            MoveKind::LaunchInstance => "launch_instance",
+        }
+    }
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub source: String,
+    pub file: ScenarioFile,
+    /// Moves in time order, with their offsets parsed.
+    pub moves: Vec<(Duration, Move)>,
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, crate::Error> {
+    let bytes = std::fs::read(path).map_err(|source| crate::Error::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_bytes(&path.display().to_string(), &bytes).map_err(crate::Error::InvalidPlaybook)
+}
+
+/// Validates a scenario from raw bytes (non-UTF-8 is a problem, not a panic).
+pub fn parse_bytes(source: &str, bytes: &[u8]) -> Result<Scenario, Problems> {
+    let text = crate::playbook::utf8_text(source, bytes)?;
+    crate::playbook::refuse_bidi_controls(source, text)?;
+    let root = yaml::parse(text)
+        .map_err(|e| Problems(vec![Problem::error(source, Some(e.pos), e.message)]))?;
+    let file: ScenarioFile = yaml::decode(&root).map_err(|e| {
+        Problems(vec![Problem::error(
+            source,
+            Some(e.pos.unwrap_or(root.pos)),
+            e.message,
+        )])
+    })?;
+    check(source, file)
+}
+
+fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
+    let mut problems = Vec::new();
+    let mut err =
+        |pos: Pos, message: String| problems.push(Problem::error(source, Some(pos), message));
+    let mut users = BTreeSet::new();
+    for u in &file.users {
+        if !users.insert(u.name.as_str()) {
+            err(u.pos, format!("user `{}` is declared twice", u.name));
+        }
+        if u.name == file.executor.user {
+            err(u.pos, format!("`{}` is the executor's name", u.name));
+        }
+        if u.access_keys > 2 {
+            err(
+                u.pos,
+                format!(
+                    "user `{}`: IAM allows at most 2 access keys, found {}",
+                    u.name, u.access_keys
+                ),
+            );
+        }
+    }
+    let mut roles = BTreeSet::new();
+    for r in &file.roles {
+        if !roles.insert(r.name.as_str()) {
+            err(r.pos, format!("role `{}` is declared twice", r.name));
+        }
+    }
+    let mut regions = BTreeSet::new();
+    for i in &file.instances {
+        check_region(&i.region, i.pos, &mut err);
+        regions.insert(i.region.as_str());
+        if i.count == 0 || i.count > 100 {
+            err(i.pos, format!("count must be 1 to 100, found {}", i.count));
+        }
+        if i.data_volumes > 8 {
+            err(i.pos, "at most 8 data volumes per instance".into());
+        }
+        if let Some(role) = &i.role
+            && !roles.contains(role.as_str())
+        {
+            err(
+                i.pos,
+                format!("role `{role}` is not declared under `roles`"),
+            );
+        }
+    }
+    for b in &file.backups {
+        check_region(&b.region, b.pos, &mut err);
+        if !regions.contains(b.region.as_str()) {
+            err(
+                b.pos,
+                format!(
+                    "no instances in {}: backups snapshot the region's volumes",
+                    b.region
+                ),
+            );
+        }
+        if b.snapshots > 100 {
+            err(b.pos, "at most 100 snapshots per region".into());
+        }
+    }
+    for (name, value) in &file.vars {
+        if let Some(user) = value.strip_prefix("@access_key:") {
+            if !file
+                .users
+                .iter()
+                .any(|u| u.name == user && u.access_keys > 0)
+            {
+                err(
+                    value.pos,
+                    format!(
+                        "vars.{name}: `{}` names no declared user with an access key",
+                        value.value
+                    ),
+                );
+            }
+        } else if let Some(region) = value.strip_prefix("@instance:")
+            && !regions.contains(region)
+        {
+            err(
+                value.pos,
+                format!(
+                    "vars.{name}: `{}`: no instances are declared in {region}",
+                    value.value
+                ),
+            );
+        }
+    }
+    let mut moves = Vec::new();
+    for m in &file.attacker {
+        let at = match parse_offset(&m.at) {
+            Ok(d) if d <= MAX_MOVE_AT => d,
+            Ok(_) => {
+                err(m.pos, format!("`at: {}` is past the 10-minute limit", m.at));
+                continue;
+            }
+            Err(e) => {
+                err(m.pos, e);
+                continue;
+            }
+        };
+        let needs = |field: &str, have: bool| {
+            (!have).then(|| format!("`do: {}` needs `{field}`", m.action.id()))
+        };
+        let missing = match m.action {
+            MoveKind::CreateAccessKey | MoveKind::ReactivateAccessKeys => {
+                needs("user", m.user.is_some())
+            }
+            MoveKind::AttachAdminPolicy => {
+                needs("user` or `role", m.user.is_some() != m.role.is_some())
+            }
+            MoveKind::DeleteSnapshots | MoveKind::TerminateInstances | MoveKind::LaunchInstance => {
+                needs("region", m.region.is_some())
+            }
+        };
+        if let Some(message) = missing {
+            err(m.pos, message);
+            continue;
+        }
+        if let Some(user) = &m.user
+            && !users.contains(user.as_str())
+        {
+            err(
+                m.pos,
+                format!("user `{user}` is not declared under `users`"),
+            );
+        }
+        if let Some(role) = &m.role
+            && !roles.contains(role.as_str())
+        {
+            err(
+                m.pos,
+                format!("role `{role}` is not declared under `roles`"),
+            );
+        }
+        if let Some(region) = &m.region {
+            check_region(region, m.pos, &mut err);
+        }
+        moves.push((at, m.value.clone()));
+    }
+    moves.sort_by_key(|(at, _)| *at);
+    if problems.is_empty() {
+        Ok(Scenario {
+            source: source.to_string(),
+            file,
+            moves,
+        })
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+fn check_region(region: &str, pos: Pos, err: &mut impl FnMut(Pos, String)) {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+    if !ok {
+        err(
+            pos,
+            format!("`{region}` is not a region name such as us-east-1"),
+        );
+    }
+}
+
+/// `2s`, `1500ms`, `1m 30s` (jiff's friendly format).
+fn parse_offset(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("`at: {s}` is not a duration such as 2s or 1m: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("`at: {s}` is negative"))
+}
+
+/// The JSON Schema of the scenario format.
+pub fn schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    generator.into_root_schema_for::<ScenarioFile>().to_value()
+}

@@ -1,0 +1,499 @@
+//! Seeding the emulator with a scenario's estate, and playing the attacker's
+//! moves, with the emulator's own administrator (moto maps any unknown key to
+//! its default account). Only ever pointed at the emulator the tabletop started.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{
+    Filter, IamInstanceProfileSpecification, ResourceType, Tag, TagSpecification,
+};
+use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
+use serde::Serialize;
+
+use super::scenario::{Move, MoveKind, Scenario};
+use crate::Error;
+
+/// Any AMI id launches in moto; its catalogue is off (see `Emulator::start`).
+const IMAGE: &str = "ami-12c6146b";
+const ADMIN_POLICY: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+
+/// SDK clients signed as the emulator's administrator.
+pub struct Admin {
+    endpoint: String,
+    creds: Credentials,
+}
+
+impl Admin {
+    pub fn new(endpoint: String) -> Admin {
+        Admin {
+            endpoint,
+            creds: Credentials::new(
+                "AKIAIOSFODNN7EXAMPLE",
+                "tabletop-administrator",
+                None,
+                None,
+                "tabletop",
+            ),
+        }
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
+    pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
+    pub fn org(&self) -> aws_sdk_organizations::Client {
+        aws_sdk_organizations::Client::from_conf(
+            aws_sdk_organizations::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+}
+
+fn fail<E: std::error::Error>(what: &str, e: E) -> Error {
+    Error::Emulator(format!(
+        "seeding: {what}: {}",
+        aws_sdk_iam::error::DisplayErrorContext(e)
+    ))
+}
+
+/// What seeding created, for the report.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Seeded {
+    pub executor_key: String,
+    #[serde(skip)]
+    pub executor_secret: String,
+    pub account: String,
+    pub users: usize,
+    pub access_keys: usize,
+    /// user → the access key ids seeded for it (what `@access_key:USER` names).
+    pub user_keys: BTreeMap<String, Vec<String>>,
+    pub roles: usize,
+    /// region → instance ids.
+    pub instances: BTreeMap<String, Vec<String>>,
+    pub volumes: usize,
+    pub snapshots: usize,
+}
+
+/// Creates the scenario's estate in the emulator.
+pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
+    let s = &scenario.file;
+    let iam = admin.iam();
+    let mut out = Seeded::default();
+
+    iam.create_user()
+        .user_name(&s.executor.user)
+        .path(&s.executor.path)
+        .send()
+        .await
+        .map_err(|e| fail("executor user", e))?;
+    let key = iam
+        .create_access_key()
+        .user_name(&s.executor.user)
+        .send()
+        .await
+        .map_err(|e| fail("executor key", e))?;
+    let key = key
+        .access_key()
+        .ok_or_else(|| Error::Emulator("seeding: executor key: none returned".into()))?;
+    out.executor_key = key.access_key_id().to_string();
+    out.executor_secret = key.secret_access_key().to_string();
+
+    if s.organization {
+        let org = admin.org();
+        org.create_organization()
+            .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+            .send()
+            .await
+            .map_err(|e| fail("organization", e))?;
+    }
+
+    for u in &s.users {
+        iam.create_user()
+            .user_name(&u.name)
+            .path(&u.path)
+            .send()
+            .await
+            .map_err(|e| fail(&format!("user {}", u.name), e))?;
+        for _ in 0..u.access_keys {
+            let k = iam
+                .create_access_key()
+                .user_name(&u.name)
+                .send()
+                .await
+                .map_err(|e| fail(&format!("key of {}", u.name), e))?;
+            if let Some(k) = k.access_key() {
+                out.user_keys
+                    .entry(u.name.clone())
+                    .or_default()
+                    .push(k.access_key_id().to_string());
+            }
+            out.access_keys += 1;
+        }
+        if u.console {
+            iam.create_login_profile()
+                .user_name(&u.name)
+                .password("Tabletop-Passw0rd!")
+                .send()
+                .await
+                .map_err(|e| fail(&format!("console password of {}", u.name), e))?;
+        }
+        if u.admin {
+            iam.attach_user_policy()
+                .user_name(&u.name)
+                .policy_arn(ADMIN_POLICY)
+                .send()
+                .await
+                .map_err(|e| fail(&format!("admin policy of {}", u.name), e))?;
+        }
+        out.users += 1;
+    }
+
+    for r in &s.roles {
+        iam.create_role()
+            .role_name(&r.name)
+            .path(&r.path)
+            .assume_role_policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+            )
+            .send()
+            .await
+            .map_err(|e| fail(&format!("role {}", r.name), e))?;
+        out.roles += 1;
+    }
+
+    let mut profiles = BTreeMap::new();
+    for i in &s.instances {
+        let ec2 = admin.ec2(&i.region);
+        let mut run = ec2
+            .run_instances()
+            .image_id(IMAGE)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(i32::from(i.count))
+            .max_count(i32::from(i.count));
+        if let Some(role) = &i.role {
+            if !profiles.contains_key(role) {
+                iam.create_instance_profile()
+                    .instance_profile_name(role)
+                    .send()
+                    .await
+                    .map_err(|e| fail(&format!("instance profile {role}"), e))?;
+                iam.add_role_to_instance_profile()
+                    .instance_profile_name(role)
+                    .role_name(role)
+                    .send()
+                    .await
+                    .map_err(|e| fail(&format!("instance profile {role}"), e))?;
+                profiles.insert(role.clone(), ());
+            }
+            run = run.iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(role)
+                    .build(),
+            );
+        }
+        if let Some(name) = &i.name {
+            run = run.tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(Tag::builder().key("Name").value(name).build())
+                    .build(),
+            );
+        }
+        let launched = run
+            .send()
+            .await
+            .map_err(|e| fail(&format!("instances in {}", i.region), e))?;
+        for inst in launched.instances() {
+            let (Some(id), Some(az)) = (
+                inst.instance_id(),
+                inst.placement().and_then(|p| p.availability_zone()),
+            ) else {
+                continue;
+            };
+            for n in 0..i.data_volumes {
+                let vol = ec2
+                    .create_volume()
+                    .availability_zone(az)
+                    .size(8)
+                    .send()
+                    .await
+                    .map_err(|e| fail("data volume", e))?;
+                let Some(vol_id) = vol.volume_id() else {
+                    continue;
+                };
+                let device = format!("/dev/sd{}", (b'f' + n) as char);
+                ec2.attach_volume()
+                    .volume_id(vol_id)
+                    .instance_id(id)
+                    .device(device)
+                    .send()
+                    .await
+                    .map_err(|e| fail("attach data volume", e))?;
+            }
+            out.instances
+                .entry(i.region.clone())
+                .or_default()
+                .push(id.to_string());
+        }
+    }
+
+    for b in &s.backups {
+        let ec2 = admin.ec2(&b.region);
+        let volumes: Vec<String> = ec2
+            .describe_volumes()
+            .send()
+            .await
+            .map_err(|e| fail("volumes", e))?
+            .volumes()
+            .iter()
+            .filter_map(|v| v.volume_id().map(str::to_string))
+            .collect();
+        for n in 0..usize::from(b.snapshots) {
+            let Some(vol) = volumes.get(n % volumes.len().max(1)) else {
+                break;
+            };
+            ec2.create_snapshot()
+                .volume_id(vol)
+                .description("nightly backup (seeded before the incident)")
+                .send()
+                .await
+                .map_err(|e| fail("backup snapshot", e))?;
+            out.snapshots += 1;
+        }
+    }
+    for region in out.instances.keys() {
+        out.volumes += admin
+            .ec2(region)
+            .describe_volumes()
+            .send()
+            .await
+            .map(|v| v.volumes().len())
+            .unwrap_or(0);
+    }
+    out.account = admin
+        .iam()
+        .get_user()
+        .user_name(&s.executor.user)
+        .send()
+        .await
+        .ok()
+        .and_then(|u| u.user().map(|u| u.arn().to_string()))
+        .and_then(|arn| arn.split(':').nth(4).map(str::to_string))
+        .unwrap_or_default();
+    Ok(out)
+}
+
+/// One attacker move as it happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveRecord {
+    /// Planned offset from the run's start, and when it actually happened.
+    pub planned_ms: u64,
+    pub at_ms: u64,
+    #[serde(rename = "do")]
+    pub action: MoveKind,
+    /// `user alice`, `role app`, `us-east-1`.
+    pub subject: String,
+    /// The move did what the attacker wanted.
+    pub succeeded: bool,
+    pub detail: String,
+    /// Resources the move created or changed (key ids, instance ids, snapshot ids).
+    pub resources: Vec<String>,
+}
+
+/// Plays one move against the emulator.
+pub async fn play(admin: &Admin, m: &Move) -> (String, Result<Vec<String>, String>) {
+    let user = m.user.clone().unwrap_or_default();
+    let region = m.region.clone().unwrap_or_default();
+    match m.action {
+        MoveKind::CreateAccessKey => {
+            let r = admin
+                .iam()
+                .create_access_key()
+                .user_name(&user)
+                .send()
+                .await
+                .map_err(|e| error_text(&e))
+                .map(|k| {
+                    k.access_key()
+                        .map(|k| vec![k.access_key_id().to_string()])
+                        .unwrap_or_default()
+                });
+            (format!("user {user}"), r)
+        }
+        MoveKind::ReactivateAccessKeys => {
+            let iam = admin.iam();
+            let r = async {
+                let keys = iam
+                    .list_access_keys()
+                    .user_name(&user)
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                let mut changed = Vec::new();
+                for k in keys.access_key_metadata() {
+                    if k.status().map(|s| s.as_str()) == Some("Inactive")
+                        && let Some(id) = k.access_key_id()
+                    {
+                        iam.update_access_key()
+                            .user_name(&user)
+                            .access_key_id(id)
+                            .status(aws_sdk_iam::types::StatusType::Active)
+                            .send()
+                            .await
+                            .map_err(|e| error_text(&e))?;
+                        changed.push(id.to_string());
+                    }
+                }
+                Ok(changed)
+            }
+            .await;
+            (format!("user {user}"), r)
+        }
+        MoveKind::AttachAdminPolicy => {
+            let iam = admin.iam();
+            match &m.role {
+                Some(role) => {
+                    let r = iam
+                        .attach_role_policy()
+                        .role_name(role)
+                        .policy_arn(ADMIN_POLICY)
+                        .send()
+                        .await
+                        .map(|_| vec![ADMIN_POLICY.to_string()])
+                        .map_err(|e| error_text(&e));
+                    (format!("role {role}"), r)
+                }
+                None => {
+                    let r = iam
+                        .attach_user_policy()
+                        .user_name(&user)
+                        .policy_arn(ADMIN_POLICY)
+                        .send()
+                        .await
+                        .map(|_| vec![ADMIN_POLICY.to_string()])
+                        .map_err(|e| error_text(&e));
+                    (format!("user {user}"), r)
+                }
+            }
+        }
+        MoveKind::DeleteSnapshots => {
+            let ec2 = admin.ec2(&region);
+            let r = async {
+                let snaps = ec2
+                    .describe_snapshots()
+                    .owner_ids("self")
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                let mut deleted = Vec::new();
+                let mut refused = Vec::new();
+                for s in snaps.snapshots().iter().take(limit(m.count)) {
+                    let Some(id) = s.snapshot_id() else { continue };
+                    match ec2.delete_snapshot().snapshot_id(id).send().await {
+                        Ok(_) => deleted.push(id.to_string()),
+                        Err(e) => refused.push(format!("{id}: {}", error_text(&e))),
+                    }
+                }
+                if deleted.is_empty() && !refused.is_empty() {
+                    return Err(refused.join("; "));
+                }
+                Ok(deleted)
+            }
+            .await;
+            (region.clone(), r)
+        }
+        MoveKind::TerminateInstances => {
+            let ec2 = admin.ec2(&region);
+            let r = async {
+                let found = ec2
+                    .describe_instances()
+                    .filters(
+                        Filter::builder()
+                            .name("instance-state-name")
+                            .values("running")
+                            .values("stopped")
+                            .values("pending")
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                let ids: Vec<String> = found
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(|i| i.instance_id().map(str::to_string))
+                    .take(limit(m.count))
+                    .collect();
+                let mut gone = Vec::new();
+                let mut refused = Vec::new();
+                // One at a time: termination protection refuses the whole
+                // call, and each instance's fate goes in the report.
+                for id in ids {
+                    match ec2.terminate_instances().instance_ids(&id).send().await {
+                        Ok(_) => gone.push(id),
+                        Err(e) => refused.push(format!("{id}: {}", error_text(&e))),
+                    }
+                }
+                if gone.is_empty() && !refused.is_empty() {
+                    return Err(refused.join("; "));
+                }
+                Ok(gone)
+            }
+            .await;
+            (region.clone(), r)
+        }
+        MoveKind::LaunchInstance => {
+            let r = admin
+                .ec2(&region)
+                .run_instances()
+                .image_id(IMAGE)
+                .min_count(1)
+                .max_count(1)
+                .send()
+                .await
+                .map(|o| {
+                    o.instances()
+                        .iter()
+                        .filter_map(|i| i.instance_id().map(str::to_string))
+                        .collect()
+                })
+                .map_err(|e| error_text(&e));
+            (region.clone(), r)
+        }
+    }
+}
+
+fn limit(count: Option<u16>) -> usize {
+    count.map_or(usize::MAX, usize::from)
+}
+
+fn error_text<E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
+    match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.to_string(),
+        _ => e.to_string(),
+    }
+}
