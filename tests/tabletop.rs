@@ -173,27 +173,35 @@ fn code_spaces_against_full_lockdown() {
         "ap-southeast-2, a region the playbook did not select",
         "role AWSServiceRoleForSupport",
         "AdministratorAccess on user ci-deploy",
-        "evidence lost: deleted by the attacker",
+        "deleted by the attacker",
+        "logging stopped by the attacker",
     ] {
         assert!(
             exposed.iter().any(|e| e.contains(needle)),
             "{needle}: {exposed:#?}"
         );
     }
-    // Termination protection came before the attacker's first try at +2 s.
-    let refused = r["attacker"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|m| m["do"] == "terminate_instances" && m["succeeded"] == false);
-    assert!(refused, "{r}");
-    // moto has no snapshot locking: said, and not blamed on the playbook.
-    assert!(
-        r["emulator_notes"]
-            .to_string()
-            .contains("Lock those snapshots")
-    );
+    // A sweep after the lock step finds the run's snapshots locked.
+    let locked_at = r["timeline"][6]["end_ms"].as_u64().expect("lock step end");
+    for m in r["attacker"].as_array().into_iter().flatten() {
+        if m["do"] == "delete_snapshots" && m["at_ms"].as_u64() > Some(locked_at) {
+            let refused = m["refused"].to_string();
+            assert!(refused.contains("is locked"), "{m}");
+        }
+    }
+    // Every instance the attacker terminated is in the report, with why.
+    for id in move_resources(r, "terminate_instances") {
+        assert!(
+            exposed.iter().any(|e| e.contains(&id)),
+            "{id}: {exposed:#?}"
+        );
+    }
+    // moto has no snapshot locking: breakglass emulates it, and says so.
+    assert!(r["emulator_notes"].to_string().contains("snapshot locking"));
+    assert_eq!(r["timeline"][6]["status"], "done", "the lock step ran: {r}");
+    // The attacker's minted key stays active: not fully contained, exit 1.
     assert_eq!(r["full_containment_ms"], serde_json::Value::Null);
+    assert_eq!(ex.code, Some(1));
 }
 
 #[test]
@@ -252,6 +260,18 @@ fn a_compromised_instance_keeps_its_evidence() {
     let r = &ex.report;
     let exposed = exposed(r);
     let terminated = move_resources(r, "terminate_instances");
+    // Termination protection comes long before the attacker's try at +3 s;
+    // only a machine slowed past that can lose the race, and then it is named.
+    if terminated.is_empty() {
+        assert_eq!(ex.code, Some(0), "{r}");
+        assert!(r["full_containment_ms"].as_u64().is_some(), "{r}");
+    }
+    assert!(
+        exposed
+            .iter()
+            .any(|e| e.contains("not among the playbook's targets")),
+        "web-2 is not the compromised instance: {exposed:#?}"
+    );
     for id in &terminated {
         assert!(
             exposed

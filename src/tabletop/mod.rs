@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod report;
 pub mod scenario;
 pub mod seed;
+pub mod shim;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -131,7 +132,8 @@ pub async fn tabletop(
     pb.bind(&stand_ins).map_err(Error::InvalidPlaybook)?;
 
     let emulator = Emulator::start()?;
-    let endpoint = emulator.endpoint();
+    // The run and the attacker both go through the snapshot-lock shim.
+    let endpoint = format!("http://127.0.0.1:{}", shim::start(emulator.port)?);
     let admin = Admin::new(endpoint.clone());
     let seeded = seed::seed(&admin, &scenario).await?;
     let profile = Profile::write(&seeded.executor_key, &seeded.executor_secret)?;
@@ -216,10 +218,23 @@ pub async fn tabletop(
             tokio::time::sleep_until((t0 + *at).into()).await;
             let started = t0.elapsed();
             let (subject, result) = seed::play(&admin, m).await;
-            let (succeeded, detail, resources) = match result {
-                Ok(r) if r.is_empty() => (false, "found nothing to act on".to_string(), r),
-                Ok(r) => (true, r.join(", "), r),
-                Err(e) => (false, format!("refused: {e}"), Vec::new()),
+            let (succeeded, detail, resources, refused) = match result {
+                Ok((r, refused)) if r.is_empty() => {
+                    let detail = if refused.is_empty() {
+                        "found nothing to act on".to_string()
+                    } else {
+                        format!("refused: {}", refused.join("; "))
+                    };
+                    (false, detail, r, refused)
+                }
+                Ok((r, refused)) => {
+                    let mut detail = r.join(", ");
+                    if !refused.is_empty() {
+                        detail.push_str(&format!("; refused: {}", refused.join("; ")));
+                    }
+                    (true, detail, r, refused)
+                }
+                Err(e) => (false, format!("refused: {e}"), Vec::new(), Vec::new()),
             };
             records.push(MoveRecord {
                 planned_ms: at.as_millis() as u64,
@@ -228,6 +243,7 @@ pub async fn tabletop(
                 subject,
                 succeeded,
                 detail,
+                refused,
                 resources,
             });
         }
@@ -292,6 +308,7 @@ pub async fn tabletop(
     let mut emulator_notes = vec![
         "The permission preflight was skipped: moto does not implement iam:SimulatePrincipalPolicy.".to_string(),
         "moto enforces neither SCPs nor IAM policies: the attacker's moves succeed wherever AWS would let an administrator of the management account act.".to_string(),
+        "moto has no EBS snapshot locking: breakglass emulates LockSnapshot, DescribeLockedSnapshots and the refusal to delete a locked snapshot in front of it.".to_string(),
     ];
     for t in timeline.iter().filter(|t| emulator_gaps.contains(&t.index)) {
         emulator_notes.push(format!(
@@ -336,9 +353,10 @@ pub async fn tabletop(
     out.tabletop(&report, &md_path, &html_path);
 
     if req.keep {
+        let direct = emulator.endpoint();
         let pid = emulator.keep();
         eprintln!(
-            "the emulator keeps running at {endpoint} (pid {pid}); inspect it with\n  AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {endpoint} --region us-east-1 iam list-users\nstop it with: kill {pid}"
+            "the emulator keeps running at {direct} (pid {pid}; snapshot locks ended with breakglass); inspect it with\n  AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {direct} --region us-east-1 iam list-users\nstop it with: kill {pid}"
         );
     }
     Ok(match exit_code {

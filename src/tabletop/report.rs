@@ -241,12 +241,27 @@ pub async fn exposures(
                 }
             }
             MoveKind::DeleteSnapshots => {
+                let lock_items: Vec<String> = run["steps"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["action"] == "ec2.lock_snapshots")
+                    .flat_map(|s| s["items"].as_array().into_iter().flatten())
+                    .map(|i| i["target"].to_string())
+                    .collect();
                 for id in &m.resources {
+                    let why = if lock_items.iter().any(|t| t.contains(id.as_str())) {
+                        format!(
+                            "evidence lost: deleted by the attacker at {when}, before the run locked it"
+                        )
+                    } else {
+                        format!(
+                            "deleted by the attacker at {when}: the playbook never locks it (it locks only the snapshots it takes)"
+                        )
+                    };
                     out.push(Exposed {
                         what: format!("snapshot {id} ({})", m.subject),
-                        why: format!(
-                            "evidence lost: deleted by the attacker at {when}, before it was locked"
-                        ),
+                        why,
                     });
                 }
             }
@@ -266,6 +281,19 @@ pub async fn exposures(
                         .await
                         .map(|s| s.snapshots().len())
                         .unwrap_or(0);
+                    let launched = moves
+                        .iter()
+                        .find(|l| l.action == MoveKind::LaunchInstance && l.resources.contains(id));
+                    if let Some(l) = launched {
+                        out.push(Exposed {
+                            what: format!("instance {id} ({})", m.subject),
+                            why: format!(
+                                "the attacker's own instance (launched at {}), terminated at {when}: whatever ran on it is gone",
+                                secs(l.at_ms)
+                            ),
+                        });
+                        continue;
+                    }
                     let why = if saved > 0 {
                         format!(
                             "terminated by the attacker at {when}; its disks were snapshotted first ({saved} snapshots)"
@@ -278,6 +306,31 @@ pub async fn exposures(
                     out.push(Exposed {
                         what: format!("instance {id} ({})", m.subject),
                         why,
+                    });
+                }
+            }
+            MoveKind::StopLogging => {
+                let trail = m.subject.trim_start_matches("trail ");
+                let region = scenario
+                    .file
+                    .trails
+                    .iter()
+                    .find(|t| t.name == trail)
+                    .map_or("us-east-1", |t| t.region.as_str());
+                let logging = admin
+                    .cloudtrail(region)
+                    .get_trail_status()
+                    .name(trail)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|s| s.is_logging());
+                if logging != Some(true) {
+                    out.push(Exposed {
+                        what: format!("CloudTrail trail {trail} ({region})"),
+                        why: format!(
+                            "logging stopped by the attacker at {when}: what happened since is unrecorded; breakglass has no step that restarts it, so start it first (StartLogging)"
+                        ),
                     });
                 }
             }
@@ -390,13 +443,14 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "Seeded: {} users, {} access keys, {} roles, {} instances, {} volumes, {} backup snapshots.\n",
+        "Seeded: {} users, {} access keys, {} roles, {} instances, {} volumes, {} backup snapshots, {} trails.\n",
         r.seeded.users,
         r.seeded.access_keys,
         r.seeded.roles,
         r.seeded.instances.values().map(Vec::len).sum::<usize>(),
         r.seeded.volumes,
-        r.seeded.snapshots
+        r.seeded.snapshots,
+        r.seeded.trails
     );
     let first = match r.first_containment_ms {
         Some(ms) => format!("{} ({})", secs(ms), r.first_containment),

@@ -43,6 +43,9 @@ pub struct ScenarioFile {
     /// Snapshots that exist before the incident (the account's own backups).
     #[serde(default)]
     pub backups: Vec<Located<BackupSeed>>,
+    /// CloudTrail trails logging before the incident (each with its bucket).
+    #[serde(default)]
+    pub trails: Vec<Located<TrailSeed>>,
     /// The attacker's moves, timed from the start of the run.
     #[serde(default)]
     pub attacker: Vec<Located<Move>>,
@@ -134,6 +137,18 @@ pub struct BackupSeed {
     pub snapshots: u16,
 }
 
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrailSeed {
+    pub name: String,
+    #[serde(default = "home_region")]
+    pub region: String,
+}
+
+fn home_region() -> String {
+    "us-east-1".into()
+}
+
 /// One attacker move: what, and when (from the start of the run).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -150,6 +165,8 @@ pub struct Move {
     pub region: Option<String>,
     #[serde(default)]
     pub count: Option<u16>,
+    #[serde(default)]
+    pub trail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -167,6 +184,8 @@ pub enum MoveKind {
     TerminateInstances,
     /// A new instance in `region`.
     LaunchInstance,
+    /// CloudTrail `trail` stops logging (the attacker going dark).
+    StopLogging,
 }
 
 impl MoveKind {
@@ -178,6 +197,7 @@ impl MoveKind {
             MoveKind::DeleteSnapshots => "delete_snapshots",
             MoveKind::TerminateInstances => "terminate_instances",
             MoveKind::LaunchInstance => "launch_instance",
+            MoveKind::StopLogging => "stop_logging",
         }
     }
 }
@@ -306,7 +326,15 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         }
     }
     let mut moves = Vec::new();
+    let mut trails = BTreeSet::new();
+    for t in &file.trails {
+        check_region(&t.region, t.pos, &mut err);
+        if !trails.insert(t.name.as_str()) {
+            err(t.pos, format!("trail `{}` is declared twice", t.name));
+        }
+    }
     for m in &file.attacker {
+        let pos_of_move = m.pos;
         let at = match parse_offset(&m.at) {
             Ok(d) if d <= MAX_MOVE_AT => d,
             Ok(_) => {
@@ -331,6 +359,7 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             MoveKind::DeleteSnapshots | MoveKind::TerminateInstances | MoveKind::LaunchInstance => {
                 needs("region", m.region.is_some())
             }
+            MoveKind::StopLogging => needs("trail", m.trail.is_some()),
         };
         if let Some(message) = missing {
             err(m.pos, message);
@@ -355,7 +384,21 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         if let Some(region) = &m.region {
             check_region(region, m.pos, &mut err);
         }
-        moves.push((at, m.value.clone()));
+        let mut m = m.value.clone();
+        if let Some(trail) = &m.trail {
+            match file.trails.iter().find(|t| t.name == *trail) {
+                // The move acts where the trail lives.
+                Some(t) => m.region = Some(t.region.clone()),
+                None => {
+                    err(
+                        pos_of_move,
+                        format!("trail `{trail}` is not declared under `trails`"),
+                    );
+                    continue;
+                }
+            }
+        }
+        moves.push((at, m));
     }
     moves.sort_by_key(|(at, _)| *at);
     if problems.is_empty() {

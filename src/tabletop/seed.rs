@@ -59,6 +59,29 @@ impl Admin {
         )
     }
 
+    pub fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        aws_sdk_cloudtrail::Client::from_conf(
+            aws_sdk_cloudtrail::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
+    fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .endpoint_url(&self.endpoint)
+                .force_path_style(true)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
     pub fn org(&self) -> aws_sdk_organizations::Client {
         aws_sdk_organizations::Client::from_conf(
             aws_sdk_organizations::Config::builder()
@@ -94,6 +117,7 @@ pub struct Seeded {
     pub instances: BTreeMap<String, Vec<String>>,
     pub volumes: usize,
     pub snapshots: usize,
+    pub trails: usize,
 }
 
 /// Creates the scenario's estate in the emulator.
@@ -283,6 +307,36 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
             out.snapshots += 1;
         }
     }
+    for t in &s.trails {
+        let bucket = format!("tabletop-trail-{}", t.name.to_lowercase());
+        let mut create = admin.s3(&t.region).create_bucket().bucket(&bucket);
+        if t.region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                        t.region.as_str(),
+                    ))
+                    .build(),
+            );
+        }
+        create
+            .send()
+            .await
+            .map_err(|e| fail(&format!("trail bucket {bucket}"), e))?;
+        let ct = admin.cloudtrail(&t.region);
+        ct.create_trail()
+            .name(&t.name)
+            .s3_bucket_name(&bucket)
+            .send()
+            .await
+            .map_err(|e| fail(&format!("trail {}", t.name), e))?;
+        ct.start_logging()
+            .name(&t.name)
+            .send()
+            .await
+            .map_err(|e| fail(&format!("trail {}", t.name), e))?;
+        out.trails += 1;
+    }
     for region in out.instances.keys() {
         out.volumes += admin
             .ec2(region)
@@ -318,12 +372,19 @@ pub struct MoveRecord {
     /// The move did what the attacker wanted.
     pub succeeded: bool,
     pub detail: String,
+    /// What was refused to it: a locked snapshot, a protected instance.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
     /// Resources the move created or changed (key ids, instance ids, snapshot ids).
     pub resources: Vec<String>,
 }
 
 /// Plays one move against the emulator.
-pub async fn play(admin: &Admin, m: &Move) -> (String, Result<Vec<String>, String>) {
+/// What a move did: the resources it got, and those refused to it (a locked
+/// snapshot, a protected instance), or why it failed outright.
+pub type Played = Result<(Vec<String>, Vec<String>), String>;
+
+pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
     let user = m.user.clone().unwrap_or_default();
     let region = m.region.clone().unwrap_or_default();
     match m.action {
@@ -340,7 +401,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Result<Vec<String>, Strin
                         .map(|k| vec![k.access_key_id().to_string()])
                         .unwrap_or_default()
                 });
-            (format!("user {user}"), r)
+            (format!("user {user}"), r.map(|v| (v, Vec::new())))
         }
         MoveKind::ReactivateAccessKeys => {
             let iam = admin.iam();
@@ -369,7 +430,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Result<Vec<String>, Strin
                 Ok(changed)
             }
             .await;
-            (format!("user {user}"), r)
+            (format!("user {user}"), r.map(|v| (v, Vec::new())))
         }
         MoveKind::AttachAdminPolicy => {
             let iam = admin.iam();
@@ -383,7 +444,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Result<Vec<String>, Strin
                         .await
                         .map(|_| vec![ADMIN_POLICY.to_string()])
                         .map_err(|e| error_text(&e));
-                    (format!("role {role}"), r)
+                    (format!("role {role}"), r.map(|v| (v, Vec::new())))
                 }
                 None => {
                     let r = iam
@@ -394,7 +455,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Result<Vec<String>, Strin
                         .await
                         .map(|_| vec![ADMIN_POLICY.to_string()])
                         .map_err(|e| error_text(&e));
-                    (format!("user {user}"), r)
+                    (format!("user {user}"), r.map(|v| (v, Vec::new())))
                 }
             }
         }
@@ -419,7 +480,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Result<Vec<String>, Strin
                 if deleted.is_empty() && !refused.is_empty() {
                     return Err(refused.join("; "));
                 }
-                Ok(deleted)
+                Ok((deleted, refused))
             }
             .await;
             (region.clone(), r)
@@ -460,10 +521,22 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Result<Vec<String>, Strin
                 if gone.is_empty() && !refused.is_empty() {
                     return Err(refused.join("; "));
                 }
-                Ok(gone)
+                Ok((gone, refused))
             }
             .await;
             (region.clone(), r)
+        }
+        MoveKind::StopLogging => {
+            let trail = m.trail.clone().unwrap_or_default();
+            let r = admin
+                .cloudtrail(&region)
+                .stop_logging()
+                .name(&trail)
+                .send()
+                .await
+                .map(|_| (vec![trail.clone()], Vec::new()))
+                .map_err(|e| error_text(&e));
+            (format!("trail {trail}"), r)
         }
         MoveKind::LaunchInstance => {
             let r = admin
@@ -481,7 +554,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Result<Vec<String>, Strin
                         .collect()
                 })
                 .map_err(|e| error_text(&e));
-            (region.clone(), r)
+            (region.clone(), r.map(|v| (v, Vec::new())))
         }
     }
 }

@@ -1,0 +1,205 @@
+//! EBS snapshot locking in front of moto, which lacks it: a loopback proxy
+//! that answers `LockSnapshot`, `UnlockSnapshot` and `DescribeLockedSnapshots`
+//! from its own table, refuses `DeleteSnapshot` on a locked snapshot as AWS
+//! does, and forwards everything else unchanged. Both the run and the
+//! attacker go through it, so a tabletop shows whether the locks came in time.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use crate::Error;
+
+const NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
+
+/// snapshot id → (lock mode, duration in days).
+type Table = BTreeMap<String, (String, String)>;
+type Locks = Arc<Mutex<Table>>;
+
+/// The proxy's port; it lives as long as the process.
+pub fn start(upstream: u16) -> Result<u16, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Emulator(format!("snapshot-lock shim: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::Emulator(format!("snapshot-lock shim: {e}")))?
+        .port();
+    let locks: Locks = Arc::default();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let locks = locks.clone();
+            std::thread::spawn(move || {
+                let _ = serve(stream, upstream, &locks);
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn serve(mut client: TcpStream, upstream: u16, locks: &Locks) -> std::io::Result<()> {
+    let request = read_request(&mut client)?;
+    let split = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(request.len(), |i| i + 4);
+    let params = form(&String::from_utf8_lossy(&request[split..]));
+    let get = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let dry = get("DryRun") == "true";
+    let table = |f: &mut dyn FnMut(&mut Table)| {
+        if let Ok(mut l) = locks.lock() {
+            f(&mut l);
+        }
+    };
+    match params.get("Action").map(String::as_str) {
+        Some("LockSnapshot" | "UnlockSnapshot") if dry => respond(
+            &mut client,
+            "412 Precondition Failed",
+            "<Response><Errors><Error><Code>DryRunOperation</Code><Message>Request would have succeeded, but DryRun flag is set.</Message></Error></Errors><RequestID>shim</RequestID></Response>",
+        ),
+        Some("LockSnapshot") => {
+            let (id, mode, days) = (get("SnapshotId"), get("LockMode"), get("LockDuration"));
+            table(&mut |l| {
+                l.insert(id.clone(), (mode.clone(), days.clone()));
+            });
+            respond(
+                &mut client,
+                "200 OK",
+                &format!(
+                    "<LockSnapshotResponse xmlns=\"{NS}\"><requestId>shim</requestId><snapshotId>{id}</snapshotId><lockState>{mode}</lockState><lockDuration>{days}</lockDuration></LockSnapshotResponse>"
+                ),
+            )
+        }
+        Some("UnlockSnapshot") => {
+            let id = get("SnapshotId");
+            table(&mut |l| {
+                l.remove(&id);
+            });
+            respond(
+                &mut client,
+                "200 OK",
+                &format!(
+                    "<UnlockSnapshotResponse xmlns=\"{NS}\"><requestId>shim</requestId><snapshotId>{id}</snapshotId></UnlockSnapshotResponse>"
+                ),
+            )
+        }
+        Some("DescribeLockedSnapshots") => {
+            let wanted: Vec<&String> = params
+                .iter()
+                .filter(|(k, _)| k.starts_with("SnapshotId."))
+                .map(|(_, v)| v)
+                .collect();
+            let mut items = String::new();
+            table(&mut |l| {
+                for (id, (mode, days)) in l.iter() {
+                    if wanted.is_empty() || wanted.contains(&id) {
+                        items.push_str(&format!(
+                            "<item><snapshotId>{id}</snapshotId><lockState>{mode}</lockState><lockDuration>{days}</lockDuration></item>"
+                        ));
+                    }
+                }
+            });
+            respond(
+                &mut client,
+                "200 OK",
+                &format!(
+                    "<DescribeLockedSnapshotsResponse xmlns=\"{NS}\"><requestId>shim</requestId><snapshotSet>{items}</snapshotSet></DescribeLockedSnapshotsResponse>"
+                ),
+            )
+        }
+        Some("DeleteSnapshot")
+            if locks
+                .lock()
+                .is_ok_and(|l| l.contains_key(&get("SnapshotId"))) =>
+        {
+            respond(
+                &mut client,
+                "400 Bad Request",
+                &format!(
+                    "<Response><Errors><Error><Code>OperationNotPermitted</Code><Message>The snapshot '{}' is locked and cannot be deleted.</Message></Error></Errors><RequestID>shim</RequestID></Response>",
+                    get("SnapshotId")
+                ),
+            )
+        }
+        _ => {
+            let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+            up.write_all(&request)?;
+            let mut response = Vec::new();
+            up.read_to_end(&mut response)?;
+            client.write_all(&response)
+        }
+    }
+}
+
+/// One request: the head, then as many body bytes as Content-Length says.
+fn read_request(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(buf)
+}
+
+/// `application/x-www-form-urlencoded`, as the EC2 query protocol sends it.
+fn form(body: &str) -> BTreeMap<String, String> {
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(x) => {
+                        out.push(x);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn respond(s: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
