@@ -132,7 +132,7 @@ fn serve(mut client: TcpStream, upstream: u16, locks: &Locks) -> std::io::Result
 }
 
 /// One request: the head, then as many body bytes as Content-Length says.
-fn read_request(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+pub fn read_request(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -162,14 +162,15 @@ fn read_request(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 }
 
 /// `application/x-www-form-urlencoded`, as the EC2 query protocol sends it.
-fn form(body: &str) -> BTreeMap<String, String> {
+pub fn form(body: &str) -> BTreeMap<String, String> {
     body.split('&')
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (decode(k), decode(v)))
         .collect()
 }
 
-fn decode(s: &str) -> String {
+/// Percent-decoding, `+` as space.
+pub fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
