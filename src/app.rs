@@ -18,7 +18,11 @@ use crate::targets::Protection;
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     let out = Printer::new(cli.global.output);
     match &cli.command {
-        Command::Validate { playbooks, vars } => validate(&out, playbooks, vars),
+        Command::Validate {
+            playbooks,
+            vars,
+            scenario,
+        } => validate(&out, playbooks, vars, *scenario),
         Command::Plan {
             playbook,
             vars,
@@ -115,15 +119,30 @@ fn validate(
     out: &Printer,
     paths: &[std::path::PathBuf],
     vars: &[(String, String)],
+    scenarios: bool,
 ) -> Result<ExitCode, Error> {
     let mut results = Vec::new();
     for path in paths {
-        let result = playbook::load(path).and_then(|pb| {
-            if !vars.is_empty() {
-                pb.bind(vars).map_err(Error::InvalidPlaybook)?;
-            }
-            Ok(pb)
-        });
+        let result = if scenarios {
+            crate::tabletop::scenario::load(path).map(|s| render::Validated {
+                name: s.file.name.clone(),
+                unit: "moves",
+                count: s.moves.len(),
+                warnings: Vec::new(),
+            })
+        } else {
+            playbook::load(path).and_then(|pb| {
+                if !vars.is_empty() {
+                    pb.bind(vars).map_err(Error::InvalidPlaybook)?;
+                }
+                Ok(render::Validated {
+                    name: pb.name.clone(),
+                    unit: "steps",
+                    count: pb.steps.len(),
+                    warnings: pb.warnings,
+                })
+            })
+        };
         results.push((path.display().to_string(), result));
     }
     let all_ok = results.iter().all(|(_, r)| r.is_ok());
@@ -772,7 +791,7 @@ async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>, Er
 
 async fn warn_protections(ctx: &Ctx, pb: &Playbook) {
     for w in crate::safety::unmatched_protections(ctx, &pb.protect).await {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
 }
 
@@ -804,7 +823,7 @@ fn confirm(
     // What the responder is about to do, counted by the preflight; `all: true`
     // selectors say so, since they reach everything.
     if let Some(reports) = planned {
-        eprintln!("This run will make:");
+        errln!("This run will make:");
         for (r, step) in reports.iter().zip(steps) {
             let t = &step.targets;
             let all = [
@@ -814,7 +833,7 @@ fn confirm(
                 t.snapshots.as_ref().is_some_and(|s| s.all),
             ]
             .contains(&true);
-            eprintln!(
+            errln!(
                 "  step {} {}: {} call(s){}{}",
                 r.index + 1,
                 r.name,
@@ -894,15 +913,15 @@ async fn rollback(
             actual_account: session.identity.account.clone(),
         });
     }
-    eprintln!(
+    errln!(
         "breakglass rollback of run {run_id} ({})",
         req.path.display()
     );
-    eprintln!("  identity: {}", session.identity.arn);
-    eprintln!("  credential: {}", session.source);
-    eprintln!("  endpoint: {}", session.endpoint_display());
+    errln!("  identity: {}", session.identity.arn);
+    errln!("  credential: {}", session.source);
+    errln!("  endpoint: {}", session.endpoint_display());
     for u in &v.uncertain {
-        eprintln!("warning: the run was interrupted during {u}: not undone, check it by hand");
+        errln!("warning: the run was interrupted during {u}: not undone, check it by hand");
     }
     let plan = crate::rollback::plan(&records, &req.choices);
     if !req.dry_run && !req.yes {
@@ -1076,11 +1095,11 @@ pub fn report_error(format: OutputFormat, err: Error) -> ExitCode {
                 "exit_code": code as i32,
                 "problems": problems,
             });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         OutputFormat::Text => match err {
-            Error::InvalidPlaybook(problems) => eprintln!("{problems}"),
-            other => eprintln!("{:?}", miette::Report::new(other)),
+            Error::InvalidPlaybook(problems) => errln!("{problems}"),
+            other => errln!("{:?}", miette::Report::new(other)),
         },
     }
     code

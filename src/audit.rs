@@ -224,7 +224,7 @@ impl AuditLog {
                     Err(e) => {
                         let e = crate::aws::aws_error("s3:PutObject", e);
                         if report.failed < 3 {
-                            eprintln!("warning: audit mirror {}: {e}", report.target);
+                            errln!("warning: audit mirror {}: {e}", report.target);
                         }
                         report.failed += 1;
                         report.first_error.get_or_insert_with(|| e.to_string());

@@ -75,6 +75,9 @@ pub enum Command {
         /// Also check that these variables satisfy the playbook (K=V).
         #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+        /// The files are tabletop scenarios, not playbooks.
+        #[arg(long, conflicts_with = "vars")]
+        scenario: bool,
     },
     /// Discover targets read-only and print every call a run would make.
     Plan {

@@ -4,6 +4,9 @@
 //! [`executor`] → AWS, with the [`audit`] log beside the executor. Actions plan
 //! concrete calls ([`actions::Op`]); the executor records and makes them.
 
+#[macro_use]
+mod output;
+
 pub mod actions;
 pub mod app;
 pub mod audit;

@@ -14,6 +14,15 @@ use crate::cli::OutputFormat;
 use crate::executor::{Counts, Item, Outcome, StepReport, StepStatus};
 use crate::playbook::Playbook;
 
+/// A file `validate` accepted: a playbook (its steps) or a scenario (its moves).
+pub struct Validated {
+    pub name: String,
+    /// `steps` or `moves`: what `count` counts.
+    pub unit: &'static str,
+    pub count: usize,
+    pub warnings: Vec<crate::playbook::Problem>,
+}
+
 /// Everything a run reports, in both formats.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
@@ -67,7 +76,7 @@ impl Ticker {
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.task.abort();
-        eprint!("\r\x1b[2K");
+        err!("\r\x1b[2K");
     }
 }
 
@@ -89,7 +98,7 @@ impl Printer {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = written {
-            eprintln!("error: cannot write output: {e}");
+            errln!("error: cannot write output: {e}");
         }
     }
 
@@ -123,17 +132,17 @@ impl Printer {
             }
             s.push('\n');
         }
-        print!("{s}");
+        out!("{s}");
     }
 
-    pub fn validation(&self, results: &[(String, Result<Playbook, Error>)]) {
+    pub fn validation(&self, results: &[(String, Result<Validated, Error>)]) {
         if self.format == OutputFormat::Json {
             let docs: Vec<_> = results
                 .iter()
                 .map(|(path, r)| match r {
-                    Ok(pb) => serde_json::json!({
-                        "file": path, "valid": true, "name": pb.name,
-                        "steps": pb.steps.len(), "warnings": pb.warnings,
+                    Ok(v) => serde_json::json!({
+                        "file": path, "valid": true, "name": v.name,
+                        v.unit: v.count, "warnings": v.warnings,
                     }),
                     Err(Error::InvalidPlaybook(p)) => serde_json::json!({
                         "file": path, "valid": false, "problems": p.0,
@@ -147,23 +156,23 @@ impl Printer {
         }
         for (path, r) in results {
             match r {
-                Ok(pb) => {
-                    for w in &pb.warnings {
-                        eprintln!("{w}");
+                Ok(v) => {
+                    for w in &v.warnings {
+                        errln!("{w}");
                     }
-                    println!("{path}: ok ({}, {} steps)", pb.name, pb.steps.len());
+                    outln!("{path}: ok ({}, {} {})", v.name, v.count, v.unit);
                 }
                 Err(Error::InvalidPlaybook(p)) => {
-                    eprintln!("{p}");
+                    errln!("{p}");
                     let n = p.0.len();
-                    println!(
+                    outln!(
                         "{path}: invalid ({n} problem{})",
                         if n == 1 { "" } else { "s" }
                     );
                 }
                 Err(e) => {
-                    eprintln!("{path}: error: {e}");
-                    println!("{path}: invalid");
+                    errln!("{path}: error: {e}");
+                    outln!("{path}: invalid");
                 }
             }
         }
@@ -171,15 +180,16 @@ impl Printer {
 
     /// Who and where, before anything else happens.
     pub fn header(&self, session: &Session, pb: &Playbook, mode: &str) {
-        eprintln!("breakglass {mode}: {} ({})", pb.name, pb.source);
-        eprintln!(
+        errln!("breakglass {mode}: {} ({})", pb.name, pb.source);
+        errln!(
             "  identity: {} (account {})",
-            session.identity.arn, session.identity.account
+            session.identity.arn,
+            session.identity.account
         );
-        eprintln!("  credential: {}", session.source);
-        eprintln!("  endpoint: {}", session.endpoint_display());
+        errln!("  credential: {}", session.source);
+        errln!("  endpoint: {}", session.endpoint_display());
         for w in &pb.warnings {
-            eprintln!("{w}");
+            errln!("{w}");
         }
     }
 
@@ -194,15 +204,16 @@ impl Printer {
             }));
         }
         let id = &session.identity;
-        println!("account:    {}", id.account);
-        println!("principal:  {}", id.arn);
-        println!("access key: {}", id.access_key_id);
-        println!(
+        outln!("account:    {}", id.account);
+        outln!("principal:  {}", id.arn);
+        outln!("access key: {}", id.access_key_id);
+        outln!(
             "profile:    {} (from {})",
-            session.profile, session.profile_source
+            session.profile,
+            session.profile_source
         );
-        println!("region:     {}", session.region);
-        println!("endpoint:   {}", session.endpoint_display());
+        outln!("region:     {}", session.region);
+        outln!("endpoint:   {}", session.endpoint_display());
     }
 
     pub fn plan(&self, pb: &Playbook, session: &Session, steps: &[StepReport]) {
@@ -251,7 +262,7 @@ impl Printer {
             s.push('\n');
             // A step at a time: a plan over ten thousand principals is never
             // held twice.
-            print!("{s}");
+            out!("{s}");
             s.clear();
         }
     }
@@ -329,13 +340,13 @@ impl Printer {
                 let _ = writeln!(s, "  {detail}");
             }
         }
-        print!("{s}");
+        out!("{s}");
     }
 
     /// One line per hold check: a status line on stderr, or a JSON event on stdout.
     pub fn hold_check(&self, check: u64, recontained: &[String], failed: &[String], left: u64) {
         if self.format == OutputFormat::Json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "event": "hold_check", "check": check,
@@ -344,16 +355,16 @@ impl Printer {
             );
             return;
         }
-        eprintln!(
+        errln!(
             "  hold check {check}: {} drift(s) re-contained, {} failed; {left} s left",
             recontained.len(),
             failed.len()
         );
         for d in recontained {
-            eprintln!("    re-contained {d}");
+            errln!("    re-contained {d}");
         }
         for d in failed {
-            eprintln!("    NOT re-contained {d}");
+            errln!("    NOT re-contained {d}");
         }
     }
 
@@ -371,7 +382,7 @@ impl Printer {
             loop {
                 every.tick().await;
                 if let Some(line) = shown.line() {
-                    eprint!("\r\x1b[2K  {line}");
+                    err!("\r\x1b[2K  {line}");
                 }
             }
         });
@@ -382,7 +393,7 @@ impl Printer {
         if self.format == OutputFormat::Text {
             if std::io::stderr().is_terminal() {
                 // Over the progress line, if one is drawn.
-                eprint!("\r\x1b[2K");
+                err!("\r\x1b[2K");
             }
             let mark = match step.status {
                 StepStatus::Done => "done",
@@ -390,7 +401,7 @@ impl Printer {
                 StepStatus::NotRun => "not run",
                 StepStatus::Refused => "REFUSED",
             };
-            eprintln!(
+            errln!(
                 "  step {} {} [{}]: {} ({} ms)",
                 step.index + 1,
                 step.name,
@@ -483,7 +494,7 @@ impl Printer {
                     .unwrap_or_default()
             );
         }
-        print!("{s}");
+        out!("{s}");
     }
 
     /// (target, outcome, call, reason, error) per recorded change, latest first.
@@ -524,34 +535,34 @@ impl Printer {
             let _ = writeln!(s, "{line}");
         }
         let _ = writeln!(s, "total: {}\naudit log: {audit_log}", counts_line(totals));
-        print!("{s}");
+        out!("{s}");
     }
 
     pub fn verification(&self, v: &Verification) {
         if self.format == OutputFormat::Json {
             return self.json(v);
         }
-        println!(
+        outln!(
             "{}: {} records, run {}",
             v.path,
             v.records,
             v.run_id.as_deref().unwrap_or("?")
         );
         if let Some(b) = &v.broken {
-            println!("BROKEN at {b}");
+            outln!("BROKEN at {b}");
         } else {
-            println!("hash chain: ok (head {})", v.head.as_deref().unwrap_or("-"));
+            outln!("hash chain: ok (head {})", v.head.as_deref().unwrap_or("-"));
         }
         if !v.complete && v.broken.is_none() {
-            println!("INTERRUPTED: the run has no run-end record");
+            outln!("INTERRUPTED: the run has no run-end record");
         }
         for u in &v.uncertain {
-            println!(
+            outln!(
                 "UNCERTAIN: announced but no result recorded (may or may not have happened): {u}"
             );
         }
         if v.ok() {
-            println!("verified");
+            outln!("verified");
         }
     }
 
@@ -565,8 +576,8 @@ impl Printer {
         if self.format == OutputFormat::Json {
             return self.json(r);
         }
-        println!("{}", crate::tabletop::report::markdown(r));
-        println!("report: {} and {}", md.display(), html.display());
+        outln!("{}", crate::tabletop::report::markdown(r));
+        outln!("report: {} and {}", md.display(), html.display());
     }
 
     pub fn timeline(&self, v: &Verification, records: &[Record]) {
@@ -630,7 +641,7 @@ impl Printer {
             };
             let _ = writeln!(s, "{ts} {line}");
         }
-        print!("{s}");
+        out!("{s}");
         self.verification(v);
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use breakglass::playbook::parse_bytes;
+use breakglass::tabletop::scenario;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -79,13 +80,19 @@ const EXPECTED: &[(&str, &str)] = &[
         ":2:1: error: duplicate key `name`",
     ),
     ("empty.yaml", ":1:1: error: the file is empty"),
+    (
+        "undeclared-user.yaml",
+        ":3:5: error: user `ghost` is not declared",
+    ),
+    ("var-names-no-key.yaml", ":5:11: error: vars.key_id"),
 ];
 
-#[test]
-fn every_corpus_input_gets_a_clean_positioned_error() {
-    let corpus = root().join("tests/corpus/playbook");
+/// Every file in `dir` through `validate [flags]`: exit 2, a positioned
+/// error, no panic, under the memory limit.
+fn corpus_gets_clean_positioned_errors(dir: &str, flags: &[&str], at_least: usize) {
+    let corpus = root().join(dir);
     let files = files_in(&corpus);
-    assert!(files.len() >= 30, "the corpus is checked in");
+    assert!(files.len() >= at_least, "the corpus is checked in");
     let bin = assert_cmd::cargo::cargo_bin("breakglass");
     let mut slowest = Duration::ZERO;
     for path in &files {
@@ -97,7 +104,9 @@ fn every_corpus_input_gets_a_clean_positioned_error() {
             .env("NO_COLOR", "1")
             .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
             .current_dir(&corpus)
-            .args(["validate", name])
+            .arg("validate")
+            .args(flags)
+            .arg(name)
             .timeout(Duration::from_secs(20))
             .output()
             .expect("validate runs");
@@ -125,10 +134,20 @@ fn every_corpus_input_gets_a_clean_positioned_error() {
         }
     }
     eprintln!(
-        "corpus: {} inputs, slowest validate {:?}",
+        "corpus {dir}: {} inputs, slowest validate {:?}",
         files.len(),
         slowest
     );
+}
+
+#[test]
+fn every_corpus_input_gets_a_clean_positioned_error() {
+    corpus_gets_clean_positioned_errors("tests/corpus/playbook", &[], 30);
+}
+
+#[test]
+fn every_scenario_corpus_input_gets_a_clean_positioned_error() {
+    corpus_gets_clean_positioned_errors("tests/corpus/scenario", &["--scenario"], 15);
 }
 
 #[test]
@@ -192,6 +211,13 @@ impl Rng {
 
 /// Fragments that steer mutations into YAML's and the playbook's corners.
 const TOKENS: &[&str] = &[
+    "do: ",
+    "at: ",
+    "stop_logging",
+    "@access_key:",
+    "@instance:",
+    "count: ",
+    "region: ",
     "&a ",
     "*a",
     "<<: *a\n",
@@ -266,6 +292,38 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
         }
     }
     v
+}
+
+#[test]
+fn random_mutations_of_shipped_scenarios_never_panic() {
+    let per_file: usize = std::env::var("BREAKGLASS_MUTATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1500);
+    let mut tried = 0usize;
+    for (i, path) in files_in(&root().join("scenarios")).iter().enumerate() {
+        let seed = std::fs::read(path).expect("scenario");
+        for n in 0..per_file {
+            let case_seed = 0x51ED_2701_u64 ^ ((i as u64) << 32 | n as u64);
+            let mut rng = Rng(case_seed | 1);
+            let input = mutate(&mut rng, &seed);
+            let started = Instant::now();
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                let _ = scenario::parse_bytes("input.yaml", &input);
+            }));
+            assert!(
+                r.is_ok(),
+                "seed {case_seed:#x} panicked:\n{}",
+                String::from_utf8_lossy(&input)
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "seed {case_seed:#x}"
+            );
+            tried += 1;
+        }
+    }
+    eprintln!("scenario mutations: {tried} inputs");
 }
 
 #[test]

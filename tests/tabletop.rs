@@ -175,6 +175,7 @@ fn code_spaces_against_full_lockdown() {
         "AdministratorAccess on user ci-deploy",
         "deleted by the attacker",
         "logging stopped by the attacker",
+        "member account: the deny-all SCP has bound it since",
     ] {
         assert!(
             exposed.iter().any(|e| e.contains(needle)),
@@ -184,9 +185,21 @@ fn code_spaces_against_full_lockdown() {
     // A sweep after the lock step finds the run's snapshots locked.
     let locked_at = r["timeline"][6]["end_ms"].as_u64().expect("lock step end");
     for m in r["attacker"].as_array().into_iter().flatten() {
-        if m["do"] == "delete_snapshots" && m["at_ms"].as_u64() > Some(locked_at) {
-            let refused = m["refused"].to_string();
-            assert!(refused.contains("is locked"), "{m}");
+        if m["do"] != "delete_snapshots" || m["at_ms"].as_u64() <= Some(locked_at) {
+            continue;
+        }
+        for id in m["resources"].as_array().into_iter().flatten() {
+            let id = id.as_str().unwrap_or_default();
+            assert!(
+                !exposed
+                    .iter()
+                    .any(|e| e.contains(id) && e.contains("before the run locked it")),
+                "{id} was locked before this sweep: {exposed:#?}"
+            );
+        }
+        // The full sweep (no count) meets every run snapshot, all locked.
+        if m["planned_ms"] == 5000 {
+            assert!(m["refused"].to_string().contains("is locked"), "{m}");
         }
     }
     // Every instance the attacker terminated is in the report, with why.

@@ -279,3 +279,26 @@ fn organization_targets_and_lock_parameters_are_checked() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_never_makes_it_panic() {
+    // `breakglass … | head`: the pipe closes before the output is written.
+    for args in [
+        vec!["schema"],
+        vec!["validate", "playbooks/full-lockdown.yaml"],
+        vec!["actions"],
+    ] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("breakglass"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

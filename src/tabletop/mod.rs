@@ -355,7 +355,7 @@ pub async fn tabletop(
     if req.keep {
         let direct = emulator.endpoint();
         let pid = emulator.keep();
-        eprintln!(
+        errln!(
             "the emulator keeps running at {direct} (pid {pid}; snapshot locks ended with breakglass); inspect it with\n  AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {direct} --region us-east-1 iam list-users\nstop it with: kill {pid}"
         );
     }

@@ -136,6 +136,22 @@ pub async fn exposures(
         .filter(|m| m.succeeded)
         .flat_map(|m| &m.resources)
         .collect();
+    let scp = timeline
+        .iter()
+        .find(|t| t.action == "org.apply_scp" && t.status == "done");
+    for (name, id) in &seeded.member_accounts {
+        let why = match scp {
+            Some(t) => format!(
+                "member account: the deny-all SCP has bound it since {}, but this run's IAM and EC2 steps ran only in the management account, so its keys, sessions and instances are untouched",
+                secs(t.end_ms)
+            ),
+            None => "member account: nothing in this playbook reaches it (no SCP step; the IAM and EC2 steps ran only in the management account)".to_string(),
+        };
+        out.push(Exposed {
+            what: format!("account {id} ({name})"),
+            why,
+        });
+    }
     for n in run["not_contained"].as_array().into_iter().flatten() {
         let Some(n) = n.as_str() else { continue };
         // The attacker's own work is listed below, with when and how.

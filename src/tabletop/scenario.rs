@@ -29,6 +29,11 @@ pub struct ScenarioFile {
     /// Create an AWS Organization with this account as its management account.
     #[serde(default)]
     pub organization: bool,
+    /// Member accounts created in the organization (needs `organization`).
+    /// breakglass runs in the management account; the report says what
+    /// reached the members (the SCP) and what did not (IAM and EC2 steps).
+    #[serde(default)]
+    pub accounts: Vec<Located<AccountSeed>>,
     /// Playbook variables for the run (`--var` on the command line wins).
     /// `@access_key:USER` stands for USER's first seeded access key id and
     /// `@instance:REGION` for the first seeded instance there.
@@ -135,6 +140,12 @@ pub struct BackupSeed {
     pub region: String,
     /// Snapshots of the region's seeded volumes, taken before the incident.
     pub snapshots: u16,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSeed {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -326,6 +337,15 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         }
     }
     let mut moves = Vec::new();
+    let mut accounts = BTreeSet::new();
+    for a in &file.accounts {
+        if !file.organization {
+            err(a.pos, "member accounts need `organization: true`".into());
+        }
+        if !accounts.insert(a.name.as_str()) {
+            err(a.pos, format!("account `{}` is declared twice", a.name));
+        }
+    }
     let mut trails = BTreeSet::new();
     for t in &file.trails {
         check_region(&t.region, t.pos, &mut err);

@@ -118,6 +118,8 @@ pub struct Seeded {
     pub volumes: usize,
     pub snapshots: usize,
     pub trails: usize,
+    /// Member account name → id.
+    pub member_accounts: BTreeMap<String, String>,
 }
 
 /// Creates the scenario's estate in the emulator.
@@ -151,6 +153,21 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
             .send()
             .await
             .map_err(|e| fail("organization", e))?;
+        for a in &s.accounts {
+            let created = org
+                .create_account()
+                .account_name(&a.name)
+                .email(format!("{}@tabletop.invalid", a.name))
+                .send()
+                .await
+                .map_err(|e| fail(&format!("account {}", a.name), e))?;
+            let id = created
+                .create_account_status()
+                .and_then(|c| c.account_id())
+                .unwrap_or_default()
+                .to_string();
+            out.member_accounts.insert(a.name.clone(), id);
+        }
     }
 
     for u in &s.users {
