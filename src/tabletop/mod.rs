@@ -218,19 +218,29 @@ pub async fn tabletop(
             tokio::time::sleep_until((t0 + *at).into()).await;
             let started = t0.elapsed();
             let (subject, result) = seed::play(&admin, m).await;
+            // One refusal in full, the rest counted: they repeat the reason.
+            let refusals = |refused: &[String]| match refused {
+                [] => String::new(),
+                [one] => format!("refused: {one}"),
+                [first, rest @ ..] => format!(
+                    "refused {}: {first} (and {} more)",
+                    refused.len(),
+                    rest.len()
+                ),
+            };
             let (succeeded, detail, resources, refused) = match result {
                 Ok((r, refused)) if r.is_empty() => {
                     let detail = if refused.is_empty() {
                         "found nothing to act on".to_string()
                     } else {
-                        format!("refused: {}", refused.join("; "))
+                        refusals(&refused)
                     };
                     (false, detail, r, refused)
                 }
                 Ok((r, refused)) => {
                     let mut detail = r.join(", ");
                     if !refused.is_empty() {
-                        detail.push_str(&format!("; refused: {}", refused.join("; ")));
+                        detail.push_str(&format!("; {}", refusals(&refused)));
                     }
                     (true, detail, r, refused)
                 }

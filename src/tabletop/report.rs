@@ -552,6 +552,15 @@ pub fn markdown(r: &Report) -> String {
     s
 }
 
+/// At most `n` characters, with an ellipsis when cut (labels beside bars).
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -598,7 +607,7 @@ pub fn html(r: &Report) -> String {
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let (left, width, row) = (260.0, 620.0, 22.0);
+    let (left, width, row) = (330.0, 600.0, 22.0);
     let x = |ms: u64| left + width * ms as f64 / total;
     let height = row * (r.timeline.len() as f64 + 2.0);
     let _ = writeln!(
@@ -618,7 +627,7 @@ pub fn html(r: &Report) -> String {
             "<text x=\"4\" y=\"{:.1}\">{}. {}</text><rect class=\"step\" data-step=\"{}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{}: {} to {}, {} calls, {} throttled</title></rect>",
             y + 14.0,
             t.index + 1,
-            esc(&t.name),
+            esc(&short(&t.name, 48)),
             t.index,
             x(t.start_ms),
             y + 3.0,
