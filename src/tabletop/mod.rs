@@ -263,6 +263,13 @@ pub async fn tabletop(
     let total_ms = t0.elapsed().as_millis() as u64;
     let output = output.map_err(|e| Error::Emulator(format!("the run: {e}")))?;
     let exit_code = output.status.code().unwrap_or(-1);
+    // The run's own warnings (protect entries matching nothing, say) matter
+    // in the debrief too.
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        if line.starts_with("warning:") {
+            errln!("{line}");
+        }
+    }
     // With --hold, one line per hold check comes before the run's report.
     let run: serde_json::Value = serde_json::Deserializer::from_slice(&output.stdout)
         .into_iter::<serde_json::Value>()
