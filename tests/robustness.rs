@@ -57,7 +57,7 @@ const MEMORY_LIMIT: &str = "--as=1073741824";
 const EXPECTED: &[(&str, &str)] = &[
     (
         "billion-laughs.yaml",
-        ":6:14: error: the document expands to too many nodes",
+        ":5:8: error: the document expands to too many nodes",
     ),
     ("deep-flow-nesting.yaml", "error: nested too deeply"),
     ("deep-block-nesting.yaml", "error: nested too deeply"),
