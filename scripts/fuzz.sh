@@ -23,7 +23,9 @@ for t in "${targets[@]}"; do
     *) echo "unknown fuzz target: $t (playbook, scenario)" >&2; exit 2 ;;
   esac
   mkdir -p "fuzz/corpus/$t"
+  # A find stops this target, not the others; the exit code reports it.
   cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
     -dict=fuzz/yaml.dict -max_len=65536 -rss_limit_mb=512 -timeout=5 \
-    -max_total_time="$secs" -print_final_stats=1
+    -max_total_time="$secs" -print_final_stats=1 || status=1
 done
+exit "${status:-0}"
