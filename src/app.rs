@@ -699,14 +699,22 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
                 r.name
             ));
         }
-        for i in r
-            .items
-            .iter()
-            .filter(|i| i.outcome == crate::executor::Outcome::WouldChange)
-        {
-            let drift = i.drift.as_deref().unwrap_or_default();
+        for i in &r.items {
+            let what = match i.outcome {
+                crate::executor::Outcome::WouldChange => {
+                    i.drift.as_deref().unwrap_or_default().to_string()
+                }
+                // Unreadable: not contained as far as anyone can tell.
+                crate::executor::Outcome::Failed => format!(
+                    "cannot be read back: {}",
+                    i.error
+                        .as_ref()
+                        .map_or("unknown error".into(), |e| e.to_string())
+                ),
+                _ => continue,
+            };
             open.push(format!(
-                "step {} ({}): {} {drift}",
+                "step {} ({}): {} {what}",
                 r.index + 1,
                 r.name,
                 i.target

@@ -356,6 +356,12 @@ async fn carry_out(
                         let item = Item::new(target, Outcome::Skipped).reason(reason.to_string());
                         items.push(finish(opts, step, item, None)?);
                     }
+                    Disposition::Unreadable { error } => {
+                        let item = Item::new(target, Outcome::Failed)
+                            .reason("its state could not be read".into())
+                            .error(error);
+                        items.push(finish(opts, step, item, None)?);
+                    }
                 }},
             },
             Some((lane, item)) = running.next(), if !running.is_empty() => {

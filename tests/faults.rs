@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::error::ErrorMetadata;
-use aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput;
+use aws_sdk_iam::operation::list_access_keys::{ListAccessKeysError, ListAccessKeysOutput};
 use aws_sdk_iam::operation::list_users::{ListUsersError, ListUsersOutput};
 use aws_sdk_iam::operation::update_access_key::{UpdateAccessKeyError, UpdateAccessKeyOutput};
 use aws_sdk_iam::types::{AccessKeyMetadata, StatusType, User};
@@ -238,4 +238,69 @@ async fn access_denied_with_continue_runs_the_next_step() {
     assert_eq!(reports[0].status, StepStatus::Failed);
     assert_ne!(reports[1].status, StepStatus::NotRun);
     assert_eq!(reports[1].items.len(), 2);
+}
+
+#[tokio::test]
+async fn a_target_whose_state_cannot_be_read_fails_alone() {
+    // bob's keys cannot even be listed: bob is failed with the error, and
+    // alice's key is still deactivated in the same step.
+    let list_users = mock!(aws_sdk_iam::Client::list_users).then_output(|| {
+        ListUsersOutput::builder()
+            .users(user("alice"))
+            .users(user("bob"))
+            .build()
+            .expect("out")
+    });
+    let list_keys = mock!(aws_sdk_iam::Client::list_access_keys).then_compute_response(|req| {
+        let name = req.user_name().unwrap_or_default().to_string();
+        if name == "bob" {
+            return MockResponse::Error(ListAccessKeysError::generic(error(
+                "AccessDenied",
+                "not authorized to list bob's keys",
+            )));
+        }
+        MockResponse::Output(
+            ListAccessKeysOutput::builder()
+                .access_key_metadata(
+                    AccessKeyMetadata::builder()
+                        .user_name(&name)
+                        .access_key_id(key_of(&name))
+                        .status(StatusType::Active)
+                        .build(),
+                )
+                .build()
+                .expect("out"),
+        )
+    });
+    let update = mock!(aws_sdk_iam::Client::update_access_key)
+        .then_output(|| UpdateAccessKeyOutput::builder().build());
+    let rules = vec![list_users, list_keys, update];
+    let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, &rules, |c| c
+        .retry_config(RetryConfig::disabled()));
+    let ctx = ctx(iam);
+    let opts = executor::Options {
+        dry_run: false,
+        audit: None,
+        progress: None,
+    };
+    let reports = executor::execute(&ctx, &steps("continue"), &opts, |_| {})
+        .await
+        .expect("runs");
+    let first = &reports[0];
+    assert_eq!(first.status, StepStatus::Failed, "{first:?}");
+    assert!(first.error.is_none(), "the step itself went on: {first:?}");
+    let item = |u: &str| {
+        first
+            .items
+            .iter()
+            .find(|i| i.target.to_string().contains(u))
+            .unwrap_or_else(|| panic!("{u} reported: {first:?}"))
+    };
+    assert_eq!(item("alice").outcome, Outcome::Changed);
+    let bob = item("bob");
+    assert_eq!(bob.outcome, Outcome::Failed);
+    assert_eq!(
+        bob.error.as_ref().and_then(|e| e.code.as_deref()),
+        Some("AccessDenied")
+    );
 }

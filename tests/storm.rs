@@ -239,6 +239,13 @@ async fn answers_that_arrive_after_the_timeout_are_retried_and_checked() {
     assert!(slowed > 0, "some answers were held");
     assert!(elapsed < Duration::from_secs(120), "no hang: {elapsed:?}");
     assert!(matches!(code, Some(0) | Some(1)), "{report}");
+    if report.get("steps").is_none() {
+        // Connecting itself ran out of retries (3 held answers in a row):
+        // the run said so and claimed nothing.
+        assert_eq!(code, Some(1), "{report}");
+        assert!(report["error"].as_str().is_some_and(|e| !e.is_empty()));
+        return;
+    }
     // Whatever the run could not do or could not check, it says so.
     let unsure = report["not_contained"].to_string();
     let failed_steps: Vec<&serde_json::Value> = report["steps"]

@@ -532,7 +532,17 @@ async fn principal_tags(
 async fn plan_user_keys(ctx: &Ctx, users: Vec<Principal>, sink: &Sink) -> Result<(), AwsError> {
     stream::iter(users)
         .map(|u| async move {
-            let keys = list_keys(ctx, &u.name).await?;
+            let keys = match list_keys(ctx, &u.name).await {
+                Ok(keys) => keys,
+                // This user's keys stay unknown; the other users go on.
+                Err(error) => {
+                    sink.emit(Planned {
+                        target: user_target(ctx, &u),
+                        disposition: Disposition::Unreadable { error },
+                    });
+                    return Ok(());
+                }
+            };
             let skip = guard(ctx, PrincipalKind::User, &u);
             for (key_id, status) in keys {
                 sink.emit(plan_key(ctx, &u.name, key_id, status, skip.clone()));
@@ -689,7 +699,7 @@ async fn plan_login_profiles(
                 Err(e) if e.kind == ErrorKind::NotFound => Disposition::Unchanged {
                     reason: "no console password".into(),
                 },
-                Err(e) => return Err(e),
+                Err(error) => Disposition::Unreadable { error },
             };
             Ok(Planned {
                 target,
@@ -757,7 +767,15 @@ async fn plan_policies(
                         disposition: Disposition::Skip { reason },
                     });
                 }
-                let prior = inline_policy(ctx, kind, &p.name, policy_name).await?;
+                let prior = match inline_policy(ctx, kind, &p.name, policy_name).await {
+                    Ok(prior) => prior,
+                    Err(error) => {
+                        return Ok(Planned {
+                            target,
+                            disposition: Disposition::Unreadable { error },
+                        });
+                    }
+                };
                 let disposition = match prior
                     .as_deref()
                     .and_then(|d| already_in_place(ctx, &policy, d))

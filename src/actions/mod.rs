@@ -258,6 +258,10 @@ pub enum Disposition {
     Unchanged { reason: String },
     /// Left alone on purpose.
     Skip { reason: SkipReason },
+    /// Its state could not be read (after retries): neither changed nor
+    /// claimed, but reported failed with the error, while the step's other
+    /// targets go on.
+    Unreadable { error: AwsError },
 }
 
 /// Service clients built from one credential; EC2 clients per region, made once.
