@@ -74,6 +74,20 @@ fn steps(on_failure: &str) -> Vec<breakglass::playbook::BoundStep> {
         .expect("bound")
 }
 
+/// ListAccessKeys for `user`: one active key.
+fn one_active_key(user: &str) -> ListAccessKeysOutput {
+    ListAccessKeysOutput::builder()
+        .access_key_metadata(
+            AccessKeyMetadata::builder()
+                .user_name(user)
+                .access_key_id(key_of(user))
+                .status(StatusType::Active)
+                .build(),
+        )
+        .build()
+        .expect("out")
+}
+
 /// Users alice and bob with one active key each; ListUsers throttled once.
 fn estate_rules(update: aws_smithy_mocks::Rule) -> Vec<aws_smithy_mocks::Rule> {
     let list_users = mock!(aws_sdk_iam::Client::list_users)
@@ -88,19 +102,8 @@ fn estate_rules(update: aws_smithy_mocks::Rule) -> Vec<aws_smithy_mocks::Rule> {
         })
         .repeatedly()
         .build();
-    let list_keys = mock!(aws_sdk_iam::Client::list_access_keys).then_compute_output(|req| {
-        let name = req.user_name().unwrap_or_default().to_string();
-        ListAccessKeysOutput::builder()
-            .access_key_metadata(
-                AccessKeyMetadata::builder()
-                    .user_name(&name)
-                    .access_key_id(key_of(&name))
-                    .status(StatusType::Active)
-                    .build(),
-            )
-            .build()
-            .expect("out")
-    });
+    let list_keys = mock!(aws_sdk_iam::Client::list_access_keys)
+        .then_compute_output(|req| one_active_key(req.user_name().unwrap_or_default()));
     vec![list_users, list_keys, update]
 }
 
@@ -259,18 +262,7 @@ async fn a_target_whose_state_cannot_be_read_fails_alone() {
                 "not authorized to list bob's keys",
             )));
         }
-        MockResponse::Output(
-            ListAccessKeysOutput::builder()
-                .access_key_metadata(
-                    AccessKeyMetadata::builder()
-                        .user_name(&name)
-                        .access_key_id(key_of(&name))
-                        .status(StatusType::Active)
-                        .build(),
-                )
-                .build()
-                .expect("out"),
-        )
+        MockResponse::Output(one_active_key(&name))
     });
     let update = mock!(aws_sdk_iam::Client::update_access_key)
         .then_output(|| UpdateAccessKeyOutput::builder().build());
