@@ -88,12 +88,26 @@ fn target_text(t: &Value) -> String {
     }
 }
 
+/// The run report's steps that ran `action`.
+fn steps_of<'a>(run: &'a Value, action: &'a str) -> impl Iterator<Item = &'a Value> {
+    run["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(move |s| s["action"] == action)
+}
+
+/// A step's per-target items.
+fn items_of(step: &Value) -> impl Iterator<Item = &Value> {
+    step["items"].as_array().into_iter().flatten()
+}
+
 /// Outcomes from the run's JSON report.
 pub fn outcomes(run: &Value) -> Vec<Outcome> {
     let mut out = Vec::new();
     for s in run["steps"].as_array().into_iter().flatten() {
         let step = s["index"].as_u64().unwrap_or_default() as usize;
-        for i in s["items"].as_array().into_iter().flatten() {
+        for i in items_of(s) {
             let why = i["reason"]
                 .as_str()
                 .map(str::to_string)
@@ -257,12 +271,8 @@ pub async fn exposures(
                 }
             }
             MoveKind::DeleteSnapshots => {
-                let lock_items: Vec<String> = run["steps"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| s["action"] == "ec2.lock_snapshots")
-                    .flat_map(|s| s["items"].as_array().into_iter().flatten())
+                let lock_items: Vec<String> = steps_of(run, "ec2.lock_snapshots")
+                    .flat_map(items_of)
                     .map(|i| i["target"].to_string())
                     .collect();
                 for id in &m.resources {
@@ -284,19 +294,6 @@ pub async fn exposures(
             MoveKind::TerminateInstances => {
                 let ec2 = admin.ec2(&m.subject);
                 for id in &m.resources {
-                    let saved = ec2
-                        .describe_snapshots()
-                        .owner_ids("self")
-                        .filters(
-                            aws_sdk_ec2::types::Filter::builder()
-                                .name(format!("tag:{SOURCE_TAG}"))
-                                .values(id)
-                                .build(),
-                        )
-                        .send()
-                        .await
-                        .map(|s| s.snapshots().len())
-                        .unwrap_or(0);
                     let launched = moves
                         .iter()
                         .find(|l| l.action == MoveKind::LaunchInstance && l.resources.contains(id));
@@ -310,6 +307,19 @@ pub async fn exposures(
                         });
                         continue;
                     }
+                    let saved = ec2
+                        .describe_snapshots()
+                        .owner_ids("self")
+                        .filters(
+                            aws_sdk_ec2::types::Filter::builder()
+                                .name(format!("tag:{SOURCE_TAG}"))
+                                .values(id)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .map(|s| s.snapshots().len())
+                        .unwrap_or(0);
                     let why = if saved > 0 {
                         format!(
                             "terminated by the attacker at {when}; its disks were snapshotted first ({saved} snapshots)"
@@ -371,16 +381,9 @@ pub async fn exposures(
             .filter(|m| m.action == MoveKind::TerminateInstances)
             .flat_map(|m| &m.resources)
             .collect();
-        let isolate: Vec<&Value> = run["steps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| s["action"] == "ec2.isolate_instances")
-            .collect();
-        let ran = isolate.iter().any(|s| s["status"] != "not_run");
-        let items: Vec<&Value> = isolate
-            .iter()
-            .flat_map(|s| s["items"].as_array().into_iter().flatten())
+        let ran = steps_of(run, "ec2.isolate_instances").any(|s| s["status"] != "not_run");
+        let items: Vec<&Value> = steps_of(run, "ec2.isolate_instances")
+            .flat_map(items_of)
             .collect();
         let isolate_regions: Vec<&str> = items
             .iter()
