@@ -124,19 +124,6 @@ fn args() -> Result<Args, String> {
     })
 }
 
-/// The defaults: service → (refill per second, burst).
-fn limits() -> BTreeMap<String, (f64, f64)> {
-    [
-        ("iam", (20.0, 20.0)),
-        ("ec2", (20.0, 40.0)),
-        ("organizations", (5.0, 10.0)),
-        ("sts", (20.0, 20.0)),
-    ]
-    .into_iter()
-    .map(|(s, l)| (s.to_string(), l))
-    .collect()
-}
-
 struct Seeded {
     users: Vec<String>,
     roles: Vec<String>,
@@ -179,7 +166,7 @@ async fn main() -> ExitCode {
 
     let shaping = Arc::new(Shaping::new(
         Duration::from_millis(args.latency_ms),
-        limits(),
+        common::proxy::aws_limits(),
     ));
     e.proxy().shape(shaping.clone());
     println!(
@@ -459,7 +446,7 @@ fn secs(a: SystemTime, b: SystemTime) -> f64 {
 }
 
 fn report(t: &Timing, seen: &[Seen], process_wall: Duration) {
-    let limits = limits();
+    let limits = common::proxy::aws_limits();
     let calls = seen.len();
     let throttled = seen.iter().filter(|s| s.throttled).count();
     println!(

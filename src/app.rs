@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
+use crate::accounts::{Fleet, MemberRole};
 use crate::actions::{ActionKind, Clients, Ctx};
 use crate::audit::{self, AuditLog, Event};
 use crate::aws::{self, Identity, Principal, RetryPolicy, Session, Telemetry};
@@ -161,8 +162,16 @@ struct Loaded {
     vars: BTreeMap<String, String>,
 }
 
-fn load(path: &std::path::Path, vars: &[(String, String)]) -> Result<Loaded, Error> {
-    let playbook = playbook::load(path)?;
+/// `--accounts`, when given, takes the place of the playbook's own `accounts:`.
+fn load(
+    path: &std::path::Path,
+    vars: &[(String, String)],
+    accounts: Option<&playbook::AccountsSpec>,
+) -> Result<Loaded, Error> {
+    let mut playbook = playbook::load(path)?;
+    if let Some(a) = accounts {
+        playbook.accounts = Some(a.clone());
+    }
     let steps = playbook.bind(vars).map_err(Error::InvalidPlaybook)?;
     Ok(Loaded {
         playbook,
@@ -212,28 +221,35 @@ fn assume_role(global: &GlobalArgs, loaded: &Loaded) -> Result<Option<aws::Assum
             Some((serial.clone(), code.trim().to_string()))
         }
     };
-    let session_name = spec.session_name.clone().unwrap_or_else(|| {
-        let tag: String = loaded
-            .vars
-            .get("case_id")
-            .cloned()
-            .unwrap_or_else(|| {
-                jiff::Timestamp::now()
-                    .strftime("%Y%m%dT%H%M%SZ")
-                    .to_string()
-            })
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c))
-            .take(52)
-            .collect();
-        format!("breakglass-{tag}")
-    });
+    let session_name = spec
+        .session_name
+        .clone()
+        .unwrap_or_else(|| session_name(loaded));
     Ok(Some(aws::AssumeRole {
         role_arn: spec.role_arn.clone(),
         session_name,
         duration_seconds: spec.duration_seconds.unwrap_or(3600),
         mfa,
     }))
+}
+
+/// `breakglass-<case id>` (or the time): what CloudTrail shows for every
+/// role session the run opens, so the investigation can find the response.
+fn session_name(loaded: &Loaded) -> String {
+    let tag: String = loaded
+        .vars
+        .get("case_id")
+        .cloned()
+        .unwrap_or_else(|| {
+            jiff::Timestamp::now()
+                .strftime("%Y%m%dT%H%M%SZ")
+                .to_string()
+        })
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c))
+        .take(52)
+        .collect();
+    format!("breakglass-{tag}")
 }
 
 fn check_identity(pb: &Playbook, id: &Identity) -> Result<(), Error> {
@@ -294,13 +310,21 @@ async fn context(
     let executor_arn = executor_arn(&clients, &session.identity, &retry, &telemetry).await;
     let mut exempt: Vec<String> = executor_arn.iter().cloned().collect();
     exempt.extend(pb.protect.iter().cloned());
+    // Fanning out, the tool also acts as the member role in every account: a
+    // freeze that caught it would shut the response out of the organization.
+    let fans_out = loaded.steps.iter().any(|s| s.accounts.is_some());
+    let member_role = MemberRole::new(pb.executor.member_role.as_ref().map(|r| r.value.as_str()));
+    if fans_out {
+        exempt.push(member_role.pattern());
+        protect.push(member_role.pattern());
+    }
     let regional = loaded.steps.iter().any(|s| s.action.regional());
     let regions = if regional {
         resolve_regions(&clients, session, pb.regions.as_ref(), &retry, &telemetry).await?
     } else {
         vec![session.region.clone()]
     };
-    Ok(Ctx {
+    let mut ctx = Ctx {
         clients,
         identity: session.identity.clone(),
         protection: Protection::new(&protect),
@@ -313,7 +337,13 @@ async fn context(
         regions,
         check_permissions: false,
         run: Arc::default(),
-    })
+        fleet: Arc::default(),
+    };
+    if fans_out {
+        let fleet = Fleet::connect(&ctx, &loaded.steps, member_role, &session_name(loaded)).await?;
+        ctx.fleet = Arc::new(fleet);
+    }
+    Ok(ctx)
 }
 
 /// The ARN a deny must exempt to spare the executor: for a role session, the
@@ -329,7 +359,7 @@ async fn executor_arn(
         Principal::AssumedRole { role_name, .. } => aws::call(
             retry,
             telemetry,
-            &telemetry.lane("iam:GetRole", None),
+            &telemetry.lane(&id.account, "iam:GetRole", None),
             || async {
                 clients
                     .iam
@@ -359,7 +389,11 @@ async fn resolve_regions(
         Some(Regions::List(list)) => Ok(list.clone()),
         Some(Regions::All) => {
             let ec2 = clients.ec2(&session.region);
-            let lane = telemetry.lane("ec2:DescribeRegions", Some(&session.region));
+            let lane = telemetry.lane(
+                &session.identity.account,
+                "ec2:DescribeRegions",
+                Some(&session.region),
+            );
             let out = aws::call(retry, telemetry, &lane, || async {
                 ec2.describe_regions()
                     .send()
@@ -388,12 +422,14 @@ async fn read_only(
     mode: &str,
     since: jiff::Timestamp,
     check_permissions: bool,
-) -> Result<(Loaded, Session, Vec<StepReport>), Error> {
-    let loaded = load(path, vars)?;
+) -> Result<ReadOnly, Error> {
+    let loaded = load(path, vars, global.accounts.as_ref())?;
     let session = connect(global, Some(&loaded)).await?;
     out.header(&session, &loaded.playbook, mode);
     let mut ctx = context(global, &session, &loaded, since).await?;
     ctx.check_permissions = check_permissions;
+    let accounts = ctx.fleet.statuses(&ctx.identity.account);
+    out.accounts(&accounts, &ctx.fleet.notes);
     warn_protections(&ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
     let opts = executor::Options {
@@ -402,7 +438,26 @@ async fn read_only(
         progress: None,
     };
     let steps = executor::execute(&ctx, &loaded.steps, &opts, |_| {}).await?;
-    Ok((loaded, session, steps))
+    Ok(ReadOnly {
+        loaded,
+        session,
+        accounts,
+        steps,
+    })
+}
+
+/// What `plan` and `verify` found.
+struct ReadOnly {
+    loaded: Loaded,
+    session: Session,
+    accounts: Vec<crate::accounts::AccountStatus>,
+    steps: Vec<StepReport>,
+}
+
+impl ReadOnly {
+    fn unreachable(&self) -> bool {
+        self.accounts.iter().any(|a| a.error.is_some())
+    }
 }
 
 async fn plan(
@@ -414,12 +469,17 @@ async fn plan(
 ) -> Result<ExitCode, Error> {
     let now = jiff::Timestamp::now();
     let mode = "plan (read-only)";
-    let (loaded, session, steps) =
-        read_only(global, out, path, vars, mode, now, check_permissions).await?;
-    out.plan(&loaded.playbook, &session, &steps);
+    let found = read_only(global, out, path, vars, mode, now, check_permissions).await?;
+    let steps = &found.steps;
+    out.plan(
+        &found.loaded.playbook,
+        &found.session,
+        &found.accounts,
+        steps,
+    );
     Ok(if steps.iter().any(|s| s.status == StepStatus::Refused) {
         ExitCode::Refused
-    } else if steps.iter().any(|s| s.status != StepStatus::Done) {
+    } else if found.unreachable() || steps.iter().any(|s| s.status != StepStatus::Done) {
         ExitCode::Failed
     } else {
         ExitCode::Success
@@ -435,12 +495,14 @@ async fn verify(
     vars: &[(String, String)],
 ) -> Result<ExitCode, Error> {
     let epoch = jiff::Timestamp::UNIX_EPOCH;
-    let (loaded, session, steps) =
-        read_only(global, out, path, vars, "verify (read-only)", epoch, false).await?;
-    out.verify(&loaded.playbook, &session, &steps);
-    let contained = steps
-        .iter()
-        .all(|s| s.status == StepStatus::Done && s.counts.would_change == 0);
+    let found = read_only(global, out, path, vars, "verify (read-only)", epoch, false).await?;
+    out.verify(&found.loaded.playbook, &found.session, &found.steps);
+    // An account that cannot be read is not known to be contained.
+    let contained = !found.unreachable()
+        && found
+            .steps
+            .iter()
+            .all(|s| s.status == StepStatus::Done && s.counts.would_change == 0);
     Ok(if contained {
         ExitCode::Success
     } else {
@@ -463,7 +525,7 @@ struct RunRequest<'a> {
 
 async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<ExitCode, Error> {
     let (local_log, mirror) = audit_destinations(req.audit_log)?;
-    let loaded = load(req.playbook, req.vars)?;
+    let loaded = load(req.playbook, req.vars, global.accounts.as_ref())?;
     if !req.dry_run && !req.allow_env_endpoint {
         let conn = global.connection(Some(&loaded.playbook.executor))?;
         if let Some(e) = conn.endpoint.filter(|e| e.source == "AWS_ENDPOINT_URL") {
@@ -481,6 +543,8 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     };
     out.header(&session, &loaded.playbook, mode);
     let mut ctx = context(global, &session, &loaded, jiff::Timestamp::now()).await?;
+    let accounts = ctx.fleet.statuses(&ctx.identity.account);
+    out.accounts(&accounts, &ctx.fleet.notes);
     warn_protections(&ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
     let mut planned = None;
@@ -519,6 +583,17 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         args: redacted_args(std::env::args().skip(1)),
         rollback_of: None,
     })?;
+    if !accounts.is_empty() {
+        log.append(Event::Accounts {
+            accounts: accounts.clone(),
+            member_role: ctx
+                .fleet
+                .role
+                .as_ref()
+                .map(|r| r.spec().to_string())
+                .unwrap_or_default(),
+        })?;
+    }
 
     let ticker = out.progress();
     let opts = executor::Options {
@@ -539,6 +614,10 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         .map(|m| m as u64)
         .unwrap_or(0);
     let mut status = run_status(&steps);
+    if status == "completed" && accounts.iter().any(|a| a.error.is_some()) {
+        // Whatever the steps did, an unreachable account was not contained.
+        status = "completed_with_failures";
+    }
     let held = match req.hold {
         Some(length) if !req.dry_run && status != "refused" => {
             Some(hold_line(&ctx, &loaded.steps, &log, out, length, req.every).await?)
@@ -576,6 +655,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         audit_log: log.path().display().to_string(),
         audit_mirror,
         audit_head: log.head(),
+        accounts,
         steps,
     };
     out.run(&report);
@@ -690,7 +770,14 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
         progress: None,
     };
     let reports = executor::execute(&check, steps, &opts, |_| {}).await?;
-    let mut open = Vec::new();
+    let mut open: Vec<String> = ctx
+        .fleet
+        .unreachable()
+        .into_iter()
+        .map(|(a, e)| {
+            format!("account {a}: unreachable, nothing in it was read or contained ({e})")
+        })
+        .collect();
     for r in &reports {
         if let Some(e) = &r.error {
             open.push(format!(
@@ -872,6 +959,44 @@ fn confirm(
     }
 }
 
+/// A rollback of a fanned-out run enters its member accounts again, through
+/// the member role the run recorded, for the changes it made there.
+async fn reenter_accounts(
+    mut ctx: Ctx,
+    records: &[audit::Record],
+    plan: &[crate::rollback::Step],
+    run_id: &str,
+) -> Ctx {
+    let role = records.iter().find_map(|r| match &r.event {
+        Event::Accounts { member_role, .. } if !member_role.is_empty() => Some(member_role.clone()),
+        _ => None,
+    });
+    let Some(role) = role else {
+        return ctx;
+    };
+    let accounts: std::collections::BTreeSet<String> = plan
+        .iter()
+        .filter(
+            |s| matches!(&s.plan, crate::rollback::Plan::Undo { undo } if !undo.from_management()),
+        )
+        .map(|s| s.target.scope.account.clone())
+        .filter(|a| *a != ctx.identity.account)
+        .collect();
+    if accounts.is_empty() {
+        return ctx;
+    }
+    let session = format!(
+        "breakglass-rollback-{}",
+        run_id.chars().take(40).collect::<String>()
+    );
+    let fleet = Fleet::enter(&ctx, &accounts, MemberRole::new(Some(&role)), &session).await;
+    for (a, e) in fleet.unreachable() {
+        errln!("warning: account {a} cannot be reached ({e}): its changes are not undone");
+    }
+    ctx.fleet = Arc::new(fleet);
+    ctx
+}
+
 struct RollbackRequest<'a> {
     path: &'a std::path::Path,
     dry_run: bool,
@@ -973,7 +1098,9 @@ async fn rollback(
         regions: vec![session.region.clone()],
         check_permissions: false,
         run: Arc::default(),
+        fleet: Arc::default(),
     };
+    let ctx = reenter_accounts(ctx, &records, &plan, &run_id).await;
     let mut items = Vec::new();
     for step in &plan {
         let (outcome, call, reason, error) = match &step.plan {
@@ -994,12 +1121,28 @@ async fn rollback(
                     call: undo.describe(),
                     undo: undo.clone(),
                 })?;
-                let (outcome, reason, error) =
-                    match crate::rollback::undo_one(&ctx, undo, req.force).await {
-                        Ok(None) => (Outcome::Changed, None, None),
-                        Ok(Some(why)) => (Outcome::Unchanged, Some(why), None),
-                        Err(e) => (Outcome::Failed, None, Some(e)),
-                    };
+                // Organizations undos go from the executor's account; the
+                // rest from the account the change was made in.
+                let here = if undo.from_management() {
+                    Some(ctx.clone())
+                } else {
+                    ctx.in_account(&step.target.scope.account)
+                };
+                let done = match &here {
+                    Some(here) => crate::rollback::undo_one(here, undo, req.force).await,
+                    None => Err(aws::local(
+                        "sts:AssumeRole",
+                        format!(
+                            "account {} cannot be reached: not undone",
+                            step.target.scope.account
+                        ),
+                    )),
+                };
+                let (outcome, reason, error) = match done {
+                    Ok(None) => (Outcome::Changed, None, None),
+                    Ok(Some(why)) => (Outcome::Unchanged, Some(why), None),
+                    Err(e) => (Outcome::Failed, None, Some(e)),
+                };
                 log.append(Event::Result {
                     step: 0,
                     target: step.target.clone(),

@@ -59,6 +59,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rollback_of: Option<String>,
     },
+    /// The accounts a fanned-out run reaches, and those it cannot (each with
+    /// the reason): written right after the run start.
+    Accounts {
+        accounts: Vec<crate::accounts::AccountStatus>,
+        /// `executor.member_role` as used: what a rollback assumes again.
+        member_role: String,
+    },
     StepStart {
         step: usize,
         name: String,
@@ -101,6 +108,9 @@ pub enum Event {
         step: usize,
         status: String,
         counts: Counts,
+        /// Per account, when the step fanned out.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        accounts: BTreeMap<String, Counts>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },

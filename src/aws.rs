@@ -306,7 +306,7 @@ where
     Fut: std::future::Future<Output = Result<T, AwsError>>,
 {
     let telemetry = Telemetry::new(1);
-    let lane = telemetry.lane(operation, None);
+    let lane = telemetry.lane("", operation, None);
     call(&RetryPolicy::default(), &telemetry, &lane, f).await
 }
 
@@ -530,11 +530,12 @@ impl Telemetry {
     }
 
     /// The lane `operation` (such as `ec2:StopInstances`) is metered in: AWS
-    /// keeps one bucket per service and region, and separate ones for reads
-    /// and changes. Global services pass `None`.
-    pub fn lane(&self, operation: &str, region: Option<&str>) -> Arc<Lane> {
+    /// keeps one bucket per account, service and region, and separate ones
+    /// for reads and changes. Global services pass `None`.
+    pub fn lane(&self, account: &str, operation: &str, region: Option<&str>) -> Arc<Lane> {
         let (service, name) = operation.split_once(':').unwrap_or(("", operation));
         let key = LaneKey {
+            account: account.to_string(),
             service: service.to_string(),
             region: region.unwrap_or("global").to_string(),
             write: !READ_PREFIXES.iter().any(|p| name.starts_with(p)),
@@ -552,6 +553,7 @@ const READ_PREFIXES: &[&str] = &["Describe", "List", "Get", "Simulate"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct LaneKey {
+    account: String,
     service: String,
     region: String,
     write: bool,

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::Error;
 use crate::aws::{Connection, DEFAULT_PROFILE, Endpoint};
-use crate::playbook::ExecutorSpec;
+use crate::playbook::{AccountsSpec, ExecutorSpec};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -58,6 +58,35 @@ pub struct GlobalArgs {
     /// No colors in diagnostics (also honours NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Run the playbook's IAM and EC2 steps across the organization, in place
+    /// of its `accounts:`: comma-separated `all`, OU ids (ou-…), account ids,
+    /// `!ID` to leave one out, `management` to include the management account.
+    #[arg(long, global = true, value_name = "SELECTION", value_parser = parse_accounts)]
+    pub accounts: Option<AccountsSpec>,
+}
+
+/// `all,!111122223333`, `ou-ab12-cdef3456`, `111122223333,444455556666,management`.
+fn parse_accounts(s: &str) -> Result<AccountsSpec, String> {
+    let mut spec = AccountsSpec::default();
+    for word in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let id = |w: &str| w.len() == 12 && w.chars().all(|c| c.is_ascii_digit());
+        match word {
+            "all" => spec.all = true,
+            "management" => spec.include_management = true,
+            w if w.starts_with("ou-") => spec.ous.push(w.to_string()),
+            w if id(w) => spec.ids.push(w.to_string()),
+            w if w.strip_prefix('!').is_some_and(id) => spec.exclude.push(w[1..].to_string()),
+            w => {
+                return Err(format!(
+                    "`{w}` is not `all`, `management`, an OU id (ou-…), a 12-digit account id or !ID"
+                ));
+            }
+        }
+    }
+    if !spec.all && spec.ous.is_empty() && spec.ids.is_empty() && !spec.include_management {
+        return Err(format!("`{s}` selects no account"));
+    }
+    Ok(spec)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,7 +9,7 @@
 //! contained step helps nobody) and then stops before the next step, so a
 //! failed snapshot is never followed by the stop that would destroy memory.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -115,6 +115,9 @@ pub struct StepReport {
     pub millis: u64,
     /// The step's AWS calls (discovery included), throttled and retried.
     pub calls: CallCounts,
+    /// Counts per account, when the step fanned out across accounts.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub accounts: BTreeMap<String, Counts>,
 }
 
 /// How a run is carried out.
@@ -190,6 +193,7 @@ pub async fn execute(
                 error: Some("not run: an earlier step failed and stopped the run".into()),
                 millis: 0,
                 calls: CallCounts::default(),
+                accounts: BTreeMap::new(),
             };
             on_step(&report);
             reports.push(report);
@@ -272,8 +276,22 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
     // Calls finish in any order; reports read better in a stable one.
     items.sort_by_key(|i| (i.outcome, i.target.to_string()));
     let mut counts = Counts::default();
+    let mut accounts: BTreeMap<String, Counts> = BTreeMap::new();
+    let fanned_out = step.action.takes_accounts() && ctx.fleet.accounts(step.index).is_some();
+    if let Some(list) = ctx.fleet.accounts(step.index).filter(|_| fanned_out) {
+        // Every selected account shows, the ones with nothing to do included.
+        for a in list {
+            accounts.entry(a.clone()).or_default();
+        }
+    }
     for item in &items {
         counts.add(item.outcome);
+        if fanned_out {
+            accounts
+                .entry(item.target.scope.account.clone())
+                .or_default()
+                .add(item.outcome);
+        }
     }
     let status = if refusal.is_some() {
         StepStatus::Refused
@@ -287,6 +305,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         step: step.index,
         status: format!("{status:?}").to_lowercase(),
         counts,
+        accounts: accounts.clone(),
         error: error.clone(),
     })?;
     Ok(StepReport {
@@ -301,6 +320,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         error,
         millis: started.elapsed().as_millis() as u64,
         calls: CallCounts::default(),
+        accounts,
     })
 }
 
@@ -383,6 +403,20 @@ async fn change(
     mut op: Op,
 ) -> Result<Item, Error> {
     let call = op.describe();
+    // Organizations calls go from the executor's account; the rest from the
+    // account the target lives in.
+    let here = if op.from_management() {
+        Some(ctx.clone())
+    } else {
+        ctx.in_account(&target.scope.account)
+    };
+    let Some(ctx) = here else {
+        let item = Item::new(target, Outcome::Failed)
+            .call(call)
+            .reason("its account could not be reached".into());
+        return finish(opts, step, item, None);
+    };
+    let ctx = &ctx;
     if opts.dry_run {
         let drift = op.drift();
         // Where AWS can say whether the call would be allowed, ask it.

@@ -7,6 +7,7 @@
 #[macro_use]
 mod output;
 
+pub mod accounts;
 pub mod actions;
 pub mod app;
 pub mod audit;

@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use serde::Serialize;
 
 use crate::Error;
+use crate::accounts::AccountStatus;
 use crate::actions::{ActionKind, Reversibility};
 use crate::audit::{Event, Record, Verification};
 use crate::aws::{CallCounts, Identity, Session};
@@ -46,6 +47,9 @@ pub struct RunReport {
     pub audit_mirror: Option<crate::audit::MirrorReport>,
     /// Hash of the last audit record: keep it elsewhere to anchor the log.
     pub audit_head: String,
+    /// The accounts a fanned-out run reached or could not reach.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountStatus>,
     pub steps: Vec<StepReport>,
 }
 
@@ -216,19 +220,47 @@ impl Printer {
         outln!("endpoint:   {}", session.endpoint_display());
     }
 
-    pub fn plan(&self, pb: &Playbook, session: &Session, steps: &[StepReport]) {
+    /// Where a fanned-out run goes: printed before the plan or the
+    /// confirmation, so an unreachable account is known before anything changes.
+    pub fn accounts(&self, accounts: &[AccountStatus], notes: &[String]) {
+        // On stderr like the header, whatever the output format.
+        if accounts.is_empty() {
+            return;
+        }
+        let reached = accounts.iter().filter(|a| a.reach != "unreachable").count();
+        errln!("  accounts: {reached} of {} reached", accounts.len());
+        for a in accounts {
+            if let Some(e) = &a.error {
+                errln!("    UNREACHABLE {}: {e}", a.account);
+            }
+        }
+        for n in notes {
+            errln!("  NOTE {n}");
+        }
+    }
+
+    pub fn plan(
+        &self,
+        pb: &Playbook,
+        session: &Session,
+        accounts: &[AccountStatus],
+        steps: &[StepReport],
+    ) {
         if self.format == OutputFormat::Json {
             #[derive(Serialize)]
             struct PlanDoc<'a> {
                 playbook: &'a str,
                 identity: &'a Identity,
                 endpoint: String,
+                #[serde(skip_serializing_if = "<[AccountStatus]>::is_empty")]
+                accounts: &'a [AccountStatus],
                 steps: &'a [StepReport],
             }
             return self.json(&PlanDoc {
                 playbook: &pb.name,
                 identity: &session.identity,
                 endpoint: session.endpoint_display(),
+                accounts,
                 steps,
             });
         }
@@ -253,6 +285,7 @@ impl Printer {
             if let Some(e) = &step.error {
                 let _ = writeln!(s, "  ERROR {e}");
             }
+            per_account(&mut s, step);
             for note in &step.notes {
                 let _ = writeln!(s, "  NOTE {note}");
             }
@@ -431,11 +464,36 @@ impl Printer {
             if let Some(e) = &step.error {
                 let _ = writeln!(s, "  ERROR {e}");
             }
+            per_account(&mut s, step);
             for note in &step.notes {
                 let _ = writeln!(s, "  NOTE {note}");
             }
             for item in &step.items {
                 let _ = writeln!(s, "  {}", item_line(item));
+            }
+        }
+        if !r.accounts.is_empty() {
+            let mut totals: std::collections::BTreeMap<&str, Counts> = Default::default();
+            for step in &r.steps {
+                for (a, c) in &step.accounts {
+                    totals.entry(a.as_str()).or_default().merge(c);
+                }
+            }
+            let _ = writeln!(s, "\naccounts:");
+            for a in &r.accounts {
+                let line = match &a.error {
+                    Some(e) => format!("UNREACHABLE: {e}"),
+                    None => totals
+                        .get(a.account.as_str())
+                        .map(counts_line)
+                        .unwrap_or_else(|| "no target".into()),
+                };
+                let name = a
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                let _ = writeln!(s, "  {}{name} [{}]: {line}", a.account, a.reach);
             }
         }
         if let Some(h) = &r.hold {
@@ -603,6 +661,11 @@ impl Printer {
                         .map(|e| e.url.as_str())
                         .unwrap_or("AWS endpoints")
                 ),
+                Event::Accounts { accounts, .. } => format!(
+                    "accounts · {} reached, {} unreachable",
+                    accounts.iter().filter(|a| a.reach != "unreachable").count(),
+                    accounts.iter().filter(|a| a.reach == "unreachable").count()
+                ),
                 Event::StepStart { step, name, action } => {
                     format!("step {} · {name} ({action})", step + 1)
                 }
@@ -643,6 +706,13 @@ impl Printer {
         }
         out!("{s}");
         self.verification(v);
+    }
+}
+
+/// One line per account under a fanned-out step.
+fn per_account(s: &mut String, step: &StepReport) {
+    for (account, c) in &step.accounts {
+        let _ = writeln!(s, "  account {account}: {}", counts_line(c));
     }
 }
 

@@ -43,6 +43,12 @@ pub enum Undo {
         policy_id: String,
         target_id: String,
     },
+    /// Move the account back from `from` (the quarantine OU) to `to`.
+    MoveAccount {
+        account: String,
+        from: String,
+        to: String,
+    },
     RestoreGroups {
         region: String,
         interfaces: Vec<Interface>,
@@ -201,6 +207,11 @@ fn inverse(op: &Op, effect: Option<&serde_json::Value>, choices: &Choices) -> Pl
             policy_id: policy_id.clone(),
             target_id: target_id.clone(),
         }),
+        Op::MoveAccount { account, from, to } => undo(Undo::MoveAccount {
+            account: account.clone(),
+            from: to.clone(),
+            to: from.clone(),
+        }),
         Op::CreateSnapshots { .. } => Plan::Kept {
             why: "snapshots are evidence: breakglass never deletes them".into(),
         },
@@ -337,6 +348,9 @@ impl Undo {
                 policy_id,
                 target_id,
             } => format!("organizations:AttachPolicy PolicyId={policy_id} TargetId={target_id}"),
+            Undo::MoveAccount { account, from, to } => format!(
+                "organizations:MoveAccount AccountId={account} SourceParentId={from} DestinationParentId={to}"
+            ),
             Undo::RestoreGroups { interfaces, .. } => format!(
                 "ec2:ModifyNetworkInterfaceAttribute ×{} (original groups); ec2:DeleteSecurityGroup for groups the run created",
                 interfaces.len()
@@ -560,7 +574,25 @@ impl Undo {
                 })
             }
             Undo::AttachScp { .. } => Ok(Check::Ready),
+            Undo::MoveAccount { account, from, to } => {
+                let now = crate::actions::org::parent_of(ctx, account).await?;
+                Ok(if now == *to {
+                    Check::Done(format!("the account is back in {to}"))
+                } else if now == *from {
+                    Check::Ready
+                } else {
+                    Check::Conflict(format!("the account was moved to {now} since the run"))
+                })
+            }
         }
+    }
+
+    /// Organizations calls, made from the executor's account.
+    pub fn from_management(&self) -> bool {
+        matches!(
+            self,
+            Undo::DetachScp { .. } | Undo::AttachScp { .. } | Undo::MoveAccount { .. }
+        )
     }
 
     pub async fn apply(&self, ctx: &Ctx) -> Result<(), AwsError> {
@@ -680,6 +712,9 @@ impl Undo {
                     .await
                     .map(|_| ());
                 crate::aws::goal_if(r, &["DuplicatePolicyAttachmentException"])
+            }
+            Undo::MoveAccount { account, from, to } => {
+                crate::actions::org::move_account(ctx, account, from, to).await
             }
             Undo::RestoreGroups {
                 region,

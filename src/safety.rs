@@ -73,14 +73,33 @@ pub fn self_lockout(ctx: &Ctx, steps: &[BoundStep]) -> Vec<Finding> {
                 step.action.id()
             ));
         }
+        if let (Some(role), Some(roles)) = (&ctx.fleet.role, &t.roles)
+            && ctx.fleet.accounts(step.index).is_some()
+        {
+            let member = role.arn("*");
+            let name = member.rsplit('/').next().unwrap_or_default();
+            if roles.names.iter().any(|n| n == name) {
+                find(format!(
+                    "`{}` names the member role {name} this run acts through in every account: its sessions, this run's included, would be cut",
+                    step.action.id()
+                ));
+            }
+        }
         if step.action == ActionKind::OrgApplyScp {
             if ctx.executor_arn.is_empty() {
                 find("the executor's role ARN could not be read (iam:GetRole), so no SCP can be shown to exempt it".into());
             } else if let ActionParams::ApplyScp(p) = &step.params
                 && let Some(doc) = &p.document
-                && let Err(reason) = org::exempts(doc, &ctx.executor_arn)
             {
-                find(format!("policy {}: {reason}", p.policy));
+                let home = &ctx.identity.account;
+                let principals = std::iter::once(ctx.executor_arn.clone())
+                    .chain(ctx.fleet.member_role_arns(home));
+                for arn in principals {
+                    if let Err(reason) = org::exempts(doc, &arn) {
+                        find(format!("policy {}: {reason}", p.policy));
+                        break;
+                    }
+                }
             }
         }
     }

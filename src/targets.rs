@@ -40,6 +40,10 @@ pub enum Resource {
     Snapshot {
         id: String,
     },
+    /// A member account of the organization (moved by `org.move_accounts`).
+    Account {
+        id: String,
+    },
     /// A service control policy and where it is (to be) attached.
     Scp {
         name: String,
@@ -68,6 +72,7 @@ impl fmt::Display for Target {
                 Some(r) => write!(f, "snapshot {id} ({r})"),
                 None => write!(f, "snapshot {id}"),
             },
+            Resource::Account { id } => write!(f, "account {id}"),
             Resource::Scp { name, targets } => write!(f, "SCP {name} on {}", targets.join(", ")),
         }
     }

@@ -89,6 +89,7 @@ fn write_log(path: &Path, finish: bool) {
         step: 0,
         status: "done".into(),
         counts,
+        accounts: Default::default(),
         error: None,
     })
     .expect("append");

@@ -523,7 +523,7 @@ async fn a_custom_scp_must_spare_the_executor() {
     let ran = e.run(&["run", bad.to_str().expect("path"), "--yes"]);
     assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
     assert!(
-        ran.stderr.contains("does not exempt the executor"),
+        ran.stderr.contains("does not exempt arn:aws:iam"),
         "{}",
         ran.stderr
     );

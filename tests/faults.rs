@@ -61,6 +61,7 @@ fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
         regions: vec!["us-east-1".into()],
         check_permissions: false,
         run: Arc::default(),
+        fleet: Arc::default(),
     }
 }
 

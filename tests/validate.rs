@@ -123,6 +123,36 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             "name: x\nsteps:\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true } }\n    with: { mode: compliance }\n".into(),
             vec!["p.yaml:3:13: error: step 1: `ec2.lock_snapshots` is irreversible: a compliance-mode lock"],
         ),
+        (
+            "short account id",
+            format!("name: x\naccounts: {{ ids: [\"1234\"] }}\n{GOOD_STEP}"),
+            vec!["p.yaml:2:11: error: accounts: `1234` is not a 12-digit account id"],
+        ),
+        (
+            "unknown accounts key",
+            format!("name: x\naccounts: {{ every: true }}\n{GOOD_STEP}"),
+            vec!["p.yaml:2:13: error: unknown field `every`"],
+        ),
+        (
+            "accounts on an organization step",
+            "name: x\nsteps:\n  - action: org.apply_scp\n    with: { target: root }\n    accounts: { all: true }\n".into(),
+            vec!["p.yaml:5:15: error: step 1: `org.apply_scp` runs once, from the management account"],
+        ),
+        (
+            "move without accounts",
+            "name: x\nsteps:\n  - action: org.move_accounts\n    with: { to: ou-ab12-cdef3456 }\n".into(),
+            vec!["p.yaml:3:5: error: step 1: `org.move_accounts` needs the accounts to move"],
+        ),
+        (
+            "move to something not an OU",
+            "name: x\naccounts: { all: true }\nsteps:\n  - action: org.move_accounts\n    with: { to: r-ab12 }\n".into(),
+            vec!["p.yaml:5:11: error: step 1: with: `to: r-ab12` is not an organizational unit id"],
+        ),
+        (
+            "member role template without {account}",
+            format!("name: x\nexecutor: {{ member_role: \"arn:aws:iam::111122223333:role/x\" }}\n{GOOD_STEP}"),
+            vec!["p.yaml:2:26: error: member_role `arn:aws:iam::111122223333:role/x` is neither"],
+        ),
         ("not a mapping", "- a\n- b\n".into(), vec!["p.yaml:1:1: error: a playbook is a mapping"]),
         ("empty file", "".into(), vec!["p.yaml:1:1: error: the file is empty"]),
     ]
@@ -301,4 +331,20 @@ fn a_reader_that_goes_away_never_makes_it_panic() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_bad_accounts_flag_names_the_flag_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = breakglass()
+        .current_dir(dir.path())
+        .args(["--accounts", "all,12345", "plan", "p.yaml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--accounts") && stderr.contains("`12345` is not"),
+        "{stderr}"
+    );
 }

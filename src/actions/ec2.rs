@@ -252,8 +252,8 @@ async fn select_snapshots(
         ids.extend(
             created
                 .iter()
-                .filter(|(r, _)| r == region)
-                .map(|(_, id)| id.clone()),
+                .filter(|(a, r, _)| *a == ctx.identity.account && r == region)
+                .map(|(_, _, id)| id.clone()),
         );
     }
     let mut queries: Vec<Vec<Filter>> = Vec::new();
@@ -784,7 +784,11 @@ fn all_traffic() -> IpPermission {
 /// The flush and quarantine groups of a VPC, found or created once per run.
 async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<IsolationGroups, AwsError> {
     let mut cache = ctx.run.isolation_groups.lock().await;
-    let key = (region.to_string(), vpc.to_string());
+    let key = (
+        ctx.identity.account.clone(),
+        region.to_string(),
+        vpc.to_string(),
+    );
     if let Some(g) = cache.get(&key) {
         return Ok(g.clone());
     }
@@ -1011,7 +1015,11 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                         .filter_map(|s| s.snapshot_id())
                         .collect();
                     if let Ok(mut created) = ctx.run.created_snapshots.lock() {
-                        created.extend(ids.iter().map(|id| (region.clone(), id.to_string())));
+                        let account = &ctx.identity.account;
+                        created.extend(
+                            ids.iter()
+                                .map(|id| (account.clone(), region.clone(), id.to_string())),
+                        );
                     }
                     Ok(Some(serde_json::json!({ "snapshot_ids": ids })))
                 }

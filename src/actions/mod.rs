@@ -16,10 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
+use crate::accounts::{Fleet, Reach};
 use crate::aws::{self, AwsError, Identity, RetryPolicy, Telemetry};
 use crate::playbook::BoundStep;
 use crate::playbook::model::{
-    ApplyScpParams, DetachScpParams, LockModeSpec, LockParams, NoParams, SnapshotParams,
+    ApplyScpParams, DetachScpParams, LockModeSpec, LockParams, MoveAccountsParams, NoParams,
+    SnapshotParams,
 };
 use crate::playbook::yaml::{self, DecodeError, Node};
 use crate::targets::{Protection, SkipReason, Target};
@@ -41,6 +43,8 @@ pub enum ActionKind {
     OrgApplyScp,
     #[serde(rename = "org.detach_scp")]
     OrgDetachScp,
+    #[serde(rename = "org.move_accounts")]
+    OrgMoveAccounts,
     #[serde(rename = "ec2.snapshot_volumes")]
     Ec2SnapshotVolumes,
     #[serde(rename = "ec2.isolate_instances")]
@@ -109,6 +113,7 @@ impl ActionKind {
         ActionKind::IamQuarantinePrincipals,
         ActionKind::OrgApplyScp,
         ActionKind::OrgDetachScp,
+        ActionKind::OrgMoveAccounts,
         ActionKind::Ec2SnapshotVolumes,
         ActionKind::Ec2IsolateInstances,
         ActionKind::Ec2EnableTerminationProtection,
@@ -134,6 +139,7 @@ impl ActionKind {
             ActionKind::IamQuarantinePrincipals => iam::QUARANTINE_PRINCIPALS,
             ActionKind::OrgApplyScp => org::APPLY_SCP,
             ActionKind::OrgDetachScp => org::DETACH_SCP,
+            ActionKind::OrgMoveAccounts => org::MOVE_ACCOUNTS,
             ActionKind::Ec2SnapshotVolumes => ec2::SNAPSHOT_VOLUMES,
             ActionKind::Ec2IsolateInstances => ec2::ISOLATE_INSTANCES,
             ActionKind::Ec2EnableTerminationProtection => ec2::ENABLE_TERMINATION_PROTECTION,
@@ -162,6 +168,18 @@ impl ActionKind {
             }
             _ => None,
         }
+    }
+
+    /// True for actions that run inside each selected account (IAM, EC2);
+    /// Organizations actions run once, from the management account.
+    pub fn account_scoped(self) -> bool {
+        !self.id().starts_with("org.")
+    }
+
+    /// True for actions a step's `accounts:` applies to: the account-scoped
+    /// ones, and `org.move_accounts`, which moves those accounts.
+    pub fn takes_accounts(self) -> bool {
+        self.account_scoped() || self == ActionKind::OrgMoveAccounts
     }
 
     /// True for actions whose targets live in regions (run once per region).
@@ -202,6 +220,16 @@ impl ActionKind {
                 check_targets(p.target.items())?;
                 ActionParams::DetachScp(p)
             }
+            ActionKind::OrgMoveAccounts => {
+                let p: MoveAccountsParams = yaml::decode(node)?;
+                if !p.to.starts_with("ou-") {
+                    return Err(DecodeError::at(
+                        node.pos,
+                        format!("`to: {}` is not an organizational unit id (ou-…)", p.to),
+                    ));
+                }
+                ActionParams::MoveAccounts(p)
+            }
             ActionKind::Ec2SnapshotVolumes => ActionParams::Snapshot(yaml::decode(node)?),
             ActionKind::Ec2LockSnapshots => {
                 let p: LockParams = yaml::decode(node)?;
@@ -225,6 +253,7 @@ impl ActionKind {
         match self {
             ActionKind::OrgApplyScp => generator.subschema_for::<ApplyScpParams>(),
             ActionKind::OrgDetachScp => generator.subschema_for::<DetachScpParams>(),
+            ActionKind::OrgMoveAccounts => generator.subschema_for::<MoveAccountsParams>(),
             ActionKind::Ec2SnapshotVolumes => generator.subschema_for::<SnapshotParams>(),
             ActionKind::Ec2LockSnapshots => generator.subschema_for::<LockParams>(),
             _ => generator.subschema_for::<NoParams>(),
@@ -238,6 +267,7 @@ pub enum ActionParams {
     None,
     ApplyScp(ApplyScpParams),
     DetachScp(DetachScpParams),
+    MoveAccounts(MoveAccountsParams),
     Snapshot(SnapshotParams),
     Lock(LockParams),
 }
@@ -268,7 +298,7 @@ pub enum Disposition {
 #[derive(Clone)]
 pub struct Clients {
     pub iam: aws_sdk_iam::Client,
-    config: aws_config::SdkConfig,
+    pub(crate) config: aws_config::SdkConfig,
     ec2: Arc<std::sync::Mutex<std::collections::HashMap<String, aws_sdk_ec2::Client>>>,
 }
 
@@ -314,11 +344,13 @@ impl Clients {
 pub struct RunState {
     /// Instances whose snapshot failed: never stopped afterwards in this run.
     pub failed_snapshots: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Snapshots created by this run, as (region, snapshot id).
-    pub created_snapshots: std::sync::Mutex<Vec<(String, String)>>,
-    /// Quarantine and flush security groups per (region, VPC), made once.
-    pub isolation_groups:
-        tokio::sync::Mutex<std::collections::HashMap<(String, String), ec2::IsolationGroups>>,
+    /// Snapshots created by this run, as (account, region, snapshot id).
+    pub created_snapshots: std::sync::Mutex<Vec<(String, String, String)>>,
+    /// Quarantine and flush security groups per (account, region, VPC), made once.
+    #[allow(clippy::type_complexity)]
+    pub isolation_groups: tokio::sync::Mutex<
+        std::collections::HashMap<(String, String, String), ec2::IsolationGroups>,
+    >,
     /// Permission checks of dry runs and preflights, coalesced.
     pub simulator: iam::Simulator,
 }
@@ -345,9 +377,29 @@ pub struct Ctx {
     /// and Organizations call would be allowed for the executor.
     pub check_permissions: bool,
     pub run: Arc<RunState>,
+    /// The accounts steps fan out to, with their clients. The identity and
+    /// clients above are those of the account this context acts in.
+    pub fleet: Arc<Fleet>,
 }
 
 impl Ctx {
+    /// This context moved into `account`: its clients, its identity (the
+    /// member role session there), everything else shared. `None` when the
+    /// account was not reached.
+    pub fn in_account(&self, account: &str) -> Option<Ctx> {
+        if account == self.identity.account {
+            return Some(self.clone());
+        }
+        match self.fleet.reach(account)? {
+            Reach::Reached { clients, identity } => Some(Ctx {
+                clients: (**clients).clone(),
+                identity: (**identity).clone(),
+                ..self.clone()
+            }),
+            Reach::Unreachable { .. } => None,
+        }
+    }
+
     pub fn iam(&self) -> &aws_sdk_iam::Client {
         &self.clients.iam
     }
@@ -412,7 +464,9 @@ impl Ctx {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, AwsError>>,
     {
-        let lane = self.telemetry.lane(operation, region);
+        let lane = self
+            .telemetry
+            .lane(&self.identity.account, operation, region);
         aws::call(&self.retry, &self.telemetry, &lane, f).await
     }
 }
@@ -452,9 +506,52 @@ impl Sink {
 
 /// Finds a step's targets and decides, for each, what call (if any) it
 /// needs, handing each decision to `sink`. Returns the notes for the plan.
+///
+/// An account-scoped step with `accounts:` runs its discovery in every
+/// reached account at once; a failure in one is reported (naming the
+/// account) after the others have finished.
 pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<String>, AwsError> {
+    let accounts = match ctx.fleet.accounts(step.index) {
+        Some(a) if step.action.account_scoped() => a,
+        // Boxed: each action's discovery is a deep future, and the executor
+        // nests it again; boxing keeps the type (and its layout) shallow.
+        _ => return Box::pin(discover_in(ctx, step, sink)).await,
+    };
+    let found =
+        futures_util::future::join_all(accounts.iter().filter_map(|a| ctx.in_account(a)).map(
+            |actx| async move {
+                let found = discover_in(&actx, step, sink).await;
+                (actx.identity.account.clone(), found)
+            },
+        ))
+        .await;
+    let mut notes = Vec::new();
+    let mut failed: Vec<(String, AwsError)> = Vec::new();
+    for (account, r) in found {
+        match r {
+            Ok(n) => notes.extend(n.into_iter().map(|n| format!("{account}: {n}"))),
+            Err(e) => failed.push((account, e)),
+        }
+    }
+    let count = failed.len();
+    match failed.into_iter().next() {
+        None => Ok(notes),
+        Some((account, mut e)) => {
+            let others = match count {
+                1 => String::new(),
+                n => format!(" (and in {} other accounts)", n - 1),
+            };
+            e.message = format!("in account {account}: {}{others}", e.message);
+            Err(e)
+        }
+    }
+}
+
+/// One account's discovery for a step.
+async fn discover_in(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<String>, AwsError> {
     let found = match step.action {
         ActionKind::OrgApplyScp | ActionKind::OrgDetachScp => org::discover(ctx, step).await?,
+        ActionKind::OrgMoveAccounts => return org::discover_moves(ctx, step, sink).await,
         a if a.regional() => return ec2::discover(ctx, step, sink).await,
         _ => {
             iam::discover(ctx, step, sink).await?;
@@ -493,6 +590,12 @@ pub enum Op {
     DetachScp {
         policy_id: String,
         target_id: String,
+    },
+    /// `from` is where the account was: rollback moves it back there.
+    MoveAccount {
+        account: String,
+        from: String,
+        to: String,
     },
     CreateSnapshots {
         region: String,
@@ -545,7 +648,7 @@ impl Op {
     /// The call, as a responder would read it in a plan.
     pub fn describe(&self) -> String {
         match self {
-            Op::ApplyScp(_) | Op::DetachScp { .. } => org::describe(self),
+            Op::ApplyScp(_) | Op::DetachScp { .. } | Op::MoveAccount { .. } => org::describe(self),
             Op::DeactivateAccessKey { .. }
             | Op::DeleteLoginProfile { .. }
             | Op::PutInlinePolicy { .. } => iam::describe(self),
@@ -553,11 +656,22 @@ impl Op {
         }
     }
 
+    /// True for Organizations calls: made from the executor's account, whatever
+    /// account the target is.
+    pub fn from_management(&self) -> bool {
+        matches!(
+            self,
+            Op::ApplyScp(_) | Op::DetachScp { .. } | Op::MoveAccount { .. }
+        )
+    }
+
     /// Makes the call. `Ok` carries what was created (snapshot ids, groups),
     /// recorded in the audit log's result record.
     pub async fn apply(&self, ctx: &Ctx) -> Result<Option<serde_json::Value>, AwsError> {
         match self {
-            Op::ApplyScp(_) | Op::DetachScp { .. } => org::apply(ctx, self).await,
+            Op::ApplyScp(_) | Op::DetachScp { .. } | Op::MoveAccount { .. } => {
+                org::apply(ctx, self).await
+            }
             Op::DeactivateAccessKey { .. }
             | Op::DeleteLoginProfile { .. }
             | Op::PutInlinePolicy { .. } => iam::apply(ctx, self).await.map(|()| None),
@@ -610,6 +724,7 @@ impl Op {
                 v
             }
             Op::DetachScp { .. } => vec![("organizations:DetachPolicy", "*".to_string())],
+            Op::MoveAccount { .. } => vec![("organizations:MoveAccount", "*".to_string())],
             _ => Vec::new(),
         }
     }
@@ -640,6 +755,7 @@ impl Op {
                 policy_id,
                 target_id,
             } => format!("SCP {policy_id} is still attached to {target_id}"),
+            Op::MoveAccount { from, to, .. } => format!("is in {from}, not in {to}"),
             Op::CreateSnapshots { volume_ids, .. } => {
                 format!("has no breakglass snapshot of {}", volume_ids.join(", "))
             }

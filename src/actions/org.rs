@@ -9,10 +9,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility};
+use futures_util::StreamExt;
+
+use super::{
+    ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility, Sink,
+};
 use crate::aws::{self, AwsError, local};
 use crate::playbook::BoundStep;
-use crate::targets::{Resource, Scope, Target};
+use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// AWS's limit on an SCP document, in characters.
 pub const SCP_MAX_CHARS: usize = 5120;
@@ -52,6 +56,19 @@ pub const DETACH_SCP: ActionInfo = ActionInfo {
     calls: &["organizations:DetachPolicy"],
     reversibility: Reversibility::Reversible("org.apply_scp"),
     notes: &[],
+};
+
+pub const MOVE_ACCOUNTS: ActionInfo = ActionInfo {
+    id: "org.move_accounts",
+    summary: "Move the step's accounts into a quarantine OU, so the SCPs on it bind them.",
+    targets: &[],
+    params: &[("to", "the quarantine OU id (ou-…)")],
+    calls: &["organizations:MoveAccount"],
+    reversibility: Reversibility::Reversible("moves each account back to the parent it had"),
+    notes: &[
+        "The accounts come from `accounts:` (the step's or the playbook's).",
+        "The executor's own account and the management account are never moved.",
+    ],
 };
 
 /// Everything `org.apply_scp` needs to do, as one recorded op.
@@ -128,7 +145,7 @@ pub fn exempts(document: &str, executor_arn: &str) -> Result<(), String> {
                 .map(|x| format!(" ({x})"))
                 .unwrap_or_default();
             return Err(format!(
-                "Deny statement {}{sid} does not exempt the executor {executor_arn} through aws:PrincipalArn: applying it would lock the responders out",
+                "Deny statement {}{sid} does not exempt {executor_arn} (run by breakglass) through aws:PrincipalArn: applying it would lock the responders out",
                 i + 1
             ));
         }
@@ -281,6 +298,9 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
             let document = match custom {
                 Some(doc) => {
                     exempts(&doc, &ctx.executor_arn).map_err(|m| local("org.apply_scp", m))?;
+                    for arn in ctx.fleet.member_role_arns(&ctx.identity.account) {
+                        exempts(&doc, &arn).map_err(|m| local("org.apply_scp", m))?;
+                    }
                     doc
                 }
                 None => deny_all_document(&ctx.exempt),
@@ -400,6 +420,9 @@ pub fn describe(op: &Op) -> String {
             policy_id,
             target_id,
         } => format!("organizations:DetachPolicy PolicyId={policy_id} TargetId={target_id}"),
+        Op::MoveAccount { account, from, to } => format!(
+            "organizations:MoveAccount AccountId={account} SourceParentId={from} DestinationParentId={to}"
+        ),
         _ => String::new(),
     }
 }
@@ -489,8 +512,110 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                 .map(|_| ());
             aws::goal_if(r, &["PolicyNotAttachedException"]).map(|()| None)
         }
+        Op::MoveAccount { account, from, to } => {
+            move_account(ctx, account, from, to).await.map(|()| None)
+        }
         _ => Ok(None),
     }
+}
+
+/// `MoveAccount`; an account already in `to` counts as moved (a rerun).
+pub async fn move_account(ctx: &Ctx, account: &str, from: &str, to: &str) -> Result<(), AwsError> {
+    let org = ctx.clients.org();
+    let r = ctx
+        .call("organizations:MoveAccount", || {
+            org.move_account()
+                .account_id(account)
+                .source_parent_id(from)
+                .destination_parent_id(to)
+                .send()
+        })
+        .await
+        .map(|_| ());
+    aws::goal_if(r, &["DuplicateAccountException"])
+}
+
+/// The parent (root or OU) an account sits in now.
+pub async fn parent_of(ctx: &Ctx, account: &str) -> Result<String, AwsError> {
+    let org = ctx.clients.org();
+    let out = ctx
+        .call("organizations:ListParents", || {
+            org.list_parents().child_id(account).send()
+        })
+        .await?;
+    out.parents()
+        .first()
+        .and_then(|p| p.id())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            local(
+                "organizations:ListParents",
+                format!("account {account} has no parent"),
+            )
+        })
+}
+
+/// `org.move_accounts`: each selected account not yet in the quarantine OU
+/// is moved there, its current parent recorded for rollback.
+pub async fn discover_moves(
+    ctx: &Ctx,
+    step: &BoundStep,
+    sink: &Sink,
+) -> Result<Vec<String>, AwsError> {
+    let ActionParams::MoveAccounts(p) = &step.params else {
+        return Err(local("org.move_accounts", "missing parameters".into()));
+    };
+    let accounts = ctx.fleet.accounts(step.index).unwrap_or_default();
+    let management = ctx.fleet.management.clone().unwrap_or_default();
+    let management = &management;
+    let decide = |account: String| async move {
+        let target = Target {
+            scope: Scope {
+                account: account.clone(),
+                region: None,
+            },
+            resource: Resource::Account {
+                id: account.clone(),
+            },
+        };
+        let disposition = if account == ctx.identity.account {
+            Disposition::Skip {
+                reason: SkipReason::Executor,
+            }
+        } else if account == *management {
+            Disposition::Unchanged {
+                reason: "the management account cannot be moved into an OU".into(),
+            }
+        } else {
+            match parent_of(ctx, &account).await {
+                Err(error) => Disposition::Unreadable { error },
+                Ok(parent) if parent == p.to => Disposition::Unchanged {
+                    reason: format!("already in {}", p.to),
+                },
+                Ok(parent) => Disposition::Change {
+                    op: Op::MoveAccount {
+                        account,
+                        from: parent,
+                        to: p.to.clone(),
+                    },
+                },
+            }
+        };
+        Planned {
+            target,
+            disposition,
+        }
+    };
+    let mut decided = futures_util::stream::iter(accounts.iter().cloned())
+        .map(decide)
+        .buffer_unordered(ctx.concurrency.max(1));
+    while let Some(planned) = decided.next().await {
+        sink.emit(planned);
+    }
+    Ok(vec![format!(
+        "The SCPs attached to {} now bind the moved accounts; those on their old parents no longer do.",
+        p.to
+    )])
 }
 
 #[cfg(test)]

@@ -16,8 +16,9 @@ use sha2::{Digest, Sha256};
 
 use crate::actions::{ActionKind, ActionParams};
 pub use model::{
-    AccessKeySelector, ExecutorSpec, InstanceSelector, LockModeSpec, OnFailure, PlaybookFile,
-    Regions, RoleSelector, SnapshotSelector, StepFile, TargetSpec, UserSelector, VarSpec,
+    AccessKeySelector, AccountsSpec, ExecutorSpec, InstanceSelector, LockModeSpec, OnFailure,
+    PlaybookFile, Regions, RoleSelector, SnapshotSelector, StepFile, TargetSpec, UserSelector,
+    VarSpec,
 };
 pub use problems::{Problem, Problems, Severity};
 use yaml::{Node, Pos};
@@ -35,6 +36,8 @@ pub struct Playbook {
     pub vars: BTreeMap<String, VarSpec>,
     pub protect: Vec<String>,
     pub regions: Option<Regions>,
+    /// The playbook-level account selection (steps carry their effective one).
+    pub accounts: Option<AccountsSpec>,
     pub steps: Vec<StepDef>,
     /// Findings that do not stop a run (shown by `validate` and `plan`).
     pub warnings: Vec<Problem>,
@@ -50,6 +53,8 @@ pub struct StepDef {
     pub with: Option<Node>,
     pub on_failure: OnFailure,
     pub max_targets: Option<u32>,
+    /// The step's own `accounts:` (the playbook's applies when `None`).
+    pub accounts: Option<AccountsSpec>,
     pub pos: Pos,
 }
 
@@ -63,6 +68,9 @@ pub struct BoundStep {
     pub params: ActionParams,
     pub on_failure: OnFailure,
     pub max_targets: Option<u32>,
+    /// The accounts the step fans out to (its own or the playbook's); `None`
+    /// runs it in the executor's account.
+    pub accounts: Option<AccountsSpec>,
 }
 
 /// Reads and validates a playbook file.
@@ -168,6 +176,7 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
     let mut regions = None;
     let mut steps_node = None;
     let mut max_targets = None;
+    let mut accounts: Option<yaml::Located<AccountsSpec>> = None;
     const SECTIONS: &[&str] = &[
         "name",
         "description",
@@ -176,6 +185,7 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
         "protect",
         "regions",
         "max_targets",
+        "accounts",
         "steps",
     ];
     for (key, value) in entries {
@@ -211,6 +221,9 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
                 regions = Some(v);
             })),
             "max_targets" => take(yaml::decode::<Option<u32>>(value).map(|v| max_targets = v)),
+            "accounts" => {
+                take(yaml::decode::<yaml::Located<AccountsSpec>>(value).map(|v| accounts = Some(v)))
+            }
             "steps" => steps_node = Some(value),
             other => problems.push(
                 Problem::error(source, Some(key.pos), format!("unknown key `{other}`"))
@@ -267,6 +280,9 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
         }
         Some(node) => decode_steps(source, node, &vars, &mut problems),
     };
+    if let Some(a) = &accounts {
+        check_accounts(source, "accounts", a, &mut problems);
+    }
     let steps: Vec<StepDef> = steps
         .into_iter()
         .map(|mut s| {
@@ -274,6 +290,21 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
             s
         })
         .collect();
+    for s in &steps {
+        if s.action == ActionKind::OrgMoveAccounts && s.accounts.is_none() && accounts.is_none() {
+            problems.push(
+                Problem::error(
+                    source,
+                    Some(s.pos),
+                    format!(
+                        "step {}: `org.move_accounts` needs the accounts to move",
+                        s.index + 1
+                    ),
+                )
+                .with_hint("add `accounts:` to the step or the playbook"),
+            );
+        }
+    }
 
     check_order(source, &steps, &mut problems);
     let warnings: Vec<Problem> = problems
@@ -295,6 +326,7 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
         vars,
         protect: protect.into_iter().map(|p| p.value).collect(),
         regions: regions.map(|r| r.value),
+        accounts: accounts.map(|a| a.value),
         steps,
         warnings,
     })
@@ -344,6 +376,24 @@ fn check_executor(source: &str, executor: &ExecutorSpec, problems: &mut Vec<Prob
             .with_hint("quote it so YAML keeps leading zeros: expect_account: \"012345678901\""),
         );
     }
+    if let Some(role) = &executor.member_role {
+        let v = &role.value;
+        let ok = if v.starts_with("arn:") {
+            v.contains("{account}") && v.contains(":role/")
+        } else {
+            !v.is_empty() && !v.contains(['/', ':', '{', '}', ' '])
+        };
+        if !ok {
+            problems.push(
+                Problem::error(
+                    source,
+                    Some(role.pos),
+                    format!("member_role `{v}` is neither a role name nor an ARN template with {{account}}"),
+                )
+                .with_hint("such as OrganizationAccountAccessRole, or arn:aws:iam::{account}:role/IR/Responder"),
+            );
+        }
+    }
     if let Some(arn) = &executor.expect_principal
         && !arn.starts_with("arn:")
     {
@@ -352,6 +402,42 @@ fn check_executor(source: &str, executor: &ExecutorSpec, problems: &mut Vec<Prob
             Some(arn.pos),
             format!("expect_principal `{}` is not an ARN", arn.value),
         ));
+    }
+}
+
+/// Account ids are 12 digits and OU ids `ou-…`; a selection must select something.
+fn check_accounts(
+    source: &str,
+    label: &str,
+    spec: &yaml::Located<AccountsSpec>,
+    problems: &mut Vec<Problem>,
+) {
+    let a = &spec.value;
+    let mut bad = |msg: String, hint: &str| {
+        problems
+            .push(Problem::error(source, Some(spec.pos), format!("{label}: {msg}")).with_hint(hint))
+    };
+    for id in a.ids.iter().chain(&a.exclude) {
+        if id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit()) {
+            bad(
+                format!("`{id}` is not a 12-digit account id"),
+                "quote account ids so YAML keeps leading zeros: \"012345678901\"",
+            );
+        }
+    }
+    for ou in &a.ous {
+        if !ou.starts_with("ou-") {
+            bad(
+                format!("`{ou}` is not an organizational unit id (ou-…)"),
+                "for every account use `all: true`",
+            );
+        }
+    }
+    if !a.all && a.ous.is_empty() && a.ids.is_empty() && !a.include_management {
+        bad(
+            "selects no account".into(),
+            "use `all: true`, `ous: [ou-…]` or `ids: [\"…\"]`",
+        );
     }
 }
 
@@ -490,6 +576,23 @@ fn decode_steps(
                 }
             }
         }
+        if let Some(a) = &step.accounts {
+            if action.takes_accounts() {
+                check_accounts(source, &format!("{label}: accounts"), a, problems);
+            } else {
+                problems.push(
+                    Problem::error(
+                        source,
+                        Some(a.pos),
+                        format!(
+                            "{label}: `{}` runs once, from the management account: `accounts` does not apply to it",
+                            action.id()
+                        ),
+                    )
+                    .with_hint("choose where the policy goes with `with: target:`"),
+                );
+            }
+        }
         steps.push(StepDef {
             index,
             name: step.name.clone().unwrap_or_else(|| action.id().to_string()),
@@ -498,6 +601,7 @@ fn decode_steps(
             with: step.with,
             on_failure: step.on_failure,
             max_targets: step.max_targets,
+            accounts: step.accounts.map(|a| a.value),
             pos: item.pos,
         });
     }
@@ -653,6 +757,11 @@ impl Playbook {
                     params,
                     on_failure: step.on_failure,
                     max_targets: step.max_targets,
+                    accounts: step
+                        .accounts
+                        .clone()
+                        .or_else(|| self.accounts.clone())
+                        .filter(|_| step.action.takes_accounts()),
                 }),
                 Err(p) => problems.extend(p),
             }

@@ -33,7 +33,37 @@ pub struct PlaybookFile {
     /// Default for every step's `max_targets`.
     #[serde(default)]
     pub max_targets: Option<u32>,
+    /// Member accounts of the organization that account-scoped steps (IAM,
+    /// EC2) run in, through `executor.member_role`. Without it they run in the
+    /// executor's own account only. Steps may override it.
+    #[serde(default)]
+    pub accounts: Option<Located<AccountsSpec>>,
     pub steps: Vec<StepFile>,
+}
+
+/// Which accounts of the organization a step reaches. Criteria add up;
+/// `exclude` always wins. Only active accounts are selected.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsSpec {
+    /// Every active member account.
+    #[serde(default)]
+    pub all: bool,
+    /// Organizational units (`ou-…`): every account under them, nested OUs included.
+    #[serde(default)]
+    pub ous: Vec<String>,
+    /// 12-digit account ids (quoted).
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Account ids never selected.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Also run in the management account, with the executor's own credential
+    /// when it is the management account. Off by default: the management
+    /// account usually holds the break-glass identity itself, and SCPs never
+    /// bind it, so what it needs is a deliberate decision.
+    #[serde(default)]
+    pub include_management: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -54,6 +84,11 @@ pub struct ExecutorSpec {
     /// with an MFA code when `mfa_serial` is set.
     #[serde(default)]
     pub assume_role: Option<Located<AssumeRoleSpec>>,
+    /// The role assumed in each member account when steps fan out across
+    /// `accounts`: a role name, or an ARN template with `{account}`
+    /// [default: OrganizationAccountAccessRole]. Every SCP the run applies exempts it.
+    #[serde(default)]
+    pub member_role: Option<Located<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -162,6 +197,9 @@ pub struct StepFile {
     /// than this: a selector typo must not reach the whole estate.
     #[serde(default)]
     pub max_targets: Option<u32>,
+    /// The accounts this step runs in, instead of the playbook's `accounts`.
+    #[serde(default)]
+    pub accounts: Option<Located<AccountsSpec>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -275,6 +313,14 @@ fn deny_all() -> String {
 
 fn scp_name() -> String {
     "breakglass-deny-all".into()
+}
+
+/// `org.move_accounts` parameters.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveAccountsParams {
+    /// The quarantine OU (`ou-…`) the step's accounts are moved into.
+    pub to: String,
 }
 
 /// `org.detach_scp` parameters.

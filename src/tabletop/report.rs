@@ -154,6 +154,21 @@ pub async fn exposures(
         .iter()
         .find(|t| t.action == "org.apply_scp" && t.status == "done");
     for (name, id) in &seeded.member_accounts {
+        let fanned = run["accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["account"].as_str() == Some(id.as_str()));
+        if let Some(a) = fanned {
+            // The run reached into it: its targets are in the run's own results.
+            if let Some(e) = a["error"].as_str() {
+                out.push(Exposed {
+                    what: format!("account {id} ({name})"),
+                    why: format!("member account the run could not reach: {e}"),
+                });
+            }
+            continue;
+        }
         let why = match scp {
             Some(t) => format!(
                 "member account: the deny-all SCP has bound it since {}, but this run's IAM and EC2 steps ran only in the management account, so its keys, sessions and instances are untouched",

@@ -183,33 +183,11 @@ impl Estate {
 
     /// Creates a user with one active key and a console password; returns the key id.
     pub async fn user_with_key(&self, name: &str) -> String {
-        self.iam
-            .create_user()
-            .user_name(name)
-            .send()
-            .await
-            .expect("create user");
-        self.iam
-            .create_login_profile()
-            .user_name(name)
-            .password("Pa55word!long")
-            .send()
-            .await
-            .expect("login profile");
-        self.add_key(name).await
+        user_with_key(&self.iam, name).await
     }
 
     pub async fn add_key(&self, user: &str) -> String {
-        self.iam
-            .create_access_key()
-            .user_name(user)
-            .send()
-            .await
-            .expect("key")
-            .access_key()
-            .expect("key")
-            .access_key_id()
-            .to_string()
+        add_key(&self.iam, user).await
     }
 
     pub async fn role(&self, name: &str, path: &str) {
@@ -224,28 +202,11 @@ impl Estate {
     }
 
     pub async fn key_status(&self, user: &str, key: &str) -> String {
-        let out = self
-            .iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
-            .await
-            .expect("list keys");
-        out.access_key_metadata()
-            .iter()
-            .find(|k| k.access_key_id() == Some(key))
-            .and_then(|k| k.status())
-            .map(|s| s.as_str().to_string())
-            .expect("key present")
+        key_status(&self.iam, user, key).await
     }
 
     pub async fn has_login_profile(&self, user: &str) -> bool {
-        self.iam
-            .get_login_profile()
-            .user_name(user)
-            .send()
-            .await
-            .is_ok()
+        has_login_profile(&self.iam, user).await
     }
 
     /// The inline policy document of a user or role, parsed, if present.
@@ -567,4 +528,174 @@ impl Estate {
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
+}
+
+/// One member account of a seeded organization, with clients signed by a
+/// session of its `OrganizationAccountAccessRole` (moto gives each account
+/// its own state).
+pub struct Member {
+    pub id: String,
+    pub iam: aws_sdk_iam::Client,
+    pub ec2: aws_sdk_ec2::Client,
+}
+
+impl Estate {
+    /// Creates `n` member accounts in the organization (which must exist);
+    /// returns them with clients that act inside each.
+    pub async fn members(&self, n: usize) -> Vec<Member> {
+        let org = self.org();
+        for i in 0..n {
+            org.create_account()
+                .account_name(format!("member-{i}"))
+                .email(format!("member-{i}@example.invalid"))
+                .send()
+                .await
+                .expect("create account");
+        }
+        let listed = org.list_accounts().send().await.expect("accounts");
+        let mut out = Vec::new();
+        for a in listed.accounts() {
+            let id = a.id().expect("id").to_string();
+            if id == "123456789012" {
+                continue;
+            }
+            out.push(self.member(&id).await);
+        }
+        assert_eq!(out.len(), n, "member accounts");
+        out
+    }
+
+    /// Clients acting in account `id` through its member role.
+    pub async fn member(&self, id: &str) -> Member {
+        let sts_conf = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(Credentials::new(
+                ADMIN_KEY,
+                "admin-secret",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(seeding_retries())
+            .timeout_config(seeding_timeouts())
+            .build();
+        let out = aws_sdk_sts::Client::from_conf(sts_conf)
+            .assume_role()
+            .role_arn(format!(
+                "arn:aws:iam::{id}:role/OrganizationAccountAccessRole"
+            ))
+            .role_session_name("seed")
+            .send()
+            .await
+            .expect("assume member role");
+        let c = out.credentials().expect("credentials");
+        let creds = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "seed",
+        );
+        let iam = aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(self.moto.endpoint())
+                .credentials_provider(creds.clone())
+                .retry_config(seeding_retries())
+                .timeout_config(seeding_timeouts())
+                .build(),
+        );
+        let ec2 = aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(self.moto.endpoint())
+                .credentials_provider(creds)
+                .retry_config(seeding_retries())
+                .timeout_config(seeding_timeouts())
+                .build(),
+        );
+        Member {
+            id: id.to_string(),
+            iam,
+            ec2,
+        }
+    }
+}
+
+impl Member {
+    /// A user with a console password and one active key; returns the key id.
+    pub async fn user_with_key(&self, name: &str) -> String {
+        user_with_key(&self.iam, name).await
+    }
+
+    pub async fn key_status(&self, user: &str, key: &str) -> String {
+        key_status(&self.iam, user, key).await
+    }
+
+    pub async fn has_login_profile(&self, user: &str) -> bool {
+        has_login_profile(&self.iam, user).await
+    }
+
+    /// The inline policy names of a role.
+    pub async fn role_policies(&self, role: &str) -> Vec<String> {
+        self.iam
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .expect("role policies")
+            .policy_names()
+            .to_vec()
+    }
+}
+
+/// Creates a user with one active key and a console password in the account
+/// `iam` acts in; returns the key id.
+pub async fn user_with_key(iam: &aws_sdk_iam::Client, name: &str) -> String {
+    iam.create_user()
+        .user_name(name)
+        .send()
+        .await
+        .expect("create user");
+    iam.create_login_profile()
+        .user_name(name)
+        .password("Pa55word!long")
+        .send()
+        .await
+        .expect("login profile");
+    add_key(iam, name).await
+}
+
+pub async fn add_key(iam: &aws_sdk_iam::Client, user: &str) -> String {
+    iam.create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .expect("key")
+        .access_key()
+        .expect("key")
+        .access_key_id()
+        .to_string()
+}
+
+pub async fn key_status(iam: &aws_sdk_iam::Client, user: &str, key: &str) -> String {
+    iam.list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .expect("list keys")
+        .access_key_metadata()
+        .iter()
+        .find(|k| k.access_key_id() == Some(key))
+        .and_then(|k| k.status())
+        .map(|s| s.as_str().to_string())
+        .expect("key present")
+}
+
+pub async fn has_login_profile(iam: &aws_sdk_iam::Client, user: &str) -> bool {
+    iam.get_login_profile().user_name(user).send().await.is_ok()
 }

@@ -18,7 +18,16 @@ struct State {
     denied: Arc<Mutex<BTreeSet<String>>>,
     mutations: Arc<Mutex<Vec<String>>>,
     denied_dry_runs: Arc<Mutex<BTreeSet<String>>>,
+    denied_roles: Arc<Mutex<BTreeSet<String>>>,
+    key_accounts: KeyAccounts,
 }
+
+/// (service, region, account): one token bucket each, as AWS meters.
+type BucketKey = (String, String, String);
+
+/// Access key id → the account its session belongs to, learned from the
+/// `AssumeRole` answers that went through (AWS meters per account).
+pub type KeyAccounts = Arc<Mutex<BTreeMap<String, String>>>;
 
 /// Read-only API calls by name prefix; everything else counts as a mutation.
 const READ_PREFIXES: &[&str] = &["Describe", "List", "Get", "Simulate"];
@@ -35,6 +44,8 @@ pub struct Proxy {
     pub mutations: Arc<Mutex<Vec<String>>>,
     /// EC2 actions whose `DryRun=true` answers `UnauthorizedOperation`.
     pub denied_dry_runs: Arc<Mutex<BTreeSet<String>>>,
+    /// Role ARNs whose `AssumeRole` answers `AccessDenied`.
+    pub denied_roles: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Proxy {
@@ -59,6 +70,7 @@ impl Proxy {
             denied_actions: state.denied,
             mutations: state.mutations,
             denied_dry_runs: state.denied_dry_runs,
+            denied_roles: state.denied_roles,
         }
     }
 
@@ -83,7 +95,7 @@ pub struct Shaping {
     pub jitter: f64,
     /// service → (refill per second, burst).
     pub limits: BTreeMap<String, (f64, f64)>,
-    buckets: Mutex<BTreeMap<(String, String), (f64, std::time::Instant)>>,
+    buckets: Mutex<BTreeMap<BucketKey, (f64, std::time::Instant)>>,
     /// Every request seen: when it arrived, service, region, action, whether
     /// it mutates, whether it was throttled.
     pub log: Mutex<Vec<Seen>>,
@@ -141,8 +153,9 @@ impl Shaping {
         }
     }
 
-    /// Takes a token for a mutating call; `false` when the bucket is empty.
-    fn admit(&self, service: &str, region: &str) -> bool {
+    /// Takes a token for a mutating call from the bucket of its (service,
+    /// region, account); `false` when the bucket is empty.
+    fn admit(&self, service: &str, region: &str, account: &str) -> bool {
         let Some(&(rate, burst)) = self.limits.get(service) else {
             return true;
         };
@@ -151,7 +164,7 @@ impl Shaping {
             return true;
         };
         let (tokens, at) = buckets
-            .entry((service.to_string(), region.to_string()))
+            .entry((service.to_string(), region.to_string(), account.to_string()))
             .or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
         *at = now;
@@ -232,8 +245,8 @@ fn throttle(s: &mut TcpStream, service: &str) -> std::io::Result<()> {
     }
 }
 
-/// Service and region from the SigV4 credential scope.
-fn scope_of(head: &str) -> (String, String) {
+/// Service, region and access key id from the SigV4 credential.
+fn credential_of(head: &str) -> (String, String, String) {
     head.lines()
         .find_map(|l| {
             let lower = l.to_ascii_lowercase();
@@ -243,9 +256,21 @@ fn scope_of(head: &str) -> (String, String) {
                 .next()?
                 .split('/')
                 .collect();
-            Some((scope.get(3)?.to_string(), scope.get(2)?.to_string()))
+            Some((
+                scope.get(3)?.to_string(),
+                scope.get(2)?.to_string(),
+                scope.first()?.to_string(),
+            ))
         })
         .unwrap_or_default()
+}
+
+/// The text between `<tag>` and `</tag>`, first occurrence.
+fn xml_text<'a>(body: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{tag}>"))? + start;
+    Some(&body[start..end])
 }
 
 use breakglass::tabletop::shim::read_request;
@@ -294,7 +319,13 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
     if let (Some(shaping), Some(a)) = (shaping, &action) {
         std::thread::sleep(shaping.delay());
         let head = String::from_utf8_lossy(&request[..split]).to_string();
-        let (service, region) = scope_of(&head);
+        let (service, region, key) = credential_of(&head);
+        let account = state
+            .key_accounts
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&key).cloned())
+            .unwrap_or_default();
         let mutating = get("DryRun").as_deref() != Some("true")
             && !READ_PREFIXES.iter().any(|r| a.starts_with(r));
         let roll = random_unit();
@@ -332,7 +363,8 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             Some(1) => return server_error(&mut client, &service),
             _ => {}
         }
-        let throttled = fault == Some(2) || (mutating && !shaping.admit(&service, &region));
+        let throttled =
+            fault == Some(2) || (mutating && !shaping.admit(&service, &region, &account));
         if let Ok(mut log) = shaping.log.lock() {
             log.push(Seen {
                 at: std::time::SystemTime::now(),
@@ -372,6 +404,24 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
         );
     }
     match action.as_deref() {
+        Some("AssumeRole")
+            if get("RoleArn").is_some_and(|r| {
+                state
+                    .denied_roles
+                    .lock()
+                    .map(|d| d.contains(&r))
+                    .unwrap_or(false)
+            }) =>
+        {
+            let role = get("RoleArn").unwrap_or_default();
+            respond(
+                &mut client,
+                "403 Forbidden",
+                &format!(
+                    "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: sts:AssumeRole on resource: {role}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
+                ),
+            )
+        }
         Some("SimulatePrincipalPolicy") => {
             // One answer per listed resource, as IAM gives them.
             let action_name = get("ActionNames.member.1").unwrap_or_default();
@@ -477,10 +527,35 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             up.write_all(&request)?;
             let mut response = Vec::new();
             up.read_to_end(&mut response)?;
+            if action.as_deref() == Some("AssumeRole") {
+                let text = String::from_utf8_lossy(&response);
+                let account = xml_text(&text, "Arn").and_then(|a| a.split(':').nth(4));
+                if let (Some(key), Some(account), Ok(mut k)) = (
+                    xml_text(&text, "AccessKeyId"),
+                    account,
+                    state.key_accounts.lock(),
+                ) {
+                    k.insert(key.to_string(), account.to_string());
+                }
+            }
             if let Some(d) = slow_by {
                 std::thread::sleep(d);
             }
             client.write_all(&response)
         }
     }
+}
+
+/// The issue #6 defaults for the benchmarks: service → (refill per second,
+/// burst), one bucket per (service, region, account).
+pub fn aws_limits() -> BTreeMap<String, (f64, f64)> {
+    [
+        ("iam", (20.0, 20.0)),
+        ("ec2", (20.0, 40.0)),
+        ("organizations", (5.0, 10.0)),
+        ("sts", (20.0, 20.0)),
+    ]
+    .into_iter()
+    .map(|(s, l)| (s.to_string(), l))
+    .collect()
 }

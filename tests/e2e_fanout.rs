@@ -1,0 +1,510 @@
+//! End to end against moto: one run reaches every member account of an
+//! organization through its member role, and says which it could not reach.
+
+mod common;
+
+use common::{Estate, Member, playbook, repo_playbook};
+
+const REVOKE: &str = "breakglass-revoke-older-sessions";
+const MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
+
+/// Each member gets two users (keys and console passwords) and one role.
+async fn seed(members: &[Member]) -> Vec<Vec<(String, String)>> {
+    let mut keys = Vec::new();
+    for m in members {
+        let mut mine = Vec::new();
+        for u in ["dev", "ci"] {
+            let name = format!("{u}-{}", &m.id[8..]);
+            let key = m.user_with_key(&name).await;
+            mine.push((name, key));
+        }
+        m.iam
+            .create_role()
+            .role_name("app")
+            .assume_role_policy_document("{}")
+            .send()
+            .await
+            .expect("role");
+        keys.push(mine);
+    }
+    keys
+}
+
+/// `run PLAYBOOK` across every member account, JSON out.
+fn run_everywhere(e: &Estate, pb: &str, case: &str) -> common::Ran {
+    let case = format!("case_id={case}");
+    e.run(&[
+        "--accounts",
+        "all",
+        "--output",
+        "json",
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        &case,
+    ])
+}
+
+/// The OU or root an account sits in.
+async fn parent(e: &Estate, account: &str) -> String {
+    e.org()
+        .list_parents()
+        .child_id(account)
+        .send()
+        .await
+        .expect("parents")
+        .parents()
+        .first()
+        .and_then(|p| p.id())
+        .expect("parent")
+        .to_string()
+}
+
+/// The security groups on a member's instances' interfaces, by name.
+async fn groups(m: &Member) -> Vec<String> {
+    m.ec2
+        .describe_instances()
+        .send()
+        .await
+        .expect("instances")
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .flat_map(|i| i.network_interfaces())
+        .flat_map(|n| n.groups())
+        .filter_map(|g| g.group_name().map(str::to_string))
+        .collect()
+}
+
+/// One instance in the member account.
+async fn launch(m: &Member) {
+    m.ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("instance");
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The audit log the run wrote (its path, relative to where it ran, is in the report).
+fn audit_records(e: &Estate, report: &serde_json::Value) -> Vec<serde_json::Value> {
+    let path = e.path(report["audit_log"].as_str().expect("audit path"));
+    std::fs::read_to_string(path)
+        .expect("audit log")
+        .lines()
+        .map(json)
+        .collect()
+}
+
+#[tokio::test]
+async fn credential_lockdown_contains_every_member_account() {
+    let e = Estate::new().await;
+    e.organization().await;
+    let members = e.members(5).await;
+    let keys = seed(&members).await;
+    // The management account's own users stay out unless asked for.
+    let home_key = e.user_with_key("home-dev").await;
+    let pb = repo_playbook("credential-lockdown.yaml");
+    let pb = pb.to_str().expect("path");
+
+    let plan = e.run(&[
+        "--accounts",
+        "all",
+        "--output",
+        "json",
+        "plan",
+        pb,
+        "--var",
+        "case_id=IR-7",
+    ]);
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
+    let planned = json(&plan.stdout);
+    let reach: Vec<&str> = planned["accounts"]
+        .as_array()
+        .expect("accounts in the plan")
+        .iter()
+        .map(|a| a["reach"].as_str().expect("reach"))
+        .collect();
+    assert_eq!(reach, vec!["member"; 5], "{}", plan.stdout);
+    let per_account = &planned["steps"][0]["accounts"];
+    for m in &members {
+        assert_eq!(
+            per_account[&m.id]["would_change"], 2,
+            "two keys to deactivate in {}: {per_account}",
+            m.id
+        );
+    }
+    assert!(
+        plan.stderr
+            .contains("management account 123456789012 is not selected"),
+        "{}",
+        plan.stderr
+    );
+
+    let ran = run_everywhere(&e, pb, "IR-7");
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let report = json(&ran.stdout);
+    assert_eq!(report["status"], "completed");
+    assert_eq!(report["not_contained"], serde_json::json!([]));
+    for (m, mine) in members.iter().zip(&keys) {
+        for (user, key) in mine {
+            assert_eq!(
+                m.key_status(user, key).await,
+                "Inactive",
+                "{user} in {}",
+                m.id
+            );
+            assert!(!m.has_login_profile(user).await, "{user} in {}", m.id);
+        }
+        assert!(
+            m.role_policies("app").await.contains(&REVOKE.to_string()),
+            "role app in {} has its sessions revoked",
+            m.id
+        );
+        // The role the run acts through is never revoked: that would cut the run.
+        assert!(
+            !m.role_policies(MEMBER_ROLE)
+                .await
+                .contains(&REVOKE.to_string()),
+            "member role in {} left alone",
+            m.id
+        );
+    }
+    assert_eq!(e.key_status("home-dev", &home_key).await, "Active");
+
+    // Every change names the account it was made in, in the audit log too.
+    let records = audit_records(&e, &report);
+    let member_ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+    let intents: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["event"] == "intent").collect();
+    assert!(!intents.is_empty(), "intent records");
+    for r in &intents {
+        let account = r
+            .pointer("/target/scope/account")
+            .and_then(|a| a.as_str())
+            .expect("account on the intent");
+        assert!(member_ids.contains(&account), "{r}");
+    }
+    assert!(
+        records.iter().any(|r| r
+            .to_string()
+            .contains("\"member_role\":\"OrganizationAccountAccessRole\"")),
+        "the accounts record names the member role"
+    );
+    let verified = e.run(&[
+        "audit",
+        "verify",
+        report["audit_log"].as_str().expect("path"),
+    ]);
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+
+    // A second run finds the keys and passwords already done everywhere
+    // (revocations are renewed on purpose: they cut sessions newer than the last).
+    let again = run_everywhere(&e, pb, "IR-7");
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let again = json(&again.stdout);
+    for step in [0, 3] {
+        let c = &again["steps"][step]["counts"];
+        assert_eq!(c["changed"], 0, "step {step}: {c}");
+        assert_eq!(c["unchanged"], 10, "step {step}: {c}");
+    }
+}
+
+#[tokio::test]
+async fn an_unassumable_member_is_unreachable_and_the_others_are_contained() {
+    let e = Estate::new().await;
+    e.organization().await;
+    let members = e.members(5).await;
+    let keys = seed(&members).await;
+    let locked = &members[2];
+    e.proxy()
+        .denied_roles
+        .lock()
+        .expect("lock")
+        .insert(format!("arn:aws:iam::{}:role/{MEMBER_ROLE}", locked.id));
+    let pb = repo_playbook("credential-lockdown.yaml");
+    let pb = pb.to_str().expect("path");
+
+    let ran = run_everywhere(&e, pb, "IR-8");
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    let report = json(&ran.stdout);
+    assert_eq!(report["status"], "completed_with_failures");
+    let unreachable: Vec<&serde_json::Value> = report["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter(|a| a["reach"] == "unreachable")
+        .collect();
+    assert_eq!(unreachable.len(), 1, "{}", report["accounts"]);
+    assert_eq!(unreachable[0]["account"], locked.id.as_str());
+    assert!(
+        unreachable[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("AccessDenied")),
+        "{}",
+        unreachable[0]
+    );
+    assert!(
+        report["not_contained"]
+            .as_array()
+            .expect("read back")
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.contains(&locked.id))),
+        "the read-back names the unreachable account: {}",
+        report["not_contained"]
+    );
+    for (m, mine) in members.iter().zip(&keys) {
+        let want = if m.id == locked.id {
+            "Active"
+        } else {
+            "Inactive"
+        };
+        for (user, key) in mine {
+            assert_eq!(m.key_status(user, key).await, want, "{user} in {}", m.id);
+        }
+    }
+    let records = audit_records(&e, &report);
+    assert!(
+        records.iter().any(
+            |r| r.to_string().contains("\"unreachable\"") && r.to_string().contains(&locked.id)
+        ),
+        "the audit log records the unreachable account"
+    );
+
+    // The text summary says it too.
+    let text = e.run(&["--accounts", "all", "plan", pb, "--var", "case_id=IR-8"]);
+    assert_eq!(text.code, 1, "{}", text.stderr);
+    assert!(
+        text.stderr.contains(&format!("UNREACHABLE {}", locked.id)),
+        "{}",
+        text.stderr
+    );
+}
+
+#[tokio::test]
+async fn the_freeze_exempts_the_member_role_and_accounts_move_to_quarantine() {
+    let e = Estate::new().await;
+    let root = e.organization().await;
+    let members = e.members(5).await;
+    let quarantine = e
+        .org()
+        .create_organizational_unit()
+        .parent_id(&root)
+        .name("Quarantine")
+        .send()
+        .await
+        .expect("ou")
+        .organizational_unit()
+        .and_then(|o| o.id())
+        .expect("ou id")
+        .to_string();
+    for m in &members {
+        launch(m).await;
+    }
+    seed(&members).await;
+    let pb = playbook(
+        &e,
+        "org.yaml",
+        &format!(
+            "name: org-wide\nvars:\n  case_id: {{ required: true }}\naccounts: {{ all: true, exclude: [\"{}\"] }}\nsteps:\n  - action: org.apply_scp\n    with: {{ target: root }}\n  - action: org.move_accounts\n    with: {{ to: {quarantine} }}\n  - action: ec2.snapshot_volumes\n    targets: {{ instances: {{ all: true }} }}\n    with: {{ tags: {{ case: \"{{{{ case_id }}}}\" }} }}\n  - action: ec2.isolate_instances\n    targets: {{ instances: {{ all: true }} }}\n",
+            members[4].id
+        ),
+    );
+    let pb = pb.to_str().expect("path");
+    let ran = e.run(&[
+        "--output",
+        "json",
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        "case_id=IR-9",
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let report = json(&ran.stdout);
+
+    // The SCP spares the member role in every account, and the executor.
+    let org = e.org();
+    let policies = org
+        .list_policies()
+        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .send()
+        .await
+        .expect("policies");
+    let id = policies
+        .policies()
+        .iter()
+        .find(|p| p.name() == Some("breakglass-deny-all"))
+        .and_then(|p| p.id())
+        .expect("the SCP");
+    let doc = org
+        .describe_policy()
+        .policy_id(id)
+        .send()
+        .await
+        .expect("describe")
+        .policy()
+        .and_then(|p| p.content())
+        .expect("content")
+        .to_string();
+    let doc: serde_json::Value = serde_json::from_str(&doc).expect("json");
+    let exempt = doc["Statement"][0]["Condition"]["ArnNotLike"]["aws:PrincipalArn"].to_string();
+    assert!(
+        exempt.contains("arn:aws:iam::*:role/OrganizationAccountAccessRole"),
+        "{exempt}"
+    );
+    assert!(exempt.contains("ir-responder"), "{exempt}");
+
+    // Four accounts moved (the fifth was excluded), each instance isolated.
+    for (i, m) in members.iter().enumerate() {
+        let parent = parent(&e, &m.id).await;
+        let groups = groups(m).await;
+        if i == 4 {
+            assert_eq!(parent, root, "the excluded account stays put");
+            assert!(
+                !groups.iter().any(|g| g.contains("quarantine")),
+                "{groups:?}"
+            );
+        } else {
+            assert_eq!(parent, quarantine, "account {} moved", m.id);
+            assert!(
+                groups.iter().all(|g| g.contains("quarantine")) && !groups.is_empty(),
+                "account {}: {groups:?}",
+                m.id
+            );
+        }
+    }
+    let moved = report["steps"][1]["counts"]["changed"].as_u64();
+    assert_eq!(moved, Some(4), "{}", report["steps"][1]);
+
+    // Rollback moves them back to where they were and restores the groups,
+    // entering each member account again.
+    let log = report["audit_log"].as_str().expect("path");
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    for m in &members[..4] {
+        assert_eq!(parent(&e, &m.id).await, root, "{} moved back", m.id);
+        let groups = groups(m).await;
+        assert!(
+            !groups.iter().any(|g| g.contains("quarantine")),
+            "{groups:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn plans_that_would_shut_out_the_fan_out_are_refused() {
+    let e = Estate::new().await;
+    e.organization().await;
+    e.members(1).await;
+    // Naming the member role in a revocation would cut the run's own sessions.
+    let named = playbook(
+        &e,
+        "named.yaml",
+        "name: named\naccounts: { all: true }\nsteps:\n  - action: iam.revoke_role_sessions\n    targets: { roles: { names: [OrganizationAccountAccessRole] } }\n",
+    );
+    let ran = e.run(&["run", named.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stderr.contains("member role"), "{}", ran.stderr);
+
+    // A custom SCP that spares only the executor would freeze the member role.
+    std::fs::write(
+        e.path("narrow.json"),
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"ArnNotLike":{"aws:PrincipalArn":["arn:aws:iam::123456789012:user/ir/ir-responder"]}}}]}"#,
+    )
+    .expect("write policy");
+    let narrow = playbook(
+        &e,
+        "narrow.yaml",
+        "name: narrow\naccounts: { all: true }\nsteps:\n  - action: org.apply_scp\n    with: { target: root, policy: narrow.json, name: narrow }\n  - action: iam.deactivate_access_keys\n    targets: { users: { all: true } }\n",
+    );
+    let ran = e.run(&["run", narrow.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("OrganizationAccountAccessRole"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !e.proxy()
+            .mutations
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|m| m != "AssumeRole"),
+        "nothing was changed"
+    );
+}
+
+#[tokio::test]
+async fn full_lockdown_contains_every_member_account() {
+    let e = Estate::new().await;
+    e.organization().await;
+    let members = e.members(5).await;
+    let keys = seed(&members).await;
+    for m in &members {
+        launch(m).await;
+    }
+    let pb = repo_playbook("full-lockdown.yaml");
+    let ran = run_everywhere(&e, pb.to_str().expect("path"), "IR-10");
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let report = json(&ran.stdout);
+    assert_eq!(report["not_contained"], serde_json::json!([]));
+    for (m, mine) in members.iter().zip(&keys) {
+        for (user, key) in mine {
+            assert_eq!(
+                m.key_status(user, key).await,
+                "Inactive",
+                "{user} in {}",
+                m.id
+            );
+        }
+        let instances = m.ec2.describe_instances().send().await.expect("instances");
+        let instance = instances
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .expect("the member's instance");
+        let groups: Vec<&str> = instance
+            .network_interfaces()
+            .iter()
+            .flat_map(|n| n.groups())
+            .filter_map(|g| g.group_name())
+            .collect();
+        assert_eq!(groups, vec!["breakglass-quarantine"], "{}", m.id);
+        let volume = instance
+            .block_device_mappings()
+            .first()
+            .and_then(|b| b.ebs())
+            .and_then(|b| b.volume_id())
+            .expect("volume");
+        let snaps = m
+            .ec2
+            .describe_snapshots()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("volume-id")
+                    .values(volume)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("snapshots");
+        assert!(
+            snaps.snapshots().iter().any(|s| s
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some("case") && t.value() == Some("IR-10"))),
+            "evidence snapshot in {}",
+            m.id
+        );
+    }
+}
