@@ -88,6 +88,13 @@ pub struct AccountStatus {
 #[derive(Clone, Default)]
 pub struct Fleet {
     pub role: Option<MemberRole>,
+    /// The executor's account and principal ARN: what a context moved back
+    /// home acts as.
+    home: String,
+    home_arn: String,
+    /// The executor's own clients, for contexts moved back home even when
+    /// its account is not among the selected ones.
+    home_reach: Option<Reach>,
     pub management: Option<String>,
     reach: BTreeMap<String, Reach>,
     names: BTreeMap<String, String>,
@@ -109,7 +116,19 @@ impl Fleet {
     }
 
     pub fn reach(&self, account: &str) -> Option<&Reach> {
-        self.reach.get(account)
+        self.reach
+            .get(account)
+            .or_else(|| self.home_reach.as_ref().filter(|_| account == self.home))
+    }
+
+    /// The principal ARN the run acts as in `account`: the executor at home,
+    /// the member role elsewhere.
+    pub fn principal_arn(&self, account: &str) -> Option<String> {
+        if account == self.home {
+            Some(self.home_arn.clone())
+        } else {
+            self.role.as_ref().map(|r| r.arn(account))
+        }
     }
 
     /// Every account of the run with how it is reached, in account order.
@@ -168,6 +187,9 @@ impl Fleet {
         let home = &ctx.identity.account;
         let mut fleet = Fleet {
             role: Some(role.clone()),
+            home: home.clone(),
+            home_arn: ctx.executor_arn.clone(),
+            home_reach: Some(home_reach(ctx)),
             management: Some(org.management.clone()),
             names: org
                 .accounts
@@ -231,9 +253,19 @@ impl Fleet {
         let reach = enter_all(ctx, accounts, &BTreeSet::new(), &role, session_name).await;
         Fleet {
             role: Some(role),
+            home: ctx.identity.account.clone(),
+            home_arn: ctx.executor_arn.clone(),
+            home_reach: Some(home_reach(ctx)),
             reach,
             ..Fleet::default()
         }
+    }
+}
+
+fn home_reach(ctx: &Ctx) -> Reach {
+    Reach::Reached {
+        clients: Box::new(ctx.clients.clone()),
+        identity: Box::new(ctx.identity.clone()),
     }
 }
 
@@ -250,11 +282,7 @@ async fn enter_all(
     let sts = &aws_sdk_sts::Client::new(&ctx.clients.config);
     join_all(wanted.iter().map(|account| async move {
         if account == home {
-            let reach = Reach::Reached {
-                clients: Box::new(ctx.clients.clone()),
-                identity: Box::new(ctx.identity.clone()),
-            };
-            return (account.clone(), reach);
+            return (account.clone(), home_reach(ctx));
         }
         if missing.contains(account) {
             let error = "not an active account of this organization".to_string();

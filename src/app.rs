@@ -928,8 +928,12 @@ fn confirm(
                 t.snapshots.as_ref().is_some_and(|s| s.all),
             ]
             .contains(&true);
+            let across = match r.accounts.len() {
+                0 => String::new(),
+                n => format!(" across {n} accounts"),
+            };
             errln!(
-                "  step {} {}: {} call(s){}{}",
+                "  step {} {}: {} call(s){across}{}{}",
                 r.index + 1,
                 r.name,
                 r.counts.would_change,

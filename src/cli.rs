@@ -287,3 +287,26 @@ impl GlobalArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accounts_selection_survives_the_round_trip_through_the_flag() {
+        let spec = parse_accounts("all, ou-ab12-cdef3456,111122223333,!444455556666,management")
+            .expect("valid");
+        assert!(spec.all && spec.include_management);
+        assert_eq!(spec.ous, ["ou-ab12-cdef3456"]);
+        assert_eq!(spec.ids, ["111122223333"]);
+        assert_eq!(spec.exclude, ["444455556666"]);
+        assert_eq!(parse_accounts(&spec.to_flag()), Ok(spec));
+    }
+
+    #[test]
+    fn an_accounts_flag_that_selects_nothing_is_refused() {
+        assert!(parse_accounts("!111122223333").is_err());
+        assert!(parse_accounts("ou-x,1234").is_err());
+        assert!(parse_accounts("").is_err());
+    }
+}

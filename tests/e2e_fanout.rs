@@ -8,8 +8,11 @@ use common::{Estate, Member, playbook, repo_playbook};
 const REVOKE: &str = "breakglass-revoke-older-sessions";
 const MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
 
+/// (user, key id) per member account.
+type Keys = Vec<(String, String)>;
+
 /// Each member gets two users (keys and console passwords) and one role.
-async fn seed(members: &[Member]) -> Vec<Vec<(String, String)>> {
+async fn seed(members: &[Member]) -> Vec<Keys> {
     let mut keys = Vec::new();
     for m in members {
         let mut mine = Vec::new();
@@ -87,6 +90,15 @@ async fn launch(m: &Member) {
         .send()
         .await
         .expect("instance");
+}
+
+/// Every seeded key has the status `want` gives for its account.
+async fn assert_keys(members: &[Member], keys: &[Keys], want: impl Fn(&Member) -> &'static str) {
+    for (m, mine) in members.iter().zip(keys) {
+        for (user, key) in mine {
+            assert_eq!(m.key_status(user, key).await, want(m), "{user} in {}", m.id);
+        }
+    }
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -178,6 +190,12 @@ async fn credential_lockdown_contains_every_member_account() {
         );
     }
     assert_eq!(e.key_status("home-dev", &home_key).await, "Active");
+    // The preflight asked each account's IAM about the role the run acts as there.
+    let simulated = e.proxy().simulated.lock().expect("lock").clone();
+    for m in &members {
+        let role = format!("arn:aws:iam::{}:role/{MEMBER_ROLE}", m.id);
+        assert!(simulated.contains(&role), "{role} not in {simulated:?}");
+    }
 
     // Every change names the account it was made in, in the audit log too.
     let records = audit_records(&e, &report);
@@ -260,16 +278,15 @@ async fn an_unassumable_member_is_unreachable_and_the_others_are_contained() {
         "the read-back names the unreachable account: {}",
         report["not_contained"]
     );
-    for (m, mine) in members.iter().zip(&keys) {
-        let want = if m.id == locked.id {
+    let locked_id = locked.id.clone();
+    assert_keys(&members, &keys, |m| {
+        if m.id == locked_id {
             "Active"
         } else {
             "Inactive"
-        };
-        for (user, key) in mine {
-            assert_eq!(m.key_status(user, key).await, want, "{user} in {}", m.id);
         }
-    }
+    })
+    .await;
     let records = audit_records(&e, &report);
     assert!(
         records.iter().any(
@@ -507,4 +524,66 @@ async fn full_lockdown_contains_every_member_account() {
             m.id
         );
     }
+}
+
+#[tokio::test]
+async fn a_throttled_account_does_not_hold_back_the_others() {
+    let e = Estate::new().await;
+    e.organization().await;
+    let members = e.members(3).await;
+    let mut keys = Vec::new();
+    for m in &members {
+        let mut mine = Vec::new();
+        for i in 0..8 {
+            let user = format!("u{i}");
+            mine.push((user.clone(), m.user_with_key(&user).await));
+        }
+        keys.push(mine);
+    }
+    // AWS throttles the first member hard: one change a second.
+    let slow = members[0].id.clone();
+    let mut shaping = common::proxy::Shaping::new(std::time::Duration::ZERO, Default::default());
+    shaping.account_limits.insert(slow.clone(), (1.0, 1.0));
+    e.proxy().shape(std::sync::Arc::new(shaping));
+
+    let pb = playbook(
+        &e,
+        "keys.yaml",
+        "name: keys\naccounts: { all: true }\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { all: true } }\n",
+    );
+    let ran = e.run(&[
+        "--output",
+        "json",
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--skip-preflight",
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let report = json(&ran.stdout);
+    assert!(
+        report["calls"]["throttled"].as_u64() > Some(0),
+        "{}",
+        report["calls"]
+    );
+    assert_keys(&members, &keys, |_| "Inactive").await;
+    // The other accounts' keys were all deactivated long before the slow
+    // account's last one: its lane waits alone.
+    let done = |fast: bool| -> Vec<jiff::Timestamp> {
+        audit_records(&e, &report)
+            .iter()
+            .filter(|r| r["event"] == "result" && r["outcome"] == "changed")
+            .filter(|r| (r["target"]["scope"]["account"] == slow.as_str()) != fast)
+            .filter_map(|r| r["ts"].as_str()?.parse().ok())
+            .collect()
+    };
+    let (fast, throttled) = (done(true), done(false));
+    assert_eq!((fast.len(), throttled.len()), (16, 8));
+    let fast_end = fast.iter().max().expect("fast results");
+    let slow_end = throttled.iter().max().expect("slow results");
+    let gap = slow_end.duration_since(*fast_end).as_secs_f64();
+    assert!(
+        gap > 3.0,
+        "the fast accounts finished only {gap:.2} s before the throttled one"
+    );
 }

@@ -1047,9 +1047,13 @@ type Answer = tokio::sync::oneshot::Sender<Result<(), AwsError>>;
 /// checks waiting, grouped by action, and answers each of them.
 #[derive(Debug, Default)]
 pub struct Simulator {
-    waiting: std::sync::Mutex<Vec<(&'static str, String, Answer)>>,
+    /// (account, action, resource, answer): each account's checks are asked
+    /// of that account's IAM, for the principal the run acts as there.
+    waiting: std::sync::Mutex<Vec<Waiting>>,
     turn: tokio::sync::Mutex<()>,
 }
+
+type Waiting = (String, &'static str, String, Answer);
 
 impl Simulator {
     pub async fn check(
@@ -1059,7 +1063,9 @@ impl Simulator {
         resource: &str,
     ) -> Result<(), AwsError> {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
-        self.lock().push((action, resource.to_string(), tx));
+        let account = ctx.identity.account.clone();
+        self.lock()
+            .push((account, action, resource.to_string(), tx));
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         {
             let _turn = self.turn.lock().await;
@@ -1067,18 +1073,28 @@ impl Simulator {
                 return answer;
             }
             let batch = std::mem::take(&mut *self.lock());
-            let mut by_action: BTreeMap<&'static str, Vec<(String, Answer)>> = BTreeMap::new();
-            for (a, r, tx) in batch {
-                by_action.entry(a).or_default().push((r, tx));
+            let mut by_action: BTreeMap<(String, &'static str), Vec<(String, Answer)>> =
+                BTreeMap::new();
+            for (account, a, r, tx) in batch {
+                by_action.entry((account, a)).or_default().push((r, tx));
             }
-            for (a, mut waiting) in by_action {
+            for ((account, a), mut waiting) in by_action {
+                let Some(here) = ctx.in_account(&account) else {
+                    for (_, tx) in waiting {
+                        let _ = tx.send(Err(local(
+                            "iam:SimulatePrincipalPolicy",
+                            format!("account {account} cannot be reached"),
+                        )));
+                    }
+                    continue;
+                };
                 while !waiting.is_empty() {
                     let rest = waiting.split_off(waiting.len().min(SIMULATION_BATCH));
                     let chunk = std::mem::replace(&mut waiting, rest);
                     let resources: Vec<String> = chunk.iter().map(|(r, _)| r.clone()).collect();
-                    let decisions = simulate_batch(ctx, a, &resources).await;
+                    let decisions = simulate_batch(&here, a, &resources).await;
                     for (r, tx) in chunk {
-                        let _ = tx.send(verdict(ctx, a, &r, &decisions));
+                        let _ = tx.send(verdict(&here, a, &r, &decisions));
                     }
                 }
             }
@@ -1091,7 +1107,7 @@ impl Simulator {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, String, Answer)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
         match self.waiting.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),

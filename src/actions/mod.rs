@@ -394,6 +394,13 @@ impl Ctx {
             Reach::Reached { clients, identity } => Some(Ctx {
                 clients: (**clients).clone(),
                 identity: (**identity).clone(),
+                // There the run acts as the member role (what permission
+                // checks ask about); SCPs still exempt the executor, from
+                // the executor's own context.
+                executor_arn: self
+                    .fleet
+                    .principal_arn(account)
+                    .unwrap_or_else(|| self.executor_arn.clone()),
                 ..self.clone()
             }),
             Reach::Unreachable { .. } => None,

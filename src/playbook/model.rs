@@ -66,6 +66,23 @@ pub struct AccountsSpec {
     pub include_management: bool,
 }
 
+impl AccountsSpec {
+    /// The same selection as a `--accounts` value (for the tabletop's child run).
+    pub fn to_flag(&self) -> String {
+        let mut words: Vec<String> = Vec::new();
+        if self.all {
+            words.push("all".into());
+        }
+        if self.include_management {
+            words.push("management".into());
+        }
+        words.extend(self.ous.iter().cloned());
+        words.extend(self.ids.iter().cloned());
+        words.extend(self.exclude.iter().map(|x| format!("!{x}")));
+        words.join(",")
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorSpec {

@@ -188,6 +188,12 @@ pub async fn tabletop(
     ])
     .arg("--concurrency")
     .arg(global.concurrency.to_string())
+    .args(
+        global
+            .accounts
+            .iter()
+            .flat_map(|a| ["--accounts".to_string(), a.to_flag()]),
+    )
     .arg("run")
     .arg(req.playbook)
     // moto has no iam:SimulatePrincipalPolicy for the permission preflight.

@@ -20,6 +20,7 @@ struct State {
     denied_dry_runs: Arc<Mutex<BTreeSet<String>>>,
     denied_roles: Arc<Mutex<BTreeSet<String>>>,
     key_accounts: KeyAccounts,
+    simulated: Arc<Mutex<BTreeSet<String>>>,
 }
 
 /// (service, region, account): one token bucket each, as AWS meters.
@@ -46,6 +47,8 @@ pub struct Proxy {
     pub denied_dry_runs: Arc<Mutex<BTreeSet<String>>>,
     /// Role ARNs whose `AssumeRole` answers `AccessDenied`.
     pub denied_roles: Arc<Mutex<BTreeSet<String>>>,
+    /// Every principal `SimulatePrincipalPolicy` was asked about.
+    pub simulated: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Proxy {
@@ -71,6 +74,7 @@ impl Proxy {
             mutations: state.mutations,
             denied_dry_runs: state.denied_dry_runs,
             denied_roles: state.denied_roles,
+            simulated: state.simulated,
         }
     }
 
@@ -95,6 +99,9 @@ pub struct Shaping {
     pub jitter: f64,
     /// service → (refill per second, burst).
     pub limits: BTreeMap<String, (f64, f64)>,
+    /// Per account: (refill per second, burst) for every service, in place
+    /// of `limits` (a member account that AWS throttles hard).
+    pub account_limits: BTreeMap<String, (f64, f64)>,
     buckets: Mutex<BTreeMap<BucketKey, (f64, std::time::Instant)>>,
     /// Every request seen: when it arrived, service, region, action, whether
     /// it mutates, whether it was throttled.
@@ -143,6 +150,7 @@ impl Shaping {
             latency,
             jitter: 0.2,
             limits,
+            account_limits: BTreeMap::new(),
             buckets: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
             faults: Faults::default(),
@@ -156,7 +164,11 @@ impl Shaping {
     /// Takes a token for a mutating call from the bucket of its (service,
     /// region, account); `false` when the bucket is empty.
     fn admit(&self, service: &str, region: &str, account: &str) -> bool {
-        let Some(&(rate, burst)) = self.limits.get(service) else {
+        let Some(&(rate, burst)) = self
+            .account_limits
+            .get(account)
+            .or_else(|| self.limits.get(service))
+        else {
             return true;
         };
         let now = std::time::Instant::now();
@@ -423,6 +435,9 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             )
         }
         Some("SimulatePrincipalPolicy") => {
+            if let (Some(arn), Ok(mut seen)) = (get("PolicySourceArn"), state.simulated.lock()) {
+                seen.insert(arn);
+            }
             // One answer per listed resource, as IAM gives them.
             let action_name = get("ActionNames.member.1").unwrap_or_default();
             let mut resources: Vec<String> = (1..)
