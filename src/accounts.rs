@@ -305,7 +305,7 @@ async fn enter_all(
 }
 
 /// Assumes `role_arn` and returns a configuration that signs with it, its
-/// session renewed by the SDK's identity cache before it expires.
+/// session renewed before it expires.
 async fn enter(
     ctx: &Ctx,
     sts: &aws_sdk_sts::Client,
@@ -319,25 +319,28 @@ async fn enter(
         telemetry: ctx.telemetry.clone(),
         retry: ctx.retry,
         home: ctx.identity.account.clone(),
-        first: std::sync::Mutex::new(None),
+        session: tokio::sync::Mutex::new(None),
     };
     let (creds, identity) = provider.assume().await?;
-    if let Ok(mut first) = provider.first.lock() {
-        *first = Some(creds);
-    }
+    *provider.session.lock().await = Some(creds);
+    // The provider keeps its own session: the SDK's shared cache holds 64
+    // credentials at most, and an organization has more accounts than that.
     let config = ctx
         .clients
         .config
         .to_builder()
         .credentials_provider(SharedCredentialsProvider::new(provider))
+        .identity_cache(aws_sdk_iam::config::IdentityCache::no_cache())
         .build();
     Ok((config, identity))
 }
 
-/// Credentials of one member account's role session. The first session,
-/// made while connecting, is handed over once; later ones (when the SDK's
-/// cache finds the session near expiry) are assumed anew, paced and retried
-/// like every call of the run.
+/// Renew a member session this long before it expires.
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// Credentials of one member account's role session, kept and renewed
+/// (`AssumeRole` again, paced and retried like every call of the run) when
+/// less than [`RENEW_BEFORE`] is left; concurrent callers share one renewal.
 struct MemberCredentials {
     sts: aws_sdk_sts::Client,
     role_arn: String,
@@ -345,7 +348,7 @@ struct MemberCredentials {
     telemetry: Arc<aws::Telemetry>,
     retry: aws::RetryPolicy,
     home: String,
-    first: std::sync::Mutex<Option<Credentials>>,
+    session: tokio::sync::Mutex<Option<Credentials>>,
 }
 
 impl std::fmt::Debug for MemberCredentials {
@@ -400,6 +403,22 @@ impl MemberCredentials {
         let identity = Identity::from_caller(account, arn, user_id, c.access_key_id().to_string());
         Ok((creds, identity))
     }
+
+    async fn current(&self) -> Result<Credentials, AwsError> {
+        let mut session = self.session.lock().await;
+        let now = SystemTime::now();
+        if let Some(c) = session.as_ref().filter(|c| !needs_renewal(c.expiry(), now)) {
+            return Ok(c.clone());
+        }
+        let (c, _) = self.assume().await?;
+        *session = Some(c.clone());
+        Ok(c)
+    }
+}
+
+/// A session renews when less than [`RENEW_BEFORE`] is left of it.
+fn needs_renewal(expiry: Option<SystemTime>, now: SystemTime) -> bool {
+    expiry.is_some_and(|e| e <= now + RENEW_BEFORE)
 }
 
 impl ProvideCredentials for MemberCredentials {
@@ -408,13 +427,8 @@ impl ProvideCredentials for MemberCredentials {
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
-            let first = self.first.lock().ok().and_then(|mut f| f.take());
-            if let Some(c) = first {
-                return Ok(c);
-            }
-            self.assume()
+            self.current()
                 .await
-                .map(|(c, _)| c)
                 .map_err(|e| CredentialsError::provider_error(format!("{}: {e}", self.role_arn)))
         })
     }
@@ -558,6 +572,18 @@ async fn accounts_under(ctx: &Ctx, ou: &str) -> Result<Vec<String>, AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_renew_five_minutes_before_they_expire() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let in_ = |s: u64| Some(now + Duration::from_secs(s));
+        assert!(!needs_renewal(in_(3600), now));
+        assert!(!needs_renewal(in_(301), now));
+        assert!(needs_renewal(in_(300), now));
+        assert!(needs_renewal(in_(10), now));
+        assert!(needs_renewal(Some(now - Duration::from_secs(1)), now));
+        assert!(!needs_renewal(None, now));
+    }
 
     #[test]
     fn member_role_names_and_templates() {
