@@ -290,7 +290,7 @@ impl Printer {
                 let _ = writeln!(s, "  NOTE {note}");
             }
             for item in &step.items {
-                let _ = writeln!(s, "  {}", item_line(item));
+                let _ = writeln!(s, "  {}", item_line(step, item));
             }
             s.push('\n');
             // A step at a time: a plan over ten thousand principals is never
@@ -359,16 +359,16 @@ impl Printer {
                 let detail = match item.outcome {
                     Outcome::WouldChange => format!(
                         "NOT CONTAINED {} {} · needs {}",
-                        item.target,
+                        target_text(step, item),
                         item.drift.as_deref().unwrap_or(""),
                         item.call.as_deref().unwrap_or("a call")
                     ),
                     Outcome::Unchanged => format!(
                         "contained     {} · {}",
-                        item.target,
+                        target_text(step, item),
                         item.reason.as_deref().unwrap_or("")
                     ),
-                    _ => item_line(item),
+                    _ => item_line(step, item),
                 };
                 let _ = writeln!(s, "  {detail}");
             }
@@ -469,7 +469,7 @@ impl Printer {
                 let _ = writeln!(s, "  NOTE {note}");
             }
             for item in &step.items {
-                let _ = writeln!(s, "  {}", item_line(item));
+                let _ = writeln!(s, "  {}", item_line(step, item));
             }
         }
         if !r.accounts.is_empty() {
@@ -726,8 +726,21 @@ fn outcome_word(o: Outcome) -> &'static str {
     }
 }
 
-fn item_line(item: &Item) -> String {
-    let mut line = format!("{:<12} {}", outcome_word(item.outcome), item.target);
+/// The target as a line names it: with its account when the step fanned out.
+fn target_text(step: &StepReport, item: &Item) -> String {
+    if step.accounts.is_empty() {
+        item.target.to_string()
+    } else {
+        format!("{} in {}", item.target, item.target.scope.account)
+    }
+}
+
+fn item_line(step: &StepReport, item: &Item) -> String {
+    let mut line = format!(
+        "{:<12} {}",
+        outcome_word(item.outcome),
+        target_text(step, item)
+    );
     if let Some(c) = &item.call {
         let _ = write!(line, " · {c}");
     }

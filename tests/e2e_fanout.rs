@@ -303,6 +303,20 @@ async fn an_unassumable_member_is_unreachable_and_the_others_are_contained() {
         "{}",
         text.stderr
     );
+    // Each target line names its account, and each step counts per account.
+    let reached = &members[0].id;
+    assert!(
+        text.stdout
+            .contains(&format!("of user dev-{} in {reached}", &reached[8..])),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains(&format!("account {reached}: 2 would change")),
+        "{}",
+        text.stdout
+    );
 }
 
 #[tokio::test]
