@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::proxy::Shaping;
 use common::{ADMIN_KEY, Estate, Member, repo_playbook};
@@ -91,6 +91,59 @@ struct Run {
     code: i32,
     calls: u64,
     throttled: u64,
+    /// Calls moto itself answered (not throttled, not a permission check
+    /// the proxy answers).
+    served: u64,
+    /// (phase, seconds, calls) from the audit log's step records.
+    phases: Vec<(String, f64, usize)>,
+}
+
+/// Where the time went: before the run (connecting, entering the accounts,
+/// the preflight), each step, and the read-back, with the calls of each.
+fn phases(
+    log: &std::path::Path,
+    started: SystemTime,
+    ended: SystemTime,
+    seen: &[common::proxy::Seen],
+) -> Vec<(String, f64, usize)> {
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let ts = |r: &serde_json::Value| -> Option<SystemTime> {
+        let t: jiff::Timestamp = r["ts"].as_str()?.parse().ok()?;
+        Some(SystemTime::from(t))
+    };
+    let mut marks = vec![("before the run".to_string(), started)];
+    for r in &records {
+        match r["event"].as_str() {
+            Some("step_start") => marks.push((
+                format!("step {}", r["name"].as_str().unwrap_or("?")),
+                ts(r).unwrap_or(started),
+            )),
+            Some("step_end") => marks.push(("read-back".into(), ts(r).unwrap_or(started))),
+            _ => {}
+        }
+    }
+    // Each step's end mark is replaced by the next step's start.
+    let mut cut: Vec<(String, SystemTime)> = Vec::new();
+    for (name, at) in marks {
+        if cut.last().is_some_and(|(n, _)| n == "read-back") {
+            cut.pop();
+        }
+        cut.push((name, at));
+    }
+    cut.push(("end".into(), ended));
+    cut.windows(2)
+        .map(|w| {
+            let (name, a) = &w[0];
+            let b = w[1].1;
+            let calls = seen.iter().filter(|s| s.at >= *a && s.at < b).count();
+            let secs = b.duration_since(*a).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            (name.clone(), secs, calls)
+        })
+        .collect()
 }
 
 fn run(e: &Estate, shaping: &Shaping, accounts: &str, concurrency: u16, log: &str) -> Run {
@@ -98,6 +151,7 @@ fn run(e: &Estate, shaping: &Shaping, accounts: &str, concurrency: u16, log: &st
     let pb = repo_playbook("credential-lockdown.yaml");
     let log = e.path(log);
     let started = Instant::now();
+    let started_at = SystemTime::now();
     let out = e
         .cmd()
         .args(["--accounts", accounts, "--concurrency"])
@@ -109,6 +163,7 @@ fn run(e: &Estate, shaping: &Shaping, accounts: &str, concurrency: u16, log: &st
         .write_stdin("")
         .output();
     let wall = started.elapsed();
+    let ended_at = SystemTime::now();
     let code = match &out {
         Ok(o) => o.status.code().unwrap_or(-1),
         Err(_) => -1,
@@ -131,39 +186,109 @@ fn run(e: &Estate, shaping: &Shaping, accounts: &str, concurrency: u16, log: &st
         code,
         calls: seen.len() as u64,
         throttled: seen.iter().filter(|s| s.throttled).count() as u64,
+        served: seen
+            .iter()
+            .filter(|s| !s.throttled && s.action != "SimulatePrincipalPolicy")
+            .count() as u64,
+        phases: phases(&log, started_at, ended_at, &seen),
     }
 }
 
+/// The raw HTTP request moto would get for one call of `action` (on
+/// throwaway principals of the management account, which no run of this
+/// benchmark touches): the run's own mix of calls, without the SDK.
+fn raw_request(port: u16, service: &str, action: &str, n: usize, probe: &Probe) -> String {
+    let (user, key) = &probe.users[n % probe.users.len()];
+    let doc = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Deny%22%2C%22Action%22%3A%22*%22%2C%22Resource%22%3A%22*%22%7D%5D%7D";
+    let policy = "PolicyName=breakglass-revoke-older-sessions";
+    let (content_type, target, body) = match (service, action) {
+        ("organizations", a) => (
+            "application/x-amz-json-1.1",
+            format!("X-Amz-Target: AWSOrganizationsV20161128.{a}\r\n"),
+            "{}".to_string(),
+        ),
+        ("sts", "AssumeRole") => (
+            "application/x-www-form-urlencoded; charset=utf-8",
+            String::new(),
+            format!(
+                "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A{}%3Arole%2FOrganizationAccountAccessRole&RoleSessionName=probe&Version=2011-06-15",
+                probe.member
+            ),
+        ),
+        ("sts", a) => (
+            "application/x-www-form-urlencoded; charset=utf-8",
+            String::new(),
+            format!("Action={a}&Version=2011-06-15"),
+        ),
+        (_, a) => {
+            let params = match a {
+                "ListUsers" | "ListRoles" => String::new(),
+                "UpdateAccessKey" => format!(
+                    "&UserName={user}&AccessKeyId={key}&Status={}",
+                    if n.is_multiple_of(2) { "Inactive" } else { "Active" }
+                ),
+                "PutUserPolicy" => format!("&UserName={user}&{policy}&PolicyDocument={doc}"),
+                "GetUserPolicy" => format!("&UserName={user}&{policy}"),
+                "PutRolePolicy" => {
+                    format!("&RoleName={}&{policy}&PolicyDocument={doc}", probe.role)
+                }
+                "GetRolePolicy" => format!("&RoleName={}&{policy}", probe.role),
+                "GetRole" => format!("&RoleName={}", probe.role),
+                _ => format!("&UserName={user}"),
+            };
+            (
+                "application/x-www-form-urlencoded; charset=utf-8",
+                String::new(),
+                format!("Action={a}{params}&Version=2010-05-08"),
+            )
+        }
+    };
+    format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {content_type}\r\n{target}Authorization: AWS4-HMAC-SHA256 Credential={ADMIN_KEY}/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nX-Amz-Date: 20260101T000000Z\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Throwaway principals for the emulator probe.
+struct Probe {
+    users: Vec<(String, String)>,
+    role: String,
+    member: String,
+}
+
 /// Calls per second moto answers when driven by raw HTTP requests from
-/// `threads` threads (a connection per request, as the proxy makes): reads
-/// and key updates on throwaway users of the management account, which no
-/// run of this benchmark touches.
-fn emulator_rate(port: u16, users: &[(String, String)], total: usize, threads: usize) -> f64 {
+/// `threads` threads (a connection per request, as the proxy makes), in the
+/// mix of calls that reached moto in `mix` (proxy-answered permission checks
+/// and throttled attempts never reach it).
+fn emulator_rate(
+    port: u16,
+    mix: &[common::proxy::Seen],
+    probe: &Probe,
+    total: usize,
+    threads: usize,
+) -> f64 {
+    let served: Vec<&common::proxy::Seen> = mix
+        .iter()
+        .filter(|s| !s.throttled && s.action != "SimulatePrincipalPolicy")
+        .collect();
+    if served.is_empty() {
+        return f64::NAN;
+    }
+    let requests: Arc<Vec<String>> = Arc::new(
+        (0..total)
+            .map(|n| {
+                let s = served[n % served.len()];
+                raw_request(port, &s.service, &s.action, n, probe)
+            })
+            .collect(),
+    );
     let next = Arc::new(AtomicUsize::new(0));
-    let users = Arc::new(users.to_vec());
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|_| {
-            let (next, users) = (next.clone(), users.clone());
+            let (next, requests) = (next.clone(), requests.clone());
             std::thread::spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        return;
-                    }
-                    let (user, key) = &users[i % users.len()];
-                    let body = if i % 2 == 0 {
-                        format!("Action=ListAccessKeys&UserName={user}&Version=2010-05-08")
-                    } else {
-                        let status = if i % 4 == 1 { "Inactive" } else { "Active" };
-                        format!(
-                            "Action=UpdateAccessKey&UserName={user}&AccessKeyId={key}&Status={status}&Version=2010-05-08"
-                        )
-                    };
-                    let request = format!(
-                        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\nAuthorization: AWS4-HMAC-SHA256 Credential={ADMIN_KEY}/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\nX-Amz-Date: 20260101T000000Z\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+                while let Some(request) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
                     if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                         let _ = s.write_all(request.as_bytes());
                         let mut sink = Vec::new();
@@ -201,26 +326,15 @@ async fn main() -> ExitCode {
         .buffered(4)
         .collect()
         .await;
-    let mut throwaway = Vec::new();
+    let mut users = Vec::new();
     for i in 0..20 {
         let name = format!("floor-{i:02}");
-        throwaway.push((name.clone(), e.user_with_key(&name).await));
+        users.push((name.clone(), e.user_with_key(&name).await));
     }
+    e.role("floor-role", "/").await;
     println!(
         "seeded moto in {:.1} s (straight to moto)",
         seed_start.elapsed().as_secs_f64()
-    );
-
-    let probe_calls = if a.accounts > 10 { 4000 } else { 400 };
-    let rate = emulator_rate(
-        e.moto.port,
-        &throwaway,
-        probe_calls,
-        usize::from(a.concurrency),
-    );
-    println!(
-        "emulator: {rate:.0} calls/s sustained ({probe_calls} raw HTTP calls from {} threads, no SDK, no proxy, no latency)",
-        a.concurrency
     );
 
     let shaping = Arc::new(Shaping::new(
@@ -243,6 +357,26 @@ async fn main() -> ExitCode {
         single.throttled,
         single.code
     );
+    // The emulator's own rate, on the single run's mix of calls, measured
+    // between the two runs.
+    let probe = Probe {
+        users,
+        role: "floor-role".into(),
+        member: alone[0].id.clone(),
+    };
+    let mix = shaping.log.lock().map(|l| l.clone()).unwrap_or_default();
+    let probe_calls = if a.accounts > 10 { 4000 } else { 400 };
+    let rate = emulator_rate(
+        e.moto.port,
+        &mix,
+        &probe,
+        probe_calls,
+        usize::from(a.concurrency),
+    );
+    println!(
+        "emulator: {rate:.0} calls/s sustained ({probe_calls} raw HTTP calls in the single run's mix, from {} threads; no SDK, no proxy, no latency)",
+        a.concurrency
+    );
     let org = run(
         &e,
         &shaping,
@@ -259,13 +393,23 @@ async fn main() -> ExitCode {
         org.code
     );
 
+    for (name, r) in [("single account", &single), ("organization", &org)] {
+        println!("\n{name}, by phase (wall s, calls, calls/s):");
+        for (phase, secs, calls) in &r.phases {
+            println!(
+                "  {phase:<48} {secs:>7.2} {calls:>7} {:>7.0}",
+                *calls as f64 / secs.max(0.001)
+            );
+        }
+    }
+
     let single_floor = single.wall.as_secs_f64();
-    let emulator_floor = org.calls as f64 / rate;
+    let emulator_floor = org.served as f64 / rate;
     let floor = single_floor.max(emulator_floor);
     let ratio = org.wall.as_secs_f64() / floor;
     println!(
-        "\nfloors: single account {single_floor:.2} s; emulator {emulator_floor:.2} s ({} calls ÷ {rate:.0} calls/s)",
-        org.calls
+        "\nfloors: single account {single_floor:.2} s; emulator {emulator_floor:.2} s ({} calls moto answered ÷ {rate:.0} calls/s; {} calls in all)",
+        org.served, org.calls
     );
     println!(
         "ratio: {:.2} s ÷ {floor:.2} s = {ratio:.2} × the larger floor (target ≤ 1.50)",
