@@ -225,7 +225,11 @@ fn raw_request(port: u16, service: &str, action: &str, n: usize, probe: &Probe) 
                 "ListUsers" | "ListRoles" => String::new(),
                 "UpdateAccessKey" => format!(
                     "&UserName={user}&AccessKeyId={key}&Status={}",
-                    if n.is_multiple_of(2) { "Inactive" } else { "Active" }
+                    if n.is_multiple_of(2) {
+                        "Inactive"
+                    } else {
+                        "Active"
+                    }
                 ),
                 "PutUserPolicy" => format!("&UserName={user}&{policy}&PolicyDocument={doc}"),
                 "GetUserPolicy" => format!("&UserName={user}&{policy}"),

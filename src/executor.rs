@@ -18,6 +18,7 @@ use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::accounts::Reach;
 use crate::actions::{self, ActionKind, Ctx, Disposition, Op, Planned, Sink};
 
 /// Marker in `RunState::failed_snapshots` when a snapshot step failed as a whole.
@@ -279,9 +280,12 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
     let mut accounts: BTreeMap<String, Counts> = BTreeMap::new();
     let fanned_out = step.action.takes_accounts() && ctx.fleet.accounts(step.index).is_some();
     if let Some(list) = ctx.fleet.accounts(step.index).filter(|_| fanned_out) {
-        // Every selected account shows, the ones with nothing to do included.
+        // Every reached account shows, the ones with nothing to do included
+        // (the unreachable ones are reported once, for the whole run).
         for a in list {
-            accounts.entry(a.clone()).or_default();
+            if matches!(ctx.fleet.reach(a), Some(Reach::Reached { .. })) {
+                accounts.entry(a.clone()).or_default();
+            }
         }
     }
     for item in &items {

@@ -250,6 +250,29 @@ async fn an_unassumable_member_is_unreachable_and_the_others_are_contained() {
     let pb = repo_playbook("credential-lockdown.yaml");
     let pb = pb.to_str().expect("path");
 
+    // The plan names it before anything changes.
+    let text = e.run(&["--accounts", "all", "plan", pb, "--var", "case_id=IR-8"]);
+    assert_eq!(text.code, 1, "{}", text.stderr);
+    assert!(
+        text.stderr.contains(&format!("UNREACHABLE {}", locked.id)),
+        "{}",
+        text.stderr
+    );
+    // Each target line names its account, and each step counts per account.
+    let reached = &members[0].id;
+    assert!(
+        text.stdout
+            .contains(&format!("of user dev-{} in {reached}", &reached[8..])),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains(&format!("account {reached}: 2 would change")),
+        "{}",
+        text.stdout
+    );
+
     let ran = run_everywhere(&e, pb, "IR-8");
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
     let report = json(&ran.stdout);
@@ -293,29 +316,6 @@ async fn an_unassumable_member_is_unreachable_and_the_others_are_contained() {
             |r| r.to_string().contains("\"unreachable\"") && r.to_string().contains(&locked.id)
         ),
         "the audit log records the unreachable account"
-    );
-
-    // The text summary says it too.
-    let text = e.run(&["--accounts", "all", "plan", pb, "--var", "case_id=IR-8"]);
-    assert_eq!(text.code, 1, "{}", text.stderr);
-    assert!(
-        text.stderr.contains(&format!("UNREACHABLE {}", locked.id)),
-        "{}",
-        text.stderr
-    );
-    // Each target line names its account, and each step counts per account.
-    let reached = &members[0].id;
-    assert!(
-        text.stdout
-            .contains(&format!("of user dev-{} in {reached}", &reached[8..])),
-        "{}",
-        text.stdout
-    );
-    assert!(
-        text.stdout
-            .contains(&format!("account {reached}: 2 would change")),
-        "{}",
-        text.stdout
     );
 }
 

@@ -1078,6 +1078,9 @@ impl Simulator {
             for (account, a, r, tx) in batch {
                 by_action.entry((account, a)).or_default().push((r, tx));
             }
+            // Every account's and action's batch at once: across fifty
+            // accounts, asking one after another was most of the preflight.
+            let mut batches = Vec::new();
             for ((account, a), mut waiting) in by_action {
                 let Some(here) = ctx.in_account(&account) else {
                     for (_, tx) in waiting {
@@ -1091,13 +1094,19 @@ impl Simulator {
                 while !waiting.is_empty() {
                     let rest = waiting.split_off(waiting.len().min(SIMULATION_BATCH));
                     let chunk = std::mem::replace(&mut waiting, rest);
+                    batches.push((here.clone(), a, chunk));
+                }
+            }
+            futures_util::future::join_all(batches.into_iter().map(
+                |(here, a, chunk)| async move {
                     let resources: Vec<String> = chunk.iter().map(|(r, _)| r.clone()).collect();
                     let decisions = simulate_batch(&here, a, &resources).await;
                     for (r, tx) in chunk {
                         let _ = tx.send(verdict(&here, a, &r, &decisions));
                     }
-                }
-            }
+                },
+            ))
+            .await;
         }
         rx.await.unwrap_or_else(|_| {
             Err(local(
