@@ -296,6 +296,21 @@ fn a_compromised_instance_keeps_its_evidence() {
 }
 
 #[test]
+fn fanned_out_the_member_accounts_are_reached_not_exposed() {
+    let ex = tabletop(
+        "credential-lockdown.yaml",
+        "code-spaces.yaml",
+        &["--accounts", "all"],
+    );
+    check_report(&ex, 4);
+    let exposed = exposed(&ex.report);
+    assert!(
+        !exposed.iter().any(|e| e.contains("member account")),
+        "the run reached both member accounts: {exposed:#?}"
+    );
+}
+
+#[test]
 fn every_other_shipped_playbook_runs_against_code_spaces() {
     for (playbook, steps) in [("org-freeze.yaml", 1), ("protect-backups.yaml", 1)] {
         let pb = std::fs::read_to_string(repo_playbook(playbook)).expect("playbook");
