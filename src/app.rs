@@ -764,12 +764,7 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
     check.check_permissions = false;
     check.run = Arc::default();
     check.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
-    let opts = executor::Options {
-        dry_run: true,
-        audit: None,
-        progress: None,
-    };
-    let reports = executor::execute(&check, steps, &opts, |_| {}).await?;
+    let reports = executor::read_all(&check, steps).await?;
     let mut open: Vec<String> = ctx
         .fleet
         .unreachable()
@@ -852,12 +847,7 @@ async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>, Er
     pre.check_permissions = true;
     pre.run = Arc::default();
     pre.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
-    let opts = executor::Options {
-        dry_run: true,
-        audit: None,
-        progress: None,
-    };
-    let reports = executor::execute(&pre, steps, &opts, |_| {}).await?;
+    let reports = executor::read_all(&pre, steps).await?;
     let denied: Vec<String> = reports
         .iter()
         .flat_map(|s| {

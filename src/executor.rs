@@ -182,20 +182,7 @@ pub async fn execute(
     let mut aborted = false;
     for step in steps {
         if aborted {
-            let report = StepReport {
-                index: step.index,
-                name: step.name.clone(),
-                action: step.action.id(),
-                status: StepStatus::NotRun,
-                on_failure: step.on_failure,
-                counts: Counts::default(),
-                items: Vec::new(),
-                notes: Vec::new(),
-                error: Some("not run: an earlier step failed and stopped the run".into()),
-                millis: 0,
-                calls: CallCounts::default(),
-                accounts: BTreeMap::new(),
-            };
+            let report = not_run(step);
             on_step(&report);
             reports.push(report);
             continue;
@@ -203,16 +190,67 @@ pub async fn execute(
         let before = ctx.telemetry.snapshot();
         let mut report = run_step(ctx, step, opts).await?;
         report.calls = ctx.telemetry.snapshot().since(&before);
-        let stop = match report.status {
-            StepStatus::Refused => true,
-            StepStatus::Failed => step.on_failure == OnFailure::Abort,
-            _ => false,
-        };
-        aborted |= stop;
+        aborted |= stops(step, &report);
         on_step(&report);
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// A read-only pass over every step at once: the preflight before a live
+/// run and the read-back after it. Nothing changes, so no step needs to wait
+/// for the one before (across fifty accounts, waiting cost a quarter of the
+/// pass). Reports come back in playbook order, a step after a refusal or an
+/// aborting failure marked not run as [`execute`] would have left it; the
+/// steps share the wire, so their `calls` are not counted apart.
+pub async fn read_all(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>, Error> {
+    let opts = Options {
+        dry_run: true,
+        audit: None,
+        progress: None,
+    };
+    let found =
+        futures_util::future::join_all(steps.iter().map(|s| Box::pin(run_step(ctx, s, &opts))))
+            .await;
+    let mut reports = Vec::new();
+    let mut aborted = false;
+    for (step, report) in steps.iter().zip(found) {
+        if aborted {
+            reports.push(not_run(step));
+            continue;
+        }
+        let report = report?;
+        aborted |= stops(step, &report);
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Whether the run stops after this step: a refusal always, a failure
+/// unless the step says `on_failure: continue`.
+fn stops(step: &BoundStep, report: &StepReport) -> bool {
+    match report.status {
+        StepStatus::Refused => true,
+        StepStatus::Failed => step.on_failure == OnFailure::Abort,
+        _ => false,
+    }
+}
+
+fn not_run(step: &BoundStep) -> StepReport {
+    StepReport {
+        index: step.index,
+        name: step.name.clone(),
+        action: step.action.id(),
+        status: StepStatus::NotRun,
+        on_failure: step.on_failure,
+        counts: Counts::default(),
+        items: Vec::new(),
+        notes: Vec::new(),
+        error: Some("not run: an earlier step failed and stopped the run".into()),
+        millis: 0,
+        calls: CallCounts::default(),
+        accounts: BTreeMap::new(),
+    }
 }
 
 async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<StepReport, Error> {
