@@ -105,11 +105,6 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// True when some step runs beyond the executor's own account.
-    pub fn fans_out(&self) -> bool {
-        self.role.is_some()
-    }
-
     /// The accounts a step runs in, or `None` for the executor's account only.
     pub fn accounts(&self, step: usize) -> Option<&[String]> {
         self.steps.get(&step).map(Vec::as_slice)

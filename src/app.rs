@@ -314,7 +314,9 @@ async fn context(
     // freeze that caught it would shut the response out of the organization.
     let fans_out = loaded.steps.iter().any(|s| s.accounts.is_some());
     let member_role = MemberRole::new(pb.executor.member_role.as_ref().map(|r| r.value.as_str()));
-    if fans_out {
+    // A freeze-only playbook given --accounts (or naming a member role) also
+    // spares the role: the fan-out that follows it must not be shut out.
+    if fans_out || pb.accounts.is_some() || pb.executor.member_role.is_some() {
         exempt.push(member_role.pattern());
         protect.push(member_role.pattern());
     }

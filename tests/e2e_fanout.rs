@@ -601,3 +601,96 @@ async fn a_throttled_account_does_not_hold_back_the_others() {
         "the fast accounts finished only {gap:.2} s before the throttled one"
     );
 }
+
+#[tokio::test]
+async fn the_management_account_is_contained_only_when_asked() {
+    let e = Estate::new().await;
+    e.organization().await;
+    let members = e.members(2).await;
+    let keys = seed(&members).await;
+    let home_key = e.user_with_key("home-dev").await;
+    let pb = playbook(
+        &e,
+        "keys.yaml",
+        "name: keys\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { all: true } }\n",
+    );
+    let pb = pb.to_str().expect("path");
+
+    // Left out by default, and the plan says what that means.
+    let plan = e.run(&["--accounts", "all", "plan", pb]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stderr.contains("is not selected") && plan.stderr.contains("no SCP binds it"),
+        "{}",
+        plan.stderr
+    );
+
+    // Asked for: it is contained with the executor's own credential, and the
+    // executor's own key is still never touched.
+    let ran = e.run(&[
+        "--accounts",
+        "all,management",
+        "--output",
+        "json",
+        "run",
+        pb,
+        "--yes",
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("is included") && ran.stderr.contains("executor's own credential"),
+        "{}",
+        ran.stderr
+    );
+    let report = json(&ran.stdout);
+    let reach: Vec<(&str, &str)> = report["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .map(|a| {
+            (
+                a["account"].as_str().unwrap_or_default(),
+                a["reach"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(reach.contains(&("123456789012", "executor")), "{reach:?}");
+    assert_eq!(e.key_status("home-dev", &home_key).await, "Inactive");
+    assert_eq!(
+        e.key_status(&e.executor_user, &e.executor_key).await,
+        "Active",
+        "the executor's own key"
+    );
+    assert_keys(&members, &keys, |_| "Inactive").await;
+}
+
+#[tokio::test]
+async fn a_freeze_given_accounts_spares_the_member_role_and_one_without_says_so() {
+    let e = Estate::new().await;
+    e.organization().await;
+    e.members(1).await;
+    let pb = repo_playbook("org-freeze.yaml");
+    let pb = pb.to_str().expect("path");
+    let exempted = |ran: &common::Ran| {
+        let report = json(&ran.stdout);
+        report["steps"][0]["notes"].to_string()
+    };
+
+    let plain = e.run(&["--output", "json", "run", pb, "--yes"]);
+    assert_eq!(plain.code, 0, "{}\n{}", plain.stdout, plain.stderr);
+    let notes = exempted(&plain);
+    assert!(
+        notes.contains("OrganizationAccountAccessRole is not exempted"),
+        "{notes}"
+    );
+
+    // The same freeze before a fan-out: the SCP is updated to spare the role.
+    let fan = e.run(&["--accounts", "all", "--output", "json", "run", pb, "--yes"]);
+    assert_eq!(fan.code, 0, "{}\n{}", fan.stdout, fan.stderr);
+    let notes = exempted(&fan);
+    assert!(
+        notes.contains("arn:aws:iam::*:role/OrganizationAccountAccessRole")
+            && !notes.contains("is not exempted"),
+        "{notes}"
+    );
+}

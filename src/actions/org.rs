@@ -315,6 +315,16 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                 ));
             }
             notes.push(format!("Exempted principals: {}", ctx.exempt.join(", ")));
+            let member = crate::accounts::MemberRole::new(None).pattern();
+            if !ctx
+                .exempt
+                .iter()
+                .any(|e| e.ends_with(":role/OrganizationAccountAccessRole"))
+            {
+                notes.push(format!(
+                    "{member} is not exempted (this playbook does not fan out across accounts): a later run across the organization is denied in every account the SCP binds, until it is detached or the playbook sets `accounts:`."
+                ));
+            }
             let mut missing = Vec::new();
             let mut prior_content = None;
             let mut policy_id = None;
