@@ -127,12 +127,12 @@ impl Fleet {
     }
 
     /// Every account of the run with how it is reached, in account order.
-    pub fn statuses(&self, home: &str) -> Vec<AccountStatus> {
+    pub fn statuses(&self) -> Vec<AccountStatus> {
         self.reach
             .iter()
             .map(|(account, r)| {
                 let (reach, error) = match r {
-                    Reach::Reached { .. } if account == home => ("executor", None),
+                    Reach::Reached { .. } if *account == self.home => ("executor", None),
                     Reach::Reached { .. } => ("member", None),
                     Reach::Unreachable { error } => ("unreachable", Some(error.clone())),
                 };
@@ -158,13 +158,13 @@ impl Fleet {
 
     /// The member role's ARN in each reached or attempted member account, for
     /// checking that a custom SCP exempts every one of them.
-    pub fn member_role_arns(&self, home: &str) -> Vec<String> {
+    pub fn member_role_arns(&self) -> Vec<String> {
         let Some(role) = &self.role else {
             return Vec::new();
         };
         self.reach
             .keys()
-            .filter(|a| a.as_str() != home)
+            .filter(|a| **a != self.home)
             .map(|a| role.arn(a))
             .collect()
     }

@@ -430,7 +430,7 @@ async fn read_only(
     out.header(&session, &loaded.playbook, mode);
     let mut ctx = context(global, &session, &loaded, since).await?;
     ctx.check_permissions = check_permissions;
-    let accounts = ctx.fleet.statuses(&ctx.identity.account);
+    let accounts = ctx.fleet.statuses();
     out.accounts(&accounts, &ctx.fleet.notes);
     warn_protections(&ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
@@ -545,7 +545,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     };
     out.header(&session, &loaded.playbook, mode);
     let mut ctx = context(global, &session, &loaded, jiff::Timestamp::now()).await?;
-    let accounts = ctx.fleet.statuses(&ctx.identity.account);
+    let accounts = ctx.fleet.statuses();
     out.accounts(&accounts, &ctx.fleet.notes);
     warn_protections(&ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
@@ -1117,13 +1117,7 @@ async fn rollback(
                     call: undo.describe(),
                     undo: undo.clone(),
                 })?;
-                // Organizations undos go from the executor's account; the
-                // rest from the account the change was made in.
-                let here = if undo.from_management() {
-                    Some(ctx.clone())
-                } else {
-                    ctx.in_account(&step.target.scope.account)
-                };
+                let here = ctx.acting_on(&step.target.scope.account, undo.from_management());
                 let done = match &here {
                     Some(here) => crate::rollback::undo_one(here, undo, req.force).await,
                     None => Err(aws::local(

@@ -316,8 +316,8 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
     items.sort_by_key(|i| (i.outcome, i.target.to_string()));
     let mut counts = Counts::default();
     let mut accounts: BTreeMap<String, Counts> = BTreeMap::new();
-    let fanned_out = step.action.takes_accounts() && ctx.fleet.accounts(step.index).is_some();
-    if let Some(list) = ctx.fleet.accounts(step.index).filter(|_| fanned_out) {
+    let selected = ctx.fleet.accounts(step.index);
+    if let Some(list) = selected {
         // Every reached account shows, the ones with nothing to do included
         // (the unreachable ones are reported once, for the whole run).
         for a in list {
@@ -328,7 +328,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
     }
     for item in &items {
         counts.add(item.outcome);
-        if fanned_out {
+        if selected.is_some() {
             accounts
                 .entry(item.target.scope.account.clone())
                 .or_default()
@@ -445,20 +445,13 @@ async fn change(
     mut op: Op,
 ) -> Result<Item, Error> {
     let call = op.describe();
-    // Organizations calls go from the executor's account; the rest from the
-    // account the target lives in.
-    let here = if op.from_management() {
-        Some(ctx.clone())
-    } else {
-        ctx.in_account(&target.scope.account)
-    };
-    let Some(ctx) = here else {
+    let Some(ctx) = ctx.acting_on(&target.scope.account, op.from_management()) else {
         let item = Item::new(target, Outcome::Failed)
             .call(call)
             .reason("its account could not be reached".into());
         return finish(opts, step, item, None);
     };
-    let ctx = &ctx;
+    let ctx = ctx.as_ref();
     if opts.dry_run {
         let drift = op.drift();
         // Where AWS can say whether the call would be allowed, ask it.

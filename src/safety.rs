@@ -91,9 +91,8 @@ pub fn self_lockout(ctx: &Ctx, steps: &[BoundStep]) -> Vec<Finding> {
             } else if let ActionParams::ApplyScp(p) = &step.params
                 && let Some(doc) = &p.document
             {
-                let home = &ctx.identity.account;
-                let principals = std::iter::once(ctx.executor_arn.clone())
-                    .chain(ctx.fleet.member_role_arns(home));
+                let principals =
+                    std::iter::once(ctx.executor_arn.clone()).chain(ctx.fleet.member_role_arns());
                 for arn in principals {
                     if let Err(reason) = org::exempts(doc, &arn) {
                         find(format!("policy {}: {reason}", p.policy));

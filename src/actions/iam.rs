@@ -1094,7 +1094,7 @@ impl Simulator {
                 while !waiting.is_empty() {
                     let rest = waiting.split_off(waiting.len().min(SIMULATION_BATCH));
                     let chunk = std::mem::replace(&mut waiting, rest);
-                    batches.push((here.clone(), a, chunk));
+                    batches.push((here.clone().into_owned(), a, chunk));
                 }
             }
             futures_util::future::join_all(batches.into_iter().map(

@@ -10,6 +10,7 @@ pub mod ec2;
 pub mod iam;
 pub mod org;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -385,13 +386,14 @@ pub struct Ctx {
 impl Ctx {
     /// This context moved into `account`: its clients, its identity (the
     /// member role session there), everything else shared. `None` when the
-    /// account was not reached.
-    pub fn in_account(&self, account: &str) -> Option<Ctx> {
+    /// account was not reached. Borrowed when it already acts there, which
+    /// is every call of a run that does not fan out.
+    pub fn in_account(&self, account: &str) -> Option<Cow<'_, Ctx>> {
         if account == self.identity.account {
-            return Some(self.clone());
+            return Some(Cow::Borrowed(self));
         }
         match self.fleet.reach(account)? {
-            Reach::Reached { clients, identity } => Some(Ctx {
+            Reach::Reached { clients, identity } => Some(Cow::Owned(Ctx {
                 clients: (**clients).clone(),
                 identity: (**identity).clone(),
                 // There the run acts as the member role (what permission
@@ -402,8 +404,19 @@ impl Ctx {
                     .principal_arn(account)
                     .unwrap_or_else(|| self.executor_arn.clone()),
                 ..self.clone()
-            }),
+            })),
             Reach::Unreachable { .. } => None,
+        }
+    }
+
+    /// Where a change to a target in `account` is made: Organizations calls
+    /// (`from_management`) from the executor's own account, whatever account
+    /// they concern; every other call from the target's account.
+    pub fn acting_on(&self, account: &str, from_management: bool) -> Option<Cow<'_, Ctx>> {
+        if from_management {
+            Some(Cow::Borrowed(self))
+        } else {
+            self.in_account(account)
         }
     }
 
@@ -527,7 +540,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
     let found =
         futures_util::future::join_all(accounts.iter().filter_map(|a| ctx.in_account(a)).map(
             |actx| async move {
-                let found = discover_in(&actx, step, sink).await;
+                let found = discover_in(actx.as_ref(), step, sink).await;
                 (actx.identity.account.clone(), found)
             },
         ))

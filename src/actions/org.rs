@@ -298,7 +298,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
             let document = match custom {
                 Some(doc) => {
                     exempts(&doc, &ctx.executor_arn).map_err(|m| local("org.apply_scp", m))?;
-                    for arn in ctx.fleet.member_role_arns(&ctx.identity.account) {
+                    for arn in ctx.fleet.member_role_arns() {
                         exempts(&doc, &arn).map_err(|m| local("org.apply_scp", m))?;
                     }
                     doc
