@@ -30,25 +30,31 @@ pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
 const SESSION_SECONDS: i32 = 3600;
 
 /// The role assumed in each member account: a name, or an ARN template with
-/// `{account}`.
+/// `{account}`, in the executor's partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberRole(String);
+pub struct MemberRole {
+    spec: String,
+    partition: String,
+}
 
 impl MemberRole {
-    pub fn new(spec: Option<&str>) -> Self {
-        MemberRole(spec.unwrap_or(DEFAULT_MEMBER_ROLE).to_string())
+    pub fn new(spec: Option<&str>, partition: &str) -> Self {
+        MemberRole {
+            spec: spec.unwrap_or(DEFAULT_MEMBER_ROLE).to_string(),
+            partition: partition.to_string(),
+        }
     }
 
     /// As written in the playbook (recorded in the audit log for rollback).
     pub fn spec(&self) -> &str {
-        &self.0
+        &self.spec
     }
 
     pub fn arn(&self, account: &str) -> String {
-        if self.0.starts_with("arn:") {
-            self.0.replace("{account}", account)
+        if self.spec.starts_with("arn:") {
+            self.spec.replace("{account}", account)
         } else {
-            format!("arn:aws:iam::{account}:role/{}", self.0)
+            format!("arn:{}:iam::{account}:role/{}", self.partition, self.spec)
         }
     }
 
@@ -582,7 +588,7 @@ mod tests {
 
     #[test]
     fn member_role_names_and_templates() {
-        let r = MemberRole::new(None);
+        let r = MemberRole::new(None, "aws");
         assert_eq!(
             r.arn("123456789012"),
             "arn:aws:iam::123456789012:role/OrganizationAccountAccessRole"
@@ -591,7 +597,11 @@ mod tests {
             r.pattern(),
             "arn:aws:iam::*:role/OrganizationAccountAccessRole"
         );
-        let t = MemberRole::new(Some("arn:aws:iam::{account}:role/ir/Responder"));
+        let t = MemberRole::new(Some("arn:aws:iam::{account}:role/ir/Responder"), "aws");
+        assert_eq!(
+            MemberRole::new(None, "aws-cn").arn("111122223333"),
+            "arn:aws-cn:iam::111122223333:role/OrganizationAccountAccessRole"
+        );
         assert_eq!(
             t.arn("111122223333"),
             "arn:aws:iam::111122223333:role/ir/Responder"

@@ -303,21 +303,26 @@ async fn context(
 ) -> Result<Ctx, Error> {
     let pb = &loaded.playbook;
     let mut protect = pb.protect.clone();
-    protect.push(session.identity.principal_pattern());
     let clients = Clients::new(&session.config);
     let retry = RetryPolicy::default();
     let telemetry = Arc::new(Telemetry::new(usize::from(global.concurrency)));
     let executor_arn = executor_arn(&clients, &session.identity, &retry, &telemetry).await;
-    let mut exempt: Vec<String> = executor_arn.iter().cloned().collect();
-    exempt.extend(pb.protect.iter().cloned());
+    // The executor's own principal, exactly (a role with its path): what
+    // discovery skips and every deny exempts.
+    protect.extend(executor_arn.iter().cloned());
+    let exempt: Vec<String> = executor_arn.iter().cloned().collect();
     // Fanning out, the tool also acts as the member role in every account: a
     // freeze that caught it would shut the response out of the organization.
+    // It is exempted only while this run's member-account steps need it
+    // (see `tighten_scp`): OrganizationAccountAccessRole trusts the whole
+    // management account, attacker included.
     let fans_out = loaded.steps.iter().any(|s| s.accounts.is_some());
-    let member_role = MemberRole::new(pb.executor.member_role.as_ref().map(|r| r.value.as_str()));
-    // A freeze-only playbook given --accounts (or naming a member role) also
-    // spares the role: the fan-out that follows it must not be shut out.
-    if fans_out || pb.accounts.is_some() || pb.executor.member_role.is_some() {
-        exempt.push(member_role.pattern());
+    let member_role = MemberRole::new(
+        pb.executor.member_role.as_ref().map(|r| r.value.as_str()),
+        aws::partition(&session.identity.arn),
+    );
+    let member_exempt = fans_out.then(|| member_role.pattern());
+    if fans_out {
         protect.push(member_role.pattern());
     }
     let regional = loaded.steps.iter().any(|s| s.action.regional());
@@ -336,6 +341,7 @@ async fn context(
         telemetry,
         executor_arn: executor_arn.unwrap_or_default(),
         exempt,
+        member_exempt,
         regions,
         check_permissions: false,
         run: Arc::default(),
@@ -414,25 +420,40 @@ async fn resolve_regions(
     }
 }
 
+/// Which read-only pass: a plan of what a run would do, or a check of the
+/// state a run leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Plan { check_permissions: bool },
+    Verify,
+}
+
 /// Loads, connects and discovers every step without changing anything.
-/// `since` decides which revocations count as in place (see `Ctx::run_started`).
 async fn read_only(
     global: &GlobalArgs,
     out: &Printer,
     path: &std::path::Path,
     vars: &[(String, String)],
-    mode: &str,
-    since: jiff::Timestamp,
-    check_permissions: bool,
+    pass: Pass,
 ) -> Result<ReadOnly, Error> {
     let loaded = load(path, vars, global.accounts.as_ref())?;
     let session = connect(global, Some(&loaded)).await?;
+    let (mode, since) = match pass {
+        Pass::Plan { .. } => ("plan (read-only)", jiff::Timestamp::now()),
+        // Any revocation in place counts, whatever its age.
+        Pass::Verify => ("verify (read-only)", jiff::Timestamp::UNIX_EPOCH),
+    };
     out.header(&session, &loaded.playbook, mode);
     let mut ctx = context(global, &session, &loaded, since).await?;
-    ctx.check_permissions = check_permissions;
+    match pass {
+        Pass::Plan { check_permissions } => ctx.check_permissions = check_permissions,
+        // A run leaves its SCP without the member-role exemption: that is
+        // the contained state (see `tighten_scp`).
+        Pass::Verify => ctx.member_exempt = None,
+    }
     let accounts = ctx.fleet.statuses();
     out.accounts(&accounts, &ctx.fleet.notes);
-    warn_protections(&ctx, &loaded.playbook).await;
+    resolve_protections(&mut ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
     let opts = executor::Options {
         dry_run: true,
@@ -469,9 +490,7 @@ async fn plan(
     vars: &[(String, String)],
     check_permissions: bool,
 ) -> Result<ExitCode, Error> {
-    let now = jiff::Timestamp::now();
-    let mode = "plan (read-only)";
-    let found = read_only(global, out, path, vars, mode, now, check_permissions).await?;
+    let found = read_only(global, out, path, vars, Pass::Plan { check_permissions }).await?;
     let steps = &found.steps;
     out.plan(
         &found.loaded.playbook,
@@ -496,8 +515,7 @@ async fn verify(
     path: &std::path::Path,
     vars: &[(String, String)],
 ) -> Result<ExitCode, Error> {
-    let epoch = jiff::Timestamp::UNIX_EPOCH;
-    let found = read_only(global, out, path, vars, "verify (read-only)", epoch, false).await?;
+    let found = read_only(global, out, path, vars, Pass::Verify).await?;
     out.verify(&found.loaded.playbook, &found.session, &found.steps);
     // An account that cannot be read is not known to be contained.
     let contained = !found.unreachable()
@@ -547,13 +565,28 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     let mut ctx = context(global, &session, &loaded, jiff::Timestamp::now()).await?;
     let accounts = ctx.fleet.statuses();
     out.accounts(&accounts, &ctx.fleet.notes);
-    warn_protections(&ctx, &loaded.playbook).await;
+    resolve_protections(&mut ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
     let mut planned = None;
     if req.dry_run {
         ctx.check_permissions = true;
     } else if !req.skip_preflight {
-        planned = Some(preflight(&ctx, &loaded.steps).await?);
+        let found = preflight(&ctx, &loaded.steps).await?;
+        if !found.unchecked.is_empty() {
+            errln!(
+                "warning: {} permission check(s) could not be answered; the run may meet denials AWS did not report in advance:",
+                found.unchecked.len()
+            );
+            for why in &found.unchecked {
+                errln!("  {why}");
+            }
+            if !req.yes {
+                errln!("(the confirmation below goes on regardless; --yes does too)");
+            }
+        }
+        planned = Some(found.reports);
+    } else {
+        check_subjects(&ctx, &loaded.steps).await?;
     }
     if !req.dry_run && !req.yes {
         confirm(&session.identity, &loaded.steps, planned.as_deref())?;
@@ -635,6 +668,18 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     if status == "completed" && verified.as_ref().is_some_and(|v| !v.is_empty()) {
         status = "not_contained";
     }
+    let mut steps = steps;
+    if !req.dry_run {
+        let tightened = tighten_scp(&ctx, &loaded.steps, &steps, &log).await?;
+        for r in &tightened {
+            out.step_done(r);
+            totals.merge(&r.counts);
+            if r.status != StepStatus::Done && status == "completed" {
+                status = "completed_with_failures";
+            }
+        }
+        steps.extend(tightened);
+    }
     log.append(Event::RunEnd {
         status: status.to_string(),
         totals,
@@ -666,6 +711,49 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         "refused" => ExitCode::Refused,
         _ => ExitCode::Failed,
     })
+}
+
+/// Once this run's member-account steps, any hold and the read-back are
+/// done, every built-in deny-all SCP it applied is rewritten without the
+/// member role: OrganizationAccountAccessRole trusts the management account,
+/// so an attacker with admin there would otherwise be exempt from the
+/// freeze. The rewrite is an intent/result pair like any change (rollback
+/// puts the exemption back first, so it can reach the member accounts).
+async fn tighten_scp(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    reports: &[StepReport],
+    log: &AuditLog,
+) -> Result<Vec<StepReport>, Error> {
+    if ctx.member_exempt.is_none() {
+        return Ok(Vec::new());
+    }
+    let applied: Vec<BoundStep> = steps
+        .iter()
+        .filter(|s| {
+            s.action == ActionKind::OrgApplyScp
+                && matches!(&s.params, crate::actions::ActionParams::ApplyScp(p) if p.document.is_none())
+                && reports
+                    .iter()
+                    .any(|r| r.index == s.index && r.status == StepStatus::Done)
+        })
+        .map(|s| {
+            let mut s = s.clone();
+            s.name = format!("{} (member-role exemption removed)", s.name);
+            s
+        })
+        .collect();
+    if applied.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tight = ctx.clone();
+    tight.member_exempt = None;
+    let opts = executor::Options {
+        dry_run: false,
+        audit: Some(log),
+        progress: None,
+    };
+    executor::execute(&tight, &applied, &opts, |_| {}).await
 }
 
 /// Holds the line: every `every`, runs the steps again (discovery finds only
@@ -841,44 +929,129 @@ fn run_status(steps: &[StepReport]) -> &'static str {
     }
 }
 
+/// What a preflight found, each call in one of three answers: allowed,
+/// denied, or could not be checked; and the targets the playbook names that
+/// do not exist.
+struct Preflight {
+    reports: Vec<StepReport>,
+    /// Named subjects not found: the run stops, exit 1.
+    missing: Vec<String>,
+    /// Calls AWS says would be denied: the run is refused, exit 3.
+    denied: Vec<String>,
+    /// Checks that got no answer, each cause once with how many it hit.
+    unchecked: Vec<String>,
+}
+
+impl Preflight {
+    fn sort(reports: Vec<StepReport>) -> Preflight {
+        let mut missing = Vec::new();
+        let mut denied = Vec::new();
+        let mut unchecked: BTreeMap<String, usize> = BTreeMap::new();
+        for s in &reports {
+            let label = format!("step {} ({})", s.index + 1, s.name);
+            if let Some(e) = &s.error {
+                *unchecked.entry(format!("{label}: {e}")).or_default() += 1;
+            }
+            for i in s
+                .items
+                .iter()
+                .filter(|i| i.outcome == crate::executor::Outcome::Failed)
+            {
+                match &i.error {
+                    Some(e) if e.kind == aws::ErrorKind::NotFound => {
+                        missing.push(format!("{label}: {}: {}", i.target, e.message));
+                    }
+                    Some(e) if e.kind == aws::ErrorKind::AccessDenied => {
+                        denied.push(format!("{label}: {} · {e}", i.target));
+                    }
+                    Some(e) => *unchecked.entry(e.to_string()).or_default() += 1,
+                    None => {
+                        *unchecked
+                            .entry(i.reason.clone().unwrap_or_else(|| "no answer".into()))
+                            .or_default() += 1
+                    }
+                }
+            }
+        }
+        Preflight {
+            reports,
+            missing,
+            denied,
+            unchecked: unchecked
+                .into_iter()
+                .map(|(why, n)| match n {
+                    1 => why,
+                    n => format!("{why} ({n} checks)"),
+                })
+                .collect(),
+        }
+    }
+
+    /// Stops the run before any change when a subject is missing (exit 1)
+    /// or a call would be denied (exit 3).
+    fn verdict(&self) -> Result<(), Error> {
+        if !self.missing.is_empty() {
+            return Err(Error::Missing(self.missing.clone()));
+        }
+        if !self.denied.is_empty() {
+            return Err(Error::Refused(format!(
+                "preflight: {} call(s) would be denied; nothing was changed (fix the permissions, or --skip-preflight): {}",
+                self.denied.len(),
+                self.denied.join("; ")
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Before a live run: discover every step read-only and ask AWS whether each
-/// call would be allowed; any denial refuses the run (exit 3) before a change,
-/// so the responder learns it now and not halfway through the lockdown.
-async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>, Error> {
+/// call would be allowed. A denial refuses the run (exit 3) and a missing
+/// subject stops it (exit 1), both before any change; a check that got no
+/// answer is shown with its cause and left to the responder.
+async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Preflight, Error> {
     let mut pre = ctx.clone();
     pre.check_permissions = true;
     pre.run = Arc::default();
     pre.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
-    let reports = executor::read_all(&pre, steps).await?;
-    let denied: Vec<String> = reports
-        .iter()
-        .flat_map(|s| {
-            s.items
-                .iter()
-                .filter(|i| i.outcome == crate::executor::Outcome::Failed)
-                .map(move |i| {
-                    let why = i
-                        .error
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
-                    format!("step {} ({}): {} · {why}", s.index + 1, s.name, i.target)
-                })
-        })
-        .collect();
-    if denied.is_empty() {
-        return Ok(reports);
-    }
-    Err(Error::Refused(format!(
-        "preflight: {} call(s) would be denied; nothing was changed (fix the permissions, or --skip-preflight): {}",
-        denied.len(),
-        denied.join("; ")
-    )))
+    let found = Preflight::sort(executor::read_all(&pre, steps).await?);
+    found.verdict()?;
+    Ok(found)
 }
 
-async fn warn_protections(ctx: &Ctx, pb: &Playbook) {
-    for w in crate::safety::unmatched_protections(ctx, &pb.protect).await {
+/// With `--skip-preflight`, the steps that name their subjects (a key id,
+/// a user, an instance) are still read: a subject that does not exist
+/// stops the run before any change, never halfway through it.
+async fn check_subjects(ctx: &Ctx, steps: &[BoundStep]) -> Result<(), Error> {
+    let named: Vec<BoundStep> = steps
+        .iter()
+        .filter(|s| s.names_subjects())
+        .cloned()
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let mut pre = ctx.clone();
+    pre.run = Arc::default();
+    pre.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
+    let found = Preflight::sort(executor::read_all(&pre, &named).await?);
+    if found.missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Missing(found.missing))
+    }
+}
+
+/// Resolves `protect` into the exact ARNs the SCP exempts, warning about
+/// patterns and entries that match nobody.
+async fn resolve_protections(ctx: &mut Ctx, pb: &Playbook) {
+    let (exact, warnings) = crate::safety::resolve_protections(ctx, &pb.protect).await;
+    for w in warnings {
         errln!("warning: {w}");
+    }
+    for arn in exact {
+        if !ctx.exempt.contains(&arn) {
+            ctx.exempt.push(arn);
+        }
     }
 }
 
@@ -985,7 +1158,8 @@ async fn reenter_accounts(
         "breakglass-rollback-{}",
         run_id.chars().take(40).collect::<String>()
     );
-    let fleet = Fleet::enter(&ctx, &accounts, MemberRole::new(Some(&role)), &session).await;
+    let role = MemberRole::new(Some(&role), aws::partition(&ctx.identity.arn));
+    let fleet = Fleet::enter(&ctx, &accounts, role, &session).await;
     for (a, e) in fleet.unreachable() {
         errln!("warning: account {a} cannot be reached ({e}): its changes are not undone");
     }
@@ -1091,6 +1265,7 @@ async fn rollback(
         telemetry: Arc::new(Telemetry::new(usize::from(global.concurrency))),
         executor_arn: String::new(),
         exempt: Vec::new(),
+        member_exempt: None,
         regions: vec![session.region.clone()],
         check_permissions: false,
         run: Arc::default(),

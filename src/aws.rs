@@ -164,15 +164,14 @@ impl Identity {
             _ => false,
         }
     }
+}
 
-    /// The ARN a policy condition must exempt: for an assumed role, the role, not the session.
-    pub fn principal_pattern(&self) -> String {
-        match &self.principal {
-            Principal::AssumedRole { role_name, .. } => {
-                format!("arn:aws:iam::{}:role/*{}", self.account, role_name)
-            }
-            _ => self.arn.clone(),
-        }
+/// The partition of an ARN (`aws`, `aws-cn`, `aws-us-gov`), `aws` when it
+/// cannot be read: ARNs breakglass writes use the executor's own.
+pub fn partition(arn: &str) -> &str {
+    match arn.split(':').nth(1) {
+        Some(p) if arn.starts_with("arn:") && !p.is_empty() => p,
+        _ => "aws",
     }
 }
 
@@ -384,7 +383,12 @@ const THROTTLING_CODES: &[&str] = &[
     "BandwidthLimitExceeded",
 ];
 
+/// Worth a bounded retry: the service failed, or another writer held the
+/// resource for a moment (IAM `ConcurrentModification`, Organizations
+/// `ConcurrentModificationException`: "try again later", per their API references).
 const TRANSIENT_CODES: &[&str] = &[
+    "ConcurrentModification",
+    "ConcurrentModificationException",
     "InternalError",
     "InternalFailure",
     "InternalServerError",
@@ -402,6 +406,17 @@ pub fn local(operation: &str, message: String) -> AwsError {
         code: Some("BreakglassCheck".into()),
         message,
         kind: ErrorKind::Other,
+    }
+}
+
+/// A target the playbook names that discovery did not find: a failure of
+/// its own kind, so the preflight can tell it from a denial.
+pub fn missing(message: String) -> AwsError {
+    AwsError {
+        operation: "discovery".into(),
+        code: Some("NotFound".into()),
+        message,
+        kind: ErrorKind::NotFound,
     }
 }
 
@@ -443,7 +458,7 @@ where
         (_, Some(c)) if c.contains("AccessDenied") || c == "UnauthorizedOperation" => {
             ErrorKind::AccessDenied
         }
-        (_, Some(c)) if c == "NoSuchEntity" || c.ends_with("NotFound") => ErrorKind::NotFound,
+        (_, Some(c)) if is_not_found(c) => ErrorKind::NotFound,
         (SdkError::TimeoutError(_) | SdkError::DispatchFailure(_), _) => ErrorKind::Transient,
         _ if raw_status == Some(429) => ErrorKind::Throttled,
         _ if raw_status.is_some_and(|s| s >= 500) => ErrorKind::Transient,
@@ -462,6 +477,12 @@ where
     }
 }
 
+/// IAM `NoSuchEntity`, EC2 `InvalidInstanceID.NotFound`, Organizations
+/// `PolicyNotFoundException` / `TargetNotFoundException` and their kin.
+fn is_not_found(code: &str) -> bool {
+    code == "NoSuchEntity" || code.ends_with("NotFound") || code.ends_with("NotFoundException")
+}
+
 fn raw_status<R: fmt::Debug + 'static>(raw: &R) -> Option<u16> {
     let any: &dyn std::any::Any = raw;
     any.downcast_ref::<aws_sdk_iam::config::http::HttpResponse>()
@@ -478,6 +499,18 @@ pub struct RetryPolicy {
     pub transient_attempts: u32,
     pub base: Duration,
     pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// For creates without an idempotency token: throttling is retried (a
+    /// throttled call never happened), a transient failure is not (it may
+    /// have happened): [`create_once`] decides what comes next.
+    pub fn once(self) -> RetryPolicy {
+        RetryPolicy {
+            transient_attempts: 1,
+            ..self
+        }
+    }
 }
 
 impl Default for RetryPolicy {
@@ -549,7 +582,7 @@ impl Telemetry {
 }
 
 /// Operations AWS meters as reads, by name prefix.
-const READ_PREFIXES: &[&str] = &["Describe", "List", "Get", "Simulate"];
+const READ_PREFIXES: &[&str] = &["Describe", "List", "Get", "Simulate", "Lookup"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct LaneKey {
@@ -814,6 +847,83 @@ where
     }
 }
 
+/// What [`create_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created<T> {
+    /// This call made it.
+    New(T),
+    /// An earlier call whose answer was lost had made it: found and adopted.
+    Adopted(T),
+}
+
+impl<T> Created<T> {
+    pub fn into_inner(self) -> T {
+        match self {
+            Created::New(t) | Created::Adopted(t) => t,
+        }
+    }
+
+    pub fn is_new(&self) -> bool {
+        matches!(self, Created::New(_))
+    }
+}
+
+/// How often a create whose answer is lost is looked for before it is sent
+/// again, and how long to wait between looks (reads right after a write may
+/// not see it yet: IAM, Organizations and EC2 are eventually consistent).
+const LOOKS: u32 = 3;
+const LOOK_PAUSE: Duration = Duration::from_millis(700);
+
+/// A call that creates something and takes no idempotency token
+/// (`organizations:CreatePolicy`, `ec2:CreateSecurityGroup`,
+/// `ec2:CreateSnapshots`). `create` must not retry transient failures
+/// itself ([`RetryPolicy::once`]): a timeout or 5xx may come after AWS
+/// acted, so before sending it again `lookup` reads whether it happened,
+/// and a duplicate-name refusal (`duplicate`) adopts what exists. So a
+/// create happens once, however many answers are lost.
+pub async fn create_once<T, C, CF, L, LF>(
+    duplicate: &[&str],
+    mut create: C,
+    mut lookup: L,
+) -> Result<Created<T>, AwsError>
+where
+    C: FnMut() -> CF,
+    CF: std::future::Future<Output = Result<T, AwsError>>,
+    L: FnMut() -> LF,
+    LF: std::future::Future<Output = Result<Option<T>, AwsError>>,
+{
+    let mut lost = None;
+    for _ in 0..RetryPolicy::default().transient_attempts {
+        if lost.is_some() {
+            for look in 0..LOOKS {
+                if let Some(found) = lookup().await? {
+                    return Ok(Created::Adopted(found));
+                }
+                if look + 1 < LOOKS {
+                    tokio::time::sleep(LOOK_PAUSE).await;
+                }
+            }
+        }
+        match create().await {
+            Ok(v) => return Ok(Created::New(v)),
+            Err(e) if e.kind == ErrorKind::Transient => lost = Some(e),
+            Err(e) if e.code.as_deref().is_some_and(|c| duplicate.contains(&c)) => {
+                for look in 0..LOOKS {
+                    if let Some(found) = lookup().await? {
+                        return Ok(Created::Adopted(found));
+                    }
+                    if look + 1 < LOOKS {
+                        tokio::time::sleep(LOOK_PAUSE).await;
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(lost.unwrap_or_else(|| local("create", "no attempt was made".into())))
+}
+
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     let exp = policy
         .base
@@ -840,6 +950,25 @@ fn jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_found_codes_of_every_service() {
+        for c in [
+            "NoSuchEntity",
+            "InvalidInstanceID.NotFound",
+            "InvalidGroup.NotFound",
+            "PolicyNotFoundException",
+            "TargetNotFoundException",
+            "AccountNotFoundException",
+        ] {
+            assert!(is_not_found(c), "{c}");
+        }
+        for c in ["PolicyNotAttachedException", "AccessDenied", "NotFoundish"] {
+            assert!(!is_not_found(c), "{c}");
+        }
+        assert!(TRANSIENT_CODES.contains(&"ConcurrentModificationException"));
+        assert!(TRANSIENT_CODES.contains(&"ConcurrentModification"));
+    }
 
     #[test]
     fn principals_parse() {

@@ -53,6 +53,11 @@ pub enum Error {
     #[error("refused: {0}")]
     Refused(String),
 
+    /// Targets the playbook names that do not exist: the run stopped
+    /// before any change.
+    #[error("not found, nothing was changed: {}", .0.join("; "))]
+    Missing(Vec<String>),
+
     #[error("audit log {path}: {message}")]
     Audit { path: PathBuf, message: String },
 
@@ -68,9 +73,11 @@ impl Error {
                 ExitCode::Usage
             }
             Error::IdentityMismatch { .. } | Error::Refused(_) => ExitCode::Refused,
-            Error::Credentials(_) | Error::Aws(_) | Error::Audit { .. } | Error::Emulator(_) => {
-                ExitCode::Failed
-            }
+            Error::Credentials(_)
+            | Error::Aws(_)
+            | Error::Audit { .. }
+            | Error::Emulator(_)
+            | Error::Missing(_) => ExitCode::Failed,
         }
     }
 
@@ -83,6 +90,10 @@ impl Error {
             ),
             Error::IdentityMismatch { .. } => Some(
                 "check --profile and executor.expect_* in the playbook; nothing was changed"
+                    .into(),
+            ),
+            Error::Missing(_) => Some(
+                "check the ids and names passed with --var; a step may say `on_missing: skip` to go on without them"
                     .into(),
             ),
             _ => None,
@@ -100,6 +111,7 @@ impl miette::Diagnostic for Error {
             Error::Aws(_) => "breakglass::aws",
             Error::IdentityMismatch { .. } => "breakglass::identity_mismatch",
             Error::Refused(_) => "breakglass::refused",
+            Error::Missing(_) => "breakglass::missing",
             Error::Audit { .. } => "breakglass::audit",
             Error::Emulator(_) => "breakglass::emulator",
         };

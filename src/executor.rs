@@ -25,7 +25,7 @@ use crate::actions::{self, ActionKind, Ctx, Disposition, Op, Planned, Sink};
 pub const ALL_INSTANCES: &str = "*";
 use crate::audit::{AuditLog, Event};
 use crate::aws::{AwsError, CallCounts};
-use crate::playbook::{BoundStep, OnFailure};
+use crate::playbook::{BoundStep, OnFailure, OnMissing};
 use crate::targets::{Scope, Target};
 
 /// What happened to one target.
@@ -418,6 +418,16 @@ async fn carry_out(
                         let item = Item::new(target, Outcome::Skipped).reason(reason.to_string());
                         items.push(finish(opts, step, item, None)?);
                     }
+                    Disposition::Missing { reason } => {
+                        let item = match step.on_missing {
+                            OnMissing::Skip => Item::new(target, Outcome::Skipped)
+                                .reason(format!("not found (on_missing: skip): {reason}")),
+                            OnMissing::Fail => Item::new(target, Outcome::Failed)
+                                .reason("not found".into())
+                                .error(crate::aws::missing(reason)),
+                        };
+                        items.push(finish(opts, step, item, None)?);
+                    }
                     Disposition::Unreadable { error } => {
                         let item = Item::new(target, Outcome::Failed)
                             .reason("its state could not be read".into())
@@ -509,7 +519,12 @@ fn over_limit(step: &BoundStep, planned: &[Planned]) -> Option<String> {
     let max = step.max_targets?;
     let found = planned
         .iter()
-        .filter(|p| !matches!(p.disposition, Disposition::Skip { .. }))
+        .filter(|p| {
+            !matches!(
+                p.disposition,
+                Disposition::Skip { .. } | Disposition::Missing { .. }
+            )
+        })
         .count();
     (found > max as usize).then(|| {
         format!(

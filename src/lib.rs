@@ -13,6 +13,7 @@ pub mod app;
 pub mod audit;
 pub mod aws;
 pub mod cli;
+pub mod criteria;
 pub mod error;
 pub mod executor;
 pub mod playbook;

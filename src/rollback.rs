@@ -53,12 +53,20 @@ pub enum Undo {
         region: String,
         interfaces: Vec<Interface>,
         quarantine_group: String,
+        /// Every quarantine group the interfaces went to (one per VPC).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        quarantine_groups: Vec<String>,
         /// Groups the run created: deleted once no interface uses them.
         created_groups: Vec<String>,
     },
+    /// Put termination protection, shutdown behaviour and delete-on-
+    /// termination back as they were (`prior` is absent in logs from
+    /// before they were recorded: then only the flag is turned off).
     DisableTerminationProtection {
         region: String,
         instance_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prior: Option<crate::actions::ec2::TerminationSettings>,
     },
     StartInstance {
         region: String,
@@ -216,29 +224,67 @@ fn inverse(op: &Op, effect: Option<&serde_json::Value>, choices: &Choices) -> Pl
             why: "snapshots are evidence: breakglass never deletes them".into(),
         },
         Op::IsolateInstance {
-            region, interfaces, ..
-        } => undo(Undo::RestoreGroups {
-            region: region.clone(),
-            interfaces: interfaces.clone(),
-            quarantine_group: effect
-                .and_then(|e| e["quarantine_group"].as_str())
-                .unwrap_or_default()
-                .to_string(),
-            created_groups: effect
-                .and_then(|e| e["created_groups"].as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|g| g.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }),
+            region,
+            interfaces,
+            on_flush,
+            ..
+        } => {
+            let strings = |key: &str| -> Vec<String> {
+                effect
+                    .and_then(|e| e[key].as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|g| g.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            // The allow-all flush group is never a state to go back to: an
+            // interface found on it had other groups before breakglass, and
+            // only the log of the run that moved it there knows them.
+            let flush = strings("flush_groups");
+            let flushed: Vec<&str> = interfaces
+                .iter()
+                .filter(|i| on_flush.contains(&i.id) || i.groups.iter().any(|g| flush.contains(g)))
+                .map(|i| i.id.as_str())
+                .collect();
+            if !flushed.is_empty() {
+                return Plan::Kept {
+                    why: format!(
+                        "{} sat on the allow-all flush group when this run began, so its groups before breakglass are not in this log: it stays isolated (roll back the earlier run's log)",
+                        flushed.join(", ")
+                    ),
+                };
+            }
+            let mut quarantine_groups = strings("quarantine_groups");
+            if let Some(q) = effect.and_then(|e| e["quarantine_group"].as_str())
+                && !quarantine_groups.iter().any(|g| g == q)
+            {
+                quarantine_groups.push(q.to_string());
+            }
+            undo(Undo::RestoreGroups {
+                region: region.clone(),
+                interfaces: interfaces.clone(),
+                quarantine_group: quarantine_groups.first().cloned().unwrap_or_default(),
+                quarantine_groups,
+                created_groups: effect
+                    .and_then(|e| e["created_groups"].as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|g| g.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        }
         Op::EnableTerminationProtection {
             region,
             instance_id,
+            prior,
         } => undo(Undo::DisableTerminationProtection {
             region: region.clone(),
             instance_id: instance_id.clone(),
+            prior: prior.clone(),
         }),
         Op::StopInstance {
             region,
@@ -418,6 +464,7 @@ impl Undo {
                 region,
                 interfaces,
                 quarantine_group,
+                quarantine_groups,
                 ..
             } => {
                 let ec2 = ctx.clients.ec2(region);
@@ -429,21 +476,27 @@ impl Undo {
                             .send()
                     })
                     .await?;
-                let groups: Vec<Vec<String>> = out
+                let now: std::collections::BTreeMap<String, Vec<String>> = out
                     .network_interfaces()
                     .iter()
-                    .map(|n| {
-                        n.groups()
+                    .filter_map(|n| {
+                        let groups = n
+                            .groups()
                             .iter()
                             .filter_map(|g| g.group_id().map(str::to_string))
-                            .collect()
+                            .collect();
+                        Some((n.network_interface_id()?.to_string(), groups))
                     })
                     .collect();
-                let isolated = groups.iter().all(|g| g == &vec![quarantine_group.clone()]);
-                let restored = interfaces
-                    .iter()
-                    .zip(&groups)
-                    .all(|(i, g)| sorted(&i.groups) == sorted(g));
+                let ours = |g: &String| g == quarantine_group || quarantine_groups.contains(g);
+                let isolated = interfaces.iter().all(|i| {
+                    now.get(&i.id)
+                        .is_some_and(|g| g.len() == 1 && g.iter().all(ours))
+                });
+                let restored = interfaces.iter().all(|i| {
+                    now.get(&i.id)
+                        .is_some_and(|g| sorted(&i.groups) == sorted(g))
+                });
                 Ok(if restored {
                     Check::Done("the original groups are already back".into())
                 } else if isolated {
@@ -469,24 +522,19 @@ impl Undo {
             Undo::DisableTerminationProtection {
                 region,
                 instance_id,
+                prior,
             } => {
-                let ec2 = ctx.clients.ec2(region);
-                let attr = ctx
-                    .call_in(region, "ec2:DescribeInstanceAttribute", || {
-                        ec2.describe_instance_attribute()
-                            .instance_id(instance_id)
-                            .attribute(
-                                aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination,
-                            )
-                            .send()
-                    })
-                    .await?;
-                Ok(
-                    match attr.disable_api_termination().and_then(|v| v.value()) {
-                        Some(true) => Check::Ready,
-                        _ => Check::Done("termination protection is already off".into()),
-                    },
-                )
+                let now = crate::actions::ec2::read_termination(ctx, region, instance_id).await?;
+                Ok(match (now, prior) {
+                    (None, _) => Check::Conflict("the instance is gone".into()),
+                    (Some(now), Some(prior)) if now == *prior => {
+                        Check::Done("already as before the run".into())
+                    }
+                    (Some(now), None) if !now.disable_api_termination => {
+                        Check::Done("termination protection is already off".into())
+                    }
+                    _ => Check::Ready,
+                })
             }
             Undo::StartInstance {
                 region,
@@ -758,20 +806,10 @@ impl Undo {
             Undo::DisableTerminationProtection {
                 region,
                 instance_id,
+                prior,
             } => {
-                let ec2 = ctx.clients.ec2(region);
-                ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
-                    ec2.modify_instance_attribute()
-                        .instance_id(instance_id)
-                        .disable_api_termination(
-                            aws_sdk_ec2::types::AttributeBooleanValue::builder()
-                                .value(false)
-                                .build(),
-                        )
-                        .send()
-                })
-                .await
-                .map(|_| ())
+                crate::actions::ec2::restore_termination(ctx, region, instance_id, prior.as_ref())
+                    .await
             }
             Undo::StartInstance {
                 region,

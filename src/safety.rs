@@ -105,18 +105,88 @@ pub fn self_lockout(ctx: &Ctx, steps: &[BoundStep]) -> Vec<Finding> {
     out
 }
 
-/// Protect patterns that match no user or role of this account: most likely
-/// a typo that leaves a responder unprotected. Patterns naming another
-/// account cannot be checked from here and are passed over.
-pub async fn unmatched_protections(ctx: &Ctx, protect: &[String]) -> Vec<String> {
-    let ours = |p: &&String| {
-        let account = p.split(':').nth(4).unwrap_or("*");
-        account == "*" || account == ctx.identity.account
+/// The `protect` list as SCP exemptions, and what the responder must know
+/// about it. An SCP exempts exact ARNs only: an entry whose name holds a
+/// wildcard (`role/IR-*`) would exempt any principal an attacker names to
+/// match, in every account, so it is replaced by the principals it matches
+/// in this account now, and the responder is told which. An entry that
+/// matches nothing here is most likely a typo that leaves a responder
+/// unprotected. Entries of another account cannot be checked from here and
+/// are kept as written when exact.
+pub async fn resolve_protections(ctx: &Ctx, protect: &[String]) -> (Vec<String>, Vec<String>) {
+    let parts = |p: &str| -> (String, String) {
+        let account = p.split(':').nth(4).unwrap_or("*").to_string();
+        let resource = p.splitn(6, ':').nth(5).unwrap_or_default().to_string();
+        (account, resource)
     };
-    let patterns: Vec<&String> = protect.iter().filter(ours).collect();
-    if patterns.is_empty() {
-        return Vec::new();
+    let is_glob = |r: &str| r.contains(['*', '?']);
+    let ours = |account: &str| account == ctx.identity.account || account.contains(['*', '?']);
+    let needs_listing = protect.iter().any(|p| {
+        let (account, _) = parts(p);
+        ours(&account)
+    });
+    let arns: Option<Vec<String>> = if needs_listing {
+        match list_principal_arns(ctx).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let mut warnings = vec![format!(
+                    "cannot list users and roles to check the protect list ({e}): only its exact entries are exempted"
+                )];
+                let exact: Vec<String> = protect
+                    .iter()
+                    .filter(|p| !is_glob(&parts(p).1))
+                    .cloned()
+                    .collect();
+                if exact.len() < protect.len() {
+                    warnings.push(
+                        "protect patterns with wildcards in the name are not exempted by the SCP"
+                            .into(),
+                    );
+                }
+                return (exact, warnings);
+            }
+        }
+    } else {
+        None
+    };
+    let arns = arns.unwrap_or_default();
+    let mut exact = Vec::new();
+    let mut warnings = Vec::new();
+    for p in protect {
+        let (account, resource) = parts(p);
+        let matches: Vec<&String> = arns
+            .iter()
+            .filter(|a| crate::targets::glob_match(p, a))
+            .collect();
+        if is_glob(&resource) {
+            let names: Vec<&str> = matches.iter().map(|a| a.as_str()).collect();
+            warnings.push(format!(
+                "protect entry {p} is a pattern: an SCP exempts exact principals only, so it exempts its {} match(es) in account {} now{}; a principal created later under that name is contained like any other",
+                names.len(),
+                ctx.identity.account,
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", names.join(", "))
+                }
+            ));
+            exact.extend(matches.into_iter().cloned());
+            continue;
+        }
+        if ours(&account) && matches.is_empty() {
+            warnings.push(format!(
+                "protect entry {p} matches no user or role in account {}: check its spelling (role ARNs include their path)",
+                ctx.identity.account
+            ));
+        }
+        exact.push(p.clone());
     }
+    exact.sort();
+    exact.dedup();
+    (exact, warnings)
+}
+
+async fn list_principal_arns(ctx: &Ctx) -> Result<Vec<String>, crate::aws::AwsError> {
     let users = ctx
         .call("iam:ListUsers", || {
             ctx.iam()
@@ -126,7 +196,7 @@ pub async fn unmatched_protections(ctx: &Ctx, protect: &[String]) -> Vec<String>
                 .send()
                 .try_collect()
         })
-        .await;
+        .await?;
     let roles = ctx
         .call("iam:ListRoles", || {
             ctx.iam()
@@ -136,23 +206,10 @@ pub async fn unmatched_protections(ctx: &Ctx, protect: &[String]) -> Vec<String>
                 .send()
                 .try_collect()
         })
-        .await;
-    let (Ok(users), Ok(roles)) = (users, roles) else {
-        return vec!["cannot list users and roles to check the protect list".into()];
-    };
-    let arns: Vec<&str> = users
+        .await?;
+    Ok(users
         .iter()
-        .map(|u| u.arn())
-        .chain(roles.iter().map(|r| r.arn()))
-        .collect();
-    patterns
-        .into_iter()
-        .filter(|p| !arns.iter().any(|a| crate::targets::glob_match(p, a)))
-        .map(|p| {
-            format!(
-                "protect entry {p} matches no user or role in account {}: check its spelling (role ARNs include their path)",
-                ctx.identity.account
-            )
-        })
-        .collect()
+        .map(|u| u.arn().to_string())
+        .chain(roles.iter().map(|r| r.arn().to_string()))
+        .collect())
 }

@@ -63,6 +63,7 @@ impl fmt::Display for Target {
         match &self.resource {
             Resource::User { name, .. } => write!(f, "user {name}"),
             Resource::Role { name, .. } => write!(f, "role {name}"),
+            Resource::AccessKey { user, key_id } if user.is_empty() => write!(f, "key {key_id}"),
             Resource::AccessKey { user, key_id } => write!(f, "key {key_id} of user {user}"),
             Resource::Instance { id } => match &self.scope.region {
                 Some(r) => write!(f, "instance {id} ({r})"),
@@ -90,8 +91,6 @@ pub enum SkipReason {
     Protected { pattern: String },
     /// AWS manages it; inline policies cannot be attached.
     ServiceLinkedRole,
-    /// The target named in the playbook does not exist.
-    NotFound,
     /// An earlier snapshot of this instance failed: stopping it would destroy
     /// the memory and disk state that is now the only evidence.
     SnapshotFailed,
@@ -106,7 +105,6 @@ impl fmt::Display for SkipReason {
             SkipReason::ServiceLinkedRole => {
                 f.write_str("service-linked role (AWS allows no inline policy on it)")
             }
-            SkipReason::NotFound => f.write_str("does not exist"),
             SkipReason::SnapshotFailed => f.write_str(
                 "its snapshot failed earlier in this run: not stopped, to keep the evidence",
             ),
@@ -180,6 +178,9 @@ pub fn check_spec(
         spec.access_keys
             .as_ref()
             .map(|s| (TargetKind::AccessKeys, s.pos)),
+        spec.sessions
+            .as_ref()
+            .map(|s| (TargetKind::Sessions, s.pos)),
         spec.instances
             .as_ref()
             .map(|s| (TargetKind::Instances, s.pos)),
@@ -225,6 +226,7 @@ pub fn check_spec(
         for id in &s.access_key_ids {
             check_key_id(id, u.pos, &mut out);
         }
+        check_names("users", u.pos, &s.names, &s.exclude, &mut out);
     }
     if let Some(r) = &spec.roles {
         let s = &r.value;
@@ -237,6 +239,7 @@ pub fn check_spec(
             !s.tags.is_empty(),
             &mut out,
         );
+        check_names("roles", r.pos, &s.names, &s.exclude, &mut out);
     }
     if let Some(i) = &spec.instances {
         let s = &i.value;
@@ -249,6 +252,9 @@ pub fn check_spec(
             !s.tags.is_empty() || !s.vpc_ids.is_empty(),
             &mut out,
         );
+        check_ids("instances.ids", i.pos, "i-", &s.ids, &mut out);
+        check_ids("instances.exclude", i.pos, "i-", &s.exclude, &mut out);
+        check_ids("instances.vpc_ids", i.pos, "vpc-", &s.vpc_ids, &mut out);
     }
     if let Some(sn) = &spec.snapshots {
         let s = &sn.value;
@@ -264,6 +270,64 @@ pub fn check_spec(
                 sn.pos,
                 Some("use ids, tags, volume_ids, instance_ids, created_by_run or all".into()),
             ));
+        }
+        check_ids("snapshots.ids", sn.pos, "snap-", &s.ids, &mut out);
+        check_ids(
+            "snapshots.volume_ids",
+            sn.pos,
+            "vol-",
+            &s.volume_ids,
+            &mut out,
+        );
+        check_ids(
+            "snapshots.instance_ids",
+            sn.pos,
+            "i-",
+            &s.instance_ids,
+            &mut out,
+        );
+    }
+    if let Some(sess) = &spec.sessions {
+        if sess.key_ids.is_empty() {
+            out.push((
+                "`sessions.key_ids` is empty".into(),
+                sess.pos,
+                Some("list the temporary key ids, such as ASIA…".into()),
+            ));
+        }
+        for id in &sess.key_ids {
+            check_key_id(id, sess.pos, &mut out);
+            if !id.contains("{{") && !id.starts_with("ASIA") {
+                out.push((
+                    format!("`{id}` is not a temporary key id (ASIA…)"),
+                    sess.pos,
+                    Some(
+                        "a long-term key (AKIA…) is contained with iam.deactivate_access_keys"
+                            .into(),
+                    ),
+                ));
+            }
+        }
+        // Templates are checked once bound: an unset variable leaves it empty.
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .is_some_and(|n| !n.trim().is_empty() && !n.contains("{{"))
+        };
+        if given(&sess.role) && given(&sess.user) {
+            out.push((
+                "`sessions` names both a role and a user".into(),
+                sess.pos,
+                Some("a session is minted by one principal: keep the one that made it".into()),
+            ));
+        }
+        for n in [&sess.role, &sess.user].into_iter().flatten() {
+            if n.contains(['*', '?', '/']) {
+                out.push((
+                    format!("`sessions`: `{n}` is not a role or user name"),
+                    sess.pos,
+                    None,
+                ));
+            }
         }
     }
     if let Some(k) = &spec.access_keys {
@@ -306,13 +370,79 @@ fn check_selector(
     }
     if let Some(p) = path_prefix
         && !p.contains("{{")
-        && !(p.starts_with('/') && p.ends_with('/'))
     {
-        out.push((
-            format!("`{what}.path_prefix` `{p}` must start and end with `/`"),
-            pos,
-            None,
-        ));
+        if !(p.starts_with('/') && p.ends_with('/')) {
+            out.push((
+                format!("`{what}.path_prefix` `{p}` must start and end with `/`"),
+                pos,
+                None,
+            ));
+        } else if p == "/" {
+            // `/` is every principal: a variable set to it must not turn a
+            // narrow selector into the whole account.
+            out.push((
+                format!("`{what}.path_prefix` `/` selects every principal"),
+                pos,
+                Some("write `all: true` to mean every principal".into()),
+            ));
+        }
+    }
+}
+
+/// Names are looked up literally; an empty one (a variable left unset)
+/// would name nobody, or worse, the caller.
+fn check_names(
+    what: &str,
+    pos: Pos,
+    names: &[String],
+    exclude: &[String],
+    out: &mut Vec<(String, Pos, Option<String>)>,
+) {
+    for n in names.iter().chain(exclude) {
+        if n.contains("{{") {
+            continue;
+        }
+        if n.trim().is_empty() {
+            out.push((
+                format!("`{what}` holds an empty name"),
+                pos,
+                Some("is a variable unset? pass it with --var".into()),
+            ));
+        } else if n.contains(['*', '?']) {
+            out.push((
+                format!("`{what}` name `{n}` holds a wildcard: names are matched exactly"),
+                pos,
+                Some("use `path_prefix` or `tags` to select a group".into()),
+            ));
+        }
+    }
+}
+
+/// EC2 ids are sent as Describe filters, where `*` and `?` are wildcards:
+/// only a literal id of the right kind may reach one.
+fn check_ids(
+    what: &str,
+    pos: Pos,
+    prefix: &str,
+    ids: &[String],
+    out: &mut Vec<(String, Pos, Option<String>)>,
+) {
+    for id in ids {
+        if id.contains("{{") {
+            continue;
+        }
+        let literal = id.strip_prefix(prefix).is_some_and(|rest| {
+            !rest.is_empty() && rest.len() <= 32 && rest.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+        if !literal {
+            out.push((
+                format!("`{what}`: `{id}` is not an id of the form {prefix}…"),
+                pos,
+                Some(format!(
+                    "ids are literal, such as {prefix}0123456789abcdef0"
+                )),
+            ));
+        }
     }
 }
 

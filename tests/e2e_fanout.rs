@@ -361,37 +361,38 @@ async fn the_freeze_exempts_the_member_role_and_accounts_move_to_quarantine() {
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     let report = json(&ran.stdout);
 
-    // The SCP spares the member role in every account, and the executor.
-    let org = e.org();
-    let policies = org
-        .list_policies()
-        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-        .send()
-        .await
-        .expect("policies");
-    let id = policies
-        .policies()
-        .iter()
-        .find(|p| p.name() == Some("breakglass-deny-all"))
-        .and_then(|p| p.id())
-        .expect("the SCP");
-    let doc = org
-        .describe_policy()
-        .policy_id(id)
-        .send()
-        .await
-        .expect("describe")
-        .policy()
-        .and_then(|p| p.content())
-        .expect("content")
-        .to_string();
-    let doc: serde_json::Value = serde_json::from_str(&doc).expect("json");
+    // The SCP spared the member role while the member steps ran, then was
+    // rewritten without it (the role trusts the management account): it
+    // exempts the executor only.
+    let (_, doc) = e.scps("breakglass-deny-all").await.remove(0);
     let exempt = doc["Statement"][0]["Condition"]["ArnNotLike"]["aws:PrincipalArn"].to_string();
     assert!(
-        exempt.contains("arn:aws:iam::*:role/OrganizationAccountAccessRole"),
+        !exempt.contains("OrganizationAccountAccessRole"),
         "{exempt}"
     );
     assert!(exempt.contains("ir-responder"), "{exempt}");
+    let log_text =
+        std::fs::read_to_string(e.path(report["audit_log"].as_str().expect("path"))).expect("log");
+    let updates = log_text
+        .lines()
+        .filter(|l| l.contains("\"event\":\"intent\"") && l.contains("organizations:UpdatePolicy"))
+        .count();
+    assert_eq!(
+        updates, 1,
+        "the member-role exemption is removed once, logged"
+    );
+    let last = report["steps"]
+        .as_array()
+        .expect("steps")
+        .last()
+        .expect("a step");
+    assert!(
+        last["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("member-role exemption removed"))
+            && last["counts"]["changed"] == 1,
+        "{last}"
+    );
 
     // Four accounts moved (the fifth was excluded), each instance isolated.
     for (i, m) in members.iter().enumerate() {
@@ -665,32 +666,25 @@ async fn the_management_account_is_contained_only_when_asked() {
 }
 
 #[tokio::test]
-async fn a_freeze_given_accounts_spares_the_member_role_and_one_without_says_so() {
+async fn a_freeze_with_no_member_steps_exempts_no_member_role() {
     let e = Estate::new().await;
     e.organization().await;
     e.members(1).await;
     let pb = repo_playbook("org-freeze.yaml");
     let pb = pb.to_str().expect("path");
-    let exempted = |ran: &common::Ran| {
+    let notes = |ran: &common::Ran| {
         let report = json(&ran.stdout);
         report["steps"][0]["notes"].to_string()
     };
-
-    let plain = e.run(&["--output", "json", "run", pb, "--yes"]);
-    assert_eq!(plain.code, 0, "{}\n{}", plain.stdout, plain.stderr);
-    let notes = exempted(&plain);
-    assert!(
-        notes.contains("OrganizationAccountAccessRole is not exempted"),
-        "{notes}"
-    );
-
-    // The same freeze before a fan-out: the SCP is updated to spare the role.
-    let fan = e.run(&["--accounts", "all", "--output", "json", "run", pb, "--yes"]);
-    assert_eq!(fan.code, 0, "{}\n{}", fan.stdout, fan.stderr);
-    let notes = exempted(&fan);
-    assert!(
-        notes.contains("arn:aws:iam::*:role/OrganizationAccountAccessRole")
-            && !notes.contains("is not exempted"),
-        "{notes}"
-    );
+    // With or without --accounts, the freeze has no step in member accounts:
+    // the member role (which trusts the management account) is not spared.
+    for args in [vec![], vec!["--accounts", "all"]] {
+        let mut all = args.clone();
+        all.extend(["--output", "json", "run", pb, "--yes"]);
+        let ran = e.run(&all);
+        assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+        let notes = notes(&ran);
+        assert!(notes.contains("No member role is exempted"), "{notes}");
+        assert!(!notes.contains("OrganizationAccountAccessRole"), "{notes}");
+    }
 }

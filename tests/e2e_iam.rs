@@ -95,7 +95,8 @@ async fn credential_lockdown_contains_everyone_but_the_executor() {
             .is_none()
     );
     assert!(
-        ran.stdout.contains("protected by arn:aws:iam::*:role/IR-*"),
+        ran.stdout
+            .contains("protected by arn:aws:iam::*:role/IR-BreakGlass"),
         "{}",
         ran.stdout
     );

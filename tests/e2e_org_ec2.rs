@@ -7,32 +7,6 @@ use aws_sdk_ec2::types::Filter;
 use common::{Estate, playbook, repo_playbook};
 
 /// The breakglass SCP's (id, parsed document).
-async fn scp(e: &Estate, name: &str) -> Vec<(String, serde_json::Value)> {
-    let org = e.org();
-    let list = org
-        .list_policies()
-        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-        .send()
-        .await
-        .expect("policies");
-    let mut out = Vec::new();
-    for p in list.policies().iter().filter(|p| p.name() == Some(name)) {
-        let id = p.id().expect("id").to_string();
-        let content = org
-            .describe_policy()
-            .policy_id(&id)
-            .send()
-            .await
-            .expect("describe")
-            .policy()
-            .and_then(|p| p.content())
-            .expect("content")
-            .to_string();
-        out.push((id, serde_json::from_str(&content).expect("json")));
-    }
-    out
-}
-
 #[tokio::test]
 async fn org_freeze_exempts_the_executor_and_is_idempotent() {
     let e = Estate::new().await;
@@ -51,7 +25,7 @@ async fn org_freeze_exempts_the_executor_and_is_idempotent() {
 
     let ran = e.run(&["run", pb, "--yes"]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
-    let policies = scp(&e, "breakglass-deny-all").await;
+    let policies = e.scps("breakglass-deny-all").await;
     assert_eq!(policies.len(), 1);
     let (id, doc) = &policies[0];
     let statement = &doc["Statement"][0];
@@ -67,7 +41,10 @@ async fn org_freeze_exempts_the_executor_and_is_idempotent() {
         exempt.contains(&"arn:aws:iam::123456789012:user/ir/ir-responder"),
         "{exempt:?}"
     );
-    assert!(exempt.contains(&"arn:aws:iam::*:role/IR-*"), "{exempt:?}");
+    assert!(
+        exempt.contains(&"arn:aws:iam::*:role/IR-BreakGlass"),
+        "{exempt:?}"
+    );
     let attached = e
         .org()
         .list_policies_for_target()
@@ -89,7 +66,7 @@ async fn org_freeze_exempts_the_executor_and_is_idempotent() {
     let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
     assert_eq!(report["totals"]["changed"], 0);
     assert_eq!(report["totals"]["unchanged"], 1);
-    assert_eq!(scp(&e, "breakglass-deny-all").await.len(), 1);
+    assert_eq!(e.scps("breakglass-deny-all").await.len(), 1);
 
     // Detaching ends the freeze.
     let thaw = playbook(
@@ -317,7 +294,7 @@ async fn full_lockdown_contains_two_regions_and_spares_the_executor() {
         "{}",
         dry.stdout
     );
-    assert!(scp(&e, "breakglass-deny-all").await.is_empty());
+    assert!(e.scps("breakglass-deny-all").await.is_empty());
     assert_eq!(e.key_status("alice", &alice).await, "Active");
 
     let log = e.path("full.jsonl");
@@ -331,7 +308,7 @@ async fn full_lockdown_contains_two_regions_and_spares_the_executor() {
         log.to_str().expect("path"),
     ]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
-    assert_eq!(scp(&e, "breakglass-deny-all").await.len(), 1);
+    assert_eq!(e.scps("breakglass-deny-all").await.len(), 1);
     assert_eq!(e.key_status("alice", &alice).await, "Inactive");
     assert_eq!(
         e.key_status(&e.executor_user, &e.executor_key).await,
@@ -527,7 +504,7 @@ async fn a_custom_scp_must_spare_the_executor() {
         "{}",
         ran.stderr
     );
-    assert!(scp(&e, "custom").await.is_empty(), "nothing was created");
+    assert!(e.scps("custom").await.is_empty(), "nothing was created");
 
     let good = playbook(
         &e,
@@ -536,7 +513,7 @@ async fn a_custom_scp_must_spare_the_executor() {
     );
     let ran = e.run(&["run", good.to_str().expect("path"), "--yes"]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
-    let policies = scp(&e, "custom").await;
+    let policies = e.scps("custom").await;
     assert_eq!(policies.len(), 1);
     assert_eq!(policies[0].1["Statement"][0]["Action"], "s3:*");
 
@@ -586,7 +563,7 @@ steps:
     let ran = e.run(&["run", pb, "--yes", "--var", "case_id=IR-11"]);
     assert_eq!(ran.code, 3, "{}", ran.stderr);
     assert!(ran.stderr.contains("--mfa-code"), "{}", ran.stderr);
-    assert!(scp(&e, "breakglass-deny-all").await.is_empty());
+    assert!(e.scps("breakglass-deny-all").await.is_empty());
 
     let log = e.path("mfa.jsonl");
     let ran = e.run(&[
@@ -615,7 +592,7 @@ steps:
     );
 
     // The SCP exempts the role ARN with its path, not the session ARN.
-    let (_, doc) = &scp(&e, "breakglass-deny-all").await[0];
+    let (_, doc) = &e.scps("breakglass-deny-all").await[0];
     let exempt = doc["Statement"][0]["Condition"]["ArnNotLike"]["aws:PrincipalArn"].to_string();
     assert!(
         exempt.contains("arn:aws:iam::123456789012:role/ir/responder-role"),

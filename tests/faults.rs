@@ -58,6 +58,7 @@ fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
         telemetry: Arc::new(Telemetry::default()),
         executor_arn: "arn:aws:iam::123456789012:user/ir/responder".into(),
         exempt: vec!["arn:aws:iam::123456789012:user/ir/responder".into()],
+        member_exempt: None,
         regions: vec!["us-east-1".into()],
         check_permissions: false,
         run: Arc::default(),

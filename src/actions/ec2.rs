@@ -22,7 +22,8 @@ use super::{
     Sink, TargetKind,
 };
 use crate::aws::{self, AwsError, local};
-use crate::playbook::{BoundStep, InstanceSelector, LockModeSpec};
+use crate::criteria::{InstanceCriteria, SnapshotCriteria};
+use crate::playbook::{BoundStep, LockModeSpec};
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// Name of the rule-less security group instances are isolated into.
@@ -31,6 +32,10 @@ pub const QUARANTINE_GROUP: &str = "breakglass-quarantine";
 pub const FLUSH_GROUP: &str = "breakglass-flush";
 /// Tag naming the instance a snapshot was taken from.
 pub const SOURCE_TAG: &str = "breakglass:source-instance";
+/// Tag carrying the token of the `CreateSnapshots` call that made a
+/// snapshot: the call takes no client token, so this is how a retry after
+/// a lost answer finds what the first attempt made.
+pub const TOKEN_TAG: &str = "breakglass:token";
 
 pub const SNAPSHOT_VOLUMES: ActionInfo = ActionInfo {
     id: "ec2.snapshot_volumes",
@@ -132,6 +137,11 @@ pub const LOCK_SNAPSHOTS: ActionInfo = ActionInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interface {
     pub id: String,
+    /// The interface's own VPC: an instance may hold interfaces of several
+    /// VPCs, and a security group belongs to one. Empty in logs written
+    /// before it was recorded (the instance's VPC applies).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vpc_id: String,
     pub groups: Vec<String>,
 }
 
@@ -143,16 +153,84 @@ pub struct IsolationGroups {
     pub created: Vec<String>,
 }
 
+/// What one VPC holds of breakglass's isolation groups now.
+#[derive(Debug, Clone, Default)]
+struct VpcGroups {
+    /// The quarantine group and how many rules it carries (any is drift).
+    quarantine: Option<(String, usize)>,
+    /// The allow-all flush group: an interface left on it is open.
+    flush: Option<String>,
+}
+
+/// An attached EBS volume.
+#[derive(Debug, Clone)]
+struct Volume {
+    id: String,
+    device: String,
+    delete_on_termination: bool,
+}
+
 #[derive(Debug, Clone)]
 struct Instance {
     id: String,
     region: String,
     vpc_id: String,
     state: String,
-    volumes: Vec<String>,
+    volumes: Vec<Volume>,
     interfaces: Vec<Interface>,
     /// ARN of the attached instance profile, if any.
     profile: Option<String>,
+}
+
+impl Interface {
+    fn vpc<'a>(&'a self, instance_vpc: &'a str) -> &'a str {
+        if self.vpc_id.is_empty() {
+            instance_vpc
+        } else {
+            &self.vpc_id
+        }
+    }
+}
+
+/// The termination-related settings of an instance: all three must hold
+/// for termination protection to protect (the AWS guide on termination
+/// protection: `DisableApiTermination` does not stop a shutdown started on
+/// the instance when `InstanceInitiatedShutdownBehavior` is `terminate`, and
+/// volumes with `DeleteOnTermination` go with a terminated instance).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminationSettings {
+    pub disable_api_termination: bool,
+    pub shutdown_behavior: String,
+    /// Attached volumes deleted with the instance, as (device, volume id).
+    pub delete_on_termination: Vec<(String, String)>,
+}
+
+impl TerminationSettings {
+    pub fn holds(&self) -> bool {
+        self.disable_api_termination
+            && self.shutdown_behavior != "terminate"
+            && self.delete_on_termination.is_empty()
+    }
+
+    /// What is wrong, for plans and read-backs.
+    pub fn drift(&self) -> String {
+        let mut v = Vec::new();
+        if !self.disable_api_termination {
+            v.push("termination protection is off".to_string());
+        }
+        if self.shutdown_behavior == "terminate" {
+            v.push("a shutdown from inside terminates it".to_string());
+        }
+        if !self.delete_on_termination.is_empty() {
+            let vols: Vec<&str> = self
+                .delete_on_termination
+                .iter()
+                .map(|(_, v)| v.as_str())
+                .collect();
+            v.push(format!("{} would be deleted with it", vols.join(", ")));
+        }
+        v.join("; ")
+    }
 }
 
 /// Decides every target of an EC2 step; per-instance decisions go to `sink`
@@ -166,13 +244,47 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
     let Some(sel) = &step.targets.instances else {
         return Ok(Vec::new());
     };
+    let criteria = sel.criteria();
+    let criteria = &criteria;
     // Regions are independent: discover them all at once.
-    let per_region: Vec<Vec<Instance>> = stream::iter(ctx.regions.clone())
-        .map(|region| async move { select_instances(ctx, &region, sel).await })
+    let per_region: Vec<Vec<Found>> = stream::iter(ctx.regions.clone())
+        .map(|region| async move { select_instances(ctx, &region, criteria).await })
         .buffer_unordered(ctx.concurrency.max(1))
         .try_collect()
         .await?;
-    let instances: Vec<Instance> = per_region.into_iter().flatten().collect();
+    let mut instances = Vec::new();
+    let mut seen = BTreeSet::new();
+    for found in per_region.into_iter().flatten() {
+        match found {
+            Found::Live(i) => {
+                seen.insert(i.id.clone());
+                instances.push(i);
+            }
+            Found::Gone { id, region, state } => {
+                seen.insert(id.clone());
+                sink.emit(missing_instance(
+                    ctx,
+                    &id,
+                    Some(&region),
+                    format!("instance {id} is {state}"),
+                ));
+            }
+        }
+    }
+    if let InstanceCriteria::Named { ids, .. } = criteria {
+        for id in ids.iter().filter(|id| !seen.contains(*id)) {
+            sink.emit(missing_instance(
+                ctx,
+                id,
+                None,
+                format!(
+                    "no instance {id} in account {} in {}",
+                    ctx.identity.account,
+                    ctx.regions.join(", ")
+                ),
+            ));
+        }
+    }
     let mut notes = Vec::new();
     if step.action == ActionKind::Ec2StopInstances {
         notes.push("Stopping loses each instance's memory: snapshots keep disks only.".into());
@@ -182,25 +294,29 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
         sink.emit_all(found.planned);
         return Ok(found.notes);
     }
-    // Each VPC's quarantine group is looked up once, not once per instance.
-    let mut quarantine = HashMap::new();
+    // Each VPC's isolation groups are read once, not once per instance.
+    let mut groups = HashMap::new();
     if step.action == ActionKind::Ec2IsolateInstances {
         let vpcs: BTreeSet<(String, String)> = instances
             .iter()
-            .map(|i| (i.region.clone(), i.vpc_id.clone()))
+            .flat_map(|i| {
+                i.interfaces
+                    .iter()
+                    .map(|n| (i.region.clone(), n.vpc(&i.vpc_id).to_string()))
+            })
             .collect();
-        quarantine = stream::iter(vpcs)
+        groups = stream::iter(vpcs)
             .map(|(region, vpc)| async move {
-                let group = find_group(ctx, &region, &vpc, QUARANTINE_GROUP).await?;
-                Ok::<_, AwsError>(((region, vpc), group))
+                let found = vpc_groups(ctx, &region, &vpc).await?;
+                Ok::<_, AwsError>(((region, vpc), found))
             })
             .buffer_unordered(ctx.concurrency.max(1))
             .try_collect()
             .await?;
     }
-    let quarantine = &quarantine;
+    let groups = &groups;
     stream::iter(instances)
-        .map(|i| async move { plan_instance(ctx, step, i, quarantine).await })
+        .map(|i| async move { plan_instance(ctx, step, i, groups).await })
         .buffer_unordered(ctx.concurrency.max(1))
         .try_for_each(|p| {
             sink.emit(p);
@@ -224,75 +340,104 @@ async fn discover_locks(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsErr
     if sel.created_by_run {
         notes.push("Also locks the snapshots earlier steps of this run create (none exist yet in a plan or dry run).".into());
     }
-    let per_region: Vec<Vec<Planned>> = stream::iter(ctx.regions.clone())
+    let criteria = sel.criteria();
+    let criteria = &criteria;
+    let per_region: Vec<(Vec<Planned>, BTreeSet<String>)> = stream::iter(ctx.regions.clone())
         .map(|region| async move {
-            let ids = select_snapshots(ctx, &region, &sel.value).await?;
-            plan_locks(ctx, &region, ids, params).await
+            let (ids, named) = select_snapshots(ctx, &region, criteria).await?;
+            Ok::<_, AwsError>((plan_locks(ctx, &region, ids, params).await?, named))
         })
         .buffer_unordered(ctx.concurrency.max(1))
         .try_collect()
         .await?;
-    Ok(Discovery {
-        planned: per_region.into_iter().flatten().collect(),
-        notes,
-    })
+    let mut planned = Vec::new();
+    let mut found = BTreeSet::new();
+    for (p, named) in per_region {
+        planned.extend(p);
+        found.extend(named);
+    }
+    if let SnapshotCriteria::Matching { ids, .. } = criteria {
+        for id in ids.iter().filter(|id| !found.contains(*id)) {
+            planned.push(Planned {
+                target: Target {
+                    scope: Scope {
+                        account: ctx.identity.account.clone(),
+                        region: None,
+                    },
+                    resource: Resource::Snapshot { id: id.clone() },
+                },
+                disposition: Disposition::Missing {
+                    reason: format!(
+                        "no snapshot {id} owned by account {} in {}",
+                        ctx.identity.account,
+                        ctx.regions.join(", ")
+                    ),
+                },
+            });
+        }
+    }
+    Ok(Discovery { planned, notes })
 }
 
-/// Snapshot ids in `region` matching any criterion of the selector.
+/// Snapshot ids in `region` matching any criterion, and which of the
+/// named ids were among them. Tag values are compared exactly after the
+/// listing: EC2 filters treat `*` and `?` as wildcards.
 async fn select_snapshots(
     ctx: &Ctx,
     region: &str,
-    sel: &crate::playbook::SnapshotSelector,
-) -> Result<BTreeSet<String>, AwsError> {
+    criteria: &SnapshotCriteria,
+) -> Result<(BTreeSet<String>, BTreeSet<String>), AwsError> {
     let ec2 = ctx.clients.ec2(region);
     let mut ids = BTreeSet::new();
-    if sel.created_by_run
-        && let Ok(created) = ctx.run.created_snapshots.lock()
-    {
-        ids.extend(
-            created
-                .iter()
-                .filter(|(a, r, _)| *a == ctx.identity.account && r == region)
-                .map(|(_, _, id)| id.clone()),
-        );
+    let mut named = BTreeSet::new();
+    let mut queries: Vec<(Vec<Filter>, BTreeMap<String, String>)> = Vec::new();
+    match criteria {
+        SnapshotCriteria::Every => queries.push((Vec::new(), BTreeMap::new())),
+        SnapshotCriteria::Matching {
+            ids: wanted,
+            tags,
+            volume_ids,
+            instance_ids,
+            created_by_run,
+        } => {
+            if *created_by_run && let Ok(created) = ctx.run.created_snapshots.lock() {
+                ids.extend(
+                    created
+                        .iter()
+                        .filter(|(a, r, _)| *a == ctx.identity.account && r == region)
+                        .map(|(_, _, id)| id.clone()),
+                );
+            }
+            let any = |name: &str, values: &[String]| {
+                vec![
+                    Filter::builder()
+                        .name(name)
+                        .set_values(Some(values.to_vec()))
+                        .build(),
+                ]
+            };
+            if !wanted.is_empty() {
+                queries.push((any("snapshot-id", wanted), BTreeMap::new()));
+            }
+            if !tags.is_empty() {
+                let filters = tags
+                    .iter()
+                    .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
+                    .collect();
+                queries.push((filters, tags.clone()));
+            }
+            if !volume_ids.is_empty() {
+                queries.push((any("volume-id", volume_ids), BTreeMap::new()));
+            }
+            if !instance_ids.is_empty() {
+                queries.push((
+                    any(&format!("tag:{SOURCE_TAG}"), instance_ids),
+                    BTreeMap::new(),
+                ));
+            }
+        }
     }
-    let mut queries: Vec<Vec<Filter>> = Vec::new();
-    if sel.all {
-        queries.push(Vec::new());
-    }
-    if !sel.ids.is_empty() {
-        queries.push(vec![
-            Filter::builder()
-                .name("snapshot-id")
-                .set_values(Some(sel.ids.clone()))
-                .build(),
-        ]);
-    }
-    if !sel.tags.is_empty() {
-        queries.push(
-            sel.tags
-                .iter()
-                .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
-                .collect(),
-        );
-    }
-    if !sel.volume_ids.is_empty() {
-        queries.push(vec![
-            Filter::builder()
-                .name("volume-id")
-                .set_values(Some(sel.volume_ids.clone()))
-                .build(),
-        ]);
-    }
-    if !sel.instance_ids.is_empty() {
-        queries.push(vec![
-            Filter::builder()
-                .name(format!("tag:{SOURCE_TAG}"))
-                .set_values(Some(sel.instance_ids.clone()))
-                .build(),
-        ]);
-    }
-    for filters in queries {
+    for (filters, exact) in queries {
         let snaps = ctx
             .call_in(region, "ec2:DescribeSnapshots", || {
                 ec2.describe_snapshots()
@@ -304,13 +449,27 @@ async fn select_snapshots(
                     .try_collect()
             })
             .await?;
-        ids.extend(
-            snaps
+        for snap in &snaps {
+            let Some(id) = snap.snapshot_id() else {
+                continue;
+            };
+            let tags: BTreeMap<&str, &str> = snap
+                .tags()
                 .iter()
-                .filter_map(|s| s.snapshot_id().map(str::to_string)),
-        );
+                .filter_map(|t| Some((t.key()?, t.value()?)))
+                .collect();
+            if exact
+                .iter()
+                .all(|(k, v)| tags.get(k.as_str()) == Some(&v.as_str()))
+            {
+                ids.insert(id.to_string());
+            }
+        }
     }
-    Ok(ids)
+    if let SnapshotCriteria::Matching { ids: wanted, .. } = criteria {
+        named.extend(wanted.iter().filter(|w| ids.contains(*w)).cloned());
+    }
+    Ok((ids, named))
 }
 
 async fn plan_locks(
@@ -500,38 +659,62 @@ async fn active_associations(
         .collect())
 }
 
+/// An instance discovery found: one to act on, or a named one that is gone.
+enum Found {
+    Live(Instance),
+    Gone {
+        id: String,
+        region: String,
+        state: String,
+    },
+}
+
+fn missing_instance(ctx: &Ctx, id: &str, region: Option<&str>, reason: String) -> Planned {
+    Planned {
+        target: Target {
+            scope: Scope {
+                account: ctx.identity.account.clone(),
+                region: region.map(str::to_string),
+            },
+            resource: Resource::Instance { id: id.to_string() },
+        },
+        disposition: Disposition::Missing { reason },
+    }
+}
+
+/// The instances of `region` the criteria reach. Named ids are asked for
+/// whatever their state, so a terminated one is reported, not dropped;
+/// tags are compared exactly afterwards (EC2 filters treat `*` as a wildcard).
 async fn select_instances(
     ctx: &Ctx,
     region: &str,
-    sel: &InstanceSelector,
-) -> Result<Vec<Instance>, AwsError> {
+    criteria: &InstanceCriteria,
+) -> Result<Vec<Found>, AwsError> {
     let ec2 = ctx.clients.ec2(region);
-    let mut filters = vec![
-        Filter::builder()
-            .name("instance-state-name")
-            .set_values(Some(
-                ["pending", "running", "stopping", "stopped"]
-                    .map(String::from)
-                    .to_vec(),
-            ))
-            .build(),
-    ];
-    for (k, v) in &sel.tags {
+    let f = criteria.filters();
+    let mut filters = Vec::new();
+    match criteria {
+        InstanceCriteria::Every(_) => filters.push(
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(LIVE_STATES.map(String::from).to_vec()))
+                .build(),
+        ),
+        InstanceCriteria::Named { ids, .. } => filters.push(
+            Filter::builder()
+                .name("instance-id")
+                .set_values(Some(ids.clone()))
+                .build(),
+        ),
+    }
+    for (k, v) in &f.tags {
         filters.push(Filter::builder().name(format!("tag:{k}")).values(v).build());
     }
-    if !sel.vpc_ids.is_empty() {
+    if !f.vpc_ids.is_empty() {
         filters.push(
             Filter::builder()
                 .name("vpc-id")
-                .set_values(Some(sel.vpc_ids.clone()))
-                .build(),
-        );
-    }
-    if !sel.ids.is_empty() {
-        filters.push(
-            Filter::builder()
-                .name("instance-id")
-                .set_values(Some(sel.ids.clone()))
+                .set_values(Some(f.vpc_ids.clone()))
                 .build(),
         );
     }
@@ -549,23 +732,43 @@ async fn select_instances(
     for r in reservations {
         for i in r.instances() {
             let Some(id) = i.instance_id() else { continue };
-            if sel.exclude.iter().any(|x| x == id) {
+            let state = i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default();
+            let tags: BTreeMap<String, String> = i
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                .collect();
+            if !criteria.admits(id, i.vpc_id().unwrap_or_default(), &tags) {
                 continue;
             }
-            out.push(Instance {
+            if !LIVE_STATES.contains(&state.as_str()) {
+                out.push(Found::Gone {
+                    id: id.to_string(),
+                    region: region.to_string(),
+                    state,
+                });
+                continue;
+            }
+            out.push(Found::Live(Instance {
                 id: id.to_string(),
                 region: region.to_string(),
                 vpc_id: i.vpc_id().unwrap_or_default().to_string(),
-                state: i
-                    .state()
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_string())
-                    .unwrap_or_default(),
+                state,
                 volumes: i
                     .block_device_mappings()
                     .iter()
-                    .filter_map(|b| b.ebs().and_then(|e| e.volume_id()))
-                    .map(str::to_string)
+                    .filter_map(|b| {
+                        let ebs = b.ebs()?;
+                        Some(Volume {
+                            id: ebs.volume_id()?.to_string(),
+                            device: b.device_name().unwrap_or_default().to_string(),
+                            delete_on_termination: ebs.delete_on_termination().unwrap_or(false),
+                        })
+                    })
                     .collect(),
                 interfaces: i
                     .network_interfaces()
@@ -573,6 +776,7 @@ async fn select_instances(
                     .filter_map(|n| {
                         Some(Interface {
                             id: n.network_interface_id()?.to_string(),
+                            vpc_id: n.vpc_id().or(i.vpc_id()).unwrap_or_default().to_string(),
                             groups: n
                                 .groups()
                                 .iter()
@@ -586,21 +790,31 @@ async fn select_instances(
                     .iam_instance_profile()
                     .and_then(|p| p.arn())
                     .map(str::to_string),
-            });
+            }));
         }
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort_by(|a, b| found_id(a).cmp(found_id(b)));
     Ok(out)
 }
 
-/// Quarantine group id per (region, VPC), where one exists.
-type QuarantineGroups = HashMap<(String, String), Option<String>>;
+fn found_id(f: &Found) -> &str {
+    match f {
+        Found::Live(i) => &i.id,
+        Found::Gone { id, .. } => id,
+    }
+}
+
+/// States an instance can be contained in; the others are gone or going.
+const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+/// Isolation groups per (region, VPC).
+type GroupsByVpc = HashMap<(String, String), VpcGroups>;
 
 async fn plan_instance(
     ctx: &Ctx,
     step: &BoundStep,
     i: Instance,
-    quarantine: &QuarantineGroups,
+    groups: &GroupsByVpc,
 ) -> Result<Planned, AwsError> {
     let target = Target {
         scope: Scope {
@@ -616,11 +830,12 @@ async fn plan_instance(
                 ActionParams::Snapshot(p) => p.tags.clone(),
                 _ => BTreeMap::new(),
             };
+            let volume_ids: Vec<String> = i.volumes.iter().map(|v| v.id.clone()).collect();
             if i.volumes.is_empty() {
                 unchanged("no EBS volumes".into())
             } else {
                 let covered = existing_snapshots(ctx, &i, &tags).await?;
-                if i.volumes.iter().all(|v| covered.contains_key(v)) {
+                if volume_ids.iter().all(|v| covered.contains_key(v)) {
                     let states: BTreeSet<&str> = covered.values().map(String::as_str).collect();
                     let states: Vec<&str> = states.into_iter().collect();
                     unchanged(format!(
@@ -632,22 +847,34 @@ async fn plan_instance(
                         op: Op::CreateSnapshots {
                             region: i.region.clone(),
                             instance_id: i.id.clone(),
-                            volume_ids: i.volumes.clone(),
+                            volume_ids,
                             tags,
+                            token: None,
                         },
                     }
                 }
             }
         }
         ActionKind::Ec2IsolateInstances => {
-            let group = quarantine.get(&(i.region.clone(), i.vpc_id.clone()));
-            let isolated = group.and_then(Option::as_ref).is_some_and(|q| {
-                !i.interfaces.is_empty() && i.interfaces.iter().all(|n| n.groups == vec![q.clone()])
-            });
-            if isolated {
-                unchanged("every interface is in the quarantine group".into())
-            } else if i.interfaces.is_empty() {
+            let mut open = Vec::new();
+            let mut exposed = Vec::new();
+            for n in &i.interfaces {
+                let g = groups
+                    .get(&(i.region.clone(), n.vpc(&i.vpc_id).to_string()))
+                    .cloned()
+                    .unwrap_or_default();
+                let quarantined = matches!(&g.quarantine, Some((q, 0)) if n.groups == [q.clone()]);
+                if !quarantined {
+                    open.push(n.id.clone());
+                }
+                if g.flush.as_ref().is_some_and(|f| n.groups.contains(f)) {
+                    exposed.push(n.id.clone());
+                }
+            }
+            if i.interfaces.is_empty() {
                 unchanged("no network interfaces".into())
+            } else if open.is_empty() {
+                unchanged("every interface is in a rule-less quarantine group".into())
             } else {
                 Disposition::Change {
                     op: Op::IsolateInstance {
@@ -655,27 +882,23 @@ async fn plan_instance(
                         instance_id: i.id.clone(),
                         vpc_id: i.vpc_id.clone(),
                         interfaces: i.interfaces.clone(),
+                        on_flush: exposed,
                     },
                 }
             }
         }
         ActionKind::Ec2EnableTerminationProtection => {
-            let ec2 = ctx.clients.ec2(&i.region);
-            let attr = ctx
-                .call_in(&i.region, "ec2:DescribeInstanceAttribute", || {
-                    ec2.describe_instance_attribute()
-                        .instance_id(&i.id)
-                        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
-                        .send()
-                })
-                .await?;
-            if attr.disable_api_termination().and_then(|v| v.value()) == Some(true) {
-                unchanged("termination protection already on".into())
+            let now = termination_settings(ctx, &i).await?;
+            if now.holds() {
+                unchanged(
+                    "termination protection on, shutdown stops it, no volume goes with it".into(),
+                )
             } else {
                 Disposition::Change {
                     op: Op::EnableTerminationProtection {
                         region: i.region.clone(),
                         instance_id: i.id.clone(),
+                        prior: Some(now),
                     },
                 }
             }
@@ -709,6 +932,79 @@ async fn plan_instance(
         target,
         disposition,
     })
+}
+
+/// The instance's termination settings now: two attribute reads (EC2
+/// answers one attribute per call) and its block devices as listed.
+async fn termination_settings(ctx: &Ctx, i: &Instance) -> Result<TerminationSettings, AwsError> {
+    use aws_sdk_ec2::types::InstanceAttributeName as A;
+    let ec2 = ctx.clients.ec2(&i.region);
+    let read = |attribute: A| {
+        let ec2 = ec2.clone();
+        async move {
+            ctx.call_in(&i.region, "ec2:DescribeInstanceAttribute", || {
+                ec2.describe_instance_attribute()
+                    .instance_id(&i.id)
+                    .attribute(attribute.clone())
+                    .send()
+            })
+            .await
+        }
+    };
+    let (protection, behavior) = tokio::try_join!(
+        read(A::DisableApiTermination),
+        read(A::InstanceInitiatedShutdownBehavior)
+    )?;
+    Ok(TerminationSettings {
+        disable_api_termination: protection
+            .disable_api_termination()
+            .and_then(|v| v.value())
+            .unwrap_or(false),
+        shutdown_behavior: behavior
+            .instance_initiated_shutdown_behavior()
+            .and_then(|v| v.value())
+            .unwrap_or("stop")
+            .to_string(),
+        delete_on_termination: i
+            .volumes
+            .iter()
+            .filter(|v| v.delete_on_termination)
+            .map(|v| (v.device.clone(), v.id.clone()))
+            .collect(),
+    })
+}
+
+/// The quarantine and flush groups of one VPC, with the quarantine
+/// group's rule count: one read per VPC.
+async fn vpc_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<VpcGroups, AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    let out = ctx
+        .call_in(region, "ec2:DescribeSecurityGroups", || {
+            ec2.describe_security_groups()
+                .filters(Filter::builder().name("vpc-id").values(vpc).build())
+                .filters(
+                    Filter::builder()
+                        .name("group-name")
+                        .values(QUARANTINE_GROUP)
+                        .values(FLUSH_GROUP)
+                        .build(),
+                )
+                .send()
+        })
+        .await?;
+    let mut found = VpcGroups::default();
+    for g in out.security_groups() {
+        let Some(id) = g.group_id() else { continue };
+        match g.group_name() {
+            Some(QUARANTINE_GROUP) => {
+                let rules = g.ip_permissions().len() + g.ip_permissions_egress().len();
+                found.quarantine = Some((id.to_string(), rules));
+            }
+            Some(FLUSH_GROUP) => found.flush = Some(id.to_string()),
+            _ => {}
+        }
+    }
+    Ok(found)
 }
 
 /// Volumes of `i` that already have a snapshot from it carrying every tag,
@@ -774,34 +1070,60 @@ async fn find_group(
         .map(str::to_string))
 }
 
-fn all_traffic() -> IpPermission {
-    IpPermission::builder()
-        .ip_protocol("-1")
-        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+/// All traffic from or to everywhere in one address family. Both families,
+/// both directions make a flow untracked (AWS EC2 User Guide, "Security
+/// group connection tracking", Untracked connections), so that the move to
+/// the empty group drops it.
+fn all_traffic(v6: bool) -> IpPermission {
+    let p = IpPermission::builder().ip_protocol("-1");
+    if v6 {
+        p.ipv6_ranges(
+            aws_sdk_ec2::types::Ipv6Range::builder()
+                .cidr_ipv6("::/0")
+                .build(),
+        )
         .build()
+    } else {
+        p.ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .build()
+    }
 }
 
-/// The flush and quarantine groups of a VPC, found or created once per run.
-async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<IsolationGroups, AwsError> {
-    let mut cache = ctx.run.isolation_groups.lock().await;
-    let key = (
-        ctx.identity.account.clone(),
-        region.to_string(),
-        vpc.to_string(),
-    );
-    if let Some(g) = cache.get(&key) {
-        return Ok(g.clone());
+/// Whether a group's rules already allow all traffic in one family.
+fn allows_all(rules: &[IpPermission], v6: bool) -> bool {
+    rules.iter().any(|p| {
+        p.ip_protocol() == Some("-1")
+            && if v6 {
+                p.ipv6_ranges()
+                    .iter()
+                    .any(|r| r.cidr_ipv6() == Some("::/0"))
+            } else {
+                p.ip_ranges()
+                    .iter()
+                    .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+            }
+    })
+}
+
+/// Creates a security group exactly once: a lost answer is followed by a
+/// read by name before anything is sent again (`CreateSecurityGroup` takes
+/// no client token). Returns the id and whether this run made it.
+async fn ensure_group(
+    ctx: &Ctx,
+    region: &str,
+    vpc: &str,
+    name: &'static str,
+    description: &'static str,
+) -> Result<(String, bool), AwsError> {
+    if let Some(id) = find_group(ctx, region, vpc, name).await? {
+        return Ok((id, false));
     }
     let ec2 = ctx.clients.ec2(region);
-    let mut created = Vec::new();
-    let group = |name: &'static str, description: &'static str| {
-        let ec2 = ec2.clone();
-        async move {
-            if let Some(id) = find_group(ctx, region, vpc, name).await? {
-                return Ok::<_, AwsError>((id, false));
-            }
+    let created = aws::create_once(
+        &["InvalidGroup.Duplicate"],
+        || async {
             let out = ctx
-                .call_in(region, "ec2:CreateSecurityGroup", || {
+                .call_once(Some(region), "ec2:CreateSecurityGroup", || {
                     ec2.create_security_group()
                         .group_name(name)
                         .description(description)
@@ -815,37 +1137,100 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
                         .send()
                 })
                 .await?;
-            let id = out
-                .group_id()
-                .ok_or_else(|| local("ec2:CreateSecurityGroup", "no group id returned".into()))?
-                .to_string();
-            Ok((id, true))
-        }
-    };
-    let (flush, flush_new) = group(
+            out.group_id()
+                .map(str::to_string)
+                .ok_or_else(|| local("ec2:CreateSecurityGroup", "no group id returned".into()))
+        },
+        || find_group(ctx, region, vpc, name),
+    )
+    .await?;
+    let new = created.is_new();
+    Ok((created.into_inner(), new))
+}
+
+/// The flush and quarantine groups of a VPC, found or created once per run.
+/// The flush group lets everything in and out (IPv4 and IPv6); the
+/// quarantine group keeps no rule, whoever added one.
+async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<IsolationGroups, AwsError> {
+    let mut cache = ctx.run.isolation_groups.lock().await;
+    let key = (
+        ctx.identity.account.clone(),
+        region.to_string(),
+        vpc.to_string(),
+    );
+    if let Some(g) = cache.get(&key) {
+        return Ok(g.clone());
+    }
+    let ec2 = ctx.clients.ec2(region);
+    let mut created = Vec::new();
+    let (flush, flush_new) = ensure_group(
+        ctx,
+        region,
+        vpc,
         FLUSH_GROUP,
         "breakglass: allow-all, passed through to drop tracked connections",
     )
     .await?;
     if flush_new {
         created.push(flush.clone());
-        let r = ctx
-            .call_in(region, "ec2:AuthorizeSecurityGroupIngress", || {
-                ec2.authorize_security_group_ingress()
-                    .group_id(&flush)
-                    .ip_permissions(all_traffic())
-                    .send()
-            })
-            .await
-            .map(|_| ());
-        aws::goal_if(r, &["InvalidPermission.Duplicate"])?;
     }
-    let (quarantine, quarantine_new) =
-        group(QUARANTINE_GROUP, "breakglass: no traffic in or out").await?;
+    // Both directions, both address families, checked on every run: a rule
+    // missing from the flush group would leave connections tracked. One
+    // rule per call: a call whose rules are partly there fails whole.
+    let described = ctx
+        .call_in(region, "ec2:DescribeSecurityGroups", || {
+            ec2.describe_security_groups().group_ids(&flush).send()
+        })
+        .await?;
+    let (ingress, egress) = described
+        .security_groups()
+        .first()
+        .map(|g| {
+            (
+                g.ip_permissions().to_vec(),
+                g.ip_permissions_egress().to_vec(),
+            )
+        })
+        .unwrap_or_default();
+    for v6 in [false, true] {
+        if !allows_all(&ingress, v6) {
+            let r = ctx
+                .call_in(region, "ec2:AuthorizeSecurityGroupIngress", || {
+                    ec2.authorize_security_group_ingress()
+                        .group_id(&flush)
+                        .ip_permissions(all_traffic(v6))
+                        .send()
+                })
+                .await
+                .map(|_| ());
+            aws::goal_if(r, &["InvalidPermission.Duplicate"])?;
+        }
+        if !allows_all(&egress, v6) {
+            let r = ctx
+                .call_in(region, "ec2:AuthorizeSecurityGroupEgress", || {
+                    ec2.authorize_security_group_egress()
+                        .group_id(&flush)
+                        .ip_permissions(all_traffic(v6))
+                        .send()
+                })
+                .await
+                .map(|_| ());
+            aws::goal_if(r, &["InvalidPermission.Duplicate"])?;
+        }
+    }
+    let (quarantine, quarantine_new) = ensure_group(
+        ctx,
+        region,
+        vpc,
+        QUARANTINE_GROUP,
+        "breakglass: no traffic in or out",
+    )
+    .await?;
     if quarantine_new {
         created.push(quarantine.clone());
     }
-    // A group made by anyone may carry egress rules: revoke whatever it has.
+    // A new group allows all egress, and a group made by anyone may carry
+    // rules: revoke whatever it has.
     let described = ctx
         .call_in(region, "ec2:DescribeSecurityGroups", || {
             ec2.describe_security_groups().group_ids(&quarantine).send()
@@ -862,24 +1247,28 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
         .map(|g| g.ip_permissions().to_vec())
         .unwrap_or_default();
     if !egress.is_empty() {
-        ctx.call_in(region, "ec2:RevokeSecurityGroupEgress", || {
-            ec2.revoke_security_group_egress()
-                .group_id(&quarantine)
-                .set_ip_permissions(Some(egress.clone()))
-                .send()
-        })
-        .await
-        .map(|_| ())?;
+        let r = ctx
+            .call_in(region, "ec2:RevokeSecurityGroupEgress", || {
+                ec2.revoke_security_group_egress()
+                    .group_id(&quarantine)
+                    .set_ip_permissions(Some(egress.clone()))
+                    .send()
+            })
+            .await
+            .map(|_| ());
+        aws::goal_if(r, &["InvalidPermission.NotFound"])?;
     }
     if !ingress.is_empty() {
-        ctx.call_in(region, "ec2:RevokeSecurityGroupIngress", || {
-            ec2.revoke_security_group_ingress()
-                .group_id(&quarantine)
-                .set_ip_permissions(Some(ingress.clone()))
-                .send()
-        })
-        .await
-        .map(|_| ())?;
+        let r = ctx
+            .call_in(region, "ec2:RevokeSecurityGroupIngress", || {
+                ec2.revoke_security_group_ingress()
+                    .group_id(&quarantine)
+                    .set_ip_permissions(Some(ingress.clone()))
+                    .send()
+            })
+            .await
+            .map(|_| ());
+        aws::goal_if(r, &["InvalidPermission.NotFound"])?;
     }
     let groups = IsolationGroups {
         flush,
@@ -888,6 +1277,73 @@ async fn isolation_groups(ctx: &Ctx, region: &str, vpc: &str) -> Result<Isolatio
     };
     cache.insert(key, groups.clone());
     Ok(groups)
+}
+
+/// Moves one interface onto exactly these groups.
+async fn set_groups(ctx: &Ctx, region: &str, eni: &str, groups: &[String]) -> Result<(), AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    ctx.call_in(region, "ec2:ModifyNetworkInterfaceAttribute", || {
+        ec2.modify_network_interface_attribute()
+            .network_interface_id(eni)
+            .set_groups(Some(groups.to_vec()))
+            .send()
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Isolates every interface: to the flush group (tracked connections
+/// become untracked), then to the empty quarantine group (they drop). The
+/// flush group is open to the internet, so an interface must never stay
+/// there: when the second move fails, the interface goes back to the
+/// groups it had, and the failure names what happened.
+async fn isolate(
+    ctx: &Ctx,
+    region: &str,
+    instance_vpc: &str,
+    interfaces: &[Interface],
+) -> Result<serde_json::Value, AwsError> {
+    let mut used: Vec<IsolationGroups> = Vec::new();
+    for n in interfaces {
+        let groups = isolation_groups(ctx, region, n.vpc(instance_vpc)).await?;
+        let flush = std::slice::from_ref(&groups.flush);
+        let quarantine = std::slice::from_ref(&groups.quarantine);
+        set_groups(ctx, region, &n.id, flush).await?;
+        if let Err(mut e) = set_groups(ctx, region, &n.id, quarantine).await {
+            let back = if n.groups.contains(&groups.flush) {
+                Err(local(
+                    "ec2:ModifyNetworkInterfaceAttribute",
+                    "it was on the flush group before this run".into(),
+                ))
+            } else {
+                set_groups(ctx, region, &n.id, &n.groups).await
+            };
+            e.message = match back {
+                Ok(()) => format!(
+                    "{}; interface {} was put back on its original groups {} (not isolated)",
+                    e.message,
+                    n.id,
+                    n.groups.join(", ")
+                ),
+                Err(b) => format!(
+                    "{}; interface {} is LEFT ON THE ALLOW-ALL GROUP {} (open to the internet) and could not be put back ({b}): rerun, or move it by hand",
+                    e.message, n.id, groups.flush
+                ),
+            };
+            return Err(e);
+        }
+        if !used.iter().any(|g| g.quarantine == groups.quarantine) {
+            used.push(groups);
+        }
+    }
+    let created: Vec<&String> = used.iter().flat_map(|g| &g.created).collect();
+    Ok(serde_json::json!({
+        "quarantine_group": used.first().map(|g| &g.quarantine),
+        "flush_group": used.first().map(|g| &g.flush),
+        "quarantine_groups": used.iter().map(|g| &g.quarantine).collect::<Vec<_>>(),
+        "flush_groups": used.iter().map(|g| &g.flush).collect::<Vec<_>>(),
+        "created_groups": created,
+    }))
 }
 
 pub fn describe(op: &Op) -> String {
@@ -909,9 +1365,25 @@ pub fn describe(op: &Op) -> String {
             "ec2:ModifyNetworkInterfaceAttribute ×{} ({instance_id}: flush group, then {QUARANTINE_GROUP})",
             interfaces.len() * 2
         ),
-        Op::EnableTerminationProtection { instance_id, .. } => {
+        Op::EnableTerminationProtection {
+            instance_id, prior, ..
+        } => {
+            let mut calls = Vec::new();
+            if prior.as_ref().is_none_or(|p| !p.disable_api_termination) {
+                calls.push("DisableApiTermination=true".to_string());
+            }
+            if prior
+                .as_ref()
+                .is_none_or(|p| p.shutdown_behavior == "terminate")
+            {
+                calls.push("InstanceInitiatedShutdownBehavior=stop".to_string());
+            }
+            for (device, volume) in prior.iter().flat_map(|p| &p.delete_on_termination) {
+                calls.push(format!("{device} ({volume}) DeleteOnTermination=false"));
+            }
             format!(
-                "ec2:ModifyInstanceAttribute InstanceId={instance_id} DisableApiTermination=true"
+                "ec2:ModifyInstanceAttribute InstanceId={instance_id} {}",
+                calls.join(", ")
             )
         }
         Op::StopInstance { instance_id, .. } => {
@@ -937,10 +1409,15 @@ pub fn describe(op: &Op) -> String {
     }
 }
 
-fn snapshot_tags(instance_id: &str, tags: &BTreeMap<String, String>) -> TagSpecification {
+fn snapshot_tags(
+    instance_id: &str,
+    tags: &BTreeMap<String, String>,
+    token: &str,
+) -> TagSpecification {
     let mut spec = TagSpecification::builder()
         .resource_type(ResourceType::Snapshot)
-        .tags(Tag::builder().key(SOURCE_TAG).value(instance_id).build());
+        .tags(Tag::builder().key(SOURCE_TAG).value(instance_id).build())
+        .tags(Tag::builder().key(TOKEN_TAG).value(token).build());
     for (k, v) in tags {
         spec = spec.tags(Tag::builder().key(k).value(v).build());
     }
@@ -953,6 +1430,7 @@ fn create_snapshots_call(
     ec2: &aws_sdk_ec2::Client,
     instance_id: &str,
     tags: &BTreeMap<String, String>,
+    token: &str,
 ) -> aws_sdk_ec2::operation::create_snapshots::builders::CreateSnapshotsFluentBuilder {
     ec2.create_snapshots()
         .instance_specification(
@@ -961,7 +1439,7 @@ fn create_snapshots_call(
                 .build(),
         )
         .description(format!("breakglass evidence of {instance_id}"))
-        .tag_specifications(snapshot_tags(instance_id, tags))
+        .tag_specifications(snapshot_tags(instance_id, tags, token))
 }
 
 fn lock_call(
@@ -986,6 +1464,165 @@ fn protect_call(
         .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
 }
 
+/// The changes to an instance's termination settings, one
+/// `ModifyInstanceAttribute` call each (it takes one attribute per call).
+struct TerminationChange<'a> {
+    disable_api_termination: Option<bool>,
+    shutdown_behavior: Option<&'static str>,
+    /// Devices whose `DeleteOnTermination` is set to this value.
+    delete_on_termination: (&'a [(String, String)], bool),
+}
+
+async fn change_termination(
+    ctx: &Ctx,
+    region: &str,
+    instance_id: &str,
+    change: TerminationChange<'_>,
+) -> Result<(), AwsError> {
+    use aws_sdk_ec2::types::{
+        EbsInstanceBlockDeviceSpecification, InstanceAttributeName,
+        InstanceBlockDeviceMappingSpecification,
+    };
+    let ec2 = ctx.clients.ec2(region);
+    let modify = || ec2.modify_instance_attribute().instance_id(instance_id);
+    if let Some(on) = change.disable_api_termination {
+        ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
+            modify()
+                .disable_api_termination(AttributeBooleanValue::builder().value(on).build())
+                .send()
+        })
+        .await?;
+    }
+    if let Some(behavior) = change.shutdown_behavior {
+        ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
+            modify()
+                .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+                .value(behavior)
+                .send()
+        })
+        .await?;
+    }
+    let (devices, delete) = change.delete_on_termination;
+    for (device, _) in devices {
+        ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
+            modify()
+                .block_device_mappings(
+                    InstanceBlockDeviceMappingSpecification::builder()
+                        .device_name(device)
+                        .ebs(
+                            EbsInstanceBlockDeviceSpecification::builder()
+                                .delete_on_termination(delete)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Termination protection that holds: the API flag, a shutdown from inside
+/// the instance that stops it rather than terminates it, and attached
+/// volumes that outlive it. Only what `prior` shows wrong is changed (a log
+/// from before the other two were recorded has `None`: the flag and the
+/// behaviour).
+async fn harden(
+    ctx: &Ctx,
+    region: &str,
+    instance_id: &str,
+    prior: Option<&TerminationSettings>,
+) -> Result<(), AwsError> {
+    let change = TerminationChange {
+        disable_api_termination: prior
+            .is_none_or(|p| !p.disable_api_termination)
+            .then_some(true),
+        shutdown_behavior: prior
+            .is_none_or(|p| p.shutdown_behavior == "terminate")
+            .then_some("stop"),
+        delete_on_termination: (
+            prior
+                .map(|p| p.delete_on_termination.as_slice())
+                .unwrap_or_default(),
+            false,
+        ),
+    };
+    change_termination(ctx, region, instance_id, change).await
+}
+
+/// The termination settings of one instance now, `None` when it is gone.
+pub async fn read_termination(
+    ctx: &Ctx,
+    region: &str,
+    instance_id: &str,
+) -> Result<Option<TerminationSettings>, AwsError> {
+    let criteria = InstanceCriteria::Named {
+        ids: vec![instance_id.to_string()],
+        filters: Default::default(),
+    };
+    let found = select_instances(ctx, region, &criteria).await?;
+    match found.into_iter().next() {
+        Some(Found::Live(i)) => termination_settings(ctx, &i).await.map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Rollback of [`harden`]: each setting back to what `prior` recorded.
+pub async fn restore_termination(
+    ctx: &Ctx,
+    region: &str,
+    instance_id: &str,
+    prior: Option<&TerminationSettings>,
+) -> Result<(), AwsError> {
+    let change = TerminationChange {
+        disable_api_termination: prior
+            .is_none_or(|p| !p.disable_api_termination)
+            .then_some(false),
+        shutdown_behavior: prior
+            .is_some_and(|p| p.shutdown_behavior == "terminate")
+            .then_some("terminate"),
+        delete_on_termination: (
+            prior
+                .map(|p| p.delete_on_termination.as_slice())
+                .unwrap_or_default(),
+            true,
+        ),
+    };
+    change_termination(ctx, region, instance_id, change).await
+}
+
+/// The snapshots one `CreateSnapshots` call made, found by the token it
+/// tagged them with: how a call whose answer was lost is recognised.
+async fn snapshots_by_token(
+    ctx: &Ctx,
+    region: &str,
+    token: &str,
+) -> Result<Option<Vec<String>>, AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    let snaps = ctx
+        .call_in(region, "ec2:DescribeSnapshots", || {
+            ec2.describe_snapshots()
+                .owner_ids("self")
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{TOKEN_TAG}"))
+                        .values(token)
+                        .build(),
+                )
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+        })
+        .await?;
+    let ids: Vec<String> = snaps
+        .iter()
+        .filter_map(|s| s.snapshot_id().map(str::to_string))
+        .collect();
+    Ok((!ids.is_empty()).then_some(ids))
+}
+
 fn stop_call(
     ec2: &aws_sdk_ec2::Client,
     instance_id: &str,
@@ -999,29 +1636,44 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             region,
             instance_id,
             tags,
+            token,
             ..
         } => {
             let ec2 = ctx.clients.ec2(region);
-            let r = ctx
-                .call_in(region, "ec2:CreateSnapshots", || {
-                    create_snapshots_call(&ec2, instance_id, tags).send()
-                })
-                .await;
-            match r {
-                Ok(out) => {
-                    let ids: Vec<&str> = out
+            let token = token.as_deref().unwrap_or_default();
+            let r = aws::create_once(
+                &[],
+                || async {
+                    let out = ctx
+                        .call_once(Some(region), "ec2:CreateSnapshots", || {
+                            create_snapshots_call(&ec2, instance_id, tags, token).send()
+                        })
+                        .await?;
+                    Ok(out
                         .snapshots()
                         .iter()
-                        .filter_map(|s| s.snapshot_id())
-                        .collect();
-                    if let Ok(mut created) = ctx.run.created_snapshots.lock() {
+                        .filter_map(|s| s.snapshot_id().map(str::to_string))
+                        .collect::<Vec<String>>())
+                },
+                || snapshots_by_token(ctx, region, token),
+            )
+            .await;
+            match r {
+                Ok(created) => {
+                    let adopted = !created.is_new();
+                    let ids = created.into_inner();
+                    if let Ok(mut made) = ctx.run.created_snapshots.lock() {
                         let account = &ctx.identity.account;
-                        created.extend(
+                        made.extend(
                             ids.iter()
-                                .map(|id| (account.clone(), region.clone(), id.to_string())),
+                                .map(|id| (account.clone(), region.clone(), id.clone())),
                         );
                     }
-                    Ok(Some(serde_json::json!({ "snapshot_ids": ids })))
+                    let mut effect = serde_json::json!({ "snapshot_ids": ids });
+                    if adopted {
+                        effect["adopted"] = serde_json::Value::Bool(true);
+                    }
+                    Ok(Some(effect))
                 }
                 Err(e) => {
                     if let Ok(mut failed) = ctx.run.failed_snapshots.lock() {
@@ -1036,38 +1688,14 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             vpc_id,
             interfaces,
             ..
-        } => {
-            let groups = isolation_groups(ctx, region, vpc_id).await?;
-            let ec2 = ctx.clients.ec2(region);
-            for n in interfaces {
-                for group in [&groups.flush, &groups.quarantine] {
-                    ctx.call_in(region, "ec2:ModifyNetworkInterfaceAttribute", || {
-                        ec2.modify_network_interface_attribute()
-                            .network_interface_id(&n.id)
-                            .groups(group)
-                            .send()
-                    })
-                    .await
-                    .map(|_| ())?;
-                }
-            }
-            Ok(Some(serde_json::json!({
-                "quarantine_group": groups.quarantine,
-                "flush_group": groups.flush,
-                "created_groups": groups.created,
-            })))
-        }
+        } => isolate(ctx, region, vpc_id, interfaces).await.map(Some),
         Op::EnableTerminationProtection {
             region,
             instance_id,
-        } => {
-            let ec2 = ctx.clients.ec2(region);
-            ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
-                protect_call(&ec2, instance_id).send()
-            })
+            prior,
+        } => harden(ctx, region, instance_id, prior.as_ref())
             .await
-            .map(|_| None)
-        }
+            .map(|()| None),
         Op::LockSnapshot {
             region,
             snapshot_id,
@@ -1118,63 +1746,73 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
 /// EC2's own permission check: `DryRun=true` answers `DryRunOperation` when
 /// the call would be allowed and `UnauthorizedOperation` when not.
 pub async fn dry_run(ctx: &Ctx, op: &Op) -> Option<Result<(), AwsError>> {
+    // Paced and retried like the real call: a throttled check is asked
+    // again, never read as a denial.
     let r = match op {
         Op::CreateSnapshots {
             region,
             instance_id,
             tags,
             ..
-        } => create_snapshots_call(&ctx.clients.ec2(region), instance_id, tags)
-            .dry_run(true)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| aws::aws_error("ec2:CreateSnapshots", e)),
+        } => {
+            let call =
+                create_snapshots_call(&ctx.clients.ec2(region), instance_id, tags, "dry-run")
+                    .dry_run(true);
+            ctx.call_in(region, "ec2:CreateSnapshots", || call.clone().send())
+                .await
+                .map(|_| ())
+        }
         Op::IsolateInstance {
             region, interfaces, ..
         } => {
             let n = interfaces.first()?;
-            ctx.clients
+            let call = ctx
+                .clients
                 .ec2(region)
                 .modify_network_interface_attribute()
                 .dry_run(true)
                 .network_interface_id(&n.id)
-                .set_groups(Some(n.groups.clone()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| aws::aws_error("ec2:ModifyNetworkInterfaceAttribute", e))
+                .set_groups(Some(n.groups.clone()));
+            ctx.call_in(region, "ec2:ModifyNetworkInterfaceAttribute", || {
+                call.clone().send()
+            })
+            .await
+            .map(|_| ())
         }
         Op::LockSnapshot {
             region,
             snapshot_id,
             mode,
             duration_days,
-        } => lock_call(&ctx.clients.ec2(region), snapshot_id, *mode, *duration_days)
-            .dry_run(true)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| aws::aws_error("ec2:LockSnapshot", e)),
+        } => {
+            let call = lock_call(&ctx.clients.ec2(region), snapshot_id, *mode, *duration_days)
+                .dry_run(true);
+            ctx.call_in(region, "ec2:LockSnapshot", || call.clone().send())
+                .await
+                .map(|_| ())
+        }
         Op::EnableTerminationProtection {
             region,
             instance_id,
-        } => protect_call(&ctx.clients.ec2(region), instance_id)
-            .dry_run(true)
-            .send()
+            ..
+        } => {
+            let call = protect_call(&ctx.clients.ec2(region), instance_id).dry_run(true);
+            ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
+                call.clone().send()
+            })
             .await
             .map(|_| ())
-            .map_err(|e| aws::aws_error("ec2:ModifyInstanceAttribute", e)),
+        }
         Op::StopInstance {
             region,
             instance_id,
             ..
-        } => stop_call(&ctx.clients.ec2(region), instance_id)
-            .dry_run(true)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| aws::aws_error("ec2:StopInstances", e)),
+        } => {
+            let call = stop_call(&ctx.clients.ec2(region), instance_id).dry_run(true);
+            ctx.call_in(region, "ec2:StopInstances", || call.clone().send())
+                .await
+                .map(|_| ())
+        }
         _ => return None,
     };
     Some(match r {

@@ -16,7 +16,8 @@ use super::{
     ActionInfo, ActionKind, Ctx, Disposition, Op, Planned, Reversibility, Sink, TargetKind,
 };
 use crate::aws::{self, AwsError, ErrorKind, PrincipalKind, local};
-use crate::playbook::{BoundStep, RoleSelector, UserSelector};
+use crate::criteria::PrincipalCriteria;
+use crate::playbook::{BoundStep, RoleSelector, SessionSelector, UserSelector};
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// Name of the inline policy that revokes older sessions.
@@ -85,6 +86,23 @@ pub const QUARANTINE_PRINCIPALS: ActionInfo = ActionInfo {
     ],
     reversibility: Reversibility::Reversible("DeleteUserPolicy / DeleteRolePolicy"),
     notes: &["Service-linked roles cannot take inline policies: skipped with a reason."],
+};
+
+pub const REVOKE_SESSION: ActionInfo = ActionInfo {
+    id: "iam.revoke_session",
+    summary: "Contain stolen temporary credentials (ASIA…): revoke every session of the role or user that minted them, issued before now.",
+    targets: &[TargetKind::Sessions],
+    params: &[],
+    calls: &[
+        "sts:GetAccessKeyInfo and cloudtrail:LookupEvents AttributeKey=AccessKeyId (who minted the key)",
+        "iam:PutRolePolicy / iam:PutUserPolicy breakglass-revoke-older-sessions",
+    ],
+    reversibility: Reversibility::Reversible("DeleteRolePolicy / DeleteUserPolicy"),
+    notes: &[
+        "A temporary key is not an IAM access key: no key step can deactivate it; it expires on its own (up to 12 h for a role, 36 h for GetSessionToken).",
+        "The minting principal comes from CloudTrail's event history (90 days, per region); when it holds nothing, name it with `role:` or `user:`.",
+        "Every session of that principal issued before now ends, the stolen one included; sessions of GetSessionToken and GetFederationToken are revoked on their IAM user.",
+    ],
 };
 
 /// A user or role named by an inline-policy op.
@@ -195,6 +213,14 @@ async fn discover_into(
                 plan_policies(ctx, PrincipalRefKind::User, users, revoke, sink).await?;
             }
         }
+        ActionKind::IamRevokeSession => {
+            if let Some(sel) = &step.targets.sessions {
+                let (users, roles) = select_session_owners(ctx, sel, out).await?;
+                let revoke = PolicyKind::RevokeSessions;
+                plan_policies(ctx, PrincipalRefKind::User, users, revoke.clone(), sink).await?;
+                plan_policies(ctx, PrincipalRefKind::Role, roles, revoke, sink).await?;
+            }
+        }
         ActionKind::IamQuarantinePrincipals => {
             if let Some(sel) = &step.targets.users {
                 let users = select_users(ctx, sel, out).await?;
@@ -260,47 +286,7 @@ async fn select_users(
     sel: &UserSelector,
     out: &mut Vec<Planned>,
 ) -> Result<Vec<Principal>, AwsError> {
-    let mut names: BTreeSet<String> = sel.names.iter().cloned().collect();
-    for key_id in &sel.access_key_ids {
-        match key_owner(ctx, key_id).await? {
-            Some(owner) => {
-                names.insert(owner);
-            }
-            None => out.push(Planned {
-                target: Target {
-                    scope: scope(ctx),
-                    resource: Resource::AccessKey {
-                        user: String::new(),
-                        key_id: key_id.clone(),
-                    },
-                },
-                disposition: Disposition::Skip {
-                    reason: SkipReason::NotFound,
-                },
-            }),
-        }
-    }
-    let mut users = if sel.all || names.is_empty() {
-        list_principals(ctx, PrincipalRefKind::User, sel.path_prefix.as_deref()).await?
-    } else {
-        let mut found = Vec::new();
-        for name in &names {
-            match get_principal(ctx, PrincipalRefKind::User, name).await? {
-                Some(p) => found.push(p),
-                None => out.push(not_found(ctx, PrincipalRefKind::User, name)),
-            }
-        }
-        found
-    };
-    if !sel.all && !names.is_empty() && sel.path_prefix.is_some() {
-        let prefix = sel.path_prefix.as_deref().unwrap_or("/");
-        users.retain(|u| u.path.starts_with(prefix));
-    }
-    let users = filter_tags(ctx, PrincipalRefKind::User, users, &sel.tags).await?;
-    Ok(users
-        .into_iter()
-        .filter(|u| !sel.exclude.contains(&u.name))
-        .collect())
+    select_principals(ctx, PrincipalRefKind::User, &sel.criteria(), out).await
 }
 
 async fn select_roles(
@@ -308,43 +294,244 @@ async fn select_roles(
     sel: &RoleSelector,
     out: &mut Vec<Planned>,
 ) -> Result<Vec<Principal>, AwsError> {
-    let mut roles = if sel.all || sel.names.is_empty() {
-        list_principals(ctx, PrincipalRefKind::Role, sel.path_prefix.as_deref()).await?
-    } else {
-        let mut found = Vec::new();
-        for name in &sel.names {
-            match get_principal(ctx, PrincipalRefKind::Role, name).await? {
-                Some(p) => found.push(p),
-                None => out.push(not_found(ctx, PrincipalRefKind::Role, name)),
+    select_principals(ctx, PrincipalRefKind::Role, &sel.criteria(), out).await
+}
+
+/// The principals a selector reaches. Named ones are looked up one by one,
+/// and each that does not exist becomes a missing item in `out`; only
+/// [`PrincipalCriteria::Every`] ever lists the account.
+async fn select_principals(
+    ctx: &Ctx,
+    kind: PrincipalRefKind,
+    criteria: &PrincipalCriteria,
+    out: &mut Vec<Planned>,
+) -> Result<Vec<Principal>, AwsError> {
+    let found = match criteria {
+        PrincipalCriteria::Every(f) => list_principals(ctx, kind, f.path_prefix.as_deref()).await?,
+        PrincipalCriteria::Named {
+            names,
+            key_ids,
+            filters,
+        } => {
+            let mut names: BTreeSet<String> = names.iter().cloned().collect();
+            for key_id in key_ids {
+                match resolve_key(ctx, key_id).await? {
+                    Ok(owner) => {
+                        names.insert(owner);
+                    }
+                    Err(reason) => out.push(missing_key(ctx, key_id, reason)),
+                }
             }
+            let mut found = Vec::new();
+            for name in &names {
+                match get_principal(ctx, kind, name).await? {
+                    Some(p) => found.push(p),
+                    None => out.push(missing(ctx, kind, name)),
+                }
+            }
+            // Filters narrow a named selection; they never add to it.
+            if let Some(prefix) = &filters.path_prefix {
+                found.retain(|p| p.path.starts_with(prefix.as_str()));
+            }
+            found
         }
-        found
     };
-    if !sel.all && !sel.names.is_empty() && sel.path_prefix.is_some() {
-        let prefix = sel.path_prefix.as_deref().unwrap_or("/");
-        roles.retain(|r| r.path.starts_with(prefix));
-    }
-    let roles = filter_tags(ctx, PrincipalRefKind::Role, roles, &sel.tags).await?;
-    Ok(roles
+    let f = criteria.filters();
+    let found = filter_tags(ctx, kind, found, &f.tags).await?;
+    Ok(found
         .into_iter()
-        .filter(|r| !sel.exclude.contains(&r.name))
+        .filter(|p| !f.exclude.contains(&p.name))
         .collect())
 }
 
-fn not_found(ctx: &Ctx, kind: PrincipalRefKind, name: &str) -> Planned {
+/// A named user or role that does not exist: reported as such, never
+/// replaced by anything else.
+fn missing(ctx: &Ctx, kind: PrincipalRefKind, name: &str) -> Planned {
     let p = Principal {
         name: name.to_string(),
         arn: String::new(),
         path: String::new(),
     };
+    let (target, what) = match kind {
+        PrincipalRefKind::User => (user_target(ctx, &p), "user"),
+        PrincipalRefKind::Role => (role_target(ctx, &p), "role"),
+    };
     Planned {
-        target: match kind {
-            PrincipalRefKind::User => user_target(ctx, &p),
-            PrincipalRefKind::Role => role_target(ctx, &p),
+        target,
+        disposition: Disposition::Missing {
+            reason: format!("no {what} named {name} in account {}", ctx.identity.account),
         },
-        disposition: Disposition::Skip {
-            reason: SkipReason::NotFound,
+    }
+}
+
+fn missing_key(ctx: &Ctx, key_id: &str, reason: String) -> Planned {
+    Planned {
+        target: Target {
+            scope: scope(ctx),
+            resource: Resource::AccessKey {
+                user: String::new(),
+                key_id: key_id.to_string(),
+            },
         },
+        disposition: Disposition::Missing { reason },
+    }
+}
+
+/// The users and roles that minted a step's temporary keys.
+async fn select_session_owners(
+    ctx: &Ctx,
+    sel: &SessionSelector,
+    out: &mut Vec<Planned>,
+) -> Result<(Vec<Principal>, Vec<Principal>), AwsError> {
+    let named = |v: &Option<String>| v.clone().filter(|n| !n.trim().is_empty());
+    let mut users = BTreeSet::new();
+    let mut roles = BTreeSet::new();
+    for key_id in &sel.key_ids {
+        let owner = match (named(&sel.role), named(&sel.user)) {
+            (Some(role), _) => Ok((PrincipalRefKind::Role, role)),
+            (None, Some(user)) => Ok((PrincipalRefKind::User, user)),
+            (None, None) => session_owner(ctx, key_id).await?,
+        };
+        match owner {
+            Ok((PrincipalRefKind::Role, name)) => {
+                roles.insert(name);
+            }
+            Ok((PrincipalRefKind::User, name)) => {
+                users.insert(name);
+            }
+            Err(reason) => out.push(missing_key(ctx, key_id, reason)),
+        }
+    }
+    let mut found = (Vec::new(), Vec::new());
+    for (kind, names, into) in [
+        (PrincipalRefKind::User, users, &mut found.0),
+        (PrincipalRefKind::Role, roles, &mut found.1),
+    ] {
+        for name in names {
+            match get_principal(ctx, kind, &name).await? {
+                Some(p) => into.push(p),
+                None => out.push(missing(ctx, kind, &name)),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Who minted a temporary key: `sts:GetAccessKeyInfo` tells the account,
+/// CloudTrail's event history (`LookupEvents` by `AccessKeyId`, 90 days of
+/// management events in each region) the principal, from the
+/// `userIdentity` of any event made with the key. The API references of
+/// both document exactly this use.
+async fn session_owner(
+    ctx: &Ctx,
+    key_id: &str,
+) -> Result<Result<(PrincipalRefKind, String), String>, AwsError> {
+    let hint = "name it with --var role=NAME (or --var user=NAME for GetSessionToken and GetFederationToken sessions)";
+    let sts = aws_sdk_sts::Client::new(&ctx.clients.config);
+    let info = ctx
+        .call("sts:GetAccessKeyInfo", || {
+            sts.get_access_key_info().access_key_id(key_id).send()
+        })
+        .await?;
+    let account = info.account().unwrap_or_default();
+    if !account.is_empty() && account != ctx.identity.account {
+        return Ok(Err(format!(
+            "{key_id} belongs to account {account}, not {}: run in that account (--accounts {account})",
+            ctx.identity.account
+        )));
+    }
+    let mut regions: Vec<String> = ctx.regions.clone();
+    if !regions.iter().any(|r| r == "us-east-1") {
+        regions.push("us-east-1".into());
+    }
+    let attribute = aws_sdk_cloudtrail::types::LookupAttribute::builder()
+        .attribute_key(aws_sdk_cloudtrail::types::LookupAttributeKey::AccessKeyId)
+        .attribute_value(key_id)
+        .build()
+        .map_err(|e| local("cloudtrail:LookupEvents", e.to_string()))?;
+    for region in &regions {
+        let trail = ctx.clients.cloudtrail(region);
+        let events = ctx
+            .call_in(region, "cloudtrail:LookupEvents", || {
+                trail
+                    .lookup_events()
+                    .lookup_attributes(attribute.clone())
+                    .max_results(5)
+                    .send()
+            })
+            .await?;
+        for e in events.events() {
+            let Some(json) = e.cloud_trail_event() else {
+                continue;
+            };
+            if let Some(owner) = minted_by(json) {
+                return Ok(owner);
+            }
+        }
+    }
+    Ok(Err(format!(
+        "cannot tell who minted {key_id}: CloudTrail holds no event made with it in {}; {hint}",
+        regions.join(", ")
+    )))
+}
+
+/// The principal behind a CloudTrail event's `userIdentity`, as the
+/// CloudTrail userIdentity reference describes it: an `AssumedRole`
+/// session's issuer is a role; an `IAMUser` using a temporary key made it
+/// with GetSessionToken; a `FederatedUser`'s issuer is the IAM user that
+/// called GetFederationToken. A root session cannot be revoked by policy.
+fn minted_by(event_json: &str) -> Option<Result<(PrincipalRefKind, String), String>> {
+    let event: serde_json::Value = serde_json::from_str(event_json).ok()?;
+    let who = &event["userIdentity"];
+    let issuer = &who["sessionContext"]["sessionIssuer"];
+    let name = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    match who["type"].as_str()? {
+        "AssumedRole" => name(&issuer["userName"]).map(|n| Ok((PrincipalRefKind::Role, n))),
+        "IAMUser" => name(&who["userName"]).map(|n| Ok((PrincipalRefKind::User, n))),
+        "FederatedUser" => name(&issuer["userName"]).map(|n| Ok((PrincipalRefKind::User, n))),
+        "Root" => Some(Err(
+            "the key is a session of the account's root user: no IAM policy can revoke it (rotate the root credentials)".into(),
+        )),
+        other => Some(Err(format!(
+            "the key belongs to a {other} identity, which IAM policies cannot revoke"
+        ))),
+    }
+}
+
+/// Why a temporary key cannot be contained as an access key.
+pub fn temporary_key_reason(key_id: &str) -> String {
+    format!(
+        "{key_id} is a temporary session key (ASIA…) issued by STS, not an IAM access key: \
+         no key step can reach it. Contain it by revoking the sessions of the role or user \
+         that minted it (playbooks/compromised-session.yaml)"
+    )
+}
+
+/// The user in this account that owns an access key, or why there is none.
+/// An `ASIA…` id is never looked up: it is a session, not a key. The owner
+/// `GetAccessKeyLastUsed` names is confirmed with `ListAccessKeys` in this
+/// account, so a key of another account never selects a same-named user here.
+async fn resolve_key(ctx: &Ctx, key_id: &str) -> Result<Result<String, String>, AwsError> {
+    if key_id.starts_with("ASIA") {
+        return Ok(Err(temporary_key_reason(key_id)));
+    }
+    let account = &ctx.identity.account;
+    let Some(owner) = key_owner(ctx, key_id).await? else {
+        return Ok(Err(format!(
+            "no IAM user in account {account} owns access key {key_id} (a typo, a deleted key, or a key of another account)"
+        )));
+    };
+    let listed = match list_keys(ctx, &owner).await {
+        Ok(keys) => keys,
+        Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if listed.iter().any(|(k, _)| k == key_id) {
+        Ok(Ok(owner))
+    } else {
+        Ok(Err(format!(
+            "access key {key_id} is not a key of any user in account {account}"
+        )))
     }
 }
 
@@ -554,32 +741,21 @@ async fn plan_user_keys(ctx: &Ctx, users: Vec<Principal>, sink: &Sink) -> Result
         .await
 }
 
-/// Plans keys named by id, after finding their owners.
+/// Plans keys named by id, after finding their owners in this account.
 async fn plan_named_keys(ctx: &Ctx, ids: &[String]) -> Result<Vec<Planned>, AwsError> {
     let mut out = Vec::new();
     for id in ids {
-        let Some(owner) = key_owner(ctx, id).await? else {
-            out.push(Planned {
-                target: Target {
-                    scope: scope(ctx),
-                    resource: Resource::AccessKey {
-                        user: String::new(),
-                        key_id: id.clone(),
-                    },
-                },
-                disposition: Disposition::Skip {
-                    reason: SkipReason::NotFound,
-                },
-            });
+        let owner = match resolve_key(ctx, id).await? {
+            Ok(owner) => owner,
+            Err(reason) => {
+                out.push(missing_key(ctx, id, reason));
+                continue;
+            }
+        };
+        let Some(user) = get_principal(ctx, PrincipalRefKind::User, &owner).await? else {
+            out.push(missing(ctx, PrincipalRefKind::User, &owner));
             continue;
         };
-        let user = get_principal(ctx, PrincipalRefKind::User, &owner)
-            .await?
-            .unwrap_or(Principal {
-                name: owner.clone(),
-                arn: String::new(),
-                path: String::new(),
-            });
         let skip = guard(ctx, PrincipalKind::User, &user);
         let status = list_keys(ctx, &owner)
             .await?
@@ -588,18 +764,12 @@ async fn plan_named_keys(ctx: &Ctx, ids: &[String]) -> Result<Vec<Planned>, AwsE
             .map(|(_, s)| s);
         match status {
             Some(status) => out.push(plan_key(ctx, &owner, id.clone(), status, skip)),
-            None => out.push(Planned {
-                target: Target {
-                    scope: scope(ctx),
-                    resource: Resource::AccessKey {
-                        user: owner,
-                        key_id: id.clone(),
-                    },
-                },
-                disposition: Disposition::Skip {
-                    reason: SkipReason::NotFound,
-                },
-            }),
+            // Deleted between the two reads.
+            None => out.push(missing_key(
+                ctx,
+                id,
+                format!("access key {id} of {owner} no longer exists"),
+            )),
         }
     }
     Ok(out)
@@ -725,7 +895,7 @@ pub(crate) async fn plan_role_revocations(
     for name in role_names {
         match get_principal(ctx, PrincipalRefKind::Role, name).await? {
             Some(p) => roles.push(p),
-            None => out.push(not_found(ctx, PrincipalRefKind::Role, name)),
+            None => out.push(missing(ctx, PrincipalRefKind::Role, name)),
         }
     }
     let (sink, mut decided) = Sink::channel();
@@ -1191,6 +1361,31 @@ mod tests {
         assert_eq!(url_decode("%7B%22a%22%3A1%7D"), "{\"a\":1}");
         assert_eq!(url_decode("{\"a\":1}"), "{\"a\":1}");
         assert_eq!(url_decode("%7"), "%7");
+    }
+
+    #[test]
+    fn who_minted_a_temporary_key() {
+        let role = r#"{"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/app/i-1","sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::111122223333:role/svc/app","userName":"app"}}}}"#;
+        assert_eq!(
+            minted_by(role),
+            Some(Ok((PrincipalRefKind::Role, "app".to_string())))
+        );
+        let user =
+            r#"{"userIdentity":{"type":"IAMUser","userName":"alice","accessKeyId":"ASIAXXX"}}"#;
+        assert_eq!(
+            minted_by(user),
+            Some(Ok((PrincipalRefKind::User, "alice".to_string())))
+        );
+        let fed = r#"{"userIdentity":{"type":"FederatedUser","sessionContext":{"sessionIssuer":{"type":"IAMUser","userName":"bob"}}}}"#;
+        assert_eq!(
+            minted_by(fed),
+            Some(Ok((PrincipalRefKind::User, "bob".to_string())))
+        );
+        assert!(matches!(
+            minted_by(r#"{"userIdentity":{"type":"Root"}}"#),
+            Some(Err(_))
+        ));
+        assert_eq!(minted_by("not json"), None);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum ActionKind {
     IamRevokeUserSessions,
     #[serde(rename = "iam.quarantine_principals")]
     IamQuarantinePrincipals,
+    #[serde(rename = "iam.revoke_session")]
+    IamRevokeSession,
     #[serde(rename = "org.apply_scp")]
     OrgApplyScp,
     #[serde(rename = "org.detach_scp")]
@@ -67,6 +69,7 @@ pub enum TargetKind {
     Users,
     Roles,
     AccessKeys,
+    Sessions,
     Instances,
     Snapshots,
 }
@@ -78,6 +81,7 @@ impl TargetKind {
             TargetKind::Users => "users",
             TargetKind::Roles => "roles",
             TargetKind::AccessKeys => "access_keys",
+            TargetKind::Sessions => "sessions",
             TargetKind::Instances => "instances",
             TargetKind::Snapshots => "snapshots",
         }
@@ -112,6 +116,7 @@ impl ActionKind {
         ActionKind::IamRevokeRoleSessions,
         ActionKind::IamRevokeUserSessions,
         ActionKind::IamQuarantinePrincipals,
+        ActionKind::IamRevokeSession,
         ActionKind::OrgApplyScp,
         ActionKind::OrgDetachScp,
         ActionKind::OrgMoveAccounts,
@@ -138,6 +143,7 @@ impl ActionKind {
             ActionKind::IamRevokeRoleSessions => iam::REVOKE_ROLE_SESSIONS,
             ActionKind::IamRevokeUserSessions => iam::REVOKE_USER_SESSIONS,
             ActionKind::IamQuarantinePrincipals => iam::QUARANTINE_PRINCIPALS,
+            ActionKind::IamRevokeSession => iam::REVOKE_SESSION,
             ActionKind::OrgApplyScp => org::APPLY_SCP,
             ActionKind::OrgDetachScp => org::DETACH_SCP,
             ActionKind::OrgMoveAccounts => org::MOVE_ACCOUNTS,
@@ -289,6 +295,10 @@ pub enum Disposition {
     Unchanged { reason: String },
     /// Left alone on purpose.
     Skip { reason: SkipReason },
+    /// Named in the playbook but not there (or not what the step can act
+    /// on): a failure unless the step says `on_missing: skip`, and never
+    /// replaced by any other target.
+    Missing { reason: String },
     /// Its state could not be read (after retries): neither changed nor
     /// claimed, but reported failed with the error, while the step's other
     /// targets go on.
@@ -322,6 +332,13 @@ impl Clients {
 
     pub fn org(&self) -> aws_sdk_organizations::Client {
         aws_sdk_organizations::Client::new(&self.config)
+    }
+
+    pub fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        let conf = aws_sdk_cloudtrail::config::Builder::from(&self.config)
+            .region(aws_sdk_cloudtrail::config::Region::new(region.to_string()))
+            .build();
+        aws_sdk_cloudtrail::Client::from_conf(conf)
     }
 
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
@@ -370,8 +387,12 @@ pub struct Ctx {
     pub telemetry: Arc<Telemetry>,
     /// The executor's principal ARN as policies must name it (a role with its path).
     pub executor_arn: String,
-    /// The principal patterns every deny must exempt: executor and `protect`.
+    /// The principals every deny exempts, as exact ARNs: the executor's
+    /// credential chain and `protect` (patterns resolved to their matches).
     pub exempt: Vec<String>,
+    /// The member role in every account, exempted only while this run's
+    /// member-account steps need it.
+    pub member_exempt: Option<String>,
     /// Regions for regional actions, resolved before the run.
     pub regions: Vec<String>,
     /// In dry runs, also ask IAM (`SimulatePrincipalPolicy`) whether each IAM
@@ -457,6 +478,22 @@ impl Ctx {
         &self,
         region: Option<&str>,
         operation: &str,
+        f: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.call_with(self.retry, region, operation, f).await
+    }
+
+    async fn call_with<T, E, R, F, Fut>(
+        &self,
+        policy: RetryPolicy,
+        region: Option<&str>,
+        operation: &str,
         mut f: F,
     ) -> Result<T, AwsError>
     where
@@ -465,11 +502,32 @@ impl Ctx {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        self.call_raw(region, operation, || {
+        let lane = self
+            .telemetry
+            .lane(&self.identity.account, operation, region);
+        aws::call(&policy, &self.telemetry, &lane, || {
             let fut = f();
             async move { fut.await.map_err(|e| aws::aws_error(operation, e)) }
         })
         .await
+    }
+
+    /// A create with no idempotency token, for [`aws::create_once`]: a
+    /// transient failure comes back at once instead of being sent again.
+    pub async fn call_once<T, E, R, F, Fut>(
+        &self,
+        region: Option<&str>,
+        operation: &str,
+        f: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.call_with(self.retry.once(), region, operation, f)
+            .await
     }
 
     /// Like [`Ctx::call`] for a body that maps its own errors (a paginated
@@ -622,6 +680,10 @@ pub enum Op {
         instance_id: String,
         volume_ids: Vec<String>,
         tags: std::collections::BTreeMap<String, String>,
+        /// Tagged on every snapshot the call makes: how a retry after a lost
+        /// answer finds them. Filled in by [`Op::prepare`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     IsolateInstance {
         region: String,
@@ -629,10 +691,18 @@ pub enum Op {
         vpc_id: String,
         /// Each ENI with the security groups it had: what rollback restores.
         interfaces: Vec<ec2::Interface>,
+        /// Interfaces found on the allow-all flush group (a run cut off
+        /// between its two moves): open now, and their groups before
+        /// breakglass are not these.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        on_flush: Vec<String>,
     },
     EnableTerminationProtection {
         region: String,
         instance_id: String,
+        /// The settings before the change: what rollback restores.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prior: Option<ec2::TerminationSettings>,
     },
     StopInstance {
         region: String,
@@ -657,11 +727,21 @@ pub enum Op {
 impl Op {
     /// Fixes time-dependent content (a revocation's cutoff) at the moment of the call.
     pub fn prepare(&mut self, now: jiff::Timestamp) {
-        if let Op::PutInlinePolicy {
-            policy, document, ..
-        } = self
-        {
-            *document = Some(policy.render(now));
+        match self {
+            Op::PutInlinePolicy {
+                policy, document, ..
+            } => *document = Some(policy.render(now)),
+            Op::CreateSnapshots {
+                instance_id, token, ..
+            } => {
+                use sha2::Digest;
+                let mut h = sha2::Sha256::new();
+                h.update(instance_id.as_bytes());
+                h.update(now.as_nanosecond().to_le_bytes());
+                h.update(std::process::id().to_le_bytes());
+                *token = Some(hex::encode(&h.finalize()[..12]));
+            }
+            _ => {}
         }
     }
 
@@ -779,6 +859,14 @@ impl Op {
             Op::CreateSnapshots { volume_ids, .. } => {
                 format!("has no breakglass snapshot of {}", volume_ids.join(", "))
             }
+            Op::IsolateInstance {
+                interfaces,
+                on_flush,
+                ..
+            } if !on_flush.is_empty() => format!(
+                "is EXPOSED: {} on the allow-all breakglass-flush group (open to the internet)",
+                on_flush.join(", ")
+            ),
             Op::IsolateInstance { interfaces, .. } => {
                 let groups: Vec<String> = interfaces
                     .iter()
@@ -786,6 +874,7 @@ impl Op {
                     .collect();
                 format!("is not quarantined ({})", groups.join("; "))
             }
+            Op::EnableTerminationProtection { prior: Some(p), .. } => p.drift(),
             Op::EnableTerminationProtection { .. } => "has termination protection off".into(),
             Op::StopInstance { prior_state, .. } => format!("is {prior_state}"),
             Op::LockSnapshot { .. } => "is not locked".into(),

@@ -104,10 +104,12 @@ pub fn deny_all_document(exempt: &[String]) -> String {
     .to_string()
 }
 
-/// A custom SCP must spare the executor: every Deny statement needs an
-/// `aws:PrincipalArn` exemption (ArnNotLike, ArnNotEquals, StringNotLike or
-/// StringNotEquals) whose pattern matches the executor's ARN.
-pub fn exempts(document: &str, executor_arn: &str) -> Result<(), String> {
+/// A custom SCP must spare a principal: every Deny statement needs an
+/// `aws:PrincipalArn` exemption that matches its ARN. Per the IAM condition
+/// operator reference, `ArnNotLike`, `ArnNotEquals` and `StringNotLike`
+/// compare with `*` and `?` wildcards, while `StringNotEquals` compares
+/// literally: a pattern there exempts nothing but its own spelling.
+pub fn exempts(document: &str, principal_arn: &str) -> Result<(), String> {
     let doc: serde_json::Value =
         serde_json::from_str(document).map_err(|e| format!("the SCP is not JSON: {e}"))?;
     let statements = match &doc["Statement"] {
@@ -120,32 +122,41 @@ pub fn exempts(document: &str, executor_arn: &str) -> Result<(), String> {
             continue;
         }
         let spared = [
-            "ArnNotLike",
-            "ArnNotEquals",
-            "StringNotLike",
-            "StringNotEquals",
+            ("ArnNotLike", true),
+            ("ArnNotEquals", true),
+            ("StringNotLike", true),
+            ("StringNotEquals", false),
         ]
         .iter()
-        .filter_map(|op| s["Condition"].get(*op))
-        .filter_map(|block| block.as_object())
-        .flat_map(|block| block.iter())
-        .filter(|(key, _)| key.eq_ignore_ascii_case("aws:PrincipalArn"))
-        .flat_map(|(_, v)| match v {
-            serde_json::Value::String(p) => vec![p.clone()],
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
+        .filter_map(|(op, glob)| s["Condition"].get(*op).map(|b| (b, *glob)))
+        .filter_map(|(block, glob)| block.as_object().map(|b| (b, glob)))
+        .flat_map(|(block, glob)| block.iter().map(move |(k, v)| (k, v, glob)))
+        .filter(|(key, _, _)| key.eq_ignore_ascii_case("aws:PrincipalArn"))
+        .flat_map(|(_, v, glob)| {
+            let patterns: Vec<String> = match v {
+                serde_json::Value::String(p) => vec![p.clone()],
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            patterns.into_iter().map(move |p| (p, glob))
         })
-        .any(|pattern| crate::targets::glob_match(&pattern, executor_arn));
+        .any(|(pattern, glob)| {
+            if glob {
+                crate::targets::glob_match(&pattern, principal_arn)
+            } else {
+                pattern == principal_arn
+            }
+        });
         if !spared {
             let sid = s["Sid"]
                 .as_str()
                 .map(|x| format!(" ({x})"))
                 .unwrap_or_default();
             return Err(format!(
-                "Deny statement {}{sid} does not exempt {executor_arn} (run by breakglass) through aws:PrincipalArn: applying it would lock the responders out",
+                "Deny statement {}{sid} does not exempt {principal_arn} through aws:PrincipalArn: applying it would lock the responders out",
                 i + 1
             ));
         }
@@ -295,35 +306,39 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                     "the executor's role ARN could not be read (iam:GetRole), so the SCP cannot exempt it: refusing to lock the responders out".into(),
                 ));
             }
+            let mut exempt = ctx.exempt.clone();
+            exempt.extend(ctx.member_exempt.iter().cloned());
             let document = match custom {
                 Some(doc) => {
-                    exempts(&doc, &ctx.executor_arn).map_err(|m| local("org.apply_scp", m))?;
-                    for arn in ctx.fleet.member_role_arns() {
+                    let mut must = ctx.exempt.clone();
+                    if ctx.member_exempt.is_some() {
+                        must.extend(ctx.fleet.member_role_arns());
+                    }
+                    for arn in must {
                         exempts(&doc, &arn).map_err(|m| local("org.apply_scp", m))?;
                     }
                     doc
                 }
-                None => deny_all_document(&ctx.exempt),
+                None => deny_all_document(&exempt),
             };
             if document.len() > SCP_MAX_CHARS {
                 return Err(local(
                     "org.apply_scp",
                     format!(
-                        "the SCP document is {} characters; AWS allows {SCP_MAX_CHARS}: shorten the protect list (wildcards help)",
+                        "the SCP document is {} characters; AWS allows {SCP_MAX_CHARS}: shorten the protect list",
                         document.len()
                     ),
                 ));
             }
-            notes.push(format!("Exempted principals: {}", ctx.exempt.join(", ")));
-            let member = crate::accounts::MemberRole::new(None).pattern();
-            if !ctx
-                .exempt
-                .iter()
-                .any(|e| e.ends_with(":role/OrganizationAccountAccessRole"))
-            {
-                notes.push(format!(
-                    "{member} is not exempted (this playbook does not fan out across accounts): a later run across the organization is denied in every account the SCP binds, until it is detached or the playbook sets `accounts:`."
-                ));
+            notes.push(format!("Exempted principals: {}", exempt.join(", ")));
+            match &ctx.member_exempt {
+                Some(member) => notes.push(format!(
+                    "{member} is exempted only while this run's member-account steps need it: once they, any hold and the read-back are done, the SCP is rewritten without it (that role trusts the management account, so anyone with admin there could use it)."
+                )),
+                None => notes.push(
+                    "No member role is exempted (no step of this playbook runs in member accounts): a later run across the organization is denied in every account the SCP binds; run the member-account steps in the same playbook as the freeze."
+                        .into(),
+                ),
             }
             let mut missing = Vec::new();
             let mut prior_content = None;
@@ -455,42 +470,77 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                     .map(|_| ());
                 aws::goal_if(r, &["PolicyTypeAlreadyEnabledException"])?;
             }
-            let (policy_id, created) =
-                match &a.policy_id {
-                    Some(id) => {
-                        if a.prior_content.is_some() {
+            let (policy_id, created) = match &a.policy_id {
+                Some(id) => {
+                    if a.prior_content.is_some() {
+                        ctx.call("organizations:UpdatePolicy", || {
+                            org.update_policy()
+                                .policy_id(id)
+                                .content(&a.document)
+                                .send()
+                        })
+                        .await
+                        .map(|_| ())?;
+                    }
+                    (id.clone(), false)
+                }
+                None => {
+                    // CreatePolicy takes no idempotency token: a lost
+                    // answer is followed by a read by name, and a
+                    // DuplicatePolicyException adopts the policy made.
+                    let created = aws::create_once(
+                            &["DuplicatePolicyException"],
+                            || async {
+                                let out = ctx
+                                    .call_once(None, "organizations:CreatePolicy", || {
+                                        org.create_policy()
+                                            .name(&a.name)
+                                            .description("breakglass: deny all but the responders")
+                                            .r#type(
+                                                aws_sdk_organizations::types::PolicyType::ServiceControlPolicy,
+                                            )
+                                            .content(&a.document)
+                                            .send()
+                                    })
+                                    .await?;
+                                out.policy()
+                                    .and_then(|p| p.policy_summary())
+                                    .and_then(|s| s.id())
+                                    .map(str::to_string)
+                                    .ok_or_else(|| {
+                                        local(
+                                            "organizations:CreatePolicy",
+                                            "no policy id returned".into(),
+                                        )
+                                    })
+                            },
+                            || async {
+                                Ok(find_policy(ctx, &a.name).await?.map(|(id, _)| id))
+                            },
+                        )
+                        .await?;
+                    let created_here = created.is_new();
+                    let id = created.into_inner();
+                    if !created_here {
+                        // Adopted: make sure it says what this run meant.
+                        let content = find_policy(ctx, &a.name)
+                            .await?
+                            .map(|(_, c)| c)
+                            .unwrap_or_default();
+                        if !aws::same_json(&content, &a.document) {
                             ctx.call("organizations:UpdatePolicy", || {
                                 org.update_policy()
-                                    .policy_id(id)
+                                    .policy_id(&id)
                                     .content(&a.document)
                                     .send()
                             })
-                            .await
-                            .map(|_| ())?;
-                        }
-                        (id.clone(), false)
-                    }
-                    None => {
-                        let out = ctx
-                            .call("organizations:CreatePolicy", || {
-                                org.create_policy()
-                            .name(&a.name)
-                            .description("breakglass: deny all but the responders")
-                            .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
-                            .content(&a.document).send()
-                            })
                             .await?;
-                        let id = out
-                            .policy()
-                            .and_then(|p| p.policy_summary())
-                            .and_then(|s| s.id())
-                            .ok_or_else(|| {
-                                local("organizations:CreatePolicy", "no policy id returned".into())
-                            })?
-                            .to_string();
-                        (id, true)
+                        }
                     }
-                };
+                    // Adopted after a lost answer, it is still this run's creation.
+                    (id, true)
+                }
+            };
             for t in &a.attach_to {
                 let r = ctx
                     .call("organizations:AttachPolicy", || {
@@ -529,20 +579,34 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
     }
 }
 
-/// `MoveAccount`; an account already in `to` counts as moved (a rerun).
+/// `MoveAccount`; an account already in `to` counts as moved (a rerun). A
+/// retry after a lost answer would name a source parent the account has
+/// left, so any failure is checked against where the account is now.
 pub async fn move_account(ctx: &Ctx, account: &str, from: &str, to: &str) -> Result<(), AwsError> {
     let org = ctx.clients.org();
-    let r = ctx
-        .call("organizations:MoveAccount", || {
-            org.move_account()
-                .account_id(account)
-                .source_parent_id(from)
-                .destination_parent_id(to)
-                .send()
-        })
-        .await
-        .map(|_| ());
-    aws::goal_if(r, &["DuplicateAccountException"])
+    let mut last = None;
+    for _ in 0..ctx.retry.transient_attempts {
+        let r = ctx
+            .call_once(None, "organizations:MoveAccount", || {
+                org.move_account()
+                    .account_id(account)
+                    .source_parent_id(from)
+                    .destination_parent_id(to)
+                    .send()
+            })
+            .await
+            .map(|_| ());
+        let e = match aws::goal_if(r, &["DuplicateAccountException"]) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        match parent_of(ctx, account).await {
+            Ok(now) if now == to => return Ok(()),
+            Ok(now) if now == from && e.kind == aws::ErrorKind::Transient => last = Some(e),
+            _ => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| local("organizations:MoveAccount", "not attempted".into())))
 }
 
 /// The parent (root or OU) an account sits in now.
@@ -649,5 +713,12 @@ mod tests {
         assert!(exempts(doc, EXECUTOR).is_err());
         let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"ArnNotLike":{"aws:PrincipalArn":["arn:aws:iam::*:role/ir/*"]}}}}"#;
         assert_eq!(exempts(doc, EXECUTOR), Ok(()));
+        // StringNotEquals compares literally: its `*` is a character.
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringNotEquals":{"aws:PrincipalArn":["arn:aws:iam::*:role/ir/*"]}}}}"#;
+        assert!(exempts(doc, EXECUTOR).is_err());
+        let doc = format!(
+            r#"{{"Statement":{{"Effect":"Deny","Action":"*","Resource":"*","Condition":{{"StringNotEquals":{{"aws:PrincipalArn":"{EXECUTOR}"}}}}}}}}"#
+        );
+        assert_eq!(exempts(&doc, EXECUTOR), Ok(()));
     }
 }

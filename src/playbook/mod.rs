@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::actions::{ActionKind, ActionParams};
 pub use model::{
     AccessKeySelector, AccountsSpec, ExecutorSpec, InstanceSelector, LockModeSpec, OnFailure,
-    PlaybookFile, Regions, RoleSelector, SnapshotSelector, StepFile, TargetSpec, UserSelector,
-    VarSpec,
+    OnMissing, PlaybookFile, Regions, RoleSelector, SessionSelector, SnapshotSelector, StepFile,
+    TargetSpec, UserSelector, VarSpec,
 };
 pub use problems::{Problem, Problems, Severity};
 use yaml::{Node, Pos};
@@ -52,6 +52,7 @@ pub struct StepDef {
     pub targets: Option<Node>,
     pub with: Option<Node>,
     pub on_failure: OnFailure,
+    pub on_missing: OnMissing,
     pub max_targets: Option<u32>,
     /// The step's own `accounts:` (the playbook's applies when `None`).
     pub accounts: Option<AccountsSpec>,
@@ -67,10 +68,27 @@ pub struct BoundStep {
     pub targets: TargetSpec,
     pub params: ActionParams,
     pub on_failure: OnFailure,
+    pub on_missing: OnMissing,
     pub max_targets: Option<u32>,
     /// The accounts the step fans out to (its own or the playbook's); `None`
     /// runs it in the executor's account.
     pub accounts: Option<AccountsSpec>,
+}
+
+impl BoundStep {
+    /// Whether the step names resources that must exist (a key id, a user,
+    /// an instance id), as opposed to reaching whatever its filters admit.
+    pub fn names_subjects(&self) -> bool {
+        let t = &self.targets;
+        t.access_keys.is_some()
+            || t.sessions.is_some()
+            || t.users
+                .as_ref()
+                .is_some_and(|u| !u.names.is_empty() || !u.access_key_ids.is_empty())
+            || t.roles.as_ref().is_some_and(|r| !r.names.is_empty())
+            || t.instances.as_ref().is_some_and(|i| !i.ids.is_empty())
+            || t.snapshots.as_ref().is_some_and(|s| !s.ids.is_empty())
+    }
 }
 
 /// Reads and validates a playbook file.
@@ -600,6 +618,7 @@ fn decode_steps(
             targets: step.targets,
             with: step.with,
             on_failure: step.on_failure,
+            on_missing: step.on_missing,
             max_targets: step.max_targets,
             accounts: step.accounts.map(|a| a.value),
             pos: item.pos,
@@ -756,6 +775,7 @@ impl Playbook {
                     targets,
                     params,
                     on_failure: step.on_failure,
+                    on_missing: step.on_missing,
                     max_targets: step.max_targets,
                     accounts: step
                         .accounts

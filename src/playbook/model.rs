@@ -206,6 +206,11 @@ pub struct StepFile {
     /// What to do when a target of this step fails: stop the run (default) or go on.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// What to do when a target the step names (a key id, a user, an
+    /// instance id) does not exist: `fail` (default: the run stops before
+    /// any change, naming it) or `skip` (report it and go on).
+    #[serde(default)]
+    pub on_missing: OnMissing,
     /// Consent for an action nobody can undo (deleting console passwords,
     /// stopping instances, compliance-mode locks): required for those steps.
     #[serde(default)]
@@ -227,6 +232,14 @@ pub enum OnFailure {
     Continue,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissing {
+    #[default]
+    Fail,
+    Skip,
+}
+
 /// Target selectors. Within a selector the criteria narrow each other; `exclude`
 /// always wins.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
@@ -238,6 +251,8 @@ pub struct TargetSpec {
     pub roles: Option<Located<RoleSelector>>,
     #[serde(default)]
     pub access_keys: Option<Located<AccessKeySelector>>,
+    #[serde(default)]
+    pub sessions: Option<Located<SessionSelector>>,
     #[serde(default)]
     pub instances: Option<Located<InstanceSelector>>,
     #[serde(default)]
@@ -428,6 +443,23 @@ pub struct RoleSelector {
 pub struct AccessKeySelector {
     /// Access key ids (AKIA…); the owning user is looked up.
     pub ids: Vec<String>,
+}
+
+/// Stolen temporary credentials: the role or user that minted them is
+/// found in CloudTrail, or named here when CloudTrail cannot tell.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSelector {
+    /// Temporary access key ids (ASIA…).
+    pub key_ids: Vec<String>,
+    /// The role that minted them, when CloudTrail holds no event made with
+    /// them (empty: look it up).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The user that minted them with GetSessionToken or GetFederationToken,
+    /// when CloudTrail cannot tell (empty: look it up).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Parameters of actions that take none: present so a typo under `with` is an error.

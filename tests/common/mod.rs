@@ -495,6 +495,33 @@ impl Estate {
             .to_string()
     }
 
+    /// The service control policies with this name: (id, document).
+    pub async fn scps(&self, name: &str) -> Vec<(String, serde_json::Value)> {
+        let org = self.org();
+        let list = org
+            .list_policies()
+            .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .send()
+            .await
+            .expect("policies");
+        let mut out = Vec::new();
+        for p in list.policies().iter().filter(|p| p.name() == Some(name)) {
+            let id = p.id().expect("id").to_string();
+            let content = org
+                .describe_policy()
+                .policy_id(&id)
+                .send()
+                .await
+                .expect("describe")
+                .policy()
+                .and_then(|p| p.content())
+                .expect("content")
+                .to_string();
+            out.push((id, serde_json::from_str(&content).expect("json")));
+        }
+        out
+    }
+
     pub async fn instance(&self, region: &str, id: &str) -> aws_sdk_ec2::types::Instance {
         self.ec2(region)
             .describe_instances()

@@ -10,6 +10,26 @@ use std::sync::{Arc, Mutex};
 /// Snapshot id → (lock mode, duration in days).
 pub type Locks = Arc<Mutex<BTreeMap<String, (String, u32)>>>;
 
+/// AWS on its worst day, aimed at single actions: answers lost after the
+/// call was carried out, and refusals of chosen calls.
+#[derive(Default)]
+pub struct WorstDay {
+    /// Action → how many more of its calls moto carries out and the proxy
+    /// then answers with a 5xx, as when the answer is lost on the way back.
+    pub lose: BTreeMap<String, usize>,
+    /// (action, nth call of it, counting from 1) → (HTTP status, error
+    /// code): answered with that error before moto sees the call.
+    pub refuse: BTreeMap<(String, usize), (u16, String)>,
+    /// Calls seen so far, per action (DryRun checks not counted).
+    pub seen: BTreeMap<String, usize>,
+    /// Answers lost so far, per action.
+    pub lost: BTreeMap<String, usize>,
+    /// Temporary key id → CloudTrail events made with it (the JSON of each
+    /// event's `CloudTrailEvent`): what `LookupEvents` answers, as CloudTrail
+    /// documents it, since moto does not implement it.
+    pub trail_events: BTreeMap<String, Vec<String>>,
+}
+
 #[derive(Clone, Default)]
 struct State {
     shaping: Arc<Mutex<Option<Arc<Shaping>>>>,
@@ -21,6 +41,7 @@ struct State {
     denied_roles: Arc<Mutex<BTreeSet<String>>>,
     key_accounts: KeyAccounts,
     simulated: Arc<Mutex<BTreeSet<String>>>,
+    worst: Arc<Mutex<WorstDay>>,
 }
 
 /// (service, region, account): one token bucket each, as AWS meters.
@@ -31,7 +52,7 @@ type BucketKey = (String, String, String);
 pub type KeyAccounts = Arc<Mutex<BTreeMap<String, String>>>;
 
 /// Read-only API calls by name prefix; everything else counts as a mutation.
-const READ_PREFIXES: &[&str] = &["Describe", "List", "Get", "Simulate"];
+const READ_PREFIXES: &[&str] = &["Describe", "List", "Get", "Simulate", "Lookup"];
 
 pub struct Proxy {
     pub port: u16,
@@ -49,6 +70,8 @@ pub struct Proxy {
     pub denied_roles: Arc<Mutex<BTreeSet<String>>>,
     /// Every principal `SimulatePrincipalPolicy` was asked about.
     pub simulated: Arc<Mutex<BTreeSet<String>>>,
+    /// Lost answers, refusals and CloudTrail history (see [`WorstDay`]).
+    pub worst: Arc<Mutex<WorstDay>>,
 }
 
 impl Proxy {
@@ -75,6 +98,40 @@ impl Proxy {
             denied_dry_runs: state.denied_dry_runs,
             denied_roles: state.denied_roles,
             simulated: state.simulated,
+            worst: state.worst,
+        }
+    }
+
+    /// The next `n` calls of `action` are carried out and their answers lost.
+    pub fn lose(&self, action: &str, n: usize) {
+        if let Ok(mut w) = self.worst.lock() {
+            *w.lose.entry(action.to_string()).or_default() += n;
+        }
+    }
+
+    /// The `nth` call of `action` (counting from 1) is refused with `code`.
+    pub fn refuse(&self, action: &str, nth: usize, status: u16, code: &str) {
+        if let Ok(mut w) = self.worst.lock() {
+            w.refuse
+                .insert((action.to_string(), nth), (status, code.to_string()));
+        }
+    }
+
+    /// How many answers of `action` were lost so far.
+    pub fn lost(&self, action: &str) -> usize {
+        self.worst
+            .lock()
+            .map(|w| w.lost.get(action).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// CloudTrail shows `event` (an event's JSON) as made with `key_id`.
+    pub fn trail_event(&self, key_id: &str, event: &str) {
+        if let Ok(mut w) = self.worst.lock() {
+            w.trail_events
+                .entry(key_id.to_string())
+                .or_default()
+                .push(event.to_string());
         }
     }
 
@@ -225,6 +282,48 @@ fn server_error(s: &mut TcpStream, service: &str) -> std::io::Result<()> {
             "500 Internal Server Error",
             &format!(
                 "<ErrorResponse xmlns=\"https://{other}.amazonaws.com/doc/2010-05-08/\"><Error><Type>Receiver</Type><Code>ServiceFailure</Code><Message>injected: internal error</Message></Error><RequestId>proxy-fault</RequestId></ErrorResponse>"
+            ),
+        ),
+    }
+}
+
+/// An error in the protocol's own format: EC2's `Response/Errors`, the JSON
+/// protocols' `__type`, and the query protocols' `ErrorResponse`.
+fn error_answer(
+    s: &mut TcpStream,
+    service: &str,
+    status: u16,
+    code: &str,
+    message: &str,
+) -> std::io::Result<()> {
+    let reason = match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        _ => "Error",
+    };
+    match service {
+        "ec2" => respond(
+            s,
+            &format!("{status} {reason}"),
+            &format!(
+                "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
+            ),
+        ),
+        "organizations" | "cloudtrail" => {
+            let body = serde_json::json!({ "__type": code, "Message": message }).to_string();
+            write!(
+                s,
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        other => respond(
+            s,
+            &format!("{status} {reason}"),
+            &format!(
+                "<ErrorResponse xmlns=\"https://{other}.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
             ),
         ),
     }
@@ -414,6 +513,75 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             "403 Forbidden",
             "<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>proxy</RequestID></Response>",
         );
+    }
+    let dry = get("DryRun").as_deref() == Some("true");
+    let mut lose_answer = false;
+    if let (Some(a), false) = (&action, dry) {
+        let head = String::from_utf8_lossy(&request[..split]).to_string();
+        let (service, _, _) = credential_of(&head);
+        let refusal = state.worst.lock().ok().and_then(|mut w| {
+            let n = {
+                let seen = w.seen.entry(a.clone()).or_default();
+                *seen += 1;
+                *seen
+            };
+            if let Some(left) = w.lose.get_mut(a)
+                && *left > 0
+            {
+                *left -= 1;
+                *w.lost.entry(a.clone()).or_default() += 1;
+                lose_answer = true;
+            }
+            w.refuse.get(&(a.clone(), n)).cloned()
+        });
+        if let Some((status, code)) = refusal {
+            return error_answer(
+                &mut client,
+                &service,
+                status,
+                &code,
+                &format!("injected: call {a} refused"),
+            );
+        }
+        if a == "LookupEvents" {
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let key = json["LookupAttributes"][0]["AttributeValue"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let events: Vec<serde_json::Value> = state
+                .worst
+                .lock()
+                .map(|w| w.trail_events.get(&key).cloned().unwrap_or_default())
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    serde_json::json!({
+                        "EventId": format!("proxy-{i}"),
+                        "EventName": "GetCallerIdentity",
+                        "AccessKeyId": key,
+                        "CloudTrailEvent": e,
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({ "Events": events }).to_string();
+            return write!(
+                client,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    }
+    if lose_answer {
+        // Carried out by moto; the answer never comes back.
+        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+        up.write_all(&request)?;
+        let mut response = Vec::new();
+        up.read_to_end(&mut response)?;
+        let head = String::from_utf8_lossy(&request[..split]).to_string();
+        let (service, _, _) = credential_of(&head);
+        return server_error(&mut client, &service);
     }
     match action.as_deref() {
         Some("AssumeRole")
