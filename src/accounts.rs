@@ -19,6 +19,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::actions::{Clients, Ctx};
+use crate::aws::credentials::needs_renewal;
 use crate::aws::{self, AwsError, Identity};
 use crate::playbook::{AccountsSpec, BoundStep};
 
@@ -280,7 +281,7 @@ async fn enter_all(
     session_name: &str,
 ) -> BTreeMap<String, Reach> {
     let home = &ctx.identity.account;
-    let sts = &aws_sdk_sts::Client::new(&ctx.clients.config);
+    let sts = &ctx.clients.sts();
     join_all(wanted.iter().map(|account| async move {
         if account == home {
             return (account.clone(), home_reach(ctx));
@@ -290,8 +291,8 @@ async fn enter_all(
             return (account.clone(), Reach::Unreachable { error });
         }
         let reach = match enter(ctx, sts, &role.arn(account), session_name).await {
-            Ok((config, identity)) => Reach::Reached {
-                clients: Box::new(Clients::new(&config)),
+            Ok((clients, identity)) => Reach::Reached {
+                clients: Box::new(clients),
                 identity: Box::new(identity),
             },
             Err(e) => Reach::Unreachable {
@@ -305,14 +306,14 @@ async fn enter_all(
     .collect()
 }
 
-/// Assumes `role_arn` and returns a configuration that signs with it, its
-/// session renewed before it expires.
+/// Assumes `role_arn` and returns clients that sign with it, its session
+/// renewed before it expires.
 async fn enter(
     ctx: &Ctx,
     sts: &aws_sdk_sts::Client,
     role_arn: &str,
     session_name: &str,
-) -> Result<(aws_config::SdkConfig, Identity), AwsError> {
+) -> Result<(Clients, Identity), AwsError> {
     let provider = MemberCredentials {
         sts: sts.clone(),
         role_arn: role_arn.to_string(),
@@ -322,26 +323,22 @@ async fn enter(
         home: ctx.identity.account.clone(),
         session: tokio::sync::Mutex::new(None),
     };
-    let (creds, identity) = provider.assume().await?;
+    let (creds, mut identity) = provider.assume().await?;
     *provider.session.lock().await = Some(creds);
-    // The provider keeps its own session: the SDK's shared cache holds 64
-    // credentials at most, and an organization has more accounts than that.
-    let config = ctx
+    // The executor's own chain stays protected in every account it reaches.
+    identity.chain = ctx.identity.chain.clone();
+    // The provider keeps its own session (the factory turns the SDK's
+    // shared cache off: it holds 64 credentials at most, and an
+    // organization has more accounts than that).
+    let clients = ctx
         .clients
-        .config
-        .to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(provider))
-        .identity_cache(aws_sdk_iam::config::IdentityCache::no_cache())
-        .build();
-    Ok((config, identity))
+        .with_credentials(SharedCredentialsProvider::new(provider));
+    Ok((clients, identity))
 }
-
-/// Renew a member session this long before it expires.
-const RENEW_BEFORE: Duration = Duration::from_secs(300);
 
 /// Credentials of one member account's role session, kept and renewed
 /// (`AssumeRole` again, paced and retried like every call of the run) when
-/// less than [`RENEW_BEFORE`] is left; concurrent callers share one renewal.
+/// less than `RENEW_BEFORE` is left; concurrent callers share one renewal.
 struct MemberCredentials {
     sts: aws_sdk_sts::Client,
     role_arn: String,
@@ -415,11 +412,6 @@ impl MemberCredentials {
         *session = Some(c.clone());
         Ok(c)
     }
-}
-
-/// A session renews when less than [`RENEW_BEFORE`] is left of it.
-fn needs_renewal(expiry: Option<SystemTime>, now: SystemTime) -> bool {
-    expiry.is_some_and(|e| e <= now + RENEW_BEFORE)
 }
 
 impl ProvideCredentials for MemberCredentials {
@@ -573,18 +565,6 @@ async fn accounts_under(ctx: &Ctx, ou: &str) -> Result<Vec<String>, AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sessions_renew_five_minutes_before_they_expire() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let in_ = |s: u64| Some(now + Duration::from_secs(s));
-        assert!(!needs_renewal(in_(3600), now));
-        assert!(!needs_renewal(in_(301), now));
-        assert!(needs_renewal(in_(300), now));
-        assert!(needs_renewal(in_(10), now));
-        assert!(needs_renewal(Some(now - Duration::from_secs(1)), now));
-        assert!(!needs_renewal(None, now));
-    }
 
     #[test]
     fn member_role_names_and_templates() {

@@ -58,6 +58,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Verify { playbook, vars } => verify(&cli.global, &out, playbook, vars).await,
         Command::Rollback {
             path,
+            allow_env_endpoint,
             dry_run,
             yes,
             steps,
@@ -67,6 +68,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let req = RollbackRequest {
                 path,
+                allow_env_endpoint: *allow_env_endpoint,
                 dry_run: *dry_run,
                 yes: *yes,
                 force: *force,
@@ -180,12 +182,30 @@ fn load(
     })
 }
 
+/// Whether endpoints set outside the command line (variables, the
+/// profile) may be used: shown always, refused for changes unless allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoints {
+    /// Read-only commands, or `--allow-env-endpoint`.
+    Allowed,
+    /// A live run or a rollback without `--allow-env-endpoint`.
+    FlagOnly,
+}
+
 /// Connects with the chosen profile and refuses a mismatched identity.
-async fn connect(global: &GlobalArgs, loaded: Option<&Loaded>) -> Result<Session, Error> {
+async fn connect(
+    global: &GlobalArgs,
+    loaded: Option<&Loaded>,
+    endpoints: Endpoints,
+) -> Result<Session, Error> {
     let playbook = loaded.map(|l| &l.playbook);
     let mut conn = global.connection(playbook.map(|p| &p.executor))?;
+    conn.allow_implicit_endpoints = endpoints == Endpoints::Allowed;
     if let Some(loaded) = loaded {
-        conn.assume = assume_role(global, loaded)?;
+        conn.session_name = session_name(loaded);
+        conn.assume = assume_role(loaded, &conn.session_name);
+    } else {
+        conn.session_name = session_name_for("whoami");
     }
     let session = aws::connect(&conn).await?;
     if let Some(pb) = playbook {
@@ -194,57 +214,36 @@ async fn connect(global: &GlobalArgs, loaded: Option<&Loaded>) -> Result<Session
     Ok(session)
 }
 
-/// The playbook's `executor.assume_role`, with the MFA code from `--mfa-code`
-/// or typed (hidden) on the terminal. No terminal and no code refuses.
-fn assume_role(global: &GlobalArgs, loaded: &Loaded) -> Result<Option<aws::AssumeRole>, Error> {
-    let Some(spec) = &loaded.playbook.executor.assume_role else {
-        return Ok(None);
-    };
-    let mfa = match &spec.mfa_serial {
-        None => None,
-        Some(serial) => {
-            let code = match &global.mfa_code {
-                Some(c) => c.clone(),
-                None if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
-                    dialoguer::Password::new()
-                        .with_prompt(format!("MFA code for {serial}"))
-                        .interact()
-                        .map_err(|e| Error::Refused(format!("MFA code not read: {e}")))?
-                }
-                None => {
-                    return Err(Error::Refused(format!(
-                        "{} needs an MFA code from {serial}: pass --mfa-code or run on a terminal",
-                        spec.role_arn
-                    )));
-                }
-            };
-            Some((serial.clone(), code.trim().to_string()))
-        }
-    };
-    let session_name = spec
-        .session_name
-        .clone()
-        .unwrap_or_else(|| session_name(loaded));
-    Ok(Some(aws::AssumeRole {
+/// The playbook's `executor.assume_role`, the last hop of the chain.
+fn assume_role(loaded: &Loaded, session_name: &str) -> Option<aws::credentials::RoleHop> {
+    let spec = loaded.playbook.executor.assume_role.as_ref()?;
+    Some(aws::credentials::RoleHop {
+        profile: None,
         role_arn: spec.role_arn.clone(),
-        session_name,
-        duration_seconds: spec.duration_seconds.unwrap_or(3600),
-        mfa,
-    }))
+        mfa_serial: spec.mfa_serial.clone(),
+        external_id: None,
+        duration_seconds: spec.duration_seconds.map(|d| d.min(43_200) as i32),
+        session_name: Some(
+            spec.session_name
+                .clone()
+                .unwrap_or_else(|| session_name.to_string()),
+        ),
+    })
 }
 
 /// `breakglass-<case id>` (or the time): what CloudTrail shows for every
 /// role session the run opens, so the investigation can find the response.
 fn session_name(loaded: &Loaded) -> String {
-    let tag: String = loaded
-        .vars
-        .get("case_id")
-        .cloned()
-        .unwrap_or_else(|| {
-            jiff::Timestamp::now()
-                .strftime("%Y%m%dT%H%M%SZ")
-                .to_string()
-        })
+    session_name_for(&loaded.vars.get("case_id").cloned().unwrap_or_else(|| {
+        jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string()
+    }))
+}
+
+/// `breakglass-<tag>`, cut to what STS accepts as a session name.
+fn session_name_for(tag: &str) -> String {
+    let tag: String = tag
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(*c))
         .take(52)
@@ -303,14 +302,22 @@ async fn context(
 ) -> Result<Ctx, Error> {
     let pb = &loaded.playbook;
     let mut protect = pb.protect.clone();
-    let clients = Clients::new(&session.config);
+    let clients = session.clients.clone();
     let retry = RetryPolicy::default();
     let telemetry = Arc::new(Telemetry::new(usize::from(global.concurrency)));
     let executor_arn = executor_arn(&clients, &session.identity, &retry, &telemetry).await;
     // The executor's own principal, exactly (a role with its path): what
     // discovery skips and every deny exempts.
     protect.extend(executor_arn.iter().cloned());
-    let exempt: Vec<String> = executor_arn.iter().cloned().collect();
+    let mut exempt: Vec<String> = executor_arn.iter().cloned().collect();
+    // Every principal of the credential chain: a revoked base user or
+    // intermediate role locks out every later run, hold and rollback.
+    for arn in session.identity.chain_arns() {
+        if !exempt.contains(&arn) {
+            exempt.push(arn.clone());
+            protect.push(arn);
+        }
+    }
     // Fanning out, the tool also acts as the member role in every account: a
     // freeze that caught it would shut the response out of the organization.
     // It is exempted only while this run's member-account steps need it
@@ -437,7 +444,7 @@ async fn read_only(
     pass: Pass,
 ) -> Result<ReadOnly, Error> {
     let loaded = load(path, vars, global.accounts.as_ref())?;
-    let session = connect(global, Some(&loaded)).await?;
+    let session = connect(global, Some(&loaded), Endpoints::Allowed).await?;
     let (mode, since) = match pass {
         Pass::Plan { .. } => ("plan (read-only)", jiff::Timestamp::now()),
         // Any revocation in place counts, whatever its age.
@@ -546,16 +553,12 @@ struct RunRequest<'a> {
 async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<ExitCode, Error> {
     let (local_log, mirror) = audit_destinations(req.audit_log)?;
     let loaded = load(req.playbook, req.vars, global.accounts.as_ref())?;
-    if !req.dry_run && !req.allow_env_endpoint {
-        let conn = global.connection(Some(&loaded.playbook.executor))?;
-        if let Some(e) = conn.endpoint.filter(|e| e.source == "AWS_ENDPOINT_URL") {
-            return Err(Error::Refused(format!(
-                "the endpoint {} comes only from the AWS_ENDPOINT_URL variable: pass --endpoint-url to mean it, or --allow-env-endpoint",
-                e.url
-            )));
-        }
-    }
-    let session = connect(global, Some(&loaded)).await?;
+    let endpoints = if req.dry_run || req.allow_env_endpoint {
+        Endpoints::Allowed
+    } else {
+        Endpoints::FlagOnly
+    };
+    let session = connect(global, Some(&loaded), endpoints).await?;
     let mode = if req.dry_run {
         "dry run (no changes)"
     } else {
@@ -598,26 +601,18 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     let audit_path = local_log.unwrap_or_else(|| audit::default_path(&run_id, req.dry_run));
     let log = AuditLog::create(&audit_path, &run_id)?;
     if let Some((bucket, prefix)) = mirror {
-        let conf = aws_sdk_s3::config::Builder::from(&session.config)
-            .force_path_style(session.endpoint.is_some())
-            .build();
-        log.mirror_to(aws_sdk_s3::Client::from_conf(conf), bucket, prefix);
+        log.mirror_to(session.clients.s3(&session.region), bucket, prefix);
     }
-    log.append(Event::RunStart {
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        playbook: loaded.playbook.source.clone(),
-        playbook_name: loaded.playbook.name.clone(),
-        playbook_digest: loaded.playbook.digest.clone(),
-        dry_run: req.dry_run,
-        identity: session.identity.clone(),
-        profile: session.profile.clone(),
-        credential_source: session.source.clone(),
-        region: session.region.clone(),
-        endpoint: session.endpoint.clone(),
-        vars: loaded.vars.clone(),
-        args: redacted_args(std::env::args().skip(1)),
-        rollback_of: None,
-    })?;
+    log.append(run_start(
+        &session,
+        &loaded.playbook.source,
+        &loaded.playbook.name,
+        &loaded.playbook.digest,
+        req.dry_run,
+        loaded.vars.clone(),
+        None,
+        executor_record(&loaded.playbook),
+    ))?;
     if !accounts.is_empty() {
         log.append(Event::Accounts {
             accounts: accounts.clone(),
@@ -896,6 +891,50 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
     Ok(open)
 }
 
+/// The run-start record: what ran, as whom, through which chain, where.
+#[allow(clippy::too_many_arguments)]
+fn run_start(
+    session: &Session,
+    playbook: &str,
+    name: &str,
+    digest: &str,
+    dry_run: bool,
+    vars: BTreeMap<String, String>,
+    rollback_of: Option<String>,
+    executor: Option<audit::ExecutorRecord>,
+) -> Event {
+    Event::RunStart {
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        playbook: playbook.to_string(),
+        playbook_name: name.to_string(),
+        playbook_digest: digest.to_string(),
+        dry_run,
+        identity: session.identity.clone(),
+        profile: session.profile.clone(),
+        credential_source: session.source(),
+        region: session.region.clone(),
+        endpoint: session.endpoints().global.clone(),
+        endpoints: session.endpoints().clone(),
+        executor,
+        vars,
+        args: redacted_args(std::env::args().skip(1)),
+        rollback_of,
+    }
+}
+
+/// What a rollback needs to connect as the run did: the playbook's
+/// `executor.assume_role` (the MFA device, never a code).
+fn executor_record(pb: &Playbook) -> Option<audit::ExecutorRecord> {
+    pb.executor
+        .assume_role
+        .as_ref()
+        .map(|a| audit::ExecutorRecord {
+            role_arn: a.role_arn.clone(),
+            mfa_serial: a.mfa_serial.clone(),
+            duration_seconds: a.duration_seconds,
+        })
+}
+
 /// The command line for the audit log, with secret values (the MFA code)
 /// replaced: nothing secret is ever written there.
 fn redacted_args(args: impl Iterator<Item = String>) -> Vec<String> {
@@ -1167,8 +1206,95 @@ async fn reenter_accounts(
     ctx
 }
 
+/// What a run recorded about how it connected.
+struct RunConnection<'a> {
+    profile: &'a str,
+    region: &'a str,
+    endpoints: &'a aws::Endpoints,
+    /// Logs from before `endpoints` was recorded.
+    endpoint: Option<&'a aws::Endpoint>,
+    executor: Option<&'a audit::ExecutorRecord>,
+    run_id: &'a str,
+    allow_env_endpoint: bool,
+}
+
+/// A rollback connects as the run did: the run's profile, region,
+/// endpoints and `executor.assume_role` (with a fresh MFA code), unless
+/// `--profile`, `--region` or `--endpoint-url` say otherwise on the command
+/// line. A rollback of an emulator run goes to that emulator, never to AWS.
+async fn connect_as_run(global: &GlobalArgs, run: RunConnection<'_>) -> Result<Session, Error> {
+    let mut conn = global.connection(None)?;
+    if global.profile.is_none() {
+        conn.profile = run.profile.to_string();
+        conn.profile_source = "the audit log".into();
+    }
+    if global.region.is_none() {
+        conn.region = Some((run.region.to_string(), "the audit log".into()));
+    }
+    let logged = run.endpoints.global.as_ref().or(run.endpoint);
+    if global.endpoint_url.is_none() {
+        match logged {
+            // Recorded when the run was made: that is where its changes are.
+            Some(e) => {
+                conn.endpoint_flag = Some(aws::Endpoint {
+                    url: e.url.clone(),
+                    source: "the audit log".into(),
+                })
+            }
+            None if !run.endpoints.services.is_empty() => {
+                return Err(Error::Refused(
+                    "the run sent some services to endpoints of their own: pass --endpoint-url to say where to roll back".into(),
+                ));
+            }
+            None => {}
+        }
+    }
+    conn.allow_implicit_endpoints = run.allow_env_endpoint;
+    conn.session_name = session_name_for(&format!(
+        "rollback-{}",
+        run.run_id.chars().take(40).collect::<String>()
+    ));
+    conn.assume = run.executor.map(|e| aws::credentials::RoleHop {
+        profile: None,
+        role_arn: e.role_arn.clone(),
+        mfa_serial: e.mfa_serial.clone(),
+        external_id: None,
+        duration_seconds: e.duration_seconds.map(|d| d.min(43_200) as i32),
+        session_name: None,
+    });
+    aws::connect(&conn).await
+}
+
+/// The rollback acts as the run's own principal (the same user, or the same
+/// role, in the same account), unless `--profile` chose another on purpose.
+fn pin_to_run(global: &GlobalArgs, run: &Identity, now: &Identity) -> Result<(), Error> {
+    let mismatch = |what: &'static str, expected: &str| Error::IdentityMismatch {
+        expected_what: what,
+        expected: expected.to_string(),
+        actual_arn: now.arn.clone(),
+        actual_account: now.account.clone(),
+    };
+    if now.account != run.account {
+        return Err(mismatch("account of the run", &run.account));
+    }
+    if global.profile.is_none() && now.principal != run.principal {
+        let same_role = matches!(
+            (&now.principal, &run.principal),
+            (Principal::AssumedRole { role_name: a, .. }, Principal::AssumedRole { role_name: b, .. }) if a == b
+        );
+        if !same_role {
+            return Err(mismatch(
+                "principal of the run (--profile to choose another)",
+                &run.arn,
+            ));
+        }
+    }
+    Ok(())
+}
+
 struct RollbackRequest<'a> {
     path: &'a std::path::Path,
+    allow_env_endpoint: bool,
     dry_run: bool,
     yes: bool,
     force: bool,
@@ -1196,6 +1322,11 @@ async fn rollback(
     let Some(Event::RunStart {
         identity: original,
         dry_run: was_dry,
+        profile: logged_profile,
+        endpoint: logged_endpoint,
+        endpoints: logged_endpoints,
+        executor: logged_executor,
+        region: logged_region,
         ..
     }) = records.first().map(|r| &r.event)
     else {
@@ -1207,21 +1338,26 @@ async fn rollback(
         ));
     }
     let run_id = v.run_id.clone().unwrap_or_default();
-    let session = connect(global, None).await?;
-    if session.identity.account != original.account {
-        return Err(Error::IdentityMismatch {
-            expected_what: "account of the run",
-            expected: original.account.clone(),
-            actual_arn: session.identity.arn.clone(),
-            actual_account: session.identity.account.clone(),
-        });
-    }
+    let session = connect_as_run(
+        global,
+        RunConnection {
+            profile: logged_profile,
+            region: logged_region,
+            endpoints: logged_endpoints,
+            endpoint: logged_endpoint.as_ref(),
+            executor: logged_executor.as_ref(),
+            run_id: &run_id,
+            allow_env_endpoint: req.allow_env_endpoint,
+        },
+    )
+    .await?;
+    pin_to_run(global, original, &session.identity)?;
     errln!(
         "breakglass rollback of run {run_id} ({})",
         req.path.display()
     );
     errln!("  identity: {}", session.identity.arn);
-    errln!("  credential: {}", session.source);
+    errln!("  credential: {}", session.source());
     errln!("  endpoint: {}", session.endpoint_display());
     for u in &v.uncertain {
         errln!("warning: the run was interrupted during {u}: not undone, check it by hand");
@@ -1240,23 +1376,18 @@ async fn rollback(
             std::path::PathBuf::from("breakglass-audit").join(format!("rollback-{new_id}.jsonl"))
         });
     let log = AuditLog::create(&path, &new_id)?;
-    log.append(Event::RunStart {
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        playbook: req.path.display().to_string(),
-        playbook_name: format!("rollback of {run_id}"),
-        playbook_digest: v.head.clone().unwrap_or_default(),
-        dry_run: req.dry_run,
-        identity: session.identity.clone(),
-        profile: session.profile.clone(),
-        credential_source: session.source.clone(),
-        region: session.region.clone(),
-        endpoint: session.endpoint.clone(),
-        vars: BTreeMap::new(),
-        args: redacted_args(std::env::args().skip(1)),
-        rollback_of: Some(run_id.clone()),
-    })?;
+    log.append(run_start(
+        &session,
+        &req.path.display().to_string(),
+        &format!("rollback of {run_id}"),
+        &v.head.clone().unwrap_or_default(),
+        req.dry_run,
+        BTreeMap::new(),
+        Some(run_id.clone()),
+        logged_executor.clone(),
+    ))?;
     let ctx = Ctx {
-        clients: Clients::new(&session.config),
+        clients: session.clients.clone(),
         identity: session.identity.clone(),
         protection: Protection::new(&[]),
         concurrency: usize::from(global.concurrency),
@@ -1372,7 +1503,7 @@ async fn rollback(
 }
 
 async fn whoami(global: &GlobalArgs, out: &Printer) -> Result<ExitCode, Error> {
-    let session = connect(global, None).await?;
+    let session = connect(global, None, Endpoints::Allowed).await?;
     out.whoami(&session);
     Ok(ExitCode::Success)
 }

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::actions::Op;
-use crate::aws::{AwsError, CallCounts, Endpoint, Identity};
+use crate::aws::{AwsError, CallCounts, Endpoint, Endpoints, Identity};
 use crate::executor::{Counts, Outcome};
 use crate::targets::Target;
 
@@ -37,6 +37,9 @@ pub struct Record {
     pub event: Event,
 }
 
+// A run start is larger than the other records; each is written once, so
+// boxing it would only cost clarity.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -53,6 +56,13 @@ pub enum Event {
         credential_source: String,
         region: String,
         endpoint: Option<Endpoint>,
+        /// Every endpoint the run used, per service too.
+        #[serde(default)]
+        endpoints: Endpoints,
+        /// The playbook's `executor.assume_role`, for a rollback to connect
+        /// the same way.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        executor: Option<ExecutorRecord>,
         vars: BTreeMap<String, String>,
         args: Vec<String>,
         /// For a rollback: the run whose changes it undoes.
@@ -131,6 +141,16 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         not_contained: Option<Vec<String>>,
     },
+}
+
+/// The playbook's `executor.assume_role` as a run used it (never a code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorRecord {
+    pub role_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<u32>,
 }
 
 /// An open audit log for one run. Appends are serialized and fsynced.

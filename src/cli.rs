@@ -28,11 +28,13 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Named profile with the break-glass credential [default: executor.profile, else `breakglass`].
-    /// Environment credentials are never used in its place.
+    /// Named profile with the break-glass credential [default: executor.profile,
+    /// else AWS_PROFILE, else `breakglass`]. Environment credentials are never
+    /// used in its place.
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
-    /// Region for API calls [default: the profile's region, else us-east-1].
+    /// Region for API calls [default: AWS_REGION, else AWS_DEFAULT_REGION, else
+    /// the profile's region, else us-east-1].
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
     /// Send every call to this endpoint (an emulator, a VPC endpoint). Also read
@@ -52,8 +54,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration,
           default_value = "30s")]
     pub call_timeout: std::time::Duration,
-    /// The MFA code for `executor.assume_role` (else asked on the terminal).
-    #[arg(long, global = true, value_name = "CODE")]
+    /// The MFA code for the credential chain (`mfa_serial` of a profile, or
+    /// `executor.assume_role`); `-` reads it from standard input, out of
+    /// `ps` and the shell history [default: asked on the terminal].
+    #[arg(long, global = true, value_name = "CODE|-")]
     pub mfa_code: Option<String>,
     /// No colors in diagnostics (also honours NO_COLOR).
     #[arg(long, global = true)]
@@ -133,8 +137,9 @@ pub enum Command {
         /// Give it again as s3://bucket/prefix to also mirror every record to S3.
         #[arg(long, value_name = "PATH|s3://BUCKET/PREFIX")]
         audit_log: Vec<String>,
-        /// Let a live run use an endpoint set only by AWS_ENDPOINT_URL (a stray
-        /// variable must not send a lockdown somewhere unintended).
+        /// Let a live run use endpoints set by AWS_ENDPOINT_URL* variables or
+        /// the profile's endpoint_url (a stray setting must not send a
+        /// lockdown, signed, somewhere unintended).
         #[arg(long)]
         allow_env_endpoint: bool,
         /// Skip the permission preflight a live run makes before confirmation.
@@ -161,6 +166,10 @@ pub enum Command {
     Rollback {
         /// The run's audit log (verified first: a broken chain refuses).
         path: PathBuf,
+        /// Let the rollback use endpoints set by AWS_ENDPOINT_URL* variables
+        /// or the profile (it connects to the run's own endpoint otherwise).
+        #[arg(long)]
+        allow_env_endpoint: bool,
         /// Show what would be undone; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -247,44 +256,79 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 impl GlobalArgs {
-    /// Resolves profile, region and endpoint, each with where it came from.
+    /// Profile, region and endpoint, each with where it came from. The
+    /// profile is `--profile`, else the playbook's `executor.profile`, else
+    /// `AWS_PROFILE`, else `breakglass`; the region `--region`, else
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION` (else the profile's own, read
+    /// when connecting).
     pub fn connection(&self, executor: Option<&ExecutorSpec>) -> Result<Connection, Error> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let (profile, profile_source) =
             match (&self.profile, executor.and_then(|e| e.profile.clone())) {
-                (Some(p), _) => (p.clone(), "--profile"),
-                (None, Some(p)) => (p, "executor.profile"),
-                (None, None) => (DEFAULT_PROFILE.to_string(), "the default profile name"),
+                (Some(p), _) => (p.clone(), "--profile".to_string()),
+                (None, Some(p)) => (p, "executor.profile".to_string()),
+                (None, None) => match env("AWS_PROFILE") {
+                    Some(p) => (p, "AWS_PROFILE".to_string()),
+                    None => (
+                        DEFAULT_PROFILE.to_string(),
+                        "the default profile name".to_string(),
+                    ),
+                },
             };
-        let endpoint = match &self.endpoint_url {
-            Some(url) => Some(Endpoint {
-                url: url.clone(),
-                source: "--endpoint-url".into(),
-            }),
-            None => std::env::var("AWS_ENDPOINT_URL")
-                .ok()
-                .filter(|u| !u.trim().is_empty())
-                .map(|url| Endpoint {
-                    url,
-                    source: "AWS_ENDPOINT_URL".into(),
-                }),
+        let region = match &self.region {
+            Some(r) => Some((r.clone(), "--region".to_string())),
+            None => ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .iter()
+                .find_map(|k| env(k).map(|r| (r, k.to_string()))),
         };
-        if let Some(e) = &endpoint
-            && !(e.url.starts_with("http://") || e.url.starts_with("https://"))
+        if let Some(url) = &self.endpoint_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return Err(Error::Usage {
-                flag: e.source.clone(),
-                message: format!("`{}` is not an http(s) URL", e.url),
+                flag: "--endpoint-url".into(),
+                message: format!("`{url}` is not an http(s) URL"),
             });
         }
         Ok(Connection {
             profile,
             profile_source,
-            region: self.region.clone(),
-            endpoint,
-            sdk_max_attempts: 1,
+            region,
+            endpoint_flag: self.endpoint_url.as_ref().map(|url| Endpoint {
+                url: url.clone(),
+                source: "--endpoint-url".into(),
+            }),
+            allow_implicit_endpoints: true,
             call_timeout: self.call_timeout,
             assume: None,
+            session_name: String::new(),
+            mfa_code: self.mfa_code()?,
         })
+    }
+
+    /// `--mfa-code`, or a line of standard input for `--mfa-code -` (so the
+    /// code shows in neither `ps` nor the shell history).
+    fn mfa_code(&self) -> Result<Option<String>, Error> {
+        match self.mfa_code.as_deref() {
+            Some("-") => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| Error::Usage {
+                        flag: "--mfa-code -".into(),
+                        message: format!("cannot read the code from standard input: {e}"),
+                    })?;
+                let code = line.trim().to_string();
+                if code.is_empty() {
+                    return Err(Error::Usage {
+                        flag: "--mfa-code -".into(),
+                        message: "standard input held no code".into(),
+                    });
+                }
+                Ok(Some(code))
+            }
+            Some(c) => Ok(Some(c.trim().to_string())),
+            None => Ok(None),
+        }
     }
 }
 

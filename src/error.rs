@@ -34,6 +34,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The AWS configuration is unusable: a missing or malformed profile.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// The credential chain failed: a hop was refused or did not answer.
     #[error("credentials: {0}")]
     Credentials(String),
 
@@ -69,9 +74,10 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::InvalidPlaybook(_) | Error::Usage { .. } | Error::ReadFile { .. } => {
-                ExitCode::Usage
-            }
+            Error::InvalidPlaybook(_)
+            | Error::Usage { .. }
+            | Error::ReadFile { .. }
+            | Error::Config(_) => ExitCode::Usage,
             Error::IdentityMismatch { .. } | Error::Refused(_) => ExitCode::Refused,
             Error::Credentials(_)
             | Error::Aws(_)
@@ -84,8 +90,8 @@ impl Error {
     /// A short next step for the responder, where there is an obvious one.
     pub fn help(&self) -> Option<String> {
         match self {
-            Error::Credentials(_) => Some(
-                "breakglass uses only the named profile (--profile, else executor.profile, else `breakglass`); environment credentials are ignored on purpose"
+            Error::Config(_) => Some(
+                "breakglass uses one named profile (--profile, else executor.profile, else AWS_PROFILE, else `breakglass`); environment credentials are ignored on purpose; nothing was changed"
                     .into(),
             ),
             Error::IdentityMismatch { .. } => Some(
@@ -107,6 +113,7 @@ impl miette::Diagnostic for Error {
             Error::InvalidPlaybook(_) => "breakglass::invalid_playbook",
             Error::Usage { .. } => "breakglass::usage",
             Error::ReadFile { .. } => "breakglass::read_file",
+            Error::Config(_) => "breakglass::config",
             Error::Credentials(_) => "breakglass::credentials",
             Error::Aws(_) => "breakglass::aws",
             Error::IdentityMismatch { .. } => "breakglass::identity_mismatch",

@@ -190,7 +190,12 @@ impl Printer {
             session.identity.arn,
             session.identity.account
         );
-        errln!("  credential: {}", session.source);
+        errln!("  credential: {}", session.source());
+        errln!(
+            "  region: {} (from {})",
+            session.region,
+            session.region_source
+        );
         errln!("  endpoint: {}", session.endpoint_display());
         for w in &pb.warnings {
             errln!("{w}");
@@ -204,7 +209,9 @@ impl Printer {
                 "profile": session.profile,
                 "profile_source": session.profile_source,
                 "region": session.region,
-                "endpoint": session.endpoint,
+                "region_source": session.region_source,
+                "endpoint": session.endpoints().global,
+                "endpoints": session.endpoints(),
             }));
         }
         let id = &session.identity;
@@ -216,7 +223,15 @@ impl Printer {
             session.profile,
             session.profile_source
         );
-        outln!("region:     {}", session.region);
+        for (i, hop) in id.chain.iter().enumerate() {
+            let label = if i == 0 { "chain:" } else { "" };
+            outln!("{label:<11} {hop}");
+        }
+        outln!(
+            "region:     {} (from {})",
+            session.region,
+            session.region_source
+        );
         outln!("endpoint:   {}", session.endpoint_display());
     }
 

@@ -6,7 +6,7 @@
 //! the executor explicitly, or an SCP that would not exempt it.
 
 use crate::actions::{ActionKind, ActionParams, Ctx, org};
-use crate::aws::Principal;
+use crate::aws::PrincipalKind;
 use crate::playbook::BoundStep;
 
 /// One reason the run would lock its own responders out.
@@ -41,37 +41,48 @@ pub fn self_lockout(ctx: &Ctx, steps: &[BoundStep]) -> Vec<Finding> {
             })
         };
         let t = &step.targets;
-        if let (Principal::User { name }, Some(users)) = (&id.principal, &t.users) {
-            if users.names.iter().any(|n| n == name) {
+        let chain_key = |ids: &[String]| {
+            id.chain_keys()
+                .find(|k| ids.iter().any(|i| i == k))
+                .map(str::to_string)
+        };
+        if let Some(users) = &t.users {
+            for name in users
+                .names
+                .iter()
+                .filter(|n| id.is_self(&id.account, PrincipalKind::User, n))
+            {
                 find(format!(
-                    "`{}` names the executor's own user {name}",
+                    "`{}` names the user {name} of the executor's credential chain",
                     step.action.id()
                 ));
             }
-            if users.access_key_ids.contains(&id.access_key_id) {
+            if let Some(key) = chain_key(&users.access_key_ids) {
                 find(format!(
-                    "`{}` selects the user of the key this run signs with ({})",
-                    step.action.id(),
-                    id.access_key_id
+                    "`{}` selects the user of key {key}, which the executor's credential chain signs with",
+                    step.action.id()
                 ));
             }
         }
         if let Some(keys) = &t.access_keys
-            && keys.ids.contains(&id.access_key_id)
+            && let Some(key) = chain_key(&keys.ids)
         {
             find(format!(
-                "`{}` names the key this run signs with ({})",
-                step.action.id(),
-                id.access_key_id
-            ));
-        }
-        if let (Principal::AssumedRole { role_name, .. }, Some(roles)) = (&id.principal, &t.roles)
-            && roles.names.iter().any(|n| n == role_name)
-        {
-            find(format!(
-                "`{}` names the executor's own role {role_name}: every session of it, this run's included, would be cut",
+                "`{}` names key {key}, which the executor's credential chain signs with",
                 step.action.id()
             ));
+        }
+        if let Some(roles) = &t.roles {
+            for name in roles
+                .names
+                .iter()
+                .filter(|n| id.is_self(&id.account, PrincipalKind::Role, n))
+            {
+                find(format!(
+                    "`{}` names the role {name} of the executor's credential chain: every session of it, this run's included, would be cut",
+                    step.action.id()
+                ));
+            }
         }
         if let (Some(role), Some(roles)) = (&ctx.fleet.role, &t.roles)
             && ctx.fleet.accounts(step.index).is_some()

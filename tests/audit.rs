@@ -43,6 +43,8 @@ fn write_log(path: &Path, finish: bool) {
         credential_source: "profile breakglass".into(),
         region: "us-east-1".into(),
         endpoint: None,
+        endpoints: Default::default(),
+        executor: None,
         vars: Default::default(),
         args: vec![],
         rollback_of: None,

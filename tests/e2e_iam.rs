@@ -247,8 +247,8 @@ steps:
         argv.insert(1, pb.to_str().expect("path"));
         let ran = e.run(&argv);
         assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
-        assert!(ran.stderr.contains("step 2 (iam.quarantine_principals): `iam.quarantine_principals` names the executor's own user ir-responder"), "{}", ran.stderr);
-        assert!(ran.stderr.contains("step 3 (iam.deactivate_access_keys): `iam.deactivate_access_keys` names the key this run signs with"), "{}", ran.stderr);
+        assert!(ran.stderr.contains("step 2 (iam.quarantine_principals): `iam.quarantine_principals` names the user ir-responder of the executor's credential chain"), "{}", ran.stderr);
+        assert!(ran.stderr.contains(&format!("step 3 (iam.deactivate_access_keys): `iam.deactivate_access_keys` names key {}, which the executor's credential chain signs with", e.executor_key)), "{}", ran.stderr);
     }
     // Refused before any change: even step 1, which was harmless, did not run.
     let mutations = e.proxy().mutations.lock().expect("lock").clone();

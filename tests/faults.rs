@@ -38,9 +38,15 @@ fn error(code: &str, message: &str) -> ErrorMetadata {
     ErrorMetadata::builder().code(code).message(message).build()
 }
 
-fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
+async fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
+    let factory = breakglass::aws::Factory::new(
+        "us-east-1".into(),
+        Default::default(),
+        Duration::from_secs(5),
+    )
+    .await;
     Ctx {
-        clients: Clients::with_iam(iam, &aws_config::SdkConfig::builder().build()),
+        clients: Clients::with_iam(iam, Arc::new(factory)),
         identity: Identity::from_caller(
             "123456789012".into(),
             "arn:aws:iam::123456789012:user/ir/responder".into(),
@@ -121,7 +127,7 @@ async fn throttled_twice_then_success_is_changed() {
     let rules = estate_rules(update);
     let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, &rules, |c| c
         .retry_config(RetryConfig::disabled()));
-    let ctx = ctx(iam);
+    let ctx = ctx(iam).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = AuditLog::create(&dir.path().join("a.jsonl"), "r").expect("log");
     let opts = executor::Options {
@@ -148,7 +154,7 @@ async fn throttling_that_never_ends_is_a_failure_not_a_success() {
     let rules = estate_rules(update);
     let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, &rules, |c| c
         .retry_config(RetryConfig::disabled()));
-    let ctx = ctx(iam);
+    let ctx = ctx(iam).await;
     let opts = executor::Options {
         dry_run: false,
         audit: None,
@@ -186,7 +192,7 @@ async fn access_denied_for_bob(
     let rules = estate_rules(update);
     let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, &rules, |c| c
         .retry_config(RetryConfig::disabled()));
-    let ctx = ctx(iam);
+    let ctx = ctx(iam).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("a.jsonl");
     let log = AuditLog::create(&path, "r").expect("log");
@@ -271,7 +277,7 @@ async fn a_target_whose_state_cannot_be_read_fails_alone() {
     let rules = vec![list_users, list_keys, update];
     let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, &rules, |c| c
         .retry_config(RetryConfig::disabled()));
-    let ctx = ctx(iam);
+    let ctx = ctx(iam).await;
     let opts = executor::Options {
         dry_run: false,
         audit: None,

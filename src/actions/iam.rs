@@ -427,7 +427,7 @@ async fn session_owner(
     key_id: &str,
 ) -> Result<Result<(PrincipalRefKind, String), String>, AwsError> {
     let hint = "name it with --var role=NAME (or --var user=NAME for GetSessionToken and GetFederationToken sessions)";
-    let sts = aws_sdk_sts::Client::new(&ctx.clients.config);
+    let sts = ctx.clients.sts();
     let info = ctx
         .call("sts:GetAccessKeyInfo", || {
             sts.get_access_key_info().access_key_id(key_id).send()
@@ -789,7 +789,7 @@ fn plan_key(
             key_id: key_id.clone(),
         },
     };
-    let disposition = if key_id == ctx.identity.access_key_id {
+    let disposition = if ctx.identity.chain_keys().any(|k| k == key_id) {
         Disposition::Skip {
             reason: SkipReason::ExecutorKey,
         }

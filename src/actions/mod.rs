@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
 use crate::accounts::{Fleet, Reach};
+pub use crate::aws::Clients;
 use crate::aws::{self, AwsError, Identity, RetryPolicy, Telemetry};
 use crate::playbook::BoundStep;
 use crate::playbook::model::{
@@ -303,58 +304,6 @@ pub enum Disposition {
     /// claimed, but reported failed with the error, while the step's other
     /// targets go on.
     Unreadable { error: AwsError },
-}
-
-/// Service clients built from one credential; EC2 clients per region, made once.
-#[derive(Clone)]
-pub struct Clients {
-    pub iam: aws_sdk_iam::Client,
-    pub(crate) config: aws_config::SdkConfig,
-    ec2: Arc<std::sync::Mutex<std::collections::HashMap<String, aws_sdk_ec2::Client>>>,
-}
-
-impl Clients {
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Clients {
-            iam: aws_sdk_iam::Client::new(config),
-            config: config.clone(),
-            ec2: Arc::default(),
-        }
-    }
-
-    /// For tests that inject a mocked IAM client.
-    pub fn with_iam(iam: aws_sdk_iam::Client, config: &aws_config::SdkConfig) -> Self {
-        Clients {
-            iam,
-            ..Clients::new(config)
-        }
-    }
-
-    pub fn org(&self) -> aws_sdk_organizations::Client {
-        aws_sdk_organizations::Client::new(&self.config)
-    }
-
-    pub fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
-        let conf = aws_sdk_cloudtrail::config::Builder::from(&self.config)
-            .region(aws_sdk_cloudtrail::config::Region::new(region.to_string()))
-            .build();
-        aws_sdk_cloudtrail::Client::from_conf(conf)
-    }
-
-    pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        let mut map = match self.ec2.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.entry(region.to_string())
-            .or_insert_with(|| {
-                let conf = aws_sdk_ec2::config::Builder::from(&self.config)
-                    .region(aws_sdk_ec2::config::Region::new(region.to_string()))
-                    .build();
-                aws_sdk_ec2::Client::from_conf(conf)
-            })
-            .clone()
-    }
 }
 
 /// State shared by every step of one run.

@@ -181,6 +181,14 @@ impl Estate {
         std::fs::write(&config, text).expect("write config");
     }
 
+    /// Appends raw text to the AWS config file (profiles of any kind).
+    pub fn add_config(&self, text: &str) {
+        let config = self.dir.path().join("config");
+        let mut all = std::fs::read_to_string(&config).unwrap_or_default();
+        all.push_str(text);
+        std::fs::write(&config, all).expect("write config");
+    }
+
     /// Creates a user with one active key and a console password; returns the key id.
     pub async fn user_with_key(&self, name: &str) -> String {
         user_with_key(&self.iam, name).await
@@ -268,6 +276,8 @@ impl Estate {
         .env("AWS_CONFIG_FILE", self.dir.path().join("config"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("NO_COLOR", "1")
+        // Nothing of the real home (an SSO token cache, ~/.aws) is read.
+        .env("HOME", self.dir.path())
         .arg("--endpoint-url")
         .arg(
             self.proxy
@@ -340,6 +350,55 @@ impl Estate {
         self.assert_no_secret_in(&ran.stdout, "stdout");
         self.assert_no_secret_in(&ran.stderr, "stderr");
         self.assert_no_secret_in_files();
+        ran
+    }
+
+    /// Runs the binary with extra variables and standard input, checking
+    /// for leaked secrets as [`Estate::run`] does.
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Ran {
+        let mut cmd = self.cmd();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .args(args)
+            .write_stdin(stdin.to_string())
+            .output()
+            .expect("run binary");
+        let ran = Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        self.assert_no_secret_in(&ran.stdout, "stdout");
+        self.assert_no_secret_in(&ran.stderr, "stderr");
+        self.assert_no_secret_in_files();
+        ran
+    }
+
+    /// The binary without `--endpoint-url` (it must find the endpoint
+    /// elsewhere: the audit log, a variable).
+    pub fn run_without_endpoint(&self, args: &[&str]) -> Ran {
+        let mut std = self.std_cmd();
+        let kept: Vec<std::ffi::OsString> =
+            std.get_args().skip(2).map(|a| a.to_os_string()).collect();
+        let mut cmd = std::process::Command::new(std.get_program());
+        for (k, v) in std.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.current_dir(self.dir.path()).args(kept).args(args);
+        std = cmd;
+        let out = std.stdin(Stdio::null()).output().expect("run binary");
+        let ran = Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        self.assert_no_secret_in(&ran.stdout, "stdout");
+        self.assert_no_secret_in(&ran.stderr, "stderr");
         ran
     }
 

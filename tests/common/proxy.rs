@@ -24,6 +24,20 @@ pub struct WorstDay {
     pub seen: BTreeMap<String, usize>,
     /// Answers lost so far, per action.
     pub lost: BTreeMap<String, usize>,
+    /// The parameters of every `AssumeRole` and `AssumeRoleWithWebIdentity`
+    /// that came through (MFA serial and code, external id, duration,
+    /// session name), to show what the credential chain sent.
+    pub assumed: Vec<BTreeMap<String, String>>,
+    /// When set, sessions STS issues expire after this long (the answer says
+    /// so), and a call signed with an expired one gets `ExpiredToken`, as AWS
+    /// answers it.
+    pub session_length: Option<std::time::Duration>,
+    /// Session key id → when it expires (see `session_length`).
+    pub expiries: BTreeMap<String, std::time::SystemTime>,
+    /// Bearer tokens the SSO portal accepts → (account, role name):
+    /// `GetRoleCredentials` answers with a session of that role, minted by
+    /// moto's STS, as IAM Identity Center hands out role credentials.
+    pub sso_tokens: BTreeMap<String, (String, String)>,
     /// Temporary key id → CloudTrail events made with it (the JSON of each
     /// event's `CloudTrailEvent`): what `LookupEvents` answers, as CloudTrail
     /// documents it, since moto does not implement it.
@@ -123,6 +137,29 @@ impl Proxy {
             .lock()
             .map(|w| w.lost.get(action).copied().unwrap_or(0))
             .unwrap_or(0)
+    }
+
+    /// Every AssumeRole-like call seen, with its parameters.
+    pub fn assumed(&self) -> Vec<BTreeMap<String, String>> {
+        self.worst
+            .lock()
+            .map(|w| w.assumed.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sessions STS issues from now on last `length`, enforced.
+    pub fn short_sessions(&self, length: std::time::Duration) {
+        if let Ok(mut w) = self.worst.lock() {
+            w.session_length = Some(length);
+        }
+    }
+
+    /// The SSO portal accepts `token` for `role` in `account`.
+    pub fn sso_token(&self, token: &str, account: &str, role: &str) {
+        if let Ok(mut w) = self.worst.lock() {
+            w.sso_tokens
+                .insert(token.to_string(), (account.to_string(), role.to_string()));
+        }
     }
 
     /// CloudTrail shows `event` (an event's JSON) as made with `key_id`.
@@ -425,6 +462,33 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             })
             .flatten()
     });
+    let head_text = String::from_utf8_lossy(&request[..split]).to_string();
+    if head_text.starts_with("GET /federation/credentials") {
+        return sso_role_credentials(&mut client, upstream, state, &head_text);
+    }
+    let (_, _, signing_key) = credential_of(&head_text);
+    let expired = state.worst.lock().ok().is_some_and(|w| {
+        w.expiries
+            .get(&signing_key)
+            .is_some_and(|t| *t < std::time::SystemTime::now())
+    });
+    if expired {
+        let (service, _, _) = credential_of(&head_text);
+        return error_answer(
+            &mut client,
+            &service,
+            403,
+            "ExpiredToken",
+            "The security token included in the request is expired",
+        );
+    }
+    if matches!(
+        action.as_deref(),
+        Some("AssumeRole" | "AssumeRoleWithWebIdentity")
+    ) && let Ok(mut w) = state.worst.lock()
+    {
+        w.assumed.push(p.iter().cloned().collect());
+    }
     let shaping = state.shaping.lock().ok().and_then(|s| s.clone());
     let mut slow_by = None;
     if let (Some(shaping), Some(a)) = (shaping, &action) {
@@ -710,6 +774,12 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             up.write_all(&request)?;
             let mut response = Vec::new();
             up.read_to_end(&mut response)?;
+            if matches!(
+                action.as_deref(),
+                Some("AssumeRole" | "AssumeRoleWithWebIdentity")
+            ) {
+                response = shorten_session(response, state);
+            }
             if action.as_deref() == Some("AssumeRole") {
                 let text = String::from_utf8_lossy(&response);
                 let account = xml_text(&text, "Arn").and_then(|a| a.split(':').nth(4));
@@ -727,6 +797,121 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             client.write_all(&response)
         }
     }
+}
+
+/// With `session_length` set, the session in an STS answer expires that
+/// soon: its `Expiration` is rewritten and its key remembered.
+fn shorten_session(response: Vec<u8>, state: &State) -> Vec<u8> {
+    let Ok(mut w) = state.worst.lock() else {
+        return response;
+    };
+    let Some(length) = w.session_length else {
+        return response;
+    };
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (Some(key), Some(old)) = (
+        xml_text(&text, "AccessKeyId"),
+        xml_text(&text, "Expiration"),
+    ) else {
+        return response;
+    };
+    let until = std::time::SystemTime::now() + length;
+    w.expiries.insert(key.to_string(), until);
+    let stamp = jiff::Timestamp::try_from(until)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    let text = text.replace(
+        &format!("<Expiration>{old}</Expiration>"),
+        &format!("<Expiration>{stamp}</Expiration>"),
+    );
+    // The body changed length: fix Content-Length.
+    let Some(split) = text.find("\r\n\r\n") else {
+        return text.into_bytes();
+    };
+    let (head, body) = text.split_at(split + 4);
+    let head: String = head
+        .split("\r\n")
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with("content-length:") {
+                format!("Content-Length: {}", body.len())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    format!("{head}{body}").into_bytes()
+}
+
+/// IAM Identity Center's `GetRoleCredentials` (`GET /federation/credentials`
+/// with the `x-amz-sso_bearer_token` header), which moto lacks: a known
+/// token gets a session of its role, minted by moto's STS; any other gets
+/// `UnauthorizedException`, as the portal answers an expired login.
+fn sso_role_credentials(
+    client: &mut TcpStream,
+    upstream: u16,
+    state: &State,
+    head: &str,
+) -> std::io::Result<()> {
+    let token = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("x-amz-sso_bearer_token:")
+                .then(|| l.split_once(':').map(|(_, v)| v.trim().to_string()))
+        })
+        .flatten()
+        .unwrap_or_default();
+    let grant = state
+        .worst
+        .lock()
+        .ok()
+        .and_then(|w| w.sso_tokens.get(&token).cloned());
+    let Some((account, role)) = grant else {
+        let body = r#"{"message":"Session token not found or invalid"}"#;
+        return write!(
+            client,
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nx-amzn-ErrorType: UnauthorizedException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    };
+    let form = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A{account}%3Arole%2F{role}&RoleSessionName=sso-user"
+    );
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    write!(
+        up,
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIASSOPORTAL0000000/20260101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=00\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (Some(key), Some(secret), Some(session)) = (
+        xml_text(&text, "AccessKeyId"),
+        xml_text(&text, "SecretAccessKey"),
+        xml_text(&text, "SessionToken"),
+    ) else {
+        return server_error(client, "sso");
+    };
+    let expiration = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() + 3_600_000)
+        .unwrap_or_default();
+    let body = serde_json::json!({
+        "roleCredentials": {
+            "accessKeyId": key,
+            "secretAccessKey": secret,
+            "sessionToken": session,
+            "expiration": expiration,
+        }
+    })
+    .to_string();
+    write!(
+        client,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// The issue #6 defaults for the benchmarks: service → (refill per second,
