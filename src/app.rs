@@ -35,6 +35,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             yes,
             vars,
             audit_log,
+            audit_bucket_owner,
+            audit_profile,
             allow_env_endpoint,
             skip_preflight,
             no_verify,
@@ -47,6 +49,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 yes: *yes,
                 vars,
                 audit_log,
+                audit_bucket_owner: audit_bucket_owner.as_deref(),
+                audit_profile: audit_profile.as_deref(),
                 allow_env_endpoint: *allow_env_endpoint,
                 skip_preflight: *skip_preflight,
                 no_verify: *no_verify,
@@ -59,6 +63,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Rollback {
             path,
             allow_env_endpoint,
+            trust,
             dry_run,
             yes,
             steps,
@@ -68,6 +73,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let req = RollbackRequest {
                 path,
+                trust,
                 allow_env_endpoint: *allow_env_endpoint,
                 dry_run: *dry_run,
                 yes: *yes,
@@ -80,8 +86,23 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             };
             rollback(&cli.global, &out, req).await
         }
-        Command::Audit(AuditCommand::Verify { path }) => audit_verify(&out, path),
-        Command::Audit(AuditCommand::Show { path }) => audit_show(&out, path),
+        Command::Audit(AuditCommand::Verify {
+            path,
+            trust,
+            against,
+            bucket_owner,
+        }) => {
+            audit_verify(
+                &cli.global,
+                &out,
+                path,
+                trust,
+                against.as_deref(),
+                bucket_owner.as_deref(),
+            )
+            .await
+        }
+        Command::Audit(AuditCommand::Show { path, trust }) => audit_show(&out, path, trust),
         Command::Whoami => whoami(&cli.global, &out).await,
         Command::Actions => {
             out.actions(ActionKind::ALL);
@@ -353,6 +374,10 @@ async fn context(
         check_permissions: false,
         run: Arc::default(),
         fleet: Arc::default(),
+        audit_key: crate::audit::AuditKey::existing()
+            .ok()
+            .flatten()
+            .map(Arc::new),
     };
     if fans_out {
         let fleet = Fleet::connect(&ctx, &loaded.steps, member_role, &session_name(loaded)).await?;
@@ -466,6 +491,7 @@ async fn read_only(
         dry_run: true,
         audit: None,
         progress: None,
+        interrupt: None,
     };
     let steps = executor::execute(&ctx, &loaded.steps, &opts, |_| {}).await?;
     Ok(ReadOnly {
@@ -543,6 +569,8 @@ struct RunRequest<'a> {
     yes: bool,
     vars: &'a [(String, String)],
     audit_log: &'a [String],
+    audit_bucket_owner: Option<&'a str>,
+    audit_profile: Option<&'a str>,
     allow_env_endpoint: bool,
     skip_preflight: bool,
     no_verify: bool,
@@ -552,6 +580,14 @@ struct RunRequest<'a> {
 
 async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<ExitCode, Error> {
     let (local_log, mirror) = audit_destinations(req.audit_log)?;
+    if mirror.is_some() && req.audit_bucket_owner.is_none() {
+        return Err(Error::Usage {
+            flag: "--audit-bucket-owner".into(),
+            message: "an s3:// audit log needs the account that owns the bucket (every write carries ExpectedBucketOwner)".into(),
+        });
+    }
+    // The signing key first: without it nothing is recorded, so nothing runs.
+    let key = Arc::new(audit::AuditKey::load_or_create()?);
     let loaded = load(req.playbook, req.vars, global.accounts.as_ref())?;
     let endpoints = if req.dry_run || req.allow_env_endpoint {
         Endpoints::Allowed
@@ -566,6 +602,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     };
     out.header(&session, &loaded.playbook, mode);
     let mut ctx = context(global, &session, &loaded, jiff::Timestamp::now()).await?;
+    ctx.audit_key = Some(key.clone());
     let accounts = ctx.fleet.statuses();
     out.accounts(&accounts, &ctx.fleet.notes);
     resolve_protections(&mut ctx, &loaded.playbook).await;
@@ -591,6 +628,12 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     } else {
         check_subjects(&ctx, &loaded.steps).await?;
     }
+    let mirror = match (mirror, req.audit_bucket_owner) {
+        (Some((bucket, prefix)), Some(owner)) => {
+            Some(audit_mirror(global, &session, bucket, prefix, owner, req.audit_profile).await?)
+        }
+        _ => None,
+    };
     if !req.dry_run && !req.yes {
         confirm(&session.identity, &loaded.steps, planned.as_deref())?;
     }
@@ -599,9 +642,12 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     ctx.run_started = started;
     let run_id = audit::new_run_id(started);
     let audit_path = local_log.unwrap_or_else(|| audit::default_path(&run_id, req.dry_run));
-    let log = AuditLog::create(&audit_path, &run_id)?;
-    if let Some((bucket, prefix)) = mirror {
-        log.mirror_to(session.clients.s3(&session.region), bucket, prefix);
+    let log = AuditLog::create(&audit_path, &run_id, key.clone())?;
+    if !req.dry_run {
+        errln!("audit log: {}", log.path().display());
+    }
+    if let Some(m) = mirror {
+        log.mirror_to(m);
     }
     log.append(run_start(
         &session,
@@ -612,6 +658,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         loaded.vars.clone(),
         None,
         executor_record(&loaded.playbook),
+        &key,
     ))?;
     if !accounts.is_empty() {
         log.append(Event::Accounts {
@@ -625,15 +672,78 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         })?;
     }
 
+    let interrupt = (!req.dry_run).then(executor::Interrupt::listen);
     let ticker = out.progress();
     let opts = executor::Options {
         dry_run: req.dry_run,
         audit: Some(&log),
         progress: ticker.as_ref().map(|t| t.progress()),
+        interrupt: interrupt.as_deref(),
     };
-    let steps = executor::execute(&ctx, &loaded.steps, &opts, |s| out.step_done(s)).await;
+    // The lockdown proper: steps, hold, read-back. A second interrupt
+    // abandons it where it stands; the log still gets its run end.
+    let contain = async {
+        let steps = executor::execute(&ctx, &loaded.steps, &opts, |s| out.step_done(s)).await?;
+        let stopped = interrupt.as_ref().is_some_and(|i| i.stopping());
+        let refused = run_status(&steps) == "refused";
+        let held = match req.hold {
+            Some(length) if !req.dry_run && !refused && !stopped => Some(
+                hold_line(
+                    &ctx,
+                    &loaded.steps,
+                    &log,
+                    out,
+                    length,
+                    req.every,
+                    interrupt.as_deref(),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        // The read-back comes last: after a hold, the state at its end is what counts.
+        let verified = if req.dry_run || req.no_verify || refused {
+            None
+        } else {
+            Some(read_back(&ctx, &loaded.steps).await?)
+        };
+        Ok::<_, Error>((steps, held, verified))
+    };
+    let abandoned = async {
+        match &interrupt {
+            Some(i) => i.abandoned().await,
+            None => std::future::pending().await,
+        }
+    };
+    let contained = tokio::select! {
+        r = contain => Some(r),
+        _ = abandoned => None,
+    };
     drop(ticker);
-    let steps = steps?;
+    // Whatever happened above, the member-role exemption does not outlive
+    // the run.
+    let tightened = if req.dry_run {
+        Ok(Vec::new())
+    } else {
+        tighten_scp(&ctx, &loaded.steps, &log).await
+    };
+    let (mut steps, held, verified) = match contained {
+        Some(Ok(done)) => done,
+        Some(Err(e)) => {
+            if let Err(t) = &tightened {
+                errln!("warning: the SCP still exempts the member role: {t}");
+            }
+            return Err(e);
+        }
+        None => (Vec::new(), None, None),
+    };
+    let tightened = match tightened {
+        Ok(t) => t,
+        Err(e) => {
+            errln!("warning: the SCP still exempts the member role: {e}");
+            Vec::new()
+        }
+    };
 
     let mut totals = Counts::default();
     for s in &steps {
@@ -643,38 +753,26 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         .total(jiff::Unit::Millisecond)
         .map(|m| m as u64)
         .unwrap_or(0);
+    let interrupted = interrupt.as_ref().is_some_and(|i| i.stopping());
     let mut status = run_status(&steps);
+    if interrupted {
+        status = "interrupted";
+    }
     if status == "completed" && accounts.iter().any(|a| a.error.is_some()) {
         // Whatever the steps did, an unreachable account was not contained.
         status = "completed_with_failures";
     }
-    let held = match req.hold {
-        Some(length) if !req.dry_run && status != "refused" => {
-            Some(hold_line(&ctx, &loaded.steps, &log, out, length, req.every).await?)
-        }
-        _ => None,
-    };
-    // The read-back comes last: after a hold, the state at its end is what counts.
-    let verified = if req.dry_run || req.no_verify || status == "refused" {
-        None
-    } else {
-        Some(read_back(&ctx, &loaded.steps).await?)
-    };
     if status == "completed" && verified.as_ref().is_some_and(|v| !v.is_empty()) {
         status = "not_contained";
     }
-    let mut steps = steps;
-    if !req.dry_run {
-        let tightened = tighten_scp(&ctx, &loaded.steps, &steps, &log).await?;
-        for r in &tightened {
-            out.step_done(r);
-            totals.merge(&r.counts);
-            if r.status != StepStatus::Done && status == "completed" {
-                status = "completed_with_failures";
-            }
+    for r in &tightened {
+        out.step_done(r);
+        totals.merge(&r.counts);
+        if r.status != StepStatus::Done && status == "completed" {
+            status = "completed_with_failures";
         }
-        steps.extend(tightened);
     }
+    steps.extend(tightened);
     log.append(Event::RunEnd {
         status: status.to_string(),
         totals,
@@ -682,6 +780,10 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         not_contained: verified.clone(),
     })?;
     let audit_mirror = log.close_mirror(std::time::Duration::from_secs(60)).await;
+    if status == "completed" && audit_mirror.as_ref().is_some_and(|m| !m.complete()) {
+        // A mirror that lost records is not the anchor the run promised.
+        status = "audit_mirror_incomplete";
+    }
     let report = render::RunReport {
         run_id,
         playbook: loaded.playbook.name.clone(),
@@ -689,6 +791,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         status,
         identity: session.identity.clone(),
         endpoint: session.endpoint_display(),
+        endpoints: session.endpoints().clone(),
         totals,
         calls: ctx.telemetry.snapshot(),
         millis,
@@ -697,6 +800,8 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         audit_log: log.path().display().to_string(),
         audit_mirror,
         audit_head: log.head(),
+        audit_signature: log.head_signature(),
+        audit_key: log.key().public(),
         accounts,
         steps,
     };
@@ -717,24 +822,26 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
 async fn tighten_scp(
     ctx: &Ctx,
     steps: &[BoundStep],
-    reports: &[StepReport],
     log: &AuditLog,
 ) -> Result<Vec<StepReport>, Error> {
     if ctx.member_exempt.is_none() {
         return Ok(Vec::new());
     }
+    // Every built-in deny-all of the playbook, whatever its step's status:
+    // a step that failed one attach still made the policy. One that was
+    // never made is left alone (`only_existing`).
     let applied: Vec<BoundStep> = steps
         .iter()
         .filter(|s| {
             s.action == ActionKind::OrgApplyScp
                 && matches!(&s.params, crate::actions::ActionParams::ApplyScp(p) if p.document.is_none())
-                && reports
-                    .iter()
-                    .any(|r| r.index == s.index && r.status == StepStatus::Done)
         })
         .map(|s| {
             let mut s = s.clone();
             s.name = format!("{} (member-role exemption removed)", s.name);
+            if let crate::actions::ActionParams::ApplyScp(p) = &mut s.params {
+                p.only_existing = true;
+            }
             s
         })
         .collect();
@@ -747,6 +854,7 @@ async fn tighten_scp(
         dry_run: false,
         audit: Some(log),
         progress: None,
+        interrupt: None,
     };
     executor::execute(&tight, &applied, &opts, |_| {}).await
 }
@@ -762,6 +870,7 @@ async fn hold_line(
     out: &Printer,
     length: std::time::Duration,
     every: std::time::Duration,
+    interrupt: Option<&executor::Interrupt>,
 ) -> Result<render::HoldSummary, Error> {
     let deadline = tokio::time::Instant::now() + length;
     let mut summary = render::HoldSummary::default();
@@ -769,6 +878,13 @@ async fn hold_line(
         dry_run: false,
         audit: Some(log),
         progress: None,
+        interrupt,
+    };
+    let stopped = || async {
+        match interrupt {
+            Some(i) => i.stopped().await,
+            None => std::future::pending().await,
+        }
     };
     loop {
         let now = tokio::time::Instant::now();
@@ -778,7 +894,7 @@ async fn hold_line(
         let wait = every.min(deadline - now);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = tokio::signal::ctrl_c() => {
+            _ = stopped() => {
                 summary.interrupted = true;
                 break;
             }
@@ -902,6 +1018,7 @@ fn run_start(
     vars: BTreeMap<String, String>,
     rollback_of: Option<String>,
     executor: Option<audit::ExecutorRecord>,
+    key: &audit::AuditKey,
 ) -> Event {
     Event::RunStart {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -919,7 +1036,69 @@ fn run_start(
         vars,
         args: redacted_args(std::env::args().skip(1)),
         rollback_of,
+        audit_key: Some(key.public()),
     }
+}
+
+/// The S3 copy of the log: the bucket of the forensic account (checked to
+/// be that account's with `ExpectedBucketOwner`), in its own region,
+/// written with `--audit-profile` or the break-glass credential. A bucket
+/// without Object Lock in compliance mode is said to be deletable.
+async fn audit_mirror(
+    global: &GlobalArgs,
+    session: &Session,
+    bucket: String,
+    prefix: String,
+    owner: &str,
+    profile: Option<&str>,
+) -> Result<audit::Mirror, Error> {
+    let clients = match profile {
+        None => session.clients.clone(),
+        Some(p) => {
+            let mut conn = global.connection(None)?;
+            conn.profile = p.to_string();
+            conn.profile_source = "--audit-profile".into();
+            conn.allow_implicit_endpoints = false;
+            conn.session_name = session_name_for("audit-mirror");
+            aws::connect(&conn).await?.clients
+        }
+    };
+    // An unreachable mirror is loud but stops no containment: the run's
+    // status then says the mirror is incomplete, and it exits 1.
+    let client = match audit::bucket_client(&clients, &session.region, &bucket, owner).await {
+        Ok(c) => c,
+        Err(e) => {
+            errln!("warning: audit mirror s3://{bucket}/{prefix}: {e}");
+            clients.s3(&session.region)
+        }
+    };
+    let lock = client
+        .get_object_lock_configuration()
+        .bucket(&bucket)
+        .expected_bucket_owner(owner)
+        .send()
+        .await;
+    let compliance = lock
+        .as_ref()
+        .ok()
+        .and_then(|o| o.object_lock_configuration())
+        .is_some_and(|c| {
+            c.rule()
+                .and_then(|r| r.default_retention())
+                .and_then(|d| d.mode())
+                .is_some_and(|m| m.as_str() == "COMPLIANCE")
+        });
+    if !compliance {
+        errln!(
+            "warning: audit mirror s3://{bucket}/{prefix}: the bucket has no default Object Lock retention in COMPLIANCE mode: whoever holds its account's admin can delete the copy"
+        );
+    }
+    Ok(audit::Mirror {
+        client,
+        bucket,
+        prefix,
+        owner: owner.to_string(),
+    })
 }
 
 /// What a rollback needs to connect as the run did: the playbook's
@@ -997,7 +1176,7 @@ impl Preflight {
                 .filter(|i| i.outcome == crate::executor::Outcome::Failed)
             {
                 match &i.error {
-                    Some(e) if e.kind == aws::ErrorKind::NotFound => {
+                    Some(e) if e.is_missing_subject() => {
                         missing.push(format!("{label}: {}: {}", i.target, e.message));
                     }
                     Some(e) if e.kind == aws::ErrorKind::AccessDenied => {
@@ -1182,6 +1361,19 @@ async fn reenter_accounts(
     let Some(role) = role else {
         return ctx;
     };
+    // Validated as a playbook's `executor.member_role` is: a role name, or an
+    // ARN template with {account}.
+    let valid = if role.starts_with("arn:") {
+        role.contains("{account}") && role.contains(":role/")
+    } else {
+        !role.is_empty() && !role.contains(['/', ':', '{', '}', ' '])
+    };
+    if !valid {
+        errln!(
+            "warning: the log's member role `{role}` is not a role name or ARN template: member accounts are not entered"
+        );
+        return ctx;
+    }
     let accounts: std::collections::BTreeSet<String> = plan
         .iter()
         .filter(
@@ -1294,6 +1486,7 @@ fn pin_to_run(global: &GlobalArgs, run: &Identity, now: &Identity) -> Result<(),
 
 struct RollbackRequest<'a> {
     path: &'a std::path::Path,
+    trust: &'a crate::cli::TrustArgs,
     allow_env_endpoint: bool,
     dry_run: bool,
     yes: bool,
@@ -1312,11 +1505,36 @@ async fn rollback(
     use crate::executor::Outcome;
     use crate::rollback::Plan;
 
-    let (v, records) = audit::read(req.path)?;
+    let (v, records) = audit::read(
+        req.path,
+        &req.trust.trust(),
+        req.trust.expect_head.as_deref(),
+    )?;
+    // Rollback acts with the break-glass credential on whatever the log
+    // says: only a log this responder's key signed (or anchored by a head
+    // kept elsewhere) may drive it.
     if let Some(broken) = &v.broken {
         return Err(Error::Refused(format!(
             "{} does not verify ({broken}): a tampered log cannot drive a rollback",
             req.path.display()
+        )));
+    }
+    if !v.authentic() {
+        return Err(Error::Refused(format!(
+            "{} is {}: rollback trusts only logs signed by this machine's audit key (or --key, or --expect-head with the head the run printed)",
+            req.path.display(),
+            match (&v.signed_by, v.format) {
+                (_, 1) => "a log from before breakglass signed its records".to_string(),
+                (None, _) => "unsigned".to_string(),
+                (Some(k), _) if v.head_matches == Some(false) => format!(
+                    "signed by key {} but does not end with the expected head",
+                    audit::key::fingerprint(k)
+                ),
+                (Some(k), _) => format!(
+                    "signed by key {}, which this machine does not hold",
+                    audit::key::fingerprint(k)
+                ),
+            }
         )));
     }
     let Some(Event::RunStart {
@@ -1362,30 +1580,29 @@ async fn rollback(
     for u in &v.uncertain {
         errln!("warning: the run was interrupted during {u}: not undone, check it by hand");
     }
-    let plan = crate::rollback::plan(&records, &req.choices);
-    if !req.dry_run && !req.yes {
-        confirm(&session.identity, &[], None)?;
+    let mut plan = crate::rollback::plan(&records, &req.choices);
+    // The executor's own chain is never touched, by a rollback either.
+    for step in &mut plan {
+        let chain = match &step.target.resource {
+            crate::targets::Resource::User { name, .. } => {
+                session
+                    .identity
+                    .is_self(&step.target.scope.account, aws::PrincipalKind::User, name)
+            }
+            crate::targets::Resource::Role { name, .. } => {
+                session
+                    .identity
+                    .is_self(&step.target.scope.account, aws::PrincipalKind::Role, name)
+            }
+            _ => false,
+        };
+        if chain && matches!(step.plan, Plan::Undo { .. }) {
+            step.plan = Plan::Kept {
+                why: "a principal of the executor's credential chain: never touched".into(),
+            };
+        }
     }
-
     let started = jiff::Timestamp::now();
-    let new_id = audit::new_run_id(started);
-    let path = req
-        .audit_log
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from("breakglass-audit").join(format!("rollback-{new_id}.jsonl"))
-        });
-    let log = AuditLog::create(&path, &new_id)?;
-    log.append(run_start(
-        &session,
-        &req.path.display().to_string(),
-        &format!("rollback of {run_id}"),
-        &v.head.clone().unwrap_or_default(),
-        req.dry_run,
-        BTreeMap::new(),
-        Some(run_id.clone()),
-        logged_executor.clone(),
-    ))?;
     let ctx = Ctx {
         clients: session.clients.clone(),
         identity: session.identity.clone(),
@@ -1401,8 +1618,66 @@ async fn rollback(
         check_permissions: false,
         run: Arc::default(),
         fleet: Arc::default(),
+        audit_key: crate::audit::AuditKey::existing()
+            .ok()
+            .flatten()
+            .map(Arc::new),
     };
     let ctx = reenter_accounts(ctx, &records, &plan, &run_id).await;
+    // Every undo checked against AWS now, shown before anything is asked.
+    errln!("Rollback plan, latest change first, checked against AWS now:");
+    for (n, step) in plan.iter().enumerate() {
+        let line = match &step.plan {
+            Plan::Irreversible { why } => format!("irreversible: {why}"),
+            Plan::Kept { why } => format!("kept: {why}"),
+            Plan::Undo { undo } => {
+                let here = ctx.acting_on(&step.target.scope.account, undo.from_management());
+                let check = match &here {
+                    Some(here) => undo.check(here).await,
+                    None => Err(aws::local("sts:AssumeRole", "account not reached".into())),
+                };
+                let state = match check {
+                    Ok(crate::rollback::Check::Ready) => "ready".to_string(),
+                    Ok(crate::rollback::Check::Done(why)) => format!("already done: {why}"),
+                    Ok(crate::rollback::Check::Conflict(why)) => format!(
+                        "CONFLICT: {why} ({})",
+                        if req.force {
+                            "undone anyway: --force"
+                        } else {
+                            "left alone"
+                        }
+                    ),
+                    Err(e) => format!("cannot be checked: {e}"),
+                };
+                format!("{} · {state}", undo.describe())
+            }
+        };
+        errln!("  {}. {}: {line}", n + 1, step.target);
+    }
+    if !req.dry_run && !req.yes {
+        confirm(&session.identity, &[], None)?;
+    }
+
+    let new_id = audit::new_run_id(started);
+    let path = req
+        .audit_log
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from("breakglass-audit").join(format!("rollback-{new_id}.jsonl"))
+        });
+    let key = Arc::new(audit::AuditKey::load_or_create()?);
+    let log = AuditLog::create(&path, &new_id, key.clone())?;
+    log.append(run_start(
+        &session,
+        &req.path.display().to_string(),
+        &format!("rollback of {run_id}"),
+        &v.head.clone().unwrap_or_default(),
+        req.dry_run,
+        BTreeMap::new(),
+        Some(run_id.clone()),
+        logged_executor.clone(),
+        &key,
+    ))?;
     let mut items = Vec::new();
     for step in &plan {
         let (outcome, call, reason, error) = match &step.plan {
@@ -1508,18 +1783,55 @@ async fn whoami(global: &GlobalArgs, out: &Printer) -> Result<ExitCode, Error> {
     Ok(ExitCode::Success)
 }
 
-fn audit_verify(out: &Printer, path: &std::path::Path) -> Result<ExitCode, Error> {
-    let (v, _) = audit::read(path)?;
+/// Checks a log: chain, signatures, the signing key, completeness; with
+/// `--against`, that its S3 mirror holds exactly the same records.
+async fn audit_verify(
+    global: &GlobalArgs,
+    out: &Printer,
+    path: &std::path::Path,
+    trust: &crate::cli::TrustArgs,
+    against: Option<&str>,
+    owner: Option<&str>,
+) -> Result<ExitCode, Error> {
+    let (v, _) = audit::read(path, &trust.trust(), trust.expect_head.as_deref())?;
     out.verification(&v);
-    Ok(if v.ok() {
+    let mut ok = v.ok();
+    if let Some(url) = against {
+        let (bucket, prefix) = audit::parse_s3_url(url).ok_or_else(|| Error::Usage {
+            flag: "--against".into(),
+            message: format!("`{url}` is not s3://bucket/prefix"),
+        })?;
+        let owner = owner.ok_or_else(|| Error::Usage {
+            flag: "--bucket-owner".into(),
+            message: "comparing with a mirror needs the account that owns the bucket".into(),
+        })?;
+        let session = connect(global, None, Endpoints::Allowed).await?;
+        let differences = audit::compare_mirror(
+            &session.clients,
+            &session.region,
+            path,
+            &v,
+            &bucket,
+            &prefix,
+            owner,
+        )
+        .await?;
+        out.mirror_comparison(url, &differences);
+        ok &= differences.is_empty();
+    }
+    Ok(if ok {
         ExitCode::Success
     } else {
         ExitCode::Failed
     })
 }
 
-fn audit_show(out: &Printer, path: &std::path::Path) -> Result<ExitCode, Error> {
-    let (v, records) = audit::read(path)?;
+fn audit_show(
+    out: &Printer,
+    path: &std::path::Path,
+    trust: &crate::cli::TrustArgs,
+) -> Result<ExitCode, Error> {
+    let (v, records) = audit::read(path, &trust.trust(), trust.expect_head.as_deref())?;
     out.timeline(&v, &records);
     Ok(if v.ok() {
         ExitCode::Success
@@ -1546,8 +1858,48 @@ pub fn report_error(format: OutputFormat, err: Error) -> ExitCode {
         }
         OutputFormat::Text => match err {
             Error::InvalidPlaybook(problems) => errln!("{problems}"),
-            other => errln!("{:?}", miette::Report::new(other)),
+            other => {
+                // The message and help may quote AWS or a log: cleaned before
+                // miette adds its own colours, which must stay colours.
+                let shown = Cleaned {
+                    message: crate::output::clean(&other.to_string()).into_owned(),
+                    code: miette::Diagnostic::code(&other).map(|c| c.to_string()),
+                    help: other.help().map(|h| crate::output::clean(&h).into_owned()),
+                };
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr().lock(), "{:?}", miette::Report::new(shown));
+            }
         },
     }
     code
+}
+
+/// An error as shown: its text already cleaned of terminal controls.
+#[derive(Debug)]
+struct Cleaned {
+    message: String,
+    code: Option<String>,
+    help: Option<String>,
+}
+
+impl std::fmt::Display for Cleaned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cleaned {}
+
+impl miette::Diagnostic for Cleaned {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.code
+            .as_ref()
+            .map(|c| Box::new(c) as Box<dyn std::fmt::Display>)
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
 }

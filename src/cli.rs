@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::Error;
+use crate::aws::credentials::Secret;
 use crate::aws::{Connection, DEFAULT_PROFILE, Endpoint};
 use crate::playbook::{AccountsSpec, ExecutorSpec};
 
@@ -58,7 +59,7 @@ pub struct GlobalArgs {
     /// `executor.assume_role`); `-` reads it from standard input, out of
     /// `ps` and the shell history [default: asked on the terminal].
     #[arg(long, global = true, value_name = "CODE|-")]
-    pub mfa_code: Option<String>,
+    pub mfa_code: Option<Secret>,
     /// No colors in diagnostics (also honours NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
@@ -137,6 +138,14 @@ pub enum Command {
         /// Give it again as s3://bucket/prefix to also mirror every record to S3.
         #[arg(long, value_name = "PATH|s3://BUCKET/PREFIX")]
         audit_log: Vec<String>,
+        /// The account that must own the mirror bucket (required with an
+        /// s3:// audit log: every write carries ExpectedBucketOwner).
+        #[arg(long, value_name = "ACCOUNT")]
+        audit_bucket_owner: Option<String>,
+        /// Write the S3 mirror with this profile (a forensic account's),
+        /// instead of the break-glass credential.
+        #[arg(long, value_name = "NAME")]
+        audit_profile: Option<String>,
         /// Let a live run use endpoints set by AWS_ENDPOINT_URL* variables or
         /// the profile's endpoint_url (a stray setting must not send a
         /// lockdown, signed, somewhere unintended).
@@ -186,6 +195,8 @@ pub enum Command {
         /// Undo even where someone changed the resource since the run.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Where to write the rollback's own audit log
         /// [default: breakglass-audit/rollback-<run id>.jsonl].
         #[arg(long, value_name = "PATH")]
@@ -230,10 +241,47 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain and that the run ended (exit 1 if not).
-    Verify { path: PathBuf },
+    /// Check the hash chain, every record's signature and that the run
+    /// ended (exit 1 if not; exit 2 for a file that is no audit log).
+    Verify {
+        path: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Also compare the log with its S3 mirror, record by record.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+        against: Option<String>,
+        /// The account that owns the mirror bucket (ExpectedBucketOwner).
+        #[arg(long, value_name = "ACCOUNT", requires = "against")]
+        bucket_owner: Option<String>,
+    },
     /// Print a run's timeline.
-    Show { path: PathBuf },
+    Show {
+        path: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+}
+
+/// Whose signature a log must carry.
+#[derive(Debug, Clone, Args)]
+pub struct TrustArgs {
+    /// Trust logs signed by this public key (hex, as a run prints it)
+    /// [default: this machine's audit key].
+    #[arg(long = "key", value_name = "PUBLIC_KEY")]
+    pub key: Option<String>,
+    /// The head hash the run printed at its end, kept elsewhere: the log
+    /// must end with it.
+    #[arg(long, value_name = "HASH")]
+    pub expect_head: Option<String>,
+}
+
+impl TrustArgs {
+    pub fn trust(&self) -> crate::audit::Trust {
+        match &self.key {
+            Some(k) => crate::audit::Trust::Key(k.clone()),
+            None => crate::audit::Trust::Local,
+        }
+    }
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -307,8 +355,8 @@ impl GlobalArgs {
 
     /// `--mfa-code`, or a line of standard input for `--mfa-code -` (so the
     /// code shows in neither `ps` nor the shell history).
-    fn mfa_code(&self) -> Result<Option<String>, Error> {
-        match self.mfa_code.as_deref() {
+    fn mfa_code(&self) -> Result<Option<Secret>, Error> {
+        match self.mfa_code.as_ref().map(Secret::expose) {
             Some("-") => {
                 let mut line = String::new();
                 std::io::stdin()
@@ -324,9 +372,9 @@ impl GlobalArgs {
                         message: "standard input held no code".into(),
                     });
                 }
-                Ok(Some(code))
+                Ok(Some(Secret::new(code)))
             }
-            Some(c) => Ok(Some(c.trim().to_string())),
+            Some(c) => Ok(Some(Secret::new(c.trim()))),
             None => Ok(None),
         }
     }

@@ -66,6 +66,10 @@ pub enum Error {
     #[error("audit log {path}: {message}")]
     Audit { path: PathBuf, message: String },
 
+    /// A file given as an audit log that is not one at all.
+    #[error("{path} is not a breakglass audit log: {why}")]
+    NotAuditLog { path: PathBuf, why: String },
+
     /// The tabletop's local emulator could not be found, started or driven.
     #[error("emulator: {0}")]
     Emulator(String),
@@ -77,7 +81,8 @@ impl Error {
             Error::InvalidPlaybook(_)
             | Error::Usage { .. }
             | Error::ReadFile { .. }
-            | Error::Config(_) => ExitCode::Usage,
+            | Error::Config(_)
+            | Error::NotAuditLog { .. } => ExitCode::Usage,
             Error::IdentityMismatch { .. } | Error::Refused(_) => ExitCode::Refused,
             Error::Credentials(_)
             | Error::Aws(_)
@@ -120,6 +125,7 @@ impl miette::Diagnostic for Error {
             Error::Refused(_) => "breakglass::refused",
             Error::Missing(_) => "breakglass::missing",
             Error::Audit { .. } => "breakglass::audit",
+            Error::NotAuditLog { .. } => "breakglass::not_an_audit_log",
             Error::Emulator(_) => "breakglass::emulator",
         };
         Some(Box::new(code))

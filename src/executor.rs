@@ -129,6 +129,77 @@ pub struct Options<'a> {
     pub audit: Option<&'a AuditLog>,
     /// Live counters for a progress line, when someone is watching.
     pub progress: Option<&'a Progress>,
+    /// Ctrl-C and SIGTERM: once set, no new call starts.
+    pub interrupt: Option<&'a Interrupt>,
+}
+
+/// Ctrl-C or SIGTERM during a live run. The first stops new calls: those
+/// under way finish and are recorded, the rest of the step is reported as
+/// not started and later steps do not run. The second abandons the calls
+/// under way (their intent records stay without a result: `audit verify`
+/// names them as uncertain).
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    stopping: std::sync::atomic::AtomicBool,
+    abandoned: tokio::sync::Notify,
+}
+
+impl Interrupt {
+    /// Starts listening for the signals; the listener lives as long as the process.
+    pub fn listen() -> std::sync::Arc<Interrupt> {
+        let me = std::sync::Arc::new(Interrupt::default());
+        let it = me.clone();
+        tokio::spawn(async move {
+            let mut count = 0;
+            loop {
+                #[cfg(unix)]
+                {
+                    let mut term = match tokio::signal::unix::signal(
+                        tokio::signal::unix::SignalKind::terminate(),
+                    ) {
+                        Ok(t) => t,
+                        Err(_) => return,
+                    };
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                #[cfg(not(unix))]
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+                count += 1;
+                if count == 1 {
+                    it.stopping.store(true, Ordering::SeqCst);
+                    errln!(
+                        "\ninterrupted: no new call starts; calls under way finish and are recorded (interrupt again to abandon them)"
+                    );
+                } else {
+                    errln!("abandoning the calls under way: the audit log marks them uncertain");
+                    it.abandoned.notify_waiters();
+                    return;
+                }
+            }
+        });
+        me
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when the responder interrupts a second time.
+    pub async fn abandoned(&self) {
+        self.abandoned.notified().await
+    }
+
+    /// Resolves when the responder interrupts (for waits, such as a hold's).
+    pub async fn stopped(&self) {
+        while !self.stopping() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// How far the current step is: read by the progress line on a terminal.
@@ -181,6 +252,13 @@ pub async fn execute(
     let mut reports = Vec::new();
     let mut aborted = false;
     for step in steps {
+        if opts.interrupt.is_some_and(Interrupt::stopping) {
+            let mut report = not_run(step);
+            report.error = Some("not run: the run was interrupted".into());
+            on_step(&report);
+            reports.push(report);
+            continue;
+        }
         if aborted {
             let report = not_run(step);
             on_step(&report);
@@ -208,6 +286,7 @@ pub async fn read_all(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>,
         dry_run: true,
         audit: None,
         progress: None,
+        interrupt: None,
     };
     let found =
         futures_util::future::join_all(steps.iter().map(|s| Box::pin(run_step(ctx, s, &opts))))
@@ -389,6 +468,12 @@ async fn carry_out(
                 let Some((target, op)) = queue.pop_front() else {
                     break;
                 };
+                if opts.interrupt.is_some_and(Interrupt::stopping) {
+                    let item = Item::new(target, Outcome::Skipped)
+                        .reason("not started: the run was interrupted".into());
+                    items.push(finish(opts, step, item, None)?);
+                    continue;
+                }
                 *busy += 1;
                 let lane = lane.clone();
                 running.push(async move { (lane, change(ctx, step, opts, target, op).await) });
@@ -405,6 +490,11 @@ async fn carry_out(
                         p.decided.fetch_add(1, Ordering::Relaxed);
                     }
                     match disposition {
+                    Disposition::Change { .. } if opts.interrupt.is_some_and(Interrupt::stopping) => {
+                        let item = Item::new(target, Outcome::Skipped)
+                            .reason("not started: the run was interrupted".into());
+                        items.push(finish(opts, step, item, None)?);
+                    }
                     Disposition::Change { op } => queues
                         .entry(target.scope.clone())
                         .or_default()
@@ -478,7 +568,7 @@ async fn change(
         item.drift = Some(drift);
         return finish(opts, step, item, None);
     }
-    op.prepare(jiff::Timestamp::now());
+    op.prepare(jiff::Timestamp::now(), ctx.audit_key.as_deref());
     let intent = match opts.audit {
         Some(a) => Some(a.append(Event::Intent {
             step: step.index,

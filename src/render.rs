@@ -33,6 +33,8 @@ pub struct RunReport {
     pub status: &'static str,
     pub identity: Identity,
     pub endpoint: String,
+    /// Every endpoint, with where it came from (the same shape as `whoami`'s).
+    pub endpoints: crate::aws::Endpoints,
     pub totals: Counts,
     pub calls: CallCounts,
     pub millis: u64,
@@ -47,6 +49,9 @@ pub struct RunReport {
     pub audit_mirror: Option<crate::audit::MirrorReport>,
     /// Hash of the last audit record: keep it elsewhere to anchor the log.
     pub audit_head: String,
+    /// The last record's signature, and the public key that made it.
+    pub audit_signature: String,
+    pub audit_key: String,
     /// The accounts a fanned-out run reached or could not reach.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<AccountStatus>,
@@ -199,6 +204,25 @@ impl Printer {
         errln!("  endpoint: {}", session.endpoint_display());
         for w in &pb.warnings {
             errln!("{w}");
+        }
+    }
+
+    /// Differences between a log and its S3 mirror.
+    pub fn mirror_comparison(&self, url: &str, differences: &[String]) {
+        if self.format == OutputFormat::Json {
+            return self.json(&serde_json::json!({
+                "mirror": url,
+                "matches": differences.is_empty(),
+                "differences": differences,
+            }));
+        }
+        if differences.is_empty() {
+            outln!("mirror {url}: every record matches the log");
+        } else {
+            outln!("mirror {url}: {} difference(s)", differences.len());
+            for d in differences {
+                outln!("  {d}");
+            }
         }
     }
 
@@ -545,15 +569,24 @@ impl Printer {
         }
         let _ = writeln!(
             s,
-            "\ntotal: {}\ncalls: {} ({} throttled, {} retried) in {} ms\naudit log: {}\naudit head: {}",
+            "\ntotal: {}\ncalls: {} ({} throttled, {} retried) in {} ms\naudit log: {}\naudit head: {} (keep it elsewhere: audit verify --expect-head)\naudit signature: {} by key {}",
             counts_line(&r.totals),
             r.calls.calls,
             r.calls.throttled,
             r.calls.retries,
             r.millis,
             r.audit_log,
-            r.audit_head
+            r.audit_head,
+            r.audit_signature,
+            r.audit_key
         );
+        if r.status == "interrupted" {
+            let _ = writeln!(
+                s,
+                "\nINTERRUPTED: steps not started are listed above as not run. Next:\n  breakglass audit verify {log}    (names any call that may or may not have happened)\n  breakglass run … again           (converges: what is done stays done)\n  breakglass rollback {log}        (undoes what was done)",
+                log = r.audit_log
+            );
+        }
         if let Some(m) = &r.audit_mirror {
             let _ = writeln!(
                 s,
@@ -625,6 +658,30 @@ impl Printer {
             outln!("BROKEN at {b}");
         } else {
             outln!("hash chain: ok (head {})", v.head.as_deref().unwrap_or("-"));
+        }
+        match (&v.signed_by, v.format) {
+            (_, 1) => outln!(
+                "UNSIGNED: a log from before breakglass signed its records (format 1): its chain is checked, but anyone who can write it could have re-sealed it; rollback refuses it"
+            ),
+            (None, _) => outln!("UNSIGNED: no signing key named"),
+            (Some(k), _) if v.broken.is_none() => {
+                let fp = crate::audit::key::fingerprint(k);
+                if v.trusted_key {
+                    outln!("signatures: ok, every record signed by audit key {fp} (trusted)");
+                } else {
+                    outln!(
+                        "signatures: ok, by audit key {fp}, which this machine does not hold: NOT TRUSTED (pass --key {k} if it is a colleague's, or --expect-head with the head the run printed)"
+                    );
+                }
+            }
+            (Some(_), _) => {}
+        }
+        match v.head_matches {
+            Some(true) => outln!("head: matches the expected head"),
+            Some(false) => {
+                outln!("head: DOES NOT match the expected head (records were cut or replaced)")
+            }
+            None => {}
         }
         if !v.complete && v.broken.is_none() {
             outln!("INTERRUPTED: the run has no run-end record");

@@ -36,8 +36,15 @@ pub enum Undo {
         targets: Vec<String>,
         /// Delete the policy afterwards: the run created it.
         delete: bool,
-        /// Content to put back: the run replaced it.
+        /// Content to put back: an earlier document of this same run.
         prior_content: Option<String>,
+        /// The policy's name as the run made it.
+        #[serde(default)]
+        name: String,
+        /// Every document the run wrote into an SCP: the policy must still
+        /// say one of them, or it is not breakglass's to detach or delete.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ours: Vec<String>,
     },
     AttachScp {
         policy_id: String,
@@ -116,7 +123,30 @@ pub struct Choices {
     pub steps: Vec<String>,
 }
 
-/// The undo plan of a verified log, latest change first.
+/// What a change was made to, for "the state before the run's first change
+/// to it": the target and the kind of change (and the policy name for
+/// inline policies). SCP changes are all kept apart: each is a document of
+/// this run's own, and undoing them latest first walks back through them.
+fn resource_key(seq: u64, target: &Target, op: &Op) -> String {
+    let kind = match op {
+        Op::PutInlinePolicy { policy_name, .. } => format!("inline:{policy_name}"),
+        Op::ApplyScp(_) => format!("scp:{seq}"),
+        Op::CreateSnapshots { .. } => format!("snapshots:{seq}"),
+        other => serde_json::to_value(other)
+            .ok()
+            .and_then(|v| v["op"].as_str().map(str::to_string))
+            .unwrap_or_default(),
+    };
+    format!(
+        "{}|{kind}",
+        serde_json::to_string(target).unwrap_or_default()
+    )
+}
+
+/// The undo plan of a verified log, latest change first. Each resource goes
+/// back to its state before the run's *first* change to it: a hold that
+/// re-applied containment records, as "prior", whatever an intruder had put
+/// there in between, and that is never restored.
 pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
     let step_names: std::collections::BTreeMap<usize, String> = records
         .iter()
@@ -125,8 +155,25 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
             _ => None,
         })
         .collect();
-    let mut out = Vec::new();
-    for r in records.iter().rev() {
+    let intents: std::collections::BTreeMap<u64, (&Target, &Op)> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Intent { target, op, .. } => Some((r.seq, (target, op))),
+            _ => None,
+        })
+        .collect();
+    // The documents this run itself wrote into each SCP: the only ones a
+    // rollback may write back.
+    let own_scp_documents: Vec<&str> = intents
+        .values()
+        .filter_map(|(_, op)| match op {
+            Op::ApplyScp(a) => Some(a.document.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut firsts = Vec::new();
+    for r in records {
         let Event::Result {
             intent: Some(of),
             outcome: crate::executor::Outcome::Changed,
@@ -141,22 +188,30 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
         if !choices.steps.is_empty() && !choices.steps.contains(&name) {
             continue;
         }
-        let Some((target, op)) = records.iter().find_map(|i| match &i.event {
-            Event::Intent { target, op, .. } if i.seq == *of => Some((target.clone(), op.clone())),
-            _ => None,
-        }) else {
+        let Some((target, op)) = intents.get(of) else {
             continue;
         };
-        out.push(Step {
-            of: *of,
-            target,
-            plan: inverse(&op, effect.as_ref(), choices),
-        });
+        if seen.insert(resource_key(*of, target, op)) {
+            firsts.push((*of, (*target).clone(), (*op).clone(), effect.clone()));
+        }
     }
-    out
+    firsts
+        .into_iter()
+        .rev()
+        .map(|(of, target, op, effect)| Step {
+            of,
+            target,
+            plan: inverse(&op, effect.as_ref(), choices, &own_scp_documents),
+        })
+        .collect()
 }
 
-fn inverse(op: &Op, effect: Option<&serde_json::Value>, choices: &Choices) -> Plan {
+fn inverse(
+    op: &Op,
+    effect: Option<&serde_json::Value>,
+    choices: &Choices,
+    own_scp_documents: &[&str],
+) -> Plan {
     let undo = |undo| Plan::Undo { undo };
     match op {
         Op::DeactivateAccessKey {
@@ -182,17 +237,19 @@ fn inverse(op: &Op, effect: Option<&serde_json::Value>, choices: &Choices) -> Pl
         Op::DeleteLoginProfile { .. } => Plan::Irreversible {
             why: "the console password was deleted: issue a new one out of band".into(),
         },
+        // A breakglass-named policy is deleted, never written back: what was
+        // there before the run under that name (an earlier run's, or one
+        // an intruder planted) is not something to restore.
         Op::PutInlinePolicy {
             principal,
             policy_name,
             document,
-            prior_document,
             ..
         } => undo(Undo::RestoreInlinePolicy {
             principal: principal.clone(),
             policy_name: policy_name.clone(),
             ours: document.clone().unwrap_or_default(),
-            prior: prior_document.clone(),
+            prior: None,
         }),
         Op::ApplyScp(a) => {
             let policy_id = effect
@@ -201,11 +258,20 @@ fn inverse(op: &Op, effect: Option<&serde_json::Value>, choices: &Choices) -> Pl
                 .or_else(|| a.policy_id.clone())
                 .unwrap_or_default();
             let created = effect.and_then(|e| e["created"].as_bool()).unwrap_or(false);
+            // Content goes back only when it was this run's own (the
+            // member-role exemption its closing rewrite removed).
+            let prior_content = a.prior_content.clone().filter(|p| {
+                own_scp_documents
+                    .iter()
+                    .any(|d| crate::aws::same_json(d, p))
+            });
             undo(Undo::DetachScp {
                 policy_id,
                 targets: a.attach_to.clone(),
                 delete: created,
-                prior_content: a.prior_content.clone(),
+                prior_content,
+                name: a.name.clone(),
+                ours: own_scp_documents.iter().map(|d| d.to_string()).collect(),
             })
         }
         Op::DetachScp {
@@ -377,6 +443,7 @@ impl Undo {
                 targets,
                 delete,
                 prior_content,
+                ..
             } => {
                 let mut s = format!(
                     "organizations:DetachPolicy PolicyId={policy_id} from {}",
@@ -453,9 +520,16 @@ impl Undo {
                     Some(doc) if prior.as_deref().is_some_and(|p| crate::aws::same_json(&doc, p)) => {
                         Check::Done("the prior document is already in place".into())
                     }
-                    Some(doc) if crate::aws::same_json(&doc, ours) => Check::Ready,
+                    // Ours, or one a hold of this run re-applied (another cutoff).
+                    Some(doc)
+                        if crate::aws::same_json(&doc, ours)
+                            || crate::actions::iam::written_by_breakglass(policy_name, &doc)
+                                .is_some() =>
+                    {
+                        Check::Ready
+                    }
                     Some(_) => Check::Conflict(
-                        "the policy was changed since the run: it is not the document breakglass put".into(),
+                        "the policy says something breakglass never writes (changed since the run): left alone".into(),
                     ),
                     None => Check::Conflict("the policy was deleted since the run".into()),
                 })
@@ -505,19 +579,41 @@ impl Undo {
                     Check::Conflict("the interfaces' groups were changed since the run".into())
                 })
             }
-            Undo::DetachScp { policy_id, .. } => {
+            Undo::DetachScp {
+                policy_id,
+                name,
+                ours,
+                ..
+            } => {
                 let org = ctx.clients.org();
                 let r = ctx
                     .call("organizations:DescribePolicy", || {
                         org.describe_policy().policy_id(policy_id).send()
                     })
                     .await;
-                match r {
-                    Err(e) if e.code.as_deref() == Some("PolicyNotFoundException") => {
-                        Ok(Check::Done("the SCP no longer exists".into()))
+                let policy = match r {
+                    Err(e) if e.kind == ErrorKind::NotFound => {
+                        return Ok(Check::Done("the SCP no longer exists".into()));
                     }
-                    other => other.map(|_| Check::Ready),
-                }
+                    other => other?,
+                };
+                let p = policy.policy();
+                let now_name = p
+                    .and_then(|p| p.policy_summary())
+                    .and_then(|s| s.name())
+                    .unwrap_or_default();
+                let content = p.and_then(|p| p.content()).unwrap_or_default();
+                Ok(if !name.is_empty() && now_name != name {
+                    Check::Conflict(format!("the policy is now named {now_name}, not {name}"))
+                } else if !ours.is_empty()
+                    && !ours.iter().any(|d| crate::aws::same_json(d, content))
+                {
+                    Check::Conflict(
+                        "the SCP now says something breakglass did not write: left alone".into(),
+                    )
+                } else {
+                    Check::Ready
+                })
             }
             Undo::DisableTerminationProtection {
                 region,
@@ -710,6 +806,7 @@ impl Undo {
                 targets,
                 delete,
                 prior_content,
+                ..
             } => {
                 let org = ctx.clients.org();
                 for t in targets {

@@ -77,7 +77,8 @@ fn open_intents(path: &Path) -> BTreeSet<u64> {
     let text = std::fs::read_to_string(path).expect("log");
     let mut open = BTreeSet::new();
     for line in text.lines() {
-        let r: serde_json::Value = serde_json::from_str(line).expect("record");
+        let line: serde_json::Value = serde_json::from_str(line).expect("record");
+        let r = &line["record"];
         match r["event"].as_str() {
             Some("intent") => {
                 open.insert(r["seq"].as_u64().expect("seq"));

@@ -374,7 +374,7 @@ async fn rollback_connects_as_the_run_did_and_to_its_endpoint() {
 
     // No --endpoint-url: the rollback goes where the run went (the proxy in
     // front of the emulator), through the same role with a fresh MFA code.
-    let back = e.run_without_endpoint(&["--mfa-code", "222222", "rollback", log, "--yes"]);
+    let back = e.run_without_endpoint(&["--mfa-code", "222222", "rollback", log, "--yes"], &[]);
     assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
     assert!(e.inline_policy("user", "alice", QUARANTINE).await.is_none());
     let codes: Vec<String> = assumed_of(&e, "role/IR-BreakGlass")

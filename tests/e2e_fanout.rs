@@ -111,7 +111,7 @@ fn audit_records(e: &Estate, report: &serde_json::Value) -> Vec<serde_json::Valu
     std::fs::read_to_string(path)
         .expect("audit log")
         .lines()
-        .map(json)
+        .map(|l| json(l)["record"].take())
         .collect()
 }
 

@@ -153,7 +153,7 @@ async fn every_selector_kind_reports_a_missing_name_and_selects_nothing_else() {
         let items = step["items"].as_array().expect("items");
         assert_eq!(items.len(), 1, "step {}: {step}", step["index"]);
         assert_eq!(items[0]["outcome"], "failed", "{step}");
-        assert_eq!(items[0]["error"]["kind"], "not_found", "{step}");
+        assert_eq!(items[0]["error"]["code"], "BreakglassNotFound", "{step}");
         assert!(
             items[0]["error"]["message"].to_string().contains(name),
             "{step}"

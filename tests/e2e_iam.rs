@@ -172,8 +172,9 @@ async fn dry_run_and_plan_change_nothing() {
     assert!(e.inline_policy("role", "app", REVOKE).await.is_none());
 
     let first = std::fs::read_to_string(&log).expect("log");
-    let start: serde_json::Value =
+    let line: serde_json::Value =
         serde_json::from_str(first.lines().next().expect("line")).expect("json");
+    let start = &line["record"];
     assert_eq!(start["event"], "run_start");
     assert_eq!(start["dry_run"], true);
     assert!(
@@ -600,6 +601,8 @@ async fn the_audit_log_is_mirrored_to_s3_and_a_dead_mirror_stops_nothing() {
         log.to_str().expect("path"),
         "--audit-log",
         "s3://forensics/ir",
+        "--audit-bucket-owner",
+        "123456789012",
         "--output",
         "json",
     ]);
@@ -637,11 +640,12 @@ async fn the_audit_log_is_mirrored_to_s3_and_a_dead_mirror_stops_nothing() {
         .into_bytes();
     assert_eq!(
         String::from_utf8_lossy(&last),
-        local[local.len() - 1],
-        "the copy is byte-identical"
+        format!("{}\n", local[local.len() - 1]),
+        "the copy is byte-identical, its newline included"
     );
 
-    // A mirror that cannot write is loud, and containment goes on.
+    // A mirror that cannot write is loud, containment goes on, and the run
+    // says the mirror is incomplete (exit 1).
     e.iam
         .update_access_key()
         .user_name("alice")
@@ -658,8 +662,15 @@ async fn the_audit_log_is_mirrored_to_s3_and_a_dead_mirror_stops_nothing() {
         "case_id=IR-14",
         "--audit-log",
         "s3://no-such-bucket/x",
+        "--audit-bucket-owner",
+        "123456789012",
     ]);
-    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("audit_mirror_incomplete"),
+        "{}",
+        ran.stdout
+    );
     assert!(
         ran.stderr
             .contains("warning: audit mirror s3://no-such-bucket/x/"),
@@ -704,7 +715,7 @@ async fn an_interrupted_run_is_reported_and_its_uncertain_change_left_alone() {
         .rposition(|l| l.contains("\"event\":\"intent\""))
         .expect("an intent");
     let uncertain: serde_json::Value = serde_json::from_str(&lines[last_intent]).expect("json");
-    let uncertain_key = uncertain["target"]["key_id"]
+    let uncertain_key = uncertain["record"]["target"]["key_id"]
         .as_str()
         .expect("key")
         .to_string();

@@ -69,6 +69,7 @@ async fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
         check_permissions: false,
         run: Arc::default(),
         fleet: Arc::default(),
+        audit_key: None,
     }
 }
 
@@ -129,11 +130,13 @@ async fn throttled_twice_then_success_is_changed() {
         .retry_config(RetryConfig::disabled()));
     let ctx = ctx(iam).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = AuditLog::create(&dir.path().join("a.jsonl"), "r").expect("log");
+    let key = breakglass::audit::AuditKey::at(&dir.path().join("key")).expect("key");
+    let log = AuditLog::create(&dir.path().join("a.jsonl"), "r", Arc::new(key)).expect("log");
     let opts = executor::Options {
         dry_run: false,
         audit: Some(&log),
         progress: None,
+        interrupt: None,
     };
     let reports = executor::execute(&ctx, &steps("abort")[..1], &opts, |_| {})
         .await
@@ -159,6 +162,7 @@ async fn throttling_that_never_ends_is_a_failure_not_a_success() {
         dry_run: false,
         audit: None,
         progress: None,
+        interrupt: None,
     };
     let reports = executor::execute(&ctx, &steps("abort")[..1], &opts, |_| {})
         .await
@@ -195,11 +199,13 @@ async fn access_denied_for_bob(
     let ctx = ctx(iam).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("a.jsonl");
-    let log = AuditLog::create(&path, "r").expect("log");
+    let key = breakglass::audit::AuditKey::at(&dir.path().join("key")).expect("key");
+    let log = AuditLog::create(&path, "r", Arc::new(key)).expect("log");
     let opts = executor::Options {
         dry_run: false,
         audit: Some(&log),
         progress: None,
+        interrupt: None,
     };
     let reports = executor::execute(&ctx, &steps(on_failure), &opts, |_| {})
         .await
@@ -226,7 +232,7 @@ async fn access_denied_fails_its_target_and_abort_stops_the_run() {
     let text = std::fs::read_to_string(&path).expect("log");
     let records: Vec<serde_json::Value> = text
         .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["record"].take())
         .collect();
     let intents: Vec<u64> = records
         .iter()
@@ -282,6 +288,7 @@ async fn a_target_whose_state_cannot_be_read_fails_alone() {
         dry_run: false,
         audit: None,
         progress: None,
+        interrupt: None,
     };
     let reports = executor::execute(&ctx, &steps("continue"), &opts, |_| {})
         .await

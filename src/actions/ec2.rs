@@ -64,17 +64,29 @@ pub const ISOLATE_INSTANCES: ActionInfo = ActionInfo {
     reversibility: Reversibility::Reversible(
         "ModifyNetworkInterfaceAttribute with the recorded original groups",
     ),
-    notes: &["The original groups of every interface are recorded in the audit log."],
+    notes: &[
+        "The original groups of every interface are recorded in the audit log; an interface whose second move fails goes back to them.",
+        "Each interface uses its own VPC's groups; the flush group allows all traffic, IPv4 and IPv6, both ways, so that tracked flows become untracked and drop on the move to the empty group.",
+        "Always tracked, whatever the groups (EC2 User Guide, Security group connection tracking): ICMP, and flows through Network and Gateway Load Balancers, NAT gateways, transit gateways, PrivateLink endpoints, Global Accelerator and egress-only internet gateways. Only a network ACL (stateless, subnet-wide) cuts those at once.",
+    ],
 };
 
 pub const ENABLE_TERMINATION_PROTECTION: ActionInfo = ActionInfo {
     id: "ec2.enable_termination_protection",
-    summary: "Turn on termination protection (DisableApiTermination).",
+    summary: "Make termination impossible: termination protection, a shutdown from inside that stops rather than terminates, volumes kept if it ever goes.",
     targets: &[TargetKind::Instances],
     params: &[],
-    calls: &["ec2:ModifyInstanceAttribute DisableApiTermination=true"],
-    reversibility: Reversibility::Reversible("ModifyInstanceAttribute DisableApiTermination=false"),
-    notes: &[],
+    calls: &[
+        "ec2:ModifyInstanceAttribute DisableApiTermination=true",
+        "ec2:ModifyInstanceAttribute InstanceInitiatedShutdownBehavior=stop",
+        "ec2:ModifyInstanceAttribute BlockDeviceMapping DeleteOnTermination=false (each attached volume set to true)",
+    ],
+    reversibility: Reversibility::Reversible(
+        "ModifyInstanceAttribute back to the recorded flag, shutdown behaviour and DeleteOnTermination",
+    ),
+    notes: &[
+        "DisableApiTermination alone does not stop a termination started by a shutdown inside the instance when its shutdown behaviour is terminate (EC2 User Guide, termination protection), and volumes with DeleteOnTermination go with it.",
+    ],
 };
 
 pub const STOP_INSTANCES: ActionInfo = ActionInfo {
@@ -483,7 +495,7 @@ async fn plan_locks(
     }
     let ec2 = ctx.clients.ec2(region);
     let ids: Vec<String> = ids.into_iter().collect();
-    let mut locked = BTreeMap::new();
+    let mut locked: BTreeMap<String, (String, Option<std::time::SystemTime>)> = BTreeMap::new();
     for chunk in ids.chunks(100) {
         let out = ctx
             .call_in(region, "ec2:DescribeLockedSnapshots", || {
@@ -494,20 +506,32 @@ async fn plan_locks(
             .await?;
         for s in out.snapshots() {
             if let (Some(id), Some(state)) = (s.snapshot_id(), s.lock_state()) {
-                locked.insert(id.to_string(), state.as_str().to_string());
+                let expires = s
+                    .lock_expires_on()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok());
+                locked.insert(id.to_string(), (state.as_str().to_string(), expires));
             }
         }
     }
     Ok(ids
         .into_iter()
         .map(|id| {
-            let state = locked.get(&id).map(String::as_str);
-            // A compliance lock is stronger than any governance lock we would add.
-            let enough = matches!(
-                (state, params.mode),
-                (Some("compliance" | "compliance-cooloff"), _)
-                    | (Some("governance"), LockModeSpec::Governance)
-            );
+            let state = locked.get(&id).map(|(s, _)| s.as_str());
+            let expires = locked.get(&id).and_then(|(_, e)| *e);
+            // A compliance lock is stronger than any governance lock we would
+            // add; either must also last about as long as this step asks (a
+            // day's slack, so a rerun does not re-lock what it just locked).
+            let wanted = std::time::SystemTime::now()
+                + std::time::Duration::from_secs(
+                    u64::from(params.duration_days.saturating_sub(1)) * 86_400,
+                );
+            let long_enough = expires.is_some_and(|e| e >= wanted);
+            let enough = long_enough
+                && matches!(
+                    (state, params.mode),
+                    (Some("compliance" | "compliance-cooloff"), _)
+                        | (Some("governance"), LockModeSpec::Governance)
+                );
             let target = Target {
                 scope: Scope {
                     account: ctx.identity.account.clone(),
@@ -1035,6 +1059,25 @@ async fn existing_snapshots(
                 .try_collect()
         })
         .await?;
+    // Tags anyone can write: a snapshot counts only when its token is a MAC
+    // this responder's audit key made for this instance, and only once (a
+    // token copied onto a second snapshot makes neither count).
+    let Some(key) = &ctx.audit_key else {
+        return Ok(BTreeMap::new());
+    };
+    let token = |s: &aws_sdk_ec2::types::Snapshot| {
+        s.tags()
+            .iter()
+            .find(|t| t.key() == Some(TOKEN_TAG))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    let mut uses: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for s in &snaps {
+        if let (Some(t), Some(v)) = (token(s), s.volume_id()) {
+            *uses.entry((t, v.to_string())).or_default() += 1;
+        }
+    }
     Ok(snaps
         .iter()
         .filter_map(|s| {
@@ -1043,7 +1086,9 @@ async fn existing_snapshots(
                 .map(|x| x.as_str().to_string())
                 .unwrap_or_default();
             let volume = s.volume_id()?.to_string();
-            (state != "error").then_some((volume, state))
+            let t = token(s)?;
+            let ours = key.owns_token(&i.id, &t) && uses.get(&(t, volume.clone())) == Some(&1);
+            (ours && state != "error").then_some((volume, state))
         })
         .collect())
 }
@@ -1144,7 +1189,7 @@ async fn ensure_group(
         || find_group(ctx, region, vpc, name),
     )
     .await?;
-    let new = created.is_new();
+    let new = created.by_this_run();
     Ok((created.into_inner(), new))
 }
 
@@ -1292,11 +1337,31 @@ async fn set_groups(ctx: &Ctx, region: &str, eni: &str, groups: &[String]) -> Re
     .map(|_| ())
 }
 
+/// The security groups of one interface now.
+async fn eni_groups(ctx: &Ctx, region: &str, eni: &str) -> Result<Vec<String>, AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    let out = ctx
+        .call_in(region, "ec2:DescribeNetworkInterfaces", || {
+            ec2.describe_network_interfaces()
+                .network_interface_ids(eni)
+                .send()
+        })
+        .await?;
+    Ok(out
+        .network_interfaces()
+        .iter()
+        .flat_map(|n| n.groups())
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect())
+}
+
 /// Isolates every interface: to the flush group (tracked connections
 /// become untracked), then to the empty quarantine group (they drop). The
 /// flush group is open to the internet, so an interface must never stay
-/// there: when the second move fails, the interface goes back to the
-/// groups it had, and the failure names what happened.
+/// there: when either move fails (a refusal, or retries that ran out after
+/// AWS may have acted), the interface goes back where it came from (to
+/// quarantine, if it came from the flush group), is read back, and the
+/// failure says where it is.
 async fn isolate(
     ctx: &Ctx,
     region: &str,
@@ -1308,27 +1373,40 @@ async fn isolate(
         let groups = isolation_groups(ctx, region, n.vpc(instance_vpc)).await?;
         let flush = std::slice::from_ref(&groups.flush);
         let quarantine = std::slice::from_ref(&groups.quarantine);
-        set_groups(ctx, region, &n.id, flush).await?;
-        if let Err(mut e) = set_groups(ctx, region, &n.id, quarantine).await {
-            let back = if n.groups.contains(&groups.flush) {
-                Err(local(
-                    "ec2:ModifyNetworkInterfaceAttribute",
-                    "it was on the flush group before this run".into(),
-                ))
-            } else {
-                set_groups(ctx, region, &n.id, &n.groups).await
+        let (fallback, fallback_name) = if n.groups.contains(&groups.flush) {
+            (quarantine.to_vec(), "the quarantine group".to_string())
+        } else {
+            (
+                n.groups.clone(),
+                format!("its original groups {}", n.groups.join(", ")),
+            )
+        };
+        let moved = match set_groups(ctx, region, &n.id, flush).await {
+            Ok(()) => set_groups(ctx, region, &n.id, quarantine).await,
+            Err(e) => Err(e),
+        };
+        if let Err(mut e) = moved {
+            let back = set_groups(ctx, region, &n.id, &fallback).await;
+            let open = match eni_groups(ctx, region, &n.id).await {
+                Ok(now) => now.contains(&groups.flush),
+                // Unreadable: open unless the move back is known to have landed.
+                Err(_) => back.is_err(),
             };
-            e.message = match back {
-                Ok(()) => format!(
-                    "{}; interface {} was put back on its original groups {} (not isolated)",
+            e.message = if open {
+                format!(
+                    "{}; interface {} is LEFT ON THE ALLOW-ALL GROUP {} (open to the internet){}: rerun, or move it by hand",
                     e.message,
                     n.id,
-                    n.groups.join(", ")
-                ),
-                Err(b) => format!(
-                    "{}; interface {} is LEFT ON THE ALLOW-ALL GROUP {} (open to the internet) and could not be put back ({b}): rerun, or move it by hand",
-                    e.message, n.id, groups.flush
-                ),
+                    groups.flush,
+                    back.err()
+                        .map(|b| format!(" and could not be moved back ({b})"))
+                        .unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "{}; interface {} was put back on {fallback_name} (not isolated)",
+                    e.message, n.id
+                )
             };
             return Err(e);
         }

@@ -408,9 +408,40 @@ async fn select_session_owners(
         (PrincipalRefKind::Role, roles, &mut found.1),
     ] {
         for name in names {
-            match get_principal(ctx, kind, &name).await? {
-                Some(p) => into.push(p),
-                None => out.push(missing(ctx, kind, &name)),
+            let Some(p) = get_principal(ctx, kind, &name).await? else {
+                out.push(missing(ctx, kind, &name));
+                continue;
+            };
+            // A session this step cannot end must fail it, never pass as
+            // "skipped": the stolen key would stay usable.
+            let pkind = match kind {
+                PrincipalRefKind::User => PrincipalKind::User,
+                PrincipalRefKind::Role => PrincipalKind::Role,
+            };
+            let why = if p.path.starts_with("/aws-reserved/sso.amazonaws.com/") {
+                Some(format!(
+                    "{} is an IAM Identity Center role (AWSReservedSSO_*), which IAM cannot edit: contain the Identity Center user instead (a deny in its permission set, then ProvisionPermissionSet)",
+                    p.name
+                ))
+            } else {
+                guard(ctx, pkind, &p).map(|reason| {
+                    format!(
+                        "the key was minted by {} ({reason}): its sessions cannot be revoked from this identity; contain it from another",
+                        p.name
+                    )
+                })
+            };
+            match why {
+                Some(reason) => out.push(Planned {
+                    target: match kind {
+                        PrincipalRefKind::User => user_target(ctx, &p),
+                        PrincipalRefKind::Role => role_target(ctx, &p),
+                    },
+                    disposition: Disposition::Unreadable {
+                        error: local("iam.revoke_session", reason),
+                    },
+                }),
+                None => into.push(p),
             }
         }
     }
@@ -721,6 +752,16 @@ async fn plan_user_keys(ctx: &Ctx, users: Vec<Principal>, sink: &Sink) -> Result
         .map(|u| async move {
             let keys = match list_keys(ctx, &u.name).await {
                 Ok(keys) => keys,
+                // Deleted since it was listed: it holds no key any more.
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    sink.emit(Planned {
+                        target: user_target(ctx, &u),
+                        disposition: Disposition::Unchanged {
+                            reason: "deleted since it was listed".into(),
+                        },
+                    });
+                    return Ok(());
+                }
                 // This user's keys stay unknown; the other users go on.
                 Err(error) => {
                     sink.emit(Planned {
@@ -1016,38 +1057,66 @@ async fn inline_policy(
     }
 }
 
-/// Whether an existing breakglass policy already does the job, and why.
-fn already_in_place(ctx: &Ctx, policy: &PolicyKind, document: &str) -> Option<String> {
+/// What a breakglass-named policy document is, when it is exactly one that
+/// breakglass writes: the quarantine's deny-all (`None` cutoff), or the
+/// revocation's deny-all with its cutoff. Anything else under those names
+/// (another statement, another condition, an `Allow`, a `NotAction`) is
+/// not breakglass's, whoever wrote it: never proof of containment, never
+/// restored, never trusted.
+pub fn written_by_breakglass(policy_name: &str, document: &str) -> Option<Option<jiff::Timestamp>> {
     let doc: serde_json::Value = serde_json::from_str(document).ok()?;
-    let statements = match &doc["Statement"] {
-        serde_json::Value::Array(s) => s.clone(),
-        s @ serde_json::Value::Object(_) => vec![s.clone()],
+    let top = doc.as_object()?;
+    if top.keys().any(|k| k != "Version" && k != "Statement") {
+        return None;
+    }
+    let statement = match &doc["Statement"] {
+        serde_json::Value::Array(s) if s.len() == 1 => s[0].as_object()?,
+        serde_json::Value::Object(s) => s,
         _ => return None,
     };
-    let deny_all = |s: &serde_json::Value| {
-        s["Effect"] == "Deny" && is_star(&s["Action"]) && is_star(&s["Resource"])
-    };
-    match policy {
-        PolicyKind::DenyAll => statements
-            .iter()
-            .any(|s| deny_all(s) && s.get("Condition").is_none())
-            .then(|| "deny-all quarantine policy already attached".to_string()),
-        PolicyKind::RevokeSessions => statements.iter().find_map(|s| {
-            if !deny_all(s) {
+    let allowed = ["Sid", "Effect", "Action", "Resource", "Condition"];
+    if statement.keys().any(|k| !allowed.contains(&k.as_str()))
+        || statement.get("Effect")? != "Deny"
+        || statement.get("Action")? != "*"
+        || statement.get("Resource")? != "*"
+    {
+        return None;
+    }
+    match (policy_name, statement.get("Condition")) {
+        (QUARANTINE_POLICY_NAME, None) => Some(None),
+        (REVOKE_POLICY_NAME, Some(c)) => {
+            let c = c.as_object()?;
+            let date = c.get("DateLessThan")?.as_object()?;
+            if c.len() != 1 || date.len() != 1 {
                 return None;
             }
-            let cutoff: jiff::Timestamp = s["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
-                .as_str()?
-                .parse()
-                .ok()?;
-            (cutoff >= ctx.run_started)
-                .then(|| format!("sessions issued before {cutoff} already revoked by this run"))
-        }),
+            let cutoff = date.get("aws:TokenIssueTime")?.as_str()?.parse().ok()?;
+            Some(Some(cutoff))
+        }
+        _ => None,
     }
 }
 
-fn is_star(v: &serde_json::Value) -> bool {
-    v == "*" || v.as_array().is_some_and(|a| a.iter().any(|x| x == "*"))
+/// Whether an existing breakglass-named policy already does the job, and
+/// why: it must be exactly what breakglass writes (see
+/// [`written_by_breakglass`]), and a revocation must cut off no earlier than
+/// this run began and no later than now (a planted far-future cutoff is not
+/// one of ours).
+fn already_in_place(ctx: &Ctx, policy: &PolicyKind, document: &str) -> Option<String> {
+    let name = match policy {
+        PolicyKind::DenyAll => QUARANTINE_POLICY_NAME,
+        PolicyKind::RevokeSessions => REVOKE_POLICY_NAME,
+    };
+    match written_by_breakglass(name, document)? {
+        None => Some("deny-all quarantine policy already attached".to_string()),
+        Some(cutoff) => {
+            let latest = jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_secs(60))
+                .ok()?;
+            (cutoff >= ctx.run_started && cutoff <= latest)
+                .then(|| format!("sessions issued before {cutoff} already revoked by this run"))
+        }
+    }
 }
 
 /// IAM returns policy documents URL-encoded (RFC 3986).
@@ -1386,6 +1455,32 @@ mod tests {
             Some(Err(_))
         ));
         assert_eq!(minted_by("not json"), None);
+    }
+
+    #[test]
+    fn only_the_documents_breakglass_writes_count() {
+        let now = jiff::Timestamp::now();
+        let ours = PolicyKind::RevokeSessions.render(now);
+        assert!(written_by_breakglass(REVOKE_POLICY_NAME, &ours).is_some_and(|c| c.is_some()));
+        let deny = PolicyKind::DenyAll.render(now);
+        assert_eq!(
+            written_by_breakglass(QUARANTINE_POLICY_NAME, &deny),
+            Some(None)
+        );
+        // A planted look-alike: a far cutoff plus a condition that never matches.
+        let planted = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2099-01-01T00:00:00Z"},"StringEquals":{"aws:username":"nobody"}}}]}"#;
+        assert_eq!(written_by_breakglass(REVOKE_POLICY_NAME, planted), None);
+        for doc in [
+            r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+            r#"{"Statement":[{"Effect":"Deny","NotAction":"iam:*","Resource":"*"}]}"#,
+            r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*"},{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        ] {
+            assert_eq!(
+                written_by_breakglass(QUARANTINE_POLICY_NAME, doc),
+                None,
+                "{doc}"
+            );
+        }
     }
 
     #[test]

@@ -351,6 +351,9 @@ pub struct Ctx {
     /// The accounts steps fan out to, with their clients. The identity and
     /// clients above are those of the account this context acts in.
     pub fleet: Arc<Fleet>,
+    /// This responder's audit key: it makes the tokens breakglass tags its
+    /// snapshots with, and recognises them.
+    pub audit_key: Option<Arc<crate::audit::AuditKey>>,
 }
 
 impl Ctx {
@@ -675,7 +678,7 @@ pub enum Op {
 
 impl Op {
     /// Fixes time-dependent content (a revocation's cutoff) at the moment of the call.
-    pub fn prepare(&mut self, now: jiff::Timestamp) {
+    pub fn prepare(&mut self, now: jiff::Timestamp, key: Option<&crate::audit::AuditKey>) {
         match self {
             Op::PutInlinePolicy {
                 policy, document, ..
@@ -688,7 +691,13 @@ impl Op {
                 h.update(instance_id.as_bytes());
                 h.update(now.as_nanosecond().to_le_bytes());
                 h.update(std::process::id().to_le_bytes());
-                *token = Some(hex::encode(&h.finalize()[..12]));
+                let nonce = hex::encode(&h.finalize()[..8]);
+                // A MAC of the audit key, so no tag an attacker writes can
+                // pass for breakglass's (see `AuditKey::token`).
+                *token = Some(match key {
+                    Some(k) => k.token(instance_id, &nonce),
+                    None => nonce,
+                });
             }
             _ => {}
         }

@@ -277,9 +277,14 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
     if ctx.identity.account == org.management_account {
         notes.push("The executor runs in the management account, which no SCP restricts.".into());
     }
-    let (targets, name, custom) = match &step.params {
-        ActionParams::ApplyScp(p) => (p.target.items(), p.name.clone(), p.document.clone()),
-        ActionParams::DetachScp(p) => (p.target.items(), p.name.clone(), None),
+    let (targets, name, custom, only_existing) = match &step.params {
+        ActionParams::ApplyScp(p) => (
+            p.target.items(),
+            p.name.clone(),
+            p.document.clone(),
+            p.only_existing,
+        ),
+        ActionParams::DetachScp(p) => (p.target.items(), p.name.clone(), None, false),
         _ => return Err(local("org", "missing parameters".into())),
     };
     let targets: Vec<String> = targets
@@ -298,6 +303,9 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
     };
     let existing = find_policy(ctx, &name).await?;
     let mut planned = Vec::new();
+    if only_existing && existing.is_none() {
+        return Ok(Discovery { planned, notes });
+    }
     match &step.params {
         ActionParams::ApplyScp(_) => {
             if ctx.executor_arn.is_empty() {
@@ -470,6 +478,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                     .map(|_| ());
                 aws::goal_if(r, &["PolicyTypeAlreadyEnabledException"])?;
             }
+            let mut prior_found = None;
             let (policy_id, created) = match &a.policy_id {
                 Some(id) => {
                     if a.prior_content.is_some() {
@@ -519,14 +528,21 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                             },
                         )
                         .await?;
-                    let created_here = created.is_new();
+                    let ours = created.by_this_run();
+                    let fresh = created.is_new();
                     let id = created.into_inner();
-                    if !created_here {
-                        // Adopted: make sure it says what this run meant.
+                    if !fresh {
+                        // Found rather than made now: make sure it says what
+                        // this run means. One that was there before the run
+                        // (made since discovery read) is not this run's to
+                        // delete at rollback, and its content is recorded.
                         let content = find_policy(ctx, &a.name)
                             .await?
                             .map(|(_, c)| c)
                             .unwrap_or_default();
+                        if !ours {
+                            prior_found = Some(content.clone());
+                        }
                         if !aws::same_json(&content, &a.document) {
                             ctx.call("organizations:UpdatePolicy", || {
                                 org.update_policy()
@@ -537,8 +553,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                             .await?;
                         }
                     }
-                    // Adopted after a lost answer, it is still this run's creation.
-                    (id, true)
+                    (id, ours)
                 }
             };
             for t in &a.attach_to {
@@ -553,9 +568,11 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                     .map(|_| ());
                 aws::goal_if(r, &["DuplicatePolicyAttachmentException"])?;
             }
-            Ok(Some(
-                serde_json::json!({ "policy_id": policy_id, "created": created }),
-            ))
+            let mut effect = serde_json::json!({ "policy_id": policy_id, "created": created });
+            if let Some(prior) = prior_found {
+                effect["prior_content"] = serde_json::Value::String(prior);
+            }
+            Ok(Some(effect))
         }
         Op::DetachScp {
             policy_id,

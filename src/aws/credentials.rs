@@ -60,6 +60,24 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// For clap: a flag's value (an MFA code) held as a secret from the start.
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
 /// Where the chain starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Base {
@@ -320,12 +338,12 @@ fn own_base(
 /// Where MFA codes come from: `--mfa-code` (or standard input with `-`)
 /// once, then the terminal when a session must be renewed.
 pub struct Mfa {
-    given: std::sync::Mutex<Option<String>>,
+    given: std::sync::Mutex<Option<Secret>>,
     terminal: bool,
 }
 
 impl Mfa {
-    pub fn new(given: Option<String>, terminal: bool) -> Arc<Mfa> {
+    pub fn new(given: Option<Secret>, terminal: bool) -> Arc<Mfa> {
         Arc::new(Mfa {
             given: std::sync::Mutex::new(given),
             terminal,
@@ -334,7 +352,7 @@ impl Mfa {
 
     fn code(&self, hop: &RoleHop, serial: &str) -> Result<String, CredentialError> {
         if let Some(code) = self.given.lock().ok().and_then(|mut g| g.take()) {
-            return Ok(code);
+            return Ok(code.0);
         }
         if !self.terminal {
             return Err(Refused(format!(

@@ -70,14 +70,25 @@ pub fn local(operation: &str, message: String) -> AwsError {
     }
 }
 
-/// A target the playbook names that discovery did not find: a failure of
-/// its own kind, so the preflight can tell it from a denial.
+/// The code of a named target discovery did not find: the preflight tells
+/// it from a denial, and from a principal that vanished under an `all:`
+/// listing (AWS's own `NoSuchEntity`), which stops nothing.
+pub const MISSING: &str = "BreakglassNotFound";
+
+/// A target the playbook names that discovery did not find.
 pub fn missing(message: String) -> AwsError {
     AwsError {
         operation: "discovery".into(),
-        code: Some("NotFound".into()),
+        code: Some(MISSING.into()),
         message,
         kind: ErrorKind::NotFound,
+    }
+}
+
+impl AwsError {
+    /// A target the playbook named is not there (see [`MISSING`]).
+    pub fn is_missing_subject(&self) -> bool {
+        self.code.as_deref() == Some(MISSING)
     }
 }
 

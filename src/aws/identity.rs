@@ -13,9 +13,9 @@ pub struct Identity {
     /// actions skip it and CloudTrail readers find the run).
     pub access_key_id: String,
     pub principal: Principal,
-    /// The hops that lead to this principal (the base credential, then each
-    /// role assumed before the last), every one of them as protected as the
-    /// executor itself: deactivating the base key or revoking an
+    /// The hops that lead to this principal: the base credential, then each
+    /// role assumed, the executor's own role last. Every one of them is as
+    /// protected as the executor: deactivating the base key or revoking an
     /// intermediate role would lock every later run, hold and rollback out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<Hop>,

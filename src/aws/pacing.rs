@@ -374,15 +374,24 @@ where
 pub enum Created<T> {
     /// This call made it.
     New(T),
-    /// An earlier call whose answer was lost had made it: found and adopted.
+    /// An earlier attempt whose answer was lost had made it: found and
+    /// adopted. It is this run's creation all the same.
     Adopted(T),
+    /// It was there before this run tried to make it (the first attempt was
+    /// refused as a duplicate): not this run's creation.
+    Existed(T),
 }
 
 impl<T> Created<T> {
     pub fn into_inner(self) -> T {
         match self {
-            Created::New(t) | Created::Adopted(t) => t,
+            Created::New(t) | Created::Adopted(t) | Created::Existed(t) => t,
         }
+    }
+
+    /// Made by this run (sent now, or by an attempt whose answer was lost).
+    pub fn by_this_run(&self) -> bool {
+        !matches!(self, Created::Existed(_))
     }
 
     pub fn is_new(&self) -> bool {
@@ -416,34 +425,48 @@ where
 {
     let mut lost = None;
     for _ in 0..RetryPolicy::default().transient_attempts {
-        if lost.is_some() {
-            for look in 0..LOOKS {
-                if let Some(found) = lookup().await? {
-                    return Ok(Created::Adopted(found));
-                }
-                if look + 1 < LOOKS {
-                    tokio::time::sleep(LOOK_PAUSE).await;
-                }
-            }
+        if lost.is_some()
+            && let Some(found) = look_again(&mut lookup).await?
+        {
+            return Ok(Created::Adopted(found));
         }
         match create().await {
             Ok(v) => return Ok(Created::New(v)),
             Err(e) if e.kind == ErrorKind::Transient => lost = Some(e),
             Err(e) if e.code.as_deref().is_some_and(|c| duplicate.contains(&c)) => {
-                for look in 0..LOOKS {
-                    if let Some(found) = lookup().await? {
-                        return Ok(Created::Adopted(found));
-                    }
-                    if look + 1 < LOOKS {
-                        tokio::time::sleep(LOOK_PAUSE).await;
-                    }
-                }
-                return Err(e);
+                let found = look_again(&mut lookup).await?;
+                return match (found, lost.is_some()) {
+                    (Some(f), true) => Ok(Created::Adopted(f)),
+                    (Some(f), false) => Ok(Created::Existed(f)),
+                    (None, _) => Err(e),
+                };
             }
             Err(e) => return Err(e),
         }
     }
+    // The last answer was lost too: one more look before calling it failed.
+    if let Some(found) = look_again(&mut lookup).await? {
+        return Ok(Created::Adopted(found));
+    }
     Err(lost.unwrap_or_else(|| local("create", "no attempt was made".into())))
+}
+
+/// Looks for what a create made, a few times, since reads right after a
+/// write may not see it yet.
+async fn look_again<T, L, LF>(lookup: &mut L) -> Result<Option<T>, AwsError>
+where
+    L: FnMut() -> LF,
+    LF: std::future::Future<Output = Result<Option<T>, AwsError>>,
+{
+    for look in 0..LOOKS {
+        if let Some(found) = lookup().await? {
+            return Ok(Some(found));
+        }
+        if look + 1 < LOOKS {
+            tokio::time::sleep(LOOK_PAUSE).await;
+        }
+    }
+    Ok(None)
 }
 
 fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {

@@ -40,7 +40,7 @@ pub struct Connection {
     /// Names the sessions breakglass starts itself (`breakglass-<case id>`).
     pub session_name: String,
     /// `--mfa-code`, read from standard input when given as `-`.
-    pub mfa_code: Option<String>,
+    pub mfa_code: Option<crate::aws::credentials::Secret>,
 }
 
 /// A loaded credential and its verified identity.

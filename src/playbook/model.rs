@@ -337,6 +337,11 @@ pub struct ApplyScpParams {
     #[serde(skip)]
     #[schemars(skip)]
     pub document: Option<String>,
+    /// Only rewrite a policy that exists (the run's closing rewrite without
+    /// the member role): never create one.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub only_existing: bool,
 }
 
 fn deny_all() -> String {

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use crate::Error;
 
 /// How a fresh machine gets the emulator (the version the tests pin).
-pub const INSTALL_HINT: &str = "install it with ./scripts/setup-emulator.sh from the breakglass checkout, \
-     or: python3 -m venv .venv && .venv/bin/pip install 'moto[server]==5.2.5' \
-     (or point BREAKGLASS_MOTO_SERVER at a moto_server executable)";
+pub const INSTALL_HINT: &str = "install it with ./scripts/setup-emulator.sh in the breakglass checkout the binary was built in, \
+     or point BREAKGLASS_MOTO_SERVER at a moto_server executable (pip install 'moto[server]==5.2.5')";
 
 /// A running moto server on 127.0.0.1.
 pub struct Emulator {
@@ -33,7 +32,14 @@ impl Emulator {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .map_err(|e| Error::Emulator(format!("no free loopback port: {e}")))?;
-        let child = Command::new(&exe)
+        let mut cmd = Command::new(&exe);
+        // The emulator never sees the responder's AWS credentials or settings.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AWS_") {
+                cmd.env_remove(&k);
+            }
+        }
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // moto's default AMI catalogue brings thousands of public
             // snapshots that answer to `OwnerIds=self`; a real account has
@@ -103,8 +109,10 @@ impl Drop for Emulator {
     }
 }
 
-/// `BREAKGLASS_MOTO_SERVER`, then `.venv/bin/moto_server` in the working
-/// directory or above the breakglass executable (a checkout's build), then PATH.
+/// `BREAKGLASS_MOTO_SERVER`, else `.venv/bin/moto_server` in the checkout
+/// the breakglass executable was built in (above it). Never the working
+/// directory or PATH: a `moto_server` planted there would run with the
+/// responder's rights.
 fn find() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("BREAKGLASS_MOTO_SERVER") {
         return Some(PathBuf::from(p));
@@ -113,17 +121,6 @@ fn find() -> Option<PathBuf> {
         let p = dir.join(".venv/bin/moto_server");
         p.is_file().then_some(p)
     };
-    if let Some(p) = std::env::current_dir().ok().as_deref().and_then(venv) {
-        return Some(p);
-    }
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(p) = exe.ancestors().skip(1).find_map(venv)
-    {
-        return Some(p);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("moto_server"))
-            .find(|p| p.is_file())
-    })
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors().skip(1).find_map(venv)
 }

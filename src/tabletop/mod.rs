@@ -155,14 +155,13 @@ pub async fn tabletop(
         })
         .collect();
 
-    std::fs::create_dir_all("breakglass-audit")
-        .map_err(|e| Error::Emulator(format!("breakglass-audit/: {e}")))?;
+    audit::files::private_dir(Path::new("breakglass-audit")).map_err(Error::Emulator)?;
     let stamp = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%SZ")
         .to_string();
     let audit_path = PathBuf::from(format!(
         "breakglass-audit/tabletop-{}-{stamp}.jsonl",
-        scenario.file.name
+        file_name_part(&scenario.file.name)
     ));
     let exe = std::env::current_exe()
         .map_err(|e| Error::Emulator(format!("cannot find breakglass itself: {e}")))?;
@@ -265,7 +264,17 @@ pub async fn tabletop(
         }
         records
     };
-    let (output, moves) = tokio::join!(child.wait_with_output(), attacker);
+    // Ctrl-C or SIGTERM ends the exercise cleanly: returning drops the child
+    // run (killed), the emulator (stopped) and the throwaway profile
+    // (removed).
+    let (output, moves) = tokio::select! {
+        both = async { tokio::join!(child.wait_with_output(), attacker) } => both,
+        _ = interrupted() => {
+            return Err(Error::Emulator(
+                "interrupted: the run was stopped, the emulator shut down and the throwaway profile removed".into(),
+            ));
+        }
+    };
     let total_ms = t0.elapsed().as_millis() as u64;
     let output = output.map_err(|e| Error::Emulator(format!("the run: {e}")))?;
     let exit_code = output.status.code().unwrap_or(-1);
@@ -368,7 +377,10 @@ pub async fn tabletop(
     let md_path = base.with_extension("md");
     let html_path = base.with_extension("html");
     let write = |path: &Path, text: String| {
-        std::fs::write(path, text)
+        if let Some(dir) = path.parent() {
+            audit::files::private_dir(dir).map_err(Error::Emulator)?;
+        }
+        audit::files::write_private(path, text.as_bytes())
             .map_err(|e| Error::Emulator(format!("cannot write {}: {e}", path.display())))
     };
     write(&md_path, report::markdown(&report))?;
@@ -390,6 +402,50 @@ pub async fn tabletop(
     })
 }
 
+/// A scenario's name as part of a file name: letters, digits, `.`, `_`
+/// and `-` only (a name is no path), never starting with a dot.
+fn file_name_part(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "scenario".into()
+    } else {
+        cleaned
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Step start and end from the audit log, as offsets from the run's start.
 fn step_times(audit_path: &Path, t0: jiff::Timestamp, run: &serde_json::Value) -> Vec<StepTime> {
     let ms = |ts: jiff::Timestamp| {
@@ -398,7 +454,9 @@ fn step_times(audit_path: &Path, t0: jiff::Timestamp, run: &serde_json::Value) -
             .map(|m| m.max(0.0) as u64)
             .unwrap_or(0)
     };
-    let records = audit::read(audit_path).map(|(_, r)| r).unwrap_or_default();
+    let records = audit::read(audit_path, &audit::Trust::Local, None)
+        .map(|(_, r)| r)
+        .unwrap_or_default();
     let mut times = Vec::new();
     for s in run["steps"].as_array().into_iter().flatten() {
         let index = s["index"].as_u64().unwrap_or_default() as usize;

@@ -13,8 +13,8 @@ use crate::Error;
 
 const NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
-/// snapshot id → (lock mode, duration in days).
-type Table = BTreeMap<String, (String, String)>;
+/// snapshot id → (lock mode, duration in days, when the lock expires).
+type Table = BTreeMap<String, (String, String, String)>;
 type Locks = Arc<Mutex<Table>>;
 
 /// The proxy's port; it lives as long as the process.
@@ -59,8 +59,19 @@ fn serve(mut client: TcpStream, upstream: u16, locks: &Locks) -> std::io::Result
         ),
         Some("LockSnapshot") => {
             let (id, mode, days) = (get("SnapshotId"), get("LockMode"), get("LockDuration"));
+            // Expires `LockDuration` days from now, as AWS documents it.
+            let until = days
+                .parse::<i64>()
+                .ok()
+                .and_then(|d| {
+                    jiff::Timestamp::now()
+                        .checked_add(jiff::SignedDuration::from_hours(d * 24))
+                        .ok()
+                })
+                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.000Z").to_string())
+                .unwrap_or_default();
             table(&mut |l| {
-                l.insert(id.clone(), (mode.clone(), days.clone()));
+                l.insert(id.clone(), (mode.clone(), days.clone(), until.clone()));
             });
             respond(
                 &mut client,
@@ -91,10 +102,10 @@ fn serve(mut client: TcpStream, upstream: u16, locks: &Locks) -> std::io::Result
                 .collect();
             let mut items = String::new();
             table(&mut |l| {
-                for (id, (mode, days)) in l.iter() {
+                for (id, (mode, days, until)) in l.iter() {
                     if wanted.is_empty() || wanted.contains(&id) {
                         items.push_str(&format!(
-                            "<item><snapshotId>{id}</snapshotId><lockState>{mode}</lockState><lockDuration>{days}</lockDuration></item>"
+                            "<item><snapshotId>{id}</snapshotId><lockState>{mode}</lockState><lockDuration>{days}</lockDuration><lockExpiresOn>{until}</lockExpiresOn></item>"
                         ));
                     }
                 }

@@ -376,12 +376,11 @@ impl Estate {
         ran
     }
 
-    /// The binary without `--endpoint-url` (it must find the endpoint
-    /// elsewhere: the audit log, a variable).
-    pub fn run_without_endpoint(&self, args: &[&str]) -> Ran {
-        let mut std = self.std_cmd();
-        let kept: Vec<std::ffi::OsString> =
-            std.get_args().skip(2).map(|a| a.to_os_string()).collect();
+    /// The binary without `--endpoint-url`: only for commands that find
+    /// their endpoint elsewhere (a rollback's audit log, a variable in
+    /// `env`) or refuse before sending anything. No test may reach AWS.
+    pub fn run_without_endpoint(&self, args: &[&str], env: &[(&str, &str)]) -> Ran {
+        let std = self.std_cmd();
         let mut cmd = std::process::Command::new(std.get_program());
         for (k, v) in std.get_envs() {
             match v {
@@ -389,9 +388,11 @@ impl Estate {
                 None => cmd.env_remove(k),
             };
         }
-        cmd.current_dir(self.dir.path()).args(kept).args(args);
-        std = cmd;
-        let out = std.stdin(Stdio::null()).output().expect("run binary");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.current_dir(self.dir.path()).args(args);
+        let out = cmd.stdin(Stdio::null()).output().expect("run binary");
         let ran = Ran {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

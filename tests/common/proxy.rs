@@ -56,6 +56,8 @@ struct State {
     key_accounts: KeyAccounts,
     simulated: Arc<Mutex<BTreeSet<String>>>,
     worst: Arc<Mutex<WorstDay>>,
+    /// When each snapshot was locked: its lock expires `days` later.
+    lock_times: Arc<Mutex<BTreeMap<String, std::time::SystemTime>>>,
 }
 
 /// (service, region, account): one token bucket each, as AWS meters.
@@ -712,6 +714,9 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             if let Ok(mut l) = locks.lock() {
                 l.insert(id.clone(), (mode.clone(), days));
             }
+            if let Ok(mut t) = state.lock_times.lock() {
+                t.insert(id.clone(), std::time::SystemTime::now());
+            }
             respond(
                 &mut client,
                 "200 OK",
@@ -745,7 +750,17 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
                     l.iter()
                         .filter(|(id, _)| wanted.is_empty() || wanted.contains(id))
                         .map(|(id, (mode, days))| {
-                            format!("<item><ownerId>123456789012</ownerId><snapshotId>{id}</snapshotId><lockState>{mode}</lockState><lockDuration>{days}</lockDuration></item>")
+                            let at = state
+                                .lock_times
+                                .lock()
+                                .ok()
+                                .and_then(|t| t.get(id).copied())
+                                .unwrap_or_else(std::time::SystemTime::now);
+                            let until = at + std::time::Duration::from_secs(u64::from(*days) * 86_400);
+                            let until = jiff::Timestamp::try_from(until)
+                                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.000Z").to_string())
+                                .unwrap_or_default();
+                            format!("<item><ownerId>123456789012</ownerId><snapshotId>{id}</snapshotId><lockState>{mode}</lockState><lockDuration>{days}</lockDuration><lockExpiresOn>{until}</lockExpiresOn></item>")
                         })
                         .collect()
                 })
