@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MOTO_VERSION="5.2.5"
 PY="${PYTHON:-python3}"
-if [ -x .venv/bin/moto_server ] && .venv/bin/python -c "import moto,sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+if [ -x .venv/bin/moto_server ] && .venv/bin/python -c "import moto,sys,jsonschema,yaml; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
   exit 0
 fi
 "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+# jsonschema and pyyaml (also pulled in by moto[server]) check the shipped
+# playbooks against schemas/ (scripts/check-schemas.py).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "jsonschema>=4.18,<5" "pyyaml>=6,<7"
 echo "moto $MOTO_VERSION installed in .venv/" >&2

@@ -256,6 +256,53 @@ fn schema_describes_actions_and_rejects_unknown_keys() {
     assert_eq!(step["allOf"].as_array().map(Vec::len), Some(ids.len()));
 }
 
+/// The checked-in schemas are what the binary prints (regenerate with
+/// `breakglass schema > schemas/playbook.schema.json` and `breakglass schema
+/// --scenario > schemas/scenario.schema.json`), and an independent validator
+/// (python-jsonschema in .venv) accepts every shipped playbook and scenario
+/// and rejects a wrong one.
+#[test]
+fn checked_in_schemas_match_and_shipped_files_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (args, file) in [
+        (vec!["schema"], "schemas/playbook.schema.json"),
+        (vec!["schema", "--scenario"], "schemas/scenario.schema.json"),
+    ] {
+        let out = breakglass().args(&args).output().expect("run");
+        assert!(out.status.success());
+        let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema");
+        let text = std::fs::read_to_string(root.join(file)).expect("checked-in schema");
+        let checked_in: serde_json::Value = serde_json::from_str(&text).expect("schema json");
+        assert!(
+            printed == checked_in,
+            "{file} drifted from `breakglass {}`: regenerate it",
+            args.join(" ")
+        );
+    }
+    let python = root.join(".venv/bin/python");
+    let script = root.join("scripts/check-schemas.py");
+    let shipped = std::process::Command::new(&python)
+        .arg(&script)
+        .output()
+        .expect("python from scripts/setup-emulator.sh");
+    let said = String::from_utf8_lossy(&shipped.stdout);
+    assert!(shipped.status.success(), "{said}");
+    assert!(said.contains("10 file(s) checked, 0 problem(s)"), "{said}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: x\nsteps:\n  - action: iam.nope\n").expect("write");
+    let rejected = std::process::Command::new(&python)
+        .arg(&script)
+        .arg("playbook")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&rejected.stdout);
+    assert_eq!(rejected.status.code(), Some(1), "{said}");
+    assert!(said.contains("steps/0/action"), "{said}");
+}
+
 #[test]
 fn actions_catalog_states_reversibility() {
     let out = breakglass()
