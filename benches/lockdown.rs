@@ -164,13 +164,15 @@ async fn main() -> ExitCode {
         seed_start.elapsed().as_secs_f64()
     );
 
-    let shaping = Arc::new(Shaping::new(
+    let mut shaping = Shaping::new(
         Duration::from_millis(args.latency_ms),
         common::proxy::aws_limits(),
-    ));
+    );
+    shaping.read_limits = common::proxy::aws_read_limits();
+    let shaping = Arc::new(shaping);
     e.proxy().shape(shaping.clone());
     println!(
-        "proxy: latency {} ms ± 20 %; mutating calls limited per (service, region): iam 20/s burst 20, ec2 20/s burst 40, organizations 5/s burst 10, sts 20/s burst 20",
+        "proxy: latency {} ms ± 20 %; mutating calls limited per (service, region): iam 20/s burst 20, ec2 20/s burst 40, organizations 5/s burst 10, sts 20/s burst 20; ec2 reads 20/s burst 100",
         args.latency_ms
     );
 

@@ -460,9 +460,12 @@ impl Organization {
             .unwrap_or_default()
             .to_string();
         let pages = ctx
-            .call("organizations:ListAccounts", || {
-                org.list_accounts().into_paginator().send().try_collect()
-            })
+            .pages(
+                None,
+                "organizations:ListAccounts",
+                |token| org.list_accounts().set_next_token(token).send(),
+                |p| p.next_token().map(str::to_string),
+            )
             .await?;
         let accounts = pages
             .iter()

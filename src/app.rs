@@ -614,7 +614,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
         let found = preflight(&ctx, &loaded.steps).await?;
         if !found.unchecked.is_empty() {
             errln!(
-                "warning: {} permission check(s) could not be answered; the run may meet denials AWS did not report in advance:",
+                "warning: {} permission check(s) could not be checked (neither allowed nor denied); the run may meet denials AWS did not report in advance:",
                 found.unchecked.len()
             );
             for why in &found.unchecked {
@@ -963,7 +963,7 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
     let mut check = ctx.clone();
     check.run_started = jiff::Timestamp::UNIX_EPOCH;
     check.check_permissions = false;
-    check.run = Arc::default();
+    check.run = Arc::new(ctx.run.read_back_of());
     check.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
     let reports = executor::read_all(&check, steps).await?;
     let mut open: Vec<String> = ctx
@@ -1156,6 +1156,8 @@ struct Preflight {
     missing: Vec<String>,
     /// Calls AWS says would be denied: the run is refused, exit 3.
     denied: Vec<String>,
+    /// Changes a full AWS quota would refuse: the run is refused, exit 3.
+    over_quota: Vec<String>,
     /// Checks that got no answer, each cause once with how many it hit.
     unchecked: Vec<String>,
 }
@@ -1164,6 +1166,7 @@ impl Preflight {
     fn sort(reports: Vec<StepReport>) -> Preflight {
         let mut missing = Vec::new();
         let mut denied = Vec::new();
+        let mut over_quota = Vec::new();
         let mut unchecked: BTreeMap<String, usize> = BTreeMap::new();
         for s in &reports {
             let label = format!("step {} ({})", s.index + 1, s.name);
@@ -1182,6 +1185,9 @@ impl Preflight {
                     Some(e) if e.kind == aws::ErrorKind::AccessDenied => {
                         denied.push(format!("{label}: {} · {e}", i.target));
                     }
+                    Some(e) if e.is_over_quota() => {
+                        over_quota.push(format!("{label}: {}", e.message));
+                    }
                     Some(e) => *unchecked.entry(e.to_string()).or_default() += 1,
                     None => {
                         *unchecked
@@ -1195,6 +1201,7 @@ impl Preflight {
             reports,
             missing,
             denied,
+            over_quota,
             unchecked: unchecked
                 .into_iter()
                 .map(|(why, n)| match n {
@@ -1210,6 +1217,13 @@ impl Preflight {
     fn verdict(&self) -> Result<(), Error> {
         if !self.missing.is_empty() {
             return Err(Error::Missing(self.missing.clone()));
+        }
+        if !self.over_quota.is_empty() {
+            return Err(Error::Refused(format!(
+                "preflight: {} change(s) would exceed an AWS quota; nothing was changed: {}",
+                self.over_quota.len(),
+                self.over_quota.join("; ")
+            )));
         }
         if !self.denied.is_empty() {
             return Err(Error::Refused(format!(

@@ -555,7 +555,7 @@ async fn change(
     if opts.dry_run {
         let drift = op.drift();
         // Where AWS can say whether the call would be allowed, ask it.
-        let mut item = match op.dry_run(ctx).await {
+        let mut item = match op.dry_run(ctx, &target).await {
             None => Item::new(target, Outcome::WouldChange).call(call),
             Some(Ok(())) => Item::new(target, Outcome::WouldChange)
                 .call(call)

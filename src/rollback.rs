@@ -31,6 +31,17 @@ pub enum Undo {
         ours: String,
         prior: Option<String>,
     },
+    /// Detach the managed policy a deny went into (the principal's inline
+    /// policies were full), and delete it when the run made it.
+    RemoveManagedDeny {
+        principal: PrincipalRef,
+        policy_arn: String,
+        delete: bool,
+        /// The document the run wrote: the policy must still say it (or
+        /// another breakglass deny) to be deleted.
+        ours: String,
+        policy_name: String,
+    },
     DetachScp {
         policy_id: String,
         targets: Vec<String>,
@@ -218,6 +229,7 @@ fn inverse(
             user,
             key_id,
             prior_status,
+            ..
         } => {
             if prior_status != "Active" {
                 Plan::Kept {
@@ -240,6 +252,23 @@ fn inverse(
         // A breakglass-named policy is deleted, never written back: what was
         // there before the run under that name (an earlier run's, or one
         // an intruder planted) is not something to restore.
+        Op::PutInlinePolicy {
+            principal,
+            policy_name,
+            document,
+            ..
+        } if effect.is_some_and(|e| e["managed_policy_arn"].is_string()) => {
+            undo(Undo::RemoveManagedDeny {
+                principal: principal.clone(),
+                policy_arn: effect
+                    .and_then(|e| e["managed_policy_arn"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                delete: effect.and_then(|e| e["created"].as_bool()).unwrap_or(false),
+                ours: document.clone().unwrap_or_default(),
+                policy_name: policy_name.clone(),
+            })
+        }
         Op::PutInlinePolicy {
             principal,
             policy_name,
@@ -438,6 +467,22 @@ impl Undo {
                 };
                 format!("{verb} {kind} {} PolicyName={policy_name}", principal.name)
             }
+            Undo::RemoveManagedDeny {
+                principal,
+                policy_arn,
+                delete,
+                ..
+            } => {
+                let (verb, key) = match principal.kind {
+                    PrincipalRefKind::User => ("iam:DetachUserPolicy", "UserName"),
+                    PrincipalRefKind::Role => ("iam:DetachRolePolicy", "RoleName"),
+                };
+                let mut s = format!("{verb} {key}={} PolicyArn={policy_arn}", principal.name);
+                if *delete {
+                    s.push_str("; iam:DeletePolicy");
+                }
+                s
+            }
             Undo::DetachScp {
                 policy_id,
                 targets,
@@ -532,6 +577,31 @@ impl Undo {
                         "the policy says something breakglass never writes (changed since the run): left alone".into(),
                     ),
                     None => Check::Conflict("the policy was deleted since the run".into()),
+                })
+            }
+            Undo::RemoveManagedDeny {
+                principal,
+                policy_arn,
+                ours,
+                policy_name,
+                ..
+            } => {
+                use crate::actions::managed_deny;
+                let attached = managed_deny::attached(ctx, principal, policy_arn).await?;
+                let document = managed_deny::document(ctx, policy_arn).await?;
+                Ok(match document {
+                    None if !attached => Check::Done("the policy is already gone".into()),
+                    Some(doc)
+                        if crate::aws::same_json(&doc, ours)
+                            || crate::actions::iam::written_by_breakglass(policy_name, &doc)
+                                .is_some() =>
+                    {
+                        Check::Ready
+                    }
+                    Some(_) => Check::Conflict(
+                        "the managed policy says something breakglass never writes (changed since the run): left alone".into(),
+                    ),
+                    None => Check::Conflict("the managed policy was deleted since the run".into()),
                 })
             }
             Undo::RestoreGroups {
@@ -752,6 +822,19 @@ impl Undo {
                 })
                 .await
                 .map(|_| ()),
+            Undo::RemoveManagedDeny {
+                principal,
+                policy_arn,
+                delete,
+                ..
+            } => {
+                use crate::actions::managed_deny;
+                managed_deny::detach(ctx, principal, policy_arn).await?;
+                if *delete {
+                    managed_deny::delete(ctx, policy_arn).await?;
+                }
+                Ok(())
+            }
             Undo::RestoreInlinePolicy {
                 principal,
                 policy_name,

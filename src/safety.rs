@@ -198,29 +198,8 @@ pub async fn resolve_protections(ctx: &Ctx, protect: &[String]) -> (Vec<String>,
 }
 
 async fn list_principal_arns(ctx: &Ctx) -> Result<Vec<String>, crate::aws::AwsError> {
-    let users = ctx
-        .call("iam:ListUsers", || {
-            ctx.iam()
-                .list_users()
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-        })
-        .await?;
-    let roles = ctx
-        .call("iam:ListRoles", || {
-            ctx.iam()
-                .list_roles()
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-        })
-        .await?;
-    Ok(users
-        .iter()
-        .map(|u| u.arn().to_string())
-        .chain(roles.iter().map(|r| r.arn().to_string()))
-        .collect())
+    use crate::actions::iam::{PrincipalRefKind, list_principals};
+    let users = list_principals(ctx, PrincipalRefKind::User, None).await?;
+    let roles = list_principals(ctx, PrincipalRefKind::Role, None).await?;
+    Ok(users.into_iter().chain(roles).map(|p| p.arn).collect())
 }

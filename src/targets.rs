@@ -49,6 +49,9 @@ pub enum Resource {
         name: String,
         targets: Vec<String>,
     },
+    /// A whole region of the scope, when it could not be read: what stands
+    /// in for the targets nobody could list there.
+    Region {},
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +78,12 @@ impl fmt::Display for Target {
             },
             Resource::Account { id } => write!(f, "account {id}"),
             Resource::Scp { name, targets } => write!(f, "SCP {name} on {}", targets.join(", ")),
+            Resource::Region {} => write!(
+                f,
+                "region {} of account {}",
+                self.scope.region.as_deref().unwrap_or("?"),
+                self.scope.account
+            ),
         }
     }
 }

@@ -72,6 +72,7 @@ fn write_log_with(path: &Path, finish: bool, key: AuditKey) {
         user: "alice".into(),
         key_id: "AKIAEXAMPLEEXAMPLE01".into(),
         prior_status: "Active".into(),
+        user_arn: "arn:aws:iam::123456789012:user/alice".into(),
     };
     let intent = log
         .append(Event::Intent {

@@ -178,6 +178,20 @@ async fn a_listing_that_fails_mid_pagination_is_read_again() {
     let (code, report) = lockdown(&e, shaping.clone(), &[]);
     let failed = *shaping.pages_failed.lock().expect("lock");
     assert_eq!(failed, 2, "the second page failed twice");
+    // The failed page was asked again alone: every listing read its first
+    // page once and its second page once (failed attempts are not logged).
+    let (first, second) = shaping
+        .log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|s| s.action == "ListRoles")
+        .fold(
+            (0, 0),
+            |(f, n), s| if s.follow_up { (f, n + 1) } else { (f + 1, n) },
+        );
+    assert!(first > 0);
+    assert_eq!(first, second, "a listing restarted from its first page");
     assert_eq!(code, Some(0), "{report}");
     let s = step(&report, "iam.revoke_role_sessions");
     assert_eq!(s["status"], "done", "{s}");

@@ -258,15 +258,30 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
     };
     let criteria = sel.criteria();
     let criteria = &criteria;
-    // Regions are independent: discover them all at once.
-    let per_region: Vec<Vec<Found>> = stream::iter(ctx.regions.clone())
-        .map(|region| async move { select_instances(ctx, &region, criteria).await })
+    // Regions are independent: discover them all at once, and a region
+    // that cannot be read fails alone (its item says so), never the others.
+    let per_region: Vec<(String, Result<Vec<Found>, AwsError>)> = stream::iter(ctx.regions.clone())
+        .map(|region| async move {
+            let found = select_instances(ctx, &region, criteria).await;
+            (region, found)
+        })
         .buffer_unordered(ctx.concurrency.max(1))
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
     let mut instances = Vec::new();
     let mut seen = BTreeSet::new();
-    for found in per_region.into_iter().flatten() {
+    let mut unread = Vec::new();
+    let mut found_all = Vec::new();
+    for (region, found) in per_region {
+        match found {
+            Ok(f) => found_all.extend(f),
+            Err(error) => {
+                sink.emit(unreadable_region(ctx, &region, error));
+                unread.push(region);
+            }
+        }
+    }
+    for found in found_all {
         match found {
             Found::Live(i) => {
                 seen.insert(i.id.clone());
@@ -283,7 +298,8 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
             }
         }
     }
-    if let InstanceCriteria::Named { ids, .. } = criteria {
+    // A named id not seen is missing only if every region was read.
+    if let (InstanceCriteria::Named { ids, .. }, true) = (criteria, unread.is_empty()) {
         for id in ids.iter().filter(|id| !seen.contains(*id)) {
             sink.emit(missing_instance(
                 ctx,
@@ -354,21 +370,36 @@ async fn discover_locks(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsErr
     }
     let criteria = sel.criteria();
     let criteria = &criteria;
-    let per_region: Vec<(Vec<Planned>, BTreeSet<String>)> = stream::iter(ctx.regions.clone())
+    /// A region's planned locks and the named snapshots found there.
+    type RegionLocks = Result<(Vec<Planned>, BTreeSet<String>), AwsError>;
+    let per_region: Vec<(String, RegionLocks)> = stream::iter(ctx.regions.clone())
         .map(|region| async move {
-            let (ids, named) = select_snapshots(ctx, &region, criteria).await?;
-            Ok::<_, AwsError>((plan_locks(ctx, &region, ids, params).await?, named))
+            let found = async {
+                let (ids, named) = select_snapshots(ctx, &region, criteria).await?;
+                Ok::<_, AwsError>((plan_locks(ctx, &region, ids, params).await?, named))
+            }
+            .await;
+            (region, found)
         })
         .buffer_unordered(ctx.concurrency.max(1))
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
     let mut planned = Vec::new();
     let mut found = BTreeSet::new();
-    for (p, named) in per_region {
-        planned.extend(p);
-        found.extend(named);
+    let mut all_read = true;
+    for (region, r) in per_region {
+        match r {
+            Ok((p, named)) => {
+                planned.extend(p);
+                found.extend(named);
+            }
+            Err(error) => {
+                all_read = false;
+                planned.push(unreadable_region(ctx, &region, error));
+            }
+        }
     }
-    if let SnapshotCriteria::Matching { ids, .. } = criteria {
+    if let (SnapshotCriteria::Matching { ids, .. }, true) = (criteria, all_read) {
         for id in ids.iter().filter(|id| !found.contains(*id)) {
             planned.push(Planned {
                 target: Target {
@@ -450,18 +481,21 @@ async fn select_snapshots(
         }
     }
     for (filters, exact) in queries {
-        let snaps = ctx
-            .call_in(region, "ec2:DescribeSnapshots", || {
-                ec2.describe_snapshots()
-                    .owner_ids("self")
-                    .set_filters(Some(filters.clone()))
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-            })
+        let pages = ctx
+            .pages(
+                Some(region),
+                "ec2:DescribeSnapshots",
+                |token| {
+                    ec2.describe_snapshots()
+                        .owner_ids("self")
+                        .set_filters(Some(filters.clone()))
+                        .set_next_token(token)
+                        .send()
+                },
+                |p| p.next_token().map(str::to_string),
+            )
             .await?;
-        for snap in &snaps {
+        for snap in pages.iter().flat_map(|p| p.snapshots()) {
             let Some(id) = snap.snapshot_id() else {
                 continue;
             };
@@ -693,6 +727,21 @@ enum Found {
     },
 }
 
+/// A region whose listing failed: one failed item in the step, so the
+/// step reports it and the other regions' targets go ahead.
+fn unreadable_region(ctx: &Ctx, region: &str, error: AwsError) -> Planned {
+    Planned {
+        target: Target {
+            scope: Scope {
+                account: ctx.identity.account.clone(),
+                region: Some(region.to_string()),
+            },
+            resource: Resource::Region {},
+        },
+        disposition: Disposition::Unreadable { error },
+    }
+}
+
 fn missing_instance(ctx: &Ctx, id: &str, region: Option<&str>, reason: String) -> Planned {
     Planned {
         target: Target {
@@ -742,18 +791,21 @@ async fn select_instances(
                 .build(),
         );
     }
-    let reservations = ctx
-        .call_in(region, "ec2:DescribeInstances", || {
-            ec2.describe_instances()
-                .set_filters(Some(filters.clone()))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-        })
+    let pages = ctx
+        .pages(
+            Some(region),
+            "ec2:DescribeInstances",
+            |token| {
+                ec2.describe_instances()
+                    .set_filters(Some(filters.clone()))
+                    .set_next_token(token)
+                    .send()
+            },
+            |p| p.next_token().map(str::to_string),
+        )
         .await?;
     let mut out = Vec::new();
-    for r in reservations {
+    for r in pages.iter().flat_map(|p| p.reservations()) {
         for i in r.instances() {
             let Some(id) = i.instance_id() else { continue };
             let state = i

@@ -52,6 +52,8 @@ pub const DELETE_LOGIN_PROFILES: ActionInfo = ActionInfo {
     notes: &["Console sessions already open survive: pair with iam.revoke_user_sessions."],
 };
 
+const MANAGED_FALLBACK_NOTE: &str = "A principal whose inline policies are at IAM's size limit gets the deny in a managed policy under /breakglass/ instead (rollback detaches and deletes it).";
+
 pub const REVOKE_ROLE_SESSIONS: ActionInfo = ActionInfo {
     id: "iam.revoke_role_sessions",
     summary: "Deny every session of a role issued before now (inline policy on aws:TokenIssueTime).",
@@ -62,6 +64,7 @@ pub const REVOKE_ROLE_SESSIONS: ActionInfo = ActionInfo {
     notes: &[
         "Hits every session of the role, so never applied to the executor's own role.",
         "Service-linked roles cannot take inline policies: skipped with a reason.",
+        MANAGED_FALLBACK_NOTE,
     ],
 };
 
@@ -72,7 +75,10 @@ pub const REVOKE_USER_SESSIONS: ActionInfo = ActionInfo {
     params: &[],
     calls: &["iam:PutUserPolicy breakglass-revoke-older-sessions"],
     reversibility: Reversibility::Reversible("DeleteUserPolicy, or restore the prior document"),
-    notes: &["Long-term access keys carry no token issue time: deactivate them too."],
+    notes: &[
+        "Long-term access keys carry no token issue time: deactivate them too.",
+        MANAGED_FALLBACK_NOTE,
+    ],
 };
 
 pub const QUARANTINE_PRINCIPALS: ActionInfo = ActionInfo {
@@ -85,7 +91,10 @@ pub const QUARANTINE_PRINCIPALS: ActionInfo = ActionInfo {
         "iam:PutRolePolicy breakglass-quarantine",
     ],
     reversibility: Reversibility::Reversible("DeleteUserPolicy / DeleteRolePolicy"),
-    notes: &["Service-linked roles cannot take inline policies: skipped with a reason."],
+    notes: &[
+        "Service-linked roles cannot take inline policies: skipped with a reason.",
+        MANAGED_FALLBACK_NOTE,
+    ],
 };
 
 pub const REVOKE_SESSION: ActionInfo = ActionInfo {
@@ -162,10 +171,10 @@ fn iso_seconds(t: jiff::Timestamp) -> String {
 
 /// A selected IAM principal.
 #[derive(Debug, Clone)]
-struct Principal {
-    name: String,
-    arn: String,
-    path: String,
+pub(crate) struct Principal {
+    pub(crate) name: String,
+    pub(crate) arn: String,
+    pub(crate) path: String,
 }
 
 /// Decides every target of an IAM step. The per-principal reads (keys,
@@ -566,56 +575,65 @@ async fn resolve_key(ctx: &Ctx, key_id: &str) -> Result<Result<String, String>, 
     }
 }
 
-async fn list_principals(
+pub(crate) async fn list_principals(
     ctx: &Ctx,
     kind: PrincipalRefKind,
     path_prefix: Option<&str>,
 ) -> Result<Vec<Principal>, AwsError> {
-    // Pagination restarts from the first page on a throttled page: lists are
-    // read-only and a restart is simpler than resuming a marker.
-    ctx.call_raw(None, "iam:ListUsers", || async {
-        match kind {
-            PrincipalRefKind::User => ctx
-                .iam()
-                .list_users()
-                .set_path_prefix(path_prefix.map(str::to_string))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map(|v| {
-                    v.into_iter()
-                        .map(|u| Principal {
-                            name: u.user_name().to_string(),
-                            arn: u.arn().to_string(),
-                            path: u.path().to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .map_err(|e| aws::aws_error("iam:ListUsers", e)),
-            PrincipalRefKind::Role => ctx
-                .iam()
-                .list_roles()
-                .set_path_prefix(path_prefix.map(str::to_string))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-                .await
-                .map(|v| {
-                    v.into_iter()
-                        .map(|r| Principal {
-                            name: r.role_name().to_string(),
-                            arn: r.arn().to_string(),
-                            path: r.path().to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .map_err(|e| aws::aws_error("iam:ListRoles", e)),
-        }
+    let prefix = path_prefix.map(str::to_string);
+    let iam = ctx.iam();
+    Ok(match kind {
+        PrincipalRefKind::User => ctx
+            .pages(
+                None,
+                "iam:ListUsers",
+                |marker| {
+                    iam.list_users()
+                        .set_path_prefix(prefix.clone())
+                        .set_marker(marker)
+                        .send()
+                },
+                |p| {
+                    p.is_truncated
+                        .then(|| p.marker().map(str::to_string))
+                        .flatten()
+                },
+            )
+            .await?
+            .iter()
+            .flat_map(|p| p.users())
+            .map(|u| Principal {
+                name: u.user_name().to_string(),
+                arn: u.arn().to_string(),
+                path: u.path().to_string(),
+            })
+            .collect(),
+        PrincipalRefKind::Role => ctx
+            .pages(
+                None,
+                "iam:ListRoles",
+                |marker| {
+                    iam.list_roles()
+                        .set_path_prefix(prefix.clone())
+                        .set_marker(marker)
+                        .send()
+                },
+                |p| {
+                    p.is_truncated
+                        .then(|| p.marker().map(str::to_string))
+                        .flatten()
+                },
+            )
+            .await?
+            .iter()
+            .flat_map(|p| p.roles())
+            .map(|r| Principal {
+                name: r.role_name().to_string(),
+                arn: r.arn().to_string(),
+                path: r.path().to_string(),
+            })
+            .collect(),
     })
-    .await
 }
 
 async fn get_principal(
@@ -773,7 +791,7 @@ async fn plan_user_keys(ctx: &Ctx, users: Vec<Principal>, sink: &Sink) -> Result
             };
             let skip = guard(ctx, PrincipalKind::User, &u);
             for (key_id, status) in keys {
-                sink.emit(plan_key(ctx, &u.name, key_id, status, skip.clone()));
+                sink.emit(plan_key(ctx, &u, key_id, status, skip.clone()));
             }
             Ok::<_, AwsError>(())
         })
@@ -804,7 +822,7 @@ async fn plan_named_keys(ctx: &Ctx, ids: &[String]) -> Result<Vec<Planned>, AwsE
             .find(|(k, _)| k == id)
             .map(|(_, s)| s);
         match status {
-            Some(status) => out.push(plan_key(ctx, &owner, id.clone(), status, skip)),
+            Some(status) => out.push(plan_key(ctx, &user, id.clone(), status, skip)),
             // Deleted between the two reads.
             None => out.push(missing_key(
                 ctx,
@@ -818,11 +836,12 @@ async fn plan_named_keys(ctx: &Ctx, ids: &[String]) -> Result<Vec<Planned>, AwsE
 
 fn plan_key(
     ctx: &Ctx,
-    user: &str,
+    owner: &Principal,
     key_id: String,
     status: String,
     user_skip: Option<SkipReason>,
 ) -> Planned {
+    let user = owner.name.as_str();
     let target = Target {
         scope: scope(ctx),
         resource: Resource::AccessKey {
@@ -846,6 +865,7 @@ fn plan_key(
                 user: user.to_string(),
                 key_id,
                 prior_status: status,
+                user_arn: owner.arn.clone(),
             },
         }
     };
@@ -987,17 +1007,30 @@ async fn plan_policies(
                         });
                     }
                 };
-                let disposition = match prior
+                let principal = PrincipalRef {
+                    kind,
+                    name: p.name.clone(),
+                };
+                let in_place = match prior
                     .as_deref()
                     .and_then(|d| already_in_place(ctx, &policy, d))
                 {
+                    Some(reason) => Some(reason),
+                    None => match managed_in_place(ctx, &principal, policy_name, &policy).await {
+                        Ok(found) => found,
+                        Err(error) => {
+                            return Ok(Planned {
+                                target,
+                                disposition: Disposition::Unreadable { error },
+                            });
+                        }
+                    },
+                };
+                let disposition = match in_place {
                     Some(reason) => Disposition::Unchanged { reason },
                     None => Disposition::Change {
                         op: Op::PutInlinePolicy {
-                            principal: PrincipalRef {
-                                kind,
-                                name: p.name.clone(),
-                            },
+                            principal,
                             policy_name: policy_name.to_string(),
                             policy,
                             document: None,
@@ -1017,6 +1050,32 @@ async fn plan_policies(
             std::future::ready(Ok(()))
         })
         .await
+}
+
+/// Whether this run already put the deny into a managed policy for this
+/// principal (its inline policies being full), and it is still attached
+/// and still says what breakglass wrote.
+async fn managed_in_place(
+    ctx: &Ctx,
+    principal: &PrincipalRef,
+    policy_name: &str,
+    policy: &PolicyKind,
+) -> Result<Option<String>, AwsError> {
+    let Some(arn) = ctx
+        .run
+        .managed_deny(&ctx.identity.account, principal, policy_name)
+    else {
+        return Ok(None);
+    };
+    if !super::managed_deny::attached(ctx, principal, &arn).await? {
+        return Ok(None);
+    }
+    Ok(super::managed_deny::document(ctx, &arn)
+        .await?
+        .and_then(|d| already_in_place(ctx, policy, &d))
+        .map(|why| {
+            format!("{why} (in managed policy {arn}: its inline policies are at IAM's size limit)")
+        }))
 }
 
 /// The current document of an inline policy, URL-decoded, or `None` if absent.
@@ -1176,7 +1235,9 @@ pub fn describe(op: &Op) -> String {
     }
 }
 
-pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
+/// Makes the call; `Ok(Some(effect))` when a deny went into a managed
+/// policy in place of a full inline quota (see [`super::managed_deny`]).
+pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsError> {
     match op {
         Op::DeactivateAccessKey { user, key_id, .. } => {
             // Defence in depth: discovery already skipped it.
@@ -1192,7 +1253,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
                     .send()
             })
             .await
-            .map(|_| ())
+            .map(|_| None)
         }
         Op::DeleteLoginProfile { user } => {
             if ctx
@@ -1209,8 +1270,8 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
                 .map(|_| ());
             match r {
                 // Gone already (a retried call that had succeeded): the goal state holds.
-                Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-                other => other,
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+                other => other.map(|()| None),
             }
         }
         Op::PutInlinePolicy {
@@ -1232,33 +1293,51 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<(), AwsError> {
             let Some(document) = document else {
                 return Err(refuse("iam:Put*Policy", "an unprepared policy document"));
             };
-            ctx.call_raw(None, "iam:PutUserPolicy", || async {
-                match principal.kind {
-                    PrincipalRefKind::User => ctx
-                        .iam()
-                        .put_user_policy()
-                        .user_name(&principal.name)
-                        .policy_name(policy_name)
-                        .policy_document(document)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| aws::aws_error("iam:PutUserPolicy", e)),
-                    PrincipalRefKind::Role => ctx
-                        .iam()
-                        .put_role_policy()
-                        .role_name(&principal.name)
-                        .policy_name(policy_name)
-                        .policy_document(document)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| aws::aws_error("iam:PutRolePolicy", e)),
+            let put = ctx
+                .call_raw(None, "iam:PutUserPolicy", || async {
+                    match principal.kind {
+                        PrincipalRefKind::User => ctx
+                            .iam()
+                            .put_user_policy()
+                            .user_name(&principal.name)
+                            .policy_name(policy_name)
+                            .policy_document(document)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| aws::aws_error("iam:PutUserPolicy", e)),
+                        PrincipalRefKind::Role => ctx
+                            .iam()
+                            .put_role_policy()
+                            .role_name(&principal.name)
+                            .policy_name(policy_name)
+                            .policy_document(document)
+                            .send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| aws::aws_error("iam:PutRolePolicy", e)),
+                    }
+                })
+                .await;
+            match put {
+                Ok(()) => Ok(None),
+                Err(e) if super::managed_deny::is_inline_quota(&e) => {
+                    let effect =
+                        super::managed_deny::apply(ctx, principal, policy_name, document).await?;
+                    if let Some(arn) = effect["managed_policy_arn"].as_str() {
+                        ctx.run.remember_managed_deny(
+                            &ctx.identity.account,
+                            principal,
+                            policy_name,
+                            arn,
+                        );
+                    }
+                    Ok(Some(effect))
                 }
-            })
-            .await
+                Err(e) => Err(e),
+            }
         }
-        _ => Ok(()),
+        _ => Ok(None),
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod ec2;
 pub mod iam;
+pub mod managed_deny;
 pub mod org;
 
 use std::borrow::Cow;
@@ -26,7 +27,7 @@ use crate::playbook::model::{
     SnapshotParams,
 };
 use crate::playbook::yaml::{self, DecodeError, Node};
-use crate::targets::{Protection, SkipReason, Target};
+use crate::targets::{Protection, Resource, SkipReason, Target};
 
 /// Every action breakglass knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -320,6 +321,61 @@ pub struct RunState {
     >,
     /// Permission checks of dry runs and preflights, coalesced.
     pub simulator: iam::Simulator,
+    /// Denies that went into a managed policy because the principal's
+    /// inline policies were full: (account, principal, inline name) → the
+    /// policy's ARN, so the read-back and the hold find them.
+    managed_denies: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl RunState {
+    /// A state for a read-back: nothing of this run's but where its denies
+    /// went (a managed policy in place of a full inline quota).
+    pub fn read_back_of(&self) -> RunState {
+        let managed = self
+            .managed_denies
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        RunState {
+            managed_denies: std::sync::Mutex::new(managed),
+            ..RunState::default()
+        }
+    }
+
+    fn managed_key(account: &str, principal: &iam::PrincipalRef, inline_name: &str) -> String {
+        format!(
+            "{account}|{:?}|{}|{inline_name}",
+            principal.kind, principal.name
+        )
+    }
+
+    pub fn remember_managed_deny(
+        &self,
+        account: &str,
+        principal: &iam::PrincipalRef,
+        inline_name: &str,
+        arn: &str,
+    ) {
+        if let Ok(mut m) = self.managed_denies.lock() {
+            m.insert(
+                Self::managed_key(account, principal, inline_name),
+                arn.to_string(),
+            );
+        }
+    }
+
+    /// The managed policy this run put a principal's deny in, if any.
+    pub fn managed_deny(
+        &self,
+        account: &str,
+        principal: &iam::PrincipalRef,
+        inline_name: &str,
+    ) -> Option<String> {
+        self.managed_denies.lock().ok().and_then(|m| {
+            m.get(&Self::managed_key(account, principal, inline_name))
+                .cloned()
+        })
+    }
 }
 
 /// Read access and the rules discovery needs.
@@ -482,8 +538,41 @@ impl Ctx {
             .await
     }
 
-    /// Like [`Ctx::call`] for a body that maps its own errors (a paginated
-    /// list read as one call).
+    /// A paginated listing read page by page, each page one paced and
+    /// retried call: a throttled or failed page is asked again alone, with
+    /// the same token, and the pages before it are kept. `next` reads a
+    /// page's continuation token (`Marker` when `IsTruncated`, `NextToken`).
+    pub async fn pages<P, E, R, F, Fut, N>(
+        &self,
+        region: Option<&str>,
+        operation: &str,
+        mut fetch: F,
+        next: N,
+    ) -> Result<Vec<P>, AwsError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<P, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+        N: Fn(&P) -> Option<String>,
+    {
+        let mut pages = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .call_at(region, operation, || fetch(token.clone()))
+                .await?;
+            let following = next(&page).filter(|t| !t.is_empty());
+            pages.push(page);
+            match following {
+                // A token that repeats would loop forever: AWS never sends one.
+                Some(t) if token.as_ref() != Some(&t) => token = Some(t),
+                _ => return Ok(pages),
+            }
+        }
+    }
+
+    /// Like [`Ctx::call`] for a body that maps its own errors.
     pub async fn call_raw<T, F, Fut>(
         &self,
         region: Option<&str>,
@@ -601,6 +690,10 @@ pub enum Op {
         user: String,
         key_id: String,
         prior_status: String,
+        /// The owner's ARN as IAM lists it (path included), for permission
+        /// checks; absent in logs from before it was recorded.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        user_arn: String,
     },
     DeleteLoginProfile {
         user: String,
@@ -732,7 +825,7 @@ impl Op {
             }
             Op::DeactivateAccessKey { .. }
             | Op::DeleteLoginProfile { .. }
-            | Op::PutInlinePolicy { .. } => iam::apply(ctx, self).await.map(|()| None),
+            | Op::PutInlinePolicy { .. } => iam::apply(ctx, self).await,
             _ => ec2::apply(ctx, self).await,
         }
     }
@@ -741,30 +834,57 @@ impl Op {
     /// `DryRun=true`, or for IAM and Organizations (which have no such flag)
     /// `iam:SimulatePrincipalPolicy` when `ctx.check_permissions` is set.
     /// `None`: nothing was asked.
-    pub async fn dry_run(&self, ctx: &Ctx) -> Option<Result<(), AwsError>> {
+    pub async fn dry_run(&self, ctx: &Ctx, target: &Target) -> Option<Result<(), AwsError>> {
         if let Some(r) = ec2::dry_run(ctx, self).await {
             return Some(r);
         }
         if !ctx.check_permissions {
             return None;
         }
-        let checks = self.permission_checks(&ctx.identity.account);
+        let checks = self.permission_checks(ctx, target);
         if checks.is_empty() {
             return None;
         }
         Some(iam::simulate(ctx, &checks).await)
     }
 
-    /// The (action, resource ARN) pairs this op needs, for simulation.
-    fn permission_checks(&self, account: &str) -> Vec<(&'static str, String)> {
-        let user = |n: &str| format!("arn:aws:iam::{account}:user/{n}");
-        let role = |n: &str| format!("arn:aws:iam::{account}:role/{n}");
+    /// The (action, resource ARN) pairs this op needs, for simulation. The
+    /// principal's ARN is the one IAM listed (with its path and partition: a
+    /// policy scoped to `user/contractors/*` must be asked about
+    /// `user/contractors/bob`, not `user/bob`).
+    fn permission_checks(&self, ctx: &Ctx, target: &Target) -> Vec<(&'static str, String)> {
+        let account = &ctx.identity.account;
+        let partition = aws::partition(&ctx.identity.arn);
+        let listed = match &target.resource {
+            Resource::User { arn, .. } | Resource::Role { arn, .. } if !arn.is_empty() => {
+                Some(arn.clone())
+            }
+            _ => None,
+        };
+        let arn_of = |kind: &str, n: &str, known: Option<&str>| {
+            known
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .or_else(|| listed.clone())
+                .unwrap_or_else(|| format!("arn:{partition}:iam::{account}:{kind}/{n}"))
+        };
         match self {
-            Op::DeactivateAccessKey { user: u, .. } => vec![("iam:UpdateAccessKey", user(u))],
-            Op::DeleteLoginProfile { user: u } => vec![("iam:DeleteLoginProfile", user(u))],
+            Op::DeactivateAccessKey {
+                user: u, user_arn, ..
+            } => vec![(
+                "iam:UpdateAccessKey",
+                arn_of("user", u, Some(user_arn.as_str())),
+            )],
+            Op::DeleteLoginProfile { user: u } => {
+                vec![("iam:DeleteLoginProfile", arn_of("user", u, None))]
+            }
             Op::PutInlinePolicy { principal, .. } => match principal.kind {
-                iam::PrincipalRefKind::User => vec![("iam:PutUserPolicy", user(&principal.name))],
-                iam::PrincipalRefKind::Role => vec![("iam:PutRolePolicy", role(&principal.name))],
+                iam::PrincipalRefKind::User => {
+                    vec![("iam:PutUserPolicy", arn_of("user", &principal.name, None))]
+                }
+                iam::PrincipalRefKind::Role => {
+                    vec![("iam:PutRolePolicy", arn_of("role", &principal.name, None))]
+                }
             },
             Op::ApplyScp(a) => {
                 let mut v = Vec::new();

@@ -21,6 +21,12 @@ use crate::targets::{Resource, Scope, SkipReason, Target};
 /// AWS's limit on an SCP document, in characters.
 pub const SCP_MAX_CHARS: usize = 5120;
 
+/// The most SCPs a root, an OU or an account can hold ("Maximum number of
+/// policies attached to root, OU or account: 5", AWS Organizations User
+/// Guide, Quotas for AWS Organizations): a sixth `AttachPolicy` fails with
+/// `ConstraintViolationException` (POLICY_NUMBER_LIMIT_EXCEEDED).
+pub const SCPS_PER_TARGET: usize = 5;
+
 pub const APPLY_SCP: ActionInfo = ActionInfo {
     id: "org.apply_scp",
     summary: "Deny everything to every principal except the executor and `protect`, with a service control policy.",
@@ -42,6 +48,7 @@ pub const APPLY_SCP: ActionInfo = ActionInfo {
     notes: &[
         "SCPs never restrict the management account or service-linked roles.",
         "Runs from the management account or a delegated administrator.",
+        "A root already holding five SCPs (AWS's quota) hands the freeze to each OU and account under it; a full OU or account refuses the run before any change.",
     ],
 };
 
@@ -250,8 +257,13 @@ async fn find_policy(ctx: &Ctx, name: &str) -> Result<Option<(String, String)>, 
 }
 
 async fn attached(ctx: &Ctx, policy_id: &str, target: &str) -> Result<bool, AwsError> {
+    Ok(scps_on(ctx, target).await?.iter().any(|p| p == policy_id))
+}
+
+/// The ids of the SCPs attached to a root, an OU or an account.
+async fn scps_on(ctx: &Ctx, target: &str) -> Result<Vec<String>, AwsError> {
     let org = ctx.clients.org();
-    let policies = ctx
+    let pages = ctx
         .call("organizations:ListPoliciesForTarget", || {
             org.list_policies_for_target()
                 .target_id(target)
@@ -261,11 +273,123 @@ async fn attached(ctx: &Ctx, policy_id: &str, target: &str) -> Result<bool, AwsE
                 .try_collect()
         })
         .await?;
-    let policies: Vec<_> = policies
+    Ok(pages
         .iter()
-        .flat_map(|p| p.policies().to_vec())
+        .flat_map(|p| {
+            p.policies()
+                .iter()
+                .filter_map(|s| s.id().map(str::to_string))
+        })
+        .collect())
+}
+
+/// The OUs and accounts directly under `parent`.
+async fn children_of(ctx: &Ctx, parent: &str) -> Result<Vec<String>, AwsError> {
+    let org = ctx.clients.org();
+    let ous = ctx
+        .call("organizations:ListOrganizationalUnitsForParent", || {
+            org.list_organizational_units_for_parent()
+                .parent_id(parent)
+                .into_paginator()
+                .send()
+                .try_collect()
+        })
+        .await?;
+    let accounts = ctx
+        .call("organizations:ListAccountsForParent", || {
+            org.list_accounts_for_parent()
+                .parent_id(parent)
+                .into_paginator()
+                .send()
+                .try_collect()
+        })
+        .await?;
+    let mut out: Vec<String> = ous
+        .iter()
+        .flat_map(|p| {
+            p.organizational_units()
+                .iter()
+                .filter_map(|o| o.id().map(str::to_string))
+        })
         .collect();
-    Ok(policies.iter().any(|p| p.id() == Some(policy_id)))
+    out.extend(accounts.iter().flat_map(|p| {
+        p.accounts()
+            .iter()
+            .filter_map(|a| a.id().map(str::to_string))
+    }));
+    Ok(out)
+}
+
+/// Where the deny-all goes, target by target: where it already is, where it
+/// must be attached, and where AWS's five-SCP quota stops it. A full root
+/// hands the freeze to each OU and account directly under it (the
+/// documented fallback; the management account, which no SCP restricts, is
+/// left out); a full OU or account is a quota problem the preflight names.
+struct Placement {
+    attach: Vec<String>,
+    full: Vec<(String, String)>,
+    notes: Vec<String>,
+}
+
+async fn place(
+    ctx: &Ctx,
+    org: &Org,
+    policy_id: Option<&str>,
+    targets: &[String],
+) -> Result<Placement, AwsError> {
+    let mut placement = Placement {
+        attach: Vec::new(),
+        full: Vec::new(),
+        notes: Vec::new(),
+    };
+    for t in targets {
+        let on = scps_on(ctx, t).await?;
+        if policy_id.is_some_and(|id| on.iter().any(|p| p == id)) {
+            continue;
+        }
+        if on.len() < SCPS_PER_TARGET {
+            placement.attach.push(t.clone());
+            continue;
+        }
+        if *t != org.root_id {
+            placement.full.push((
+                t.clone(),
+                format!(
+                    "{t} already holds {} SCPs, the most AWS Organizations allows on one target: detach one, or freeze the OUs and accounts under it instead",
+                    on.len()
+                ),
+            ));
+            continue;
+        }
+        let children: Vec<String> = children_of(ctx, t)
+            .await?
+            .into_iter()
+            .filter(|c| *c != org.management_account)
+            .collect();
+        placement.notes.push(format!(
+            "The root {t} already holds {} SCPs, the most AWS allows: the deny-all goes on each of the {} OUs and accounts directly under it instead. An account or OU added under the root later is not frozen.",
+            on.len(),
+            children.len()
+        ));
+        for c in children {
+            let on = scps_on(ctx, &c).await?;
+            if policy_id.is_some_and(|id| on.iter().any(|p| p == id)) {
+                continue;
+            }
+            if on.len() < SCPS_PER_TARGET {
+                placement.attach.push(c);
+            } else {
+                placement.full.push((
+                    c.clone(),
+                    format!(
+                        "the root {t} is full, and {c} under it already holds {} SCPs too, the most AWS Organizations allows on one target: detach one there, or move the account into an OU with room",
+                        on.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(placement)
 }
 
 pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
@@ -348,22 +472,34 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                         .into(),
                 ),
             }
-            let mut missing = Vec::new();
             let mut prior_content = None;
             let mut policy_id = None;
             if let Some((id, content)) = &existing {
-                for t in &targets {
-                    if !attached(ctx, id, t).await? {
-                        missing.push(t.clone());
-                    }
-                }
                 if !aws::same_json(content, &document) {
                     prior_content = Some(content.clone());
                 }
                 policy_id = Some(id.clone());
-            } else {
-                missing = targets.clone();
             }
+            let placement = place(ctx, &org, policy_id.as_deref(), &targets).await?;
+            notes.extend(placement.notes);
+            for (t, why) in placement.full {
+                planned.push(Planned {
+                    target: Target {
+                        scope: scope.clone(),
+                        resource: Resource::Scp {
+                            name: name.clone(),
+                            targets: vec![t],
+                        },
+                    },
+                    disposition: Disposition::Unreadable {
+                        error: aws::over_quota("organizations:AttachPolicy", why),
+                    },
+                });
+            }
+            let missing = placement.attach;
+            let any_full = planned
+                .iter()
+                .any(|p: &Planned| matches!(&p.disposition, Disposition::Unreadable { .. }));
             let target = Target {
                 scope,
                 resource: Resource::Scp {
@@ -371,6 +507,10 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                     targets: targets.clone(),
                 },
             };
+            if any_full && missing.is_empty() && (policy_id.is_none() || prior_content.is_none()) {
+                // Nothing to attach anywhere: the quota items say why.
+                return Ok(Discovery { planned, notes });
+            }
             let disposition = if missing.is_empty() && prior_content.is_none() {
                 Disposition::Unchanged {
                     reason: format!(
@@ -557,16 +697,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                 }
             };
             for t in &a.attach_to {
-                let r = ctx
-                    .call("organizations:AttachPolicy", || {
-                        org.attach_policy()
-                            .policy_id(&policy_id)
-                            .target_id(t)
-                            .send()
-                    })
-                    .await
-                    .map(|_| ());
-                aws::goal_if(r, &["DuplicatePolicyAttachmentException"])?;
+                attach_scp(ctx, &policy_id, t, a.enable_on_root.is_some()).await?;
             }
             let mut effect = serde_json::json!({ "policy_id": policy_id, "created": created });
             if let Some(prior) = prior_found {
@@ -593,6 +724,45 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
             move_account(ctx, account, from, to).await.map(|()| None)
         }
         _ => Ok(None),
+    }
+}
+
+/// `AttachPolicy`, already attached counting as done. `EnablePolicyType`
+/// "is an asynchronous request that AWS performs in the background"
+/// (Organizations API reference), so just after it an attach may still be
+/// refused with `PolicyTypeNotEnabledException`: then it is asked again,
+/// backing off, for up to a minute.
+async fn attach_scp(
+    ctx: &Ctx,
+    policy_id: &str,
+    target: &str,
+    just_enabled: bool,
+) -> Result<(), AwsError> {
+    let org = ctx.clients.org();
+    let mut delay = std::time::Duration::from_millis(250);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let r = ctx
+            .call("organizations:AttachPolicy", || {
+                org.attach_policy()
+                    .policy_id(policy_id)
+                    .target_id(target)
+                    .send()
+            })
+            .await
+            .map(|_| ());
+        match r {
+            Err(e)
+                if just_enabled
+                    && e.code.as_deref() == Some("PolicyTypeNotEnabledException")
+                    && waited < std::time::Duration::from_secs(60) =>
+            {
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                delay = (delay * 2).min(std::time::Duration::from_secs(8));
+            }
+            other => return aws::goal_if(other, &["DuplicatePolicyAttachmentException"]),
+        }
     }
 }
 

@@ -75,6 +75,20 @@ pub fn local(operation: &str, message: String) -> AwsError {
 /// listing (AWS's own `NoSuchEntity`), which stops nothing.
 pub const MISSING: &str = "BreakglassNotFound";
 
+/// The code of a change AWS would refuse for a full quota (five SCPs on a
+/// target): the preflight refuses the run before any change, naming it.
+pub const QUOTA: &str = "BreakglassQuota";
+
+/// A change that would exceed an AWS quota, found before any call.
+pub fn over_quota(operation: &str, message: String) -> AwsError {
+    AwsError {
+        operation: operation.to_string(),
+        code: Some(QUOTA.into()),
+        message,
+        kind: ErrorKind::Other,
+    }
+}
+
 /// A target the playbook names that discovery did not find.
 pub fn missing(message: String) -> AwsError {
     AwsError {
@@ -89,6 +103,11 @@ impl AwsError {
     /// A target the playbook named is not there (see [`MISSING`]).
     pub fn is_missing_subject(&self) -> bool {
         self.code.as_deref() == Some(MISSING)
+    }
+
+    /// A change refused beforehand for a full AWS quota (see [`QUOTA`]).
+    pub fn is_over_quota(&self) -> bool {
+        self.code.as_deref() == Some(QUOTA)
     }
 }
 

@@ -42,6 +42,44 @@ pub struct WorstDay {
     /// event's `CloudTrailEvent`): what `LookupEvents` answers, as CloudTrail
     /// documents it, since moto does not implement it.
     pub trail_events: BTreeMap<String, Vec<String>>,
+    /// AWS's quotas, which moto does not enforce (see [`quota_wall`]).
+    pub quotas: Quotas,
+    /// After an `EnablePolicyType`, this many `AttachPolicy` calls are
+    /// refused with `PolicyTypeNotEnabledException`: the enable is
+    /// asynchronous on AWS ("performs in the background").
+    pub enable_lag: usize,
+    /// How many `AttachPolicy` calls `enable_lag` refused.
+    pub lagged: usize,
+    /// An `EnablePolicyType` came through.
+    pub enabled: bool,
+    /// The next this-many permission checks (EC2 `DryRun` calls and
+    /// `SimulatePrincipalPolicy`) are throttled, as the real services do.
+    pub throttle_checks: usize,
+    /// Checks throttled so far.
+    pub checks_throttled: usize,
+    /// `SimulatePrincipalPolicy` answers HTTP 500, every time.
+    pub simulation_down: bool,
+    /// Regions where every EC2 call answers 503 (a regional outage).
+    pub failing_regions: BTreeSet<String>,
+    /// Regions where every call first waits this long.
+    pub slow_regions: BTreeMap<String, std::time::Duration>,
+    /// Every resource ARN `SimulatePrincipalPolicy` was asked about.
+    pub simulated_resources: BTreeSet<String>,
+}
+
+/// Quota walls, each answered with the error AWS gives.
+#[derive(Default)]
+pub struct Quotas {
+    /// Five SCPs per root, OU or account (Organizations quotas): counted
+    /// from moto's own state at each `AttachPolicy`.
+    pub scps_per_target: bool,
+    /// Users and roles whose inline policies already fill IAM's aggregate
+    /// size limit (2,048 characters for a user, 10,240 for a role): any
+    /// `Put{User,Role}Policy` is refused with `LimitExceeded`.
+    pub inline_full: BTreeSet<String>,
+    /// Users and roles already at the managed-policy quota (10 by default):
+    /// any `Attach{User,Role}Policy` is refused with `LimitExceeded`.
+    pub managed_full: BTreeSet<String>,
 }
 
 #[derive(Clone, Default)]
@@ -195,6 +233,11 @@ pub struct Shaping {
     pub jitter: f64,
     /// service → (refill per second, burst).
     pub limits: BTreeMap<String, (f64, f64)>,
+    /// service → (refill per second, burst) for reads (`Describe*`, `List*`,
+    /// `Get*`, DryRun checks), one bucket per API: EC2 meters each
+    /// non-mutating API on its own (DescribeHosts: 100 burst, 20 per second;
+    /// EC2 developer guide, "Request throttling for the Amazon EC2 API").
+    pub read_limits: BTreeMap<String, (f64, f64)>,
     /// Per account: (refill per second, burst) for every service, in place
     /// of `limits` (a member account that AWS throttles hard).
     pub account_limits: BTreeMap<String, (f64, f64)>,
@@ -238,6 +281,8 @@ pub struct Seen {
     pub action: String,
     pub mutating: bool,
     pub throttled: bool,
+    /// A listing's second or later page (it carries a `Marker` or `NextToken`).
+    pub follow_up: bool,
 }
 
 impl Shaping {
@@ -246,6 +291,7 @@ impl Shaping {
             latency,
             jitter: 0.2,
             limits,
+            read_limits: BTreeMap::new(),
             account_limits: BTreeMap::new(),
             buckets: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
@@ -257,14 +303,24 @@ impl Shaping {
         }
     }
 
-    /// Takes a token for a mutating call from the bucket of its (service,
-    /// region, account); `false` when the bucket is empty.
-    fn admit(&self, service: &str, region: &str, account: &str) -> bool {
-        let Some(&(rate, burst)) = self
-            .account_limits
-            .get(account)
-            .or_else(|| self.limits.get(service))
-        else {
+    /// Takes a token from the bucket of the call's (service, region,
+    /// account), reads and changes apart; `false` when it is empty.
+    fn admit(
+        &self,
+        service: &str,
+        action: &str,
+        region: &str,
+        account: &str,
+        mutating: bool,
+    ) -> bool {
+        let limit = if mutating {
+            self.account_limits
+                .get(account)
+                .or_else(|| self.limits.get(service))
+        } else {
+            self.read_limits.get(service)
+        };
+        let Some(&(rate, burst)) = limit else {
             return true;
         };
         let now = std::time::Instant::now();
@@ -272,7 +328,15 @@ impl Shaping {
             return true;
         };
         let (tokens, at) = buckets
-            .entry((service.to_string(), region.to_string(), account.to_string()))
+            .entry((
+                if mutating {
+                    service.to_string()
+                } else {
+                    format!("{service}:{action}")
+                },
+                region.to_string(),
+                account.to_string(),
+            ))
             .or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
         *at = now;
@@ -484,6 +548,12 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             "The security token included in the request is expired",
         );
     }
+    if let Some(answer) = regional_or_check_fault(&head_text, &p, action.as_deref(), state) {
+        return match answer {
+            Fault::Throttle(service) => throttle(&mut client, &service),
+            Fault::Down(service) => server_error(&mut client, &service),
+        };
+    }
     if matches!(
         action.as_deref(),
         Some("AssumeRole" | "AssumeRoleWithWebIdentity")
@@ -541,7 +611,7 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             _ => {}
         }
         let throttled =
-            fault == Some(2) || (mutating && !shaping.admit(&service, &region, &account));
+            fault == Some(2) || !shaping.admit(&service, a, &region, &account, mutating);
         if let Ok(mut log) = shaping.log.lock() {
             log.push(Seen {
                 at: std::time::SystemTime::now(),
@@ -550,6 +620,7 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
                 action: a.clone(),
                 mutating,
                 throttled,
+                follow_up,
             });
         }
         if throttled {
@@ -600,6 +671,9 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             }
             w.refuse.get(&(a.clone(), n)).cloned()
         });
+        if let Some((status, code, message)) = quota_wall(&request, split, &p, a, upstream, state) {
+            return error_answer(&mut client, &service, status, &code, &message);
+        }
         if let Some((status, code)) = refusal {
             return error_answer(
                 &mut client,
@@ -677,6 +751,9 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             let mut resources: Vec<String> = (1..)
                 .map_while(|n| get(&format!("ResourceArns.member.{n}")))
                 .collect();
+            if let Ok(mut w) = state.worst.lock() {
+                w.simulated_resources.extend(resources.iter().cloned());
+            }
             if resources.is_empty() {
                 resources.push("*".into());
             }
@@ -814,6 +891,162 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
     }
 }
 
+enum Fault {
+    Throttle(String),
+    Down(String),
+}
+
+/// A slow or failing region, a throttled permission check, or a permission
+/// simulator that is down (see [`WorstDay`]).
+fn regional_or_check_fault(
+    head: &str,
+    p: &[(String, String)],
+    action: Option<&str>,
+    state: &State,
+) -> Option<Fault> {
+    let (service, region, _) = credential_of(head);
+    let dry = p.iter().any(|(k, v)| k == "DryRun" && v == "true");
+    let simulation = action == Some("SimulatePrincipalPolicy");
+    let slow = {
+        let mut w = state.worst.lock().ok()?;
+        if service == "ec2" && w.failing_regions.contains(&region) {
+            return Some(Fault::Down(service));
+        }
+        if simulation && w.simulation_down {
+            return Some(Fault::Down(service));
+        }
+        if (dry || simulation) && w.throttle_checks > 0 {
+            w.throttle_checks -= 1;
+            w.checks_throttled += 1;
+            return Some(Fault::Throttle(service));
+        }
+        w.slow_regions.get(&region).copied()
+    };
+    if let Some(d) = slow {
+        std::thread::sleep(d);
+    }
+    None
+}
+
+/// The error AWS answers when a call meets a full quota (see [`Quotas`]),
+/// or when an attach comes too soon after `EnablePolicyType`.
+fn quota_wall(
+    request: &[u8],
+    split: usize,
+    p: &[(String, String)],
+    action: &str,
+    upstream: u16,
+    state: &State,
+) -> Option<(u16, String, String)> {
+    let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut w = state.worst.lock().ok()?;
+    match action {
+        "EnablePolicyType" => {
+            w.enabled = true;
+            None
+        }
+        "AttachPolicy" if w.enabled && w.enable_lag > 0 => {
+            w.enable_lag -= 1;
+            w.lagged += 1;
+            Some((
+                400,
+                "PolicyTypeNotEnabledException".into(),
+                "This operation can be performed only for enabled policy types.".into(),
+            ))
+        }
+        "AttachPolicy" if w.quotas.scps_per_target => {
+            drop(w);
+            let body: serde_json::Value =
+                serde_json::from_slice(&request[split..]).unwrap_or_default();
+            let target = body["TargetId"].as_str()?.to_string();
+            let listing = upstream_json(
+                upstream,
+                &request[..split],
+                "ListPoliciesForTarget",
+                &serde_json::json!({ "TargetId": target, "Filter": "SERVICE_CONTROL_POLICY" }),
+            )?;
+            let on = listing["Policies"].as_array().map(Vec::len).unwrap_or(0);
+            (on >= 5).then(|| {
+                (
+                    400,
+                    "ConstraintViolationException".into(),
+                    "You have attached the maximum number of policies to this target. (POLICY_NUMBER_LIMIT_EXCEEDED)".into(),
+                )
+            })
+        }
+        "PutUserPolicy" | "PutRolePolicy" => {
+            let (who, name) = match action {
+                "PutUserPolicy" => ("user", get("UserName")?),
+                _ => ("role", get("RoleName")?),
+            };
+            let limit = if who == "user" { 2048 } else { 10240 };
+            w.quotas.inline_full.contains(&name).then(|| {
+                (
+                    409,
+                    "LimitExceeded".into(),
+                    format!("Maximum policy size of {limit} bytes exceeded for {who} {name}"),
+                )
+            })
+        }
+        "AttachUserPolicy" | "AttachRolePolicy" => {
+            let (who, name) = match action {
+                "AttachUserPolicy" => ("PoliciesPerUser", get("UserName")?),
+                _ => ("PoliciesPerRole", get("RoleName")?),
+            };
+            w.quotas.managed_full.contains(&name).then(|| {
+                (
+                    409,
+                    "LimitExceeded".into(),
+                    format!("Cannot exceed quota for {who}: 10"),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Asks moto itself (Organizations, JSON protocol) with the caller's own
+/// headers, for a quota count; moto does not check signatures.
+fn upstream_json(
+    upstream: u16,
+    head: &[u8],
+    action: &str,
+    body: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let body = body.to_string();
+    let head = String::from_utf8_lossy(head);
+    let mut lines: Vec<String> = Vec::new();
+    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("x-amz-target:") {
+            let prefix = line
+                .split(':')
+                .nth(1)?
+                .trim()
+                .rsplit_once('.')?
+                .0
+                .to_string();
+            lines.push(format!("X-Amz-Target: {prefix}.{action}"));
+        } else if lower.starts_with("content-length:")
+            || lower.starts_with("connection:")
+            || lower.starts_with("expect:")
+        {
+            continue;
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    lines.push(format!("Content-Length: {}", body.len()));
+    lines.push("Connection: close".into());
+    let request = format!("{}\r\n\r\n{body}", lines.join("\r\n"));
+    let mut up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+    up.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response).ok()?;
+    let at = response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    serde_json::from_slice(&response[at..]).ok()
+}
+
 /// With `session_length` set, the session in an STS answer expires that
 /// soon: its `Expiration` is rewritten and its key remembered.
 fn shorten_session(response: Vec<u8>, state: &State) -> Vec<u8> {
@@ -927,6 +1160,13 @@ fn sso_role_credentials(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+/// EC2's documented read metering (a non-mutating API: 100 burst, 20 per
+/// second, EC2 developer guide "Request throttling for the Amazon EC2
+/// API"), for the benchmarks.
+pub fn aws_read_limits() -> BTreeMap<String, (f64, f64)> {
+    [("ec2".to_string(), (20.0, 100.0))].into_iter().collect()
 }
 
 /// The issue #6 defaults for the benchmarks: service → (refill per second,
