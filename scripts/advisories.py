@@ -4,11 +4,13 @@ the live one cannot be fetched (scripts/deny.sh). Standard library only.
 
     advisories.py DB_DIR [SOURCE_FILE]
 
-Fails (exit 1) on a vulnerability affecting any locked crate, and on an
-unmaintained or unsound notice for a crate this workspace depends on
-directly (deny.toml: unmaintained = "workspace"); notices about transitive
+Fails (exit 1) as `cargo deny check advisories` does with this deny.toml:
+on a vulnerability, an unsound or a notice advisory affecting any locked
+crate, and on an unmaintained one for a crate this workspace depends on
+directly (deny.toml: unmaintained = "workspace"); unmaintained transitive
 crates are printed. Advisories listed in deny.toml's `ignore`, and withdrawn
-ones, are skipped. The last line says which database was used."""
+ones, are skipped. Yanked crates cannot be checked offline (the last line
+says so, and which database was used)."""
 
 import pathlib
 import re
@@ -108,7 +110,7 @@ def main(argv: list) -> int:
                 continue
             kind = advisory.get("informational", "").strip()
             line = f"{advisory['id']} {name} {package['version']}: {advisory.get('title') or path.read_text().split('# ', 1)[-1].splitlines()[0]}"
-            if not kind or (kind in ("unmaintained", "unsound") and name in direct):
+            if kind != "unmaintained" or name in direct:
                 failures.append(f"{line} ({kind or 'vulnerability'})")
             else:
                 notices.append(f"{line} ({kind}, transitive)")
@@ -123,7 +125,8 @@ def main(argv: list) -> int:
             commit = f" (commit {m.group(1)}" + (f", {m.group(2)}" if m.group(2) else "") + ")"
     print(
         f"advisories: checked against {db}{commit}: {len(lock.get('package', []))} locked crates, "
-        f"{advisories_read} advisories read, {len(failures)} denied, {len(notices)} notices"
+        f"{advisories_read} advisories read, {len(failures)} denied, {len(notices)} notices "
+        "(yanked crates not checked offline)"
     )
     return 1 if failures else 0
 

@@ -8,12 +8,17 @@ taken as the exact text between the fixed prefix and the last ',"hash":"';
 its SHA-256 must equal `hash`, its `prev` the previous line's `hash` (64
 zeros for the first), and `sig` must be the Ed25519 signature of the digest
 by the key the run-start record names (`audit_key`), which must equal
-PUBLIC_KEY_HEX when one is given. Signatures are checked when the
-`cryptography` package is installed; the chain needs only the standard
-library.
+PUBLIC_KEY_HEX. Signatures need the `cryptography` package; the chain
+needs only the standard library.
 
-Exit 0: intact and ended with a run-end record; 1: broken or incomplete;
-2: not a format 2 breakglass log.
+Anyone can write a log that chains and signs with a key of their own, so a
+log is trusted only when every signature checks against the responder's
+PUBLIC_KEY_HEX (`breakglass audit verify` prints it).
+
+Exit 0: intact, ended with a run-end record, every record signed by
+PUBLIC_KEY_HEX; 1: broken or incomplete; 2: not a format 2 breakglass log;
+3: intact as a chain but NOT TRUSTED (no key given, or signatures not
+checkable here).
 """
 
 import hashlib
@@ -97,8 +102,13 @@ def main():
     if not ended:
         print("INTERRUPTED: no run-end record")
         return 1
-    sigs = f"{signed} signatures checked" if Ed25519PublicKey else "signatures NOT checked (no cryptography package)"
-    print(f"verified: {len(lines)} records, head {prev}, key {key}, {sigs}")
+    if Ed25519PublicKey is None:
+        print(f"NOT TRUSTED: the chain of {len(lines)} records holds, head {prev}, but signatures were NOT checked (no cryptography package)")
+        return 3
+    if not expected_key:
+        print(f"NOT TRUSTED: {len(lines)} records chain and are signed by {key}, the key the log names itself; pass the responder's public key to trust it")
+        return 3
+    print(f"verified: {len(lines)} records, head {prev}, key {key}, {signed} signatures checked")
     return 0
 
 

@@ -607,6 +607,7 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     out.accounts(&accounts, &ctx.fleet.notes);
     resolve_protections(&mut ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
+    warn_mfa_renewal(&session, req.hold.filter(|_| !req.dry_run));
     let mut planned = None;
     if req.dry_run {
         ctx.check_permissions = true;
@@ -813,6 +814,34 @@ async fn run(global: &GlobalArgs, out: &Printer, req: RunRequest<'_>) -> Result<
     })
 }
 
+/// A session from a hop that needs MFA is renewed with a fresh code: on a
+/// terminal one is asked for, without one it cannot be. Said before a hold
+/// starts, not when its calls begin to fail (sessions last an hour unless
+/// the profile's `duration_seconds` says otherwise).
+fn warn_mfa_renewal(session: &Session, hold: Option<std::time::Duration>) {
+    let Some(hold) = hold else { return };
+    let Some(hop) = session
+        .identity
+        .chain
+        .iter()
+        .find(|h| h.mfa_serial.is_some())
+    else {
+        return;
+    };
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if hold.as_secs() >= 15 * 60 {
+        if terminal {
+            errln!(
+                "note: {hop} needs an MFA code: when its session nears its end during the hold, a new code is asked for on this terminal"
+            );
+        } else {
+            errln!(
+                "warning: {hop} needs an MFA code to renew its session, and there is no terminal to ask on: a hold longer than that session (an hour unless duration_seconds says otherwise) fails its calls once it ends"
+            );
+        }
+    }
+}
+
 /// Once this run's member-account steps, any hold and the read-back are
 /// done, every built-in deny-all SCP it applied is rewritten without the
 /// member role: OrganizationAccountAccessRole trusts the management account,
@@ -963,7 +992,7 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
     let mut check = ctx.clone();
     check.run_started = jiff::Timestamp::UNIX_EPOCH;
     check.check_permissions = false;
-    check.run = Arc::new(ctx.run.read_back_of());
+    check.run = Arc::default();
     check.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
     let reports = executor::read_all(&check, steps).await?;
     let mut open: Vec<String> = ctx
@@ -1173,10 +1202,11 @@ impl Preflight {
             if let Some(e) = &s.error {
                 *unchecked.entry(format!("{label}: {e}")).or_default() += 1;
             }
+            // Failed items, and items whose permission check got no answer.
             for i in s
                 .items
                 .iter()
-                .filter(|i| i.outcome == crate::executor::Outcome::Failed)
+                .filter(|i| i.outcome == crate::executor::Outcome::Failed || i.error.is_some())
             {
                 match &i.error {
                     Some(e) if e.is_missing_subject() => {

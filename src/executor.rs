@@ -278,9 +278,10 @@ pub async fn execute(
 /// A read-only pass over every step at once: the preflight before a live
 /// run and the read-back after it. Nothing changes, so no step needs to wait
 /// for the one before (across fifty accounts, waiting cost a quarter of the
-/// pass). Reports come back in playbook order, a step after a refusal or an
-/// aborting failure marked not run as [`execute`] would have left it; the
-/// steps share the wire, so their `calls` are not counted apart.
+/// pass), and every step is read whatever an earlier one found: a check
+/// that could not be answered in step 1 must not hide a denial, a missing
+/// subject or a full quota in step 3. Reports come back in playbook order;
+/// the steps share the wire, so their `calls` are not counted apart.
 pub async fn read_all(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>, Error> {
     let opts = Options {
         dry_run: true,
@@ -288,21 +289,10 @@ pub async fn read_all(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>,
         progress: None,
         interrupt: None,
     };
-    let found =
-        futures_util::future::join_all(steps.iter().map(|s| Box::pin(run_step(ctx, s, &opts))))
-            .await;
-    let mut reports = Vec::new();
-    let mut aborted = false;
-    for (step, report) in steps.iter().zip(found) {
-        if aborted {
-            reports.push(not_run(step));
-            continue;
-        }
-        let report = report?;
-        aborted |= stops(step, &report);
-        reports.push(report);
-    }
-    Ok(reports)
+    futures_util::future::join_all(steps.iter().map(|s| Box::pin(run_step(ctx, s, &opts))))
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Whether the run stops after this step: a refusal always, a failure
@@ -560,6 +550,13 @@ async fn change(
             Some(Ok(())) => Item::new(target, Outcome::WouldChange)
                 .call(call)
                 .reason("permission check: allowed".into()),
+            // Three answers: denied (or a quota, a missing subject) fails
+            // the item; a check that got no answer (throttled past its
+            // retries, a 5xx, a timeout) is neither allowed nor denied.
+            Some(Err(e)) if e.is_unanswered() => Item::new(target, Outcome::WouldChange)
+                .call(call)
+                .reason(format!("permission check: could not be checked ({e})"))
+                .error(e),
             Some(Err(e)) => Item::new(target, Outcome::Failed)
                 .call(call)
                 .reason("permission check: the live call would fail".into())

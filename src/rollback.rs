@@ -187,7 +187,7 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
     for r in records {
         let Event::Result {
             intent: Some(of),
-            outcome: crate::executor::Outcome::Changed,
+            outcome,
             effect,
             step,
             ..
@@ -195,6 +195,15 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
         else {
             continue;
         };
+        // A freeze is many attaches: one that failed part-way may have left
+        // some targets frozen, so it is undone where found too.
+        let partial = *outcome == crate::executor::Outcome::Failed
+            && intents
+                .get(of)
+                .is_some_and(|(_, op)| matches!(op, Op::ApplyScp(_)));
+        if *outcome != crate::executor::Outcome::Changed && !partial {
+            continue;
+        }
         let name = step_names.get(step).cloned().unwrap_or_default();
         if !choices.steps.is_empty() && !choices.steps.contains(&name) {
             continue;
@@ -655,6 +664,9 @@ impl Undo {
                 ours,
                 ..
             } => {
+                let Some(policy_id) = &scp_id(ctx, policy_id, name).await? else {
+                    return Ok(Check::Done(format!("no SCP named {name} exists")));
+                };
                 let org = ctx.clients.org();
                 let r = ctx
                     .call("organizations:DescribePolicy", || {
@@ -889,8 +901,12 @@ impl Undo {
                 targets,
                 delete,
                 prior_content,
+                name,
                 ..
             } => {
+                let Some(policy_id) = &scp_id(ctx, policy_id, name).await? else {
+                    return Ok(());
+                };
                 let org = ctx.clients.org();
                 for t in targets {
                     let r = ctx
@@ -1084,4 +1100,16 @@ pub async fn undo_one(ctx: &Ctx, undo: &Undo, force: bool) -> Result<Option<Stri
         ))),
         Check::Ready | Check::Conflict(_) => undo.apply(ctx).await.map(|()| None),
     }
+}
+
+/// The SCP an undo detaches: the id the log recorded, or, for a freeze that
+/// failed before AWS returned one, the policy of the name it made.
+async fn scp_id(ctx: &Ctx, recorded: &str, name: &str) -> Result<Option<String>, AwsError> {
+    if !recorded.is_empty() {
+        return Ok(Some(recorded.to_string()));
+    }
+    if name.is_empty() {
+        return Ok(None);
+    }
+    crate::actions::org::policy_id_by_name(ctx, name).await
 }

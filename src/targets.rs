@@ -143,6 +143,17 @@ impl Protection {
     }
 }
 
+/// How `ArnLike` and `ArnNotLike` compare: "each of the six colon-delimited
+/// components of the ARN is checked separately" (IAM User Guide, condition
+/// operators, ARN condition operators), each with `*` and `?` wildcards. So
+/// `arn:aws:iam::*` matches no role ARN: its `*` cannot reach across the
+/// colons into the resource part.
+pub fn arn_like(pattern: &str, arn: &str) -> bool {
+    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    let a: Vec<&str> = arn.splitn(6, ':').collect();
+    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| glob_match(p, a))
+}
+
 /// IAM-style wildcard match: `*` any run of characters, `?` exactly one.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();

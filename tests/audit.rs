@@ -421,4 +421,13 @@ fn any_build_and_a_short_script_verify_the_same_log() {
         .output()
         .expect("python");
     assert_eq!(out.status.code(), Some(1));
+    // Intact but checked against no key: chained, not trusted.
+    let out = std::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/verify-audit-log.py"))
+        .arg(&path)
+        .output()
+        .expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("NOT TRUSTED"), "{stdout}");
 }

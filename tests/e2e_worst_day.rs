@@ -167,14 +167,23 @@ async fn attached_policies(e: &Estate, user: &str) -> Vec<String> {
 }
 
 /// A user whose inline policies are at IAM's size limit gets the same deny
-/// in a managed policy of its own; one whose managed policies are full too
-/// is reported not contained, naming both quotas. Rollback detaches and
-/// deletes the managed policy the run made.
+/// in a managed policy of its own, even when an intruder planted a policy of
+/// that name elsewhere; one whose managed policies are full too is reported
+/// not contained, naming both quotas. `verify` and a rerun find the
+/// fallback; rollback detaches and deletes the policy the run made.
 #[tokio::test]
 async fn full_inline_policies_fall_back_to_a_managed_deny() {
     let e = Estate::new().await;
     e.user_with_key("alice").await;
     e.user_with_key("bob").await;
+    // IAM policy names are unique whatever the path: this one takes alice's.
+    e.iam
+        .create_policy()
+        .policy_name("breakglass-quarantine-user-alice")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("planted policy");
     {
         let mut w = e.proxy().worst.lock().expect("worst");
         w.quotas.inline_full.extend(["alice".into(), "bob".into()]);
@@ -183,12 +192,13 @@ async fn full_inline_policies_fall_back_to_a_managed_deny() {
     let pb = playbook(
         &e,
         "fence.yaml",
-        "name: fence\nsteps:\n  - action: iam.quarantine_principals\n    targets: { users: { names: [alice, bob] } }\n",
+        "name: fence\nsteps:\n  - action: iam.quarantine_principals\n    targets: { users: { names: [alice, bob] } }\n    on_failure: continue\n",
     );
+    let pb = pb.to_str().expect("path");
     let log = e.path("fence.jsonl");
     let ran = e.run(&[
         "run",
-        pb.to_str().expect("path"),
+        pb,
         "--yes",
         "--output",
         "json",
@@ -197,12 +207,19 @@ async fn full_inline_policies_fall_back_to_a_managed_deny() {
     ]);
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
     let report = json(&ran.stdout);
-    let arn = "arn:aws:iam::123456789012:policy/breakglass/breakglass-quarantine-user-alice";
-    assert_eq!(attached_policies(&e, "alice").await, vec![arn.to_string()]);
+    let on_alice = attached_policies(&e, "alice").await;
+    assert_eq!(on_alice.len(), 1, "{on_alice:?}");
+    let arn = on_alice[0].clone();
+    assert!(
+        arn.starts_with(
+            "arn:aws:iam::123456789012:policy/breakglass/breakglass-quarantine-user-alice-"
+        ),
+        "{arn}"
+    );
     let version = e
         .iam
         .get_policy_version()
-        .policy_arn(arn)
+        .policy_arn(&arn)
         .version_id("v1")
         .send()
         .await
@@ -232,10 +249,41 @@ async fn full_inline_policies_fall_back_to_a_managed_deny() {
     assert!(items.contains("NOT CONTAINED"), "{items}");
     assert!(items.contains("PoliciesPerUser"), "{items}");
     // The read-back counts alice as contained (her deny is in the managed
-    // policy) and bob as not.
+    // policy) and bob as not; so does a later `verify`.
     let drift = report["not_contained"].to_string();
     assert!(drift.contains("bob"), "{drift}");
     assert!(!drift.contains("alice"), "{drift}");
+    let verify = e.run(&["verify", pb]);
+    assert!(
+        verify.stdout.contains("NOT CONTAINED user bob"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        !verify.stdout.contains("NOT CONTAINED user alice"),
+        "{}",
+        verify.stdout
+    );
+
+    // A rerun finds alice's deny in place and changes nothing of hers.
+    e.proxy()
+        .worst
+        .lock()
+        .expect("worst")
+        .quotas
+        .managed_full
+        .clear();
+    let again = e.run(&["run", pb, "--yes", "--output", "json"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    let again = json(&again.stdout);
+    let alice_item = again["steps"][0]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["target"]["name"] == "alice")
+        .expect("alice")
+        .clone();
+    assert_eq!(alice_item["outcome"], "unchanged", "{alice_item}");
 
     let back = e.run(&[
         "rollback",
@@ -246,7 +294,16 @@ async fn full_inline_policies_fall_back_to_a_managed_deny() {
     ]);
     assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
     assert!(attached_policies(&e, "alice").await.is_empty());
-    assert!(e.iam.get_policy().policy_arn(arn).send().await.is_err());
+    assert!(e.iam.get_policy().policy_arn(&arn).send().await.is_err());
+    // The planted policy is not breakglass's: left alone.
+    assert!(
+        e.iam
+            .get_policy()
+            .policy_arn("arn:aws:iam::123456789012:policy/breakglass-quarantine-user-alice")
+            .send()
+            .await
+            .is_ok()
+    );
 }
 
 /// Permission checks that are throttled are asked again, never read as
@@ -267,10 +324,14 @@ async fn throttled_and_unavailable_permission_checks_never_refuse_a_run() {
         .expect("dave");
     let ids = e.instances("us-east-1", 3, false).await;
     let mut shaping = common::proxy::Shaping::new(std::time::Duration::ZERO, Default::default());
-    shaping.read_limits = [("ec2".to_string(), (4.0, 4.0))].into_iter().collect();
+    shaping.read_limits = [("ec2".to_string(), (1.0, 2.0))].into_iter().collect();
     let shaping = std::sync::Arc::new(shaping);
     e.proxy().shape(shaping.clone());
-    e.proxy().worst.lock().expect("worst").throttle_checks = 6;
+    {
+        let mut w = e.proxy().worst.lock().expect("worst");
+        w.throttle_dry_runs = 3;
+        w.throttle_simulations = 3;
+    }
     let pb = playbook(
         &e,
         "contain.yaml",
@@ -282,7 +343,8 @@ async fn throttled_and_unavailable_permission_checks_never_refuse_a_run() {
     assert!(!ran.stderr.contains("would be denied"), "{}", ran.stderr);
     {
         let w = e.proxy().worst.lock().expect("worst");
-        assert_eq!(w.checks_throttled, 6);
+        assert_eq!(w.dry_runs_throttled, 3);
+        assert_eq!(w.simulations_throttled, 3);
         // The simulated resource carries the user's path, as IAM lists it.
         assert!(
             w.simulated_resources
@@ -317,6 +379,14 @@ async fn throttled_and_unavailable_permission_checks_never_refuse_a_run() {
         &e,
         "carol.yaml",
         "name: carol\nsteps:\n  - action: iam.quarantine_principals\n    targets: { users: { names: [carol] } }\n",
+    );
+    // A dry run says "could not be checked" and fails nothing for it.
+    let dry = e.run(&["run", pb2.to_str().expect("path"), "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout.contains("could not be checked"),
+        "{}",
+        dry.stdout
     );
     let ran = e.run(&["run", pb2.to_str().expect("path"), "--yes"]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
@@ -476,4 +546,55 @@ async fn ctrl_c_stops_new_calls_and_leaves_a_verifiable_log() {
         "{inactive} of {}",
         keys.len()
     );
+}
+
+/// Answers lost after AWS acted, for the calls a freeze and a credential
+/// lockdown make: each is asked again or read back, and the run converges
+/// with every change made once and the log verifying.
+#[tokio::test]
+async fn lost_answers_of_every_change_converge() {
+    let e = Estate::new().await;
+    let root = e.organization().await;
+    let key = e.user_with_key("alice").await;
+    for action in [
+        "EnablePolicyType",
+        "AttachPolicy",
+        "UpdateAccessKey",
+        "PutUserPolicy",
+    ] {
+        e.proxy().lose(action, 1);
+    }
+    let pb = playbook(
+        &e,
+        "lockdown.yaml",
+        "name: lockdown\nsteps:\n  - action: org.apply_scp\n    with: { target: root }\n  - action: iam.deactivate_access_keys\n    targets: { users: { names: [alice] } }\n  - action: iam.quarantine_principals\n    targets: { users: { names: [alice] } }\n",
+    );
+    let log = e.path("lost.jsonl");
+    let ran = e.run(&[
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--audit-log",
+        log.to_str().expect("path"),
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    for action in [
+        "EnablePolicyType",
+        "AttachPolicy",
+        "UpdateAccessKey",
+        "PutUserPolicy",
+    ] {
+        assert_eq!(e.proxy().lost(action), 1, "{action}");
+    }
+    let scps = e.scps("breakglass-deny-all").await;
+    assert_eq!(scps.len(), 1);
+    assert!(scps_on(&e, &root).await.contains(&scps[0].0));
+    assert_eq!(e.key_status("alice", &key).await, "Inactive");
+    assert!(
+        e.inline_policy("user", "alice", "breakglass-quarantine")
+            .await
+            .is_some()
+    );
+    let verify = e.run(&["audit", "verify", log.to_str().expect("path")]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
 }

@@ -395,3 +395,69 @@ fn a_bad_accounts_flag_names_the_flag_and_changes_nothing() {
         "{stderr}"
     );
 }
+
+/// The offline advisory check (scripts/advisories.py, used by deny.sh when
+/// the live RustSec database is unreachable) denies a locked crate inside an
+/// advisory's affected range and passes one outside it, and says which
+/// database and commit it used.
+#[test]
+fn the_offline_advisory_check_denies_an_affected_lock() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("scripts")).expect("mkdir");
+    std::fs::copy(
+        root.join("scripts/advisories.py"),
+        work.join("scripts/advisories.py"),
+    )
+    .expect("copy script");
+    std::fs::copy(root.join("deny.toml"), work.join("deny.toml")).expect("copy deny.toml");
+    std::fs::write(
+        work.join("Cargo.toml"),
+        "[package]\nname = \"x\"\nversion = \"0.1.0\"\n[dependencies]\nwidget = \"1\"\n",
+    )
+    .expect("manifest");
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(db.join("crates/widget")).expect("mkdir db");
+    std::fs::write(
+        db.join("crates/widget/RUSTSEC-2099-0001.md"),
+        "```toml\n[advisory]\nid = \"RUSTSEC-2099-0001\"\npackage = \"widget\"\ndate = \"2099-01-01\"\n\n[versions]\npatched = [\">= 1.2.0\"]\nunaffected = [\"< 1.0.0\"]\n```\n\n# Widgets leak\n",
+    )
+    .expect("advisory");
+    std::fs::write(
+        dir.path().join("db.SOURCE"),
+        "snapshot of github.com/rustsec/advisory-db\ncommit 0123456789abcdef0123456789abcdef01234567, committed 2099-01-02.\n",
+    )
+    .expect("source");
+    let check = |version: &str| {
+        std::fs::write(
+            work.join("Cargo.lock"),
+            format!("version = 3\n[[package]]\nname = \"widget\"\nversion = \"{version}\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n"),
+        )
+        .expect("lock");
+        let out = std::process::Command::new("python3")
+            .arg(work.join("scripts/advisories.py"))
+            .arg(&db)
+            .arg(dir.path().join("db.SOURCE"))
+            .output()
+            .expect("python3");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, said) = check("1.1.9");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("DENIED: RUSTSEC-2099-0001 widget 1.1.9"),
+        "{said}"
+    );
+    assert!(
+        said.contains("(commit 0123456789abcdef0123456789abcdef01234567, 2099-01-02)"),
+        "{said}"
+    );
+    let (code, said) = check("1.2.0");
+    assert_eq!(code, Some(0), "{said}");
+    let (code, said) = check("0.9.0");
+    assert_eq!(code, Some(0), "{said}");
+}

@@ -324,6 +324,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
     }
     // Each VPC's isolation groups are read once, not once per instance.
     let mut groups = HashMap::new();
+    let mut unreadable_vpcs: HashMap<(String, String), AwsError> = HashMap::new();
     if step.action == ActionKind::Ec2IsolateInstances {
         let vpcs: BTreeSet<(String, String)> = instances
             .iter()
@@ -333,24 +334,56 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
                     .map(|n| (i.region.clone(), n.vpc(&i.vpc_id).to_string()))
             })
             .collect();
-        groups = stream::iter(vpcs)
+        // A VPC whose groups cannot be read fails its own instances only.
+        let read: Vec<((String, String), Result<VpcGroups, AwsError>)> = stream::iter(vpcs)
             .map(|(region, vpc)| async move {
-                let found = vpc_groups(ctx, &region, &vpc).await?;
-                Ok::<_, AwsError>(((region, vpc), found))
+                let found = vpc_groups(ctx, &region, &vpc).await;
+                ((region, vpc), found)
             })
             .buffer_unordered(ctx.concurrency.max(1))
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
+        for (key, found) in read {
+            match found {
+                Ok(g) => {
+                    groups.insert(key, g);
+                }
+                Err(e) => {
+                    unreadable_vpcs.insert(key, e);
+                }
+            }
+        }
     }
-    let groups = &groups;
+    let (groups, unreadable_vpcs) = (&groups, &unreadable_vpcs);
+    // One instance whose state cannot be read fails alone; the others, in
+    // every region, go on.
     stream::iter(instances)
-        .map(|i| async move { plan_instance(ctx, step, i, groups).await })
-        .buffer_unordered(ctx.concurrency.max(1))
-        .try_for_each(|p| {
-            sink.emit(p);
-            std::future::ready(Ok(()))
+        .map(|i| async move {
+            let target = Target {
+                scope: Scope {
+                    account: ctx.identity.account.clone(),
+                    region: Some(i.region.clone()),
+                },
+                resource: Resource::Instance { id: i.id.clone() },
+            };
+            let blocked = i.interfaces.iter().find_map(|n| {
+                unreadable_vpcs.get(&(i.region.clone(), n.vpc(&i.vpc_id).to_string()))
+            });
+            let found = match blocked {
+                Some(e) => Err(e.clone()),
+                None => plan_instance(ctx, step, i, groups).await,
+            };
+            found.unwrap_or_else(|error| Planned {
+                target,
+                disposition: Disposition::Unreadable { error },
+            })
         })
-        .await?;
+        .buffer_unordered(ctx.concurrency.max(1))
+        .for_each(|p| {
+            sink.emit(p);
+            std::future::ready(())
+        })
+        .await;
     Ok(notes)
 }
 
@@ -1421,6 +1454,7 @@ async fn isolate(
     interfaces: &[Interface],
 ) -> Result<serde_json::Value, AwsError> {
     let mut used: Vec<IsolationGroups> = Vec::new();
+    let mut isolated: Vec<&str> = Vec::new();
     for n in interfaces {
         let groups = isolation_groups(ctx, region, n.vpc(instance_vpc)).await?;
         let flush = std::slice::from_ref(&groups.flush);
@@ -1460,8 +1494,18 @@ async fn isolate(
                     e.message, n.id
                 )
             };
+            if !isolated.is_empty() {
+                // Failed closed: these stay quarantined, and a rollback of
+                // this failed change does not know them.
+                e.message = format!(
+                    "{}; already quarantined, and left so: {} (restore their groups by hand if wanted)",
+                    e.message,
+                    isolated.join(", ")
+                );
+            }
             return Err(e);
         }
+        isolated.push(&n.id);
         if !used.iter().any(|g| g.quarantine == groups.quarantine) {
             used.push(groups);
         }

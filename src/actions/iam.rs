@@ -984,6 +984,11 @@ async fn plan_policies(
         PrincipalRefKind::User => PrincipalKind::User,
         PrincipalRefKind::Role => PrincipalKind::Role,
     };
+    // Fallback managed policies in use (few): a listing that fails only
+    // means a contained principal may be planned again, which is harmless.
+    let fallbacks = &super::managed_deny::attached_fallbacks(ctx)
+        .await
+        .unwrap_or_default();
     stream::iter(principals)
         .map(|p| {
             let policy = policy.clone();
@@ -1016,15 +1021,19 @@ async fn plan_policies(
                     .and_then(|d| already_in_place(ctx, &policy, d))
                 {
                     Some(reason) => Some(reason),
-                    None => match managed_in_place(ctx, &principal, policy_name, &policy).await {
-                        Ok(found) => found,
-                        Err(error) => {
-                            return Ok(Planned {
-                                target,
-                                disposition: Disposition::Unreadable { error },
-                            });
+                    None => {
+                        match managed_in_place(ctx, fallbacks, &principal, policy_name, &policy)
+                            .await
+                        {
+                            Ok(found) => found,
+                            Err(error) => {
+                                return Ok(Planned {
+                                    target,
+                                    disposition: Disposition::Unreadable { error },
+                                });
+                            }
                         }
-                    },
+                    }
                 };
                 let disposition = match in_place {
                     Some(reason) => Disposition::Unchanged { reason },
@@ -1052,24 +1061,21 @@ async fn plan_policies(
         .await
 }
 
-/// Whether this run already put the deny into a managed policy for this
-/// principal (its inline policies being full), and it is still attached
-/// and still says what breakglass wrote.
+/// Whether the deny is already in the principal's fallback managed policy
+/// (its inline policies being full): attached, and saying exactly what
+/// breakglass writes.
 async fn managed_in_place(
     ctx: &Ctx,
+    fallbacks: &BTreeMap<String, String>,
     principal: &PrincipalRef,
     policy_name: &str,
     policy: &PolicyKind,
 ) -> Result<Option<String>, AwsError> {
-    let Some(arn) = ctx
-        .run
-        .managed_deny(&ctx.identity.account, principal, policy_name)
+    let Some(arn) =
+        super::managed_deny::attached_to(ctx, fallbacks, principal, policy_name).await?
     else {
         return Ok(None);
     };
-    if !super::managed_deny::attached(ctx, principal, &arn).await? {
-        return Ok(None);
-    }
     Ok(super::managed_deny::document(ctx, &arn)
         .await?
         .and_then(|d| already_in_place(ctx, policy, &d))
@@ -1324,14 +1330,6 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                 Err(e) if super::managed_deny::is_inline_quota(&e) => {
                     let effect =
                         super::managed_deny::apply(ctx, principal, policy_name, document).await?;
-                    if let Some(arn) = effect["managed_policy_arn"].as_str() {
-                        ctx.run.remember_managed_deny(
-                            &ctx.identity.account,
-                            principal,
-                            policy_name,
-                            arn,
-                        );
-                    }
                     Ok(Some(effect))
                 }
                 Err(e) => Err(e),
@@ -1458,7 +1456,15 @@ async fn simulate_batch(ctx: &Ctx, action: &str, resources: &[String]) -> Decisi
                 .send()
                 .try_collect()
         })
-        .await?;
+        .await
+        .map_err(|e| {
+            // The simulator itself did not answer (not allowed to the
+            // executor, a 5xx, throttled past its retries): that says
+            // nothing about the call checked.
+            aws::unchecked(format!(
+                "iam:SimulatePrincipalPolicy answered {e}: permission checks unavailable here"
+            ))
+        })?;
     Ok(results
         .iter()
         .map(|r| {

@@ -39,24 +39,107 @@ pub fn policy_arn(ctx: &Ctx, name: &str) -> String {
     )
 }
 
+/// Whether `name` is the fallback policy of this principal and kind: the
+/// base name, or the base name with the suffix a name clash forced.
+fn is_fallback_of(name: &str, base: &str) -> bool {
+    name == base
+        || name
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| n.len() == 8 && n.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The fallback policies in the account that are attached to someone:
+/// name → ARN. One listing per step and account (there are few), so the
+/// per-principal check below runs only where one exists.
+pub async fn attached_fallbacks(
+    ctx: &Ctx,
+) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
+    let iam = ctx.iam();
+    let pages = ctx
+        .pages(
+            None,
+            "iam:ListPolicies",
+            |marker| {
+                iam.list_policies()
+                    .scope(aws_sdk_iam::types::PolicyScopeType::Local)
+                    .path_prefix(PATH)
+                    .only_attached(true)
+                    .set_marker(marker)
+                    .send()
+            },
+            |p| {
+                p.is_truncated
+                    .then(|| p.marker().map(str::to_string))
+                    .flatten()
+            },
+        )
+        .await?;
+    Ok(pages
+        .iter()
+        .flat_map(|p| p.policies())
+        .filter_map(|p| Some((p.policy_name()?.to_string(), p.arn()?.to_string())))
+        .collect())
+}
+
+/// The fallback policy attached to this principal for this deny, if any.
+pub async fn attached_to(
+    ctx: &Ctx,
+    fallbacks: &std::collections::BTreeMap<String, String>,
+    principal: &PrincipalRef,
+    inline_name: &str,
+) -> Result<Option<String>, AwsError> {
+    let base = policy_name(inline_name, principal);
+    let candidates: Vec<&String> = fallbacks
+        .iter()
+        .filter(|(name, _)| is_fallback_of(name, &base))
+        .map(|(_, arn)| arn)
+        .collect();
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let on = attached_arns(ctx, principal).await?;
+    Ok(candidates.into_iter().find(|arn| on.contains(arn)).cloned())
+}
+
 /// Puts `document` into the principal's fallback managed policy (made once,
 /// or brought to this document) and attaches it. The effect names the
-/// policy and whether this run made it, for rollback.
+/// policy and whether this run made it, for rollback. IAM policy names are
+/// unique in an account whatever their path (CreatePolicy API reference):
+/// when the name is taken outside `/breakglass/` (planted, or someone
+/// else's), a suffixed name is used instead.
 pub async fn apply(
     ctx: &Ctx,
     principal: &PrincipalRef,
     inline_name: &str,
     document: &str,
 ) -> Result<serde_json::Value, AwsError> {
-    let name = policy_name(inline_name, principal);
-    let arn = policy_arn(ctx, &name);
+    let base = policy_name(inline_name, principal);
+    match apply_named(ctx, principal, &base, document).await {
+        Err(e) if e.code.as_deref() == Some("EntityAlreadyExists") => {
+            let suffix = &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                format!("{base}{}", jiff::Timestamp::now().as_nanosecond()).as_bytes(),
+            ))[..8];
+            apply_named(ctx, principal, &format!("{base}-{suffix}"), document).await
+        }
+        other => other,
+    }
+}
+
+async fn apply_named(
+    ctx: &Ctx,
+    principal: &PrincipalRef,
+    name: &str,
+    document: &str,
+) -> Result<serde_json::Value, AwsError> {
+    let arn = policy_arn(ctx, name);
     let iam = ctx.iam();
     let created = aws::create_once(
         &["EntityAlreadyExists"],
         || async {
             ctx.call_once(None, "iam:CreatePolicy", || {
                 iam.create_policy()
-                    .policy_name(&name)
+                    .policy_name(name)
                     .path(PATH)
                     .description("breakglass: deny, in place of a full inline policy quota")
                     .policy_document(document)
@@ -208,6 +291,14 @@ async fn document_is(ctx: &Ctx, arn: &str, wanted: &str) -> Result<bool, AwsErro
 
 /// Whether the principal has the policy attached.
 pub async fn attached(ctx: &Ctx, principal: &PrincipalRef, arn: &str) -> Result<bool, AwsError> {
+    Ok(attached_arns(ctx, principal)
+        .await?
+        .iter()
+        .any(|a| a == arn))
+}
+
+/// The ARNs of the fallback policies attached to the principal.
+async fn attached_arns(ctx: &Ctx, principal: &PrincipalRef) -> Result<Vec<String>, AwsError> {
     let iam = ctx.iam();
     let arns: Vec<String> = match principal.kind {
         PrincipalRefKind::User => ctx
@@ -235,7 +326,7 @@ pub async fn attached(ctx: &Ctx, principal: &PrincipalRef, arn: &str) -> Result<
             .filter_map(|p| p.policy_arn().map(str::to_string))
             .collect(),
     };
-    Ok(arns.iter().any(|a| a == arn))
+    Ok(arns)
 }
 
 /// Detaches the policy from the principal (gone already counts).

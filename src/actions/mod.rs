@@ -321,61 +321,6 @@ pub struct RunState {
     >,
     /// Permission checks of dry runs and preflights, coalesced.
     pub simulator: iam::Simulator,
-    /// Denies that went into a managed policy because the principal's
-    /// inline policies were full: (account, principal, inline name) → the
-    /// policy's ARN, so the read-back and the hold find them.
-    managed_denies: std::sync::Mutex<std::collections::HashMap<String, String>>,
-}
-
-impl RunState {
-    /// A state for a read-back: nothing of this run's but where its denies
-    /// went (a managed policy in place of a full inline quota).
-    pub fn read_back_of(&self) -> RunState {
-        let managed = self
-            .managed_denies
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
-        RunState {
-            managed_denies: std::sync::Mutex::new(managed),
-            ..RunState::default()
-        }
-    }
-
-    fn managed_key(account: &str, principal: &iam::PrincipalRef, inline_name: &str) -> String {
-        format!(
-            "{account}|{:?}|{}|{inline_name}",
-            principal.kind, principal.name
-        )
-    }
-
-    pub fn remember_managed_deny(
-        &self,
-        account: &str,
-        principal: &iam::PrincipalRef,
-        inline_name: &str,
-        arn: &str,
-    ) {
-        if let Ok(mut m) = self.managed_denies.lock() {
-            m.insert(
-                Self::managed_key(account, principal, inline_name),
-                arn.to_string(),
-            );
-        }
-    }
-
-    /// The managed policy this run put a principal's deny in, if any.
-    pub fn managed_deny(
-        &self,
-        account: &str,
-        principal: &iam::PrincipalRef,
-        inline_name: &str,
-    ) -> Option<String> {
-        self.managed_denies.lock().ok().and_then(|m| {
-            m.get(&Self::managed_key(account, principal, inline_name))
-                .cloned()
-        })
-    }
 }
 
 /// Read access and the rules discovery needs.

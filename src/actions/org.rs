@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::{
     ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility, Sink,
@@ -111,6 +111,17 @@ pub fn deny_all_document(exempt: &[String]) -> String {
     .to_string()
 }
 
+/// How a condition operator compares a pattern with the principal's ARN.
+#[derive(Clone, Copy)]
+enum Compare {
+    /// `Arn*`: component by component, with wildcards.
+    Arn,
+    /// `StringLike`-style: the whole string, with wildcards.
+    Glob,
+    /// `StringEquals`-style: literally.
+    Literal,
+}
+
 /// A custom SCP must spare a principal: every Deny statement needs an
 /// `aws:PrincipalArn` exemption that matches its ARN. Per the IAM condition
 /// operator reference, `ArnNotLike`, `ArnNotEquals` and `StringNotLike`
@@ -129,10 +140,10 @@ pub fn exempts(document: &str, principal_arn: &str) -> Result<(), String> {
             continue;
         }
         let spared = [
-            ("ArnNotLike", true),
-            ("ArnNotEquals", true),
-            ("StringNotLike", true),
-            ("StringNotEquals", false),
+            ("ArnNotLike", Compare::Arn),
+            ("ArnNotEquals", Compare::Arn),
+            ("StringNotLike", Compare::Glob),
+            ("StringNotEquals", Compare::Literal),
         ]
         .iter()
         .filter_map(|(op, glob)| s["Condition"].get(*op).map(|b| (b, *glob)))
@@ -150,12 +161,10 @@ pub fn exempts(document: &str, principal_arn: &str) -> Result<(), String> {
             };
             patterns.into_iter().map(move |p| (p, glob))
         })
-        .any(|(pattern, glob)| {
-            if glob {
-                crate::targets::glob_match(&pattern, principal_arn)
-            } else {
-                pattern == principal_arn
-            }
+        .any(|(pattern, compare)| match compare {
+            Compare::Arn => crate::targets::arn_like(&pattern, principal_arn),
+            Compare::Glob => crate::targets::glob_match(&pattern, principal_arn),
+            Compare::Literal => pattern == principal_arn,
         });
         if !spared {
             let sid = s["Sid"]
@@ -221,6 +230,12 @@ async fn describe_org(ctx: &Ctx) -> Result<Org, AwsError> {
 }
 
 /// The SCP with this name, with its content, if one exists.
+/// The id of the SCP of that name, if there is one (rollback of a freeze
+/// that failed before AWS returned the id).
+pub async fn policy_id_by_name(ctx: &Ctx, name: &str) -> Result<Option<String>, AwsError> {
+    Ok(find_policy(ctx, name).await?.map(|(id, _)| id))
+}
+
 async fn find_policy(ctx: &Ctx, name: &str) -> Result<Option<(String, String)>, AwsError> {
     let org = ctx.clients.org();
     let policies = ctx
@@ -366,13 +381,31 @@ async fn place(
             .into_iter()
             .filter(|c| *c != org.management_account)
             .collect();
+        if children.is_empty() {
+            placement.full.push((
+                t.clone(),
+                format!(
+                    "the root {t} already holds {} SCPs, the most AWS Organizations allows, and has no OU or member account under it to take the freeze instead: detach one",
+                    on.len()
+                ),
+            ));
+            continue;
+        }
         placement.notes.push(format!(
             "The root {t} already holds {} SCPs, the most AWS allows: the deny-all goes on each of the {} OUs and accounts directly under it instead. An account or OU added under the root later is not frozen.",
             on.len(),
             children.len()
         ));
-        for c in children {
-            let on = scps_on(ctx, &c).await?;
+        // Each child's count is one read; hundreds of accounts are read at once.
+        let counted: Vec<(String, Vec<String>)> = futures_util::stream::iter(children)
+            .map(|c| async move {
+                let on = scps_on(ctx, &c).await?;
+                Ok::<_, AwsError>((c, on))
+            })
+            .buffered(ctx.concurrency.max(1))
+            .try_collect()
+            .await?;
+        for (c, on) in counted {
             if policy_id.is_some_and(|id| on.iter().any(|p| p == id)) {
                 continue;
             }
@@ -907,5 +940,11 @@ mod tests {
             r#"{{"Statement":{{"Effect":"Deny","Action":"*","Resource":"*","Condition":{{"StringNotEquals":{{"aws:PrincipalArn":"{EXECUTOR}"}}}}}}}}"#
         );
         assert_eq!(exempts(&doc, EXECUTOR), Ok(()));
+        // ArnNotLike compares each colon-separated part on its own: a `*`
+        // in the account part cannot swallow the resource.
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::*"}}}}"#;
+        assert!(exempts(doc, EXECUTOR).is_err());
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringNotLike":{"aws:PrincipalArn":"arn:aws:iam::*"}}}}"#;
+        assert_eq!(exempts(doc, EXECUTOR), Ok(()));
     }
 }

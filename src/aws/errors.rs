@@ -50,6 +50,9 @@ const THROTTLING_CODES: &[&str] = &[
 const TRANSIENT_CODES: &[&str] = &[
     "ConcurrentModification",
     "ConcurrentModificationException",
+    // Organizations AttachPolicy/DetachPolicy: "changes to the effective
+    // policy are in progress … try again later" (API reference).
+    "PolicyChangesInProgressException",
     "InternalError",
     "InternalFailure",
     "InternalServerError",
@@ -89,6 +92,20 @@ pub fn over_quota(operation: &str, message: String) -> AwsError {
     }
 }
 
+/// The code of a permission check that got no answer (the simulator was
+/// unavailable): neither allowed nor denied.
+pub const UNCHECKED: &str = "BreakglassUnchecked";
+
+/// A permission check that could not be made.
+pub fn unchecked(message: String) -> AwsError {
+    AwsError {
+        operation: "permission check".into(),
+        code: Some(UNCHECKED.into()),
+        message,
+        kind: ErrorKind::Other,
+    }
+}
+
 /// A target the playbook names that discovery did not find.
 pub fn missing(message: String) -> AwsError {
     AwsError {
@@ -103,6 +120,13 @@ impl AwsError {
     /// A target the playbook named is not there (see [`MISSING`]).
     pub fn is_missing_subject(&self) -> bool {
         self.code.as_deref() == Some(MISSING)
+    }
+
+    /// A permission check that got no answer: throttled or failed past its
+    /// retries, or the simulator unavailable (see [`UNCHECKED`]).
+    pub fn is_unanswered(&self) -> bool {
+        matches!(self.kind, ErrorKind::Throttled | ErrorKind::Transient)
+            || self.code.as_deref() == Some(UNCHECKED)
     }
 
     /// A change refused beforehand for a full AWS quota (see [`QUOTA`]).

@@ -16,7 +16,9 @@ pub mod pacing;
 pub mod session;
 
 pub use config::{Clients, Endpoint, Endpoints, Factory};
-pub use errors::{AwsError, ErrorKind, aws_error, goal_if, local, missing, over_quota, same_json};
+pub use errors::{
+    AwsError, ErrorKind, aws_error, goal_if, local, missing, over_quota, same_json, unchecked,
+};
 pub use identity::{Hop, Identity, Principal, PrincipalKind, partition};
 pub use pacing::{CallCounts, Created, Lane, RetryPolicy, Telemetry, call, create_once};
 pub use session::{Connection, DEFAULT_PROFILE, DEFAULT_REGION, Session, connect};

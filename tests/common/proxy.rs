@@ -52,11 +52,13 @@ pub struct WorstDay {
     pub lagged: usize,
     /// An `EnablePolicyType` came through.
     pub enabled: bool,
-    /// The next this-many permission checks (EC2 `DryRun` calls and
-    /// `SimulatePrincipalPolicy`) are throttled, as the real services do.
-    pub throttle_checks: usize,
-    /// Checks throttled so far.
-    pub checks_throttled: usize,
+    /// The next this-many EC2 `DryRun` checks are throttled, as EC2 does.
+    pub throttle_dry_runs: usize,
+    /// The next this-many `SimulatePrincipalPolicy` calls are throttled.
+    pub throttle_simulations: usize,
+    /// DryRun checks and simulations throttled so far.
+    pub dry_runs_throttled: usize,
+    pub simulations_throttled: usize,
     /// `SimulatePrincipalPolicy` answers HTTP 500, every time.
     pub simulation_down: bool,
     /// Regions where every EC2 call answers 503 (a regional outage).
@@ -915,9 +917,14 @@ fn regional_or_check_fault(
         if simulation && w.simulation_down {
             return Some(Fault::Down(service));
         }
-        if (dry || simulation) && w.throttle_checks > 0 {
-            w.throttle_checks -= 1;
-            w.checks_throttled += 1;
+        if dry && w.throttle_dry_runs > 0 {
+            w.throttle_dry_runs -= 1;
+            w.dry_runs_throttled += 1;
+            return Some(Fault::Throttle(service));
+        }
+        if simulation && w.throttle_simulations > 0 {
+            w.throttle_simulations -= 1;
+            w.simulations_throttled += 1;
             return Some(Fault::Throttle(service));
         }
         w.slow_regions.get(&region).copied()
@@ -974,6 +981,27 @@ fn quota_wall(
                 )
             })
         }
+        // IAM policy names are unique in an account whatever the path
+        // (CreatePolicy API reference); moto keys them by ARN.
+        "CreatePolicy" if get("PolicyName").is_some() => {
+            drop(w);
+            let name = get("PolicyName")?;
+            let listing = upstream_call(
+                upstream,
+                &request[..split],
+                None,
+                "Action=ListPolicies&Version=2010-05-08&Scope=Local&MaxItems=1000",
+            )?;
+            listing
+                .contains(&format!("<PolicyName>{name}</PolicyName>"))
+                .then(|| {
+                    (
+                        409,
+                        "EntityAlreadyExists".into(),
+                        format!("A policy called {name} already exists. Duplicate names are not allowed."),
+                    )
+                })
+        }
         "PutUserPolicy" | "PutRolePolicy" => {
             let (who, name) = match action {
                 "PutUserPolicy" => ("user", get("UserName")?),
@@ -1013,12 +1041,18 @@ fn upstream_json(
     action: &str,
     body: &serde_json::Value,
 ) -> Option<serde_json::Value> {
-    let body = body.to_string();
+    let answer = upstream_call(upstream, head, Some(action), &body.to_string())?;
+    serde_json::from_str(&answer).ok()
+}
+
+/// Sends `body` to moto with the caller's headers (the `X-Amz-Target`
+/// action replaced when given); the answer's body.
+fn upstream_call(upstream: u16, head: &[u8], action: Option<&str>, body: &str) -> Option<String> {
     let head = String::from_utf8_lossy(head);
     let mut lines: Vec<String> = Vec::new();
     for line in head.split("\r\n").filter(|l| !l.is_empty()) {
         let lower = line.to_ascii_lowercase();
-        if lower.starts_with("x-amz-target:") {
+        if let (true, Some(action)) = (lower.starts_with("x-amz-target:"), action) {
             let prefix = line
                 .split(':')
                 .nth(1)?
@@ -1044,7 +1078,7 @@ fn upstream_json(
     let mut response = Vec::new();
     up.read_to_end(&mut response).ok()?;
     let at = response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    serde_json::from_slice(&response[at..]).ok()
+    Some(String::from_utf8_lossy(&response[at..]).into_owned())
 }
 
 /// With `session_length` set, the session in an STS answer expires that
