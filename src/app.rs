@@ -4,15 +4,17 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use crate::accounts::{Fleet, MemberRole};
 use crate::actions::{ActionKind, Clients, Ctx};
+use crate::actions::{Fleet, MemberRole};
 use crate::audit::{self, AuditLog, Event};
 use crate::aws::{self, Identity, Principal, RetryPolicy, Session, Telemetry};
 use crate::cli::{AuditCommand, Cli, Command, GlobalArgs, OutputFormat};
 use crate::error::{Error, ExitCode};
-use crate::executor::{self, Counts, StepReport, StepStatus};
-use crate::playbook::{self, BoundStep, Playbook, Problems, Regions};
+use crate::executor;
+use crate::playbook::{self, Playbook, Problems};
 use crate::render::{self, Printer};
+use crate::report::{Counts, StepReport, StepStatus};
+use crate::spec::{BoundStep, Regions};
 use crate::targets::Protection;
 
 /// Runs the parsed command line and returns the exit code.
@@ -189,7 +191,7 @@ struct Loaded {
 fn load(
     path: &std::path::Path,
     vars: &[(String, String)],
-    accounts: Option<&playbook::AccountsSpec>,
+    accounts: Option<&crate::spec::AccountsSpec>,
 ) -> Result<Loaded, Error> {
     let mut playbook = playbook::load(path)?;
     if let Some(a) = accounts {
@@ -506,7 +508,7 @@ async fn read_only(
 struct ReadOnly {
     loaded: Loaded,
     session: Session,
-    accounts: Vec<crate::accounts::AccountStatus>,
+    accounts: Vec<crate::actions::AccountStatus>,
     steps: Vec<StepReport>,
 }
 
@@ -936,8 +938,8 @@ async fn hold_line(
             for i in &r.items {
                 let line = format!("step {} ({}): {}", r.index + 1, r.name, i.target);
                 match i.outcome {
-                    crate::executor::Outcome::Changed => recontained.push(line),
-                    crate::executor::Outcome::Failed => failed.push(format!(
+                    crate::report::Outcome::Changed => recontained.push(line),
+                    crate::report::Outcome::Failed => failed.push(format!(
                         "{line}: {}",
                         i.error
                             .as_ref()
@@ -1013,11 +1015,11 @@ async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error>
         }
         for i in &r.items {
             let what = match i.outcome {
-                crate::executor::Outcome::WouldChange => {
+                crate::report::Outcome::WouldChange => {
                     i.drift.as_deref().unwrap_or_default().to_string()
                 }
                 // Unreadable: not contained as far as anyone can tell.
-                crate::executor::Outcome::Failed => format!(
+                crate::report::Outcome::Failed => format!(
                     "cannot be read back: {}",
                     i.error
                         .as_ref()
@@ -1206,7 +1208,7 @@ impl Preflight {
             for i in s
                 .items
                 .iter()
-                .filter(|i| i.outcome == crate::executor::Outcome::Failed || i.error.is_some())
+                .filter(|i| i.outcome == crate::report::Outcome::Failed || i.error.is_some())
             {
                 match &i.error {
                     Some(e) if e.is_missing_subject() => {
@@ -1498,7 +1500,7 @@ async fn connect_as_run(global: &GlobalArgs, run: RunConnection<'_>) -> Result<S
         duration_seconds: e.duration_seconds.map(|d| d.min(43_200) as i32),
         session_name: None,
     });
-    aws::connect(&conn).await
+    Ok(aws::connect(&conn).await?)
 }
 
 /// The rollback acts as the run's own principal (the same user, or the same
@@ -1546,7 +1548,7 @@ async fn rollback(
     out: &Printer,
     req: RollbackRequest<'_>,
 ) -> Result<ExitCode, Error> {
-    use crate::executor::Outcome;
+    use crate::report::Outcome;
     use crate::rollback::Plan;
 
     let (v, records) = audit::read(
@@ -1572,11 +1574,11 @@ async fn rollback(
                 (None, _) => "unsigned".to_string(),
                 (Some(k), _) if v.head_matches == Some(false) => format!(
                     "signed by key {} but does not end with the expected head",
-                    audit::key::fingerprint(k)
+                    crate::signing::fingerprint(k)
                 ),
                 (Some(k), _) => format!(
                     "signed by key {}, which this machine does not hold",
-                    audit::key::fingerprint(k)
+                    crate::signing::fingerprint(k)
                 ),
             }
         )));

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::Error;
 use crate::aws::credentials::Secret;
 use crate::aws::{Connection, DEFAULT_PROFILE, Endpoint};
-use crate::playbook::{AccountsSpec, ExecutorSpec};
+use crate::spec::{AccountsSpec, ExecutorSpec};
 
 const EXIT_CODES: &str = "\
 Exit codes:

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::playbook::{InstanceSelector, RoleSelector, SnapshotSelector, UserSelector};
+use crate::spec::{InstanceSelector, RoleSelector, SnapshotSelector, UserSelector};
 
 /// Conditions that narrow a selection; they never widen one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

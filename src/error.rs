@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::aws::AwsError;
-use crate::playbook::Problems;
+use crate::yaml::Problems;
 
 /// Exit codes, as documented in the README and `breakglass --help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,17 @@ pub enum Error {
     /// The tabletop's local emulator could not be found, started or driven.
     #[error("emulator: {0}")]
     Emulator(String),
+}
+
+impl From<crate::aws::credentials::CredentialError> for Error {
+    fn from(e: crate::aws::credentials::CredentialError) -> Error {
+        use crate::aws::credentials::CredentialError;
+        match e {
+            CredentialError::Config(m) => Error::Config(m),
+            CredentialError::Failed(m) => Error::Credentials(m),
+            CredentialError::Refused(m) => Error::Refused(m),
+        }
+    }
 }
 
 impl Error {

@@ -15,111 +15,16 @@ use std::time::Instant;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{StreamExt, stream};
-use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::accounts::Reach;
+use crate::actions::Reach;
 use crate::actions::{self, ActionKind, Ctx, Disposition, Op, Planned, Sink};
 
-/// Marker in `RunState::failed_snapshots` when a snapshot step failed as a whole.
-pub const ALL_INSTANCES: &str = "*";
 use crate::audit::{AuditLog, Event};
-use crate::aws::{AwsError, CallCounts};
-use crate::playbook::{BoundStep, OnFailure, OnMissing};
+use crate::aws::CallCounts;
+use crate::report::{Counts, Item, Outcome, StepReport, StepStatus};
+use crate::spec::{BoundStep, OnFailure, OnMissing};
 use crate::targets::{Scope, Target};
-
-/// What happened to one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Listed first in reports: what needs the responder's attention.
-    Failed,
-    Changed,
-    /// Plan or dry run: this call would be made.
-    WouldChange,
-    Unchanged,
-    Skipped,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub changed: u64,
-    pub would_change: u64,
-    pub unchanged: u64,
-    pub skipped: u64,
-    pub failed: u64,
-}
-
-impl Counts {
-    fn add(&mut self, o: Outcome) {
-        match o {
-            Outcome::Changed => self.changed += 1,
-            Outcome::WouldChange => self.would_change += 1,
-            Outcome::Unchanged => self.unchanged += 1,
-            Outcome::Skipped => self.skipped += 1,
-            Outcome::Failed => self.failed += 1,
-        }
-    }
-
-    pub fn merge(&mut self, other: &Counts) {
-        self.changed += other.changed;
-        self.would_change += other.would_change;
-        self.unchanged += other.unchanged;
-        self.skipped += other.skipped;
-        self.failed += other.failed;
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Item {
-    pub target: Target,
-    pub outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub call: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<AwsError>,
-    /// What the call created (snapshot ids, security groups), as AWS returned it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub effect: Option<serde_json::Value>,
-    /// In plans and read-backs: what is wrong with the target now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drift: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    Done,
-    Failed,
-    /// An earlier step failed with `on_failure: abort`, or was refused.
-    NotRun,
-    /// A safety limit (`max_targets`) stopped it before any change.
-    Refused,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StepReport {
-    pub index: usize,
-    pub name: String,
-    pub action: &'static str,
-    pub status: StepStatus,
-    pub on_failure: OnFailure,
-    pub counts: Counts,
-    pub items: Vec<Item>,
-    /// Facts discovery wants the responder to know (what an action cannot reach).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub millis: u64,
-    /// The step's AWS calls (discovery included), throttled and retried.
-    pub calls: CallCounts,
-    /// Counts per account, when the step fanned out across accounts.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub accounts: BTreeMap<String, Counts>,
-}
 
 /// How a run is carried out.
 pub struct Options<'a> {
@@ -371,7 +276,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
             if step.action == ActionKind::Ec2SnapshotVolumes {
                 // Which instances went unsnapshotted is unknown: stop none of them.
                 if let Ok(mut failed) = ctx.run.failed_snapshots.lock() {
-                    failed.insert(ALL_INSTANCES.to_string());
+                    failed.whole_step();
                 }
             }
             error = Some(format!("discovery failed: {e}"))
@@ -643,33 +548,4 @@ fn finish(
         })?;
     }
     Ok(item)
-}
-
-impl Item {
-    fn new(target: Target, outcome: Outcome) -> Self {
-        Item {
-            target,
-            outcome,
-            call: None,
-            reason: None,
-            error: None,
-            effect: None,
-            drift: None,
-        }
-    }
-
-    fn call(mut self, call: String) -> Self {
-        self.call = Some(call);
-        self
-    }
-
-    fn reason(mut self, reason: String) -> Self {
-        self.reason = Some(reason);
-        self
-    }
-
-    fn error(mut self, error: AwsError) -> Self {
-        self.error = Some(error);
-        self
-    }
 }

@@ -7,7 +7,6 @@
 #[macro_use]
 mod output;
 
-pub mod accounts;
 pub mod actions;
 pub mod app;
 pub mod audit;
@@ -16,11 +15,16 @@ pub mod cli;
 pub mod criteria;
 pub mod error;
 pub mod executor;
+pub mod files;
 pub mod playbook;
 pub mod render;
+pub mod report;
 pub mod rollback;
 pub mod safety;
+pub mod signing;
+pub mod spec;
 pub mod tabletop;
 pub mod targets;
+pub mod yaml;
 
 pub use error::{Error, ExitCode};

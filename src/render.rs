@@ -7,13 +7,13 @@ use std::io::IsTerminal;
 use serde::Serialize;
 
 use crate::Error;
-use crate::accounts::AccountStatus;
+use crate::actions::AccountStatus;
 use crate::actions::{ActionKind, Reversibility};
 use crate::audit::{Event, Record, Verification};
 use crate::aws::{CallCounts, Identity, Session};
 use crate::cli::OutputFormat;
-use crate::executor::{Counts, Item, Outcome, StepReport, StepStatus};
 use crate::playbook::Playbook;
+use crate::report::{Counts, Item, Outcome, StepReport, StepStatus};
 
 /// A file `validate` accepted: a playbook (its steps) or a scenario (its moves).
 pub struct Validated {
@@ -21,7 +21,7 @@ pub struct Validated {
     /// `steps` or `moves`: what `count` counts.
     pub unit: &'static str,
     pub count: usize,
-    pub warnings: Vec<crate::playbook::Problem>,
+    pub warnings: Vec<crate::yaml::Problem>,
 }
 
 /// Everything a run reports, in both formats.
@@ -315,7 +315,7 @@ impl Printer {
                 c.would_change,
                 c.unchanged,
                 c.skipped,
-                if step.on_failure == crate::playbook::OnFailure::Continue {
+                if step.on_failure == crate::spec::OnFailure::Continue {
                     "; on failure: continue"
                 } else {
                     ""
@@ -665,7 +665,7 @@ impl Printer {
             ),
             (None, _) => outln!("UNSIGNED: no signing key named"),
             (Some(k), _) if v.broken.is_none() => {
-                let fp = crate::audit::key::fingerprint(k);
+                let fp = crate::signing::fingerprint(k);
                 if v.trusted_key {
                     outln!("signatures: ok, every record signed by audit key {fp} (trusted)");
                 } else {
@@ -696,18 +696,12 @@ impl Printer {
         }
     }
 
-    /// A tabletop's report: the Markdown on a terminal, the document in JSON.
-    pub fn tabletop(
-        &self,
-        r: &crate::tabletop::report::Report,
-        md: &std::path::Path,
-        html: &std::path::Path,
-    ) {
+    /// Text for people, or (`--output json`) this document instead.
+    pub fn text_or_json<T: Serialize + ?Sized>(&self, text: &str, document: &T) {
         if self.format == OutputFormat::Json {
-            return self.json(r);
+            return self.json(document);
         }
-        outln!("{}", crate::tabletop::report::markdown(r));
-        outln!("report: {} and {}", md.display(), html.display());
+        outln!("{text}");
     }
 
     pub fn timeline(&self, v: &Verification, records: &[Record]) {

@@ -7,7 +7,7 @@
 
 use crate::actions::{ActionKind, ActionParams, Ctx, org};
 use crate::aws::PrincipalKind;
-use crate::playbook::BoundStep;
+use crate::spec::BoundStep;
 
 /// One reason the run would lock its own responders out.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::actions::{ActionKind, TargetKind};
-use crate::playbook::TargetSpec;
-use crate::playbook::yaml::Pos;
+use crate::spec::TargetSpec;
+use crate::spec::{ActionKind, TargetKind};
+use crate::yaml::Pos;
 
 /// Where a target lives. Every target carries its account and (for regional
 /// services) its region, so fan-out across accounts and regions needs no new types.

@@ -8,7 +8,7 @@ use assert_cmd::Command;
 use breakglass::actions::Op;
 use breakglass::audit::{AuditKey, AuditLog, Event, Trust};
 use breakglass::aws::{CallCounts, Identity};
-use breakglass::executor::{Counts, Outcome};
+use breakglass::report::{Counts, Outcome};
 use breakglass::targets::{Resource, Scope, Target};
 
 fn target() -> Target {

@@ -235,6 +235,14 @@ async fn every_profile_kind_connects_and_contains() {
         let arn = who["identity"]["arn"].as_str().unwrap_or_default();
         assert!(arn.contains(principal), "{profile}: {who}");
         lockdown_through(&e, profile, &[]).await;
+        if principal.starts_with("user/") || *profile == "token" {
+            // The base user signs this chain: its key is never cut.
+            assert_eq!(
+                e.key_status(&e.executor_user, &e.executor_key).await,
+                "Active",
+                "{profile}"
+            );
+        }
     }
     assert!(!assumed_of(&e, "role/IR-BreakGlass").is_empty());
 

@@ -16,7 +16,8 @@ use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
 use breakglass::actions::{Clients, Ctx};
 use breakglass::audit::AuditLog;
 use breakglass::aws::{Identity, RetryPolicy, Telemetry};
-use breakglass::executor::{self, Outcome, StepStatus};
+use breakglass::executor;
+use breakglass::report::{Outcome, StepReport, StepStatus};
 use breakglass::targets::Protection;
 
 fn user(name: &str) -> User {
@@ -73,7 +74,7 @@ async fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
     }
 }
 
-fn steps(on_failure: &str) -> Vec<breakglass::playbook::BoundStep> {
+fn steps(on_failure: &str) -> Vec<breakglass::spec::BoundStep> {
     let text = format!(
         "name: t\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: {{ users: {{ all: true }} }}\n    on_failure: {on_failure}\n  - action: iam.deactivate_access_keys\n    targets: {{ users: {{ all: true }} }}\n"
     );
@@ -178,11 +179,7 @@ async fn throttling_that_never_ends_is_a_failure_not_a_success() {
 
 async fn access_denied_for_bob(
     on_failure: &str,
-) -> (
-    Vec<executor::StepReport>,
-    std::path::PathBuf,
-    tempfile::TempDir,
-) {
+) -> (Vec<StepReport>, std::path::PathBuf, tempfile::TempDir) {
     let update = mock!(aws_sdk_iam::Client::update_access_key).then_compute_response(|req| {
         if req.user_name() == Some("bob") {
             MockResponse::Error(UpdateAccessKeyError::generic(error(

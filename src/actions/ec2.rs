@@ -23,7 +23,7 @@ use super::{
 };
 use crate::aws::{self, AwsError, local};
 use crate::criteria::{InstanceCriteria, SnapshotCriteria};
-use crate::playbook::{BoundStep, LockModeSpec};
+use crate::spec::{BoundStep, LockModeSpec};
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// Name of the rule-less security group instances are isolated into.
@@ -555,7 +555,7 @@ async fn plan_locks(
     ctx: &Ctx,
     region: &str,
     ids: BTreeSet<String>,
-    params: &crate::playbook::model::LockParams,
+    params: &crate::spec::LockParams,
 ) -> Result<Vec<Planned>, AwsError> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -1017,7 +1017,7 @@ async fn plan_instance(
                 .run
                 .failed_snapshots
                 .lock()
-                .map(|f| f.contains(&i.id) || f.contains(crate::executor::ALL_INSTANCES))
+                .map(|f| f.covers(&i.id))
                 .unwrap_or(true);
             if failed {
                 Disposition::Skip {
@@ -1851,7 +1851,7 @@ pub async fn apply(ctx: &Ctx, op: &Op) -> Result<Option<serde_json::Value>, AwsE
                 }
                 Err(e) => {
                     if let Ok(mut failed) = ctx.run.failed_snapshots.lock() {
-                        failed.insert(instance_id.clone());
+                        failed.instance(instance_id);
                     }
                     Err(e)
                 }

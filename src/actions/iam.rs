@@ -17,7 +17,7 @@ use super::{
 };
 use crate::aws::{self, AwsError, ErrorKind, PrincipalKind, local};
 use crate::criteria::PrincipalCriteria;
-use crate::playbook::{BoundStep, RoleSelector, SessionSelector, UserSelector};
+use crate::spec::{BoundStep, RoleSelector, SessionSelector, UserSelector};
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// Name of the inline policy that revokes older sessions.

@@ -10,6 +10,7 @@ pub mod ec2;
 pub mod iam;
 pub mod managed_deny;
 pub mod org;
+pub mod undo;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -18,77 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
-use crate::accounts::{Fleet, Reach};
+pub mod fleet;
+
 pub use crate::aws::Clients;
 use crate::aws::{self, AwsError, Identity, RetryPolicy, Telemetry};
-use crate::playbook::BoundStep;
-use crate::playbook::model::{
-    ApplyScpParams, DetachScpParams, LockModeSpec, LockParams, MoveAccountsParams, NoParams,
-    SnapshotParams,
-};
-use crate::playbook::yaml::{self, DecodeError, Node};
+use crate::spec::LockModeSpec;
+pub use crate::spec::{ActionKind, ActionParams, BoundStep, TargetKind};
 use crate::targets::{Protection, Resource, SkipReason, Target};
-
-/// Every action breakglass knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum ActionKind {
-    #[serde(rename = "iam.deactivate_access_keys")]
-    IamDeactivateAccessKeys,
-    #[serde(rename = "iam.delete_login_profiles")]
-    IamDeleteLoginProfiles,
-    #[serde(rename = "iam.revoke_role_sessions")]
-    IamRevokeRoleSessions,
-    #[serde(rename = "iam.revoke_user_sessions")]
-    IamRevokeUserSessions,
-    #[serde(rename = "iam.quarantine_principals")]
-    IamQuarantinePrincipals,
-    #[serde(rename = "iam.revoke_session")]
-    IamRevokeSession,
-    #[serde(rename = "org.apply_scp")]
-    OrgApplyScp,
-    #[serde(rename = "org.detach_scp")]
-    OrgDetachScp,
-    #[serde(rename = "org.move_accounts")]
-    OrgMoveAccounts,
-    #[serde(rename = "ec2.snapshot_volumes")]
-    Ec2SnapshotVolumes,
-    #[serde(rename = "ec2.isolate_instances")]
-    Ec2IsolateInstances,
-    #[serde(rename = "ec2.enable_termination_protection")]
-    Ec2EnableTerminationProtection,
-    #[serde(rename = "ec2.stop_instances")]
-    Ec2StopInstances,
-    #[serde(rename = "ec2.detach_instance_profiles")]
-    Ec2DetachInstanceProfiles,
-    #[serde(rename = "ec2.lock_snapshots")]
-    Ec2LockSnapshots,
-}
-
-/// The kinds of target a step may select.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetKind {
-    Users,
-    Roles,
-    AccessKeys,
-    Sessions,
-    Instances,
-    Snapshots,
-}
-
-impl TargetKind {
-    /// The key under `targets:` in a playbook.
-    pub fn key(self) -> &'static str {
-        match self {
-            TargetKind::Users => "users",
-            TargetKind::Roles => "roles",
-            TargetKind::AccessKeys => "access_keys",
-            TargetKind::Sessions => "sessions",
-            TargetKind::Instances => "instances",
-            TargetKind::Snapshots => "snapshots",
-        }
-    }
-}
+pub use fleet::{AccountStatus, Fleet, MemberRole, Reach};
 
 /// Whether rollback can undo an action, and how or why not.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -112,32 +50,6 @@ pub struct ActionInfo {
 }
 
 impl ActionKind {
-    pub const ALL: &'static [ActionKind] = &[
-        ActionKind::IamDeactivateAccessKeys,
-        ActionKind::IamDeleteLoginProfiles,
-        ActionKind::IamRevokeRoleSessions,
-        ActionKind::IamRevokeUserSessions,
-        ActionKind::IamQuarantinePrincipals,
-        ActionKind::IamRevokeSession,
-        ActionKind::OrgApplyScp,
-        ActionKind::OrgDetachScp,
-        ActionKind::OrgMoveAccounts,
-        ActionKind::Ec2SnapshotVolumes,
-        ActionKind::Ec2IsolateInstances,
-        ActionKind::Ec2EnableTerminationProtection,
-        ActionKind::Ec2StopInstances,
-        ActionKind::Ec2DetachInstanceProfiles,
-        ActionKind::Ec2LockSnapshots,
-    ];
-
-    pub fn id(self) -> &'static str {
-        self.info().id
-    }
-
-    pub fn from_id(id: &str) -> Option<ActionKind> {
-        Self::ALL.iter().copied().find(|a| a.id() == id)
-    }
-
     pub fn info(self) -> ActionInfo {
         match self {
             ActionKind::IamDeactivateAccessKeys => iam::DEACTIVATE_ACCESS_KEYS,
@@ -157,128 +69,6 @@ impl ActionKind {
             ActionKind::Ec2LockSnapshots => ec2::LOCK_SNAPSHOTS,
         }
     }
-
-    /// Why this step cannot be undone, when it cannot: such steps need
-    /// `allow_irreversible: true` in the playbook.
-    pub fn irreversible(self, params: &ActionParams) -> Option<&'static str> {
-        match (self, params) {
-            (ActionKind::IamDeleteLoginProfiles, _) => {
-                Some("deleted console passwords cannot be restored")
-            }
-            (ActionKind::Ec2StopInstances, _) => {
-                Some("stopping an instance destroys its memory, which may be evidence")
-            }
-            (ActionKind::Ec2LockSnapshots, ActionParams::Lock(p))
-                if p.mode == LockModeSpec::Compliance =>
-            {
-                Some(
-                    "a compliance-mode lock cannot be lifted by anyone, the root user included, until it expires",
-                )
-            }
-            _ => None,
-        }
-    }
-
-    /// True for actions that run inside each selected account (IAM, EC2);
-    /// Organizations actions run once, from the management account.
-    pub fn account_scoped(self) -> bool {
-        !self.id().starts_with("org.")
-    }
-
-    /// True for actions a step's `accounts:` applies to: the account-scoped
-    /// ones, and `org.move_accounts`, which moves those accounts.
-    pub fn takes_accounts(self) -> bool {
-        self.account_scoped() || self == ActionKind::OrgMoveAccounts
-    }
-
-    /// True for actions whose targets live in regions (run once per region).
-    pub fn regional(self) -> bool {
-        self.id().starts_with("ec2.")
-    }
-
-    /// Decodes the step's `with:` block into this action's parameters.
-    pub fn decode_params(self, with: Option<&Node>) -> Result<ActionParams, DecodeError> {
-        let empty = Node {
-            pos: yaml::Pos::default(),
-            value: yaml::Value::Map(Vec::new()),
-        };
-        let node = with.unwrap_or(&empty);
-        let check_targets = |targets: Vec<String>| {
-            targets
-                .iter()
-                .try_for_each(|t| org::check_target(t))
-                .map_err(|m| DecodeError::at(node.pos, m))
-        };
-        Ok(match self {
-            ActionKind::OrgApplyScp => {
-                let p: ApplyScpParams = yaml::decode(node)?;
-                check_targets(p.target.items())?;
-                if p.policy != "deny-all" && !p.policy.ends_with(".json") {
-                    return Err(DecodeError::at(
-                        node.pos,
-                        format!(
-                            "unknown policy `{}`: use `deny-all` or a .json file next to the playbook",
-                            p.policy
-                        ),
-                    ));
-                }
-                ActionParams::ApplyScp(p)
-            }
-            ActionKind::OrgDetachScp => {
-                let p: DetachScpParams = yaml::decode(node)?;
-                check_targets(p.target.items())?;
-                ActionParams::DetachScp(p)
-            }
-            ActionKind::OrgMoveAccounts => {
-                let p: MoveAccountsParams = yaml::decode(node)?;
-                if !p.to.starts_with("ou-") {
-                    return Err(DecodeError::at(
-                        node.pos,
-                        format!("`to: {}` is not an organizational unit id (ou-…)", p.to),
-                    ));
-                }
-                ActionParams::MoveAccounts(p)
-            }
-            ActionKind::Ec2SnapshotVolumes => ActionParams::Snapshot(yaml::decode(node)?),
-            ActionKind::Ec2LockSnapshots => {
-                let p: LockParams = yaml::decode(node)?;
-                if !(1..=36500).contains(&p.duration_days) {
-                    return Err(DecodeError::at(
-                        node.pos,
-                        format!("duration_days {} is outside 1..36500", p.duration_days),
-                    ));
-                }
-                ActionParams::Lock(p)
-            }
-            _ => {
-                let _: Option<NoParams> = yaml::decode(node)?;
-                ActionParams::None
-            }
-        })
-    }
-
-    /// JSON Schema of this action's `with:` block.
-    pub fn params_schema(self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        match self {
-            ActionKind::OrgApplyScp => generator.subschema_for::<ApplyScpParams>(),
-            ActionKind::OrgDetachScp => generator.subschema_for::<DetachScpParams>(),
-            ActionKind::OrgMoveAccounts => generator.subschema_for::<MoveAccountsParams>(),
-            ActionKind::Ec2SnapshotVolumes => generator.subschema_for::<SnapshotParams>(),
-            ActionKind::Ec2LockSnapshots => generator.subschema_for::<LockParams>(),
-            _ => generator.subschema_for::<NoParams>(),
-        }
-    }
-}
-
-/// Decoded `with:` parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ActionParams {
-    None,
-    ApplyScp(ApplyScpParams),
-    DetachScp(DetachScpParams),
-    MoveAccounts(MoveAccountsParams),
-    Snapshot(SnapshotParams),
-    Lock(LockParams),
 }
 
 /// What discovery decided for one target.
@@ -307,11 +97,36 @@ pub enum Disposition {
     Unreadable { error: AwsError },
 }
 
+/// Which instances a snapshot step left without their snapshot, so that no
+/// later step of the run stops them (their memory would be lost with no
+/// copy of their disks).
+#[derive(Debug, Default)]
+pub struct FailedSnapshots {
+    instances: std::collections::HashSet<String>,
+    /// A snapshot step failed as a whole (its discovery): which instances it
+    /// missed is unknown, so none may be stopped.
+    every_instance: bool,
+}
+
+impl FailedSnapshots {
+    pub fn instance(&mut self, id: &str) {
+        self.instances.insert(id.to_string());
+    }
+
+    pub fn whole_step(&mut self) {
+        self.every_instance = true;
+    }
+
+    pub fn covers(&self, id: &str) -> bool {
+        self.every_instance || self.instances.contains(id)
+    }
+}
+
 /// State shared by every step of one run.
 #[derive(Debug, Default)]
 pub struct RunState {
     /// Instances whose snapshot failed: never stopped afterwards in this run.
-    pub failed_snapshots: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub failed_snapshots: std::sync::Mutex<FailedSnapshots>,
     /// Snapshots created by this run, as (account, region, snapshot id).
     pub created_snapshots: std::sync::Mutex<Vec<(String, String, String)>>,
     /// Quarantine and flush security groups per (account, region, VPC), made once.
@@ -354,7 +169,7 @@ pub struct Ctx {
     pub fleet: Arc<Fleet>,
     /// This responder's audit key: it makes the tokens breakglass tags its
     /// snapshots with, and recognises them.
-    pub audit_key: Option<Arc<crate::audit::AuditKey>>,
+    pub audit_key: Option<Arc<crate::signing::AuditKey>>,
 }
 
 impl Ctx {
@@ -716,7 +531,7 @@ pub enum Op {
 
 impl Op {
     /// Fixes time-dependent content (a revocation's cutoff) at the moment of the call.
-    pub fn prepare(&mut self, now: jiff::Timestamp, key: Option<&crate::audit::AuditKey>) {
+    pub fn prepare(&mut self, now: jiff::Timestamp, key: Option<&crate::signing::AuditKey>) {
         match self {
             Op::PutInlinePolicy {
                 policy, document, ..

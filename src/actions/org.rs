@@ -15,7 +15,7 @@ use super::{
     ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility, Sink,
 };
 use crate::aws::{self, AwsError, local};
-use crate::playbook::BoundStep;
+use crate::spec::BoundStep;
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// AWS's limit on an SCP document, in characters.
@@ -178,18 +178,6 @@ pub fn exempts(document: &str, principal_arn: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Checks a target spelling: `root`, `r-…`, `ou-…` or a 12-digit account id.
-pub fn check_target(t: &str) -> Result<(), String> {
-    let account = t.len() == 12 && t.chars().all(|c| c.is_ascii_digit());
-    if t == "root" || t.starts_with("r-") || t.starts_with("ou-") || account {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{t}` is not an organization target: use root, an OU id (ou-…) or a 12-digit account id"
-        ))
-    }
 }
 
 struct Org {

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{AuditKey, Event, FORMAT, GENESIS, Record, files};
+use super::{AuditKey, Event, FORMAT, GENESIS, Record};
 use crate::Error;
+use crate::files;
 
 /// An open audit log for one run. Appends are serialized and fsynced.
 pub struct AuditLog {

@@ -17,8 +17,6 @@
 //! it without the key shows; `scripts/verify-audit-log.py` checks a log
 //! with nothing but Python.
 
-pub mod files;
-pub mod key;
 mod log;
 mod mirror;
 mod verify;
@@ -31,10 +29,10 @@ use sha2::{Digest, Sha256};
 
 use crate::actions::Op;
 use crate::aws::{AwsError, CallCounts, Endpoint, Endpoints, Identity};
-use crate::executor::{Counts, Outcome};
+use crate::report::{Counts, Outcome};
 use crate::targets::Target;
 
-pub use key::AuditKey;
+pub use crate::signing::AuditKey;
 pub use log::{AuditLog, Mirror, MirrorReport};
 pub use mirror::{bucket_client, compare_mirror};
 pub use verify::{Trust, Verification, read};
@@ -94,7 +92,7 @@ pub enum Event {
     /// The accounts a fanned-out run reaches, and those it cannot (each with
     /// the reason): written right after the run start.
     Accounts {
-        accounts: Vec<crate::accounts::AccountStatus>,
+        accounts: Vec<crate::actions::AccountStatus>,
         /// `executor.member_role` as used: what a rollback assumes again.
         member_role: String,
     },
@@ -116,7 +114,7 @@ pub enum Event {
         of: u64,
         target: Target,
         call: String,
-        undo: crate::rollback::Undo,
+        undo: crate::actions::undo::Undo,
     },
     /// The outcome for one target; `intent` points at the intent record's `seq`
     /// when a call was made.

@@ -9,8 +9,9 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{AuditKey, Event, GENESIS, Record, key};
+use super::{AuditKey, Event, GENESIS, Record};
 use crate::Error;
+use crate::signing as key;
 
 /// Which signing key a reader trusts.
 #[derive(Debug, Clone, PartialEq, Eq)]

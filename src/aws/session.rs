@@ -9,7 +9,6 @@ use aws_config::profile::ProfileSet;
 use super::config::{Clients, Endpoint, Endpoints, Factory, SERVICES};
 use super::credentials::{self, CredentialError, Mfa, RoleHop};
 use super::identity::Identity;
-use crate::Error;
 
 /// Profile used when nothing names one.
 pub const DEFAULT_PROFILE: &str = "breakglass";
@@ -95,7 +94,7 @@ impl Session {
 
 /// Reads the AWS config and credentials files (`AWS_CONFIG_FILE` and
 /// `AWS_SHARED_CREDENTIALS_FILE` are honoured, as the AWS CLI does).
-pub async fn profiles() -> Result<ProfileSet, Error> {
+pub async fn profiles() -> Result<ProfileSet, CredentialError> {
     aws_config::profile::load(
         &aws_types::os_shim_internal::Fs::real(),
         &aws_types::os_shim_internal::Env::real(),
@@ -104,7 +103,7 @@ pub async fn profiles() -> Result<ProfileSet, Error> {
     )
     .await
     .map_err(|e| {
-        Error::Config(format!(
+        CredentialError::Config(format!(
             "cannot read the AWS config files: {}",
             aws_sdk_iam::error::DisplayErrorContext(&e)
         ))
@@ -186,19 +185,11 @@ pub fn resolve_region(
     (DEFAULT_REGION.to_string(), "the default".to_string())
 }
 
-fn to_error(e: CredentialError) -> Error {
-    match e {
-        CredentialError::Config(m) => Error::Config(m),
-        CredentialError::Failed(m) => Error::Credentials(m),
-        CredentialError::Refused(m) => Error::Refused(m),
-    }
-}
-
 /// Resolves and builds the credential chain for `conn`, on the one
 /// configuration factory, and asks STS who it is. Endpoints from anything
 /// but `--endpoint-url` are refused before the first call unless allowed:
 /// a redirected endpoint would see every signed request.
-pub async fn connect(conn: &Connection) -> Result<Session, Error> {
+pub async fn connect(conn: &Connection) -> Result<Session, CredentialError> {
     let profiles = profiles().await?;
     let named = profiles
         .get_profile(&conn.profile)
@@ -207,21 +198,20 @@ pub async fn connect(conn: &Connection) -> Result<Session, Error> {
         conn.endpoint_flag.as_ref(),
         &|k| std::env::var(k).ok(),
         named,
-    )
-    .map_err(to_error)?;
+    )?;
     let implicit = endpoints.implicit();
     if !conn.allow_implicit_endpoints && !implicit.is_empty() {
         let list: Vec<String> = implicit
             .iter()
             .map(|e| format!("{} (from {})", e.url, e.source))
             .collect();
-        return Err(Error::Refused(format!(
+        return Err(CredentialError::Refused(format!(
             "calls would go to {}, set outside the command line: pass --endpoint-url to mean it, or --allow-env-endpoint; nothing was sent",
             list.join(", ")
         )));
     }
     let (region, region_source) = resolve_region(conn.region.as_ref(), named);
-    let (base, mut hops) = credentials::chain_of(&profiles, &conn.profile).map_err(to_error)?;
+    let (base, mut hops) = credentials::chain_of(&profiles, &conn.profile)?;
     hops.extend(conn.assume.clone());
     let factory = Arc::new(Factory::new(region.clone(), endpoints, conn.call_timeout).await);
     let terminal = {
@@ -229,13 +219,11 @@ pub async fn connect(conn: &Connection) -> Result<Session, Error> {
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
     };
     let mfa = Mfa::new(conn.mfa_code.clone(), terminal);
-    let built = credentials::build(&factory, base, hops, &conn.session_name, mfa)
-        .await
-        .map_err(to_error)?;
+    let built = credentials::build(&factory, base, hops, &conn.session_name, mfa).await?;
     let (who, key) = credentials::whoami(&factory, &built.provider)
         .await
         .map_err(|e| {
-            Error::Credentials(format!(
+            CredentialError::Failed(format!(
                 "profile `{}` (from {}): {e}",
                 conn.profile, conn.profile_source
             ))

@@ -3,25 +3,22 @@
 //! Every problem found carries the file, line and column; validation collects
 //! all of them instead of stopping at the first, and never touches the network.
 
-pub mod model;
-mod problems;
 pub mod schema;
 mod vars;
-pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::actions::{ActionKind, ActionParams};
-pub use model::{
+pub use crate::spec::{
     AccessKeySelector, AccountsSpec, ExecutorSpec, InstanceSelector, LockModeSpec, OnFailure,
     OnMissing, PlaybookFile, Regions, RoleSelector, SessionSelector, SnapshotSelector, StepFile,
     TargetSpec, UserSelector, VarSpec,
 };
-pub use problems::{Problem, Problems, Severity};
-use yaml::{Node, Pos};
+use crate::spec::{ActionKind, ActionParams, BoundStep};
+use crate::yaml::{self, Node, Pos};
+pub use crate::yaml::{Problem, Problems, Severity};
 
 /// A playbook that parsed and passed every check that needs no AWS call.
 #[derive(Debug, Clone)]
@@ -57,38 +54,6 @@ pub struct StepDef {
     /// The step's own `accounts:` (the playbook's applies when `None`).
     pub accounts: Option<AccountsSpec>,
     pub pos: Pos,
-}
-
-/// A step with its variables substituted and its selectors and parameters decoded.
-#[derive(Debug, Clone)]
-pub struct BoundStep {
-    pub index: usize,
-    pub name: String,
-    pub action: ActionKind,
-    pub targets: TargetSpec,
-    pub params: ActionParams,
-    pub on_failure: OnFailure,
-    pub on_missing: OnMissing,
-    pub max_targets: Option<u32>,
-    /// The accounts the step fans out to (its own or the playbook's); `None`
-    /// runs it in the executor's account.
-    pub accounts: Option<AccountsSpec>,
-}
-
-impl BoundStep {
-    /// Whether the step names resources that must exist (a key id, a user,
-    /// an instance id), as opposed to reaching whatever its filters admit.
-    pub fn names_subjects(&self) -> bool {
-        let t = &self.targets;
-        t.access_keys.is_some()
-            || t.sessions.is_some()
-            || t.users
-                .as_ref()
-                .is_some_and(|u| !u.names.is_empty() || !u.access_key_ids.is_empty())
-            || t.roles.as_ref().is_some_and(|r| !r.names.is_empty())
-            || t.instances.as_ref().is_some_and(|i| !i.ids.is_empty())
-            || t.snapshots.as_ref().is_some_and(|s| !s.ids.is_empty())
-    }
 }
 
 /// Reads and validates a playbook file.

@@ -2,8 +2,8 @@
 
 use schemars::generate::SchemaSettings;
 
-use super::model::PlaybookFile;
-use crate::actions::ActionKind;
+use crate::spec::ActionKind;
+use crate::spec::PlaybookFile;
 
 /// The schema, with each action's `with` parameters attached to its action id.
 pub fn playbook_schema() -> serde_json::Value {

@@ -155,7 +155,7 @@ pub async fn tabletop(
         })
         .collect();
 
-    audit::files::private_dir(Path::new("breakglass-audit")).map_err(Error::Emulator)?;
+    crate::files::private_dir(Path::new("breakglass-audit")).map_err(Error::Emulator)?;
     let stamp = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%SZ")
         .to_string();
@@ -378,14 +378,22 @@ pub async fn tabletop(
     let html_path = base.with_extension("html");
     let write = |path: &Path, text: String| {
         if let Some(dir) = path.parent() {
-            audit::files::private_dir(dir).map_err(Error::Emulator)?;
+            crate::files::private_dir(dir).map_err(Error::Emulator)?;
         }
-        audit::files::write_private(path, text.as_bytes())
+        crate::files::write_private(path, text.as_bytes())
             .map_err(|e| Error::Emulator(format!("cannot write {}: {e}", path.display())))
     };
     write(&md_path, report::markdown(&report))?;
     write(&html_path, report::html(&report))?;
-    out.tabletop(&report, &md_path, &html_path);
+    out.text_or_json(
+        &format!(
+            "{}\nreport: {} and {}",
+            report::markdown(&report),
+            md_path.display(),
+            html_path.display()
+        ),
+        &report,
+    );
 
     if req.keep {
         let direct = emulator.endpoint();

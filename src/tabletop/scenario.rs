@@ -9,8 +9,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::playbook::yaml::{self, Located, Pos};
-use crate::playbook::{Problem, Problems};
+use crate::yaml::{self, Located, Pos};
+use crate::yaml::{Problem, Problems};
 
 /// Longest an exercise may script: the attacker's last move comes before this.
 pub const MAX_MOVE_AT: Duration = Duration::from_secs(600);

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 
-use super::files;
 use crate::Error;
+use crate::files;
 
 /// The signing key of this machine's responder.
 pub struct AuditKey {

@@ -18,10 +18,10 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use crate::actions::{Clients, Ctx};
+use super::{Clients, Ctx};
 use crate::aws::credentials::needs_renewal;
 use crate::aws::{self, AwsError, Identity};
-use crate::playbook::{AccountsSpec, BoundStep};
+use crate::spec::{AccountsSpec, BoundStep};
 
 /// The role assumed in member accounts when `executor.member_role` is not set:
 /// the one Organizations creates in every account it creates.

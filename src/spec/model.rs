@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::yaml::{Located, Node};
+use crate::yaml::{Located, Node};
 
 /// A breakglass playbook: ordered containment steps and who may run them.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

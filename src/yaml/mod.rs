@@ -5,10 +5,14 @@
 //! does not hide the problems in the next one, and every error keeps the line and
 //! column of the node it is about.
 
+mod problems;
+
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+
+pub use problems::{Problem, Problems, Severity};
 
 /// Largest playbook or scenario file accepted, before any parsing.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;

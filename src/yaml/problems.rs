@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::yaml::{DecodeError, Pos};
+use super::{DecodeError, Pos};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
