@@ -8,10 +8,10 @@
 mod output;
 
 pub mod actions;
-pub mod app;
 pub mod audit;
 pub mod aws;
 pub mod cli;
+pub mod commands;
 pub mod criteria;
 pub mod error;
 pub mod executor;

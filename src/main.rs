@@ -24,9 +24,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let code = match runtime.block_on(breakglass::app::dispatch(cli)) {
+    let code = match runtime.block_on(breakglass::commands::dispatch(cli)) {
         Ok(code) => code,
-        Err(e) => breakglass::app::report_error(format, e),
+        Err(e) => breakglass::commands::report_error(format, e),
     };
     std::process::ExitCode::from(code as u8)
 }

@@ -10,6 +10,7 @@ pub mod ec2;
 pub mod iam;
 pub mod managed_deny;
 pub mod org;
+pub mod s3;
 pub mod undo;
 
 use std::borrow::Cow;

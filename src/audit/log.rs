@@ -110,21 +110,12 @@ impl AuditLog {
             };
             while let Some((seq, line)) = rx.recv().await {
                 let key = object_key(&m.prefix, &run_id, seq);
-                let put = m
-                    .client
-                    .put_object()
-                    .bucket(&m.bucket)
-                    .key(&key)
-                    .expected_bucket_owner(&m.owner)
-                    .if_none_match("*")
-                    .content_type("application/json")
-                    .body(aws_sdk_s3::primitives::ByteStream::from(line.into_bytes()))
-                    .send()
-                    .await;
+                let put =
+                    crate::actions::s3::put_record(&m.client, &m.bucket, &key, &m.owner, line)
+                        .await;
                 match put {
-                    Ok(_) => report.uploaded += 1,
+                    Ok(()) => report.uploaded += 1,
                     Err(e) => {
-                        let e = crate::aws::aws_error("s3:PutObject", e);
                         if report.failed < 3 {
                             errln!("warning: audit mirror {}: {e}", report.target);
                         }

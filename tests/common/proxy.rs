@@ -67,6 +67,12 @@ pub struct WorstDay {
     pub slow_regions: BTreeMap<String, std::time::Duration>,
     /// Every resource ARN `SimulatePrincipalPolicy` was asked about.
     pub simulated_resources: BTreeSet<String>,
+    /// Session key id from `GetSessionToken` → the long-term key that asked
+    /// for it. AWS answers `GetCallerIdentity` for such a session with the
+    /// IAM user who owns it ("details about the IAM user or role whose
+    /// credentials are used", STS API reference, GetCallerIdentity); moto
+    /// answers `user/moto`, so the proxy asks moto as the parent key.
+    pub session_parents: BTreeMap<String, String>,
 }
 
 /// Quota walls, each answered with the error AWS gives.
@@ -864,10 +870,37 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             )
         }
         _ => {
+            let parent = (action.as_deref() == Some("GetCallerIdentity"))
+                .then(|| {
+                    state
+                        .worst
+                        .lock()
+                        .ok()
+                        .and_then(|w| w.session_parents.get(&signing_key).cloned())
+                })
+                .flatten();
+            let request = match parent {
+                Some(parent) => String::from_utf8_lossy(&request)
+                    .replacen(
+                        &format!("Credential={signing_key}/"),
+                        &format!("Credential={parent}/"),
+                        1,
+                    )
+                    .into_bytes(),
+                None => request,
+            };
             let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
             up.write_all(&request)?;
             let mut response = Vec::new();
             up.read_to_end(&mut response)?;
+            if action.as_deref() == Some("GetSessionToken") {
+                let text = String::from_utf8_lossy(&response);
+                if let (Some(key), Ok(mut w)) = (xml_text(&text, "AccessKeyId"), state.worst.lock())
+                {
+                    w.session_parents
+                        .insert(key.to_string(), signing_key.clone());
+                }
+            }
             if matches!(
                 action.as_deref(),
                 Some("AssumeRole" | "AssumeRoleWithWebIdentity")

@@ -1,0 +1,180 @@
+//! After the steps: holding the line, tightening the freeze, reading back.
+
+use crate::actions::{ActionKind, Ctx};
+use crate::audit::{AuditLog, Event};
+use crate::aws::Telemetry;
+use crate::error::Error;
+use crate::executor;
+use crate::render::{self, Printer};
+use crate::report::StepReport;
+use crate::spec::BoundStep;
+use std::sync::Arc;
+
+/// Once this run's member-account steps, any hold and the read-back are
+/// done, every built-in deny-all SCP it applied is rewritten without the
+/// member role: OrganizationAccountAccessRole trusts the management account,
+/// so an attacker with admin there would otherwise be exempt from the
+/// freeze. The rewrite is an intent/result pair like any change (rollback
+/// puts the exemption back first, so it can reach the member accounts).
+pub(super) async fn tighten_scp(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    log: &AuditLog,
+) -> Result<Vec<StepReport>, Error> {
+    if ctx.member_exempt.is_none() {
+        return Ok(Vec::new());
+    }
+    // Every built-in deny-all of the playbook, whatever its step's status:
+    // a step that failed one attach still made the policy. One that was
+    // never made is left alone (`only_existing`).
+    let applied: Vec<BoundStep> = steps
+        .iter()
+        .filter(|s| {
+            s.action == ActionKind::OrgApplyScp
+                && matches!(&s.params, crate::actions::ActionParams::ApplyScp(p) if p.document.is_none())
+        })
+        .map(|s| {
+            let mut s = s.clone();
+            s.name = format!("{} (member-role exemption removed)", s.name);
+            if let crate::actions::ActionParams::ApplyScp(p) = &mut s.params {
+                p.only_existing = true;
+            }
+            s
+        })
+        .collect();
+    if applied.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tight = ctx.clone();
+    tight.member_exempt = None;
+    let opts = executor::Options {
+        dry_run: false,
+        audit: Some(log),
+        progress: None,
+        interrupt: None,
+    };
+    executor::execute(&tight, &applied, &opts, |_| {}).await
+}
+
+/// Holds the line: every `every`, runs the steps again (discovery finds only
+/// what drifted; revocations from this run still count) and re-applies, until
+/// `length` has passed or Ctrl-C. Each re-application is an intent/result
+/// pair in the audit log, each check a hold_check record.
+pub(super) async fn hold_line(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    log: &AuditLog,
+    out: &Printer,
+    length: std::time::Duration,
+    every: std::time::Duration,
+    interrupt: Option<&executor::Interrupt>,
+) -> Result<render::HoldSummary, Error> {
+    let deadline = tokio::time::Instant::now() + length;
+    let mut summary = render::HoldSummary::default();
+    let opts = executor::Options {
+        dry_run: false,
+        audit: Some(log),
+        progress: None,
+        interrupt,
+    };
+    let stopped = || async {
+        match interrupt {
+            Some(i) => i.stopped().await,
+            None => std::future::pending().await,
+        }
+    };
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let wait = every.min(deadline - now);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped() => {
+                summary.interrupted = true;
+                break;
+            }
+        }
+        summary.checks += 1;
+        let reports = executor::execute(ctx, steps, &opts, |_| {}).await?;
+        let mut recontained = Vec::new();
+        let mut failed = Vec::new();
+        for r in &reports {
+            for i in &r.items {
+                let line = format!("step {} ({}): {}", r.index + 1, r.name, i.target);
+                match i.outcome {
+                    crate::report::Outcome::Changed => recontained.push(line),
+                    crate::report::Outcome::Failed => failed.push(format!(
+                        "{line}: {}",
+                        i.error
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default()
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        log.append(Event::HoldCheck {
+            check: summary.checks,
+            recontained: recontained.clone(),
+            failed: failed.clone(),
+        })?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        out.hold_check(summary.checks, &recontained, &failed, left.as_secs());
+        summary.recontained.extend(recontained);
+        summary.failed.extend(failed);
+    }
+    Ok(summary)
+}
+
+/// After a live run, reads every step's targets back: what would still need a
+/// call is not contained (the run is then not reported as done).
+pub(super) async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error> {
+    let mut check = ctx.clone();
+    check.run_started = jiff::Timestamp::UNIX_EPOCH;
+    check.check_permissions = false;
+    check.run = Arc::default();
+    check.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
+    let reports = executor::read_all(&check, steps).await?;
+    let mut open: Vec<String> = ctx
+        .fleet
+        .unreachable()
+        .into_iter()
+        .map(|(a, e)| {
+            format!("account {a}: unreachable, nothing in it was read or contained ({e})")
+        })
+        .collect();
+    for r in &reports {
+        if let Some(e) = &r.error {
+            open.push(format!(
+                "step {} ({}): cannot read back: {e}",
+                r.index + 1,
+                r.name
+            ));
+        }
+        for i in &r.items {
+            let what = match i.outcome {
+                crate::report::Outcome::WouldChange => {
+                    i.drift.as_deref().unwrap_or_default().to_string()
+                }
+                // Unreadable: not contained as far as anyone can tell.
+                crate::report::Outcome::Failed => format!(
+                    "cannot be read back: {}",
+                    i.error
+                        .as_ref()
+                        .map_or("unknown error".into(), |e| e.to_string())
+                ),
+                _ => continue,
+            };
+            open.push(format!(
+                "step {} ({}): {} {what}",
+                r.index + 1,
+                r.name,
+                i.target
+            ));
+        }
+    }
+    Ok(open)
+}

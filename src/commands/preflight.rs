@@ -1,0 +1,138 @@
+//! The preflight: every step read before a live run, each check allowed,
+//! denied or not answered.
+
+use crate::actions::Ctx;
+use crate::aws::{self, Telemetry};
+use crate::error::Error;
+use crate::executor;
+use crate::report::StepReport;
+use crate::spec::BoundStep;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a preflight found, each call in one of three answers: allowed,
+/// denied, or could not be checked; and the targets the playbook names that
+/// do not exist.
+pub(super) struct Preflight {
+    pub(super) reports: Vec<StepReport>,
+    /// Named subjects not found: the run stops, exit 1.
+    pub(super) missing: Vec<String>,
+    /// Calls AWS says would be denied: the run is refused, exit 3.
+    pub(super) denied: Vec<String>,
+    /// Changes a full AWS quota would refuse: the run is refused, exit 3.
+    pub(super) over_quota: Vec<String>,
+    /// Checks that got no answer, each cause once with how many it hit.
+    pub(super) unchecked: Vec<String>,
+}
+
+impl Preflight {
+    fn sort(reports: Vec<StepReport>) -> Preflight {
+        let mut missing = Vec::new();
+        let mut denied = Vec::new();
+        let mut over_quota = Vec::new();
+        let mut unchecked: BTreeMap<String, usize> = BTreeMap::new();
+        for s in &reports {
+            let label = format!("step {} ({})", s.index + 1, s.name);
+            if let Some(e) = &s.error {
+                *unchecked.entry(format!("{label}: {e}")).or_default() += 1;
+            }
+            // Failed items, and items whose permission check got no answer.
+            for i in s
+                .items
+                .iter()
+                .filter(|i| i.outcome == crate::report::Outcome::Failed || i.error.is_some())
+            {
+                match &i.error {
+                    Some(e) if e.is_missing_subject() => {
+                        missing.push(format!("{label}: {}: {}", i.target, e.message));
+                    }
+                    Some(e) if e.kind == aws::ErrorKind::AccessDenied => {
+                        denied.push(format!("{label}: {} · {e}", i.target));
+                    }
+                    Some(e) if e.is_over_quota() => {
+                        over_quota.push(format!("{label}: {}", e.message));
+                    }
+                    Some(e) => *unchecked.entry(e.to_string()).or_default() += 1,
+                    None => {
+                        *unchecked
+                            .entry(i.reason.clone().unwrap_or_else(|| "no answer".into()))
+                            .or_default() += 1
+                    }
+                }
+            }
+        }
+        Preflight {
+            reports,
+            missing,
+            denied,
+            over_quota,
+            unchecked: unchecked
+                .into_iter()
+                .map(|(why, n)| match n {
+                    1 => why,
+                    n => format!("{why} ({n} checks)"),
+                })
+                .collect(),
+        }
+    }
+
+    /// Stops the run before any change when a subject is missing (exit 1)
+    /// or a call would be denied (exit 3).
+    fn verdict(&self) -> Result<(), Error> {
+        if !self.missing.is_empty() {
+            return Err(Error::Missing(self.missing.clone()));
+        }
+        if !self.over_quota.is_empty() {
+            return Err(Error::Refused(format!(
+                "preflight: {} change(s) would exceed an AWS quota; nothing was changed: {}",
+                self.over_quota.len(),
+                self.over_quota.join("; ")
+            )));
+        }
+        if !self.denied.is_empty() {
+            return Err(Error::Refused(format!(
+                "preflight: {} call(s) would be denied; nothing was changed (fix the permissions, or --skip-preflight): {}",
+                self.denied.len(),
+                self.denied.join("; ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Before a live run: discover every step read-only and ask AWS whether each
+/// call would be allowed. A denial refuses the run (exit 3) and a missing
+/// subject stops it (exit 1), both before any change; a check that got no
+/// answer is shown with its cause and left to the responder.
+pub(super) async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Preflight, Error> {
+    let mut pre = ctx.clone();
+    pre.check_permissions = true;
+    pre.run = Arc::default();
+    pre.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
+    let found = Preflight::sort(executor::read_all(&pre, steps).await?);
+    found.verdict()?;
+    Ok(found)
+}
+
+/// With `--skip-preflight`, the steps that name their subjects (a key id,
+/// a user, an instance) are still read: a subject that does not exist
+/// stops the run before any change, never halfway through it.
+pub(super) async fn check_subjects(ctx: &Ctx, steps: &[BoundStep]) -> Result<(), Error> {
+    let named: Vec<BoundStep> = steps
+        .iter()
+        .filter(|s| s.names_subjects())
+        .cloned()
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let mut pre = ctx.clone();
+    pre.run = Arc::default();
+    pre.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
+    let found = Preflight::sort(executor::read_all(&pre, &named).await?);
+    if found.missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Missing(found.missing))
+    }
+}

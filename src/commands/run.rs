@@ -1,0 +1,373 @@
+//! `run`: preflight, confirmation, the steps, a hold, the read-back and the
+//! report, with every change in the audit log.
+
+use super::context::{context, refuse_self_lockout, resolve_protections};
+use super::hold::{hold_line, read_back, tighten_scp};
+use super::load::load;
+use super::preflight::{check_subjects, preflight};
+use super::record::{audit_destinations, audit_mirror, executor_record, run_start};
+use super::session::{Endpoints, connect};
+use crate::audit::{self, AuditLog, Event};
+use crate::aws::{Identity, Session};
+use crate::cli::GlobalArgs;
+use crate::error::{Error, ExitCode};
+use crate::executor;
+use crate::render::{self, Printer};
+use crate::report::{Counts, StepReport, StepStatus};
+use crate::spec::BoundStep;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+pub(super) struct RunRequest<'a> {
+    pub(super) playbook: &'a std::path::Path,
+    pub(super) dry_run: bool,
+    pub(super) yes: bool,
+    pub(super) vars: &'a [(String, String)],
+    pub(super) audit_log: &'a [String],
+    pub(super) audit_bucket_owner: Option<&'a str>,
+    pub(super) audit_profile: Option<&'a str>,
+    pub(super) allow_env_endpoint: bool,
+    pub(super) skip_preflight: bool,
+    pub(super) no_verify: bool,
+    pub(super) hold: Option<std::time::Duration>,
+    pub(super) every: std::time::Duration,
+}
+
+pub(super) async fn run(
+    global: &GlobalArgs,
+    out: &Printer,
+    req: RunRequest<'_>,
+) -> Result<ExitCode, Error> {
+    let (local_log, mirror) = audit_destinations(req.audit_log)?;
+    if mirror.is_some() && req.audit_bucket_owner.is_none() {
+        return Err(Error::Usage {
+            flag: "--audit-bucket-owner".into(),
+            message: "an s3:// audit log needs the account that owns the bucket (every write carries ExpectedBucketOwner)".into(),
+        });
+    }
+    // The signing key first: without it nothing is recorded, so nothing runs.
+    let key = Arc::new(audit::AuditKey::load_or_create()?);
+    let loaded = load(req.playbook, req.vars, global.accounts.as_ref())?;
+    let endpoints = if req.dry_run || req.allow_env_endpoint {
+        Endpoints::Allowed
+    } else {
+        Endpoints::FlagOnly
+    };
+    let session = connect(global, Some(&loaded), endpoints).await?;
+    let mode = if req.dry_run {
+        "dry run (no changes)"
+    } else {
+        "LIVE RUN"
+    };
+    out.header(&session, &loaded.playbook, mode);
+    let mut ctx = context(global, &session, &loaded, jiff::Timestamp::now()).await?;
+    ctx.audit_key = Some(key.clone());
+    let accounts = ctx.fleet.statuses();
+    out.accounts(&accounts, &ctx.fleet.notes);
+    resolve_protections(&mut ctx, &loaded.playbook).await;
+    refuse_self_lockout(&ctx, &loaded.steps)?;
+    warn_mfa_renewal(&session, req.hold.filter(|_| !req.dry_run));
+    let mut planned = None;
+    if req.dry_run {
+        ctx.check_permissions = true;
+    } else if !req.skip_preflight {
+        let found = preflight(&ctx, &loaded.steps).await?;
+        if !found.unchecked.is_empty() {
+            errln!(
+                "warning: {} permission check(s) could not be checked (neither allowed nor denied); the run may meet denials AWS did not report in advance:",
+                found.unchecked.len()
+            );
+            for why in &found.unchecked {
+                errln!("  {why}");
+            }
+            if !req.yes {
+                errln!("(the confirmation below goes on regardless; --yes does too)");
+            }
+        }
+        planned = Some(found.reports);
+    } else {
+        check_subjects(&ctx, &loaded.steps).await?;
+    }
+    let mirror = match (mirror, req.audit_bucket_owner) {
+        (Some((bucket, prefix)), Some(owner)) => {
+            Some(audit_mirror(global, &session, bucket, prefix, owner, req.audit_profile).await?)
+        }
+        _ => None,
+    };
+    if !req.dry_run && !req.yes {
+        confirm(&session.identity, &loaded.steps, planned.as_deref())?;
+    }
+
+    let started = jiff::Timestamp::now();
+    ctx.run_started = started;
+    let run_id = audit::new_run_id(started);
+    let audit_path = local_log.unwrap_or_else(|| audit::default_path(&run_id, req.dry_run));
+    let log = AuditLog::create(&audit_path, &run_id, key.clone())?;
+    if !req.dry_run {
+        errln!("audit log: {}", log.path().display());
+    }
+    if let Some(m) = mirror {
+        log.mirror_to(m);
+    }
+    log.append(run_start(
+        &session,
+        &loaded.playbook.source,
+        &loaded.playbook.name,
+        &loaded.playbook.digest,
+        req.dry_run,
+        loaded.vars.clone(),
+        None,
+        executor_record(&loaded.playbook),
+        &key,
+    ))?;
+    if !accounts.is_empty() {
+        log.append(Event::Accounts {
+            accounts: accounts.clone(),
+            member_role: ctx
+                .fleet
+                .role
+                .as_ref()
+                .map(|r| r.spec().to_string())
+                .unwrap_or_default(),
+        })?;
+    }
+
+    let interrupt = (!req.dry_run).then(executor::Interrupt::listen);
+    let ticker = out.progress();
+    let opts = executor::Options {
+        dry_run: req.dry_run,
+        audit: Some(&log),
+        progress: ticker.as_ref().map(|t| t.progress()),
+        interrupt: interrupt.as_deref(),
+    };
+    // The lockdown proper: steps, hold, read-back. A second interrupt
+    // abandons it where it stands; the log still gets its run end.
+    let contain = async {
+        let steps = executor::execute(&ctx, &loaded.steps, &opts, |s| out.step_done(s)).await?;
+        let stopped = interrupt.as_ref().is_some_and(|i| i.stopping());
+        let refused = run_status(&steps) == "refused";
+        let held = match req.hold {
+            Some(length) if !req.dry_run && !refused && !stopped => Some(
+                hold_line(
+                    &ctx,
+                    &loaded.steps,
+                    &log,
+                    out,
+                    length,
+                    req.every,
+                    interrupt.as_deref(),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        // The read-back comes last: after a hold, the state at its end is what counts.
+        let verified = if req.dry_run || req.no_verify || refused {
+            None
+        } else {
+            Some(read_back(&ctx, &loaded.steps).await?)
+        };
+        Ok::<_, Error>((steps, held, verified))
+    };
+    let abandoned = async {
+        match &interrupt {
+            Some(i) => i.abandoned().await,
+            None => std::future::pending().await,
+        }
+    };
+    let contained = tokio::select! {
+        r = contain => Some(r),
+        _ = abandoned => None,
+    };
+    drop(ticker);
+    // Whatever happened above, the member-role exemption does not outlive
+    // the run.
+    let tightened = if req.dry_run {
+        Ok(Vec::new())
+    } else {
+        tighten_scp(&ctx, &loaded.steps, &log).await
+    };
+    let (mut steps, held, verified) = match contained {
+        Some(Ok(done)) => done,
+        Some(Err(e)) => {
+            if let Err(t) = &tightened {
+                errln!("warning: the SCP still exempts the member role: {t}");
+            }
+            return Err(e);
+        }
+        None => (Vec::new(), None, None),
+    };
+    let tightened = match tightened {
+        Ok(t) => t,
+        Err(e) => {
+            errln!("warning: the SCP still exempts the member role: {e}");
+            Vec::new()
+        }
+    };
+
+    let mut totals = Counts::default();
+    for s in &steps {
+        totals.merge(&s.counts);
+    }
+    let millis = (jiff::Timestamp::now() - started)
+        .total(jiff::Unit::Millisecond)
+        .map(|m| m as u64)
+        .unwrap_or(0);
+    let interrupted = interrupt.as_ref().is_some_and(|i| i.stopping());
+    let mut status = run_status(&steps);
+    if interrupted {
+        status = "interrupted";
+    }
+    if status == "completed" && accounts.iter().any(|a| a.error.is_some()) {
+        // Whatever the steps did, an unreachable account was not contained.
+        status = "completed_with_failures";
+    }
+    if status == "completed" && verified.as_ref().is_some_and(|v| !v.is_empty()) {
+        status = "not_contained";
+    }
+    for r in &tightened {
+        out.step_done(r);
+        totals.merge(&r.counts);
+        if r.status != StepStatus::Done && status == "completed" {
+            status = "completed_with_failures";
+        }
+    }
+    steps.extend(tightened);
+    log.append(Event::RunEnd {
+        status: status.to_string(),
+        totals,
+        calls: ctx.telemetry.snapshot(),
+        not_contained: verified.clone(),
+    })?;
+    let audit_mirror = log.close_mirror(std::time::Duration::from_secs(60)).await;
+    if status == "completed" && audit_mirror.as_ref().is_some_and(|m| !m.complete()) {
+        // A mirror that lost records is not the anchor the run promised.
+        status = "audit_mirror_incomplete";
+    }
+    let report = render::RunReport {
+        run_id,
+        playbook: loaded.playbook.name.clone(),
+        dry_run: req.dry_run,
+        status,
+        identity: session.identity.clone(),
+        endpoint: session.endpoint_display(),
+        endpoints: session.endpoints().clone(),
+        totals,
+        calls: ctx.telemetry.snapshot(),
+        millis,
+        not_contained: verified,
+        hold: held,
+        audit_log: log.path().display().to_string(),
+        audit_mirror,
+        audit_head: log.head(),
+        audit_signature: log.head_signature(),
+        audit_key: log.key().public(),
+        accounts,
+        steps,
+    };
+    out.run(&report);
+    Ok(match status {
+        "completed" => ExitCode::Success,
+        "refused" => ExitCode::Refused,
+        _ => ExitCode::Failed,
+    })
+}
+
+/// A session from a hop that needs MFA is renewed with a fresh code: on a
+/// terminal one is asked for, without one it cannot be. Said before a hold
+/// starts, not when its calls begin to fail (sessions last an hour unless
+/// the profile's `duration_seconds` says otherwise).
+pub(super) fn warn_mfa_renewal(session: &Session, hold: Option<std::time::Duration>) {
+    let Some(hold) = hold else { return };
+    let Some(hop) = session
+        .identity
+        .chain
+        .iter()
+        .find(|h| h.mfa_serial.is_some())
+    else {
+        return;
+    };
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if hold.as_secs() >= 15 * 60 {
+        if terminal {
+            errln!(
+                "note: {hop} needs an MFA code: when its session nears its end during the hold, a new code is asked for on this terminal"
+            );
+        } else {
+            errln!(
+                "warning: {hop} needs an MFA code to renew its session, and there is no terminal to ask on: a hold longer than that session (an hour unless duration_seconds says otherwise) fails its calls once it ends"
+            );
+        }
+    }
+}
+
+pub(super) fn run_status(steps: &[StepReport]) -> &'static str {
+    if steps.iter().any(|s| s.status == StepStatus::Refused) {
+        "refused"
+    } else if steps.iter().any(|s| s.status == StepStatus::NotRun) {
+        "aborted"
+    } else if steps.iter().any(|s| s.status == StepStatus::Failed) {
+        "completed_with_failures"
+    } else {
+        "completed"
+    }
+}
+
+/// The responder types the account id; anything else, or no terminal, refuses.
+pub(super) fn confirm(
+    identity: &Identity,
+    steps: &[BoundStep],
+    planned: Option<&[StepReport]>,
+) -> Result<(), Error> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Error::Refused(
+            "no terminal to confirm on: pass --yes to run without confirmation".into(),
+        ));
+    }
+    // What the responder is about to do, counted by the preflight; `all: true`
+    // selectors say so, since they reach everything.
+    if let Some(reports) = planned {
+        errln!("This run will make:");
+        for (r, step) in reports.iter().zip(steps) {
+            let t = &step.targets;
+            let all = [
+                t.users.as_ref().is_some_and(|u| u.all),
+                t.roles.as_ref().is_some_and(|r| r.all),
+                t.instances.as_ref().is_some_and(|i| i.all),
+                t.snapshots.as_ref().is_some_and(|s| s.all),
+            ]
+            .contains(&true);
+            let across = match r.accounts.len() {
+                0 => String::new(),
+                n => format!(" across {n} accounts"),
+            };
+            errln!(
+                "  step {} {}: {} call(s){across}{}{}",
+                r.index + 1,
+                r.name,
+                r.counts.would_change,
+                if all { " (all: true)" } else { "" },
+                if step.action.irreversible(&step.params).is_some() {
+                    " · IRREVERSIBLE"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    let typed: String = dialoguer::Input::new()
+        .with_prompt(format!(
+            "Type the account id {} to make these changes",
+            identity.account
+        ))
+        .allow_empty(true)
+        .interact_text()
+        .map_err(|e| Error::Refused(format!("confirmation not read: {e}")))?;
+    if typed.trim() == identity.account {
+        Ok(())
+    } else {
+        Err(Error::Refused(
+            "confirmation declined: the account id did not match; nothing was changed".into(),
+        ))
+    }
+}
