@@ -109,7 +109,9 @@ fn phases(
     let records: Vec<serde_json::Value> = std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        // A signed (v2) line carries its record under `record`.
+        .map(|v| v.get("record").cloned().unwrap_or(v))
         .collect();
     let ts = |r: &serde_json::Value| -> Option<SystemTime> {
         let t: jiff::Timestamp = r["ts"].as_str()?.parse().ok()?;

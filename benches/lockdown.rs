@@ -370,7 +370,9 @@ fn read_log(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        // A signed (v2) line carries its record under `record`.
+        .map(|v| v.get("record").cloned().unwrap_or(v))
         .collect()
 }
 

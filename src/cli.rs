@@ -158,8 +158,9 @@ pub enum Command {
         #[arg(long)]
         no_verify: bool,
         /// After the run, keep verifying for this long and re-apply whatever
-        /// drifted (an intruder re-enabling a key, say), until Ctrl-C.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        /// drifted (an intruder re-enabling a key, say), until Ctrl-C. A dry
+        /// run changes nothing, so it has nothing to hold: refused with it.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "dry_run")]
         hold: Option<std::time::Duration>,
         /// How often to check while holding.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "20s")]

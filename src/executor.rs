@@ -214,7 +214,7 @@ fn not_run(step: &BoundStep) -> StepReport {
     StepReport {
         index: step.index,
         name: step.name.clone(),
-        action: step.action.id(),
+        action: step.action.id().into(),
         status: StepStatus::NotRun,
         on_failure: step.on_failure,
         counts: Counts::default(),
@@ -327,7 +327,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
     Ok(StepReport {
         index: step.index,
         name: step.name.clone(),
-        action: step.action.id(),
+        action: step.action.id().into(),
         status,
         on_failure: step.on_failure,
         counts,

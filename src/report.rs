@@ -31,6 +31,19 @@ pub struct Counts {
     pub failed: u64,
 }
 
+impl Outcome {
+    /// The word the JSON report uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Failed => "failed",
+            Outcome::Changed => "changed",
+            Outcome::WouldChange => "would_change",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
 impl Counts {
     pub fn add(&mut self, o: Outcome) {
         match o {
@@ -51,25 +64,25 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Item {
     pub target: Target,
     pub outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<AwsError>,
     /// What the call created (snapshot ids, security groups), as AWS returned it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<serde_json::Value>,
     /// In plans and read-backs: what is wrong with the target now.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Done,
@@ -80,25 +93,39 @@ pub enum StepStatus {
     Refused,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl StepStatus {
+    /// The word the JSON report uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::NotRun => "not_run",
+            StepStatus::Refused => "refused",
+        }
+    }
+}
+
+/// One step's part of the run report; the tabletop reads it back from the
+/// run's JSON through this same type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
     pub index: usize,
     pub name: String,
-    pub action: &'static str,
+    pub action: std::borrow::Cow<'static, str>,
     pub status: StepStatus,
     pub on_failure: OnFailure,
     pub counts: Counts,
     pub items: Vec<Item>,
     /// Facts discovery wants the responder to know (what an action cannot reach).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub millis: u64,
     /// The step's AWS calls (discovery included), throttled and retried.
     pub calls: CallCounts,
     /// Counts per account, when the step fanned out across accounts.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub accounts: BTreeMap<String, Counts>,
 }
 
@@ -128,5 +155,31 @@ impl Item {
     pub fn error(mut self, error: AwsError) -> Self {
         self.error = Some(error);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_words_are_the_json_words() {
+        for o in [
+            Outcome::Failed,
+            Outcome::Changed,
+            Outcome::WouldChange,
+            Outcome::Unchanged,
+            Outcome::Skipped,
+        ] {
+            assert_eq!(serde_json::to_value(o).ok(), Some(o.as_str().into()));
+        }
+        for s in [
+            StepStatus::Done,
+            StepStatus::Failed,
+            StepStatus::NotRun,
+            StepStatus::Refused,
+        ] {
+            assert_eq!(serde_json::to_value(s).ok(), Some(s.as_str().into()));
+        }
     }
 }

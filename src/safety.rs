@@ -198,8 +198,9 @@ pub async fn resolve_protections(ctx: &Ctx, protect: &[String]) -> (Vec<String>,
 }
 
 async fn list_principal_arns(ctx: &Ctx) -> Result<Vec<String>, crate::aws::AwsError> {
-    use crate::actions::iam::{PrincipalRefKind, list_principals};
-    let users = list_principals(ctx, PrincipalRefKind::User, None).await?;
-    let roles = list_principals(ctx, PrincipalRefKind::Role, None).await?;
+    use crate::actions::iam::list_principals;
+    use crate::aws::PrincipalKind;
+    let users = list_principals(ctx, PrincipalKind::User, None).await?;
+    let roles = list_principals(ctx, PrincipalKind::Role, None).await?;
     Ok(users.into_iter().chain(roles).map(|p| p.arn).collect())
 }

@@ -461,3 +461,25 @@ fn the_offline_advisory_check_denies_an_affected_lock() {
     let (code, said) = check("0.9.0");
     assert_eq!(code, Some(0), "{said}");
 }
+
+#[test]
+fn flags_that_contradict_each_other_are_refused_before_anything_runs() {
+    // A dry run changes nothing, so it has nothing to hold: saying both is
+    // an error that names the flags, never a hold silently dropped.
+    let out = breakglass()
+        .args([
+            "run",
+            "playbooks/credential-lockdown.yaml",
+            "--dry-run",
+            "--hold",
+            "5m",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--hold") && stderr.contains("--dry-run"),
+        "{stderr}"
+    );
+}

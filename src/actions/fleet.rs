@@ -27,7 +27,8 @@ use crate::spec::{AccountsSpec, BoundStep};
 /// the one Organizations creates in every account it creates.
 pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
 
-/// Length of member sessions; the SDK's identity cache renews them before expiry.
+/// Length of member sessions: each is renewed (see `MemberCredentials`) when
+/// less than `RENEW_BEFORE` of it is left, so a long hold outlives it.
 const SESSION_SECONDS: i32 = 3600;
 
 /// The role assumed in each member account: a name, or an ARN template with

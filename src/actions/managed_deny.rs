@@ -10,7 +10,8 @@
 //! contained, naming both quotas.
 
 use super::Ctx;
-use super::iam::{PrincipalRef, PrincipalRefKind};
+use super::iam::PrincipalRef;
+use crate::aws::PrincipalKind;
 use crate::aws::{self, AwsError, ErrorKind};
 
 /// The path every fallback policy lives under: what rollback deletes, and
@@ -25,8 +26,8 @@ pub fn is_inline_quota(e: &AwsError) -> bool {
 /// One policy per principal and kind of deny: `breakglass-quarantine-user-alice`.
 pub fn policy_name(inline_name: &str, principal: &PrincipalRef) -> String {
     let kind = match principal.kind {
-        PrincipalRefKind::User => "user",
-        PrincipalRefKind::Role => "role",
+        PrincipalKind::User => "user",
+        PrincipalKind::Role => "role",
     };
     format!("{inline_name}-{kind}-{}", principal.name)
 }
@@ -158,7 +159,7 @@ async fn apply_named(
     let attached = ctx
         .call_raw(None, "iam:AttachUserPolicy", || async {
             match principal.kind {
-                PrincipalRefKind::User => iam
+                PrincipalKind::User => iam
                     .attach_user_policy()
                     .user_name(&principal.name)
                     .policy_arn(&arn)
@@ -166,7 +167,7 @@ async fn apply_named(
                     .await
                     .map(|_| ())
                     .map_err(|e| aws::aws_error("iam:AttachUserPolicy", e)),
-                PrincipalRefKind::Role => iam
+                PrincipalKind::Role => iam
                     .attach_role_policy()
                     .role_name(&principal.name)
                     .policy_arn(&arn)
@@ -189,8 +190,8 @@ async fn apply_named(
                 format!(
                     "NOT CONTAINED: the inline policies of {} {} are at IAM's size limit and it already has the most managed policies IAM allows ({}): detach one of its managed policies and run again",
                     match principal.kind {
-                        PrincipalRefKind::User => "user",
-                        PrincipalRefKind::Role => "role",
+                        PrincipalKind::User => "user",
+                        PrincipalKind::Role => "role",
                     },
                     principal.name,
                     e.message
@@ -301,7 +302,7 @@ pub async fn attached(ctx: &Ctx, principal: &PrincipalRef, arn: &str) -> Result<
 async fn attached_arns(ctx: &Ctx, principal: &PrincipalRef) -> Result<Vec<String>, AwsError> {
     let iam = ctx.iam();
     let arns: Vec<String> = match principal.kind {
-        PrincipalRefKind::User => ctx
+        PrincipalKind::User => ctx
             .call("iam:ListAttachedUserPolicies", || {
                 iam.list_attached_user_policies()
                     .user_name(&principal.name)
@@ -313,7 +314,7 @@ async fn attached_arns(ctx: &Ctx, principal: &PrincipalRef) -> Result<Vec<String
             .iter()
             .filter_map(|p| p.policy_arn().map(str::to_string))
             .collect(),
-        PrincipalRefKind::Role => ctx
+        PrincipalKind::Role => ctx
             .call("iam:ListAttachedRolePolicies", || {
                 iam.list_attached_role_policies()
                     .role_name(&principal.name)
@@ -335,7 +336,7 @@ pub async fn detach(ctx: &Ctx, principal: &PrincipalRef, arn: &str) -> Result<()
     let r = ctx
         .call_raw(None, "iam:DetachUserPolicy", || async {
             match principal.kind {
-                PrincipalRefKind::User => iam
+                PrincipalKind::User => iam
                     .detach_user_policy()
                     .user_name(&principal.name)
                     .policy_arn(arn)
@@ -343,7 +344,7 @@ pub async fn detach(ctx: &Ctx, principal: &PrincipalRef, arn: &str) -> Result<()
                     .await
                     .map(|_| ())
                     .map_err(|e| aws::aws_error("iam:DetachUserPolicy", e)),
-                PrincipalRefKind::Role => iam
+                PrincipalKind::Role => iam
                     .detach_role_policy()
                     .role_name(&principal.name)
                     .policy_arn(arn)

@@ -7,32 +7,17 @@ use std::path::Path;
 use super::Verification;
 use super::log::object_key;
 use crate::Error;
-use crate::aws::{Clients, aws_error};
+use crate::actions::s3;
+use crate::aws::Clients;
 
-/// An S3 client in the bucket's own region, after checking that the bucket
-/// belongs to `owner` (`ExpectedBucketOwner`: a bucket of that name in
-/// another account answers 403).
+/// An S3 client in the bucket's own region, owned by `owner`.
 pub async fn bucket_client(
     clients: &Clients,
     region: &str,
     bucket: &str,
     owner: &str,
 ) -> Result<aws_sdk_s3::Client, Error> {
-    let located = clients
-        .s3(region)
-        .get_bucket_location()
-        .bucket(bucket)
-        .expected_bucket_owner(owner)
-        .send()
-        .await
-        .map_err(|e| Error::Aws(aws_error("s3:GetBucketLocation", e)))?;
-    // An empty constraint is us-east-1, as S3 documents it.
-    let region = located
-        .location_constraint()
-        .map(|c| c.as_str().to_string())
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "us-east-1".to_string());
-    Ok(clients.s3(&region))
+    Ok(s3::bucket_client(clients, region, bucket, owner).await?)
 }
 
 /// Every difference between the local log and its mirror: records missing
@@ -52,22 +37,13 @@ pub async fn compare_mirror(
         source,
     })?;
     let lines: Vec<&[u8]> = local.split_inclusive(|b| *b == b'\n').collect();
-    let s3 = bucket_client(clients, region, bucket, owner).await?;
-    let pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(format!("{prefix}{run_id}/"))
-        .expected_bucket_owner(owner)
-        .into_paginator()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| Error::Aws(aws_error("s3:ListObjectsV2", e)))?;
-    let listed: Vec<&aws_sdk_s3::types::Object> = pages.iter().flat_map(|p| p.contents()).collect();
-    let mut remote: BTreeMap<String, ()> = listed
-        .iter()
-        .filter_map(|o| o.key().map(|k| (k.to_string(), ())))
-        .collect();
+    let client = bucket_client(clients, region, bucket, owner).await?;
+    let mut remote: BTreeMap<String, ()> =
+        s3::keys_under(&client, bucket, &format!("{prefix}{run_id}/"), owner)
+            .await?
+            .into_iter()
+            .map(|k| (k, ()))
+            .collect();
     let mut out = Vec::new();
     for (seq, line) in lines.iter().enumerate() {
         let key = object_key(prefix, &run_id, seq as u64);
@@ -75,21 +51,8 @@ pub async fn compare_mirror(
             out.push(format!("record {seq} is missing from the mirror ({key})"));
             continue;
         }
-        let got = s3
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .expected_bucket_owner(owner)
-            .send()
-            .await
-            .map_err(|e| Error::Aws(aws_error("s3:GetObject", e)))?;
-        let body = got
-            .body
-            .collect()
-            .await
-            .map_err(|e| Error::Aws(crate::aws::local("s3:GetObject", e.to_string())))?
-            .into_bytes();
-        if body.as_ref() != *line {
+        let body = s3::object_bytes(&client, bucket, &key, owner).await?;
+        if body.as_slice() != *line {
             out.push(format!(
                 "record {seq} differs between the log and the mirror ({key})"
             ));

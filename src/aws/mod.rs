@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod errors;
 pub mod identity;
 pub mod pacing;
+pub mod percent;
 pub mod session;
 
 pub use config::{Clients, Endpoint, Endpoints, Factory};
@@ -21,4 +22,5 @@ pub use errors::{
 };
 pub use identity::{Hop, Identity, Principal, PrincipalKind, partition};
 pub use pacing::{CallCounts, Created, Lane, RetryPolicy, Telemetry, call, create_once};
+pub use percent::percent_decode;
 pub use session::{Connection, DEFAULT_PROFILE, DEFAULT_REGION, Session, connect};

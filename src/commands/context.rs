@@ -96,23 +96,11 @@ pub(super) async fn executor_arn(
     telemetry: &Telemetry,
 ) -> Option<String> {
     match &id.principal {
-        Principal::AssumedRole { role_name, .. } => aws::call(
-            retry,
-            telemetry,
-            &telemetry.lane(&id.account, "iam:GetRole", None),
-            || async {
-                clients
-                    .iam
-                    .get_role()
-                    .role_name(role_name)
-                    .send()
-                    .await
-                    .map_err(|e| aws::aws_error("iam:GetRole", e))
-            },
-        )
-        .await
-        .ok()
-        .and_then(|o| o.role().map(|r| r.arn().to_string())),
+        Principal::AssumedRole { role_name, .. } => {
+            crate::actions::iam::role_arn(clients, &id.account, role_name, retry, telemetry)
+                .await
+                .ok()
+        }
         _ => Some(id.arn.clone()),
     }
 }
@@ -128,25 +116,14 @@ pub(super) async fn resolve_regions(
         None => Ok(vec![session.region.clone()]),
         Some(Regions::List(list)) => Ok(list.clone()),
         Some(Regions::All) => {
-            let ec2 = clients.ec2(&session.region);
-            let lane = telemetry.lane(
+            let names = crate::actions::ec2::enabled_regions(
+                clients,
+                &session.region,
                 &session.identity.account,
-                "ec2:DescribeRegions",
-                Some(&session.region),
-            );
-            let out = aws::call(retry, telemetry, &lane, || async {
-                ec2.describe_regions()
-                    .send()
-                    .await
-                    .map_err(|e| aws::aws_error("ec2:DescribeRegions", e))
-            })
+                retry,
+                telemetry,
+            )
             .await?;
-            let mut names: Vec<String> = out
-                .regions()
-                .iter()
-                .filter_map(|r| r.region_name().map(str::to_string))
-                .collect();
-            names.sort();
             Ok(names)
         }
     }

@@ -99,22 +99,7 @@ pub(super) async fn audit_mirror(
             clients.s3(&session.region)
         }
     };
-    let lock = client
-        .get_object_lock_configuration()
-        .bucket(&bucket)
-        .expected_bucket_owner(owner)
-        .send()
-        .await;
-    let compliance = lock
-        .as_ref()
-        .ok()
-        .and_then(|o| o.object_lock_configuration())
-        .is_some_and(|c| {
-            c.rule()
-                .and_then(|r| r.default_retention())
-                .and_then(|d| d.mode())
-                .is_some_and(|m| m.as_str() == "COMPLIANCE")
-        });
+    let compliance = crate::actions::s3::compliance_locked(&client, &bucket, owner).await;
     if !compliance {
         errln!(
             "warning: audit mirror s3://{bucket}/{prefix}: the bucket has no default Object Lock retention in COMPLIANCE mode: whoever holds its account's admin can delete the copy"

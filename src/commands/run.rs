@@ -66,7 +66,8 @@ pub(super) async fn run(
     out.accounts(&accounts, &ctx.fleet.notes);
     resolve_protections(&mut ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
-    warn_mfa_renewal(&session, req.hold.filter(|_| !req.dry_run));
+    // clap refuses --hold with --dry-run.
+    warn_mfa_renewal(&session, req.hold);
     let mut planned = None;
     if req.dry_run {
         ctx.check_permissions = true;

@@ -3,6 +3,11 @@
 //! Every problem found carries the file, line and column; validation collects
 //! all of them instead of stopping at the first, and never touches the network.
 
+mod checks;
+mod text;
+use checks::*;
+pub(crate) use text::{refuse_bidi_controls, utf8_text};
+
 pub mod schema;
 mod vars;
 
@@ -69,63 +74,6 @@ pub fn load(path: &Path) -> Result<Playbook, crate::Error> {
 /// UTF-8 is a problem like any other, never a panic (the fuzzers start here).
 pub fn parse_bytes(source: &str, bytes: &[u8]) -> Result<Playbook, Problems> {
     parse_playbook(source, utf8_text(source, bytes)?)
-}
-
-/// The text of a YAML file, or a positioned problem where it stops being UTF-8.
-pub(crate) fn utf8_text<'a>(source: &str, bytes: &'a [u8]) -> Result<&'a str, Problems> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        let good = &bytes[..e.valid_up_to()];
-        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let pos = yaml::Pos {
-            line: good.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
-            column: (good.len() - line_start) as u64 + 1,
-        };
-        Problems(vec![Problem::error(
-            source,
-            Some(pos),
-            format!(
-                "the file is not UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
-        )])
-    })
-}
-
-/// Refuses Unicode bidirectional controls ("Trojan Source"): they make a
-/// reviewer see text in a different order from what runs, and a playbook is
-/// reviewed before it is trusted with a break-glass credential.
-pub(crate) fn refuse_bidi_controls(source: &str, text: &str) -> Result<(), Problems> {
-    let is_bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-    let found: Vec<Problem> = text
-        .lines()
-        .enumerate()
-        .flat_map(|(l, line)| {
-            line.chars()
-                .enumerate()
-                .filter(move |&(_, c)| is_bidi(c))
-                .map(move |(col, c)| (l, col, c))
-        })
-        .map(|(l, col, c)| {
-            let pos = yaml::Pos {
-                line: l as u64 + 1,
-                column: col as u64 + 1,
-            };
-            Problem::error(
-                source,
-                Some(pos),
-                format!(
-                    "bidirectional control character U+{:04X}: it makes the text display in a different order from how it reads",
-                    c as u32
-                ),
-            )
-            .with_hint("remove it; a playbook must read as it runs")
-        })
-        .collect();
-    if found.is_empty() {
-        Ok(())
-    } else {
-        Err(Problems(found))
-    }
 }
 
 /// Parses and validates playbook text; `source` names the file in messages.
@@ -313,146 +261,6 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
         steps,
         warnings,
     })
-}
-
-/// A stop or isolation with no earlier snapshot step destroys or freezes
-/// evidence that was never copied: warn, naming the step.
-fn check_order(source: &str, steps: &[StepDef], problems: &mut Vec<Problem>) {
-    let mut snapshotted = false;
-    for step in steps {
-        match step.action {
-            ActionKind::Ec2SnapshotVolumes => snapshotted = true,
-            ActionKind::Ec2StopInstances | ActionKind::Ec2IsolateInstances if !snapshotted => {
-                problems.push(
-                    Problem::warning(
-                        source,
-                        Some(step.pos),
-                        format!(
-                            "step {} ({}) acts on instances before any ec2.snapshot_volumes step",
-                            step.index + 1,
-                            step.action.id()
-                        ),
-                    )
-                    .with_hint(
-                        "snapshot the same instances in an earlier step to keep the evidence",
-                    ),
-                );
-            }
-            _ => {}
-        }
-    }
-}
-
-fn check_executor(source: &str, executor: &ExecutorSpec, problems: &mut Vec<Problem>) {
-    if let Some(acct) = &executor.expect_account
-        && (acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()))
-    {
-        problems.push(
-            Problem::error(
-                source,
-                Some(acct.pos),
-                format!(
-                    "expect_account `{}` is not a 12-digit account id",
-                    acct.value
-                ),
-            )
-            .with_hint("quote it so YAML keeps leading zeros: expect_account: \"012345678901\""),
-        );
-    }
-    if let Some(role) = &executor.member_role {
-        let v = &role.value;
-        let ok = if v.starts_with("arn:") {
-            v.contains("{account}") && v.contains(":role/")
-        } else {
-            !v.is_empty() && !v.contains(['/', ':', '{', '}', ' '])
-        };
-        if !ok {
-            problems.push(
-                Problem::error(
-                    source,
-                    Some(role.pos),
-                    format!("member_role `{v}` is neither a role name nor an ARN template with {{account}}"),
-                )
-                .with_hint("such as OrganizationAccountAccessRole, or arn:aws:iam::{account}:role/IR/Responder"),
-            );
-        }
-    }
-    if let Some(arn) = &executor.expect_principal
-        && !arn.starts_with("arn:")
-    {
-        problems.push(Problem::error(
-            source,
-            Some(arn.pos),
-            format!("expect_principal `{}` is not an ARN", arn.value),
-        ));
-    }
-}
-
-/// Account ids are 12 digits and OU ids `ou-…`; a selection must select something.
-fn check_accounts(
-    source: &str,
-    label: &str,
-    spec: &yaml::Located<AccountsSpec>,
-    problems: &mut Vec<Problem>,
-) {
-    let a = &spec.value;
-    let mut bad = |msg: String, hint: &str| {
-        problems
-            .push(Problem::error(source, Some(spec.pos), format!("{label}: {msg}")).with_hint(hint))
-    };
-    for id in a.ids.iter().chain(&a.exclude) {
-        if id.len() != 12 || !id.chars().all(|c| c.is_ascii_digit()) {
-            bad(
-                format!("`{id}` is not a 12-digit account id"),
-                "quote account ids so YAML keeps leading zeros: \"012345678901\"",
-            );
-        }
-    }
-    for ou in &a.ous {
-        if !ou.starts_with("ou-") {
-            bad(
-                format!("`{ou}` is not an organizational unit id (ou-…)"),
-                "for every account use `all: true`",
-            );
-        }
-    }
-    if !a.all && a.ous.is_empty() && a.ids.is_empty() && !a.include_management {
-        bad(
-            "selects no account".into(),
-            "use `all: true`, `ous: [ou-…]` or `ids: [\"…\"]`",
-        );
-    }
-}
-
-fn check_vars(
-    source: &str,
-    root: &Node,
-    vars: &BTreeMap<String, VarSpec>,
-    problems: &mut Vec<Problem>,
-) {
-    let Some(vars_node) = root.get("vars").and_then(Node::as_map) else {
-        return;
-    };
-    for (key, _) in vars_node {
-        let Some(name) = key.as_str() else { continue };
-        if !vars::is_identifier(name) {
-            problems.push(Problem::error(
-                source,
-                Some(key.pos),
-                format!("variable name `{name}` must be letters, digits and `_`"),
-            ));
-        }
-        if let Some(spec) = vars.get(name)
-            && spec.required
-            && spec.default.is_some()
-        {
-            problems.push(Problem::error(
-                source,
-                Some(key.pos),
-                format!("variable `{name}` is required and has a default: choose one"),
-            ));
-        }
-    }
 }
 
 fn decode_steps(
@@ -757,37 +565,4 @@ impl Playbook {
             Err(Problems(problems))
         }
     }
-}
-
-/// "did you mean" for a misspelt key or action id.
-pub(crate) fn suggest(got: &str, known: &[&str]) -> String {
-    // A name this long is no typo; comparing it costs time for nothing
-    // (found by the fuzzer: a 30 KB action name).
-    if got.chars().count() > 100 {
-        return format!("expected one of: {}", known.join(", "));
-    }
-    let best = known
-        .iter()
-        .map(|k| (edit_distance(got, k), *k))
-        .min_by_key(|(d, _)| *d);
-    match best {
-        Some((d, k)) if d <= 3.max(got.len() / 2) => format!("did you mean `{k}`?"),
-        _ => format!("expected one of: {}", known.join(", ")),
-    }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = Vec::with_capacity(b.len() + 1);
-    for (i, ca) in a.chars().enumerate() {
-        cur.clear();
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }

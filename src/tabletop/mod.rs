@@ -286,7 +286,7 @@ pub async fn tabletop(
         }
     }
     // With --hold, one line per hold check comes before the run's report.
-    let run: serde_json::Value = serde_json::Deserializer::from_slice(&output.stdout)
+    let raw: serde_json::Value = serde_json::Deserializer::from_slice(&output.stdout)
         .into_iter::<serde_json::Value>()
         .filter_map(Result::ok)
         .last()
@@ -296,12 +296,14 @@ pub async fn tabletop(
                 String::from_utf8_lossy(&output.stderr).trim()
             ))
         })?;
-    if run.get("steps").is_none() {
+    if raw.get("steps").is_none() {
         return Err(Error::Emulator(format!(
             "the run stopped before any step (exit {exit_code}): {}",
-            run["error"].as_str().unwrap_or("no detail")
+            raw["error"].as_str().unwrap_or("no detail")
         )));
     }
+    let run: report::RunView = serde_json::from_value(raw)
+        .map_err(|e| Error::Emulator(format!("the run's report does not read back: {e}")))?;
 
     let timeline = step_times(&audit_path, t0_wall, &run);
     // moto answers a call it lacks with a 500 page or NotImplemented.
@@ -309,8 +311,14 @@ pub async fn tabletop(
         .iter()
         .filter(|t| t.status == "failed")
         .filter(|t| {
-            let step = &run["steps"][t.index];
-            let text = format!("{}{}", step["error"], step["items"]);
+            let Some(step) = run.steps.iter().find(|s| s.index == t.index) else {
+                return false;
+            };
+            let text = format!(
+                "{}{}",
+                step.error.as_deref().unwrap_or_default(),
+                serde_json::to_string(&step.items).unwrap_or_default()
+            );
             [
                 "not yet implemented",
                 "NotImplemented",
@@ -333,7 +341,7 @@ pub async fn tabletop(
     )
     .await;
     let (first_containment_ms, first_containment) = first_containment(&timeline);
-    let status = run["status"].as_str().unwrap_or("?").to_string();
+    let status = run.status.clone();
     let full_containment_ms = (exit_code == 0 && status == "completed")
         .then(|| timeline.iter().map(|t| t.end_ms).max())
         .flatten();
@@ -349,7 +357,7 @@ pub async fn tabletop(
             t.name
         ));
     }
-    let run_id = run["run_id"].as_str().unwrap_or("?").to_string();
+    let run_id = run.run_id.clone();
     let report = Report {
         scenario: scenario.file.name.clone(),
         playbook: pb.name.clone(),
@@ -455,7 +463,7 @@ async fn interrupted() {
 }
 
 /// Step start and end from the audit log, as offsets from the run's start.
-fn step_times(audit_path: &Path, t0: jiff::Timestamp, run: &serde_json::Value) -> Vec<StepTime> {
+fn step_times(audit_path: &Path, t0: jiff::Timestamp, run: &report::RunView) -> Vec<StepTime> {
     let ms = |ts: jiff::Timestamp| {
         (ts - t0)
             .total(jiff::Unit::Millisecond)
@@ -466,8 +474,8 @@ fn step_times(audit_path: &Path, t0: jiff::Timestamp, run: &serde_json::Value) -
         .map(|(_, r)| r)
         .unwrap_or_default();
     let mut times = Vec::new();
-    for s in run["steps"].as_array().into_iter().flatten() {
-        let index = s["index"].as_u64().unwrap_or_default() as usize;
+    for s in &run.steps {
+        let index = s.index;
         let start = records.iter().find_map(|r| match &r.event {
             Event::StepStart { step, .. } if *step == index => Some(ms(r.ts)),
             _ => None,
@@ -476,20 +484,19 @@ fn step_times(audit_path: &Path, t0: jiff::Timestamp, run: &serde_json::Value) -
             Event::StepEnd { step, .. } if *step == index => Some(ms(r.ts)),
             _ => None,
         });
-        let count = |k: &str| s["counts"][k].as_u64().unwrap_or_default();
         times.push(StepTime {
             index,
-            name: s["name"].as_str().unwrap_or_default().to_string(),
-            action: s["action"].as_str().unwrap_or_default().to_string(),
-            status: s["status"].as_str().unwrap_or_default().to_string(),
+            name: s.name.clone(),
+            action: s.action.to_string(),
+            status: s.status.as_str().to_string(),
             start_ms: start.unwrap_or_default(),
             end_ms: end.or(start).unwrap_or_default(),
-            calls: s["calls"]["calls"].as_u64().unwrap_or_default(),
-            throttled: s["calls"]["throttled"].as_u64().unwrap_or_default(),
-            changed: count("changed"),
-            unchanged: count("unchanged"),
-            skipped: count("skipped"),
-            failed: count("failed"),
+            calls: s.calls.calls,
+            throttled: s.calls.throttled,
+            changed: s.counts.changed,
+            unchanged: s.counts.unchanged,
+            skipped: s.counts.skipped,
+            failed: s.counts.failed,
         });
     }
     times

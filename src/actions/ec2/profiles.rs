@@ -1,0 +1,118 @@
+//! Detaching instance profiles, with the sessions of their roles revoked.
+
+use super::*;
+
+/// One disassociation per instance with a profile, plus one revocation per
+/// role behind those profiles (each role once, however many instances use it).
+pub(super) async fn plan_detach(
+    ctx: &Ctx,
+    instances: Vec<Instance>,
+    mut notes: Vec<String>,
+) -> Result<Discovery, AwsError> {
+    // One listing per region and one read per profile, not one per instance.
+    let regions: BTreeSet<String> = instances
+        .iter()
+        .filter(|i| i.profile.is_some())
+        .map(|i| i.region.clone())
+        .collect();
+    let associations: Vec<BTreeMap<String, String>> = stream::iter(regions)
+        .map(|region| async move { active_associations(ctx, &region).await })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let associations: BTreeMap<String, String> = associations.into_iter().flatten().collect();
+    let mut planned = Vec::new();
+    let mut profiles = BTreeSet::new();
+    for i in instances {
+        let target = Target {
+            scope: Scope {
+                account: ctx.identity.account.clone(),
+                region: Some(i.region.clone()),
+            },
+            resource: Resource::Instance { id: i.id.clone() },
+        };
+        let unchanged = |reason: &str| Planned {
+            target: target.clone(),
+            disposition: Disposition::Unchanged {
+                reason: reason.into(),
+            },
+        };
+        let Some(profile_arn) = i.profile.clone() else {
+            planned.push(unchanged("no instance profile attached"));
+            continue;
+        };
+        let Some(association_id) = associations.get(&i.id) else {
+            planned.push(unchanged("no active profile association"));
+            continue;
+        };
+        profiles.insert(
+            profile_arn
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        planned.push(Planned {
+            target,
+            disposition: Disposition::Change {
+                op: Op::DisassociateInstanceProfile(DisassociateInstanceProfile {
+                    region: i.region.clone(),
+                    instance_id: i.id.clone(),
+                    association_id: association_id.clone(),
+                    profile_arn,
+                }),
+            },
+        });
+    }
+    let mut roles = BTreeSet::new();
+    for profile_name in profiles {
+        let profile = ctx
+            .call("iam:GetInstanceProfile", || {
+                ctx.iam()
+                    .get_instance_profile()
+                    .instance_profile_name(&profile_name)
+                    .send()
+            })
+            .await;
+        match profile {
+            Ok(p) => {
+                if let Some(p) = p.instance_profile() {
+                    roles.extend(p.roles().iter().map(|r| r.role_name().to_string()));
+                }
+            }
+            Err(e) => notes.push(format!(
+                "cannot read instance profile {profile_name} ({e}): revoke its role's sessions by hand"
+            )),
+        }
+    }
+    let roles: Vec<String> = roles.into_iter().collect();
+    planned.extend(crate::actions::iam::plan_role_revocations(ctx, &roles).await?);
+    Ok(Discovery { planned, notes })
+}
+
+/// Instance id → id of its active instance-profile association, in `region`.
+pub(super) async fn active_associations(
+    ctx: &Ctx,
+    region: &str,
+) -> Result<BTreeMap<String, String>, AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    let all = ctx
+        .call_in(region, "ec2:DescribeIamInstanceProfileAssociations", || {
+            ec2.describe_iam_instance_profile_associations()
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+        })
+        .await?;
+    Ok(all
+        .iter()
+        .filter(|a| a.state().map(|s| s.as_str()) == Some("associated"))
+        .filter_map(|a| {
+            Some((
+                a.instance_id()?.to_string(),
+                a.association_id()?.to_string(),
+            ))
+        })
+        .collect())
+}

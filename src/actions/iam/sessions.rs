@@ -1,0 +1,223 @@
+//! Whose session a temporary key is: the owner of a stolen `ASIA…` key,
+//! found through CloudTrail, never widened to everyone when not found.
+
+use super::*;
+
+pub(super) fn missing_key(ctx: &Ctx, key_id: &str, reason: String) -> Planned {
+    Planned {
+        target: Target {
+            scope: scope(ctx),
+            resource: Resource::AccessKey {
+                user: String::new(),
+                key_id: key_id.to_string(),
+            },
+        },
+        disposition: Disposition::Missing { reason },
+    }
+}
+
+/// The users and roles that minted a step's temporary keys.
+pub(super) async fn select_session_owners(
+    ctx: &Ctx,
+    sel: &SessionSelector,
+    out: &mut Vec<Planned>,
+) -> Result<(Vec<Principal>, Vec<Principal>), AwsError> {
+    let named = |v: &Option<String>| v.clone().filter(|n| !n.trim().is_empty());
+    let mut users = BTreeSet::new();
+    let mut roles = BTreeSet::new();
+    for key_id in &sel.key_ids {
+        let owner = match (named(&sel.role), named(&sel.user)) {
+            (Some(role), _) => Ok((PrincipalKind::Role, role)),
+            (None, Some(user)) => Ok((PrincipalKind::User, user)),
+            (None, None) => session_owner(ctx, key_id).await?,
+        };
+        match owner {
+            Ok((PrincipalKind::Role, name)) => {
+                roles.insert(name);
+            }
+            Ok((PrincipalKind::User, name)) => {
+                users.insert(name);
+            }
+            Err(reason) => out.push(missing_key(ctx, key_id, reason)),
+        }
+    }
+    let mut found = (Vec::new(), Vec::new());
+    for (kind, names, into) in [
+        (PrincipalKind::User, users, &mut found.0),
+        (PrincipalKind::Role, roles, &mut found.1),
+    ] {
+        for name in names {
+            let Some(p) = get_principal(ctx, kind, &name).await? else {
+                out.push(missing(ctx, kind, &name));
+                continue;
+            };
+            // A session this step cannot end must fail it, never pass as
+            // "skipped": the stolen key would stay usable.
+            let pkind = kind;
+            let why = if p.path.starts_with("/aws-reserved/sso.amazonaws.com/") {
+                Some(format!(
+                    "{} is an IAM Identity Center role (AWSReservedSSO_*), which IAM cannot edit: contain the Identity Center user instead (a deny in its permission set, then ProvisionPermissionSet)",
+                    p.name
+                ))
+            } else {
+                guard(ctx, pkind, &p).map(|reason| {
+                    format!(
+                        "the key was minted by {} ({reason}): its sessions cannot be revoked from this identity; contain it from another",
+                        p.name
+                    )
+                })
+            };
+            match why {
+                Some(reason) => out.push(Planned {
+                    target: match kind {
+                        PrincipalKind::User => user_target(ctx, &p),
+                        PrincipalKind::Role => role_target(ctx, &p),
+                    },
+                    disposition: Disposition::Unreadable {
+                        error: local("iam.revoke_session", reason),
+                    },
+                }),
+                None => into.push(p),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Who minted a temporary key: `sts:GetAccessKeyInfo` tells the account,
+/// CloudTrail's event history (`LookupEvents` by `AccessKeyId`, 90 days of
+/// management events in each region) the principal, from the
+/// `userIdentity` of any event made with the key. The API references of
+/// both document exactly this use.
+pub(super) async fn session_owner(
+    ctx: &Ctx,
+    key_id: &str,
+) -> Result<Result<(PrincipalKind, String), String>, AwsError> {
+    let hint = "name it with --var role=NAME (or --var user=NAME for GetSessionToken and GetFederationToken sessions)";
+    let sts = ctx.clients.sts();
+    let info = ctx
+        .call("sts:GetAccessKeyInfo", || {
+            sts.get_access_key_info().access_key_id(key_id).send()
+        })
+        .await?;
+    let account = info.account().unwrap_or_default();
+    if !account.is_empty() && account != ctx.identity.account {
+        return Ok(Err(format!(
+            "{key_id} belongs to account {account}, not {}: run in that account (--accounts {account})",
+            ctx.identity.account
+        )));
+    }
+    let mut regions: Vec<String> = ctx.regions.clone();
+    if !regions.iter().any(|r| r == "us-east-1") {
+        regions.push("us-east-1".into());
+    }
+    let attribute = aws_sdk_cloudtrail::types::LookupAttribute::builder()
+        .attribute_key(aws_sdk_cloudtrail::types::LookupAttributeKey::AccessKeyId)
+        .attribute_value(key_id)
+        .build()
+        .map_err(|e| local("cloudtrail:LookupEvents", e.to_string()))?;
+    for region in &regions {
+        let trail = ctx.clients.cloudtrail(region);
+        let events = ctx
+            .call_in(region, "cloudtrail:LookupEvents", || {
+                trail
+                    .lookup_events()
+                    .lookup_attributes(attribute.clone())
+                    .max_results(5)
+                    .send()
+            })
+            .await?;
+        for e in events.events() {
+            let Some(json) = e.cloud_trail_event() else {
+                continue;
+            };
+            if let Some(owner) = minted_by(json) {
+                return Ok(owner);
+            }
+        }
+    }
+    Ok(Err(format!(
+        "cannot tell who minted {key_id}: CloudTrail holds no event made with it in {}; {hint}",
+        regions.join(", ")
+    )))
+}
+
+/// The principal behind a CloudTrail event's `userIdentity`, as the
+/// CloudTrail userIdentity reference describes it: an `AssumedRole`
+/// session's issuer is a role; an `IAMUser` using a temporary key made it
+/// with GetSessionToken; a `FederatedUser`'s issuer is the IAM user that
+/// called GetFederationToken. A root session cannot be revoked by policy.
+pub(super) fn minted_by(event_json: &str) -> Option<Result<(PrincipalKind, String), String>> {
+    let event: serde_json::Value = serde_json::from_str(event_json).ok()?;
+    let who = &event["userIdentity"];
+    let issuer = &who["sessionContext"]["sessionIssuer"];
+    let name = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    match who["type"].as_str()? {
+        "AssumedRole" => name(&issuer["userName"]).map(|n| Ok((PrincipalKind::Role, n))),
+        "IAMUser" => name(&who["userName"]).map(|n| Ok((PrincipalKind::User, n))),
+        "FederatedUser" => name(&issuer["userName"]).map(|n| Ok((PrincipalKind::User, n))),
+        "Root" => Some(Err(
+            "the key is a session of the account's root user: no IAM policy can revoke it (rotate the root credentials)".into(),
+        )),
+        other => Some(Err(format!(
+            "the key belongs to a {other} identity, which IAM policies cannot revoke"
+        ))),
+    }
+}
+
+/// Why a temporary key cannot be contained as an access key.
+pub fn temporary_key_reason(key_id: &str) -> String {
+    format!(
+        "{key_id} is a temporary session key (ASIA…) issued by STS, not an IAM access key: \
+         no key step can reach it. Contain it by revoking the sessions of the role or user \
+         that minted it (playbooks/compromised-session.yaml)"
+    )
+}
+
+/// The user in this account that owns an access key, or why there is none.
+/// An `ASIA…` id is never looked up: it is a session, not a key. The owner
+/// `GetAccessKeyLastUsed` names is confirmed with `ListAccessKeys` in this
+/// account, so a key of another account never selects a same-named user here.
+pub(super) async fn resolve_key(
+    ctx: &Ctx,
+    key_id: &str,
+) -> Result<Result<String, String>, AwsError> {
+    if key_id.starts_with("ASIA") {
+        return Ok(Err(temporary_key_reason(key_id)));
+    }
+    let account = &ctx.identity.account;
+    let Some(owner) = key_owner(ctx, key_id).await? else {
+        return Ok(Err(format!(
+            "no IAM user in account {account} owns access key {key_id} (a typo, a deleted key, or a key of another account)"
+        )));
+    };
+    let listed = match list_keys(ctx, &owner).await {
+        Ok(keys) => keys,
+        Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if listed.iter().any(|(k, _)| k == key_id) {
+        Ok(Ok(owner))
+    } else {
+        Ok(Err(format!(
+            "access key {key_id} is not a key of any user in account {account}"
+        )))
+    }
+}
+
+/// The user that owns an access key (GetAccessKeyLastUsed answers for any key in the account).
+pub(super) async fn key_owner(ctx: &Ctx, key_id: &str) -> Result<Option<String>, AwsError> {
+    let r = ctx
+        .call("iam:GetAccessKeyLastUsed", || {
+            ctx.iam()
+                .get_access_key_last_used()
+                .access_key_id(key_id)
+                .send()
+        })
+        .await;
+    match r {
+        Ok(o) => Ok(o.user_name().map(str::to_string)),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

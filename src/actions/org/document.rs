@@ -1,0 +1,87 @@
+//! The deny-all SCP's document, and the check that it exempts the executor
+//! (compared the way Organizations evaluates `ArnNotLike`).
+
+/// The built-in deny-all document: every action, every resource, every
+/// principal except the exempted ARN patterns.
+pub fn deny_all_document(exempt: &[String]) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "BreakglassDenyAllExceptResponders",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": { "ArnNotLike": { "aws:PrincipalArn": exempt } }
+        }]
+    })
+    .to_string()
+}
+
+/// How a condition operator compares a pattern with the principal's ARN.
+#[derive(Clone, Copy)]
+pub(super) enum Compare {
+    /// `Arn*`: component by component, with wildcards.
+    Arn,
+    /// `StringLike`-style: the whole string, with wildcards.
+    Glob,
+    /// `StringEquals`-style: literally.
+    Literal,
+}
+
+/// A custom SCP must spare a principal: every Deny statement needs an
+/// `aws:PrincipalArn` exemption that matches its ARN. Per the IAM condition
+/// operator reference, `ArnNotLike`, `ArnNotEquals` and `StringNotLike`
+/// compare with `*` and `?` wildcards, while `StringNotEquals` compares
+/// literally: a pattern there exempts nothing but its own spelling.
+pub fn exempts(document: &str, principal_arn: &str) -> Result<(), String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(document).map_err(|e| format!("the SCP is not JSON: {e}"))?;
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(s) => s.clone(),
+        s @ serde_json::Value::Object(_) => vec![s.clone()],
+        _ => return Err("the SCP has no Statement".into()),
+    };
+    for (i, s) in statements.iter().enumerate() {
+        if s["Effect"] != "Deny" {
+            continue;
+        }
+        let spared = [
+            ("ArnNotLike", Compare::Arn),
+            ("ArnNotEquals", Compare::Arn),
+            ("StringNotLike", Compare::Glob),
+            ("StringNotEquals", Compare::Literal),
+        ]
+        .iter()
+        .filter_map(|(op, glob)| s["Condition"].get(*op).map(|b| (b, *glob)))
+        .filter_map(|(block, glob)| block.as_object().map(|b| (b, glob)))
+        .flat_map(|(block, glob)| block.iter().map(move |(k, v)| (k, v, glob)))
+        .filter(|(key, _, _)| key.eq_ignore_ascii_case("aws:PrincipalArn"))
+        .flat_map(|(_, v, glob)| {
+            let patterns: Vec<String> = match v {
+                serde_json::Value::String(p) => vec![p.clone()],
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            patterns.into_iter().map(move |p| (p, glob))
+        })
+        .any(|(pattern, compare)| match compare {
+            Compare::Arn => crate::targets::arn_like(&pattern, principal_arn),
+            Compare::Glob => crate::targets::glob_match(&pattern, principal_arn),
+            Compare::Literal => pattern == principal_arn,
+        });
+        if !spared {
+            let sid = s["Sid"]
+                .as_str()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default();
+            return Err(format!(
+                "Deny statement {}{sid} does not exempt {principal_arn} through aws:PrincipalArn: applying it would lock the responders out",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}

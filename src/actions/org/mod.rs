@@ -1,0 +1,345 @@
+//! Organizations: the org-wide freeze with a deny-all service control policy.
+//!
+//! Pitfalls handled here: SCPs never restrict the management account or
+//! service-linked roles (the plan says so and names the account); the policy
+//! type must be enabled on the root; the document limit is 5,120 characters,
+//! checked before any call; the executor is exempted by its role ARN with the
+//! path (`aws:PrincipalArn` never carries a session name); a rerun reuses the
+//! policy by name instead of creating a second one.
+
+pub mod apply_scp;
+pub mod detach_scp;
+mod document;
+pub mod move_account;
+mod moves;
+mod tree;
+pub use apply_scp::ApplyScp;
+pub use detach_scp::DetachScp;
+pub use document::{deny_all_document, exempts};
+pub use move_account::MoveAccount;
+pub use moves::{discover_moves, move_account};
+use tree::*;
+pub use tree::{parent_of, policy_id_by_name};
+
+use serde::{Deserialize, Serialize};
+
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::{
+    ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility, Sink,
+};
+use crate::aws::{self, AwsError, local};
+use crate::spec::BoundStep;
+use crate::targets::{Resource, Scope, SkipReason, Target};
+
+/// AWS's limit on an SCP document, in characters.
+pub const SCP_MAX_CHARS: usize = 5120;
+
+/// The most SCPs a root, an OU or an account can hold ("Maximum number of
+/// policies attached to root, OU or account: 5", AWS Organizations User
+/// Guide, Quotas for AWS Organizations): a sixth `AttachPolicy` fails with
+/// `ConstraintViolationException` (POLICY_NUMBER_LIMIT_EXCEEDED).
+pub const SCPS_PER_TARGET: usize = 5;
+
+pub const APPLY_SCP: ActionInfo = ActionInfo {
+    id: "org.apply_scp",
+    summary: "Deny everything to every principal except the executor and `protect`, with a service control policy.",
+    targets: &[],
+    params: &[
+        (
+            "target",
+            "root, OU ids (ou-…) or account ids: one or a list",
+        ),
+        ("policy", "deny-all (built in; the default)"),
+        ("name", "SCP name (default breakglass-deny-all)"),
+    ],
+    calls: &[
+        "organizations:EnablePolicyType (root, if SCPs are off)",
+        "organizations:CreatePolicy (or UpdatePolicy)",
+        "organizations:AttachPolicy",
+    ],
+    reversibility: Reversibility::Reversible("DetachPolicy (org.detach_scp), then DeletePolicy"),
+    notes: &[
+        "SCPs never restrict the management account or service-linked roles.",
+        "Runs from the management account or a delegated administrator.",
+        "A root already holding five SCPs (AWS's quota) hands the freeze to each OU and account under it; a full OU or account refuses the run before any change.",
+    ],
+};
+
+pub const DETACH_SCP: ActionInfo = ActionInfo {
+    id: "org.detach_scp",
+    summary: "Detach a breakglass SCP (ends an org-wide freeze).",
+    targets: &[],
+    params: &[
+        ("target", "root, OU ids or account ids"),
+        ("name", "SCP name (default breakglass-deny-all)"),
+    ],
+    calls: &["organizations:DetachPolicy"],
+    reversibility: Reversibility::Reversible("org.apply_scp"),
+    notes: &[],
+};
+
+pub const MOVE_ACCOUNTS: ActionInfo = ActionInfo {
+    id: "org.move_accounts",
+    summary: "Move the step's accounts into a quarantine OU, so the SCPs on it bind them.",
+    targets: &[],
+    params: &[("to", "the quarantine OU id (ou-…)")],
+    calls: &["organizations:MoveAccount"],
+    reversibility: Reversibility::Reversible("moves each account back to the parent it had"),
+    notes: &[
+        "The accounts come from `accounts:` (the step's or the playbook's).",
+        "The executor's own account and the management account are never moved.",
+    ],
+};
+
+pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
+    let org = describe_org(ctx).await?;
+    let mut notes = vec![format!(
+        "SCPs do not restrict the management account {} nor service-linked roles: contain those with IAM steps.",
+        org.management_account
+    )];
+    if ctx.identity.account == org.management_account {
+        notes.push("The executor runs in the management account, which no SCP restricts.".into());
+    }
+    let (targets, name, custom, only_existing) = match &step.params {
+        ActionParams::ApplyScp(p) => (
+            p.target.items(),
+            p.name.clone(),
+            p.document.clone(),
+            p.only_existing,
+        ),
+        ActionParams::DetachScp(p) => (p.target.items(), p.name.clone(), None, false),
+        _ => return Err(local("org", "missing parameters".into())),
+    };
+    let targets: Vec<String> = targets
+        .into_iter()
+        .map(|t| if t == "root" { org.root_id.clone() } else { t })
+        .collect();
+    if targets.contains(&org.management_account) {
+        notes.push(format!(
+            "Target {} is the management account: an SCP there has no effect.",
+            org.management_account
+        ));
+    }
+    let scope = Scope {
+        account: ctx.identity.account.clone(),
+        region: None,
+    };
+    let existing = find_policy(ctx, &name).await?;
+    let mut planned = Vec::new();
+    if only_existing && existing.is_none() {
+        return Ok(Discovery { planned, notes });
+    }
+    match &step.params {
+        ActionParams::ApplyScp(_) => {
+            if ctx.executor_arn.is_empty() {
+                return Err(local(
+                    "org.apply_scp",
+                    "the executor's role ARN could not be read (iam:GetRole), so the SCP cannot exempt it: refusing to lock the responders out".into(),
+                ));
+            }
+            let mut exempt = ctx.exempt.clone();
+            exempt.extend(ctx.member_exempt.iter().cloned());
+            let document = match custom {
+                Some(doc) => {
+                    let mut must = ctx.exempt.clone();
+                    if ctx.member_exempt.is_some() {
+                        must.extend(ctx.fleet.member_role_arns());
+                    }
+                    for arn in must {
+                        exempts(&doc, &arn).map_err(|m| local("org.apply_scp", m))?;
+                    }
+                    doc
+                }
+                None => deny_all_document(&exempt),
+            };
+            if document.len() > SCP_MAX_CHARS {
+                return Err(local(
+                    "org.apply_scp",
+                    format!(
+                        "the SCP document is {} characters; AWS allows {SCP_MAX_CHARS}: shorten the protect list",
+                        document.len()
+                    ),
+                ));
+            }
+            notes.push(format!("Exempted principals: {}", exempt.join(", ")));
+            match &ctx.member_exempt {
+                Some(member) => notes.push(format!(
+                    "{member} is exempted only while this run's member-account steps need it: once they, any hold and the read-back are done, the SCP is rewritten without it (that role trusts the management account, so anyone with admin there could use it)."
+                )),
+                None => notes.push(
+                    "No member role is exempted (no step of this playbook runs in member accounts): a later run across the organization is denied in every account the SCP binds; run the member-account steps in the same playbook as the freeze."
+                        .into(),
+                ),
+            }
+            let mut prior_content = None;
+            let mut policy_id = None;
+            if let Some((id, content)) = &existing {
+                if !aws::same_json(content, &document) {
+                    prior_content = Some(content.clone());
+                }
+                policy_id = Some(id.clone());
+            }
+            let placement = place(ctx, &org, policy_id.as_deref(), &targets).await?;
+            notes.extend(placement.notes);
+            for (t, why) in placement.full {
+                planned.push(Planned {
+                    target: Target {
+                        scope: scope.clone(),
+                        resource: Resource::Scp {
+                            name: name.clone(),
+                            targets: vec![t],
+                        },
+                    },
+                    disposition: Disposition::Unreadable {
+                        error: aws::over_quota("organizations:AttachPolicy", why),
+                    },
+                });
+            }
+            let missing = placement.attach;
+            let any_full = planned
+                .iter()
+                .any(|p: &Planned| matches!(&p.disposition, Disposition::Unreadable { .. }));
+            let target = Target {
+                scope,
+                resource: Resource::Scp {
+                    name: name.clone(),
+                    targets: targets.clone(),
+                },
+            };
+            if any_full && missing.is_empty() && (policy_id.is_none() || prior_content.is_none()) {
+                // Nothing to attach anywhere: the quota items say why.
+                return Ok(Discovery { planned, notes });
+            }
+            let disposition = if missing.is_empty() && prior_content.is_none() {
+                Disposition::Unchanged {
+                    reason: format!(
+                        "SCP {} already attached with the same document",
+                        policy_id.as_deref().unwrap_or_default()
+                    ),
+                }
+            } else {
+                Disposition::Change {
+                    op: Op::ApplyScp(ApplyScp {
+                        name,
+                        document,
+                        policy_id,
+                        prior_content,
+                        enable_on_root: (!org.scp_enabled).then(|| org.root_id.clone()),
+                        attach_to: missing,
+                    }),
+                }
+            };
+            planned.push(Planned {
+                target,
+                disposition,
+            });
+        }
+        _ => {
+            for t in &targets {
+                let target = Target {
+                    scope: scope.clone(),
+                    resource: Resource::Scp {
+                        name: name.clone(),
+                        targets: vec![t.clone()],
+                    },
+                };
+                let disposition = match &existing {
+                    Some((id, _)) if attached(ctx, id, t).await? => Disposition::Change {
+                        op: Op::DetachScp(DetachScp {
+                            policy_id: id.clone(),
+                            target_id: t.clone(),
+                        }),
+                    },
+                    Some(_) => Disposition::Unchanged {
+                        reason: "not attached".into(),
+                    },
+                    None => Disposition::Unchanged {
+                        reason: format!("no SCP named {name} exists"),
+                    },
+                };
+                planned.push(Planned {
+                    target,
+                    disposition,
+                });
+            }
+        }
+    }
+    Ok(Discovery { planned, notes })
+}
+
+/// `AttachPolicy`, already attached counting as done. `EnablePolicyType`
+/// "is an asynchronous request that AWS performs in the background"
+/// (Organizations API reference), so just after it an attach may still be
+/// refused with `PolicyTypeNotEnabledException`: then it is asked again,
+/// backing off, for up to a minute.
+async fn attach_scp(
+    ctx: &Ctx,
+    policy_id: &str,
+    target: &str,
+    just_enabled: bool,
+) -> Result<(), AwsError> {
+    let org = ctx.clients.org();
+    let mut delay = std::time::Duration::from_millis(250);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let r = ctx
+            .call("organizations:AttachPolicy", || {
+                org.attach_policy()
+                    .policy_id(policy_id)
+                    .target_id(target)
+                    .send()
+            })
+            .await
+            .map(|_| ());
+        match r {
+            Err(e)
+                if just_enabled
+                    && e.code.as_deref() == Some("PolicyTypeNotEnabledException")
+                    && waited < std::time::Duration::from_secs(60) =>
+            {
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                delay = (delay * 2).min(std::time::Duration::from_secs(8));
+            }
+            other => return aws::goal_if(other, &["DuplicatePolicyAttachmentException"]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXECUTOR: &str = "arn:aws:iam::111122223333:role/ir/IR-BreakGlass";
+
+    #[test]
+    fn the_built_in_document_spares_the_executor() {
+        let doc = deny_all_document(&[EXECUTOR.to_string(), "arn:aws:iam::*:role/IR-*".into()]);
+        assert_eq!(exempts(&doc, EXECUTOR), Ok(()));
+    }
+
+    #[test]
+    fn a_custom_deny_without_exemption_is_refused() {
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+        assert!(exempts(doc, EXECUTOR).is_err());
+        // A path-less role ARN does not match a role with a path.
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/IR-BreakGlass"}}}}"#;
+        assert!(exempts(doc, EXECUTOR).is_err());
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"ArnNotLike":{"aws:PrincipalArn":["arn:aws:iam::*:role/ir/*"]}}}}"#;
+        assert_eq!(exempts(doc, EXECUTOR), Ok(()));
+        // StringNotEquals compares literally: its `*` is a character.
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringNotEquals":{"aws:PrincipalArn":["arn:aws:iam::*:role/ir/*"]}}}}"#;
+        assert!(exempts(doc, EXECUTOR).is_err());
+        let doc = format!(
+            r#"{{"Statement":{{"Effect":"Deny","Action":"*","Resource":"*","Condition":{{"StringNotEquals":{{"aws:PrincipalArn":"{EXECUTOR}"}}}}}}}}"#
+        );
+        assert_eq!(exempts(&doc, EXECUTOR), Ok(()));
+        // ArnNotLike compares each colon-separated part on its own: a `*`
+        // in the account part cannot swallow the resource.
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"ArnNotLike":{"aws:PrincipalArn":"arn:aws:iam::*"}}}}"#;
+        assert!(exempts(doc, EXECUTOR).is_err());
+        let doc = r#"{"Statement":{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringNotLike":{"aws:PrincipalArn":"arn:aws:iam::*"}}}}"#;
+        assert_eq!(exempts(doc, EXECUTOR), Ok(()));
+    }
+}

@@ -1,0 +1,368 @@
+//! Text and JSON rendering. Results go to stdout; progress and the identity
+//! header go to stderr, so `--output json` leaves stdout one JSON document.
+
+mod audit;
+mod runs;
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::actions::AccountStatus;
+use crate::actions::{ActionKind, Reversibility};
+use crate::audit::{Event, Record, Verification};
+use crate::aws::{CallCounts, Identity, Session};
+use crate::cli::OutputFormat;
+use crate::playbook::Playbook;
+use crate::report::{Counts, Item, Outcome, StepReport, StepStatus};
+
+/// A file `validate` accepted: a playbook (its steps) or a scenario (its moves).
+pub struct Validated {
+    pub name: String,
+    /// `steps` or `moves`: what `count` counts.
+    pub unit: &'static str,
+    pub count: usize,
+    pub warnings: Vec<crate::yaml::Problem>,
+}
+
+/// Everything a run reports, in both formats.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub playbook: String,
+    pub dry_run: bool,
+    pub status: &'static str,
+    pub identity: Identity,
+    pub endpoint: String,
+    /// Every endpoint, with where it came from (the same shape as `whoami`'s).
+    pub endpoints: crate::aws::Endpoints,
+    pub totals: Counts,
+    pub calls: CallCounts,
+    pub millis: u64,
+    /// The read-back after a live run: targets still not contained (`None`: not checked).
+    pub not_contained: Option<Vec<String>>,
+    /// What holding the line after the run found and did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldSummary>,
+    pub audit_log: String,
+    /// The S3 copy of the audit log, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_mirror: Option<crate::audit::MirrorReport>,
+    /// Hash of the last audit record: keep it elsewhere to anchor the log.
+    pub audit_head: String,
+    /// The last record's signature, and the public key that made it.
+    pub audit_signature: String,
+    pub audit_key: String,
+    /// The accounts a fanned-out run reached or could not reach.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountStatus>,
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct HoldSummary {
+    pub checks: u64,
+    pub recontained: Vec<String>,
+    pub failed: Vec<String>,
+    pub interrupted: bool,
+}
+
+pub struct Printer {
+    format: OutputFormat,
+}
+
+/// The running progress line; dropping it stops and erases it.
+pub struct Ticker {
+    progress: std::sync::Arc<crate::executor::Progress>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Ticker {
+    pub fn progress(&self) -> &crate::executor::Progress {
+        &self.progress
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.task.abort();
+        err!("\r\x1b[2K");
+    }
+}
+
+impl Printer {
+    pub fn new(format: OutputFormat) -> Self {
+        Printer { format }
+    }
+
+    /// Streams `value` to stdout: a plan over ten thousand principals is
+    /// never held a second time as a JSON tree or string.
+    pub fn json<T: Serialize + ?Sized>(&self, value: &T) {
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let written = serde_json::to_writer_pretty(&mut out, value)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                writeln!(out)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            errln!("error: cannot write output: {e}");
+        }
+    }
+
+    pub fn actions(&self, actions: &[ActionKind]) {
+        let infos: Vec<_> = actions.iter().map(|a| a.info()).collect();
+        if self.format == OutputFormat::Json {
+            return self.json(&infos);
+        }
+        let mut s = String::new();
+        for info in infos {
+            let _ = writeln!(s, "{}\n  {}", info.id, info.summary);
+            let targets: Vec<&str> = info.targets.iter().map(|t| t.key()).collect();
+            let _ = writeln!(s, "  targets: {}", targets.join(", "));
+            if info.params.is_empty() {
+                let _ = writeln!(s, "  with: (no parameters)");
+            }
+            for (name, doc) in info.params {
+                let _ = writeln!(s, "  with.{name}: {doc}");
+            }
+            let _ = writeln!(s, "  calls: {}", info.calls.join("; "));
+            match info.reversibility {
+                Reversibility::Reversible(how) => {
+                    let _ = writeln!(s, "  reversible: yes ({how})");
+                }
+                Reversibility::Irreversible(why) => {
+                    let _ = writeln!(s, "  reversible: NO ({why})");
+                }
+            }
+            for note in info.notes {
+                let _ = writeln!(s, "  note: {note}");
+            }
+            s.push('\n');
+        }
+        out!("{s}");
+    }
+
+    pub fn validation(&self, results: &[(String, Result<Validated, Error>)]) {
+        if self.format == OutputFormat::Json {
+            let docs: Vec<_> = results
+                .iter()
+                .map(|(path, r)| match r {
+                    Ok(v) => serde_json::json!({
+                        "file": path, "valid": true, "name": v.name,
+                        v.unit: v.count, "warnings": v.warnings,
+                    }),
+                    Err(Error::InvalidPlaybook(p)) => serde_json::json!({
+                        "file": path, "valid": false, "problems": p.0,
+                    }),
+                    Err(e) => serde_json::json!({
+                        "file": path, "valid": false, "error": e.to_string(),
+                    }),
+                })
+                .collect();
+            return self.json(&docs);
+        }
+        for (path, r) in results {
+            match r {
+                Ok(v) => {
+                    for w in &v.warnings {
+                        errln!("{w}");
+                    }
+                    outln!("{path}: ok ({}, {} {})", v.name, v.count, v.unit);
+                }
+                Err(Error::InvalidPlaybook(p)) => {
+                    errln!("{p}");
+                    let n = p.0.len();
+                    outln!(
+                        "{path}: invalid ({n} problem{})",
+                        if n == 1 { "" } else { "s" }
+                    );
+                }
+                Err(e) => {
+                    errln!("{path}: error: {e}");
+                    outln!("{path}: invalid");
+                }
+            }
+        }
+    }
+
+    /// Who and where, before anything else happens.
+    pub fn header(&self, session: &Session, pb: &Playbook, mode: &str) {
+        errln!("breakglass {mode}: {} ({})", pb.name, pb.source);
+        errln!(
+            "  identity: {} (account {})",
+            session.identity.arn,
+            session.identity.account
+        );
+        errln!("  credential: {}", session.source());
+        errln!(
+            "  region: {} (from {})",
+            session.region,
+            session.region_source
+        );
+        errln!("  endpoint: {}", session.endpoint_display());
+        for w in &pb.warnings {
+            errln!("{w}");
+        }
+    }
+
+    /// Differences between a log and its S3 mirror.
+    pub fn mirror_comparison(&self, url: &str, differences: &[String]) {
+        if self.format == OutputFormat::Json {
+            return self.json(&serde_json::json!({
+                "mirror": url,
+                "matches": differences.is_empty(),
+                "differences": differences,
+            }));
+        }
+        if differences.is_empty() {
+            outln!("mirror {url}: every record matches the log");
+        } else {
+            outln!("mirror {url}: {} difference(s)", differences.len());
+            for d in differences {
+                outln!("  {d}");
+            }
+        }
+    }
+
+    pub fn whoami(&self, session: &Session) {
+        if self.format == OutputFormat::Json {
+            return self.json(&serde_json::json!({
+                "identity": session.identity,
+                "profile": session.profile,
+                "profile_source": session.profile_source,
+                "region": session.region,
+                "region_source": session.region_source,
+                "endpoint": session.endpoints().global,
+                "endpoints": session.endpoints(),
+            }));
+        }
+        let id = &session.identity;
+        outln!("account:    {}", id.account);
+        outln!("principal:  {}", id.arn);
+        outln!("access key: {}", id.access_key_id);
+        outln!(
+            "profile:    {} (from {})",
+            session.profile,
+            session.profile_source
+        );
+        for (i, hop) in id.chain.iter().enumerate() {
+            let label = if i == 0 { "chain:" } else { "" };
+            outln!("{label:<11} {hop}");
+        }
+        outln!(
+            "region:     {} (from {})",
+            session.region,
+            session.region_source
+        );
+        outln!("endpoint:   {}", session.endpoint_display());
+    }
+
+    /// Where a fanned-out run goes: printed before the plan or the
+    /// confirmation, so an unreachable account is known before anything changes.
+    pub fn accounts(&self, accounts: &[AccountStatus], notes: &[String]) {
+        // On stderr like the header, whatever the output format.
+        if accounts.is_empty() {
+            return;
+        }
+        let reached = accounts.iter().filter(|a| a.reach != "unreachable").count();
+        errln!("  accounts: {reached} of {} reached", accounts.len());
+        for a in accounts {
+            if let Some(e) = &a.error {
+                errln!("    UNREACHABLE {}: {e}", a.account);
+            }
+        }
+        for n in notes {
+            errln!("  NOTE {n}");
+        }
+    }
+
+    /// One progress line per finished step (stderr, text mode only).
+    /// A progress line on stderr for the steps of a run, redrawn a few times
+    /// a second; only for text output on a terminal (never in logs or JSON).
+    pub fn progress(&self) -> Option<Ticker> {
+        if self.format != OutputFormat::Text || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let progress = std::sync::Arc::new(crate::executor::Progress::default());
+        let shown = progress.clone();
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(200));
+            loop {
+                every.tick().await;
+                if let Some(line) = shown.line() {
+                    err!("\r\x1b[2K  {line}");
+                }
+            }
+        });
+        Some(Ticker { progress, task })
+    }
+
+    /// Text for people, or (`--output json`) this document instead.
+    pub fn text_or_json<T: Serialize + ?Sized>(&self, text: &str, document: &T) {
+        if self.format == OutputFormat::Json {
+            return self.json(document);
+        }
+        outln!("{text}");
+    }
+}
+
+/// One line per account under a fanned-out step.
+fn per_account(s: &mut String, step: &StepReport) {
+    for (account, c) in &step.accounts {
+        let _ = writeln!(s, "  account {account}: {}", counts_line(c));
+    }
+}
+
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Changed => "changed",
+        Outcome::WouldChange => "would change",
+        Outcome::Unchanged => "unchanged",
+        Outcome::Skipped => "skipped",
+        Outcome::Failed => "FAILED",
+    }
+}
+
+/// The target as a line names it: with its account when the step fanned out.
+fn target_text(step: &StepReport, item: &Item) -> String {
+    if step.accounts.is_empty() {
+        item.target.to_string()
+    } else {
+        format!("{} in {}", item.target, item.target.scope.account)
+    }
+}
+
+fn item_line(step: &StepReport, item: &Item) -> String {
+    let mut line = format!(
+        "{:<12} {}",
+        outcome_word(item.outcome),
+        target_text(step, item)
+    );
+    if let Some(c) = &item.call {
+        let _ = write!(line, " · {c}");
+    }
+    if let Some(r) = &item.reason {
+        let _ = write!(line, " · {r}");
+    }
+    if let Some(e) = &item.error {
+        let _ = write!(line, " · {e}");
+    }
+    line
+}
+
+fn counts_line(c: &Counts) -> String {
+    let mut parts = Vec::new();
+    if c.would_change > 0 {
+        parts.push(format!("{} would change", c.would_change));
+    }
+    parts.push(format!("{} changed", c.changed));
+    parts.push(format!("{} unchanged", c.unchanged));
+    parts.push(format!("{} skipped", c.skipped));
+    parts.push(format!("{} failed", c.failed));
+    parts.join(", ")
+}

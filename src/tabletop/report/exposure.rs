@@ -1,0 +1,336 @@
+//! What the attacker can still do after a tabletop run, read straight from
+//! the emulator rather than from the tool's own report.
+
+use super::*;
+
+/// Reads the emulator back and lists what stayed exposed.
+pub async fn exposures(
+    admin: &Admin,
+    scenario: &Scenario,
+    seeded: &Seeded,
+    run: &RunView,
+    moves: &[MoveRecord],
+    timeline: &[StepTime],
+    emulator_gaps: &[usize],
+) -> Vec<Exposed> {
+    let mut out = Vec::new();
+    let actions: Vec<&str> = timeline.iter().map(|s| s.action.as_str()).collect();
+    if scenario.file.organization && actions.contains(&"org.apply_scp") {
+        out.push(Exposed {
+            what: format!("account {} (the management account)", seeded.account),
+            why: "SCPs never restrict the management account: its users and roles are held only by the IAM steps, and whoever holds its root user is not held at all".into(),
+        });
+    }
+    let attacker_resources: Vec<&String> = moves
+        .iter()
+        .filter(|m| m.succeeded)
+        .flat_map(|m| &m.resources)
+        .collect();
+    let scp = timeline
+        .iter()
+        .find(|t| t.action == "org.apply_scp" && t.status == "done");
+    for (name, id) in &seeded.member_accounts {
+        let fanned = run.accounts.iter().find(|a| a.account == *id);
+        if let Some(a) = fanned {
+            // The run reached into it: its targets are in the run's own results.
+            if let Some(e) = &a.error {
+                out.push(Exposed {
+                    what: format!("account {id} ({name})"),
+                    why: format!("member account the run could not reach: {e}"),
+                });
+            }
+            continue;
+        }
+        let why = match scp {
+            Some(t) => format!(
+                "member account: the deny-all SCP has bound it since {}, but this run's IAM and EC2 steps ran only in the management account, so its keys, sessions and instances are untouched",
+                secs(t.end_ms)
+            ),
+            None => "member account: nothing in this playbook reaches it (no SCP step; the IAM and EC2 steps ran only in the management account)".to_string(),
+        };
+        out.push(Exposed {
+            what: format!("account {id} ({name})"),
+            why,
+        });
+    }
+    for n in run.not_contained.iter().flatten() {
+        // The attacker's own work is listed below, with when and how.
+        if attacker_resources.iter().any(|r| n.contains(r.as_str())) {
+            continue;
+        }
+        let gap = emulator_gaps
+            .iter()
+            .find(|i| n.starts_with(&format!("step {} (", *i + 1)));
+        let (what, why) = match gap {
+            Some(i) => (
+                format!(
+                    "step {} ({})",
+                    i + 1,
+                    timeline
+                        .iter()
+                        .find(|t| t.index == *i)
+                        .map_or("", |t| t.name.as_str())
+                ),
+                "not done here: the emulator lacks a call this step needs (AWS has it)".to_string(),
+            ),
+            None => (
+                n.chars().take(240).collect(),
+                "read back after the run: not contained".to_string(),
+            ),
+        };
+        out.push(Exposed { what, why });
+    }
+    let iam = admin.iam();
+    for m in moves.iter().filter(|m| m.succeeded) {
+        let when = secs(m.at_ms);
+        match m.action {
+            MoveKind::CreateAccessKey | MoveKind::ReactivateAccessKeys => {
+                let user = m.subject.trim_start_matches("user ");
+                let keys = iam.list_access_keys().user_name(user).send().await;
+                let active: Vec<String> = keys
+                    .iter()
+                    .flat_map(|k| k.access_key_metadata())
+                    .filter(|k| k.status().map(|s| s.as_str()) == Some("Active"))
+                    .filter_map(|k| k.access_key_id().map(str::to_string))
+                    .filter(|id| m.resources.contains(id))
+                    .collect();
+                let key_step = timeline
+                    .iter()
+                    .find(|t| t.action == "iam.deactivate_access_keys")
+                    .map(|t| (t.start_ms, t.end_ms));
+                for id in active {
+                    let verb = match m.action {
+                        MoveKind::CreateAccessKey => "created",
+                        _ => "re-activated",
+                    };
+                    let why = match key_step {
+                        Some((start, _)) if m.at_ms < start => format!(
+                            "{verb} by the attacker at {when}, before the key step, which did not select it"
+                        ),
+                        Some((_, end)) if m.at_ms <= end => format!(
+                            "{verb} by the attacker at {when}, while the key step ran, after it had listed {user}'s keys"
+                        ),
+                        Some(_) => format!("{verb} by the attacker at {when}, after the key step"),
+                        None => format!(
+                            "{verb} by the attacker at {when}; the playbook has no key step"
+                        ),
+                    };
+                    out.push(Exposed {
+                        what: format!("access key {id} of user {user}"),
+                        why: format!("{why}; `--hold` or a second run would catch it"),
+                    });
+                }
+            }
+            MoveKind::AttachAdminPolicy => {
+                let attached = match m.subject.split_once(' ') {
+                    Some(("role", role)) => iam
+                        .list_attached_role_policies()
+                        .role_name(role)
+                        .send()
+                        .await
+                        .map(|p| {
+                            p.attached_policies()
+                                .iter()
+                                .any(|p| p.policy_name() == Some("AdministratorAccess"))
+                        })
+                        .unwrap_or(false),
+                    Some((_, user)) => iam
+                        .list_attached_user_policies()
+                        .user_name(user)
+                        .send()
+                        .await
+                        .map(|p| {
+                            p.attached_policies()
+                                .iter()
+                                .any(|p| p.policy_name() == Some("AdministratorAccess"))
+                        })
+                        .unwrap_or(false),
+                    None => false,
+                };
+                if attached {
+                    out.push(Exposed {
+                        what: format!("AdministratorAccess on {}", m.subject),
+                        why: format!(
+                            "attached by the attacker at {when}: breakglass cuts credentials and sessions but does not detach policies; remove it after the investigation"
+                        ),
+                    });
+                }
+            }
+            MoveKind::DeleteSnapshots => {
+                let lock_items: Vec<String> = steps_of(run, "ec2.lock_snapshots")
+                    .flat_map(|s| &s.items)
+                    .map(|i| serde_json::to_string(&i.target).unwrap_or_default())
+                    .collect();
+                for id in &m.resources {
+                    let why = if lock_items.iter().any(|t| t.contains(id.as_str())) {
+                        format!(
+                            "evidence lost: deleted by the attacker at {when}, before the run locked it"
+                        )
+                    } else {
+                        format!(
+                            "deleted by the attacker at {when}: the playbook never locks it (it locks only the snapshots it takes)"
+                        )
+                    };
+                    out.push(Exposed {
+                        what: format!("snapshot {id} ({})", m.subject),
+                        why,
+                    });
+                }
+            }
+            MoveKind::TerminateInstances => {
+                let ec2 = admin.ec2(&m.subject);
+                for id in &m.resources {
+                    let launched = moves
+                        .iter()
+                        .find(|l| l.action == MoveKind::LaunchInstance && l.resources.contains(id));
+                    if let Some(l) = launched {
+                        out.push(Exposed {
+                            what: format!("instance {id} ({})", m.subject),
+                            why: format!(
+                                "the attacker's own instance (launched at {}), terminated at {when}: whatever ran on it is gone",
+                                secs(l.at_ms)
+                            ),
+                        });
+                        continue;
+                    }
+                    let saved = ec2
+                        .describe_snapshots()
+                        .owner_ids("self")
+                        .filters(
+                            aws_sdk_ec2::types::Filter::builder()
+                                .name(format!("tag:{SOURCE_TAG}"))
+                                .values(id)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .map(|s| s.snapshots().len())
+                        .unwrap_or(0);
+                    let why = if saved > 0 {
+                        format!(
+                            "terminated by the attacker at {when}; its disks were snapshotted first ({saved} snapshots)"
+                        )
+                    } else {
+                        format!(
+                            "terminated by the attacker at {when} before its disks were snapshotted: evidence lost"
+                        )
+                    };
+                    out.push(Exposed {
+                        what: format!("instance {id} ({})", m.subject),
+                        why,
+                    });
+                }
+            }
+            MoveKind::StopLogging => {
+                let trail = m.subject.trim_start_matches("trail ");
+                let region = scenario
+                    .file
+                    .trails
+                    .iter()
+                    .find(|t| t.name == trail)
+                    .map_or("us-east-1", |t| t.region.as_str());
+                let logging = admin
+                    .cloudtrail(region)
+                    .get_trail_status()
+                    .name(trail)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|s| s.is_logging());
+                if logging != Some(true) {
+                    out.push(Exposed {
+                        what: format!("CloudTrail trail {trail} ({region})"),
+                        why: format!(
+                            "logging stopped by the attacker at {when}: what happened since is unrecorded; breakglass has no step that restarts it, so start it first (StartLogging)"
+                        ),
+                    });
+                }
+            }
+            MoveKind::LaunchInstance => {
+                for id in &m.resources {
+                    let terminated_later = moves.iter().any(|t| {
+                        t.action == MoveKind::TerminateInstances && t.resources.contains(id)
+                    });
+                    if !terminated_later && !isolated(admin, &m.subject, id).await {
+                        out.push(Exposed {
+                            what: format!("instance {id} ({})", m.subject),
+                            why: format!("launched by the attacker at {when}, after the isolation step found its targets"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if actions.contains(&"ec2.isolate_instances") {
+        let terminated: Vec<&String> = moves
+            .iter()
+            .filter(|m| m.action == MoveKind::TerminateInstances)
+            .flat_map(|m| &m.resources)
+            .collect();
+        let ran = steps_of(run, "ec2.isolate_instances").any(|s| s.status != StepStatus::NotRun);
+        let items: Vec<&Item> = steps_of(run, "ec2.isolate_instances")
+            .flat_map(|s| &s.items)
+            .collect();
+        let isolate_regions: Vec<&str> = items
+            .iter()
+            .filter_map(|i| i.target.scope.region.as_deref())
+            .collect();
+        for (region, ids) in &seeded.instances {
+            for id in ids.iter().filter(|id| !terminated.contains(id)) {
+                if isolated(admin, region, id).await {
+                    continue;
+                }
+                let targeted = items.iter().any(|i| {
+                    serde_json::to_string(&i.target)
+                        .unwrap_or_default()
+                        .contains(id.as_str())
+                });
+                let why = if !ran {
+                    "not isolated: the isolation step did not run".to_string()
+                } else if targeted {
+                    "not isolated: see the isolation step's outcome".to_string()
+                } else if !isolate_regions.contains(&region.as_str()) {
+                    format!("in {region}, a region the playbook did not select")
+                } else {
+                    "not among the playbook's targets".to_string()
+                };
+                out.push(Exposed {
+                    what: format!("instance {id} ({region})"),
+                    why,
+                });
+            }
+        }
+    }
+    if actions.contains(&"iam.revoke_role_sessions") {
+        for r in &scenario.file.roles {
+            if r.path.starts_with("/aws-service-role/") {
+                out.push(Exposed {
+                    what: format!("role {}", r.name),
+                    why: "service-linked role: AWS owns it and refuses changes, so its sessions are not revoked".into(),
+                });
+            }
+        }
+    }
+    out
+}
+
+pub(super) async fn isolated(admin: &Admin, region: &str, id: &str) -> bool {
+    let Ok(d) = admin
+        .ec2(region)
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    d.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .flat_map(|i| i.network_interfaces())
+        .all(|n| {
+            n.groups()
+                .iter()
+                .all(|g| g.group_name() == Some(QUARANTINE_GROUP))
+        })
+}
