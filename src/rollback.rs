@@ -13,7 +13,7 @@ use crate::actions::Op;
 use crate::actions::call::{Inverse, Inverting};
 pub use crate::actions::undo::{Check, Undo, undo_one};
 use crate::audit::{Event, Record};
-use crate::targets::Target;
+use crate::targets::{Protection, Resource, Target};
 
 /// What rollback decided for one recorded change.
 #[derive(Debug, Clone, Serialize)]
@@ -129,21 +129,62 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
             firsts.push((*of, (*target).clone(), (*op).clone(), effect.clone()));
         }
     }
+    // What the run's playbook protected, the run never touched: its
+    // rollback does not either, whatever a log says was done to it.
+    let (protect, partition) = records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::RunStart {
+                protect, identity, ..
+            } => Some((
+                Protection::new(protect),
+                crate::aws::partition(&identity.arn).to_string(),
+            )),
+            _ => None,
+        })
+        .unwrap_or_else(|| (Protection::new(&[]), "aws".to_string()));
     firsts
         .into_iter()
         .rev()
-        .map(|(of, target, op, effect)| Step {
-            of,
-            target,
-            plan: match op.inverse(&Inverting {
+        .map(|(of, target, op, effect)| {
+            let inverse = op.inverse(&Inverting {
                 effect: effect.as_ref(),
                 reactivate_keys: choices.reactivate_keys,
                 own_scp_documents: &own_scp_documents,
-            }) {
-                Inverse::Undo(undo) => Plan::Undo { undo },
-                Inverse::Irreversible { why } => Plan::Irreversible { why },
-                Inverse::Kept { why } => Plan::Kept { why },
-            },
+            });
+            let plan = match (inverse, protected(&protect, &partition, &target, &op)) {
+                (Inverse::Undo(_), Some(pattern)) => Plan::Kept {
+                    why: format!("protected by the playbook (`{pattern}`): never touched"),
+                },
+                (Inverse::Undo(undo), None) => Plan::Undo { undo },
+                (Inverse::Irreversible { why }, _) => Plan::Irreversible { why },
+                (Inverse::Kept { why }, _) => Plan::Kept { why },
+            };
+            Step { of, target, plan }
         })
         .collect()
+}
+
+/// The `protect` pattern that covers the principal a change was made to,
+/// if any: its ARN as IAM listed it when the log has it, else built from
+/// the account and name.
+fn protected<'a>(
+    protect: &'a Protection,
+    partition: &str,
+    target: &Target,
+    op: &Op,
+) -> Option<&'a str> {
+    let account = &target.scope.account;
+    let built = |kind: &str, name: &str| format!("arn:{partition}:iam::{account}:{kind}/{name}");
+    let arn = match (&target.resource, op) {
+        (Resource::User { arn, .. } | Resource::Role { arn, .. }, _) if !arn.is_empty() => {
+            arn.clone()
+        }
+        (_, Op::DeactivateAccessKey(k)) if !k.user_arn.is_empty() => k.user_arn.clone(),
+        (Resource::User { name, .. }, _) => built("user", name),
+        (Resource::Role { name, .. }, _) => built("role", name),
+        (Resource::AccessKey { user, .. }, _) => built("user", user),
+        _ => return None,
+    };
+    protect.matching(&arn)
 }

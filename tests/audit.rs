@@ -33,10 +33,10 @@ fn key_path(log: &Path) -> std::path::PathBuf {
 /// A complete log of a one-call run; `finish` false stops after the intent.
 fn write_log(path: &Path, finish: bool) {
     let key = AuditKey::at(&key_path(path)).expect("key");
-    write_log_with(path, finish, key);
+    write_log_with(path, finish, key, &[]);
 }
 
-fn write_log_with(path: &Path, finish: bool, key: AuditKey) {
+fn write_log_with(path: &Path, finish: bool, key: AuditKey, protect: &[&str]) {
     let public = key.public();
     let log = AuditLog::create(path, "run-1", std::sync::Arc::new(key)).expect("create");
     log.append(Event::RunStart {
@@ -61,6 +61,7 @@ fn write_log_with(path: &Path, finish: bool, key: AuditKey) {
         args: vec![],
         rollback_of: None,
         audit_key: Some(public),
+        protect: protect.iter().map(|p| p.to_string()).collect(),
     })
     .expect("append");
     log.append(Event::StepStart {
@@ -211,7 +212,7 @@ fn a_log_resealed_with_another_key_is_not_trusted() {
     write_log(&path, true);
     let theirs = AuditKey::at(&dir.path().join("attacker-key")).expect("key");
     let forged = dir.path().join("forged.jsonl");
-    write_log_with(&forged, true, theirs);
+    write_log_with(&forged, true, theirs, &[]);
     std::fs::copy(&forged, &path).expect("replace");
     let (code, out) = verify(&path);
     assert_eq!(code, 1, "{out}");
@@ -457,4 +458,34 @@ fn logs_from_before_the_registry_read_the_same() {
         same::<Undo>("tests/fixtures/undos-before-registry.jsonl"),
         11
     );
+}
+
+/// What the playbook protected, the run never touched, and its rollback
+/// does not either: a log naming a change to a protected principal gets no
+/// undo for it.
+#[test]
+fn rollback_leaves_protected_principals_alone() {
+    use breakglass::rollback::{Choices, Plan, plan};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let choices = Choices {
+        reactivate_keys: true,
+        ..Choices::default()
+    };
+    for (protect, undone) in [(&[][..], true), (&["arn:aws:iam::*:user/alice"][..], false)] {
+        let path = dir.path().join(format!("run-{}.jsonl", protect.len()));
+        let key = AuditKey::at(&key_path(&path)).expect("key");
+        write_log_with(&path, true, key, protect);
+        let trust = Trust::Key(AuditKey::at(&key_path(&path)).expect("key").public());
+        let (_, records) = breakglass::audit::read(&path, &trust, None).expect("reads");
+        let steps = plan(&records, &choices);
+        assert_eq!(steps.len(), 1);
+        match &steps[0].plan {
+            Plan::Undo { .. } => assert!(undone, "a protected key would be turned back on"),
+            Plan::Kept { why } => {
+                assert!(!undone, "{why}");
+                assert!(why.contains("protected"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

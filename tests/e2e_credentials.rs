@@ -312,10 +312,14 @@ async fn a_hold_outlives_a_short_session() {
     let e = Estate::new().await;
     e.role("IR-BreakGlass", "/").await;
     let alice = e.user_with_key("alice").await;
-    // Sessions last 310 s, and a call signed with an expired one is refused
-    // as AWS refuses it: breakglass renews when 300 s are left.
+    // Sessions say they last 310 s, and breakglass renews when 300 s are
+    // left. The proxy refuses each one (ExpiredToken, as AWS answers) 18 s
+    // after it was issued: a hold of 25 s that kept signing with its first
+    // session would fail its later checks.
     e.proxy()
         .short_sessions(std::time::Duration::from_secs(310));
+    e.proxy()
+        .sessions_die_after(std::time::Duration::from_secs(18));
     let pb = playbook(
         &e,
         "hold.yaml",

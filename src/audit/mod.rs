@@ -88,6 +88,10 @@ pub enum Event {
         /// The public half of the key that signs every record (hex).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audit_key: Option<String>,
+        /// The playbook's `protect` patterns: rollback leaves what they
+        /// match alone, as the run did.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        protect: Vec<String>,
     },
     /// The accounts a fanned-out run reaches, and those it cannot (each with
     /// the reason): written right after the run start.

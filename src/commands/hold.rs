@@ -24,6 +24,18 @@ pub(super) async fn tighten_scp(
     if ctx.member_exempt.is_none() {
         return Ok(Vec::new());
     }
+    // A custom SCP is its author's: it keeps the member role it had to
+    // exempt, and the responder is told so again at the end.
+    for s in steps.iter().filter(|s| {
+        s.action == ActionKind::OrgApplyScp
+            && matches!(&s.params, crate::actions::ActionParams::ApplyScp(p) if p.document.is_some())
+    }) {
+        errln!(
+            "warning: step `{}` applied a custom SCP, which still exempts the member role ({}): remove that exemption from the document and apply it again, or anyone with admin in the management account stays exempt",
+            s.name,
+            ctx.member_exempt.as_deref().unwrap_or_default()
+        );
+    }
     // Every built-in deny-all of the playbook, whatever its step's status:
     // a step that failed one attach still made the policy. One that was
     // never made is left alone (`only_existing`).

@@ -45,6 +45,7 @@ pub(super) fn run_start(
     vars: BTreeMap<String, String>,
     rollback_of: Option<String>,
     executor: Option<audit::ExecutorRecord>,
+    protect: &[String],
     key: &audit::AuditKey,
 ) -> Event {
     Event::RunStart {
@@ -64,6 +65,7 @@ pub(super) fn run_start(
         args: redacted_args(std::env::args().skip(1)),
         rollback_of,
         audit_key: Some(key.public()),
+        protect: protect.to_vec(),
     }
 }
 

@@ -77,6 +77,7 @@ pub(super) async fn rollback(
         endpoints: logged_endpoints,
         executor: logged_executor,
         region: logged_region,
+        protect: logged_protect,
         ..
     }) = records.first().map(|r| &r.event)
     else {
@@ -138,7 +139,7 @@ pub(super) async fn rollback(
     let ctx = Ctx {
         clients: session.clients.clone(),
         identity: session.identity.clone(),
-        protection: Protection::new(&[]),
+        protection: Protection::new(logged_protect),
         concurrency: usize::from(global.concurrency),
         run_started: started,
         retry: RetryPolicy::default(),
@@ -208,6 +209,7 @@ pub(super) async fn rollback(
         BTreeMap::new(),
         Some(run_id.clone()),
         logged_executor.clone(),
+        logged_protect,
         &key,
     ))?;
     let mut items = Vec::new();

@@ -119,6 +119,7 @@ pub(super) async fn run(
         loaded.vars.clone(),
         None,
         executor_record(&loaded.playbook),
+        &loaded.playbook.protect,
         &key,
     ))?;
     if !accounts.is_empty() {

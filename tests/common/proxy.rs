@@ -34,6 +34,9 @@ pub struct WorstDay {
     pub session_length: Option<std::time::Duration>,
     /// Session key id → when it expires (see `session_length`).
     pub expiries: BTreeMap<String, std::time::SystemTime>,
+    /// When set, a session is refused this long after it was issued,
+    /// whatever its answer said (see `sessions_die_after`).
+    pub session_dies: Option<std::time::Duration>,
     /// Bearer tokens the SSO portal accepts → (account, role name):
     /// `GetRoleCredentials` answers with a session of that role, minted by
     /// moto's STS, as IAM Identity Center hands out role credentials.
@@ -199,6 +202,15 @@ impl Proxy {
     pub fn short_sessions(&self, length: std::time::Duration) {
         if let Ok(mut w) = self.worst.lock() {
             w.session_length = Some(length);
+        }
+    }
+
+    /// Sessions are refused (`ExpiredToken`) after `dead`, sooner than the
+    /// expiry their answer states: a client still signing with a session
+    /// it should have renewed fails, instead of passing unnoticed.
+    pub fn sessions_die_after(&self, dead: std::time::Duration) {
+        if let Ok(mut w) = self.worst.lock() {
+            w.session_dies = Some(dead);
         }
     }
 
@@ -1131,7 +1143,8 @@ fn shorten_session(response: Vec<u8>, state: &State) -> Vec<u8> {
         return response;
     };
     let until = std::time::SystemTime::now() + length;
-    w.expiries.insert(key.to_string(), until);
+    let dies = std::time::SystemTime::now() + w.session_dies.unwrap_or(length);
+    w.expiries.insert(key.to_string(), dies);
     let stamp = jiff::Timestamp::try_from(until)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default();

@@ -140,6 +140,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
             }
             let mut exempt = ctx.exempt.clone();
             exempt.extend(ctx.member_exempt.iter().cloned());
+            let is_custom = custom.is_some();
             let document = match custom {
                 Some(doc) => {
                     let mut must = ctx.exempt.clone();
@@ -164,6 +165,11 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
             }
             notes.push(format!("Exempted principals: {}", exempt.join(", ")));
             match &ctx.member_exempt {
+                // breakglass rewrites only its own document: a custom one
+                // keeps what its author wrote, the member role included.
+                Some(member) if is_custom => notes.push(format!(
+                    "{member} is exempted by this custom SCP, and stays exempted: breakglass rewrites only its built-in deny-all. Once the member-account steps are done, remove that exemption from the document and apply it again (that role trusts the management account, so anyone with admin there is exempt while it stays)."
+                )),
                 Some(member) => notes.push(format!(
                     "{member} is exempted only while this run's member-account steps need it: once they, any hold and the read-back are done, the SCP is rewritten without it (that role trusts the management account, so anyone with admin there could use it)."
                 )),
