@@ -10,6 +10,32 @@ use crate::report::StepReport;
 use crate::spec::BoundStep;
 use std::sync::Arc;
 
+/// A custom SCP is its author's: one that this run applied (or found in
+/// place) while it had to exempt the member role keeps that exemption, and
+/// the responder is told so at the end. Steps that failed, never ran, or ran
+/// with no member account reached are not named.
+pub(super) fn warn_custom_exemptions(ctx: &Ctx, bound: &[BoundStep], reports: &[StepReport]) {
+    let Some(member) = ctx.member_exempt.as_deref() else {
+        return;
+    };
+    if ctx.fleet.member_role_arns().is_empty() {
+        return;
+    }
+    for r in reports {
+        let custom = bound.iter().any(|b| {
+            b.index == r.index
+                && b.action == ActionKind::OrgApplyScp
+                && matches!(&b.params, crate::actions::ActionParams::ApplyScp(p) if p.document.is_some())
+        });
+        if custom && r.counts.changed + r.counts.unchanged > 0 {
+            errln!(
+                "warning: step `{}` applied a custom SCP, which still exempts the member role ({member}): remove that exemption from the document and apply it again, or anyone with admin in the management account stays exempt",
+                r.name
+            );
+        }
+    }
+}
+
 /// Once this run's member-account steps, any hold and the read-back are
 /// done, every built-in deny-all SCP it applied is rewritten without the
 /// member role: OrganizationAccountAccessRole trusts the management account,
@@ -23,18 +49,6 @@ pub(super) async fn tighten_scp(
 ) -> Result<Vec<StepReport>, Error> {
     if ctx.member_exempt.is_none() {
         return Ok(Vec::new());
-    }
-    // A custom SCP is its author's: it keeps the member role it had to
-    // exempt, and the responder is told so again at the end.
-    for s in steps.iter().filter(|s| {
-        s.action == ActionKind::OrgApplyScp
-            && matches!(&s.params, crate::actions::ActionParams::ApplyScp(p) if p.document.is_some())
-    }) {
-        errln!(
-            "warning: step `{}` applied a custom SCP, which still exempts the member role ({}): remove that exemption from the document and apply it again, or anyone with admin in the management account stays exempt",
-            s.name,
-            ctx.member_exempt.as_deref().unwrap_or_default()
-        );
     }
     // Every built-in deny-all of the playbook, whatever its step's status:
     // a step that failed one attach still made the policy. One that was

@@ -199,6 +199,7 @@ pub(super) async fn run(
         }
         None => (Vec::new(), None, None),
     };
+    super::hold::warn_custom_exemptions(&ctx, &loaded.steps, &steps);
     let tightened = match tightened {
         Ok(t) => t,
         Err(e) => {

@@ -167,9 +167,13 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
             match &ctx.member_exempt {
                 // breakglass rewrites only its own document: a custom one
                 // keeps what its author wrote, the member role included.
-                Some(member) if is_custom => notes.push(format!(
-                    "{member} is exempted by this custom SCP, and stays exempted: breakglass rewrites only its built-in deny-all. Once the member-account steps are done, remove that exemption from the document and apply it again (that role trusts the management account, so anyone with admin there is exempt while it stays)."
-                )),
+                Some(member) if is_custom => {
+                    if !ctx.fleet.member_role_arns().is_empty() {
+                        notes.push(format!(
+                            "{member} is exempted by this custom SCP, and stays exempted: breakglass rewrites only its built-in deny-all. Once the member-account steps are done, remove that exemption from the document and apply it again (that role trusts the management account, so anyone with admin there is exempt while it stays)."
+                        ));
+                    }
+                }
                 Some(member) => notes.push(format!(
                     "{member} is exempted only while this run's member-account steps need it: once they, any hold and the read-back are done, the SCP is rewritten without it (that role trusts the management account, so anyone with admin there could use it)."
                 )),
