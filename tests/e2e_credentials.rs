@@ -266,10 +266,21 @@ async fn every_profile_kind_connects_and_contains() {
 #[tokio::test]
 async fn configuration_errors_are_one_line_and_exit_two() {
     let e = Estate::new().await;
-    e.add_config(
+    e.add_config(&format!(
         "[profile env]\nrole_arn = arn:aws:iam::123456789012:role/IR-BreakGlass\ncredential_source = Environment\n\
-         [profile empty]\nregion = eu-west-1\n",
-    );
+         [profile empty]\nregion = eu-west-1\n\
+         [profile denied]\nrole_arn = arn:aws:iam::123456789012:role/Nope\nsource_profile = breakglass\n\
+         [profile no-token]\nrole_arn = arn:aws:iam::123456789012:role/IR-BreakGlass\nweb_identity_token_file = {}\n\
+         [profile failing-process]\ncredential_process = /bin/false\n\
+         [profile no-login]\nsso_session = nobody\nsso_account_id = 123456789012\nsso_role_name = IR-BreakGlass\n\
+         [sso-session nobody]\nsso_start_url = https://nobody.awsapps.com/start\nsso_region = us-east-1\n",
+        e.dir.path().join("no-such-token").display()
+    ));
+    e.proxy()
+        .denied_roles
+        .lock()
+        .expect("lock")
+        .insert("arn:aws:iam::123456789012:role/Nope".into());
     let cases: &[(&str, i32, &str)] = &[
         (
             "nowhere",
@@ -278,6 +289,19 @@ async fn configuration_errors_are_one_line_and_exit_two() {
         ),
         ("empty", 2, "profile `empty` holds no credential"),
         ("env", 3, "credential_source = Environment is refused"),
+        // AccessDenied on the hop: the principal that asked, and what to check.
+        (
+            "denied",
+            1,
+            "is arn:aws:iam::123456789012:user/ir/ir-responder allowed sts:AssumeRole on it, and does the role's trust policy admit it?",
+        ),
+        ("no-token", 2, "cannot read web_identity_token_file"),
+        (
+            "failing-process",
+            1,
+            "external process exited with code exit status: 1",
+        ),
+        ("no-login", 2, "run `aws sso login --profile no-login`"),
     ];
     for (profile, code, message) in cases {
         let ran = e.run(&["--profile", profile, "whoami"]);

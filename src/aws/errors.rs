@@ -145,6 +145,23 @@ pub fn goal_if(r: Result<(), AwsError>, codes: &[&str]) -> Result<(), AwsError> 
 }
 
 /// Whether two policy documents say the same thing (key order and spacing aside).
+/// An error and its causes, each by its `Display`, joined with ": ". The
+/// SDK's `DisplayErrorContext` ends with the error's `Debug` form, which
+/// must not reach a responder's screen.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 pub fn same_json(a: &str, b: &str) -> bool {
     match (
         serde_json::from_str::<serde_json::Value>(a),

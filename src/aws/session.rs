@@ -105,7 +105,7 @@ pub async fn profiles() -> Result<ProfileSet, CredentialError> {
     .map_err(|e| {
         CredentialError::Config(format!(
             "cannot read the AWS config files: {}",
-            aws_sdk_iam::error::DisplayErrorContext(&e)
+            crate::aws::errors::error_chain(&e)
         ))
     })
 }

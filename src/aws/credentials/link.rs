@@ -97,7 +97,7 @@ impl Link {
                     Failed(format!(
                         "{}: {}",
                         self.label,
-                        aws_sdk_iam::error::DisplayErrorContext(&e)
+                        crate::aws::errors::error_chain(&e)
                     ))
                 }),
             Fetch::Instance(p) => p
@@ -108,7 +108,7 @@ impl Link {
                     Failed(format!(
                         "{}: {}",
                         self.label,
-                        aws_sdk_iam::error::DisplayErrorContext(&e)
+                        crate::aws::errors::error_chain(&e)
                     ))
                 }),
             Fetch::Sso {

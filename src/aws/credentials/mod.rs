@@ -279,12 +279,7 @@ pub async fn whoami(
     let key = provider
         .provide_credentials()
         .await
-        .map_err(|e| {
-            local(
-                "credentials",
-                aws_sdk_iam::error::DisplayErrorContext(&e).to_string(),
-            )
-        })?
+        .map_err(|e| local("credentials", crate::aws::errors::error_chain(&e)))?
         .access_key_id()
         .to_string();
     let sts = factory.sts(&factory.config(Some(provider.clone())));
