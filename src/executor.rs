@@ -20,10 +20,11 @@ use crate::Error;
 use crate::actions::Reach;
 use crate::actions::{self, ActionKind, Ctx, Disposition, Op, Planned, Sink};
 
+use crate::actions::BoundStep;
 use crate::audit::{AuditLog, Event};
 use crate::aws::CallCounts;
 use crate::report::{Counts, Item, Outcome, StepReport, StepStatus};
-use crate::spec::{BoundStep, OnFailure, OnMissing};
+use crate::spec::{OnFailure, OnMissing};
 use crate::targets::{Scope, Target};
 
 /// How a run is carried out.
@@ -417,6 +418,10 @@ async fn carry_out(
                         let item = Item::new(target, Outcome::Failed)
                             .reason("its state could not be read".into())
                             .error(error);
+                        items.push(finish(opts, step, item, None)?);
+                    }
+                    Disposition::OutOfReach { reason } => {
+                        let item = Item::new(target, Outcome::Failed).reason(reason);
                         items.push(finish(opts, step, item, None)?);
                     }
                 }},

@@ -5,9 +5,9 @@
 //! discovery skips it with a reason. What is refused is a playbook that names
 //! the executor explicitly, or an SCP that would not exempt it.
 
+use crate::actions::BoundStep;
 use crate::actions::{ActionKind, ActionParams, Ctx, org};
 use crate::aws::PrincipalKind;
-use crate::spec::BoundStep;
 
 /// One reason the run would lock its own responders out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,7 @@ pub fn self_lockout(ctx: &Ctx, steps: &[BoundStep]) -> Vec<Finding> {
         if step.action == ActionKind::OrgApplyScp {
             if ctx.executor_arn.is_empty() {
                 find("the executor's role ARN could not be read (iam:GetRole), so no SCP can be shown to exempt it".into());
-            } else if let ActionParams::ApplyScp(p) = &step.params
+            } else if let ActionParams::OrgApplyScp(p) = &step.params
                 && let Some(doc) = &p.document
             {
                 let principals =

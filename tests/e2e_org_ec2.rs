@@ -1033,3 +1033,134 @@ async fn hold_re_contains_what_the_intruder_undoes() {
         0
     );
 }
+
+/// Creates trail `name` in `region` (moto creates trails stopped: the
+/// state an attacker leaves them in); returns its ARN.
+async fn stopped_trail(e: &Estate, region: &str, name: &str, all_regions: bool) -> String {
+    let made = e
+        .cloudtrail(region)
+        .create_trail()
+        .name(name)
+        .s3_bucket_name("trail-logs")
+        .is_multi_region_trail(all_regions)
+        .send()
+        .await
+        .expect("trail");
+    assert!(
+        !e.trail_logging(region, name).await,
+        "{name} starts stopped"
+    );
+    made.trail_arn().expect("arn").to_string()
+}
+
+async fn stop_trail(e: &Estate, region: &str, name: &str) {
+    let ct = e.cloudtrail(region);
+    ct.stop_logging().name(name).send().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_stopped_trail_is_started_in_its_home_region() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    e.s3()
+        .create_bucket()
+        .bucket("trail-logs")
+        .send()
+        .await
+        .expect("bucket");
+    stopped_trail(&e, "us-east-1", "local-trail", false).await;
+    // Logs every region and was created in one the playbook does not select:
+    // found through its shadows (in both selected regions, planned once),
+    // started where it was created.
+    let all_regions = stopped_trail(&e, "ap-northeast-1", "all-regions", true).await;
+    stopped_trail(&e, "ap-southeast-2", "elsewhere", false).await;
+    let pb = playbook(
+        &e,
+        "trails.yaml",
+        "name: trails\nregions: [us-east-1, eu-west-1]\nsteps:\n  - action: cloudtrail.ensure_logging\n",
+    );
+    let pb = pb.to_str().expect("path");
+
+    let dry = e.run(&["run", pb, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    for planned in [
+        "trail local-trail (us-east-1)",
+        "trail all-regions (ap-northeast-1)",
+    ] {
+        assert!(dry.stdout.contains(planned), "{planned}: {}", dry.stdout);
+    }
+    assert!(!dry.stdout.contains("trail elsewhere"), "{}", dry.stdout);
+    assert!(!e.trail_logging("us-east-1", "local-trail").await);
+
+    // The first answer is lost: the call is made again, and each trail's
+    // once more at most.
+    e.proxy().lose("StartLogging", 1);
+    let log = e.path("trails.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(e.proxy().lost("StartLogging"), 1);
+    let seen = e.proxy().worst.lock().expect("worst").seen.clone();
+    assert_eq!(
+        seen.get("StartLogging"),
+        Some(&3),
+        "two trails, one retry: {seen:?}"
+    );
+    assert!(e.trail_logging("us-east-1", "local-trail").await);
+    assert!(e.trail_logging("ap-northeast-1", "all-regions").await);
+    assert!(
+        !e.trail_logging("ap-southeast-2", "elsewhere").await,
+        "a trail no selected region lists is left alone"
+    );
+    assert_eq!(e.run(&["verify", pb]).code, 0);
+
+    // The attacker stops one again: verify names the drift.
+    stop_trail(&e, "ap-northeast-1", "all-regions").await;
+    let drift = e.run(&["verify", pb]);
+    assert_eq!(drift.code, 1, "{}\n{}", drift.stdout, drift.stderr);
+    assert!(drift.stdout.contains("is not logging"), "{}", drift.stdout);
+
+    // Rollback never stops a trail.
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(back.stdout.contains("stays logging"), "{}", back.stdout);
+    assert!(e.trail_logging("us-east-1", "local-trail").await);
+
+    // Named by ARN: that trail only.
+    stop_trail(&e, "us-east-1", "local-trail").await;
+    let named = playbook(
+        &e,
+        "named.yaml",
+        &format!(
+            "name: named\nregions: [us-east-1]\nsteps:\n  - action: cloudtrail.ensure_logging\n    with: {{ trails: [\"{all_regions}\"] }}\n"
+        ),
+    );
+    let ran = e.run(&["run", named.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(e.trail_logging("ap-northeast-1", "all-regions").await);
+    assert!(!e.trail_logging("us-east-1", "local-trail").await);
+
+    // A trail named but not there stops the run before any change, even
+    // without the preflight.
+    let missing = playbook(
+        &e,
+        "missing.yaml",
+        "name: missing\nregions: [us-east-1]\nsteps:\n  - action: cloudtrail.ensure_logging\n  - action: cloudtrail.ensure_logging\n    with: { trails: [no-such-trail] }\n",
+    );
+    let missing = missing.to_str().expect("path");
+    for flags in [&["--yes"][..], &["--yes", "--skip-preflight"]] {
+        let ran = e.run(&[&["run", missing][..], flags].concat());
+        assert_ne!(ran.code, 0, "{flags:?}: {}", ran.stdout);
+        assert!(
+            ran.stderr.contains("no trail no-such-trail")
+                && ran.stderr.contains("nothing was changed"),
+            "{flags:?}: {}\n{}",
+            ran.stdout,
+            ran.stderr
+        );
+        assert!(
+            !e.trail_logging("us-east-1", "local-trail").await,
+            "{flags:?}"
+        );
+    }
+}

@@ -74,7 +74,7 @@ async fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
     }
 }
 
-fn steps(on_failure: &str) -> Vec<breakglass::spec::BoundStep> {
+fn steps(on_failure: &str) -> Vec<breakglass::actions::BoundStep> {
     let text = format!(
         "name: t\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: {{ users: {{ all: true }} }}\n    on_failure: {on_failure}\n  - action: iam.deactivate_access_keys\n    targets: {{ users: {{ all: true }} }}\n"
     );

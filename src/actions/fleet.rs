@@ -18,10 +18,11 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use futures_util::future::join_all;
 use serde::Serialize;
 
+use super::BoundStep;
 use super::{Clients, Ctx};
 use crate::aws::credentials::needs_renewal;
 use crate::aws::{self, AwsError, Identity};
-use crate::spec::{AccountsSpec, BoundStep};
+use crate::spec::AccountsSpec;
 
 /// The role assumed in member accounts when `executor.member_role` is not set:
 /// the one Organizations creates in every account it creates.

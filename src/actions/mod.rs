@@ -7,12 +7,17 @@
 //! of call lives in its own file, listed in `registry.rs`. Actions neither
 //! print nor write the audit log.
 
+pub mod action;
 pub mod call;
 mod ctx;
 mod registry;
+mod step;
+pub use action::{Action, Runs};
 pub use ctx::Ctx;
-pub use registry::Op;
+pub use registry::{ActionKind, ActionParams, Op};
+pub use step::BoundStep;
 
+pub mod cloudtrail;
 pub mod ec2;
 pub mod iam;
 pub mod managed_deny;
@@ -31,7 +36,7 @@ pub mod fleet;
 
 pub use crate::aws::Clients;
 use crate::aws::{self, AwsError, Identity, RetryPolicy, Telemetry};
-pub use crate::spec::{ActionKind, ActionParams, BoundStep, TargetKind};
+pub use crate::spec::TargetKind;
 use crate::targets::{Protection, SkipReason, Target};
 pub use fleet::{AccountStatus, Fleet, MemberRole, Reach};
 
@@ -56,28 +61,6 @@ pub struct ActionInfo {
     pub notes: &'static [&'static str],
 }
 
-impl ActionKind {
-    pub fn info(self) -> ActionInfo {
-        match self {
-            ActionKind::IamDeactivateAccessKeys => iam::DEACTIVATE_ACCESS_KEYS,
-            ActionKind::IamDeleteLoginProfiles => iam::DELETE_LOGIN_PROFILES,
-            ActionKind::IamRevokeRoleSessions => iam::REVOKE_ROLE_SESSIONS,
-            ActionKind::IamRevokeUserSessions => iam::REVOKE_USER_SESSIONS,
-            ActionKind::IamQuarantinePrincipals => iam::QUARANTINE_PRINCIPALS,
-            ActionKind::IamRevokeSession => iam::REVOKE_SESSION,
-            ActionKind::OrgApplyScp => org::APPLY_SCP,
-            ActionKind::OrgDetachScp => org::DETACH_SCP,
-            ActionKind::OrgMoveAccounts => org::MOVE_ACCOUNTS,
-            ActionKind::Ec2SnapshotVolumes => ec2::SNAPSHOT_VOLUMES,
-            ActionKind::Ec2IsolateInstances => ec2::ISOLATE_INSTANCES,
-            ActionKind::Ec2EnableTerminationProtection => ec2::ENABLE_TERMINATION_PROTECTION,
-            ActionKind::Ec2StopInstances => ec2::STOP_INSTANCES,
-            ActionKind::Ec2DetachInstanceProfiles => ec2::DETACH_INSTANCE_PROFILES,
-            ActionKind::Ec2LockSnapshots => ec2::LOCK_SNAPSHOTS,
-        }
-    }
-}
-
 /// What discovery decided for one target.
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {
@@ -98,6 +81,10 @@ pub enum Disposition {
     /// on): a failure unless the step says `on_missing: skip`, and never
     /// replaced by any other target.
     Missing { reason: String },
+    /// Needs a change this run cannot make from where it acts (an
+    /// organization trail seen from a member account): reported failed with
+    /// why and who can, never claimed contained.
+    OutOfReach { reason: String },
     /// Its state could not be read (after retries): neither changed nor
     /// claimed, but reported failed with the error, while the step's other
     /// targets go on.
@@ -189,12 +176,12 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
         Some(a) if step.action.account_scoped() => a,
         // Boxed: each action's discovery is a deep future, and the executor
         // nests it again; boxing keeps the type (and its layout) shallow.
-        _ => return Box::pin(discover_in(ctx, step, sink)).await,
+        _ => return Box::pin(registry::discover_in(ctx, step, sink)).await,
     };
     let found =
         futures_util::future::join_all(accounts.iter().filter_map(|a| ctx.in_account(a)).map(
             |actx| async move {
-                let found = discover_in(actx.as_ref(), step, sink).await;
+                let found = registry::discover_in(actx.as_ref(), step, sink).await;
                 (actx.identity.account.clone(), found)
             },
         ))
@@ -219,19 +206,4 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
             Err(e)
         }
     }
-}
-
-/// One account's discovery for a step.
-async fn discover_in(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<String>, AwsError> {
-    let found = match step.action {
-        ActionKind::OrgApplyScp | ActionKind::OrgDetachScp => org::discover(ctx, step).await?,
-        ActionKind::OrgMoveAccounts => return org::discover_moves(ctx, step, sink).await,
-        a if a.regional() => return ec2::discover(ctx, step, sink).await,
-        _ => {
-            iam::discover(ctx, step, sink).await?;
-            return Ok(Vec::new());
-        }
-    };
-    sink.emit_all(found.planned);
-    Ok(found.notes)
 }

@@ -1,7 +1,10 @@
-//! Every kind of call breakglass makes and every undo, one line each. A new
-//! call is one file (its struct with `impl Call`, its undo with
-//! `impl Revert`) and one line here; the executor, the audit log, plans,
-//! verify, hold and rollback reach it through the enums this generates.
+//! Every playbook action, every kind of call breakglass makes and every
+//! undo, one line each. A new action is one file (its struct with
+//! `impl Action`) and one line here; a new call is one file (its struct
+//! with `impl Call`, its undo with `impl Revert`) and one line in each list.
+//! The playbook, the schema, the catalog, the executor, the audit log,
+//! plans, verify, hold and rollback reach them through the enums generated
+//! here.
 //!
 //! The enums are serialized into the audit log with the variant's name as
 //! the tag (`"op": "deactivate_access_key"`), and a newtype variant of a
@@ -10,11 +13,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::action::{Action, Runs};
 use super::call::{Call, Inverse, Inverting, Revert};
 use super::undo::Check;
-use super::{Ctx, ec2, iam, org};
+use super::{ActionInfo, BoundStep, Ctx, Sink, cloudtrail, ec2, iam, org};
 use crate::aws::{self, AwsError};
 use crate::targets::{Resource, Target};
+use crate::yaml::{self, DecodeError, Node};
 
 macro_rules! registry {
     (
@@ -103,6 +108,138 @@ macro_rules! registry {
     };
 }
 
+macro_rules! actions {
+    ($($kind:ident => $ty:path,)*) => {
+        /// Every action a playbook may name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ActionKind {
+            $($kind,)*
+        }
+
+        /// A step's decoded `with:` parameters, one variant per action.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ActionParams {
+            $($kind(<$ty as Action>::Params),)*
+        }
+
+        impl ActionKind {
+            pub const ALL: &'static [ActionKind] = &[$(ActionKind::$kind,)*];
+
+            /// What `breakglass actions` prints about it.
+            pub fn info(self) -> ActionInfo {
+                match self { $(ActionKind::$kind => <$ty as Action>::INFO,)* }
+            }
+
+            /// Where it runs.
+            pub fn runs(self) -> Runs {
+                match self { $(ActionKind::$kind => <$ty as Action>::RUNS,)* }
+            }
+
+            /// Decodes and checks the step's `with:` block for this action;
+            /// `step` is where an absent block's problems are shown.
+            pub fn decode_params(self, with: Option<&Node>, step: yaml::Pos) -> Result<ActionParams, DecodeError> {
+                match self { $(ActionKind::$kind => decode::<$ty>(with, step).map(ActionParams::$kind),)* }
+            }
+
+            /// JSON Schema of this action's `with:` block (null is an empty block).
+            pub fn params_schema(self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                match self { $(ActionKind::$kind => generator.subschema_for::<Option<<$ty as Action>::Params>>(),)* }
+            }
+        }
+
+        impl ActionParams {
+            /// Why a step with these parameters cannot be undone, when it
+            /// cannot: such steps need `allow_irreversible: true`.
+            pub fn irreversible(&self) -> Option<&'static str> {
+                match self { $(ActionParams::$kind(p) => <$ty as Action>::irreversible(p),)* }
+            }
+
+            /// Whether they name resources that must exist.
+            pub fn names_subjects(&self) -> bool {
+                match self { $(ActionParams::$kind(p) => <$ty as Action>::names_subjects(p),)* }
+            }
+        }
+
+        /// One account's discovery for a step, by its action.
+        pub(super) async fn discover_in(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<String>, AwsError> {
+            match &step.params {
+                $(ActionParams::$kind(p) => <$ty as Action>::discover(ctx, step, p, sink).await,)*
+            }
+        }
+    };
+}
+
+actions! {
+    IamDeactivateAccessKeys => iam::steps::DeactivateAccessKeys,
+    IamDeleteLoginProfiles => iam::steps::DeleteLoginProfiles,
+    IamRevokeRoleSessions => iam::steps::RevokeRoleSessions,
+    IamRevokeUserSessions => iam::steps::RevokeUserSessions,
+    IamQuarantinePrincipals => iam::steps::QuarantinePrincipals,
+    IamRevokeSession => iam::steps::RevokeSession,
+    OrgApplyScp => org::steps::ApplyScp,
+    OrgDetachScp => org::steps::DetachScp,
+    OrgMoveAccounts => org::steps::MoveAccounts,
+    Ec2SnapshotVolumes => ec2::steps::SnapshotVolumes,
+    Ec2IsolateInstances => ec2::steps::IsolateInstances,
+    Ec2EnableTerminationProtection => ec2::steps::EnableTerminationProtection,
+    Ec2StopInstances => ec2::steps::StopInstances,
+    Ec2DetachInstanceProfiles => ec2::steps::DetachInstanceProfiles,
+    Ec2LockSnapshots => ec2::steps::LockSnapshots,
+    CloudtrailEnsureLogging => cloudtrail::EnsureLogging,
+}
+
+impl ActionKind {
+    /// The id a playbook names it by (`iam.deactivate_access_keys`).
+    pub fn id(self) -> &'static str {
+        self.info().id
+    }
+
+    pub fn from_id(id: &str) -> Option<ActionKind> {
+        Self::ALL.iter().copied().find(|a| a.id() == id)
+    }
+
+    /// True for actions whose targets live inside each account, so a step
+    /// fans out to every selected one; the others act on the organization
+    /// from the management account.
+    pub fn account_scoped(self) -> bool {
+        matches!(self.runs(), Runs::InAccounts | Runs::InRegions)
+    }
+
+    /// True for actions a step's `accounts:` applies to: the account-scoped
+    /// ones, and those that act on the accounts themselves.
+    pub fn takes_accounts(self) -> bool {
+        self.runs() != Runs::Organization
+    }
+
+    /// True for actions that need the playbook's `regions:` resolved.
+    pub fn regional(self) -> bool {
+        self.runs() == Runs::InRegions
+    }
+}
+
+impl Serialize for ActionKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.id())
+    }
+}
+
+/// An absent or empty `with:` decodes as an empty map, so that an action
+/// without parameters accepts both, and one with required parameters names
+/// the missing field, at the `with:` line or else the step's.
+fn decode<A: Action>(with: Option<&Node>, step: yaml::Pos) -> Result<A::Params, DecodeError> {
+    let empty = Node {
+        pos: with.map_or(step, |n| n.pos),
+        value: yaml::Value::Map(Vec::new()),
+    };
+    let node = match with {
+        Some(n) if !matches!(n.value, yaml::Value::Null) => n,
+        _ => &empty,
+    };
+    let params: A::Params = yaml::decode(node)?;
+    A::check(&params).map_err(|m| DecodeError::at(node.pos, m))?;
+    Ok(params)
+}
+
 registry! {
     calls {
         DeactivateAccessKey => iam::deactivate_access_key::DeactivateAccessKey,
@@ -117,6 +254,7 @@ registry! {
         StopInstance => ec2::stop_instance::StopInstance,
         LockSnapshot => ec2::lock_snapshot::LockSnapshot,
         DisassociateInstanceProfile => ec2::disassociate_instance_profile::DisassociateInstanceProfile,
+        StartLogging => cloudtrail::StartLogging,
     }
     undos {
         ReactivateAccessKey => iam::deactivate_access_key::ReactivateAccessKey,

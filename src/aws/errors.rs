@@ -144,7 +144,6 @@ pub fn goal_if(r: Result<(), AwsError>, codes: &[&str]) -> Result<(), AwsError> 
     }
 }
 
-/// Whether two policy documents say the same thing (key order and spacing aside).
 /// An error and its causes, each by its `Display`, joined with ": ". The
 /// SDK's `DisplayErrorContext` ends with the error's `Debug` form, which
 /// must not reach a responder's screen.
@@ -162,6 +161,7 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Whether two policy documents say the same thing (key order and spacing aside).
 pub fn same_json(a: &str, b: &str) -> bool {
     match (
         serde_json::from_str::<serde_json::Value>(a),

@@ -3,6 +3,7 @@
 
 use super::load::Loaded;
 use super::session::session_name;
+use crate::actions::BoundStep;
 use crate::actions::{Clients, Ctx};
 use crate::actions::{Fleet, MemberRole};
 use crate::audit::{self, Event};
@@ -10,7 +11,7 @@ use crate::aws::{self, Identity, Principal, RetryPolicy, Session, Telemetry};
 use crate::cli::GlobalArgs;
 use crate::error::Error;
 use crate::playbook::Playbook;
-use crate::spec::{BoundStep, Regions};
+use crate::spec::Regions;
 use crate::targets::Protection;
 use std::sync::Arc;
 

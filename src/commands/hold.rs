@@ -1,5 +1,6 @@
 //! After the steps: holding the line, tightening the freeze, reading back.
 
+use crate::actions::BoundStep;
 use crate::actions::{ActionKind, Ctx};
 use crate::audit::{AuditLog, Event};
 use crate::aws::Telemetry;
@@ -7,7 +8,6 @@ use crate::error::Error;
 use crate::executor;
 use crate::render::{self, Printer};
 use crate::report::StepReport;
-use crate::spec::BoundStep;
 use std::sync::Arc;
 
 /// A custom SCP is its author's: one that this run applied (or found in
@@ -25,7 +25,7 @@ pub(super) fn warn_custom_exemptions(ctx: &Ctx, bound: &[BoundStep], reports: &[
         let custom = bound.iter().any(|b| {
             b.index == r.index
                 && b.action == ActionKind::OrgApplyScp
-                && matches!(&b.params, crate::actions::ActionParams::ApplyScp(p) if p.document.is_some())
+                && matches!(&b.params, crate::actions::ActionParams::OrgApplyScp(p) if p.document.is_some())
         });
         if custom && r.counts.changed + r.counts.unchanged > 0 {
             errln!(
@@ -57,12 +57,12 @@ pub(super) async fn tighten_scp(
         .iter()
         .filter(|s| {
             s.action == ActionKind::OrgApplyScp
-                && matches!(&s.params, crate::actions::ActionParams::ApplyScp(p) if p.document.is_none())
+                && matches!(&s.params, crate::actions::ActionParams::OrgApplyScp(p) if p.document.is_none())
         })
         .map(|s| {
             let mut s = s.clone();
             s.name = format!("{} (member-role exemption removed)", s.name);
-            if let crate::actions::ActionParams::ApplyScp(p) = &mut s.params {
+            if let crate::actions::ActionParams::OrgApplyScp(p) = &mut s.params {
                 p.only_existing = true;
             }
             s

@@ -1,9 +1,9 @@
 //! Reading and validating playbooks for a command.
 
+use crate::actions::BoundStep;
 use crate::error::{Error, ExitCode};
 use crate::playbook::{self, Playbook};
 use crate::render::{self, Printer};
-use crate::spec::BoundStep;
 use std::collections::BTreeMap;
 
 pub(super) fn validate(

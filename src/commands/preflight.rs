@@ -1,12 +1,12 @@
 //! The preflight: every step read before a live run, each check allowed,
 //! denied or not answered.
 
+use crate::actions::BoundStep;
 use crate::actions::Ctx;
 use crate::aws::{self, Telemetry};
 use crate::error::Error;
 use crate::executor;
 use crate::report::StepReport;
-use crate::spec::BoundStep;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@ use super::load::load;
 use super::preflight::{check_subjects, preflight};
 use super::record::{audit_destinations, audit_mirror, executor_record, run_start};
 use super::session::{Endpoints, connect};
+use crate::actions::BoundStep;
 use crate::audit::{self, AuditLog, Event};
 use crate::aws::{Identity, Session};
 use crate::cli::GlobalArgs;
@@ -14,7 +15,6 @@ use crate::error::{Error, ExitCode};
 use crate::executor;
 use crate::render::{self, Printer};
 use crate::report::{Counts, StepReport, StepStatus};
-use crate::spec::BoundStep;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
@@ -350,7 +350,7 @@ pub(super) fn confirm(
                 r.name,
                 r.counts.would_change,
                 if all { " (all: true)" } else { "" },
-                if step.action.irreversible(&step.params).is_some() {
+                if step.params.irreversible().is_some() {
                     " · IRREVERSIBLE"
                 } else {
                     ""

@@ -16,12 +16,12 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::actions::{ActionKind, ActionParams, BoundStep};
 pub use crate::spec::{
     AccessKeySelector, AccountsSpec, ExecutorSpec, InstanceSelector, LockModeSpec, OnFailure,
     OnMissing, PlaybookFile, Regions, RoleSelector, SessionSelector, SnapshotSelector, StepFile,
     TargetSpec, UserSelector, VarSpec,
 };
-use crate::spec::{ActionKind, ActionParams, BoundStep};
 use crate::yaml::{self, Node, Pos};
 pub use crate::yaml::{Problem, Problems, Severity};
 
@@ -348,8 +348,7 @@ fn decode_steps(
         match decode_step_body(source, &label, action, &step.targets, &step.with, item.pos) {
             Err(p) => problems.extend(p),
             Ok((_, mut params)) => {
-                if let (Some(why), false) = (action.irreversible(&params), step.allow_irreversible)
-                {
+                if let (Some(why), false) = (params.irreversible(), step.allow_irreversible) {
                     problems.push(
                         Problem::error(
                             source,
@@ -408,7 +407,7 @@ fn read_policy_file(
     params: &mut ActionParams,
     pos: Pos,
 ) -> Result<(), Vec<Problem>> {
-    let ActionParams::ApplyScp(p) = params else {
+    let ActionParams::OrgApplyScp(p) = params else {
         return Ok(());
     };
     if p.policy == "deny-all" || p.policy.contains("{{") {
@@ -457,26 +456,24 @@ fn decode_step_body(
         },
     };
     let targets_pos = targets.as_ref().map(|n| n.pos).unwrap_or(step_pos);
-    for (msg, pos, hint) in crate::targets::check_spec(action, &spec, targets_pos) {
+    for (msg, pos, hint) in
+        crate::targets::check_spec(action.id(), action.info().targets, &spec, targets_pos)
+    {
         let mut p = Problem::error(source, Some(pos), format!("{label}: {msg}"));
         if let Some(h) = hint {
             p = p.with_hint(h);
         }
         problems.push(p);
     }
-    let params = match action.decode_params(with.as_ref()) {
-        Ok(p) => p,
+    match action.decode_params(with.as_ref(), step_pos) {
+        Ok(params) if problems.is_empty() => Ok((spec, params)),
+        Ok(_) => Err(problems),
         Err(e) => {
             let mut p = Problem::from_decode(source, e, with.as_ref().map(|n| n.pos));
             p.message = format!("{label}: with: {}", p.message);
             problems.push(p);
-            ActionParams::None
+            Err(problems)
         }
-    };
-    if problems.is_empty() {
-        Ok((spec, params))
-    } else {
-        Err(problems)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use schemars::generate::SchemaSettings;
 
-use crate::spec::ActionKind;
+use crate::actions::ActionKind;
 use crate::spec::PlaybookFile;
 
 /// The schema, with each action's `with` parameters attached to its action id.

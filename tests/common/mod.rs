@@ -478,6 +478,36 @@ impl Estate {
         aws_sdk_ec2::Client::from_conf(conf)
     }
 
+    /// A CloudTrail client for `region`, as the seeding admin.
+    pub fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        let conf = aws_sdk_cloudtrail::Config::builder()
+            .behavior_version(aws_sdk_cloudtrail::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudtrail::config::Region::new(region.to_string()))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(aws_sdk_cloudtrail::config::Credentials::new(
+                ADMIN_KEY,
+                "admin-secret",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(seeding_retries())
+            .timeout_config(seeding_timeouts())
+            .build();
+        aws_sdk_cloudtrail::Client::from_conf(conf)
+    }
+
+    /// Whether trail `name` (homed in `region`) is logging.
+    pub async fn trail_logging(&self, region: &str, name: &str) -> bool {
+        let status = self
+            .cloudtrail(region)
+            .get_trail_status()
+            .name(name)
+            .send()
+            .await;
+        status.expect("trail status").is_logging() == Some(true)
+    }
+
     pub fn org(&self) -> aws_sdk_organizations::Client {
         let conf = aws_sdk_organizations::Config::builder()
             .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())

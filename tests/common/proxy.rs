@@ -392,7 +392,7 @@ fn server_error(s: &mut TcpStream, service: &str) -> std::io::Result<()> {
             "503 Service Unavailable",
             "<Response><Errors><Error><Code>Unavailable</Code><Message>injected: the service is unavailable</Message></Error></Errors><RequestID>proxy-fault</RequestID></Response>",
         ),
-        "organizations" => {
+        "organizations" | "cloudtrail" | "kms" => {
             let body = r#"{"__type":"ServiceException","Message":"injected: internal error"}"#;
             write!(
                 s,
@@ -434,7 +434,7 @@ fn error_answer(
                 "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
             ),
         ),
-        "organizations" | "cloudtrail" => {
+        "organizations" | "cloudtrail" | "kms" => {
             let body = serde_json::json!({ "__type": code, "Message": message }).to_string();
             write!(
                 s,

@@ -190,7 +190,7 @@ pub(super) async fn plan_instance(
     let disposition = match step.action {
         ActionKind::Ec2SnapshotVolumes => {
             let tags = match &step.params {
-                ActionParams::Snapshot(p) => p.tags.clone(),
+                ActionParams::Ec2SnapshotVolumes(p) => p.tags.clone(),
                 _ => BTreeMap::new(),
             };
             let volume_ids: Vec<String> = i.volumes.iter().map(|v| v.id.clone()).collect();

@@ -17,6 +17,7 @@ mod isolation;
 pub mod lock_snapshot;
 mod profiles;
 mod snapshots;
+pub mod steps;
 pub mod stop_instance;
 mod termination;
 pub use create_snapshots::CreateSnapshots;
@@ -41,13 +42,14 @@ use aws_sdk_ec2::types::{
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
+use super::BoundStep;
 use super::{
     ActionInfo, ActionKind, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility,
     Sink, TargetKind,
 };
 use crate::aws::{self, AwsError, local};
 use crate::criteria::{InstanceCriteria, SnapshotCriteria};
-use crate::spec::{BoundStep, LockModeSpec};
+use crate::spec::LockModeSpec;
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// Name of the rule-less security group instances are isolated into.
@@ -60,114 +62,6 @@ pub const SOURCE_TAG: &str = "breakglass:source-instance";
 /// snapshot: the call takes no client token, so this is how a retry after
 /// a lost answer finds what the first attempt made.
 pub const TOKEN_TAG: &str = "breakglass:token";
-
-pub const SNAPSHOT_VOLUMES: ActionInfo = ActionInfo {
-    id: "ec2.snapshot_volumes",
-    summary: "Snapshot every EBS volume of each instance (crash-consistent per instance), tagged at creation.",
-    targets: &[TargetKind::Instances],
-    params: &[(
-        "tags",
-        "tags put on each snapshot at creation, such as case: \"{{ case_id }}\"",
-    )],
-    calls: &["ec2:CreateSnapshots (one per instance, TagSpecifications)"],
-    reversibility: Reversibility::Irreversible(
-        "snapshots are evidence: breakglass never deletes them",
-    ),
-    notes: &["Run it before any stop or isolation of the same instances."],
-};
-
-pub const ISOLATE_INSTANCES: ActionInfo = ActionInfo {
-    id: "ec2.isolate_instances",
-    summary: "Move every network interface to a rule-less quarantine security group, via an allow-all group that drops tracked connections.",
-    targets: &[TargetKind::Instances],
-    params: &[],
-    calls: &[
-        "ec2:CreateSecurityGroup + RevokeSecurityGroupEgress (once per VPC)",
-        "ec2:ModifyNetworkInterfaceAttribute Groups=[flush] then Groups=[quarantine]",
-    ],
-    reversibility: Reversibility::Reversible(
-        "ModifyNetworkInterfaceAttribute with the recorded original groups",
-    ),
-    notes: &[
-        "The original groups of every interface are recorded in the audit log; an interface whose second move fails goes back to them.",
-        "Each interface uses its own VPC's groups; the flush group allows all traffic, IPv4 and IPv6, both ways, so that tracked flows become untracked and drop on the move to the empty group.",
-        "Always tracked, whatever the groups (EC2 User Guide, Security group connection tracking): ICMP, and flows through Network and Gateway Load Balancers, NAT gateways, transit gateways, PrivateLink endpoints, Global Accelerator and egress-only internet gateways. Only a network ACL (stateless, subnet-wide) cuts those at once.",
-    ],
-};
-
-pub const ENABLE_TERMINATION_PROTECTION: ActionInfo = ActionInfo {
-    id: "ec2.enable_termination_protection",
-    summary: "Make termination impossible: termination protection, a shutdown from inside that stops rather than terminates, volumes kept if it ever goes.",
-    targets: &[TargetKind::Instances],
-    params: &[],
-    calls: &[
-        "ec2:ModifyInstanceAttribute DisableApiTermination=true",
-        "ec2:ModifyInstanceAttribute InstanceInitiatedShutdownBehavior=stop",
-        "ec2:ModifyInstanceAttribute BlockDeviceMapping DeleteOnTermination=false (each attached volume set to true)",
-    ],
-    reversibility: Reversibility::Reversible(
-        "ModifyInstanceAttribute back to the recorded flag, shutdown behaviour and DeleteOnTermination",
-    ),
-    notes: &[
-        "DisableApiTermination alone does not stop a termination started by a shutdown inside the instance when its shutdown behaviour is terminate (EC2 User Guide, termination protection), and volumes with DeleteOnTermination go with it.",
-    ],
-};
-
-pub const STOP_INSTANCES: ActionInfo = ActionInfo {
-    id: "ec2.stop_instances",
-    summary: "Stop instances, one call each.",
-    targets: &[TargetKind::Instances],
-    params: &[],
-    calls: &["ec2:StopInstances (one instance per call)"],
-    reversibility: Reversibility::Irreversible(
-        "StartInstances restarts it, but the memory of the running instance is lost for good",
-    ),
-    notes: &[
-        "Stopping destroys memory evidence: snapshot first, and prefer isolation.",
-        "An instance whose snapshot failed earlier in the run is not stopped.",
-    ],
-};
-
-pub const DETACH_INSTANCE_PROFILES: ActionInfo = ActionInfo {
-    id: "ec2.detach_instance_profiles",
-    summary: "Detach each instance's IAM instance profile and revoke the sessions of the role behind it.",
-    targets: &[TargetKind::Instances],
-    params: &[],
-    calls: &[
-        "ec2:DisassociateIamInstanceProfile",
-        "iam:PutRolePolicy breakglass-revoke-older-sessions (the profile's role)",
-    ],
-    reversibility: Reversibility::Reversible(
-        "AssociateIamInstanceProfile with the recorded profile",
-    ),
-    notes: &[
-        "Detaching does not end credentials already handed to the instance: the role's sessions are revoked in the same step.",
-        "The revocation hits every holder of that role, not only this instance.",
-    ],
-};
-
-pub const LOCK_SNAPSHOTS: ActionInfo = ActionInfo {
-    id: "ec2.lock_snapshots",
-    summary: "Lock snapshots against deletion (the Code Spaces lesson: protect the backups).",
-    targets: &[TargetKind::Snapshots],
-    params: &[
-        (
-            "mode",
-            "governance (default; ec2:UnlockSnapshot can lift it) or compliance (nobody can, until it expires)",
-        ),
-        (
-            "duration_days",
-            "lock length in days, 1 to 36500 (default 30)",
-        ),
-    ],
-    calls: &["ec2:LockSnapshot"],
-    reversibility: Reversibility::Reversible(
-        "governance: UnlockSnapshot; compliance: irreversible until the lock expires",
-    ),
-    notes: &[
-        "Compliance mode cannot be undone by anyone, the root user included: write it explicitly.",
-    ],
-};
 
 /// A network interface and the security groups it had before isolation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,11 +166,6 @@ impl TerminationSettings {
 /// Decides every target of an EC2 step; per-instance decisions go to `sink`
 /// as they are made, so calls start while other instances are still read.
 pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<String>, AwsError> {
-    if step.action == ActionKind::Ec2LockSnapshots {
-        let found = discover_locks(ctx, step).await?;
-        sink.emit_all(found.planned);
-        return Ok(found.notes);
-    }
     let Some(sel) = &step.targets.instances else {
         return Ok(Vec::new());
     };

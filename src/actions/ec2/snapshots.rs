@@ -1,9 +1,14 @@
 //! Snapshots: taking them (found again by token after a lost answer) and locking them.
 
 use super::*;
+use crate::spec::LockParams;
 
-pub(super) async fn discover_locks(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
-    let (Some(sel), ActionParams::Lock(params)) = (&step.targets.snapshots, &step.params) else {
+pub(super) async fn discover_locks(
+    ctx: &Ctx,
+    step: &BoundStep,
+    params: &LockParams,
+) -> Result<Discovery, AwsError> {
+    let Some(sel) = &step.targets.snapshots else {
         return Ok(Discovery::default());
     };
     let mut notes = Vec::new();
@@ -170,7 +175,7 @@ pub(super) async fn plan_locks(
     ctx: &Ctx,
     region: &str,
     ids: BTreeSet<String>,
-    params: &crate::spec::LockParams,
+    params: &LockParams,
 ) -> Result<Vec<Planned>, AwsError> {
     if ids.is_empty() {
         return Ok(Vec::new());

@@ -14,6 +14,7 @@ mod principals;
 pub mod put_inline_policy;
 mod sessions;
 mod simulation;
+pub mod steps;
 pub use deactivate_access_key::DeactivateAccessKey;
 pub use delete_login_profile::DeleteLoginProfile;
 use keys::*;
@@ -34,14 +35,13 @@ use aws_sdk_iam::types::StatusType;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ActionInfo, ActionKind, Ctx, Disposition, Op, Planned, Reversibility, Sink, TargetKind,
-};
+use super::BoundStep;
+use super::{ActionInfo, Ctx, Disposition, Op, Planned, Reversibility, Sink, TargetKind};
 use crate::aws::{
     self, AwsError, Clients, ErrorKind, PrincipalKind, RetryPolicy, Telemetry, local,
 };
 use crate::criteria::PrincipalCriteria;
-use crate::spec::{BoundStep, RoleSelector, SessionSelector, UserSelector};
+use crate::spec::{RoleSelector, SessionSelector, UserSelector};
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// Name of the inline policy that revokes older sessions.
@@ -49,94 +49,7 @@ pub const REVOKE_POLICY_NAME: &str = "breakglass-revoke-older-sessions";
 /// Name of the inline deny-all quarantine policy.
 pub const QUARANTINE_POLICY_NAME: &str = "breakglass-quarantine";
 
-pub const DEACTIVATE_ACCESS_KEYS: ActionInfo = ActionInfo {
-    id: "iam.deactivate_access_keys",
-    summary: "Set access keys to Inactive (never deleted: the key id stays for CloudTrail).",
-    targets: &[TargetKind::Users, TargetKind::AccessKeys],
-    params: &[],
-    calls: &["iam:UpdateAccessKey Status=Inactive"],
-    reversibility: Reversibility::Reversible(
-        "UpdateAccessKey Status=Active (rollback only with --reactivate-keys)",
-    ),
-    notes: &[
-        "Sessions already issued from a key survive: pair with iam.revoke_user_sessions.",
-        "The key this run signs with, and every key of the executor's user, are skipped.",
-    ],
-};
-
-pub const DELETE_LOGIN_PROFILES: ActionInfo = ActionInfo {
-    id: "iam.delete_login_profiles",
-    summary: "Delete console passwords (DeleteLoginProfile).",
-    targets: &[TargetKind::Users],
-    params: &[],
-    calls: &["iam:DeleteLoginProfile"],
-    reversibility: Reversibility::Irreversible(
-        "the password is gone; a new one must be set and handed over out of band",
-    ),
-    notes: &["Console sessions already open survive: pair with iam.revoke_user_sessions."],
-};
-
 const MANAGED_FALLBACK_NOTE: &str = "A principal whose inline policies are at IAM's size limit gets the deny in a managed policy under /breakglass/ instead (rollback detaches and deletes it).";
-
-pub const REVOKE_ROLE_SESSIONS: ActionInfo = ActionInfo {
-    id: "iam.revoke_role_sessions",
-    summary: "Deny every session of a role issued before now (inline policy on aws:TokenIssueTime).",
-    targets: &[TargetKind::Roles],
-    params: &[],
-    calls: &["iam:PutRolePolicy breakglass-revoke-older-sessions"],
-    reversibility: Reversibility::Reversible("DeleteRolePolicy, or restore the prior document"),
-    notes: &[
-        "Hits every session of the role, so never applied to the executor's own role.",
-        "Service-linked roles cannot take inline policies: skipped with a reason.",
-        MANAGED_FALLBACK_NOTE,
-    ],
-};
-
-pub const REVOKE_USER_SESSIONS: ActionInfo = ActionInfo {
-    id: "iam.revoke_user_sessions",
-    summary: "Deny every temporary session of a user issued before now (inline policy on aws:TokenIssueTime).",
-    targets: &[TargetKind::Users],
-    params: &[],
-    calls: &["iam:PutUserPolicy breakglass-revoke-older-sessions"],
-    reversibility: Reversibility::Reversible("DeleteUserPolicy, or restore the prior document"),
-    notes: &[
-        "Long-term access keys carry no token issue time: deactivate them too.",
-        MANAGED_FALLBACK_NOTE,
-    ],
-};
-
-pub const QUARANTINE_PRINCIPALS: ActionInfo = ActionInfo {
-    id: "iam.quarantine_principals",
-    summary: "Attach an inline deny-all policy to users and roles.",
-    targets: &[TargetKind::Users, TargetKind::Roles],
-    params: &[],
-    calls: &[
-        "iam:PutUserPolicy breakglass-quarantine",
-        "iam:PutRolePolicy breakglass-quarantine",
-    ],
-    reversibility: Reversibility::Reversible("DeleteUserPolicy / DeleteRolePolicy"),
-    notes: &[
-        "Service-linked roles cannot take inline policies: skipped with a reason.",
-        MANAGED_FALLBACK_NOTE,
-    ],
-};
-
-pub const REVOKE_SESSION: ActionInfo = ActionInfo {
-    id: "iam.revoke_session",
-    summary: "Contain stolen temporary credentials (ASIA…): revoke every session of the role or user that minted them, issued before now.",
-    targets: &[TargetKind::Sessions],
-    params: &[],
-    calls: &[
-        "sts:GetAccessKeyInfo and cloudtrail:LookupEvents AttributeKey=AccessKeyId (who minted the key)",
-        "iam:PutRolePolicy / iam:PutUserPolicy breakglass-revoke-older-sessions",
-    ],
-    reversibility: Reversibility::Reversible("DeleteRolePolicy / DeleteUserPolicy"),
-    notes: &[
-        "A temporary key is not an IAM access key: no key step can deactivate it; it expires on its own (up to 12 h for a role, 36 h for GetSessionToken).",
-        "The minting principal comes from CloudTrail's event history (90 days, per region); when it holds nothing, name it with `role:` or `user:`.",
-        "Every session of that principal issued before now ends, the stolen one included; sessions of GetSessionToken and GetFederationToken are revoked on their IAM user.",
-    ],
-};
 
 /// A user or role named by an inline-policy op.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,76 +105,6 @@ pub(crate) struct Principal {
     pub(crate) name: String,
     pub(crate) arn: String,
     pub(crate) path: String,
-}
-
-/// Decides every target of an IAM step. The per-principal reads (keys,
-/// passwords, inline policies) hand each decision to `sink` as it is made.
-pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<(), AwsError> {
-    let mut out = Vec::new();
-    let result = discover_into(ctx, step, sink, &mut out).await;
-    sink.emit_all(out);
-    result
-}
-
-async fn discover_into(
-    ctx: &Ctx,
-    step: &BoundStep,
-    sink: &Sink,
-    out: &mut Vec<Planned>,
-) -> Result<(), AwsError> {
-    match step.action {
-        ActionKind::IamDeactivateAccessKeys => {
-            if let Some(sel) = &step.targets.users {
-                let users = select_users(ctx, sel, out).await?;
-                plan_user_keys(ctx, users, sink).await?;
-            }
-            if let Some(sel) = &step.targets.access_keys {
-                out.extend(plan_named_keys(ctx, &sel.ids).await?);
-            }
-        }
-        ActionKind::IamDeleteLoginProfiles => {
-            if let Some(sel) = &step.targets.users {
-                let users = select_users(ctx, sel, out).await?;
-                plan_login_profiles(ctx, users, sink).await?;
-            }
-        }
-        ActionKind::IamRevokeRoleSessions => {
-            if let Some(sel) = &step.targets.roles {
-                let roles = select_roles(ctx, sel, out).await?;
-                let revoke = PolicyKind::RevokeSessions;
-                plan_policies(ctx, PrincipalKind::Role, roles, revoke, sink).await?;
-            }
-        }
-        ActionKind::IamRevokeUserSessions => {
-            if let Some(sel) = &step.targets.users {
-                let users = select_users(ctx, sel, out).await?;
-                let revoke = PolicyKind::RevokeSessions;
-                plan_policies(ctx, PrincipalKind::User, users, revoke, sink).await?;
-            }
-        }
-        ActionKind::IamRevokeSession => {
-            if let Some(sel) = &step.targets.sessions {
-                let (users, roles) = select_session_owners(ctx, sel, out).await?;
-                let revoke = PolicyKind::RevokeSessions;
-                plan_policies(ctx, PrincipalKind::User, users, revoke.clone(), sink).await?;
-                plan_policies(ctx, PrincipalKind::Role, roles, revoke, sink).await?;
-            }
-        }
-        ActionKind::IamQuarantinePrincipals => {
-            if let Some(sel) = &step.targets.users {
-                let users = select_users(ctx, sel, out).await?;
-                let deny = PolicyKind::DenyAll;
-                plan_policies(ctx, PrincipalKind::User, users, deny, sink).await?;
-            }
-            if let Some(sel) = &step.targets.roles {
-                let roles = select_roles(ctx, sel, out).await?;
-                let deny = PolicyKind::DenyAll;
-                plan_policies(ctx, PrincipalKind::Role, roles, deny, sink).await?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
 }
 
 /// A role's ARN with its path (what `aws:PrincipalArn` carries for its

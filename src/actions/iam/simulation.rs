@@ -35,6 +35,15 @@ pub struct Simulator {
 
 pub(super) type Waiting = (String, &'static str, String, Answer);
 
+/// (account, action, region of the resource) of one batch of checks.
+type ActionIn = (String, &'static str, String);
+
+/// The region field of an ARN (`arn:aws:cloudtrail:eu-west-1:…`); empty for
+/// global resources (IAM, Organizations).
+fn region_of(arn: &str) -> &str {
+    arn.split(':').nth(3).unwrap_or_default()
+}
+
 impl Simulator {
     pub async fn check(
         &self,
@@ -53,15 +62,20 @@ impl Simulator {
                 return answer;
             }
             let batch = std::mem::take(&mut *self.lock());
-            let mut by_action: BTreeMap<(String, &'static str), Vec<(String, Answer)>> =
-                BTreeMap::new();
+            // Grouped by the resource's region too: a regional call is
+            // asked with that region as `aws:RequestedRegion`.
+            let mut by_action: BTreeMap<ActionIn, Vec<(String, Answer)>> = BTreeMap::new();
             for (account, a, r, tx) in batch {
-                by_action.entry((account, a)).or_default().push((r, tx));
+                let region = region_of(&r).to_string();
+                by_action
+                    .entry((account, a, region))
+                    .or_default()
+                    .push((r, tx));
             }
             // Every account's and action's batch at once: across fifty
             // accounts, asking one after another was most of the preflight.
             let mut batches = Vec::new();
-            for ((account, a), mut waiting) in by_action {
+            for ((account, a, region), mut waiting) in by_action {
                 let Some(here) = ctx.in_account(&account) else {
                     for (_, tx) in waiting {
                         let _ = tx.send(Err(local(
@@ -74,13 +88,13 @@ impl Simulator {
                 while !waiting.is_empty() {
                     let rest = waiting.split_off(waiting.len().min(SIMULATION_BATCH));
                     let chunk = std::mem::replace(&mut waiting, rest);
-                    batches.push((here.clone().into_owned(), a, chunk));
+                    batches.push((here.clone().into_owned(), a, region.clone(), chunk));
                 }
             }
             futures_util::future::join_all(batches.into_iter().map(
-                |(here, a, chunk)| async move {
+                |(here, a, region, chunk)| async move {
                     let resources: Vec<String> = chunk.iter().map(|(r, _)| r.clone()).collect();
-                    let decisions = simulate_batch(&here, a, &resources).await;
+                    let decisions = simulate_batch(&here, a, &region, &resources).await;
                     for (r, tx) in chunk {
                         let _ = tx.send(verdict(&here, a, &r, &decisions));
                     }
@@ -107,7 +121,26 @@ impl Simulator {
 /// resource ARN → IAM's decision for one action, or the error of the call.
 pub(super) type Decisions = Result<BTreeMap<String, String>, AwsError>;
 
-pub(super) async fn simulate_batch(ctx: &Ctx, action: &str, resources: &[String]) -> Decisions {
+/// Asks IAM about `action` on `resources`. For a regional resource the
+/// region is passed as `aws:RequestedRegion`: the simulator evaluates a
+/// condition key only with a value given in `ContextEntries` (IAM API
+/// reference, SimulatePrincipalPolicy), so a policy that allows or denies by
+/// region would otherwise be misjudged.
+pub(super) async fn simulate_batch(
+    ctx: &Ctx,
+    action: &str,
+    region: &str,
+    resources: &[String],
+) -> Decisions {
+    let context = (!region.is_empty()).then(|| {
+        vec![
+            aws_sdk_iam::types::ContextEntry::builder()
+                .context_key_name("aws:RequestedRegion")
+                .context_key_type(aws_sdk_iam::types::ContextKeyTypeEnum::String)
+                .context_key_values(region)
+                .build(),
+        ]
+    });
     let results = ctx
         .call("iam:SimulatePrincipalPolicy", || {
             ctx.iam()
@@ -115,6 +148,7 @@ pub(super) async fn simulate_batch(ctx: &Ctx, action: &str, resources: &[String]
                 .policy_source_arn(&ctx.executor_arn)
                 .action_names(action)
                 .set_resource_arns(Some(resources.to_vec()))
+                .set_context_entries(context.clone())
                 .into_paginator()
                 .items()
                 .send()

@@ -12,6 +12,7 @@ pub mod detach_scp;
 mod document;
 pub mod move_account;
 mod moves;
+pub mod steps;
 mod tree;
 pub use apply_scp::ApplyScp;
 pub use detach_scp::DetachScp;
@@ -25,11 +26,11 @@ use serde::{Deserialize, Serialize};
 
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::BoundStep;
 use super::{
     ActionInfo, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility, Sink,
 };
 use crate::aws::{self, AwsError, local};
-use crate::spec::BoundStep;
 use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// AWS's limit on an SCP document, in characters.
@@ -41,57 +42,6 @@ pub const SCP_MAX_CHARS: usize = 5120;
 /// `ConstraintViolationException` (POLICY_NUMBER_LIMIT_EXCEEDED).
 pub const SCPS_PER_TARGET: usize = 5;
 
-pub const APPLY_SCP: ActionInfo = ActionInfo {
-    id: "org.apply_scp",
-    summary: "Deny everything to every principal except the executor and `protect`, with a service control policy.",
-    targets: &[],
-    params: &[
-        (
-            "target",
-            "root, OU ids (ou-…) or account ids: one or a list",
-        ),
-        ("policy", "deny-all (built in; the default)"),
-        ("name", "SCP name (default breakglass-deny-all)"),
-    ],
-    calls: &[
-        "organizations:EnablePolicyType (root, if SCPs are off)",
-        "organizations:CreatePolicy (or UpdatePolicy)",
-        "organizations:AttachPolicy",
-    ],
-    reversibility: Reversibility::Reversible("DetachPolicy (org.detach_scp), then DeletePolicy"),
-    notes: &[
-        "SCPs never restrict the management account or service-linked roles.",
-        "Runs from the management account or a delegated administrator.",
-        "A root already holding five SCPs (AWS's quota) hands the freeze to each OU and account under it; a full OU or account refuses the run before any change.",
-    ],
-};
-
-pub const DETACH_SCP: ActionInfo = ActionInfo {
-    id: "org.detach_scp",
-    summary: "Detach a breakglass SCP (ends an org-wide freeze).",
-    targets: &[],
-    params: &[
-        ("target", "root, OU ids or account ids"),
-        ("name", "SCP name (default breakglass-deny-all)"),
-    ],
-    calls: &["organizations:DetachPolicy"],
-    reversibility: Reversibility::Reversible("org.apply_scp"),
-    notes: &[],
-};
-
-pub const MOVE_ACCOUNTS: ActionInfo = ActionInfo {
-    id: "org.move_accounts",
-    summary: "Move the step's accounts into a quarantine OU, so the SCPs on it bind them.",
-    targets: &[],
-    params: &[("to", "the quarantine OU id (ou-…)")],
-    calls: &["organizations:MoveAccount"],
-    reversibility: Reversibility::Reversible("moves each account back to the parent it had"),
-    notes: &[
-        "The accounts come from `accounts:` (the step's or the playbook's).",
-        "The executor's own account and the management account are never moved.",
-    ],
-};
-
 pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError> {
     let org = describe_org(ctx).await?;
     let mut notes = vec![format!(
@@ -102,13 +52,13 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
         notes.push("The executor runs in the management account, which no SCP restricts.".into());
     }
     let (targets, name, custom, only_existing) = match &step.params {
-        ActionParams::ApplyScp(p) => (
+        ActionParams::OrgApplyScp(p) => (
             p.target.items(),
             p.name.clone(),
             p.document.clone(),
             p.only_existing,
         ),
-        ActionParams::DetachScp(p) => (p.target.items(), p.name.clone(), None, false),
+        ActionParams::OrgDetachScp(p) => (p.target.items(), p.name.clone(), None, false),
         _ => return Err(local("org", "missing parameters".into())),
     };
     let targets: Vec<String> = targets
@@ -131,7 +81,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
         return Ok(Discovery { planned, notes });
     }
     match &step.params {
-        ActionParams::ApplyScp(_) => {
+        ActionParams::OrgApplyScp(_) => {
             if ctx.executor_arn.is_empty() {
                 return Err(local(
                     "org.apply_scp",

@@ -1,6 +1,7 @@
 //! Moving accounts into a quarantine OU, and reading where they were.
 
 use super::*;
+use crate::spec::MoveAccountsParams;
 
 /// `MoveAccount`; an account already in `to` counts as moved (a rerun). A
 /// retry after a lost answer would name a source parent the account has
@@ -37,11 +38,9 @@ pub async fn move_account(ctx: &Ctx, account: &str, from: &str, to: &str) -> Res
 pub async fn discover_moves(
     ctx: &Ctx,
     step: &BoundStep,
+    p: &MoveAccountsParams,
     sink: &Sink,
 ) -> Result<Vec<String>, AwsError> {
-    let ActionParams::MoveAccounts(p) = &step.params else {
-        return Err(local("org.move_accounts", "missing parameters".into()));
-    };
     let accounts = ctx.fleet.accounts(step.index).unwrap_or_default();
     let management = ctx.fleet.management.clone().unwrap_or_default();
     let management = &management;

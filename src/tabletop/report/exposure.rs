@@ -238,10 +238,15 @@ pub async fn exposures(
                     .ok()
                     .and_then(|s| s.is_logging());
                 if logging != Some(true) {
+                    let remedy = if actions.contains(&"cloudtrail.ensure_logging") {
+                        "cloudtrail.ensure_logging did not restart it (see its step), or the attacker stopped it again after: run with --hold to keep it on"
+                    } else {
+                        "no step of this playbook restarts it: add cloudtrail.ensure_logging right after the freeze"
+                    };
                     out.push(Exposed {
                         what: format!("CloudTrail trail {trail} ({region})"),
                         why: format!(
-                            "logging stopped by the attacker at {when}: what happened since is unrecorded; breakglass has no step that restarts it, so start it first (StartLogging)"
+                            "logging stopped by the attacker at {when}: what happened since is unrecorded; {remedy}"
                         ),
                     });
                 }

@@ -92,7 +92,11 @@ fn target_text(target: &crate::targets::Target) -> String {
     if let (Some(key), Some(user)) = (t["key_id"].as_str(), t["user"].as_str()) {
         return format!("access key {key} of user {user}");
     }
-    let kind = t["type"].as_str().unwrap_or("target");
+    // A `named` resource says its own kind (`trail`).
+    let kind = t["kind"]
+        .as_str()
+        .or_else(|| t["type"].as_str())
+        .unwrap_or("target");
     let name = t["name"]
         .as_str()
         .or_else(|| t["id"].as_str())

@@ -1,7 +1,7 @@
 //! A step ready to run: variables substituted, selectors and parameters decoded.
 
-use super::kind::{ActionKind, ActionParams};
-use super::model::{AccountsSpec, OnFailure, OnMissing, TargetSpec};
+use super::{ActionKind, ActionParams};
+use crate::spec::{AccountsSpec, OnFailure, OnMissing, TargetSpec};
 
 /// A step with its variables substituted and its selectors and parameters decoded.
 #[derive(Debug, Clone)]
@@ -32,5 +32,6 @@ impl BoundStep {
             || t.roles.as_ref().is_some_and(|r| !r.names.is_empty())
             || t.instances.as_ref().is_some_and(|i| !i.ids.is_empty())
             || t.snapshots.as_ref().is_some_and(|s| !s.ids.is_empty())
+            || self.params.names_subjects()
     }
 }
