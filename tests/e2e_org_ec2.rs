@@ -1164,3 +1164,84 @@ async fn a_stopped_trail_is_started_in_its_home_region() {
         );
     }
 }
+
+/// A customer managed key in `region`, scheduled for deletion when `doomed`.
+async fn kms_key(e: &Estate, region: &str, doomed: bool) -> String {
+    let kms = e.kms(region);
+    let made = kms.create_key().send().await.expect("key");
+    let id = made.key_metadata().expect("meta").key_id().to_string();
+    if doomed {
+        let scheduled = kms
+            .schedule_key_deletion()
+            .key_id(&id)
+            .pending_window_in_days(7);
+        scheduled.send().await.expect("schedule");
+        assert_eq!(e.key_state(region, &id).await, "PendingDeletion");
+    }
+    id
+}
+
+#[tokio::test]
+async fn keys_scheduled_for_deletion_are_saved_and_enabled() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    let east = kms_key(&e, "us-east-1", true).await;
+    let west = kms_key(&e, "eu-west-1", true).await;
+    let fine = kms_key(&e, "us-east-1", false).await;
+    let pb = playbook(
+        &e,
+        "keys.yaml",
+        "name: keys\nregions: [us-east-1, eu-west-1]\nsteps:\n  - action: kms.cancel_key_deletion\n",
+    );
+    let pb = pb.to_str().expect("path");
+    let east_only = playbook(
+        &e,
+        "east.yaml",
+        &format!(
+            "name: east\nregions: [us-east-1]\nsteps:\n  - action: kms.cancel_key_deletion\n    with: {{ keys: [{east}] }}\n"
+        ),
+    );
+
+    let dry = e.run(&["run", pb, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    for id in [&east, &west] {
+        assert!(
+            dry.stdout.contains(&format!("would change KMS key {id}")),
+            "{}",
+            dry.stdout
+        );
+    }
+    assert!(!dry.stdout.contains(&format!("would change KMS key {fine}")));
+    assert_eq!(e.key_state("us-east-1", &east).await, "PendingDeletion");
+
+    // The first cancel is made and its answer lost; the retry is refused as
+    // AWS refuses a key no longer pending deletion. The key is read, found
+    // cancelled, and enabled.
+    e.proxy().lose("CancelKeyDeletion", 1);
+    e.proxy()
+        .refuse("CancelKeyDeletion", 2, 400, "KMSInvalidStateException");
+    let ran = e.run(&["run", east_only.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(e.proxy().lost("CancelKeyDeletion"), 1);
+    assert_eq!(e.key_state("us-east-1", &east).await, "Enabled");
+    assert_eq!(e.key_state("eu-west-1", &west).await, "PendingDeletion");
+
+    let log = e.path("keys.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    for (region, id) in [
+        ("us-east-1", &east),
+        ("eu-west-1", &west),
+        ("us-east-1", &fine),
+    ] {
+        assert_eq!(e.key_state(region, id).await, "Enabled", "{id}");
+    }
+    assert_eq!(e.run(&["verify", pb]).code, 0);
+
+    // Rollback never schedules a deletion again.
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(back.stdout.contains("stays"), "{}", back.stdout);
+    assert_eq!(e.key_state("us-east-1", &east).await, "Enabled");
+}

@@ -20,6 +20,7 @@ pub use step::BoundStep;
 pub mod cloudtrail;
 pub mod ec2;
 pub mod iam;
+pub mod kms;
 pub mod managed_deny;
 pub mod org;
 pub mod s3;

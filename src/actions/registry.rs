@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::action::{Action, Runs};
 use super::call::{Call, Inverse, Inverting, Revert};
 use super::undo::Check;
-use super::{ActionInfo, BoundStep, Ctx, Sink, cloudtrail, ec2, iam, org};
+use super::{ActionInfo, BoundStep, Ctx, Sink, cloudtrail, ec2, iam, kms, org};
 use crate::aws::{self, AwsError};
 use crate::targets::{Resource, Target};
 use crate::yaml::{self, DecodeError, Node};
@@ -186,6 +186,7 @@ actions! {
     Ec2DetachInstanceProfiles => ec2::steps::DetachInstanceProfiles,
     Ec2LockSnapshots => ec2::steps::LockSnapshots,
     CloudtrailEnsureLogging => cloudtrail::EnsureLogging,
+    KmsCancelKeyDeletion => kms::CancelKeyDeletions,
 }
 
 impl ActionKind {
@@ -255,6 +256,7 @@ registry! {
         LockSnapshot => ec2::lock_snapshot::LockSnapshot,
         DisassociateInstanceProfile => ec2::disassociate_instance_profile::DisassociateInstanceProfile,
         StartLogging => cloudtrail::StartLogging,
+        CancelKeyDeletion => kms::CancelKeyDeletion,
     }
     undos {
         ReactivateAccessKey => iam::deactivate_access_key::ReactivateAccessKey,

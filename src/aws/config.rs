@@ -54,6 +54,7 @@ pub const SERVICES: &[&str] = &[
     "s3",
     "cloudtrail",
     "sso",
+    "kms",
 ];
 
 impl Endpoints {
@@ -244,6 +245,13 @@ impl Clients {
             .region(aws_sdk_cloudtrail::config::Region::new(region.to_string()));
         b.set_endpoint_url(self.factory.url("cloudtrail"));
         aws_sdk_cloudtrail::Client::from_conf(b.build())
+    }
+
+    pub fn kms(&self, region: &str) -> aws_sdk_kms::Client {
+        let mut b = aws_sdk_kms::config::Builder::from(&self.config)
+            .region(aws_sdk_kms::config::Region::new(region.to_string()));
+        b.set_endpoint_url(self.factory.url("kms"));
+        aws_sdk_kms::Client::from_conf(b.build())
     }
 
     /// S3 in the bucket's region; path-style against an emulator endpoint.

@@ -497,6 +497,33 @@ impl Estate {
         aws_sdk_cloudtrail::Client::from_conf(conf)
     }
 
+    /// A KMS client for `region`, as the seeding admin.
+    pub fn kms(&self, region: &str) -> aws_sdk_kms::Client {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new(region.to_string()))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                ADMIN_KEY,
+                "admin-secret",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(seeding_retries())
+            .timeout_config(seeding_timeouts())
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    }
+
+    /// The state of KMS key `id` in `region` (`Enabled`, `PendingDeletion`…).
+    pub async fn key_state(&self, region: &str, id: &str) -> String {
+        let out = self.kms(region).describe_key().key_id(id).send().await;
+        let out = out.expect("describe key");
+        let meta = out.key_metadata().expect("metadata");
+        meta.key_state().expect("state").as_str().to_string()
+    }
+
     /// Whether trail `name` (homed in `region`) is logging.
     pub async fn trail_logging(&self, region: &str, name: &str) -> bool {
         let status = self
