@@ -1245,3 +1245,145 @@ async fn keys_scheduled_for_deletion_are_saved_and_enabled() {
     assert!(back.stdout.contains("stays"), "{}", back.stdout);
     assert_eq!(e.key_state("us-east-1", &east).await, "Enabled");
 }
+
+#[tokio::test]
+async fn shared_snapshots_and_images_are_taken_back() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    let ec2 = e.ec2("us-east-1");
+    let volume = ec2
+        .create_volume()
+        .availability_zone("us-east-1a")
+        .size(8)
+        .send()
+        .await
+        .expect("volume");
+    let snapshot = |n: &str| {
+        let ec2 = ec2.clone();
+        let volume = volume.volume_id().expect("id").to_string();
+        let n = n.to_string();
+        async move {
+            let made = ec2
+                .create_snapshot()
+                .volume_id(volume)
+                .description(n)
+                .send();
+            made.await
+                .expect("snapshot")
+                .snapshot_id()
+                .expect("id")
+                .to_string()
+        }
+    };
+    let stolen = snapshot("shared with the attacker").await;
+    let public = snapshot("public").await;
+    let partner = snapshot("shared with the backup account").await;
+    let private = snapshot("not shared").await;
+    let share = |id: String, who: Option<&str>| {
+        let (users, groups) = match who {
+            Some(a) => (Some(vec![a.to_string()]), None),
+            None => (None, Some(vec!["all".to_string()])),
+        };
+        let call = ec2
+            .modify_snapshot_attribute()
+            .snapshot_id(id)
+            .attribute(aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission)
+            .operation_type(aws_sdk_ec2::types::OperationType::Add)
+            .set_user_ids(users)
+            .set_group_names(groups);
+        async move {
+            call.send().await.expect("share");
+        }
+    };
+    share(stolen.clone(), Some("999988887777")).await;
+    share(public.clone(), None).await;
+    share(partner.clone(), Some("111122223333")).await;
+    let instance = e.instances("us-east-1", 1, false).await;
+    let image = ec2
+        .create_image()
+        .instance_id(&instance[0])
+        .name("golden")
+        .send()
+        .await
+        .expect("image")
+        .image_id()
+        .expect("id")
+        .to_string();
+    ec2.modify_image_attribute()
+        .image_id(&image)
+        .launch_permission(
+            aws_sdk_ec2::types::LaunchPermissionModifications::builder()
+                .add(
+                    aws_sdk_ec2::types::LaunchPermission::builder()
+                        .user_id("999988887777")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("share image");
+    let grants = |id: String| {
+        let ec2 = ec2.clone();
+        async move {
+            let attr = ec2
+                .describe_snapshot_attribute()
+                .snapshot_id(id)
+                .attribute(aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission)
+                .send()
+                .await
+                .expect("attribute");
+            attr.create_volume_permissions().len()
+        }
+    };
+    let pb = playbook(
+        &e,
+        "unshare.yaml",
+        "name: unshare\nregions: [us-east-1]\nsteps:\n  - action: ec2.unshare\n    with: { keep_accounts: [\"111122223333\"] }\n",
+    );
+    let pb = pb.to_str().expect("path");
+
+    let dry = e.run(&["run", pb, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    for (kind, id) in [
+        ("snapshot", &stolen),
+        ("snapshot", &public),
+        ("image", &image),
+    ] {
+        let line = format!("would change {kind} {id} (us-east-1)");
+        assert!(dry.stdout.contains(&line), "{line}: {}", dry.stdout);
+    }
+    let kept = format!("would change snapshot {partner}");
+    assert!(!dry.stdout.contains(&kept), "{}", dry.stdout);
+    assert_eq!(grants(stolen.clone()).await, 1, "a dry run changes nothing");
+
+    e.proxy().lose("ModifySnapshotAttribute", 1);
+    let log = e.path("unshare.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(e.proxy().lost("ModifySnapshotAttribute"), 1);
+    assert_eq!(grants(stolen.clone()).await, 0);
+    assert_eq!(grants(public.clone()).await, 0);
+    assert_eq!(
+        grants(partner.clone()).await,
+        1,
+        "the kept account's grant stays"
+    );
+    assert_eq!(grants(private.clone()).await, 0);
+    let launch = ec2
+        .describe_image_attribute()
+        .image_id(&image)
+        .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .expect("image attribute");
+    assert!(launch.launch_permissions().is_empty(), "{launch:?}");
+    assert_eq!(e.run(&["verify", pb]).code, 0);
+
+    // Rollback shares nothing again, and says what was removed.
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(back.stdout.contains("999988887777"), "{}", back.stdout);
+    assert_eq!(grants(stolen).await, 0);
+}

@@ -145,7 +145,7 @@ fn move_resources(r: &serde_json::Value, action: &str) -> Vec<String> {
 #[test]
 fn code_spaces_against_full_lockdown() {
     let ex = tabletop("full-lockdown.yaml", "code-spaces.yaml", &[]);
-    check_report(&ex, 12);
+    check_report(&ex, 13);
     let r = &ex.report;
     let exposed = exposed(r);
     // The deny-all SCP is the first containment, and SCPs spare the management account.
@@ -198,7 +198,7 @@ fn code_spaces_against_full_lockdown() {
         "{r}"
     );
     // A sweep after the lock step finds the run's snapshots locked.
-    let locked_at = r["timeline"][8]["end_ms"].as_u64().expect("lock step end");
+    let locked_at = r["timeline"][9]["end_ms"].as_u64().expect("lock step end");
     for m in r["attacker"].as_array().into_iter().flatten() {
         if m["do"] != "delete_snapshots" || m["at_ms"].as_u64() <= Some(locked_at) {
             continue;
@@ -226,7 +226,7 @@ fn code_spaces_against_full_lockdown() {
     }
     // moto has no snapshot locking: breakglass emulates it, and says so.
     assert!(r["emulator_notes"].to_string().contains("snapshot locking"));
-    assert_eq!(r["timeline"][8]["status"], "done", "the lock step ran: {r}");
+    assert_eq!(r["timeline"][9]["status"], "done", "the lock step ran: {r}");
     // The attacker's minted key stays active: not fully contained, exit 1.
     assert_eq!(r["full_containment_ms"], serde_json::Value::Null);
     assert_eq!(ex.code, Some(1));

@@ -187,6 +187,7 @@ actions! {
     Ec2LockSnapshots => ec2::steps::LockSnapshots,
     CloudtrailEnsureLogging => cloudtrail::EnsureLogging,
     KmsCancelKeyDeletion => kms::CancelKeyDeletions,
+    Ec2Unshare => ec2::unshare::Unshare,
 }
 
 impl ActionKind {
@@ -257,6 +258,7 @@ registry! {
         DisassociateInstanceProfile => ec2::disassociate_instance_profile::DisassociateInstanceProfile,
         StartLogging => cloudtrail::StartLogging,
         CancelKeyDeletion => kms::CancelKeyDeletion,
+        RemoveSharing => ec2::unshare::RemoveSharing,
     }
     undos {
         ReactivateAccessKey => iam::deactivate_access_key::ReactivateAccessKey,

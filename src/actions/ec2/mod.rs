@@ -20,6 +20,7 @@ mod snapshots;
 pub mod steps;
 pub mod stop_instance;
 mod termination;
+pub mod unshare;
 pub use create_snapshots::CreateSnapshots;
 pub use disassociate_instance_profile::DisassociateInstanceProfile;
 pub use enable_termination_protection::EnableTerminationProtection;
