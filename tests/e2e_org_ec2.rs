@@ -1381,9 +1381,135 @@ async fn shared_snapshots_and_images_are_taken_back() {
     assert!(launch.launch_permissions().is_empty(), "{launch:?}");
     assert_eq!(e.run(&["verify", pb]).code, 0);
 
+    // Shared again: verify names it.
+    share(stolen.clone(), Some("999988887777")).await;
+    let drift = e.run(&["verify", pb]);
+    assert_eq!(drift.code, 1, "{}", drift.stdout);
+    assert!(
+        drift.stdout.contains("is shared with account 999988887777"),
+        "{}",
+        drift.stdout
+    );
+    let again = e.run(&["run", pb, "--yes"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+
     // Rollback shares nothing again, and says what was removed.
     let back = e.run(&["rollback", log, "--yes"]);
     assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
     assert!(back.stdout.contains("999988887777"), "{}", back.stdout);
     assert_eq!(grants(stolen).await, 0);
+}
+
+#[tokio::test]
+async fn backup_vaults_are_locked_and_governance_locks_roll_back() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    for (region, name) in [
+        ("us-east-1", "prod-backups"),
+        ("eu-west-1", "dr"),
+        ("us-east-1", "strict"),
+    ] {
+        let made = e
+            .backup(region)
+            .create_backup_vault()
+            .backup_vault_name(name)
+            .send();
+        made.await.expect("vault");
+    }
+    let strict = e.backup("us-east-1").put_backup_vault_lock_configuration();
+    let strict = strict.backup_vault_name("strict").min_retention_days(30);
+    strict.send().await.expect("lock");
+    let pb = playbook(
+        &e,
+        "vaults.yaml",
+        "name: vaults\nregions: [us-east-1, eu-west-1]\nsteps:\n  - action: backup.lock_vaults\n    with: { mode: governance, min_retention_days: 7 }\n",
+    );
+    let pb = pb.to_str().expect("path");
+
+    let dry = e.run(&["run", pb, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert_eq!(e.vault_lock("us-east-1", "prod-backups").await, None);
+
+    e.proxy().lose("PutBackupVaultLockConfiguration", 1);
+    let log = e.path("vaults.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(e.proxy().lost("PutBackupVaultLockConfiguration"), 1);
+    assert_eq!(e.vault_lock("us-east-1", "prod-backups").await, Some(7));
+    assert_eq!(e.vault_lock("eu-west-1", "dr").await, Some(7));
+    assert_eq!(
+        e.vault_lock("us-east-1", "strict").await,
+        Some(30),
+        "a stronger lock stays"
+    );
+    assert_eq!(e.run(&["verify", pb]).code, 0);
+
+    // A governance lock is not the compliance lock a playbook asks for: it
+    // can be lifted. Planned, and not verified.
+    let strict_pb = playbook(
+        &e,
+        "strict.yaml",
+        "name: strict\nregions: [us-east-1]\nsteps:\n  - action: backup.lock_vaults\n    with: { mode: compliance, changeable_for_days: 3, vaults: [prod-backups] }\n    allow_irreversible: true\n",
+    );
+    let strict_pb = strict_pb.to_str().expect("path");
+    let plan = e.run(&["run", strict_pb, "--dry-run"]);
+    assert!(
+        plan.stdout
+            .contains("would change backup vault prod-backups (us-east-1)"),
+        "{}",
+        plan.stdout
+    );
+    let weaker = e.run(&["verify", strict_pb]);
+    assert_eq!(weaker.code, 1, "{}", weaker.stdout);
+    assert!(
+        weaker.stdout.contains("governance lock"),
+        "{}",
+        weaker.stdout
+    );
+
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert_eq!(e.vault_lock("us-east-1", "prod-backups").await, None);
+    assert_eq!(e.vault_lock("eu-west-1", "dr").await, None);
+    assert_eq!(e.vault_lock("us-east-1", "strict").await, Some(30));
+
+    // No minimum: the lock alone protects what the vault holds.
+    let plain = playbook(
+        &e,
+        "plain.yaml",
+        "name: plain\nregions: [eu-west-1]\nsteps:\n  - action: backup.lock_vaults\n    with: { mode: governance, vaults: [dr] }\n",
+    );
+    let ran = e.run(&["run", plain.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(e.vault_lock("eu-west-1", "dr").await, Some(0));
+
+    // Compliance only when written, with its grace time, and marked irreversible.
+    for (with, problem) in [
+        (
+            "{ mode: compliance, min_retention_days: 7 }",
+            "needs changeable_for_days",
+        ),
+        (
+            "{ mode: governance, min_retention_days: 7, changeable_for_days: 3 }",
+            "write `mode: compliance`",
+        ),
+        (
+            "{ mode: compliance, min_retention_days: 7, changeable_for_days: 3 }",
+            "allow_irreversible",
+        ),
+    ] {
+        let text = format!(
+            "name: c\nregions: [us-east-1]\nsteps:\n  - action: backup.lock_vaults\n    with: {with}\n"
+        );
+        let bad = playbook(&e, "compliance.yaml", &text);
+        let checked = e.run(&["validate", bad.to_str().expect("path")]);
+        assert_eq!(checked.code, 2, "{with}");
+        assert!(
+            checked.stderr.contains(problem) || checked.stdout.contains(problem),
+            "{with}: {}\n{}",
+            checked.stdout,
+            checked.stderr
+        );
+    }
 }

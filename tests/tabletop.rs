@@ -145,7 +145,7 @@ fn move_resources(r: &serde_json::Value, action: &str) -> Vec<String> {
 #[test]
 fn code_spaces_against_full_lockdown() {
     let ex = tabletop("full-lockdown.yaml", "code-spaces.yaml", &[]);
-    check_report(&ex, 13);
+    check_report(&ex, 15);
     let r = &ex.report;
     let exposed = exposed(r);
     // The deny-all SCP is the first containment, and SCPs spare the management account.
@@ -173,7 +173,6 @@ fn code_spaces_against_full_lockdown() {
         "ap-southeast-2, a region the playbook did not select",
         "role AWSServiceRoleForSupport",
         "AdministratorAccess on user ci-deploy",
-        "deleted by the attacker",
         "member account: the deny-all SCP has bound it since",
     ] {
         assert!(
@@ -197,8 +196,26 @@ fn code_spaces_against_full_lockdown() {
                 && o["outcome"] == "changed"),
         "{r}"
     );
+    // Once the step locking every existing snapshot is done, no deletion of
+    // the attacker's succeeds: the pre-existing backups are kept.
+    assert_eq!(r["timeline"][5]["action"], "ec2.lock_snapshots", "{r}");
+    let all_locked = r["timeline"][5]["end_ms"].as_u64().expect("lock-all end");
+    for m in r["attacker"].as_array().into_iter().flatten() {
+        if m["do"] == "delete_snapshots" && m["at_ms"].as_u64() > Some(all_locked) {
+            assert_eq!(m["resources"], serde_json::json!([]), "{m}");
+        }
+    }
+    // Whatever the attacker did delete is named, with when.
+    for id in move_resources(r, "delete_snapshots") {
+        assert!(
+            exposed
+                .iter()
+                .any(|e| e.contains(&id) && e.contains("deleted by the attacker")),
+            "{id}: {exposed:#?}"
+        );
+    }
     // A sweep after the lock step finds the run's snapshots locked.
-    let locked_at = r["timeline"][9]["end_ms"].as_u64().expect("lock step end");
+    let locked_at = r["timeline"][11]["end_ms"].as_u64().expect("lock step end");
     for m in r["attacker"].as_array().into_iter().flatten() {
         if m["do"] != "delete_snapshots" || m["at_ms"].as_u64() <= Some(locked_at) {
             continue;
@@ -212,9 +229,12 @@ fn code_spaces_against_full_lockdown() {
                 "{id} was locked before this sweep: {exposed:#?}"
             );
         }
-        // The full sweep (no count) meets every run snapshot, all locked.
+        // The full sweep (no count) meets every snapshot, all locked: it
+        // deletes nothing (a move with no success lists its refusals in
+        // `detail`, one with some in `refused`).
         if m["planned_ms"] == 5000 {
-            assert!(m["refused"].to_string().contains("is locked"), "{m}");
+            let refusals = format!("{}{}", m["refused"], m["detail"]);
+            assert!(refusals.contains("is locked"), "{m}");
         }
     }
     // Every instance the attacker terminated is in the report, with why.
@@ -226,7 +246,10 @@ fn code_spaces_against_full_lockdown() {
     }
     // moto has no snapshot locking: breakglass emulates it, and says so.
     assert!(r["emulator_notes"].to_string().contains("snapshot locking"));
-    assert_eq!(r["timeline"][9]["status"], "done", "the lock step ran: {r}");
+    assert_eq!(
+        r["timeline"][11]["status"], "done",
+        "the lock step ran: {r}"
+    );
     // The attacker's minted key stays active: not fully contained, exit 1.
     assert_eq!(r["full_containment_ms"], serde_json::Value::Null);
     assert_eq!(ex.code, Some(1));
@@ -327,7 +350,7 @@ fn fanned_out_the_member_accounts_are_reached_not_exposed() {
 
 #[test]
 fn every_other_shipped_playbook_runs_against_code_spaces() {
-    for (playbook, steps) in [("org-freeze.yaml", 1), ("protect-backups.yaml", 3)] {
+    for (playbook, steps) in [("org-freeze.yaml", 1), ("protect-backups.yaml", 4)] {
         let pb = std::fs::read_to_string(repo_playbook(playbook)).expect("playbook");
         let declared = pb
             .matches("  - name:")

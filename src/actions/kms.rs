@@ -58,6 +58,7 @@ impl Action for CancelKeyDeletions {
             "A key pending deletion cannot encrypt or decrypt: whatever it protects is unreadable until it is cancelled and enabled.",
             "When the waiting period (7 to 30 days) ends the key and every ciphertext under it are lost: run this first.",
             "The permission check reads the executor's IAM policies only: the key policy may still refuse it.",
+            "Enabling a key gives decryption back to every principal its key policy and grants allow: check kms:ListGrants for grants the attacker added.",
         ],
     };
     const RUNS: Runs = Runs::InRegions;
@@ -179,14 +180,21 @@ async fn plan_region(
     stream::iter(listed)
         .map(|(id, arn)| async move {
             let disposition = match state(ctx, region, &arn).await {
-                // AWS managed keys cannot be scheduled for deletion.
-                Ok(None) => return None,
+                // AWS managed keys cannot be scheduled for deletion; one the
+                // playbook named is said so, the others are left out.
+                Ok(None) if p.keys.is_empty() => return None,
+                Ok(None) => Disposition::Unchanged {
+                    reason: "AWS managed: it cannot be scheduled for deletion".into(),
+                },
                 Ok(Some(state)) if PENDING.contains(&state.as_str()) => Disposition::Change {
                     op: super::Op::CancelKeyDeletion(CancelKeyDeletion {
                         region: region.to_string(),
                         key_id: id.clone(),
                         key_arn: arn.clone(),
                     }),
+                },
+                Ok(Some(state)) if state == "Disabled" => Disposition::Unchanged {
+                    reason: "Disabled, not pending deletion (enable it by hand if this run cancelled its deletion and could not enable it)".into(),
                 },
                 Ok(Some(state)) => Disposition::Unchanged {
                     reason: format!("{state}, not pending deletion"),
@@ -266,11 +274,21 @@ impl Call for CancelKeyDeletion {
             .await;
         if let Err(e) = cancelled {
             // Refused as not pending deletion: an earlier try whose answer
-            // was lost may have cancelled it. The key's state decides.
-            let now = state(ctx, region, key_id).await?;
-            if e.code.as_deref() != Some("KMSInvalidStateException")
-                || now.as_deref().is_none_or(|s| PENDING.contains(&s))
-            {
+            // was lost may have cancelled it. The key's state decides, read
+            // a few times, since KMS is eventually consistent.
+            if e.code.as_deref() != Some("KMSInvalidStateException") {
+                return Err(e);
+            }
+            let mut saved = false;
+            for wait in [0, 500, 1000, 2000] {
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                let now = state(ctx, region, key_id).await?;
+                if now.as_deref().is_some_and(|s| !PENDING.contains(&s)) {
+                    saved = true;
+                    break;
+                }
+            }
+            if !saved {
                 return Err(e);
             }
         }
@@ -291,7 +309,15 @@ impl Call for CancelKeyDeletion {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
                 }
-                other => return other.map(|_| None),
+                // Saved from deletion but not usable: say both.
+                Err(mut e) => {
+                    e.message = format!(
+                        "its deletion is cancelled, but it stays Disabled: {}",
+                        e.message
+                    );
+                    return Err(e);
+                }
+                Ok(_) => return Ok(None),
             }
         }
     }

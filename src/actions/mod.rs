@@ -8,6 +8,7 @@
 //! print nor write the audit log.
 
 pub mod action;
+pub mod backup;
 pub mod call;
 mod ctx;
 mod registry;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::action::{Action, Runs};
 use super::call::{Call, Inverse, Inverting, Revert};
 use super::undo::Check;
-use super::{ActionInfo, BoundStep, Ctx, Sink, cloudtrail, ec2, iam, kms, org};
+use super::{ActionInfo, BoundStep, Ctx, Sink, backup, cloudtrail, ec2, iam, kms, org};
 use crate::aws::{self, AwsError};
 use crate::targets::{Resource, Target};
 use crate::yaml::{self, DecodeError, Node};
@@ -188,6 +188,7 @@ actions! {
     CloudtrailEnsureLogging => cloudtrail::EnsureLogging,
     KmsCancelKeyDeletion => kms::CancelKeyDeletions,
     Ec2Unshare => ec2::unshare::Unshare,
+    BackupLockVaults => backup::LockVaults,
 }
 
 impl ActionKind {
@@ -259,6 +260,7 @@ registry! {
         StartLogging => cloudtrail::StartLogging,
         CancelKeyDeletion => kms::CancelKeyDeletion,
         RemoveSharing => ec2::unshare::RemoveSharing,
+        LockVault => backup::LockVault,
     }
     undos {
         ReactivateAccessKey => iam::deactivate_access_key::ReactivateAccessKey,
@@ -272,6 +274,7 @@ registry! {
         StartInstance => ec2::stop_instance::StartInstance,
         UnlockSnapshot => ec2::lock_snapshot::UnlockSnapshot,
         AssociateInstanceProfile => ec2::disassociate_instance_profile::AssociateInstanceProfile,
+        RestoreVaultLock => backup::RestoreVaultLock,
     }
 }
 

@@ -55,6 +55,7 @@ pub const SERVICES: &[&str] = &[
     "cloudtrail",
     "sso",
     "kms",
+    "backup",
 ];
 
 impl Endpoints {
@@ -245,6 +246,13 @@ impl Clients {
             .region(aws_sdk_cloudtrail::config::Region::new(region.to_string()));
         b.set_endpoint_url(self.factory.url("cloudtrail"));
         aws_sdk_cloudtrail::Client::from_conf(b.build())
+    }
+
+    pub fn backup(&self, region: &str) -> aws_sdk_backup::Client {
+        let mut b = aws_sdk_backup::config::Builder::from(&self.config)
+            .region(aws_sdk_backup::config::Region::new(region.to_string()));
+        b.set_endpoint_url(self.factory.url("backup"));
+        aws_sdk_backup::Client::from_conf(b.build())
     }
 
     pub fn kms(&self, region: &str) -> aws_sdk_kms::Client {

@@ -497,6 +497,37 @@ impl Estate {
         aws_sdk_cloudtrail::Client::from_conf(conf)
     }
 
+    /// An AWS Backup client for `region`, as the seeding admin.
+    pub fn backup(&self, region: &str) -> aws_sdk_backup::Client {
+        let conf = aws_sdk_backup::Config::builder()
+            .behavior_version(aws_sdk_backup::config::BehaviorVersion::latest())
+            .region(aws_sdk_backup::config::Region::new(region.to_string()))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(aws_sdk_backup::config::Credentials::new(
+                ADMIN_KEY,
+                "admin-secret",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(seeding_retries())
+            .timeout_config(seeding_timeouts())
+            .build();
+        aws_sdk_backup::Client::from_conf(conf)
+    }
+
+    /// Vault `name`'s minimum retention if it is locked.
+    pub async fn vault_lock(&self, region: &str, name: &str) -> Option<i64> {
+        let out = self
+            .backup(region)
+            .describe_backup_vault()
+            .backup_vault_name(name)
+            .send()
+            .await;
+        let out = out.expect("vault");
+        (out.locked() == Some(true)).then(|| out.min_retention_days().unwrap_or(0))
+    }
+
     /// A KMS client for `region`, as the seeding admin.
     pub fn kms(&self, region: &str) -> aws_sdk_kms::Client {
         let conf = aws_sdk_kms::Config::builder()

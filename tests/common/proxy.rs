@@ -384,6 +384,22 @@ fn random_unit() -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The operation of a REST-JSON request, named by its method and path
+/// (AWS Backup's API reference gives each its route).
+fn rest_action(head: &str) -> Option<String> {
+    let line = head.lines().next()?;
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next()?, words.next()?);
+    let path = path.split('?').next()?;
+    let route = |suffix: &str| path.starts_with("/backup-vaults/") && path.ends_with(suffix);
+    let name = match method {
+        "PUT" if route("/vault-lock") => "PutBackupVaultLockConfiguration",
+        "DELETE" if route("/vault-lock") => "DeleteBackupVaultLockConfiguration",
+        _ => return None,
+    };
+    Some(name.to_string())
+}
+
 /// A 5xx in the protocol's own error format.
 fn server_error(s: &mut TcpStream, service: &str) -> std::io::Result<()> {
     match service {
@@ -547,6 +563,7 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
                     .then(|| l.rsplit('.').next().map(|a| a.trim().to_string()))
             })
             .flatten()
+            .or_else(|| rest_action(&head))
     });
     let head_text = String::from_utf8_lossy(&request[..split]).to_string();
     if head_text.starts_with("GET /federation/credentials") {

@@ -328,21 +328,30 @@ async fn remove(
                     _ => None,
                 })
                 .collect();
-            let public = grants
+            let mut public = grants
                 .contains(&Grant::Public)
                 .then(|| vec!["all".to_string()]);
-            ctx.call_in(region, "ec2:ModifySnapshotAttribute", || {
-                ec2.modify_snapshot_attribute()
-                    .snapshot_id(id)
-                    .attribute(SnapshotAttributeName::CreateVolumePermission)
-                    .operation_type(OperationType::Remove)
-                    .set_user_ids(Some(users.clone()).filter(|u| !u.is_empty()))
-                    .set_group_names(public.clone())
-                    .dry_run(dry_run)
-                    .send()
-            })
-            .await
-            .map(|_| ())
+            // "Up to 500 modifications to a snapshot in a single operation"
+            // (ModifySnapshotAttribute, EC2 API reference).
+            let batches: Vec<&[String]> = match users.is_empty() {
+                true => vec![&[]],
+                false => users.chunks(500).collect(),
+            };
+            for batch in batches {
+                let group = public.take();
+                ctx.call_in(region, "ec2:ModifySnapshotAttribute", || {
+                    ec2.modify_snapshot_attribute()
+                        .snapshot_id(id)
+                        .attribute(SnapshotAttributeName::CreateVolumePermission)
+                        .operation_type(OperationType::Remove)
+                        .set_user_ids(Some(batch.to_vec()).filter(|u| !u.is_empty()))
+                        .set_group_names(group.clone())
+                        .dry_run(dry_run)
+                        .send()
+                })
+                .await?;
+            }
+            Ok(())
         }
         Shared::Image => {
             let permissions: Vec<LaunchPermission> = grants
@@ -414,16 +423,22 @@ impl Call for RemoveSharing {
 
     async fn apply(&self, ctx: &Ctx) -> Result<Option<serde_json::Value>, AwsError> {
         let Self {
-            region,
-            what,
-            id,
-            grants,
+            region, what, id, ..
         } = self;
-        // Removing a grant already gone leaves the same state: a retry after
-        // a lost answer is harmless.
-        remove(ctx, region, *what, id, grants, false)
-            .await
-            .map(|()| None)
+        let removed = remove(ctx, region, *what, id, &self.grants, false).await;
+        match removed {
+            Ok(()) => Ok(None),
+            // After a lost answer the retry may meet grants already gone,
+            // which AWS does not document as harmless: what counts is that
+            // none of them remains.
+            Err(e) => {
+                let now = grants(ctx, region, *what, id).await?;
+                match self.grants.iter().any(|g| now.contains(g)) {
+                    true => Err(e),
+                    false => Ok(None),
+                }
+            }
+        }
     }
 
     fn inverse(&self, _facts: &Inverting) -> Inverse {

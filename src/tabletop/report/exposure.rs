@@ -161,14 +161,25 @@ pub async fn exposures(
                     .flat_map(|s| &s.items)
                     .map(|i| serde_json::to_string(&i.target).unwrap_or_default())
                     .collect();
+                // A snapshot deleted before any lock step began never met one.
+                let first_lock = timeline
+                    .iter()
+                    .filter(|t| t.action == "ec2.lock_snapshots")
+                    .map(|t| t.start_ms)
+                    .min();
                 for id in &m.resources {
                     let why = if lock_items.iter().any(|t| t.contains(id.as_str())) {
                         format!(
                             "evidence lost: deleted by the attacker at {when}, before the run locked it"
                         )
+                    } else if let Some(start) = first_lock.filter(|s| m.at_ms < *s) {
+                        format!(
+                            "evidence lost: deleted by the attacker at {when}, before the first lock step began (at {})",
+                            secs(start)
+                        )
                     } else {
                         format!(
-                            "deleted by the attacker at {when}: the playbook never locks it (it locks only the snapshots it takes)"
+                            "deleted by the attacker at {when}: no lock step of the playbook selects it"
                         )
                     };
                     out.push(Exposed {
