@@ -22,17 +22,17 @@
 
 use std::collections::BTreeSet;
 
-use futures_util::{StreamExt, stream};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::call::{Call, Inverse, Inverting, Revert};
+use super::regions::{each_region, target_in};
 use super::undo::{Check, Undo};
 use super::{
     Action, ActionInfo, BoundStep, Ctx, Disposition, Op, Planned, Reversibility, Runs, Sink,
 };
-use crate::aws::AwsError;
-use crate::targets::{Resource, Scope, Target};
+use crate::aws::{AwsError, ErrorKind};
+use crate::targets::Resource;
 
 /// Whether the lock can still be lifted, as the playbook must say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -154,65 +154,19 @@ impl Action for LockVaults {
         p: &LockVaultsParams,
         sink: &Sink,
     ) -> Result<Vec<String>, AwsError> {
-        let found: Vec<(String, Result<BTreeSet<String>, AwsError>)> =
-            stream::iter(ctx.regions.clone())
-                .map(|region| async move {
-                    let found = plan_region(ctx, &region, p, sink).await;
-                    (region, found)
-                })
-                .buffer_unordered(ctx.concurrency.max(1))
-                .collect()
-                .await;
-        let mut seen = BTreeSet::new();
-        let mut unread = false;
-        for (region, found) in found {
-            match found {
-                Ok(names) => seen.extend(names),
-                Err(error) => {
-                    unread = true;
-                    sink.emit(Planned {
-                        target: target(ctx, &region, Resource::Region {}),
-                        disposition: Disposition::Unreadable { error },
-                    });
-                }
-            }
-        }
-        for v in p.vaults.iter().filter(|v| !unread && !seen.contains(*v)) {
-            sink.emit(Planned {
-                target: Target {
-                    scope: Scope {
-                        account: ctx.identity.account.clone(),
-                        region: None,
-                    },
-                    resource: vault(v),
-                },
-                disposition: Disposition::Missing {
-                    reason: format!(
-                        "no backup vault {v} in account {} in {}",
-                        ctx.identity.account,
-                        ctx.regions.join(", ")
-                    ),
-                },
-            });
-        }
+        let plan = |region: String| async move { plan_region(ctx, &region, p, sink).await };
+        each_region(ctx, sink, VAULT, &p.vaults, plan).await;
         Ok(Vec::new())
     }
 }
 
+/// What a vault is called in targets and messages.
+const VAULT: &str = "backup vault";
+
 fn vault(name: &str) -> Resource {
     Resource::Named {
-        kind: "backup vault".into(),
+        kind: VAULT.into(),
         id: name.to_string(),
-    }
-}
-
-fn target(ctx: &Ctx, region: &str, resource: Resource) -> Target {
-    Target {
-        scope: Scope {
-            account: ctx.identity.account.clone(),
-            region: Some(region.to_string()),
-        },
-        resource,
     }
 }
 
@@ -232,9 +186,23 @@ pub struct VaultLock {
 /// A vault: its name, its ARN, and its lock (`None`: unlocked).
 type Vault = (String, String, Option<VaultLock>);
 
+/// A lock as `ListBackupVaults` and `DescribeBackupVault` report it.
+fn lock_of(
+    min_retention_days: Option<i64>,
+    max_retention_days: Option<i64>,
+    lock_date: Option<&aws_sdk_backup::primitives::DateTime>,
+) -> VaultLock {
+    let now = jiff::Timestamp::now().as_second();
+    VaultLock {
+        min_retention_days,
+        max_retention_days,
+        lock_date: lock_date.map(|d| d.to_string()),
+        immutable: lock_date.is_some_and(|d| d.secs() <= now),
+    }
+}
+
 /// Every vault in `region`.
 async fn vaults(ctx: &Ctx, region: &str) -> Result<Vec<Vault>, AwsError> {
-    let now = jiff::Timestamp::now().as_second();
     let backup = ctx.clients.backup(region);
     let pages = ctx
         .pages(
@@ -250,11 +218,12 @@ async fn vaults(ctx: &Ctx, region: &str) -> Result<Vec<Vault>, AwsError> {
         .filter_map(|v| {
             let name = v.backup_vault_name()?.to_string();
             let arn = v.backup_vault_arn().unwrap_or_default().to_string();
-            let lock = (v.locked() == Some(true)).then(|| VaultLock {
-                min_retention_days: v.min_retention_days(),
-                max_retention_days: v.max_retention_days(),
-                lock_date: v.lock_date().map(|d| d.to_string()),
-                immutable: v.lock_date().is_some_and(|d| d.secs() <= now),
+            let lock = (v.locked() == Some(true)).then(|| {
+                lock_of(
+                    v.min_retention_days(),
+                    v.max_retention_days(),
+                    v.lock_date(),
+                )
             });
             Some((name, arn, lock))
         })
@@ -314,7 +283,7 @@ async fn plan_region(
             },
         };
         sink.emit(Planned {
-            target: target(ctx, region, vault(&name)),
+            target: target_in(ctx, region, vault(&name)),
             disposition,
         });
         names.insert(name);
@@ -443,10 +412,28 @@ impl Revert for RestoreVaultLock {
     }
 
     async fn check(&self, ctx: &Ctx) -> Result<Check, AwsError> {
-        let now = vaults(ctx, &self.region).await?;
-        let Some((_, _, lock)) = now.into_iter().find(|(n, _, _)| *n == self.vault) else {
-            return Ok(Check::Conflict(format!("vault {} is gone", self.vault)));
+        let backup = ctx.clients.backup(&self.region);
+        let described = ctx
+            .call_in(&self.region, "backup:DescribeBackupVault", || {
+                backup
+                    .describe_backup_vault()
+                    .backup_vault_name(&self.vault)
+                    .send()
+            })
+            .await;
+        let v = match described {
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return Ok(Check::Conflict(format!("vault {} is gone", self.vault)));
+            }
+            other => other?,
         };
+        let lock = (v.locked() == Some(true)).then(|| {
+            lock_of(
+                v.min_retention_days(),
+                v.max_retention_days(),
+                v.lock_date(),
+            )
+        });
         Ok(match lock {
             None if self.prior.is_none() => Check::Done("not locked".into()),
             Some(l) if l.immutable => Check::Conflict(format!(

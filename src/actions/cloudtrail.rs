@@ -25,6 +25,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::call::{ArnOf, Call, Inverse, Inverting};
+use super::regions::{target_in, unreadable_region};
 use super::{Action, ActionInfo, BoundStep, Ctx, Disposition, Planned, Reversibility, Runs, Sink};
 use crate::aws::AwsError;
 use crate::targets::{Resource, Scope, Target};
@@ -103,10 +104,7 @@ impl Action for EnsureLogging {
                     }
                 }
                 Err(error) => {
-                    sink.emit(Planned {
-                        target: target(ctx, &region, Resource::Region {}),
-                        disposition: Disposition::Unreadable { error },
-                    });
+                    sink.emit(unreadable_region(ctx, &region, error));
                     unread.push(region);
                 }
             }
@@ -187,7 +185,7 @@ impl Action for EnsureLogging {
                     (Err(error), _) => Disposition::Unreadable { error },
                 };
                 let planned = Planned {
-                    target: target(
+                    target: target_in(
                         ctx,
                         &t.home_region,
                         Resource::Named {
@@ -218,16 +216,6 @@ struct Trail {
     home_region: String,
     /// The account in the trail's ARN: its owner.
     account: String,
-}
-
-fn target(ctx: &Ctx, region: &str, resource: Resource) -> Target {
-    Target {
-        scope: Scope {
-            account: ctx.identity.account.clone(),
-            region: Some(region.to_string()),
-        },
-        resource,
-    }
 }
 
 /// The trails `region` lists, shadows of trails logging all regions included.

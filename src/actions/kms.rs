@@ -22,9 +22,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::call::{ArnOf, Call, Inverse, Inverting};
+use super::regions::{each_region, target_in};
 use super::{Action, ActionInfo, BoundStep, Ctx, Disposition, Planned, Reversibility, Runs, Sink};
 use crate::aws::{AwsError, local};
-use crate::targets::{Resource, Scope, Target};
+use crate::targets::Resource;
 
 /// States a key waiting to be deleted is in.
 const PENDING: [&str; 2] = ["PendingDeletion", "PendingReplicaDeletion"];
@@ -86,66 +87,19 @@ impl Action for CancelKeyDeletions {
         p: &CancelKeyDeletionParams,
         sink: &Sink,
     ) -> Result<Vec<String>, AwsError> {
-        let per_region: Vec<(String, Result<BTreeSet<String>, AwsError>)> =
-            stream::iter(ctx.regions.clone())
-                .map(|region| async move {
-                    let found = plan_region(ctx, &region, p, sink).await;
-                    (region, found)
-                })
-                .buffer_unordered(ctx.concurrency.max(1))
-                .collect()
-                .await;
-        let mut seen = BTreeSet::new();
-        let mut unread = false;
-        for (region, found) in per_region {
-            match found {
-                Ok(ids) => seen.extend(ids),
-                Err(error) => {
-                    unread = true;
-                    sink.emit(Planned {
-                        target: target(ctx, &region, Resource::Region {}),
-                        disposition: Disposition::Unreadable { error },
-                    });
-                }
-            }
-        }
-        // A key named but seen nowhere is missing only if every region was read.
-        for k in p.keys.iter().filter(|k| !unread && !seen.contains(*k)) {
-            sink.emit(Planned {
-                target: Target {
-                    scope: Scope {
-                        account: ctx.identity.account.clone(),
-                        region: None,
-                    },
-                    resource: key(k),
-                },
-                disposition: Disposition::Missing {
-                    reason: format!(
-                        "no KMS key {k} in account {} in {}",
-                        ctx.identity.account,
-                        ctx.regions.join(", ")
-                    ),
-                },
-            });
-        }
+        let plan = |region: String| async move { plan_region(ctx, &region, p, sink).await };
+        each_region(ctx, sink, KEY, &p.keys, plan).await;
         Ok(Vec::new())
     }
 }
 
+/// What a key is called in targets and messages.
+const KEY: &str = "KMS key";
+
 fn key(id: &str) -> Resource {
     Resource::Named {
-        kind: "KMS key".into(),
+        kind: KEY.into(),
         id: id.to_string(),
-    }
-}
-
-fn target(ctx: &Ctx, region: &str, resource: Resource) -> Target {
-    Target {
-        scope: Scope {
-            account: ctx.identity.account.clone(),
-            region: Some(region.to_string()),
-        },
-        resource,
     }
 }
 
@@ -202,7 +156,7 @@ async fn plan_region(
                 Err(error) => Disposition::Unreadable { error },
             };
             Some(Planned {
-                target: target(ctx, region, key(&id)),
+                target: target_in(ctx, region, key(&id)),
                 disposition,
             })
         })

@@ -11,6 +11,7 @@ pub mod action;
 pub mod backup;
 pub mod call;
 mod ctx;
+pub mod regions;
 mod registry;
 mod step;
 pub use action::{Action, Runs};

@@ -12,21 +12,6 @@ pub(super) enum Found {
     },
 }
 
-/// A region whose listing failed: one failed item in the step, so the
-/// step reports it and the other regions' targets go ahead.
-pub(super) fn unreadable_region(ctx: &Ctx, region: &str, error: AwsError) -> Planned {
-    Planned {
-        target: Target {
-            scope: Scope {
-                account: ctx.identity.account.clone(),
-                region: Some(region.to_string()),
-            },
-            resource: Resource::Region {},
-        },
-        disposition: Disposition::Unreadable { error },
-    }
-}
-
 pub(super) fn missing_instance(
     ctx: &Ctx,
     id: &str,

@@ -44,6 +44,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use super::BoundStep;
+use super::regions::unreadable_region;
 use super::{
     ActionInfo, ActionKind, ActionParams, Ctx, Discovery, Disposition, Op, Planned, Reversibility,
     Sink, TargetKind,

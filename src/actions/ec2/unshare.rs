@@ -26,11 +26,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::call::{Call, Inverse, Inverting};
+use crate::actions::regions::{each_region, target_in};
 use crate::actions::{
     Action, ActionInfo, BoundStep, Ctx, Disposition, Op, Planned, Reversibility, Runs, Sink,
 };
 use crate::aws::AwsError;
-use crate::targets::{Resource, Scope, Target};
+use crate::targets::Resource;
 
 /// `with:` of `ec2.unshare`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
@@ -85,18 +86,12 @@ impl Action for Unshare {
     ) -> Result<Vec<String>, AwsError> {
         let keep: BTreeSet<&str> = p.keep_accounts.iter().map(String::as_str).collect();
         let keep = &keep;
-        stream::iter(ctx.regions.clone())
-            .map(|region| async move {
-                if let Err(error) = plan_region(ctx, &region, keep, sink).await {
-                    sink.emit(Planned {
-                        target: target(ctx, &region, Resource::Region {}),
-                        disposition: Disposition::Unreadable { error },
-                    });
-                }
-            })
-            .buffer_unordered(ctx.concurrency.max(1))
-            .collect::<Vec<()>>()
-            .await;
+        let plan = |region: String| async move {
+            plan_region(ctx, &region, keep, sink)
+                .await
+                .map(|()| BTreeSet::new())
+        };
+        each_region(ctx, sink, "snapshot or image", &[], plan).await;
         Ok(Vec::new())
     }
 }
@@ -137,16 +132,6 @@ impl Shared {
             Shared::Snapshot => "snapshot",
             Shared::Image => "image",
         }
-    }
-}
-
-fn target(ctx: &Ctx, region: &str, resource: Resource) -> Target {
-    Target {
-        scope: Scope {
-            account: ctx.identity.account.clone(),
-            region: Some(region.to_string()),
-        },
-        resource,
     }
 }
 
@@ -223,7 +208,7 @@ async fn plan_region(
                 }
             };
             Planned {
-                target: target(
+                target: target_in(
                     ctx,
                     region,
                     Resource::Named {
