@@ -425,6 +425,46 @@ async fn protect_backups_locks_every_snapshot_in_governance_mode() {
         "{}",
         plan.stdout
     );
+
+    // With a cool-off, a compliance lock can still be lifted within it: the
+    // rollback does, as EC2 allows during `compliance-cooloff`.
+    let cooled = playbook(
+        &e,
+        "cooled.yaml",
+        "name: cooled\nregions: [eu-west-1]\nsteps:\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true } }\n    with: { mode: compliance, duration_days: 7, cool_off_hours: 24 }\n    allow_irreversible: true\n",
+    );
+    let cooled = cooled.to_str().expect("path");
+    let plan = e.run(&["plan", cooled]);
+    assert!(plan.stdout.contains("CoolOffPeriod=24"), "{}", plan.stdout);
+    let log = e.path("cooled.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", cooled, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let lock = |e: &Estate| {
+        e.proxy()
+            .locks
+            .lock()
+            .expect("locks")
+            .get(&snap_id)
+            .cloned()
+    };
+    assert_eq!(lock(&e), Some(("compliance-cooloff".to_string(), 7)));
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert_eq!(lock(&e), None, "lifted within the cool-off");
+
+    let governance = playbook(
+        &e,
+        "governance.yaml",
+        "name: g\nregions: [eu-west-1]\nsteps:\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true } }\n    with: { mode: governance, cool_off_hours: 24 }\n",
+    );
+    let checked = e.run(&["validate", governance.to_str().expect("path")]);
+    assert_eq!(checked.code, 2, "{}", checked.stdout);
+    assert!(
+        checked.stderr.contains("compliance mode only"),
+        "{}",
+        checked.stderr
+    );
 }
 
 #[tokio::test]
@@ -1512,4 +1552,249 @@ async fn backup_vaults_are_locked_and_governance_locks_roll_back() {
             checked.stderr
         );
     }
+}
+
+/// A region's block public access state for `Snapshot` or `Image`, as the
+/// proxy (standing in for EC2, which moto lacks here) holds it.
+fn blocked(e: &Estate, region: &str, what: &str) -> String {
+    let table = e.proxy().blocks.lock().expect("blocks");
+    let key = (region.to_string(), what.to_string());
+    table
+        .get(&key)
+        .map_or("unblocked".into(), |(s, _)| s.clone())
+}
+
+#[tokio::test]
+async fn public_sharing_is_blocked_never_lowered_and_rolled_back() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    let set = |region: &str, what: &str, state: &str, by: &str| {
+        let mut table = e.proxy().blocks.lock().expect("blocks");
+        let key = (region.to_string(), what.to_string());
+        table.insert(key, (state.to_string(), by.to_string()));
+    };
+    set("us-east-1", "Snapshot", "block-new-sharing", "account");
+    let pb = playbook(
+        &e,
+        "sharing.yaml",
+        "name: sharing\nregions: [us-east-1, eu-west-1]\nsteps:\n  - action: ec2.block_public_sharing\n",
+    );
+    let pb = pb.to_str().expect("path");
+
+    let dry = e.run(&["run", pb, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("would change snapshot block public access us-east-1"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(blocked(&e, "eu-west-1", "Snapshot"), "unblocked");
+
+    // The first enable is carried out and its answer lost: the retry sets
+    // the same state again, which EC2 accepts.
+    e.proxy().lose("EnableSnapshotBlockPublicAccess", 1);
+    let log = e.path("sharing.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(e.proxy().lost("EnableSnapshotBlockPublicAccess"), 1);
+    for region in ["us-east-1", "eu-west-1"] {
+        assert_eq!(blocked(&e, region, "Snapshot"), "block-all-sharing");
+        assert_eq!(blocked(&e, region, "Image"), "block-new-sharing");
+    }
+    assert_eq!(e.run(&["verify", pb]).code, 0);
+
+    // A milder mode never lowers a stricter one: that would make public
+    // snapshots public again.
+    let milder = playbook(
+        &e,
+        "milder.yaml",
+        "name: milder\nregions: [us-east-1]\nsteps:\n  - action: ec2.block_public_sharing\n    with: { snapshots: block-new-sharing }\n",
+    );
+    let ran = e.run(&["run", milder.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("already block-all-sharing"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(blocked(&e, "us-east-1", "Snapshot"), "block-all-sharing");
+
+    // Rollback puts each region's own prior setting back.
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert_eq!(blocked(&e, "us-east-1", "Snapshot"), "block-new-sharing");
+    assert_eq!(blocked(&e, "eu-west-1", "Snapshot"), "unblocked");
+    assert_eq!(blocked(&e, "eu-west-1", "Image"), "unblocked");
+
+    // A setting a declarative policy manages is out of the account's reach:
+    // failed, saying who can change it, and left as it is.
+    set("eu-west-1", "Image", "unblocked", "declarative-policy");
+    let images = playbook(
+        &e,
+        "images.yaml",
+        "name: images\nregions: [eu-west-1]\nsteps:\n  - action: ec2.block_public_sharing\n    with: { snapshots: leave }\n",
+    );
+    let ran = e.run(&["run", images.to_str().expect("path"), "--yes"]);
+    assert_ne!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("declarative policy"), "{}", ran.stdout);
+    assert_eq!(blocked(&e, "eu-west-1", "Image"), "unblocked");
+    assert_eq!(blocked(&e, "eu-west-1", "Snapshot"), "unblocked");
+
+    let nothing = playbook(
+        &e,
+        "nothing.yaml",
+        "name: nothing\nregions: [eu-west-1]\nsteps:\n  - action: ec2.block_public_sharing\n    with: { snapshots: leave, images: false }\n",
+    );
+    let checked = e.run(&["validate", nothing.to_str().expect("path")]);
+    assert_eq!(checked.code, 2, "{}", checked.stdout);
+    assert!(
+        checked.stderr.contains("blocks nothing"),
+        "{}",
+        checked.stderr
+    );
+}
+
+/// Calls moto's S3 Control public access block route directly, for the
+/// account the executor is in (the route and the `x-amz-account-id` header
+/// are the S3 Control API reference's; moto reads the service from the
+/// credential scope and checks no signature), and returns the raw answer.
+fn s3_block(e: &Estate, method: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", e.moto.port)).expect("moto");
+    write!(
+        s,
+        "{method} /v20180820/configuration/publicAccessBlock HTTP/1.1\r\nHost: 127.0.0.1\r\nx-amz-account-id: 123456789012\r\nAuthorization: AWS4-HMAC-SHA256 Credential={}/20261202/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        common::ADMIN_KEY,
+        body.len()
+    )
+    .expect("request");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    answer
+}
+
+#[tokio::test]
+async fn the_account_blocks_s3_public_access_and_rolls_back() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    let flags = |acls: bool, ignore: bool| {
+        format!(
+            "<PublicAccessBlockConfiguration xmlns=\"http://awss3control.amazonaws.com/doc/2018-08-20/\"><BlockPublicAcls>{acls}</BlockPublicAcls><IgnorePublicAcls>{ignore}</IgnorePublicAcls><BlockPublicPolicy>{ignore}</BlockPublicPolicy><RestrictPublicBuckets>{ignore}</RestrictPublicBuckets></PublicAccessBlockConfiguration>"
+        )
+    };
+    s3_block(&e, "PUT", &flags(true, false));
+    let pb = playbook(
+        &e,
+        "s3.yaml",
+        "name: s3\nsteps:\n  - action: s3.block_public_access\n",
+    );
+    let pb = pb.to_str().expect("path");
+
+    let dry = e.run(&["run", pb, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("would change S3 account public access block 123456789012"),
+        "{}",
+        dry.stdout
+    );
+    assert!(s3_block(&e, "GET", "").contains("<IgnorePublicAcls>false"));
+
+    // The first put is carried out and its answer lost; the retry puts the
+    // same configuration again.
+    e.proxy().lose("PutPublicAccessBlock", 1);
+    let log = e.path("s3.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(e.proxy().lost("PutPublicAccessBlock"), 1);
+    let now = s3_block(&e, "GET", "");
+    for flag in [
+        "BlockPublicAcls",
+        "IgnorePublicAcls",
+        "BlockPublicPolicy",
+        "RestrictPublicBuckets",
+    ] {
+        assert!(
+            now.contains(&format!("<{flag}>true</{flag}>")),
+            "{flag}: {now}"
+        );
+    }
+    assert_eq!(e.run(&["verify", pb]).code, 0);
+
+    // Rollback puts back the flags the account had.
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    let now = s3_block(&e, "GET", "");
+    assert!(
+        now.contains("<BlockPublicAcls>true</BlockPublicAcls>"),
+        "{now}"
+    );
+    assert!(
+        now.contains("<IgnorePublicAcls>false</IgnorePublicAcls>"),
+        "{now}"
+    );
+
+    // An account with no configuration gets none back.
+    s3_block(&e, "DELETE", "");
+    let log = e.path("s3-none.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(s3_block(&e, "GET", "").contains("<RestrictPublicBuckets>true"));
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(
+        s3_block(&e, "GET", "").contains("NoSuchPublicAccessBlockConfiguration"),
+        "deleted again"
+    );
+}
+
+#[tokio::test]
+async fn the_preserve_scp_denies_evidence_destruction_to_all_but_the_responders() {
+    let e = Estate::new().await;
+    e.organization().await;
+    let pb = playbook(
+        &e,
+        "preserve.yaml",
+        "name: preserve\nprotect: [arn:aws:iam::*:role/IR-BreakGlass]\nsteps:\n  - action: org.apply_scp\n    with: { target: root, policy: preserve }\n",
+    );
+    let pb = pb.to_str().expect("path");
+    let log = e.path("preserve.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    // Its own policy: the freeze's deny-all is neither made nor replaced.
+    assert!(e.scps("breakglass-deny-all").await.is_empty());
+    let made = e.scps("breakglass-preserve").await;
+    assert_eq!(made.len(), 1);
+    let statement = &made[0].1["Statement"][0];
+    assert_eq!(statement["Effect"], "Deny");
+    let denied: Vec<&str> = statement["Action"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    for action in [
+        "cloudtrail:StopLogging",
+        "kms:ScheduleKeyDeletion",
+        "ec2:DeleteSnapshot",
+        "backup:DeleteRecoveryPoint",
+        "s3:PutLifecycleConfiguration",
+    ] {
+        assert!(denied.contains(&action), "{action}: {denied:?}");
+    }
+    assert!(!denied.contains(&"*"), "{denied:?}");
+    let exempt = statement["Condition"]["ArnNotLike"]["aws:PrincipalArn"].to_string();
+    assert!(
+        exempt.contains("arn:aws:iam::123456789012:user/ir/ir-responder"),
+        "{exempt}"
+    );
+    assert_eq!(e.run(&["verify", pb]).code, 0);
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(e.scps("breakglass-preserve").await.is_empty());
 }

@@ -145,7 +145,7 @@ fn move_resources(r: &serde_json::Value, action: &str) -> Vec<String> {
 #[test]
 fn code_spaces_against_full_lockdown() {
     let ex = tabletop("full-lockdown.yaml", "code-spaces.yaml", &[]);
-    check_report(&ex, 15);
+    check_report(&ex, 16);
     let r = &ex.report;
     let exposed = exposed(r);
     // The deny-all SCP is the first containment, and SCPs spare the management account.
@@ -215,7 +215,7 @@ fn code_spaces_against_full_lockdown() {
         );
     }
     // A sweep after the lock step finds the run's snapshots locked.
-    let locked_at = r["timeline"][11]["end_ms"].as_u64().expect("lock step end");
+    let locked_at = r["timeline"][12]["end_ms"].as_u64().expect("lock step end");
     for m in r["attacker"].as_array().into_iter().flatten() {
         if m["do"] != "delete_snapshots" || m["at_ms"].as_u64() <= Some(locked_at) {
             continue;
@@ -247,7 +247,7 @@ fn code_spaces_against_full_lockdown() {
     // moto has no snapshot locking: breakglass emulates it, and says so.
     assert!(r["emulator_notes"].to_string().contains("snapshot locking"));
     assert_eq!(
-        r["timeline"][11]["status"], "done",
+        r["timeline"][12]["status"], "done",
         "the lock step ran: {r}"
     );
     // The attacker's minted key stays active: not fully contained, exit 1.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::action::{Action, Runs};
 use super::call::{Call, Inverse, Inverting, Revert};
 use super::undo::Check;
-use super::{ActionInfo, BoundStep, Ctx, Sink, backup, cloudtrail, ec2, iam, kms, org};
+use super::{ActionInfo, BoundStep, Ctx, Sink, backup, cloudtrail, ec2, iam, kms, org, s3};
 use crate::aws::{self, AwsError};
 use crate::targets::{Resource, Target};
 use crate::yaml::{self, DecodeError, Node};
@@ -189,6 +189,8 @@ actions! {
     KmsCancelKeyDeletion => kms::CancelKeyDeletions,
     Ec2Unshare => ec2::unshare::Unshare,
     BackupLockVaults => backup::LockVaults,
+    Ec2BlockPublicSharing => ec2::block_public_sharing::BlockPublicSharing,
+    S3BlockPublicAccess => s3::block_public_access::BlockPublicAccess,
 }
 
 impl ActionKind {
@@ -261,6 +263,8 @@ registry! {
         CancelKeyDeletion => kms::CancelKeyDeletion,
         RemoveSharing => ec2::unshare::RemoveSharing,
         LockVault => backup::LockVault,
+        BlockPublicSharing => ec2::block_public_sharing::BlockPublicSharingCall,
+        BlockS3PublicAccess => s3::block_public_access::BlockS3PublicAccess,
     }
     undos {
         ReactivateAccessKey => iam::deactivate_access_key::ReactivateAccessKey,
@@ -275,6 +279,8 @@ registry! {
         UnlockSnapshot => ec2::lock_snapshot::UnlockSnapshot,
         AssociateInstanceProfile => ec2::disassociate_instance_profile::AssociateInstanceProfile,
         RestoreVaultLock => backup::RestoreVaultLock,
+        RestorePublicSharing => ec2::block_public_sharing::RestorePublicSharing,
+        RestoreS3PublicAccess => s3::block_public_access::RestoreS3PublicAccess,
     }
 }
 

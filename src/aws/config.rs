@@ -56,6 +56,7 @@ pub const SERVICES: &[&str] = &[
     "sso",
     "kms",
     "backup",
+    "s3_control",
 ];
 
 impl Endpoints {
@@ -260,6 +261,22 @@ impl Clients {
             .region(aws_sdk_kms::config::Region::new(region.to_string()));
         b.set_endpoint_url(self.factory.url("kms"));
         aws_sdk_kms::Client::from_conf(b.build())
+    }
+
+    /// S3 Control, whose settings are the account's, in every region: asked
+    /// in the session's region. Against a loopback emulator its
+    /// account-prefixed host resolves to that emulator (see `loopback`).
+    pub fn s3control(&self) -> aws_sdk_s3control::Client {
+        let url = self.factory.url("s3_control");
+        let mut b = aws_sdk_s3control::config::Builder::from(&self.config);
+        if let Some(client) = url
+            .as_deref()
+            .and_then(super::loopback::account_prefixed_client)
+        {
+            b = b.http_client(client);
+        }
+        b.set_endpoint_url(url);
+        aws_sdk_s3control::Client::from_conf(b.build())
     }
 
     /// S3 in the bucket's region; path-style against an emulator endpoint.

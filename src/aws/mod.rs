@@ -12,6 +12,7 @@ pub mod config;
 pub mod credentials;
 pub mod errors;
 pub mod identity;
+mod loopback;
 pub mod pacing;
 pub mod percent;
 pub mod session;

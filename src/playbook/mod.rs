@@ -410,7 +410,12 @@ fn read_policy_file(
     let ActionParams::OrgApplyScp(p) = params else {
         return Ok(());
     };
-    if p.policy == "deny-all" || p.policy.contains("{{") {
+    // The preserve SCP is a policy of its own: under the deny-all's name it
+    // would replace the freeze's document.
+    if p.policy == "preserve" && p.name == crate::spec::DEFAULT_SCP_NAME {
+        p.name = "breakglass-preserve".into();
+    }
+    if ["deny-all", "preserve"].contains(&p.policy.as_str()) || p.policy.contains("{{") {
         return Ok(());
     }
     let dir = Path::new(source).parent().unwrap_or(Path::new("."));

@@ -324,6 +324,8 @@ impl OneOrMany {
 pub struct ApplyScpParams {
     /// `root`, OU ids (`ou-…`) or 12-digit account ids, one or a list.
     pub target: OneOrMany,
+    /// `preserve` (built in: denies only what destroys evidence and
+    /// backups, named `breakglass-preserve` unless told otherwise),
     /// `deny-all` (built in: denies everything to every principal but the
     /// executor and `protect`), or a `.json` SCP file in the playbook's
     /// directory, whose every Deny must exempt the executor through
@@ -348,8 +350,11 @@ fn deny_all() -> String {
     "deny-all".into()
 }
 
+/// The SCP `org.apply_scp` and `org.detach_scp` name when not told.
+pub const DEFAULT_SCP_NAME: &str = "breakglass-deny-all";
+
 fn scp_name() -> String {
-    "breakglass-deny-all".into()
+    DEFAULT_SCP_NAME.into()
 }
 
 /// `org.move_accounts` parameters.
@@ -382,6 +387,11 @@ pub struct LockParams {
     /// How long the lock lasts, in days (1 to 36500).
     #[serde(default = "thirty")]
     pub duration_days: u32,
+    /// Compliance mode only: hours (1 to 72) during which the lock can still
+    /// be lifted or changed, so a mistaken lock can be undone; after them
+    /// nobody can. Absent: the compliance lock binds at once.
+    #[serde(default)]
+    pub cool_off_hours: Option<u32>,
 }
 
 fn thirty() -> u32 {

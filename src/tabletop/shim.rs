@@ -1,8 +1,10 @@
-//! EBS snapshot locking in front of moto, which lacks it: a loopback proxy
-//! that answers `LockSnapshot`, `UnlockSnapshot` and `DescribeLockedSnapshots`
-//! from its own table, refuses `DeleteSnapshot` on a locked snapshot as AWS
-//! does, and forwards everything else unchanged. Both the run and the
-//! attacker go through it, so a tabletop shows whether the locks came in time.
+//! What moto lacks, in front of it: a loopback proxy that answers EBS
+//! snapshot locking (`LockSnapshot`, `UnlockSnapshot`,
+//! `DescribeLockedSnapshots`) and the account-level block public access
+//! settings for snapshots and AMIs from its own tables, refuses
+//! `DeleteSnapshot` on a locked snapshot as AWS does, and forwards
+//! everything else unchanged. Both the run and the attacker go through it,
+//! so a tabletop shows whether the locks came in time.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -17,6 +19,10 @@ const NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 type Table = BTreeMap<String, (String, String, String)>;
 type Locks = Arc<Mutex<Table>>;
 
+/// (region, `Snapshot` or `Image`) → (state, who manages it): the
+/// account-level block public access settings.
+pub type Blocks = Arc<Mutex<BTreeMap<(String, String), (String, String)>>>;
+
 /// The proxy's port; it lives as long as the process.
 pub fn start(upstream: u16) -> Result<u16, Error> {
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -26,24 +32,34 @@ pub fn start(upstream: u16) -> Result<u16, Error> {
         .map_err(|e| Error::Emulator(format!("snapshot-lock shim: {e}")))?
         .port();
     let locks: Locks = Arc::default();
+    let blocks: Blocks = Arc::default();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let locks = locks.clone();
+            let (locks, blocks) = (locks.clone(), blocks.clone());
             std::thread::spawn(move || {
-                let _ = serve(stream, upstream, &locks);
+                let _ = serve(stream, upstream, &locks, &blocks);
             });
         }
     });
     Ok(port)
 }
 
-fn serve(mut client: TcpStream, upstream: u16, locks: &Locks) -> std::io::Result<()> {
+fn serve(
+    mut client: TcpStream,
+    upstream: u16,
+    locks: &Locks,
+    blocks: &Blocks,
+) -> std::io::Result<()> {
     let request = read_request(&mut client)?;
     let split = request
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(request.len(), |i| i + 4);
     let params = form(&String::from_utf8_lossy(&request[split..]));
+    let head = String::from_utf8_lossy(&request[..split]);
+    if let Some((status, body)) = block_public_access(&params, &region_of(&head), blocks) {
+        return respond(&mut client, status, &body);
+    }
     let get = |k: &str| params.get(k).cloned().unwrap_or_default();
     let dry = get("DryRun") == "true";
     let table = |f: &mut dyn FnMut(&mut Table)| {
@@ -58,7 +74,12 @@ fn serve(mut client: TcpStream, upstream: u16, locks: &Locks) -> std::io::Result
             "<Response><Errors><Error><Code>DryRunOperation</Code><Message>Request would have succeeded, but DryRun flag is set.</Message></Error></Errors><RequestID>shim</RequestID></Response>",
         ),
         Some("LockSnapshot") => {
-            let (id, mode, days) = (get("SnapshotId"), get("LockMode"), get("LockDuration"));
+            let (id, mut mode, days) = (get("SnapshotId"), get("LockMode"), get("LockDuration"));
+            // A compliance lock with a cool-off reads `compliance-cooloff`
+            // until the cool-off ends (EC2 API reference, LockSnapshot).
+            if mode == "compliance" && !get("CoolOffPeriod").is_empty() {
+                mode = "compliance-cooloff".into();
+            }
             // Expires `LockDuration` days from now, as AWS documents it.
             let until = days
                 .parse::<i64>()
@@ -140,6 +161,83 @@ fn serve(mut client: TcpStream, upstream: u16, locks: &Locks) -> std::io::Result
             client.write_all(&response)
         }
     }
+}
+
+/// The region a SigV4-signed request names in its credential scope
+/// (`Credential=AKID/20261202/us-east-1/ec2/aws4_request`).
+pub fn region_of(head: &str) -> String {
+    head.split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Answers the EC2 block public access calls for snapshots and AMIs, which
+/// moto 5 does not implement, as the EC2 API reference documents them: a
+/// region starts `unblocked` and managed by the account; `Enable…` sets the
+/// state given (AMIs have only `block-new-sharing`), `Disable…` sets
+/// `unblocked`, every one takes `DryRun`, and a setting managed by a
+/// declarative policy refuses changes. `None` for any other call.
+pub fn block_public_access(
+    params: &BTreeMap<String, String>,
+    region: &str,
+    blocks: &Blocks,
+) -> Option<(&'static str, String)> {
+    let action = params.get("Action")?.as_str();
+    let (verb, what) = ["Get", "Enable", "Disable"].iter().find_map(|verb| {
+        let rest = action.strip_prefix(verb)?;
+        let what = rest
+            .strip_suffix("BlockPublicAccessState")
+            .or_else(|| rest.strip_suffix("BlockPublicAccess"))?;
+        matches!(what, "Snapshot" | "Image").then_some((*verb, what))
+    })?;
+    if params.get("DryRun").map(String::as_str) == Some("true") {
+        return Some((
+            "412 Precondition Failed",
+            "<Response><Errors><Error><Code>DryRunOperation</Code><Message>Request would have succeeded, but DryRun flag is set.</Message></Error></Errors><RequestID>shim</RequestID></Response>".into(),
+        ));
+    }
+    let mut table = blocks.lock().ok()?;
+    let key = (region.to_string(), what.to_string());
+    let (state, managed) = table
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| ("unblocked".into(), "account".into()));
+    let wanted = match verb {
+        "Get" => None,
+        "Disable" => Some("unblocked".to_string()),
+        _ if what == "Image" => params.get("ImageBlockPublicAccessState").cloned(),
+        _ => params.get("State").cloned(),
+    };
+    if let Some(wanted) = &wanted {
+        if managed == "declarative-policy" {
+            return Some((
+                "400 Bad Request",
+                format!(
+                    "<Response><Errors><Error><Code>OperationNotPermitted</Code><Message>{what} block public access is managed by a declarative policy and can't be modified by the account.</Message></Error></Errors><RequestID>shim</RequestID></Response>"
+                ),
+            ));
+        }
+        table.insert(key, (wanted.clone(), managed.clone()));
+    }
+    let state = wanted.unwrap_or(state);
+    let field = match what {
+        "Image" => format!("<imageBlockPublicAccessState>{state}</imageBlockPublicAccessState>"),
+        _ => format!("<state>{state}</state>"),
+    };
+    let suffix = if verb == "Get" { "State" } else { "" };
+    let managed = if verb == "Get" {
+        format!("<managedBy>{managed}</managedBy>")
+    } else {
+        String::new()
+    };
+    Some((
+        "200 OK",
+        format!(
+            "<{verb}{what}BlockPublicAccess{suffix}Response xmlns=\"{NS}\"><requestId>shim</requestId>{field}{managed}</{verb}{what}BlockPublicAccess{suffix}Response>"
+        ),
+    ))
 }
 
 /// One request: the head, then as many body bytes as Content-Length says.

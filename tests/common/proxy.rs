@@ -1,6 +1,8 @@
 //! A loopback proxy in front of moto that answers what moto 5.2 does not
-//! implement (EC2 `LockSnapshot`, `DescribeLockedSnapshots`) and injects
-//! chosen faults; every other request is forwarded to moto unchanged.
+//! implement (EC2 `LockSnapshot`, `DescribeLockedSnapshots`, and block
+//! public access for snapshots and AMIs through the tabletop shim's own
+//! emulation) and injects chosen faults; every other request is forwarded
+//! to moto unchanged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -107,6 +109,7 @@ struct State {
     worst: Arc<Mutex<WorstDay>>,
     /// When each snapshot was locked: its lock expires `days` later.
     lock_times: Arc<Mutex<BTreeMap<String, std::time::SystemTime>>>,
+    blocks: breakglass::tabletop::shim::Blocks,
 }
 
 /// (service, region, account): one token bucket each, as AWS meters.
@@ -137,6 +140,9 @@ pub struct Proxy {
     pub simulated: Arc<Mutex<BTreeSet<String>>>,
     /// Lost answers, refusals and CloudTrail history (see [`WorstDay`]).
     pub worst: Arc<Mutex<WorstDay>>,
+    /// (region, `Snapshot` or `Image`) → (block public access state, who
+    /// manages it), answered by the tabletop shim's emulation.
+    pub blocks: breakglass::tabletop::shim::Blocks,
 }
 
 impl Proxy {
@@ -164,6 +170,7 @@ impl Proxy {
             denied_roles: state.denied_roles,
             simulated: state.simulated,
             worst: state.worst,
+            blocks: state.blocks,
         }
     }
 
@@ -384,17 +391,21 @@ fn random_unit() -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The operation of a REST-JSON request, named by its method and path
-/// (AWS Backup's API reference gives each its route).
+/// The operation of a REST request, named by its method and path (the
+/// AWS Backup and S3 Control API references give each its route).
 fn rest_action(head: &str) -> Option<String> {
     let line = head.lines().next()?;
     let mut words = line.split_whitespace();
     let (method, path) = (words.next()?, words.next()?);
     let path = path.split('?').next()?;
     let route = |suffix: &str| path.starts_with("/backup-vaults/") && path.ends_with(suffix);
+    let block = path == "/v20180820/configuration/publicAccessBlock";
     let name = match method {
         "PUT" if route("/vault-lock") => "PutBackupVaultLockConfiguration",
         "DELETE" if route("/vault-lock") => "DeleteBackupVaultLockConfiguration",
+        "GET" if block => "GetPublicAccessBlock",
+        "PUT" if block => "PutPublicAccessBlock",
+        "DELETE" if block => "DeletePublicAccessBlock",
         _ => return None,
     };
     Some(name.to_string())
@@ -760,6 +771,13 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
         let (service, _, _) = credential_of(&head);
         return server_error(&mut client, &service);
     }
+    let (_, region, _) = credential_of(&head_text);
+    let form = breakglass::tabletop::shim::form(&body);
+    if let Some((status, answer)) =
+        breakglass::tabletop::shim::block_public_access(&form, &region, &state.blocks)
+    {
+        return respond(&mut client, status, &answer);
+    }
     match action.as_deref() {
         Some("AssumeRole")
             if get("RoleArn").is_some_and(|r| {
@@ -814,7 +832,12 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
         }
         Some("LockSnapshot") => {
             let id = get("SnapshotId").unwrap_or_default();
-            let mode = get("LockMode").unwrap_or_default();
+            let mut mode = get("LockMode").unwrap_or_default();
+            // A compliance lock with a cool-off reads `compliance-cooloff`
+            // until the cool-off ends (EC2 API reference, LockSnapshot).
+            if mode == "compliance" && get("CoolOffPeriod").is_some() {
+                mode = "compliance-cooloff".into();
+            }
             let days: u32 = get("LockDuration")
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(0);

@@ -10,6 +10,9 @@ pub struct LockSnapshot {
     pub snapshot_id: String,
     pub mode: LockModeSpec,
     pub duration_days: u32,
+    /// Compliance only: hours in which the lock can still be lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cool_off_hours: Option<u32>,
 }
 
 impl Call for LockSnapshot {
@@ -18,10 +21,14 @@ impl Call for LockSnapshot {
             snapshot_id,
             mode,
             duration_days,
+            cool_off_hours,
             ..
         } = self;
+        let cool_off = cool_off_hours
+            .map(|h| format!(" CoolOffPeriod={h}"))
+            .unwrap_or_default();
         format!(
-            "ec2:LockSnapshot SnapshotId={snapshot_id} LockMode={} LockDuration={duration_days}",
+            "ec2:LockSnapshot SnapshotId={snapshot_id} LockMode={} LockDuration={duration_days}{cool_off}",
             lock_mode(*mode).as_str()
         )
     }
@@ -37,9 +44,16 @@ impl Call for LockSnapshot {
                 snapshot_id,
                 mode,
                 duration_days,
+                cool_off_hours,
             } = self;
-            let call = lock_call(&ctx.clients.ec2(region), snapshot_id, *mode, *duration_days)
-                .dry_run(true);
+            let call = lock_call(
+                &ctx.clients.ec2(region),
+                snapshot_id,
+                *mode,
+                *duration_days,
+                *cool_off_hours,
+            )
+            .dry_run(true);
             ctx.call_in(region, "ec2:LockSnapshot", || call.clone().send())
                 .await
                 .map(|_| ())
@@ -53,11 +67,12 @@ impl Call for LockSnapshot {
             snapshot_id,
             mode,
             duration_days,
+            cool_off_hours,
         } = self;
         let ec2 = ctx.clients.ec2(region);
         let out = ctx
             .call_in(region, "ec2:LockSnapshot", || {
-                lock_call(&ec2, snapshot_id, *mode, *duration_days).send()
+                lock_call(&ec2, snapshot_id, *mode, *duration_days, *cool_off_hours).send()
             })
             .await?;
         Ok(Some(serde_json::json!({
@@ -72,14 +87,19 @@ impl Call for LockSnapshot {
             region,
             snapshot_id,
             mode,
+            cool_off_hours,
             ..
         } = self;
-        match mode {
-            LockModeSpec::Governance => undo(Undo::UnlockSnapshot(UnlockSnapshot {
-                region: region.clone(),
-                snapshot_id: snapshot_id.clone(),
-            })),
-            LockModeSpec::Compliance => Inverse::Irreversible {
+        match (mode, cool_off_hours) {
+            // Within the cool-off a compliance lock can still be lifted; the
+            // undo's check refuses once it is over.
+            (LockModeSpec::Governance, _) | (LockModeSpec::Compliance, Some(_)) => {
+                undo(Undo::UnlockSnapshot(UnlockSnapshot {
+                    region: region.clone(),
+                    snapshot_id: snapshot_id.clone(),
+                }))
+            }
+            (LockModeSpec::Compliance, None) => Inverse::Irreversible {
                 why: "a compliance-mode lock lasts until it expires".into(),
             },
         }
@@ -118,7 +138,10 @@ impl Revert for UnlockSnapshot {
             .and_then(|s| s.lock_state())
             .map(|s| s.as_str().to_string());
         Ok(match state.as_deref() {
-            Some("governance") => Check::Ready,
+            Some("governance" | "compliance-cooloff") => Check::Ready,
+            Some("compliance") => Check::Conflict(
+                "locked in compliance mode past any cool-off: nobody can unlock it before it expires".into(),
+            ),
             None | Some("expired") => Check::Done("not locked".into()),
             Some(other) => Check::Conflict(format!("now locked in {other} mode")),
         })

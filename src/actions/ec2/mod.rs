@@ -8,6 +8,7 @@
 //! stops are one call per instance, so one protected instance cannot stop the
 //! rest, and never follow a failed snapshot of the same instance.
 
+pub mod block_public_sharing;
 pub mod create_snapshots;
 pub mod disassociate_instance_profile;
 pub mod enable_termination_protection;

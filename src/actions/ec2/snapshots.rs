@@ -237,6 +237,7 @@ pub(super) async fn plan_locks(
                         snapshot_id: id,
                         mode: params.mode,
                         duration_days: params.duration_days,
+                        cool_off_hours: params.cool_off_hours,
                     }),
                 }
             };
@@ -353,11 +354,13 @@ pub(super) fn lock_call(
     snapshot_id: &str,
     mode: LockModeSpec,
     duration_days: u32,
+    cool_off_hours: Option<u32>,
 ) -> aws_sdk_ec2::operation::lock_snapshot::builders::LockSnapshotFluentBuilder {
     ec2.lock_snapshot()
         .snapshot_id(snapshot_id)
         .lock_mode(lock_mode(mode))
         .lock_duration(i32::try_from(duration_days).unwrap_or(i32::MAX))
+        .set_cool_off_period(cool_off_hours.and_then(|h| i32::try_from(h).ok()))
 }
 
 /// The snapshots one `CreateSnapshots` call made, found by the token it

@@ -186,25 +186,40 @@ impl Action for LockSnapshots {
                 "duration_days",
                 "lock length in days, 1 to 36500 (default 30)",
             ),
+            (
+                "cool_off_hours",
+                "compliance only: 1 to 72 hours in which the lock can still be lifted (default: none, binding at once)",
+            ),
         ],
         calls: &["ec2:LockSnapshot"],
         reversibility: Reversibility::Reversible(
             "governance: UnlockSnapshot; compliance: irreversible until the lock expires",
         ),
         notes: &[
-            "Compliance mode cannot be undone by anyone, the root user included: write it explicitly.",
+            "Compliance mode cannot be undone by anyone, the root user included: write it explicitly. With cool_off_hours, rollback can still lift it within those hours.",
+            "A governance lock can be lifted by anyone with ec2:UnlockSnapshot, the management account's admins included (no SCP binds them): it stops a hurried attacker, not a patient one.",
         ],
     };
     const RUNS: Runs = Runs::InRegions;
     type Params = LockParams;
 
     fn check(p: &LockParams) -> Result<(), String> {
-        match (1..=36500).contains(&p.duration_days) {
-            true => Ok(()),
-            false => Err(format!(
+        if !(1..=36500).contains(&p.duration_days) {
+            return Err(format!(
                 "duration_days {} is outside 1..36500",
                 p.duration_days
-            )),
+            ));
+        }
+        // LockSnapshot: "If you are locking the snapshot in governance mode,
+        // omit this parameter ... Allowed values: Min 1, max 72."
+        match (p.cool_off_hours, p.mode) {
+            (Some(_), LockModeSpec::Governance) => Err(
+                "cool_off_hours applies to compliance mode only (a governance lock can always be lifted)".into(),
+            ),
+            (Some(h), _) if !(1..=72).contains(&h) => {
+                Err(format!("cool_off_hours {h} is outside 1..72"))
+            }
+            _ => Ok(()),
         }
     }
 

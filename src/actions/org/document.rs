@@ -1,6 +1,45 @@
 //! The deny-all SCP's document, and the check that it exempts the executor
 //! (compared the way Organizations evaluates `ArnNotLike`).
 
+/// What an intruder destroys first to cover tracks or hold data to ransom,
+/// and what the built-in `preserve` SCP denies to every principal but the
+/// responders, in accounts the deny-all freeze does not cover: silencing
+/// CloudTrail, scheduling KMS keys for deletion, deleting snapshots and
+/// recovery points or lifting their locks, and expiring S3 objects through
+/// a lifecycle rule (`s3:PutLifecycleConfiguration` is the IAM action of
+/// `PutBucketLifecycleConfiguration`).
+pub const PRESERVE_ACTIONS: &[&str] = &[
+    "cloudtrail:StopLogging",
+    "cloudtrail:DeleteTrail",
+    "cloudtrail:UpdateTrail",
+    "cloudtrail:PutEventSelectors",
+    "kms:ScheduleKeyDeletion",
+    "ec2:DeleteSnapshot",
+    "ec2:UnlockSnapshot",
+    "backup:DeleteRecoveryPoint",
+    "backup:DeleteBackupVault",
+    "backup:DeleteBackupVaultLockConfiguration",
+    "s3:PutLifecycleConfiguration",
+];
+
+/// The built-in document `policy` names (`deny-all` or `preserve`).
+pub fn builtin_document(policy: &str, exempt: &[String]) -> String {
+    match policy {
+        "preserve" => serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "BreakglassPreserveEvidence",
+                "Effect": "Deny",
+                "Action": PRESERVE_ACTIONS,
+                "Resource": "*",
+                "Condition": { "ArnNotLike": { "aws:PrincipalArn": exempt } }
+            }]
+        })
+        .to_string(),
+        _ => deny_all_document(exempt),
+    }
+}
+
 /// The built-in deny-all document: every action, every resource, every
 /// principal except the exempted ARN patterns.
 pub fn deny_all_document(exempt: &[String]) -> String {

@@ -16,7 +16,7 @@ pub mod steps;
 mod tree;
 pub use apply_scp::ApplyScp;
 pub use detach_scp::DetachScp;
-pub use document::{deny_all_document, exempts};
+pub use document::{PRESERVE_ACTIONS, builtin_document, deny_all_document, exempts};
 pub use move_account::MoveAccount;
 pub use moves::{discover_moves, move_account};
 use tree::*;
@@ -51,14 +51,15 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
     if ctx.identity.account == org.management_account {
         notes.push("The executor runs in the management account, which no SCP restricts.".into());
     }
-    let (targets, name, custom, only_existing) = match &step.params {
+    let (targets, name, custom, only_existing, builtin) = match &step.params {
         ActionParams::OrgApplyScp(p) => (
             p.target.items(),
             p.name.clone(),
             p.document.clone(),
             p.only_existing,
+            p.policy.as_str(),
         ),
-        ActionParams::OrgDetachScp(p) => (p.target.items(), p.name.clone(), None, false),
+        ActionParams::OrgDetachScp(p) => (p.target.items(), p.name.clone(), None, false, ""),
         _ => return Err(local("org", "missing parameters".into())),
     };
     let targets: Vec<String> = targets
@@ -102,7 +103,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                     }
                     doc
                 }
-                None => deny_all_document(&exempt),
+                None => builtin_document(builtin, &exempt),
             };
             if document.len() > SCP_MAX_CHARS {
                 return Err(local(

@@ -30,8 +30,14 @@ impl Action for ApplyScp {
                 "target",
                 "root, OU ids (ou-…) or account ids: one or a list",
             ),
-            ("policy", "deny-all (built in; the default)"),
-            ("name", "SCP name (default breakglass-deny-all)"),
+            (
+                "policy",
+                "deny-all (built in; the default), preserve (built in: denies only what destroys evidence and backups), or a .json file",
+            ),
+            (
+                "name",
+                "SCP name (default breakglass-deny-all; breakglass-preserve for preserve)",
+            ),
         ],
         calls: &[
             "organizations:EnablePolicyType (root, if SCPs are off)",
@@ -43,6 +49,7 @@ impl Action for ApplyScp {
         ),
         notes: &[
             "SCPs never restrict the management account or service-linked roles.",
+            "`policy: preserve` denies stopping or changing trails, scheduling KMS key deletion, deleting or unlocking snapshots, deleting recovery points and vaults or their locks, and S3 lifecycle rules, to all but the responders: for accounts the freeze does not cover, beside it.",
             "Runs from the management account or a delegated administrator.",
             "A root already holding five SCPs (AWS's quota) hands the freeze to each OU and account under it; a full OU or account refuses the run before any change.",
         ],
@@ -52,9 +59,9 @@ impl Action for ApplyScp {
 
     fn check(p: &ApplyScpParams) -> Result<(), String> {
         check_targets(p.target.items())?;
-        if p.policy != "deny-all" && !p.policy.ends_with(".json") {
+        if !["deny-all", "preserve"].contains(&p.policy.as_str()) && !p.policy.ends_with(".json") {
             return Err(format!(
-                "unknown policy `{}`: use `deny-all` or a .json file next to the playbook",
+                "unknown policy `{}`: use `deny-all`, `preserve` or a .json file next to the playbook",
                 p.policy
             ));
         }

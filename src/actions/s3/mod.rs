@@ -1,6 +1,9 @@
-//! The one S3 write breakglass makes: a copy of an audit record in the
-//! responder's evidence bucket. Kept here so every mutating AWS call lives
-//! under `actions/`, where a reviewer looks for them.
+//! S3: the account's public access block (`s3.block_public_access`), and
+//! the copy of each audit record in the responder's evidence bucket, kept
+//! here so every mutating AWS call lives under `actions/`, where a reviewer
+//! looks for them.
+
+pub mod block_public_access;
 
 use crate::aws::{self, AwsError};
 
