@@ -1798,3 +1798,101 @@ async fn the_preserve_scp_denies_evidence_destruction_to_all_but_the_responders(
     assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
     assert!(e.scps("breakglass-preserve").await.is_empty());
 }
+
+#[tokio::test]
+async fn the_rcp_denies_outsiders_and_spares_the_responders_and_sign_in() {
+    use aws_sdk_organizations::types::PolicyType;
+    let e = Estate::new().await;
+    let root = e.organization().await;
+    let org_id = e.org().describe_organization().send().await.expect("org");
+    let org_id = org_id.organization().and_then(|o| o.id()).expect("id");
+    let pb = playbook(
+        &e,
+        "rcp.yaml",
+        "name: rcp\nsteps:\n  - action: org.apply_rcp\n    with: { target: root }\n",
+    );
+    let pb = pb.to_str().expect("path");
+    let plan = e.run(&["plan", pb]);
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("RCPs do not affect resources in the management account 123456789012"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("EnablePolicyType RootId=")
+            && plan.stdout.contains("RESOURCE_CONTROL_POLICY"),
+        "{}",
+        plan.stdout
+    );
+
+    let log = e.path("rcp.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let made = e
+        .policies(PolicyType::ResourceControlPolicy, "breakglass-deny-outside")
+        .await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    let (id, doc) = &made[0];
+    let statement = &doc["Statement"][0];
+    assert_eq!(statement["Effect"], "Deny");
+    assert_eq!(statement["Principal"], "*");
+    let actions = statement["Action"].to_string();
+    assert!(actions.contains("\"s3:*\"") && actions.contains("\"sts:AssumeRole\""));
+    // Federated sign-in is not an outsider's way in: left open.
+    assert!(
+        !actions.contains("AssumeRoleWithSAML") && !actions.contains("AssumeRoleWithWebIdentity")
+    );
+    let condition = &statement["Condition"];
+    assert_eq!(
+        condition["StringNotEqualsIfExists"]["aws:PrincipalOrgID"],
+        org_id
+    );
+    assert_eq!(
+        condition["BoolIfExists"]["aws:PrincipalIsAWSService"],
+        "false"
+    );
+    assert!(
+        condition["ArnNotLike"]["aws:PrincipalArn"]
+            .to_string()
+            .contains("arn:aws:iam::123456789012:user/ir/ir-responder"),
+        "{condition}"
+    );
+    let attached = e
+        .org()
+        .list_policies_for_target()
+        .target_id(&root)
+        .filter(PolicyType::ResourceControlPolicy)
+        .send()
+        .await
+        .expect("attached");
+    assert!(
+        attached
+            .policies()
+            .iter()
+            .any(|p| p.id() == Some(id.as_str()))
+    );
+    // No SCP was touched.
+    assert!(e.scps("breakglass-deny-outside").await.is_empty());
+
+    let again = e.run(&["run", pb, "--yes", "--output", "json"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(report["totals"]["unchanged"], 1, "{report}");
+    assert_eq!(
+        e.policies(PolicyType::ResourceControlPolicy, "breakglass-deny-outside")
+            .await
+            .len(),
+        1
+    );
+
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(
+        e.policies(PolicyType::ResourceControlPolicy, "breakglass-deny-outside")
+            .await
+            .is_empty()
+    );
+}

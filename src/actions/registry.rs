@@ -191,6 +191,7 @@ actions! {
     BackupLockVaults => backup::LockVaults,
     Ec2BlockPublicSharing => ec2::block_public_sharing::BlockPublicSharing,
     S3BlockPublicAccess => s3::block_public_access::BlockPublicAccess,
+    OrgApplyRcp => org::apply_rcp::ApplyRcp,
 }
 
 impl ActionKind {

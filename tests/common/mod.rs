@@ -645,10 +645,20 @@ impl Estate {
 
     /// The service control policies with this name: (id, document).
     pub async fn scps(&self, name: &str) -> Vec<(String, serde_json::Value)> {
+        let scp = aws_sdk_organizations::types::PolicyType::ServiceControlPolicy;
+        self.policies(scp, name).await
+    }
+
+    /// The organization policies of this type and name: (id, document).
+    pub async fn policies(
+        &self,
+        kind: aws_sdk_organizations::types::PolicyType,
+        name: &str,
+    ) -> Vec<(String, serde_json::Value)> {
         let org = self.org();
         let list = org
             .list_policies()
-            .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .filter(kind)
             .send()
             .await
             .expect("policies");

@@ -6,9 +6,13 @@ use crate::actions::call::{ArnOf, Call, Inverse, Inverting, Revert};
 use crate::actions::undo::{Check, Undo, scp_id};
 use crate::aws::ErrorKind;
 
-/// Everything `org.apply_scp` needs to do, as one recorded op.
+/// Everything `org.apply_scp` (or `org.apply_rcp`) needs to do, as one
+/// recorded op.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplyScp {
+    /// SCP or RCP; absent in logs written before RCPs, which were all SCPs.
+    #[serde(default, skip_serializing_if = "PolicyKind::is_scp")]
+    pub kind: PolicyKind,
     pub name: String,
     pub document: String,
     /// The policy of that name, when it already exists (reused, never duplicated).
@@ -29,7 +33,8 @@ impl Call for ApplyScp {
         let mut calls = Vec::new();
         if let Some(root) = &a.enable_on_root {
             calls.push(format!(
-                "organizations:EnablePolicyType RootId={root} SERVICE_CONTROL_POLICY"
+                "organizations:EnablePolicyType RootId={root} {}",
+                a.kind.api().as_str()
             ));
         }
         match (&a.policy_id, &a.prior_content) {
@@ -44,11 +49,12 @@ impl Call for ApplyScp {
     }
 
     fn drift(&self) -> String {
+        let kind = self.kind.label();
         if self.attach_to.is_empty() {
-            format!("SCP {} has a different document", self.name)
+            format!("{kind} {} has a different document", self.name)
         } else {
             format!(
-                "SCP {} is not attached to {}",
+                "{kind} {} is not attached to {}",
                 self.name,
                 self.attach_to.join(", ")
             )
@@ -84,7 +90,7 @@ impl Call for ApplyScp {
                 .call("organizations:EnablePolicyType", || {
                     org.enable_policy_type()
                         .root_id(root)
-                        .policy_type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+                        .policy_type(a.kind.api())
                         .send()
                 })
                 .await
@@ -111,36 +117,36 @@ impl Call for ApplyScp {
                 // answer is followed by a read by name, and a
                 // DuplicatePolicyException adopts the policy made.
                 let created = aws::create_once(
-                        &["DuplicatePolicyException"],
-                        || async {
-                            let out = ctx
-                                .call_once(None, "organizations:CreatePolicy", || {
-                                    org.create_policy()
-                                        .name(&a.name)
-                                        .description("breakglass: deny all but the responders")
-                                        .r#type(
-                                            aws_sdk_organizations::types::PolicyType::ServiceControlPolicy,
-                                        )
-                                        .content(&a.document)
-                                        .send()
-                                })
-                                .await?;
-                            out.policy()
-                                .and_then(|p| p.policy_summary())
-                                .and_then(|s| s.id())
-                                .map(str::to_string)
-                                .ok_or_else(|| {
-                                    local(
-                                        "organizations:CreatePolicy",
-                                        "no policy id returned".into(),
-                                    )
-                                })
-                        },
-                        || async {
-                            Ok(find_policy(ctx, &a.name).await?.map(|(id, _)| id))
-                        },
-                    )
-                    .await?;
+                    &["DuplicatePolicyException"],
+                    || async {
+                        let out = ctx
+                            .call_once(None, "organizations:CreatePolicy", || {
+                                org.create_policy()
+                                    .name(&a.name)
+                                    .description(match a.kind {
+                                        PolicyKind::Scp => {
+                                            "breakglass: deny all but the responders"
+                                        }
+                                        PolicyKind::Rcp => {
+                                            "breakglass: deny principals outside the organization"
+                                        }
+                                    })
+                                    .r#type(a.kind.api())
+                                    .content(&a.document)
+                                    .send()
+                            })
+                            .await?;
+                        out.policy()
+                            .and_then(|p| p.policy_summary())
+                            .and_then(|s| s.id())
+                            .map(str::to_string)
+                            .ok_or_else(|| {
+                                local("organizations:CreatePolicy", "no policy id returned".into())
+                            })
+                    },
+                    || async { Ok(find_policy(ctx, a.kind, &a.name).await?.map(|(id, _)| id)) },
+                )
+                .await?;
                 let ours = created.by_this_run();
                 let fresh = created.is_new();
                 let id = created.into_inner();
@@ -149,7 +155,7 @@ impl Call for ApplyScp {
                     // this run means. One that was there before the run
                     // (made since discovery read) is not this run's to
                     // delete at rollback, and its content is recorded.
-                    let content = find_policy(ctx, &a.name)
+                    let content = find_policy(ctx, a.kind, &a.name)
                         .await?
                         .map(|(_, c)| c)
                         .unwrap_or_default();
@@ -198,6 +204,7 @@ impl Call for ApplyScp {
                 .any(|d| crate::aws::same_json(d, p))
         });
         undo(Undo::DetachScp(RemoveScp {
+            kind: a.kind,
             policy_id,
             targets: a.attach_to.clone(),
             delete: created,
@@ -210,6 +217,8 @@ impl Call for ApplyScp {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemoveScp {
+    #[serde(default, skip_serializing_if = "PolicyKind::is_scp")]
+    pub kind: PolicyKind,
     pub policy_id: String,
     pub targets: Vec<String>,
     /// Delete the policy afterwards: the run created it.
@@ -258,8 +267,11 @@ impl Revert for RemoveScp {
             ours,
             ..
         } = self;
-        let Some(policy_id) = &scp_id(ctx, policy_id, name).await? else {
-            return Ok(Check::Done(format!("no SCP named {name} exists")));
+        let Some(policy_id) = &scp_id(ctx, self.kind, policy_id, name).await? else {
+            return Ok(Check::Done(format!(
+                "no {} named {name} exists",
+                self.kind.label()
+            )));
         };
         let org = ctx.clients.org();
         let r = ctx
@@ -269,7 +281,10 @@ impl Revert for RemoveScp {
             .await;
         let policy = match r {
             Err(e) if e.kind == ErrorKind::NotFound => {
-                return Ok(Check::Done("the SCP no longer exists".into()));
+                return Ok(Check::Done(format!(
+                    "the {} no longer exists",
+                    self.kind.label()
+                )));
             }
             other => other?,
         };
@@ -282,9 +297,10 @@ impl Revert for RemoveScp {
         Ok(if !name.is_empty() && now_name != name {
             Check::Conflict(format!("the policy is now named {now_name}, not {name}"))
         } else if !ours.is_empty() && !ours.iter().any(|d| crate::aws::same_json(d, content)) {
-            Check::Conflict(
-                "the SCP now says something breakglass did not write: left alone".into(),
-            )
+            Check::Conflict(format!(
+                "the {} now says something breakglass did not write: left alone",
+                self.kind.label()
+            ))
         } else {
             Check::Ready
         })
@@ -299,7 +315,7 @@ impl Revert for RemoveScp {
             name,
             ..
         } = self;
-        let Some(policy_id) = &scp_id(ctx, policy_id, name).await? else {
+        let Some(policy_id) = &scp_id(ctx, self.kind, policy_id, name).await? else {
             return Ok(());
         };
         let org = ctx.clients.org();

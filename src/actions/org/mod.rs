@@ -7,6 +7,7 @@
 //! path (`aws:PrincipalArn` never carries a session name); a rerun reuses the
 //! policy by name instead of creating a second one.
 
+pub mod apply_rcp;
 pub mod apply_scp;
 pub mod detach_scp;
 mod document;
@@ -35,6 +36,53 @@ use crate::targets::{Resource, Scope, SkipReason, Target};
 
 /// AWS's limit on an SCP document, in characters.
 pub const SCP_MAX_CHARS: usize = 5120;
+
+/// Which kind of organization policy: a service control policy binds the
+/// organization's principals, a resource control policy its resources
+/// (whoever asks, outside principals included). Both are created, attached
+/// and quota'd the same way; the op records which, SCP when absent (logs
+/// written before RCPs read the same).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyKind {
+    #[default]
+    Scp,
+    Rcp,
+}
+
+impl PolicyKind {
+    pub fn api(self) -> aws_sdk_organizations::types::PolicyType {
+        match self {
+            PolicyKind::Scp => aws_sdk_organizations::types::PolicyType::ServiceControlPolicy,
+            PolicyKind::Rcp => aws_sdk_organizations::types::PolicyType::ResourceControlPolicy,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PolicyKind::Scp => "SCP",
+            PolicyKind::Rcp => "RCP",
+        }
+    }
+
+    pub fn is_scp(&self) -> bool {
+        *self == PolicyKind::Scp
+    }
+
+    /// The target a policy step names, as plans and reports show it.
+    fn resource(self, name: &str, targets: Vec<String>) -> Resource {
+        match self {
+            PolicyKind::Scp => Resource::Scp {
+                name: name.to_string(),
+                targets,
+            },
+            PolicyKind::Rcp => Resource::Named {
+                kind: "RCP".into(),
+                id: format!("{name} on {}", targets.join(", ")),
+            },
+        }
+    }
+}
 
 /// The most SCPs a root, an OU or an account can hold ("Maximum number of
 /// policies attached to root, OU or account: 5", AWS Organizations User
@@ -76,7 +124,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
         account: ctx.identity.account.clone(),
         region: None,
     };
-    let existing = find_policy(ctx, &name).await?;
+    let existing = find_policy(ctx, PolicyKind::Scp, &name).await?;
     let mut planned = Vec::new();
     if only_existing && existing.is_none() {
         return Ok(Discovery { planned, notes });
@@ -133,68 +181,19 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                         .into(),
                 ),
             }
-            let mut prior_content = None;
-            let mut policy_id = None;
-            if let Some((id, content)) = &existing {
-                if !aws::same_json(content, &document) {
-                    prior_content = Some(content.clone());
-                }
-                policy_id = Some(id.clone());
-            }
-            let placement = place(ctx, &org, policy_id.as_deref(), &targets).await?;
-            notes.extend(placement.notes);
-            for (t, why) in placement.full {
-                planned.push(Planned {
-                    target: Target {
-                        scope: scope.clone(),
-                        resource: Resource::Scp {
-                            name: name.clone(),
-                            targets: vec![t],
-                        },
-                    },
-                    disposition: Disposition::Unreadable {
-                        error: aws::over_quota("organizations:AttachPolicy", why),
-                    },
-                });
-            }
-            let missing = placement.attach;
-            let any_full = planned
-                .iter()
-                .any(|p: &Planned| matches!(&p.disposition, Disposition::Unreadable { .. }));
-            let target = Target {
-                scope,
-                resource: Resource::Scp {
-                    name: name.clone(),
-                    targets: targets.clone(),
-                },
-            };
-            if any_full && missing.is_empty() && (policy_id.is_none() || prior_content.is_none()) {
-                // Nothing to attach anywhere: the quota items say why.
-                return Ok(Discovery { planned, notes });
-            }
-            let disposition = if missing.is_empty() && prior_content.is_none() {
-                Disposition::Unchanged {
-                    reason: format!(
-                        "SCP {} already attached with the same document",
-                        policy_id.as_deref().unwrap_or_default()
-                    ),
-                }
-            } else {
-                Disposition::Change {
-                    op: Op::ApplyScp(ApplyScp {
-                        name,
-                        document,
-                        policy_id,
-                        prior_content,
-                        enable_on_root: (!org.scp_enabled).then(|| org.root_id.clone()),
-                        attach_to: missing,
-                    }),
-                }
-            };
-            planned.push(Planned {
-                target,
-                disposition,
-            });
+            planned.extend(
+                plan_policy(
+                    ctx,
+                    &org,
+                    PolicyKind::Scp,
+                    &name,
+                    document,
+                    &targets,
+                    existing,
+                    &mut notes,
+                )
+                .await?,
+            );
         }
         _ => {
             for t in &targets {
@@ -227,6 +226,84 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
         }
     }
     Ok(Discovery { planned, notes })
+}
+
+/// Plans one policy of `kind` named `name` with `document` on `targets`:
+/// reused by name (its content replaced if it differs, the old content
+/// recorded), attached where it is not, and a quota item wherever a target
+/// is full.
+#[allow(clippy::too_many_arguments)]
+async fn plan_policy(
+    ctx: &Ctx,
+    org: &Org,
+    kind: PolicyKind,
+    name: &str,
+    document: String,
+    targets: &[String],
+    existing: Option<(String, String)>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Planned>, AwsError> {
+    let scope = Scope {
+        account: ctx.identity.account.clone(),
+        region: None,
+    };
+    let mut planned = Vec::new();
+    let mut prior_content = None;
+    let mut policy_id = None;
+    if let Some((id, content)) = &existing {
+        if !aws::same_json(content, &document) {
+            prior_content = Some(content.clone());
+        }
+        policy_id = Some(id.clone());
+    }
+    let placement = place(ctx, org, kind, policy_id.as_deref(), targets).await?;
+    notes.extend(placement.notes);
+    for (t, why) in placement.full {
+        planned.push(Planned {
+            target: Target {
+                scope: scope.clone(),
+                resource: kind.resource(name, vec![t]),
+            },
+            disposition: Disposition::Unreadable {
+                error: aws::over_quota("organizations:AttachPolicy", why),
+            },
+        });
+    }
+    let missing = placement.attach;
+    let any_full = !planned.is_empty();
+    if any_full && missing.is_empty() && (policy_id.is_none() || prior_content.is_none()) {
+        // Nothing to attach anywhere: the quota items say why.
+        return Ok(planned);
+    }
+    let disposition = if missing.is_empty() && prior_content.is_none() {
+        Disposition::Unchanged {
+            reason: format!(
+                "{} {} already attached with the same document",
+                kind.label(),
+                policy_id.as_deref().unwrap_or_default()
+            ),
+        }
+    } else {
+        Disposition::Change {
+            op: Op::ApplyScp(ApplyScp {
+                kind,
+                name: name.to_string(),
+                document,
+                policy_id,
+                prior_content,
+                enable_on_root: (!org.enabled(kind)).then(|| org.root_id.clone()),
+                attach_to: missing,
+            }),
+        }
+    };
+    planned.push(Planned {
+        target: Target {
+            scope,
+            resource: kind.resource(name, targets.to_vec()),
+        },
+        disposition,
+    });
+    Ok(planned)
 }
 
 /// `AttachPolicy`, already attached counting as done. `EnablePolicyType`

@@ -1,12 +1,22 @@
-//! Reading the organization: its root, OUs, SCPs and where a freeze goes
-//! under the five-SCPs-per-target quota.
+//! Reading the organization: its root, OUs, SCPs and RCPs, and where a
+//! policy goes under the five-per-target quota.
 
 use super::*;
 
 pub(super) struct Org {
     pub(super) management_account: String,
     pub(super) root_id: String,
-    pub(super) scp_enabled: bool,
+    /// The organization's id (`o-…`), which an RCP compares
+    /// `aws:PrincipalOrgID` with.
+    pub(super) id: String,
+    /// Policy types enabled on the root (`SERVICE_CONTROL_POLICY`, …).
+    pub(super) enabled: Vec<String>,
+}
+
+impl Org {
+    pub(super) fn enabled(&self, kind: PolicyKind) -> bool {
+        self.enabled.iter().any(|t| t == kind.api().as_str())
+    }
 }
 
 pub(super) async fn describe_org(ctx: &Ctx) -> Result<Org, AwsError> {
@@ -25,37 +35,49 @@ pub(super) async fn describe_org(ctx: &Ctx) -> Result<Org, AwsError> {
             "the organization has no root".into(),
         )
     })?;
-    let scp_enabled = root.policy_types().iter().any(|p| {
-        p.r#type().map(|t| t.as_str()) == Some("SERVICE_CONTROL_POLICY")
-            && p.status().map(|s| s.as_str()) == Some("ENABLED")
-    });
+    let enabled = root
+        .policy_types()
+        .iter()
+        .filter(|p| p.status().map(|s| s.as_str()) == Some("ENABLED"))
+        .filter_map(|p| p.r#type().map(|t| t.as_str().to_string()))
+        .collect();
+    let organization = desc.organization();
     Ok(Org {
+        id: organization
+            .and_then(|o| o.id())
+            .unwrap_or_default()
+            .to_string(),
         management_account: desc
             .organization()
             .and_then(|o| o.master_account_id())
             .unwrap_or_default()
             .to_string(),
         root_id: root.id().unwrap_or_default().to_string(),
-        scp_enabled,
+        enabled,
     })
 }
 
-/// The SCP with this name, with its content, if one exists.
-/// The id of the SCP of that name, if there is one (rollback of a freeze
-/// that failed before AWS returned the id).
-pub async fn policy_id_by_name(ctx: &Ctx, name: &str) -> Result<Option<String>, AwsError> {
-    Ok(find_policy(ctx, name).await?.map(|(id, _)| id))
+/// The id of the policy of that kind and name, if there is one (rollback
+/// of a freeze that failed before AWS returned the id).
+pub async fn policy_id_by_name(
+    ctx: &Ctx,
+    kind: PolicyKind,
+    name: &str,
+) -> Result<Option<String>, AwsError> {
+    Ok(find_policy(ctx, kind, name).await?.map(|(id, _)| id))
 }
 
+/// The policy of that kind with this name, with its content, if one exists.
 pub(super) async fn find_policy(
     ctx: &Ctx,
+    kind: PolicyKind,
     name: &str,
 ) -> Result<Option<(String, String)>, AwsError> {
     let org = ctx.clients.org();
     let policies = ctx
         .call("organizations:ListPolicies", || {
             org.list_policies()
-                .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+                .filter(kind.api())
                 .into_paginator()
                 .send()
                 .try_collect()
@@ -86,17 +108,23 @@ pub(super) async fn find_policy(
 }
 
 pub(super) async fn attached(ctx: &Ctx, policy_id: &str, target: &str) -> Result<bool, AwsError> {
-    Ok(scps_on(ctx, target).await?.iter().any(|p| p == policy_id))
+    let on = policies_on(ctx, PolicyKind::Scp, target).await?;
+    Ok(on.iter().any(|p| p == policy_id))
 }
 
-/// The ids of the SCPs attached to a root, an OU or an account.
-pub(super) async fn scps_on(ctx: &Ctx, target: &str) -> Result<Vec<String>, AwsError> {
+/// The ids of the policies of that kind attached to a root, an OU or an
+/// account.
+pub(super) async fn policies_on(
+    ctx: &Ctx,
+    kind: PolicyKind,
+    target: &str,
+) -> Result<Vec<String>, AwsError> {
     let org = ctx.clients.org();
     let pages = ctx
         .call("organizations:ListPoliciesForTarget", || {
             org.list_policies_for_target()
                 .target_id(target)
-                .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+                .filter(kind.api())
                 .into_paginator()
                 .send()
                 .try_collect()
@@ -163,16 +191,18 @@ pub(super) struct Placement {
 pub(super) async fn place(
     ctx: &Ctx,
     org: &Org,
+    kind: PolicyKind,
     policy_id: Option<&str>,
     targets: &[String],
 ) -> Result<Placement, AwsError> {
+    let label = kind.label();
     let mut placement = Placement {
         attach: Vec::new(),
         full: Vec::new(),
         notes: Vec::new(),
     };
     for t in targets {
-        let on = scps_on(ctx, t).await?;
+        let on = policies_on(ctx, kind, t).await?;
         if policy_id.is_some_and(|id| on.iter().any(|p| p == id)) {
             continue;
         }
@@ -184,7 +214,7 @@ pub(super) async fn place(
             placement.full.push((
                 t.clone(),
                 format!(
-                    "{t} already holds {} SCPs, the most AWS Organizations allows on one target: detach one, or freeze the OUs and accounts under it instead",
+                    "{t} already holds {} {label}s, the most AWS Organizations allows on one target: detach one, or freeze the OUs and accounts under it instead",
                     on.len()
                 ),
             ));
@@ -199,21 +229,21 @@ pub(super) async fn place(
             placement.full.push((
                 t.clone(),
                 format!(
-                    "the root {t} already holds {} SCPs, the most AWS Organizations allows, and has no OU or member account under it to take the freeze instead: detach one",
+                    "the root {t} already holds {} {label}s, the most AWS Organizations allows, and has no OU or member account under it to take the freeze instead: detach one",
                     on.len()
                 ),
             ));
             continue;
         }
         placement.notes.push(format!(
-            "The root {t} already holds {} SCPs, the most AWS allows: the deny-all goes on each of the {} OUs and accounts directly under it instead. An account or OU added under the root later is not frozen.",
+            "The root {t} already holds {} {label}s, the most AWS allows: the policy goes on each of the {} OUs and accounts directly under it instead. An account or OU added under the root later is not covered.",
             on.len(),
             children.len()
         ));
         // Each child's count is one read; hundreds of accounts are read at once.
         let counted: Vec<(String, Vec<String>)> = futures_util::stream::iter(children)
             .map(|c| async move {
-                let on = scps_on(ctx, &c).await?;
+                let on = policies_on(ctx, kind, &c).await?;
                 Ok::<_, AwsError>((c, on))
             })
             .buffered(ctx.concurrency.max(1))
@@ -229,7 +259,7 @@ pub(super) async fn place(
                 placement.full.push((
                     c.clone(),
                     format!(
-                        "the root {t} is full, and {c} under it already holds {} SCPs too, the most AWS Organizations allows on one target: detach one there, or move the account into an OU with room",
+                        "the root {t} is full, and {c} under it already holds {} {label}s too, the most AWS Organizations allows on one target: detach one there, or move the account into an OU with room",
                         on.len()
                     ),
                 ));

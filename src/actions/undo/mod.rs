@@ -82,6 +82,7 @@ pub async fn undo_one(ctx: &Ctx, undo: &Undo, force: bool) -> Result<Option<Stri
 /// failed before AWS returned one, the policy of the name it made.
 pub(crate) async fn scp_id(
     ctx: &Ctx,
+    kind: crate::actions::org::PolicyKind,
     recorded: &str,
     name: &str,
 ) -> Result<Option<String>, AwsError> {
@@ -91,5 +92,5 @@ pub(crate) async fn scp_id(
     if name.is_empty() {
         return Ok(None);
     }
-    crate::actions::org::policy_id_by_name(ctx, name).await
+    crate::actions::org::policy_id_by_name(ctx, kind, name).await
 }
