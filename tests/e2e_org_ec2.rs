@@ -1896,3 +1896,241 @@ async fn the_rcp_denies_outsiders_and_spares_the_responders_and_sign_in() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn buckets_get_versioning_and_an_sse_c_block_that_rolls_back() {
+    use aws_sdk_s3::types::{
+        BucketLocationConstraint, CreateBucketConfiguration, ServerSideEncryption,
+        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    let s3 = e.s3();
+    for (bucket, region) in [
+        ("prod-data", None),
+        ("dr-copies", Some("eu-west-1")),
+        ("far-away", Some("ap-southeast-2")),
+    ] {
+        let made = s3
+            .create_bucket()
+            .bucket(bucket)
+            .set_create_bucket_configuration(region.map(|r| {
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(r))
+                    .build()
+            }));
+        made.send().await.expect("bucket");
+    }
+    // dr-copies has a rule of its own, which the block must keep.
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::Aes256)
+                .build()
+                .expect("default"),
+        )
+        .bucket_key_enabled(true)
+        .build();
+    let config = ServerSideEncryptionConfiguration::builder()
+        .rules(rule)
+        .build()
+        .expect("config");
+    let put = s3.put_bucket_encryption().bucket("dr-copies");
+    put.server_side_encryption_configuration(config)
+        .send()
+        .await
+        .expect("encryption");
+    // Read back as AWS answers, through the proxy (moto's answer for a
+    // never-versioned bucket is not S3's).
+    let aws = s3.config().to_builder().endpoint_url(e.proxy().endpoint());
+    let aws = aws_sdk_s3::Client::from_conf(aws.build());
+    let versioned = |bucket: &'static str| {
+        let s3 = aws.clone();
+        async move {
+            let out = s3.get_bucket_versioning().bucket(bucket).send().await;
+            out.expect("versioning")
+                .status()
+                .map(|s| s.as_str().to_string())
+        }
+    };
+    let blocked = |e: &Estate| e.proxy().sse_c.lock().expect("sse-c").clone();
+
+    let pb = playbook(
+        &e,
+        "buckets.yaml",
+        "name: buckets\nregions: [us-east-1, eu-west-1]\nsteps:\n  - action: s3.protect_buckets\n",
+    );
+    let pb = pb.to_str().expect("path");
+    let dry = e.run(&["run", pb, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("would change S3 bucket versioning prod-data"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains("regions this playbook does not select"));
+    assert_eq!(versioned("prod-data").await, None);
+
+    let log = e.path("buckets.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    for bucket in ["prod-data", "dr-copies"] {
+        assert_eq!(
+            versioned(bucket).await.as_deref(),
+            Some("Enabled"),
+            "{bucket}"
+        );
+    }
+    assert_eq!(versioned("far-away").await, None, "an unselected region");
+    assert_eq!(
+        blocked(&e),
+        ["dr-copies".to_string(), "prod-data".to_string()].into()
+    );
+    let kept = s3.get_bucket_encryption().bucket("dr-copies").send().await;
+    let kept = kept.expect("encryption");
+    let kept = kept.server_side_encryption_configuration().expect("config");
+    assert_eq!(kept.rules()[0].bucket_key_enabled(), Some(true));
+    assert_eq!(e.run(&["verify", pb]).code, 0);
+    let again = e.run(&["run", pb, "--yes", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(report["totals"]["changed"], 0, "{report}");
+
+    // Rollback puts each bucket's encryption back and keeps versioning on.
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(back.stdout.contains("stays versioned"), "{}", back.stdout);
+    assert!(blocked(&e).is_empty());
+    assert_eq!(versioned("prod-data").await.as_deref(), Some("Enabled"));
+    let none = s3.get_bucket_encryption().bucket("prod-data").send().await;
+    assert!(none.is_err(), "prod-data had no configuration: {none:?}");
+    let dr = s3.get_bucket_encryption().bucket("dr-copies").send().await;
+    assert!(dr.is_ok(), "dr-copies keeps its own rule");
+
+    let named = playbook(
+        &e,
+        "named.yaml",
+        "name: named\nregions: [us-east-1]\nsteps:\n  - action: s3.protect_buckets\n    with: { buckets: [no-such-bucket], versioning: false }\n",
+    );
+    let ran = e.run(&["run", named.to_str().expect("path"), "--yes"]);
+    assert_ne!(ran.code, 0, "{}", ran.stdout);
+    assert!(
+        ran.stderr.contains("owns no bucket no-such-bucket"),
+        "{}\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+}
+
+#[tokio::test]
+async fn narrowed_event_selectors_log_every_management_event_again() {
+    use aws_sdk_cloudtrail::types::{
+        AdvancedEventSelector, AdvancedFieldSelector, DataResource, EventSelector, ReadWriteType,
+    };
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    e.s3()
+        .create_bucket()
+        .bucket("trail-logs")
+        .send()
+        .await
+        .expect("bucket");
+    let ct = e.cloudtrail("us-east-1");
+    for name in ["basic", "advanced", "untouched"] {
+        let made = ct.create_trail().name(name).s3_bucket_name("trail-logs");
+        made.send().await.expect("trail");
+        ct.start_logging().name(name).send().await.expect("start");
+    }
+    // The attacker's move: management events out, data events kept.
+    let data = DataResource::builder()
+        .r#type("AWS::S3::Object")
+        .values("arn:aws:s3:::prod-data/")
+        .build();
+    let muted = EventSelector::builder()
+        .read_write_type(ReadWriteType::All)
+        .include_management_events(false)
+        .data_resources(data)
+        .build();
+    let put = ct
+        .put_event_selectors()
+        .trail_name("basic")
+        .event_selectors(muted);
+    put.send().await.expect("selectors");
+    let data_only = AdvancedFieldSelector::builder()
+        .field("eventCategory")
+        .equals("Data")
+        .build()
+        .expect("field");
+    let data_only = AdvancedEventSelector::builder()
+        .name("data only")
+        .field_selectors(data_only)
+        .build()
+        .expect("selector");
+    let put = ct.put_event_selectors().trail_name("advanced");
+    put.advanced_event_selectors(data_only)
+        .send()
+        .await
+        .expect("advanced");
+
+    let pb = playbook(
+        &e,
+        "selectors.yaml",
+        "name: selectors\nregions: [us-east-1]\nsteps:\n  - action: cloudtrail.ensure_logging\n",
+    );
+    let pb = pb.to_str().expect("path");
+    let dry = e.run(&["run", pb, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    for name in ["basic", "advanced"] {
+        assert!(
+            dry.stdout
+                .contains(&format!("would change trail event selectors {name}")),
+            "{name}: {}",
+            dry.stdout
+        );
+    }
+    assert!(
+        !dry.stdout
+            .contains("would change trail event selectors untouched")
+    );
+
+    let ran = e.run(&["run", pb, "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let basic = ct.get_event_selectors().trail_name("basic").send().await;
+    let basic = basic.expect("selectors");
+    let basic = basic.event_selectors();
+    assert_eq!(basic.len(), 2, "{basic:?}");
+    assert_eq!(basic[0].data_resources().len(), 1, "the data events stay");
+    assert_eq!(basic[1].include_management_events(), Some(true));
+    assert_eq!(basic[1].read_write_type(), Some(&ReadWriteType::All));
+    let advanced = ct.get_event_selectors().trail_name("advanced").send().await;
+    let advanced = advanced.expect("selectors");
+    let advanced = advanced.advanced_event_selectors();
+    assert_eq!(advanced.len(), 2, "{advanced:?}");
+    assert_eq!(advanced[1].field_selectors()[0].equals(), ["Management"]);
+    assert_eq!(e.run(&["verify", pb]).code, 0);
+    let again = e.run(&["run", pb, "--yes", "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(report["totals"]["changed"], 0, "{report}");
+
+    // `management_events: false` leaves selectors alone.
+    let put = ct.put_event_selectors().trail_name("untouched");
+    let muted = EventSelector::builder()
+        .read_write_type(ReadWriteType::ReadOnly)
+        .include_management_events(true)
+        .build();
+    put.event_selectors(muted).send().await.expect("narrow");
+    let off = playbook(
+        &e,
+        "off.yaml",
+        "name: keep-selectors\nregions: [us-east-1]\nsteps:\n  - action: cloudtrail.ensure_logging\n    with: { management_events: false }\n",
+    );
+    let ran = e.run(&["run", off.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let left = ct
+        .get_event_selectors()
+        .trail_name("untouched")
+        .send()
+        .await;
+    assert_eq!(left.expect("selectors").event_selectors().len(), 1);
+}

@@ -145,7 +145,7 @@ fn move_resources(r: &serde_json::Value, action: &str) -> Vec<String> {
 #[test]
 fn code_spaces_against_full_lockdown() {
     let ex = tabletop("full-lockdown.yaml", "code-spaces.yaml", &[]);
-    check_report(&ex, 16);
+    check_report(&ex, 18);
     let r = &ex.report;
     let exposed = exposed(r);
     // The deny-all SCP is the first containment, and SCPs spare the management account.
@@ -180,11 +180,21 @@ fn code_spaces_against_full_lockdown() {
             "{needle}: {exposed:#?}"
         );
     }
-    // The trail the attacker stopped at 0 s is logging again.
-    assert!(
-        !exposed.iter().any(|e| e.contains("logging stopped")),
-        "{exposed:#?}"
-    );
+    // The trail the attacker stopped and muted at 0 s is logging every
+    // management event again, and the backup it shared is taken back.
+    for gone in [
+        "logging stopped",
+        "muted every management event",
+        "shared with the attacker",
+    ] {
+        assert!(
+            !exposed.iter().any(|e| e.contains(gone)),
+            "{gone}: {exposed:#?}"
+        );
+    }
+    for done in ["mute_trail", "share_snapshots"] {
+        assert_eq!(move_resources(r, done).len(), 1, "{done} happened: {r}");
+    }
     assert!(
         r["outcomes"]
             .as_array()
@@ -215,7 +225,7 @@ fn code_spaces_against_full_lockdown() {
         );
     }
     // A sweep after the lock step finds the run's snapshots locked.
-    let locked_at = r["timeline"][12]["end_ms"].as_u64().expect("lock step end");
+    let locked_at = r["timeline"][14]["end_ms"].as_u64().expect("lock step end");
     for m in r["attacker"].as_array().into_iter().flatten() {
         if m["do"] != "delete_snapshots" || m["at_ms"].as_u64() <= Some(locked_at) {
             continue;
@@ -247,7 +257,7 @@ fn code_spaces_against_full_lockdown() {
     // moto has no snapshot locking: breakglass emulates it, and says so.
     assert!(r["emulator_notes"].to_string().contains("snapshot locking"));
     assert_eq!(
-        r["timeline"][12]["status"], "done",
+        r["timeline"][14]["status"], "done",
         "the lock step ran: {r}"
     );
     // The attacker's minted key stays active: not fully contained, exit 1.
@@ -359,6 +369,14 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
         assert_eq!(declared, steps, "{playbook}");
         let ex = tabletop(playbook, "code-spaces.yaml", &[]);
         check_report(&ex, steps);
+        // The freeze alone leaves the muted trail exposed, and the report
+        // says so, read from the emulator (the shared backup is deleted by
+        // the attacker later, so it shares nothing any more).
+        if playbook == "org-freeze.yaml" {
+            let exposed = exposed(&ex.report);
+            let muted = "muted every management event";
+            assert!(exposed.iter().any(|e| e.contains(muted)), "{exposed:#?}");
+        }
     }
 }
 

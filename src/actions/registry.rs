@@ -192,6 +192,7 @@ actions! {
     Ec2BlockPublicSharing => ec2::block_public_sharing::BlockPublicSharing,
     S3BlockPublicAccess => s3::block_public_access::BlockPublicAccess,
     OrgApplyRcp => org::apply_rcp::ApplyRcp,
+    S3ProtectBuckets => s3::protect_buckets::ProtectBuckets,
 }
 
 impl ActionKind {
@@ -263,9 +264,12 @@ registry! {
         StartLogging => cloudtrail::StartLogging,
         CancelKeyDeletion => kms::CancelKeyDeletion,
         RemoveSharing => ec2::unshare::RemoveSharing,
+        LogManagementEvents => cloudtrail::selectors::LogManagementEvents,
         LockVault => backup::LockVault,
         BlockPublicSharing => ec2::block_public_sharing::BlockPublicSharingCall,
         BlockS3PublicAccess => s3::block_public_access::BlockS3PublicAccess,
+        EnableVersioning => s3::protect_buckets::EnableVersioning,
+        BlockSseC => s3::protect_buckets::BlockSseC,
     }
     undos {
         ReactivateAccessKey => iam::deactivate_access_key::ReactivateAccessKey,
@@ -282,6 +286,7 @@ registry! {
         RestoreVaultLock => backup::RestoreVaultLock,
         RestorePublicSharing => ec2::block_public_sharing::RestorePublicSharing,
         RestoreS3PublicAccess => s3::block_public_access::RestoreS3PublicAccess,
+        RestoreBucketEncryption => s3::protect_buckets::RestoreBucketEncryption,
     }
 }
 

@@ -197,6 +197,12 @@ pub enum MoveKind {
     LaunchInstance,
     /// CloudTrail `trail` stops logging (the attacker going dark).
     StopLogging,
+    /// CloudTrail `trail` keeps logging, but its event selectors leave every
+    /// management event out (Stratus `cloudtrail-event-selectors`).
+    MuteTrail,
+    /// Up to `count` snapshots in `region` shared with the attacker's own
+    /// account (all when no count), to copy out at leisure.
+    ShareSnapshots,
 }
 
 impl MoveKind {
@@ -209,6 +215,8 @@ impl MoveKind {
             MoveKind::TerminateInstances => "terminate_instances",
             MoveKind::LaunchInstance => "launch_instance",
             MoveKind::StopLogging => "stop_logging",
+            MoveKind::MuteTrail => "mute_trail",
+            MoveKind::ShareSnapshots => "share_snapshots",
         }
     }
 }
@@ -376,10 +384,11 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             MoveKind::AttachAdminPolicy => {
                 needs("user` or `role", m.user.is_some() != m.role.is_some())
             }
-            MoveKind::DeleteSnapshots | MoveKind::TerminateInstances | MoveKind::LaunchInstance => {
-                needs("region", m.region.is_some())
-            }
-            MoveKind::StopLogging => needs("trail", m.trail.is_some()),
+            MoveKind::DeleteSnapshots
+            | MoveKind::TerminateInstances
+            | MoveKind::LaunchInstance
+            | MoveKind::ShareSnapshots => needs("region", m.region.is_some()),
+            MoveKind::StopLogging | MoveKind::MuteTrail => needs("trail", m.trail.is_some()),
         };
         if let Some(message) = missing {
             err(m.pos, message);

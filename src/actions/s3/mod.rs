@@ -4,6 +4,7 @@
 //! looks for them.
 
 pub mod block_public_access;
+pub mod protect_buckets;
 
 use crate::aws::{self, AwsError};
 

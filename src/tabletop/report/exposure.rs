@@ -262,6 +262,68 @@ pub async fn exposures(
                     });
                 }
             }
+            MoveKind::MuteTrail => {
+                let trail = m.subject.trim_start_matches("trail ");
+                let region = scenario
+                    .file
+                    .trails
+                    .iter()
+                    .find(|t| t.name == trail)
+                    .map_or("us-east-1", |t| t.region.as_str());
+                let selectors = admin
+                    .cloudtrail(region)
+                    .get_event_selectors()
+                    .trail_name(trail)
+                    .send()
+                    .await;
+                // Logged again when any basic selector takes every
+                // management event (the advanced form is not what this move
+                // writes).
+                let logged = selectors.is_ok_and(|s| {
+                    s.event_selectors().iter().any(|e| {
+                        e.include_management_events() != Some(false)
+                            && e.read_write_type()
+                                .is_none_or(|r| *r == aws_sdk_cloudtrail::types::ReadWriteType::All)
+                            && e.exclude_management_event_sources().is_empty()
+                    })
+                });
+                if !logged {
+                    out.push(Exposed {
+                        what: format!("CloudTrail trail {trail} ({region})"),
+                        why: format!(
+                            "its event selectors muted every management event at {when}: it logs, and records nothing the attacker does; cloudtrail.ensure_logging (management_events) adds them back"
+                        ),
+                    });
+                }
+            }
+            MoveKind::ShareSnapshots => {
+                let ec2 = admin.ec2(&m.subject);
+                for id in &m.resources {
+                    let grants = ec2
+                        .describe_snapshot_attribute()
+                        .snapshot_id(id)
+                        .attribute(
+                            aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission,
+                        )
+                        .send()
+                        .await;
+                    // A snapshot gone since (deleted by a later move) shares nothing.
+                    let Ok(grants) = grants else { continue };
+                    let shared = grants
+                        .create_volume_permissions()
+                        .iter()
+                        .any(|p| p.user_id() == Some(crate::tabletop::seed::ATTACKER_ACCOUNT));
+                    if shared {
+                        out.push(Exposed {
+                            what: format!("snapshot {id} ({})", m.subject),
+                            why: format!(
+                                "shared with the attacker's account {} at {when}, and still is: ec2.unshare takes such grants back",
+                                crate::tabletop::seed::ATTACKER_ACCOUNT
+                            ),
+                        });
+                    }
+                }
+            }
             MoveKind::LaunchInstance => {
                 for id in &m.resources {
                     let terminated_later = moves.iter().any(|t| {

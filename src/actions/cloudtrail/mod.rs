@@ -18,26 +18,48 @@
 //!   bucket it can no longer write. For another account's trail it wants
 //!   the full ARN, which is what this file always passes.
 
+pub mod selectors;
+
 use std::collections::BTreeMap;
 
 use futures_util::{StreamExt, stream};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::call::{ArnOf, Call, Inverse, Inverting};
-use super::regions::{target_in, unreadable_region};
-use super::{Action, ActionInfo, BoundStep, Ctx, Disposition, Planned, Reversibility, Runs, Sink};
+use crate::actions::call::{ArnOf, Call, Inverse, Inverting};
+use crate::actions::regions::{target_in, unreadable_region};
+use crate::actions::{
+    Action, ActionInfo, BoundStep, Ctx, Disposition, Planned, Reversibility, Runs, Sink,
+};
 use crate::aws::AwsError;
 use crate::targets::{Resource, Scope, Target};
 
 /// `with:` of `cloudtrail.ensure_logging`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnsureLoggingParams {
     /// Trail names or ARNs. Empty: every trail of the account that a
     /// selected region lists (its own and those logging all regions).
     #[serde(default)]
     pub trails: Vec<String>,
+    /// Also make each trail of the account log every management event, read
+    /// and write, adding a selector when its own leave some out (default
+    /// true; `false` leaves selectors as they are).
+    #[serde(default = "yes")]
+    pub management_events: bool,
+}
+
+impl Default for EnsureLoggingParams {
+    fn default() -> Self {
+        EnsureLoggingParams {
+            trails: Vec::new(),
+            management_events: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub struct EnsureLogging;
@@ -45,19 +67,25 @@ pub struct EnsureLogging;
 impl Action for EnsureLogging {
     const INFO: ActionInfo = ActionInfo {
         id: "cloudtrail.ensure_logging",
-        summary: "Start logging on every trail an attacker stopped (StartLogging in the trail's home region).",
+        summary: "Start logging on every trail an attacker stopped, and make each log every management event again (in the trail's home region).",
         targets: &[],
-        params: &[(
-            "trails",
-            "trail names or ARNs (default: every trail the selected regions list)",
-        )],
-        calls: &["cloudtrail:StartLogging"],
+        params: &[
+            (
+                "trails",
+                "trail names or ARNs (default: every trail the selected regions list)",
+            ),
+            (
+                "management_events",
+                "add a selector for every management event where a trail's own leave some out (default true)",
+            ),
+        ],
+        calls: &["cloudtrail:StartLogging", "cloudtrail:PutEventSelectors"],
         reversibility: Reversibility::Reversible(
-            "kept on: rollback never stops a trail (StopLogging by hand if it was meant to be off)",
+            "kept on: rollback never stops a trail nor narrows its selectors (by hand if it was meant to be off)",
         ),
         notes: &[
-            "What happened while the trail was stopped is not recorded anywhere: starting it again does not fill the gap.",
-            "Event selectors the attacker narrowed are not restored by this action: check them (GetEventSelectors).",
+            "What happened while the trail was stopped or narrowed is not recorded anywhere: starting it again does not fill the gap.",
+            "Narrowed selectors get one more selector that takes every management event; the trail's own (its data events) stay, so check what the attacker changed (GetEventSelectors).",
             "An organization trail is started from the management account; a member account only sees its shadow.",
             "A trail logging all regions is started in the region it was created in, even one outside `regions:` (a region-deny SCP there refuses the call).",
             "Run it right after the freeze: --hold restarts a trail the attacker stops again.",
@@ -184,7 +212,7 @@ impl Action for EnsureLogging {
                     },
                     (Err(error), _) => Disposition::Unreadable { error },
                 };
-                let planned = Planned {
+                let mut planned = vec![Planned {
                     target: target_in(
                         ctx,
                         &t.home_region,
@@ -194,17 +222,48 @@ impl Action for EnsureLogging {
                         },
                     ),
                     disposition,
-                };
+                }];
+                // Another account's trail has its selectors set there.
+                if p.management_events && owner.is_none() {
+                    planned.push(plan_selectors(ctx, &t).await);
+                }
                 (planned, failing)
             })
             .buffer_unordered(ctx.concurrency.max(1))
             .for_each(|(planned, failing)| {
-                sink.emit(planned);
+                sink.emit_all(planned);
                 notes.extend(failing);
                 std::future::ready(())
             })
             .await;
         Ok(notes)
+    }
+}
+
+/// Whether the trail logs every management event, and the call when not.
+async fn plan_selectors(ctx: &Ctx, t: &Trail) -> Planned {
+    let disposition = match selectors::read(ctx, &t.home_region, &t.arn).await {
+        Ok(s) if s.log_management() => Disposition::Unchanged {
+            reason: "logs every management event".into(),
+        },
+        Ok(_) => Disposition::Change {
+            op: super::Op::LogManagementEvents(selectors::LogManagementEvents {
+                region: t.home_region.clone(),
+                trail_arn: t.arn.clone(),
+            }),
+        },
+        Err(error) => Disposition::Unreadable { error },
+    };
+    Planned {
+        target: target_in(
+            ctx,
+            &t.home_region,
+            Resource::Named {
+                kind: "trail event selectors".into(),
+                id: t.name.clone(),
+            },
+        ),
+        disposition,
     }
 }
 
