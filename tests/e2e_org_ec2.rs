@@ -453,6 +453,16 @@ async fn protect_backups_locks_every_snapshot_in_governance_mode() {
     assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
     assert_eq!(lock(&e), None, "lifted within the cool-off");
 
+    // By age: a snapshot taken today is not a day old.
+    let aged = playbook(
+        &e,
+        "aged.yaml",
+        "name: aged\nregions: [eu-west-1]\nsteps:\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true, older_than_days: 1 } }\n",
+    );
+    let ran = e.run(&["run", aged.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(lock(&e), None, "too young to be selected");
+
     let governance = playbook(
         &e,
         "governance.yaml",
@@ -1809,7 +1819,7 @@ async fn the_rcp_denies_outsiders_and_spares_the_responders_and_sign_in() {
     let pb = playbook(
         &e,
         "rcp.yaml",
-        "name: rcp\nsteps:\n  - action: org.apply_rcp\n    with: { target: root }\n",
+        "name: rcp\nprotect: [arn:aws:iam::*:role/IR-BreakGlass]\nsteps:\n  - action: org.apply_rcp\n    with: { target: root }\n",
     );
     let pb = pb.to_str().expect("path");
     let plan = e.run(&["plan", pb]);
@@ -1817,6 +1827,14 @@ async fn the_rcp_denies_outsiders_and_spares_the_responders_and_sign_in() {
     assert!(
         plan.stdout
             .contains("RCPs do not affect resources in the management account 123456789012"),
+        "{}",
+        plan.stdout
+    );
+    // A wildcard-account exemption would spare the attacker's own role of
+    // that name: an RCP binds outsiders, so it is dropped, and said so.
+    assert!(
+        plan.stdout.contains("Not exempted")
+            && plan.stdout.contains("arn:aws:iam::*:role/IR-BreakGlass"),
         "{}",
         plan.stdout
     );
@@ -1854,12 +1872,12 @@ async fn the_rcp_denies_outsiders_and_spares_the_responders_and_sign_in() {
         condition["BoolIfExists"]["aws:PrincipalIsAWSService"],
         "false"
     );
+    let exempt = condition["ArnNotLike"]["aws:PrincipalArn"].to_string();
     assert!(
-        condition["ArnNotLike"]["aws:PrincipalArn"]
-            .to_string()
-            .contains("arn:aws:iam::123456789012:user/ir/ir-responder"),
+        exempt.contains("arn:aws:iam::123456789012:user/ir/ir-responder"),
         "{condition}"
     );
+    assert!(!exempt.contains("iam::*:"), "{condition}");
     let attached = e
         .org()
         .list_policies_for_target()
@@ -1988,10 +2006,19 @@ async fn buckets_get_versioning_and_an_sse_c_block_that_rolls_back() {
         blocked(&e),
         ["dr-copies".to_string(), "prod-data".to_string()].into()
     );
-    let kept = s3.get_bucket_encryption().bucket("dr-copies").send().await;
+    let kept = aws.get_bucket_encryption().bucket("dr-copies").send().await;
     let kept = kept.expect("encryption");
-    let kept = kept.server_side_encryption_configuration().expect("config");
-    assert_eq!(kept.rules()[0].bucket_key_enabled(), Some(true));
+    let kept = &kept
+        .server_side_encryption_configuration()
+        .expect("config")
+        .rules()[0];
+    assert_eq!(
+        kept.bucket_key_enabled(),
+        Some(true),
+        "its own rule is kept"
+    );
+    let blocked_types = kept.blocked_encryption_types().expect("blocked");
+    assert_eq!(blocked_types.encryption_type()[0].as_str(), "SSE-C");
     assert_eq!(e.run(&["verify", pb]).code, 0);
     let again = e.run(&["run", pb, "--yes", "--output", "json"]);
     let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
@@ -2005,8 +2032,15 @@ async fn buckets_get_versioning_and_an_sse_c_block_that_rolls_back() {
     assert_eq!(versioned("prod-data").await.as_deref(), Some("Enabled"));
     let none = s3.get_bucket_encryption().bucket("prod-data").send().await;
     assert!(none.is_err(), "prod-data had no configuration: {none:?}");
-    let dr = s3.get_bucket_encryption().bucket("dr-copies").send().await;
-    assert!(dr.is_ok(), "dr-copies keeps its own rule");
+    // dr-copies has its own rule back: bucket key on, SSE-C allowed again.
+    let dr = aws.get_bucket_encryption().bucket("dr-copies").send().await;
+    let dr = dr.expect("dr-copies keeps its own rule");
+    let rule = &dr
+        .server_side_encryption_configuration()
+        .expect("config")
+        .rules()[0];
+    assert_eq!(rule.bucket_key_enabled(), Some(true));
+    assert!(rule.blocked_encryption_types().is_none(), "{rule:?}");
 
     let named = playbook(
         &e,

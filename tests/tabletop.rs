@@ -192,9 +192,18 @@ fn code_spaces_against_full_lockdown() {
             "{gone}: {exposed:#?}"
         );
     }
-    for done in ["mute_trail", "share_snapshots"] {
-        assert_eq!(move_resources(r, done).len(), 1, "{done} happened: {r}");
-    }
+    assert_eq!(move_resources(r, "mute_trail").len(), 1, "{r}");
+    // Every backup was shared at 0 s; the lock-all step keeps at least one
+    // from the attacker's deletions, and ec2.unshare took its grant back.
+    let shared = move_resources(r, "share_snapshots");
+    assert!(!shared.is_empty(), "{r}");
+    let unshared = r["outcomes"].as_array().into_iter().flatten().any(|o| {
+        o["outcome"] == "changed"
+            && o["target"]
+                .as_str()
+                .is_some_and(|t| shared.iter().any(|s| t.contains(s.as_str())))
+    });
+    assert!(unshared, "ec2.unshare took no share back: {r}");
     assert!(
         r["outcomes"]
             .as_array()

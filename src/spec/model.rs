@@ -281,6 +281,11 @@ pub struct SnapshotSelector {
     /// The snapshots earlier steps of this run created.
     #[serde(default)]
     pub created_by_run: bool,
+    /// Only snapshots started at least this many days ago, among those
+    /// `all`, `tags` and `volume_ids` select (named `ids` and the run's own
+    /// are taken whatever their age).
+    #[serde(default)]
+    pub older_than_days: Option<u32>,
 }
 
 /// EC2 instances in the playbook's regions. Terminated instances are ignored.

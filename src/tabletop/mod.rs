@@ -349,6 +349,7 @@ pub async fn tabletop(
         "The permission preflight was skipped: moto does not implement iam:SimulatePrincipalPolicy.".to_string(),
         "moto enforces neither SCPs nor IAM policies: the attacker's moves succeed wherever AWS would let an administrator of the management account act.".to_string(),
         "moto has no EBS snapshot locking: breakglass emulates LockSnapshot, DescribeLockedSnapshots and the refusal to delete a locked snapshot in front of it.".to_string(),
+        "moto has no snapshot or AMI block public access and drops a bucket's SSE-C block: breakglass emulates them in front of it (the AMI setting shows at once, where AWS takes up to 10 minutes), but does not refuse a public share once sharing is blocked.".to_string(),
     ];
     for t in timeline.iter().filter(|t| emulator_gaps.contains(&t.index)) {
         emulator_notes.push(format!(

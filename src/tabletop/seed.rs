@@ -19,6 +19,25 @@ const ADMIN_POLICY: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 /// The account the attacker shares snapshots with: outside the organization.
 pub const ATTACKER_ACCOUNT: &str = "999999999999";
 
+/// Whether snapshot `id` in `region` is still shared with the attacker's
+/// account; `None` when it can no longer be read (deleted since).
+pub async fn shared_with_attacker(admin: &Admin, region: &str, id: &str) -> Option<bool> {
+    let grants = admin
+        .ec2(region)
+        .describe_snapshot_attribute()
+        .snapshot_id(id)
+        .attribute(aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission)
+        .send()
+        .await
+        .ok()?;
+    Some(
+        grants
+            .create_volume_permissions()
+            .iter()
+            .any(|p| p.user_id() == Some(ATTACKER_ACCOUNT)),
+    )
+}
+
 /// SDK clients signed as the emulator's administrator.
 pub struct Admin {
     endpoint: String,

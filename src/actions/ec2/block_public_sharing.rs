@@ -20,6 +20,11 @@
 //!   and can't be modified by the account".
 //! - All of them take `DryRun`; enabling a state already set is accepted,
 //!   so a retry after a lost answer is harmless.
+//! - The AMI setting "can take up to 10 minutes" to take effect after
+//!   `Enable`/`DisableImageBlockPublicAccess` (EC2 API reference), and its
+//!   state reads the old value until then: a read-back right after a run
+//!   may still see it unblocked (verify later), and a rollback that soon
+//!   says to run again once it shows.
 
 use aws_sdk_ec2::types::{
     ImageBlockPublicAccessEnabledState, ManagedBy, SnapshotBlockPublicAccessState,
@@ -116,6 +121,7 @@ impl Action for BlockPublicSharing {
             "block-all-sharing hides snapshots already shared publicly (their attributes still say public); block-new-sharing and the AMI setting only stop new public shares: run ec2.unshare for those.",
             "A stricter setting is never lowered: going from block-all-sharing to block-new-sharing makes every publicly shared snapshot public again.",
             "A setting managed by an EC2 declarative policy cannot be changed from the account: reported failed, for the organization's admins.",
+            "The AMI setting takes up to 10 minutes to show after it is enabled: a read-back right after the run may still report it.",
             "Shares with named accounts are not public: this does not stop them (ec2.unshare does).",
         ],
     };
@@ -333,7 +339,14 @@ impl Call for BlockPublicSharingCall {
     }
 
     fn drift(&self) -> String {
-        format!("{} is {}", self.what.label(), self.prior)
+        match self.what {
+            Shared::Snapshots => format!("{} is {}", self.what.label(), self.prior),
+            Shared::Images => format!(
+                "{} is {} (an enable takes up to 10 minutes to show: check again)",
+                self.what.label(),
+                self.prior
+            ),
+        }
     }
 
     async fn dry_run(&self, ctx: &Ctx) -> Option<Result<(), AwsError>> {
@@ -394,7 +407,13 @@ impl Revert for RestorePublicSharing {
 
     async fn check(&self, ctx: &Ctx) -> Result<Check, AwsError> {
         let (now, managed) = read(ctx, &self.region, self.what).await?;
-        Ok(if now == self.prior {
+        Ok(if now == self.prior && self.what == Shared::Images {
+            // The run's enable may not show yet: said, and a later rollback
+            // (which then reads what the run set) undoes it.
+            Check::Done(format!(
+                "reads {now}, as before the run; an enable takes up to 10 minutes to show: if the run was less than 10 minutes ago, run this rollback again after that"
+            ))
+        } else if now == self.prior {
             Check::Done(format!("already {now}"))
         } else if now != self.set {
             Check::Conflict(format!(

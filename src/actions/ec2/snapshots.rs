@@ -12,11 +12,18 @@ pub(super) async fn discover_locks(
         return Ok(Discovery::default());
     };
     let mut notes = Vec::new();
-    if params.mode == LockModeSpec::Compliance {
-        notes.push(format!(
+    match (params.mode, params.cool_off_hours) {
+        (LockModeSpec::Compliance, None) => notes.push(format!(
             "COMPLIANCE mode: nobody, the root user included, can unlock or delete these snapshots for {} days.",
             params.duration_days
-        ));
+        )),
+        (LockModeSpec::Compliance, Some(h)) => notes.push(format!(
+            "COMPLIANCE mode after a {h}-hour cool-off (anyone with ec2:UnlockSnapshot can lift it until then): after it, nobody, the root user included, can unlock or delete these snapshots for {} days.",
+            params.duration_days
+        )),
+        (LockModeSpec::Governance, _) => notes.push(
+            "Governance locks can be lifted by anyone allowed ec2:UnlockSnapshot, the management account's admins included (no SCP binds them): they stop a hurried attacker, not a patient one.".into(),
+        ),
     }
     if sel.created_by_run {
         notes.push("Also locks the snapshots earlier steps of this run create (none exist yet in a plan or dry run).".into());
@@ -28,7 +35,8 @@ pub(super) async fn discover_locks(
     let per_region: Vec<(String, RegionLocks)> = stream::iter(ctx.regions.clone())
         .map(|region| async move {
             let found = async {
-                let (ids, named) = select_snapshots(ctx, &region, criteria).await?;
+                let (ids, named) =
+                    select_snapshots(ctx, &region, criteria, sel.older_than_days).await?;
                 Ok::<_, AwsError>((plan_locks(ctx, &region, ids, params).await?, named))
             }
             .await;
@@ -82,13 +90,15 @@ pub(super) async fn select_snapshots(
     ctx: &Ctx,
     region: &str,
     criteria: &SnapshotCriteria,
+    older_than_days: Option<u32>,
 ) -> Result<(BTreeSet<String>, BTreeSet<String>), AwsError> {
     let ec2 = ctx.clients.ec2(region);
     let mut ids = BTreeSet::new();
     let mut named = BTreeSet::new();
-    let mut queries: Vec<(Vec<Filter>, BTreeMap<String, String>)> = Vec::new();
+    // (filters, exact tag values, whether `older_than_days` narrows it)
+    let mut queries: Vec<(Vec<Filter>, BTreeMap<String, String>, bool)> = Vec::new();
     match criteria {
-        SnapshotCriteria::Every => queries.push((Vec::new(), BTreeMap::new())),
+        SnapshotCriteria::Every => queries.push((Vec::new(), BTreeMap::new(), true)),
         SnapshotCriteria::Matching {
             ids: wanted,
             tags,
@@ -113,27 +123,31 @@ pub(super) async fn select_snapshots(
                 ]
             };
             if !wanted.is_empty() {
-                queries.push((any("snapshot-id", wanted), BTreeMap::new()));
+                queries.push((any("snapshot-id", wanted), BTreeMap::new(), false));
             }
             if !tags.is_empty() {
                 let filters = tags
                     .iter()
                     .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
                     .collect();
-                queries.push((filters, tags.clone()));
+                queries.push((filters, tags.clone(), true));
             }
             if !volume_ids.is_empty() {
-                queries.push((any("volume-id", volume_ids), BTreeMap::new()));
+                queries.push((any("volume-id", volume_ids), BTreeMap::new(), true));
             }
             if !instance_ids.is_empty() {
                 queries.push((
                     any(&format!("tag:{SOURCE_TAG}"), instance_ids),
                     BTreeMap::new(),
+                    false,
                 ));
             }
         }
     }
-    for (filters, exact) in queries {
+    let cutoff = older_than_days.map(|d| {
+        std::time::SystemTime::now() - std::time::Duration::from_secs(u64::from(d) * 86_400)
+    });
+    for (filters, exact, aged) in queries {
         let pages = ctx
             .pages(
                 Some(region),
@@ -157,9 +171,16 @@ pub(super) async fn select_snapshots(
                 .iter()
                 .filter_map(|t| Some((t.key()?, t.value()?)))
                 .collect();
-            if exact
-                .iter()
-                .all(|(k, v)| tags.get(k.as_str()) == Some(&v.as_str()))
+            // Too young for `older_than_days` (a snapshot with no start
+            // time is kept: it cannot be shown to be young).
+            let started = snap
+                .start_time()
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok());
+            let young = aged && matches!((cutoff, started), (Some(c), Some(s)) if s > c);
+            if !young
+                && exact
+                    .iter()
+                    .all(|(k, v)| tags.get(k.as_str()) == Some(&v.as_str()))
             {
                 ids.insert(id.to_string());
             }
@@ -205,20 +226,27 @@ pub(super) async fn plan_locks(
         .map(|id| {
             let state = locked.get(&id).map(|(s, _)| s.as_str());
             let expires = locked.get(&id).and_then(|(_, e)| *e);
-            // A compliance lock is stronger than any governance lock we would
-            // add; either must also last about as long as this step asks (a
-            // day's slack, so a rerun does not re-lock what it just locked).
+            // A compliance lock past its cool-off is stronger than any lock
+            // we would add; one still in its cool-off can be lifted by anyone
+            // allowed ec2:UnlockSnapshot (LockSnapshot, EC2 API reference),
+            // so it is worth a governance lock, not a compliance one. Either
+            // must also last about as long as this step asks (a day's slack,
+            // so a rerun does not re-lock what it just locked).
             let wanted = std::time::SystemTime::now()
                 + std::time::Duration::from_secs(
                     u64::from(params.duration_days.saturating_sub(1)) * 86_400,
                 );
             let long_enough = expires.is_some_and(|e| e >= wanted);
+            // A step that asks for a cool-off itself is met by one.
+            let cool_off_asked = params.cool_off_hours.is_some();
             let enough = long_enough
-                && matches!(
-                    (state, params.mode),
-                    (Some("compliance" | "compliance-cooloff"), _)
-                        | (Some("governance"), LockModeSpec::Governance)
-                );
+                && match (state, params.mode) {
+                    (Some("compliance"), _) => true,
+                    (Some("governance"), LockModeSpec::Governance) => true,
+                    (Some("compliance-cooloff"), LockModeSpec::Governance) => true,
+                    (Some("compliance-cooloff"), LockModeSpec::Compliance) => cool_off_asked,
+                    _ => false,
+                };
             let target = Target {
                 scope: Scope {
                     account: ctx.identity.account.clone(),

@@ -77,6 +77,13 @@ pub fn outside_document(org_id: &str, exempt: &[String]) -> String {
     .to_string()
 }
 
+/// Whether an ARN names one account (`arn:aws:iam::111122223333:…`).
+fn one_account(arn: &str) -> bool {
+    arn.split(':')
+        .nth(4)
+        .is_some_and(|a| a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()))
+}
+
 pub struct ApplyRcp;
 
 impl Action for ApplyRcp {
@@ -99,7 +106,7 @@ impl Action for ApplyRcp {
         reversibility: Reversibility::Reversible("DetachPolicy, then DeletePolicy"),
         notes: &[
             "RCPs do not affect resources in the management account, nor AWS managed KMS keys.",
-            "AWS services acting for the account, the executor and `protect` are exempt; so are federated sign-ins (AssumeRoleWithSAML, AssumeRoleWithWebIdentity).",
+            "AWS services acting for the account, the executor and `protect` entries of one account are exempt (a `protect` ARN with a wildcard account would spare the attacker's own roles of that name, so it is dropped); so are federated sign-ins (AssumeRoleWithSAML, AssumeRoleWithWebIdentity).",
             "Anonymous access is outside the organization too: public buckets in member accounts stop serving.",
             "Runs from the management account or a delegated administrator; a target holds at most five RCPs, RCPFullAWSAccess included.",
         ],
@@ -140,7 +147,19 @@ impl Action for ApplyRcp {
             .into_iter()
             .map(|t| if t == "root" { org.root_id.clone() } else { t })
             .collect();
-        let document = outside_document(&org.id, &ctx.exempt);
+        // An exemption names outsiders here, not the organization's own
+        // principals: `arn:aws:iam::*:role/IR-BreakGlass` would spare a role
+        // of that name in any account, the attacker's included. Only ARNs of
+        // one account are kept (inside the organization nobody needs one).
+        let (exempt, dropped): (Vec<String>, Vec<String>) =
+            ctx.exempt.iter().cloned().partition(|a| one_account(a));
+        if !dropped.is_empty() {
+            notes.push(format!(
+                "Not exempted, since their account is a wildcard and an RCP binds outsiders: {} (inside the organization they need no exemption).",
+                dropped.join(", ")
+            ));
+        }
+        let document = outside_document(&org.id, &exempt);
         if document.len() > SCP_MAX_CHARS {
             return Err(local(
                 "org.apply_rcp",
@@ -153,7 +172,7 @@ impl Action for ApplyRcp {
         notes.push(format!(
             "Outside organization {} and exempted: {}",
             org.id,
-            ctx.exempt.join(", ")
+            exempt.join(", ")
         ));
         let existing = find_policy(ctx, PolicyKind::Rcp, &p.name).await?;
         let planned = plan_policy(

@@ -8,18 +8,35 @@
 /// recovery points or lifting their locks, and expiring S3 objects through
 /// a lifecycle rule (`s3:PutLifecycleConfiguration` is the IAM action of
 /// `PutBucketLifecycleConfiguration`).
+///
+/// It also denies undoing what breakglass's own preservation steps set:
+/// versioning suspended, bucket encryption or public access blocks changed,
+/// snapshot and AMI public sharing unblocked, keys disabled or their policy
+/// replaced, recovery points' lifecycles shortened, and leaving the
+/// organization (which takes an account out from under every SCP).
 pub const PRESERVE_ACTIONS: &[&str] = &[
     "cloudtrail:StopLogging",
     "cloudtrail:DeleteTrail",
     "cloudtrail:UpdateTrail",
     "cloudtrail:PutEventSelectors",
+    "cloudtrail:DeleteEventDataStore",
     "kms:ScheduleKeyDeletion",
+    "kms:DisableKey",
+    "kms:PutKeyPolicy",
     "ec2:DeleteSnapshot",
     "ec2:UnlockSnapshot",
+    "ec2:DisableSnapshotBlockPublicAccess",
+    "ec2:DisableImageBlockPublicAccess",
     "backup:DeleteRecoveryPoint",
+    "backup:UpdateRecoveryPointLifecycle",
     "backup:DeleteBackupVault",
     "backup:DeleteBackupVaultLockConfiguration",
     "s3:PutLifecycleConfiguration",
+    "s3:PutBucketVersioning",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutAccountPublicAccessBlock",
+    "s3:DeleteObjectVersion",
+    "organizations:LeaveOrganization",
 ];
 
 /// The built-in document `policy` names (`deny-all` or `preserve`).

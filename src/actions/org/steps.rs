@@ -49,7 +49,7 @@ impl Action for ApplyScp {
         ),
         notes: &[
             "SCPs never restrict the management account or service-linked roles.",
-            "`policy: preserve` denies stopping or changing trails, scheduling KMS key deletion, deleting or unlocking snapshots, deleting recovery points and vaults or their locks, and S3 lifecycle rules, to all but the responders: for accounts the freeze does not cover, beside it.",
+            "`policy: preserve` denies stopping or changing trails, scheduling KMS key deletion, deleting or unlocking snapshots, deleting recovery points and vaults or their locks, S3 lifecycle rules and object-version deletion, and undoing the preservation steps, to all but the responders: for accounts the freeze does not cover, beside it. It takes one of the five SCP slots of each target, and while it stands only the responders can add the lifecycle rule that expires noncurrent versions.",
             "Runs from the management account or a delegated administrator.",
             "A root already holding five SCPs (AWS's quota) hands the freeze to each OU and account under it; a full OU or account refuses the run before any change.",
         ],

@@ -28,7 +28,7 @@ use crate::actions::undo::{Check, Undo};
 use crate::actions::{
     Action, ActionInfo, BoundStep, Ctx, Disposition, Op, Planned, Reversibility, Runs, Sink,
 };
-use crate::aws::{AwsError, ErrorKind};
+use crate::aws::{self, AwsError};
 use crate::spec::NoParams;
 use crate::targets::{Resource, Scope, Target};
 
@@ -48,6 +48,7 @@ impl Action for BlockPublicAccess {
             "IgnorePublicAcls and RestrictPublicBuckets cut access that exists now (public ACLs stop granting; a public bucket policy admits only AWS services and the owner's account); BlockPublicAcls and BlockPublicPolicy only refuse new ones.",
             "It covers every bucket of the account in every region, and access points; shares with named outside accounts are not public and stay (an RCP or the bucket policy decides those).",
             "Workloads that serve public content from S3 (a website bucket) stop serving it: name them before a tabletop becomes a real run.",
+            "An account whose public access block an organization-level S3 policy manages refuses the change (403): the organization's management account sets it there.",
         ],
     };
     const RUNS: Runs = Runs::InAccounts;
@@ -140,10 +141,11 @@ async fn read(ctx: &Ctx) -> Result<Option<Flags>, AwsError> {
         })
         .await;
     let out = match got {
+        // Only this code means "none": any other error (an unknown account,
+        // a refusal) must not be read as a configuration to delete later.
         Err(e) if e.code.as_deref() == Some("NoSuchPublicAccessBlockConfiguration") => {
             return Ok(None);
         }
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
         other => other?,
     };
     let c = out.public_access_block_configuration();
@@ -253,14 +255,17 @@ impl Revert for RestoreS3PublicAccess {
             None => {
                 let s3control = ctx.clients.s3control();
                 let account = &self.account;
-                ctx.call("s3:PutAccountPublicAccessBlock", || {
-                    s3control
-                        .delete_public_access_block()
-                        .account_id(account)
-                        .send()
-                })
-                .await
-                .map(|_| ())
+                let r = ctx
+                    .call("s3:PutAccountPublicAccessBlock", || {
+                        s3control
+                            .delete_public_access_block()
+                            .account_id(account)
+                            .send()
+                    })
+                    .await
+                    .map(|_| ());
+                // A retry after a lost answer finds it already gone.
+                aws::goal_if(r, &["NoSuchPublicAccessBlockConfiguration"])
             }
         }
     }

@@ -71,7 +71,7 @@ impl Action for ProtectBuckets {
         params: &[
             (
                 "buckets",
-                "bucket names (default: every bucket the account owns in the selected regions)",
+                "bucket names, acted on in whatever region they are (default: every bucket the account owns in the selected regions)",
             ),
             ("versioning", "turn versioning on (default true)"),
             (
@@ -85,6 +85,7 @@ impl Action for ProtectBuckets {
         ),
         notes: &[
             "Versioning keeps what is overwritten or deleted from now on; objects already destroyed are not brought back, and old versions cost storage until a lifecycle rule expires them.",
+            "Enabling versioning can take up to 15 minutes to reach every write (S3 User Guide): writes in that window may still replace unversioned objects.",
             "A bucket with MFA delete needs the root user's MFA to change versioning: such a bucket fails and says so.",
             "Objects already encrypted with SSE-C stay readable only with their key: blocking stops new ones.",
         ],
@@ -135,11 +136,11 @@ impl Action for ProtectBuckets {
             .into_iter()
             .filter(|(b, _)| wanted.is_empty() || wanted.contains(b.as_str()))
             .collect();
-        let elsewhere = chosen
-            .iter()
-            .filter(|(_, r)| !ctx.regions.contains(r))
-            .count();
-        stream::iter(chosen.into_iter().filter(|(_, r)| ctx.regions.contains(r)))
+        // A bucket the playbook names is acted on wherever it is; the
+        // others only in the selected regions.
+        let in_scope = |r: &String| !wanted.is_empty() || ctx.regions.contains(r);
+        let elsewhere = chosen.iter().filter(|(_, r)| !in_scope(r)).count();
+        stream::iter(chosen.into_iter().filter(|(_, r)| in_scope(r)))
             .map(|(bucket, region)| async move { plan_bucket(ctx, &bucket, &region, p).await })
             .buffer_unordered(ctx.concurrency.max(1))
             .for_each(|planned| {
@@ -168,12 +169,13 @@ fn bucket_resource(kind: &str, bucket: &str) -> Resource {
     }
 }
 
-/// S3's naming rules, loosely: 3 to 63 lowercase letters, digits, dots and
-/// hyphens. A typo is caught here rather than as a missing bucket.
+/// S3's naming rules, loosely: 3 to 255 letters, digits, dots, hyphens and
+/// underscores (old us-east-1 buckets may have capitals and underscores).
+/// A typo such as a space or an `s3://` prefix is caught here.
 fn valid_bucket(b: &str) -> bool {
-    (3..=63).contains(&b.len())
+    (3..=255).contains(&b.len())
         && b.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 /// Every bucket the account owns, with its region.

@@ -2,6 +2,7 @@
 //! the emulator rather than from the tool's own report.
 
 use super::*;
+use crate::tabletop::seed::{ATTACKER_ACCOUNT, shared_with_attacker};
 
 /// Reads the emulator back and lists what stayed exposed.
 pub async fn exposures(
@@ -297,28 +298,15 @@ pub async fn exposures(
                 }
             }
             MoveKind::ShareSnapshots => {
-                let ec2 = admin.ec2(&m.subject);
                 for id in &m.resources {
-                    let grants = ec2
-                        .describe_snapshot_attribute()
-                        .snapshot_id(id)
-                        .attribute(
-                            aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission,
-                        )
-                        .send()
-                        .await;
                     // A snapshot gone since (deleted by a later move) shares nothing.
-                    let Ok(grants) = grants else { continue };
-                    let shared = grants
-                        .create_volume_permissions()
-                        .iter()
-                        .any(|p| p.user_id() == Some(crate::tabletop::seed::ATTACKER_ACCOUNT));
-                    if shared {
+                    let shared = shared_with_attacker(admin, &m.subject, id).await;
+                    if shared == Some(true) {
                         out.push(Exposed {
                             what: format!("snapshot {id} ({})", m.subject),
                             why: format!(
                                 "shared with the attacker's account {} at {when}, and still is: ec2.unshare takes such grants back",
-                                crate::tabletop::seed::ATTACKER_ACCOUNT
+                                ATTACKER_ACCOUNT
                             ),
                         });
                     }
