@@ -16,10 +16,37 @@ Exit codes:
   2  bad usage or invalid playbook; nothing was changed
   3  refused: identity mismatch, confirmation declined, safety rule";
 
+/// The top-level help's ending: what to do first, then the exit codes.
+const FIRST_STEPS: &str = "\
+First steps:
+  1. Put the break-glass credential in its own profile (~/.aws/config, `[profile breakglass]`),
+     never in the environment: `breakglass whoami` shows who a run would be.
+  2. `breakglass validate playbooks/*.yaml` checks playbooks without any AWS call.
+  3. `breakglass plan PLAYBOOK` lists every call; `breakglass run PLAYBOOK --dry-run` asks AWS too.
+  4. `breakglass tabletop PLAYBOOK --scenario SCENARIO` rehearses it against a local emulator.
+  Completions: `breakglass completions bash` (zsh, fish, powershell, elvish); manual: `breakglass man`.
+
+Exit codes:
+  0  all done / contained
+  1  some step failed or something stays uncontained (or the audit log does not verify)
+  2  bad usage or invalid playbook; nothing was changed
+  3  refused: identity mismatch, confirmation declined, safety rule";
+
+/// `0.1.0 (commit 1a2b3c4d5e6f, debug build)`: the version, and which build
+/// of it this is.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BREAKGLASS_COMMIT"),
+    ", ",
+    env!("BREAKGLASS_PROFILE"),
+    " build)"
+);
+
 /// Incident-response lockdown for AWS: run containment playbooks with an
 /// out-of-band credential, an honest dry run and a tamper-evident audit log.
 #[derive(Debug, Parser)]
-#[command(name = "breakglass", version, after_help = EXIT_CODES)]
+#[command(name = "breakglass", version = VERSION, after_help = EXIT_CODES, after_long_help = FIRST_STEPS)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -43,7 +70,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Output format: text for people, json (one document) for automation.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// AWS calls in flight at once (each throttling lane, an account's
     /// service in a region, also queues at most this many).
@@ -104,6 +131,7 @@ pub enum OutputFormat {
 pub enum Command {
     /// Parse and check playbooks; makes no AWS call.
     Validate {
+        /// Playbook files (YAML); all are checked, each problem at its line.
         #[arg(required = true, value_name = "PLAYBOOK")]
         playbooks: Vec<PathBuf>,
         /// Also check that these variables satisfy the playbook (K=V).
@@ -115,7 +143,9 @@ pub enum Command {
     },
     /// Discover targets read-only and print every call a run would make.
     Plan {
+        /// The playbook file (YAML).
         playbook: PathBuf,
+        /// A playbook variable (`case_id=IR-42`), repeatable.
         #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
         vars: Vec<(String, String)>,
         /// Also ask AWS whether each call would be allowed (EC2 DryRun,
@@ -125,6 +155,7 @@ pub enum Command {
     },
     /// Run a playbook: confirm the identity, then contain, step by step.
     Run {
+        /// The playbook file (YAML).
         playbook: PathBuf,
         /// Read only: report what would change; the audit log is marked dry-run.
         #[arg(long)]
@@ -132,6 +163,7 @@ pub enum Command {
         /// Skip the typed confirmation (required without a terminal).
         #[arg(long)]
         yes: bool,
+        /// A playbook variable (`case_id=IR-42`), repeatable.
         #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
         vars: Vec<(String, String)>,
         /// Where to write the audit log [default: breakglass-audit/run-<run id>.jsonl].
@@ -168,7 +200,9 @@ pub enum Command {
     },
     /// Read state back: is each target of each step contained? (exit 1 if not)
     Verify {
+        /// The playbook file (YAML).
         playbook: PathBuf,
+        /// A playbook variable (`case_id=IR-42`), repeatable.
         #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
         vars: Vec<(String, String)>,
     },
@@ -206,6 +240,7 @@ pub enum Command {
     /// Rehearse: start a local emulator, seed it from a scenario, run the
     /// playbook live against it while the attacker moves, and report.
     Tabletop {
+        /// The playbook file (YAML).
         playbook: PathBuf,
         /// The compromised estate and the attacker's moves (YAML).
         #[arg(long, value_name = "FILE")]
@@ -217,11 +252,13 @@ pub enum Command {
         /// Leave the emulator running afterwards and print its endpoint.
         #[arg(long)]
         keep: bool,
+        /// A playbook variable (`case_id=IR-42`), repeatable.
         #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
         vars: Vec<(String, String)>,
         /// Hold the line after the run (exercises `run --hold`).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         hold: Option<std::time::Duration>,
+        /// How often to check while holding.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
         every: std::time::Duration,
     },
@@ -235,9 +272,21 @@ pub enum Command {
     /// Print the JSON Schema of the playbook format (`--scenario` for the
     /// tabletop scenario format).
     Schema {
+        /// The tabletop scenario format, not the playbook format.
         #[arg(long)]
         scenario: bool,
     },
+    /// Print the version, the commit and the build profile.
+    Version,
+    /// Print a shell completion script: `breakglass completions bash >
+    /// ~/.local/share/bash-completion/completions/breakglass`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `breakglass man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +294,7 @@ pub enum AuditCommand {
     /// Check the hash chain, every record's signature and that the run
     /// ended (exit 1 if not; exit 2 for a file that is no audit log).
     Verify {
+        /// The audit log (JSON lines) of a run, rollback or tabletop.
         path: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,
@@ -257,6 +307,7 @@ pub enum AuditCommand {
     },
     /// Print a run's timeline.
     Show {
+        /// The audit log (JSON lines) of a run, rollback or tabletop.
         path: PathBuf,
         #[command(flatten)]
         trust: TrustArgs,

@@ -117,6 +117,25 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             out.actions(ActionKind::ALL);
             Ok(ExitCode::Success)
         }
+        Command::Version => {
+            println!("breakglass {}", crate::cli::VERSION);
+            Ok(ExitCode::Success)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "breakglass", &mut std::io::stdout());
+            Ok(ExitCode::Success)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let page = clap_mangen::Man::new(Cli::command());
+            let mut out = Vec::new();
+            // Rendering into memory has no I/O to fail.
+            let _ = page.render(&mut out);
+            print!("{}", String::from_utf8_lossy(&out));
+            Ok(ExitCode::Success)
+        }
         Command::Schema { scenario } => {
             out.json(&if *scenario {
                 crate::tabletop::scenario::schema()

@@ -172,7 +172,12 @@ impl Printer {
                     for w in &v.warnings {
                         errln!("{w}");
                     }
-                    outln!("{path}: ok ({}, {} {})", v.name, v.count, v.unit);
+                    // "1 step", "2 steps": the unit is plural.
+                    let unit = match v.count {
+                        1 => v.unit.trim_end_matches('s'),
+                        _ => v.unit,
+                    };
+                    outln!("{path}: ok ({}, {} {unit})", v.name, v.count);
                 }
                 Err(Error::InvalidPlaybook(p)) => {
                     errln!("{p}");

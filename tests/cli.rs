@@ -1,0 +1,106 @@
+//! The command line's conventions, checked on the real binary: completions,
+//! the manual page, the version with its commit, `-o`, help on every
+//! argument, and the first steps in the top-level help.
+
+use assert_cmd::Command;
+use clap::CommandFactory;
+
+fn breakglass(args: &[&str]) -> (i32, String, String) {
+    let out = Command::cargo_bin("breakglass")
+        .expect("binary")
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_argument_and_flag_has_a_help_line() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&breakglass::cli::Cli::command(), "breakglass", &mut missing);
+    assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+}
+
+#[test]
+fn completions_and_the_manual_come_from_the_same_definition() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let (code, out, err) = breakglass(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        for word in ["tabletop", "rollback", "dry-run"] {
+            assert!(out.contains(word), "{shell} completes {word}");
+        }
+    }
+    let (code, _, err) = breakglass(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "an unknown shell is a usage error");
+    assert!(err.contains("possible values"), "{err}");
+
+    let (code, man, err) = breakglass(&["man"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(man.contains(".TH breakglass 1"), "{man}");
+    for word in ["tabletop", "rollback", "First steps", "Exit codes"] {
+        assert!(man.contains(word), "the manual mentions {word}");
+    }
+}
+
+#[test]
+fn the_version_names_its_commit_and_build() {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let (code, flag, _) = breakglass(&["--version"]);
+    assert_eq!(code, 0);
+    let (code, sub, _) = breakglass(&["version"]);
+    assert_eq!(code, 0);
+    assert_eq!(flag, sub, "--version and `version` agree");
+    assert!(flag.starts_with(&format!("breakglass {}", env!("CARGO_PKG_VERSION"))));
+    assert!(flag.contains(&format!("commit {commit}")), "{flag}");
+    assert!(flag.contains("debug build"), "{flag}");
+}
+
+#[test]
+fn short_flags_first_steps_and_plurals() {
+    let pb = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/org-freeze.yaml");
+    let (code, out, err) = breakglass(&["validate", "-o", "json", pb]);
+    assert_eq!(code, 0, "{err}");
+    let parsed: serde_json::Value = serde_json::from_str(&out).expect("-o json is JSON");
+    assert_eq!(parsed[0]["steps"], 1);
+    let (_, text, _) = breakglass(&["validate", pb]);
+    assert!(text.contains("1 step)"), "{text}");
+
+    let (code, help, _) = breakglass(&["--help"]);
+    assert_eq!(code, 0);
+    for step in [
+        "First steps",
+        "validate",
+        "plan",
+        "--dry-run",
+        "tabletop",
+        "completions",
+    ] {
+        assert!(help.contains(step), "the help names {step}");
+    }
+}
