@@ -345,9 +345,14 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 
 /// `30m`, `20s`, `1h 30m` (or ISO 8601 `PT20S`).
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    // A bare number has no unit to guess: say which to add, not the
+    // duration library's own words.
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("`{s}` has no unit: write {s}s, {s}m or {s}h"));
+    }
     let d: jiff::SignedDuration = s
         .parse()
-        .map_err(|e| format!("`{s}` is not a duration such as 30m or 20s: {e}"))?;
+        .map_err(|_| format!("`{s}` is not a duration such as 30s, 5m or 1h 30m"))?;
     let d = std::time::Duration::try_from(d).map_err(|_| format!("`{s}` is negative"))?;
     if d < std::time::Duration::from_secs(1) {
         return Err(format!("`{s}` is shorter than a second"));

@@ -104,3 +104,42 @@ fn short_flags_first_steps_and_plurals() {
         assert!(help.contains(step), "the help names {step}");
     }
 }
+
+#[test]
+fn messages_use_yaml_and_aws_words_not_rust_types() {
+    let (code, _, err) = breakglass(&["--call-timeout", "5", "actions"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`5` has no unit: write 5s"), "{err}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pb = dir.path().join("huge.yaml");
+    std::fs::write(
+        &pb,
+        "name: huge\nregions: [us-east-1]\nsteps:\n  - action: ec2.lock_snapshots\n    targets: { snapshots: { all: true } }\n    with: { duration_days: 1e20 }\n",
+    )
+    .expect("write");
+    let (code, out, err) = breakglass(&["validate", pb.to_str().expect("path")]);
+    assert_eq!(code, 2, "{out}");
+    let said = format!("{out}{err}");
+    assert!(said.contains("huge.yaml:6:"), "{said}");
+    assert!(said.contains("expected a whole number"), "{said}");
+    for rust in ["u32", "floating point"] {
+        assert!(!said.contains(rust), "{rust} leaked: {said}");
+    }
+}
+
+#[test]
+fn a_misspelt_key_gets_a_did_you_mean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pb = dir.path().join("typo.yaml");
+    std::fs::write(
+        &pb,
+        "name: typo\nsteps:\n  - action: iam.deactivate_access_keys\n    targetz: { users: { all: true } }\n",
+    )
+    .expect("write");
+    let (code, out, err) = breakglass(&["validate", pb.to_str().expect("path")]);
+    assert_eq!(code, 2, "{out}");
+    let said = format!("{out}{err}");
+    assert!(said.contains("typo.yaml:4:"), "{said}");
+    assert!(said.contains("did you mean `targets`?"), "{said}");
+}

@@ -450,6 +450,13 @@ async fn audit_files_are_private_and_their_text_cannot_steer_the_terminal() {
     }
     let show = e.run(&["audit", "show", log.to_str().expect("path")]);
     assert!(show.stdout.contains("\\u001b[8m"), "{}", show.stdout);
+    // Each record says when, with its date and zone (RFC 3339).
+    let first = show.stdout.split_whitespace().next().unwrap_or_default();
+    assert!(
+        first.parse::<jiff::Timestamp>().is_ok() && first.ends_with('Z'),
+        "{}",
+        show.stdout
+    );
     assert!(!show.stdout.contains('\u{1b}') && !show.stdout.contains('\u{202e}'));
 
     // A log path through a symbolic link is refused, nothing written there.

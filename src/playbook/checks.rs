@@ -1,5 +1,5 @@
 //! Checks across a whole playbook: step order, the executor, accounts and
-//! variables; and the "did you mean" suggestions.
+//! variables.
 
 use super::*;
 
@@ -141,37 +141,4 @@ pub(super) fn check_vars(
             ));
         }
     }
-}
-
-/// "did you mean" for a misspelt key or action id.
-pub(crate) fn suggest(got: &str, known: &[&str]) -> String {
-    // A name this long is no typo; comparing it costs time for nothing
-    // (found by the fuzzer: a 30 KB action name).
-    if got.chars().count() > 100 {
-        return format!("expected one of: {}", known.join(", "));
-    }
-    let best = known
-        .iter()
-        .map(|k| (edit_distance(got, k), *k))
-        .min_by_key(|(d, _)| *d);
-    match best {
-        Some((d, k)) if d <= 3.max(got.len() / 2) => format!("did you mean `{k}`?"),
-        _ => format!("expected one of: {}", known.join(", ")),
-    }
-}
-
-pub(super) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = Vec::with_capacity(b.len() + 1);
-    for (i, ca) in a.chars().enumerate() {
-        cur.clear();
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }

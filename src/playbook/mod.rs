@@ -22,7 +22,7 @@ pub use crate::spec::{
     OnMissing, PlaybookFile, Regions, RoleSelector, SessionSelector, SnapshotSelector, StepFile,
     TargetSpec, UserSelector, VarSpec,
 };
-use crate::yaml::{self, Node, Pos};
+use crate::yaml::{self, Node, Pos, suggest};
 pub use crate::yaml::{Problem, Problems, Severity};
 
 /// A playbook that parsed and passed every check that needs no AWS call.

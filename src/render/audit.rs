@@ -102,7 +102,9 @@ impl Printer {
         }
         let mut s = String::new();
         for r in records {
-            let ts = r.ts.strftime("%H:%M:%S%.3f");
+            // RFC 3339 in UTC: a log read days later, elsewhere, still
+            // says when.
+            let ts = r.ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
             let line = match &r.event {
                 Event::RunStart {
                     playbook_name,

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-pub use problems::{Problem, Problems, Severity};
+pub use problems::{Problem, Problems, Severity, suggest};
 
 /// Largest playbook or scenario file accepted, before any parsing.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;

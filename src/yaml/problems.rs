@@ -63,10 +63,75 @@ impl Problem {
     }
 }
 
+/// serde's words in YAML's: a responder reads "expected a whole number",
+/// not "expected u32", and "the number 1e20", not "floating point `1e20`".
+fn plain(message: &str) -> String {
+    let mut m = message.replace("unknown variant", "unknown value");
+    for rust in [
+        "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize",
+    ] {
+        m = m.replace(&format!("expected {rust}"), "expected a whole number");
+    }
+    for rust in ["f32", "f64"] {
+        m = m.replace(&format!("expected {rust}"), "expected a number");
+    }
+    for kind in ["floating point", "integer"] {
+        m = m.replace(&format!("{kind} `"), "the number `");
+    }
+    m.replace("expected a sequence", "expected a list")
+        .replace("invalid type: sequence", "invalid type: a list")
+        .replace("invalid type: map", "invalid type: a map")
+}
+
+/// "did you mean" for a misspelt key or action id.
+pub fn suggest(got: &str, known: &[&str]) -> String {
+    // A name this long is no typo; comparing it costs time for nothing
+    // (found by the fuzzer: a 30 KB action name).
+    if got.chars().count() > 100 {
+        return format!("expected one of: {}", known.join(", "));
+    }
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(got, k), *k))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, k)) if d <= 3.max(got.len() / 2) => format!("did you mean `{k}`?"),
+        _ => format!("expected one of: {}", known.join(", ")),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = Vec::with_capacity(b.len() + 1);
+    for (i, ca) in a.chars().enumerate() {
+        cur.clear();
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
 /// serde says "unknown field `x`, expected one of `a`, `b`": keep the first half
-/// as the message and turn the list into the hint.
+/// as the message and turn the list into the hint, a "did you mean" when one
+/// of them is close.
 fn split_expected(message: &str) -> (String, Option<String>) {
-    let message = &message.replace("unknown variant", "unknown value");
+    let message = &plain(message);
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((got, tail)) = rest.split_once('`')
+        && let Some(list) = tail
+            .strip_prefix(", expected one of ")
+            .or_else(|| tail.strip_prefix(", expected "))
+    {
+        let known: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
+        if !known.is_empty() {
+            return (format!("unknown field `{got}`"), Some(suggest(got, &known)));
+        }
+    }
     if let Some(m) = message.strip_suffix(", there are no fields") {
         return (m.to_string(), Some("this takes no keys here".into()));
     }
