@@ -347,7 +347,7 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     // A bare number has no unit to guess: say which to add, not the
     // duration library's own words.
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.') {
+    if s.chars().any(|c| c.is_ascii_digit()) && s.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(format!("`{s}` has no unit: write {s}s, {s}m or {s}h"));
     }
     let d: jiff::SignedDuration = s

@@ -56,7 +56,15 @@ fn completions_and_the_manual_come_from_the_same_definition() {
     let (code, man, err) = breakglass(&["man"]);
     assert_eq!(code, 0, "{err}");
     assert!(man.contains(".TH breakglass 1"), "{man}");
-    for word in ["tabletop", "rollback", "First steps", "Exit codes"] {
+    // Each command's own flags are in it, not only the command names.
+    for word in [
+        "tabletop",
+        "rollback",
+        "First steps",
+        "Exit codes",
+        "dry\\-run",
+        "audit\\-log",
+    ] {
         assert!(man.contains(word), "the manual mentions {word}");
     }
 }
@@ -78,7 +86,12 @@ fn the_version_names_its_commit_and_build() {
     assert_eq!(flag, sub, "--version and `version` agree");
     assert!(flag.starts_with(&format!("breakglass {}", env!("CARGO_PKG_VERSION"))));
     assert!(flag.contains(&format!("commit {commit}")), "{flag}");
-    assert!(flag.contains("debug build"), "{flag}");
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    assert!(flag.contains(&format!("{profile} build")), "{flag}");
 }
 
 #[test]
@@ -122,7 +135,7 @@ fn messages_use_yaml_and_aws_words_not_rust_types() {
     assert_eq!(code, 2, "{out}");
     let said = format!("{out}{err}");
     assert!(said.contains("huge.yaml:6:"), "{said}");
-    assert!(said.contains("expected a whole number"), "{said}");
+    assert!(said.contains("expected a whole number from 0 to"), "{said}");
     for rust in ["u32", "floating point"] {
         assert!(!said.contains(rust), "{rust} leaked: {said}");
     }
@@ -142,4 +155,26 @@ fn a_misspelt_key_gets_a_did_you_mean() {
     let said = format!("{out}{err}");
     assert!(said.contains("typo.yaml:4:"), "{said}");
     assert!(said.contains("did you mean `targets`?"), "{said}");
+    assert!(
+        said.contains("keys here:"),
+        "the allowed keys are listed: {said}"
+    );
+
+    // A key that is nothing like any allowed one gets the list, no guess.
+    std::fs::write(
+        &pb,
+        "name: typo\nsteps:\n  - action: iam.deactivate_access_keys\n    region: us-east-1\n",
+    )
+    .expect("write");
+    let (_, out, err) = breakglass(&["validate", pb.to_str().expect("path")]);
+    let said = format!("{out}{err}");
+    assert!(!said.contains("did you mean"), "{said}");
+    assert!(said.contains("keys here:"), "{said}");
+
+    // A step that is not a map says so in YAML's words.
+    std::fs::write(&pb, "name: typo\nsteps: [foo]\n").expect("write");
+    let (_, out, err) = breakglass(&["validate", pb.to_str().expect("path")]);
+    let said = format!("{out}{err}");
+    assert!(said.contains("expected a map of keys"), "{said}");
+    assert!(!said.contains("struct"), "{said}");
 }

@@ -24,6 +24,32 @@ use crate::error::{Error, ExitCode};
 use crate::playbook::{self, Problems};
 use crate::render::Printer;
 
+/// Writes generated text to standard output; a reader that went away
+/// (`breakglass man | head`) is not an error worth a panic.
+fn emit(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}
+
+/// The manual: the top-level page, then one section per command with its
+/// own flags (clap_mangen refers to them as `breakglass-run(1)` and so on).
+fn manual() -> Vec<u8> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let mut out = Vec::new();
+    // Rendering into memory has no I/O to fail.
+    let _ = clap_mangen::Man::new(cli.clone()).render(&mut out);
+    for sub in cli.get_subcommands() {
+        let page = sub
+            .clone()
+            .display_name(format!("breakglass-{}", sub.get_name()))
+            .version(crate::cli::VERSION);
+        let _ = clap_mangen::Man::new(page).render(&mut out);
+    }
+    out
+}
+
 /// Runs the parsed command line and returns the exit code.
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     let out = Printer::new(cli.global.output);
@@ -118,22 +144,18 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::Success)
         }
         Command::Version => {
-            println!("breakglass {}", crate::cli::VERSION);
+            emit(format!("breakglass {}\n", crate::cli::VERSION).as_bytes());
             Ok(ExitCode::Success)
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "breakglass", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "breakglass", &mut script);
+            emit(&script);
             Ok(ExitCode::Success)
         }
         Command::Man => {
-            use clap::CommandFactory;
-            let page = clap_mangen::Man::new(Cli::command());
-            let mut out = Vec::new();
-            // Rendering into memory has no I/O to fail.
-            let _ = page.render(&mut out);
-            print!("{}", String::from_utf8_lossy(&out));
+            emit(&manual());
             Ok(ExitCode::Success)
         }
         Command::Schema { scenario } => {

@@ -67,13 +67,27 @@ impl Problem {
 /// not "expected u32", and "the number 1e20", not "floating point `1e20`".
 fn plain(message: &str) -> String {
     let mut m = message.replace("unknown variant", "unknown value");
-    for rust in [
-        "u8", "u16", "u32", "u64", "usize", "i8", "i16", "i32", "i64", "isize",
+    // The range matters: -1 and 300 are whole numbers, just not here.
+    for (rust, words) in [
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number, 0 or more"),
+        ("usize", "a whole number, 0 or more"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
     ] {
-        m = m.replace(&format!("expected {rust}"), "expected a whole number");
+        m = m.replace(&format!("expected {rust}"), &format!("expected {words}"));
     }
-    for rust in ["f32", "f64"] {
-        m = m.replace(&format!("expected {rust}"), "expected a number");
+    // Which Rust type a map or a one-or-list value decodes into is no
+    // business of the reader's.
+    if let Some(i) = m.find("expected struct ") {
+        m.replace_range(i.., "expected a map of keys");
+    }
+    if m.starts_with("data did not match any variant of untagged enum") {
+        m = "expected one value or a list of them".into();
     }
     for kind in ["floating point", "integer"] {
         m = m.replace(&format!("{kind} `"), "the number `");
@@ -95,7 +109,7 @@ pub fn suggest(got: &str, known: &[&str]) -> String {
         .map(|k| (edit_distance(got, k), *k))
         .min_by_key(|(d, _)| *d);
     match best {
-        Some((d, k)) if d <= 3.max(got.len() / 2) => format!("did you mean `{k}`?"),
+        Some((d, k)) if d <= 3.max(got.chars().count() / 2) => format!("did you mean `{k}`?"),
         _ => format!("expected one of: {}", known.join(", ")),
     }
 }
@@ -116,6 +130,22 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// "did you mean" for a misspelt key, only when one is a near miss (a third
+/// of its letters or fewer changed: `targetz`, not `region` for `action`),
+/// and always with the keys allowed there, so a wrong guess hides nothing.
+fn suggest_key(got: &str, known: &[&str]) -> String {
+    let keys = known.join(", ");
+    let near = known
+        .iter()
+        .map(|k| (edit_distance(got, k), *k))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, _)| *d <= 1.max(got.chars().count() / 3));
+    match near {
+        Some((_, k)) => format!("did you mean `{k}`? (keys here: {keys})"),
+        None => format!("keys here: {keys}"),
+    }
+}
+
 /// serde says "unknown field `x`, expected one of `a`, `b`": keep the first half
 /// as the message and turn the list into the hint, a "did you mean" when one
 /// of them is close.
@@ -129,7 +159,10 @@ fn split_expected(message: &str) -> (String, Option<String>) {
     {
         let known: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
         if !known.is_empty() {
-            return (format!("unknown field `{got}`"), Some(suggest(got, &known)));
+            return (
+                format!("unknown field `{got}`"),
+                Some(suggest_key(got, &known)),
+            );
         }
     }
     if let Some(m) = message.strip_suffix(", there are no fields") {
