@@ -12,7 +12,8 @@ use crate::spec::{AccountsSpec, ExecutorSpec};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  all done / contained
-  1  some step failed or something stays uncontained (or the audit log does not verify)
+  1  some step failed or something stays uncontained (or the audit log does not verify,
+     or readiness found a playbook that would not run)
   2  bad usage or invalid playbook; nothing was changed
   3  refused: identity mismatch, confirmation declined, safety rule";
 
@@ -24,11 +25,13 @@ First steps:
   2. `breakglass validate playbooks/*.yaml` checks playbooks without any AWS call.
   3. `breakglass plan PLAYBOOK` lists every call; `breakglass run PLAYBOOK --dry-run` asks AWS too.
   4. `breakglass tabletop PLAYBOOK --scenario SCENARIO` rehearses it against a local emulator.
+  5. `breakglass readiness playbooks/*.yaml` on a schedule proves the path still works.
   Completions: `breakglass completions bash` (zsh, fish, powershell, elvish); manual: `breakglass man`.
 
 Exit codes:
   0  all done / contained
-  1  some step failed or something stays uncontained (or the audit log does not verify)
+  1  some step failed or something stays uncontained (or the audit log does not verify,
+     or readiness found a playbook that would not run)
   2  bad usage or invalid playbook; nothing was changed
   3  refused: identity mismatch, confirmation declined, safety rule";
 
@@ -198,6 +201,28 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "20s")]
         every: std::time::Duration,
     },
+    /// Prove the break-glass path works today, read-only: the credential
+    /// chain, identity pins, member roles, regions, permissions, quotas and
+    /// the audit destination of each playbook (exit 1 if one would not run).
+    Readiness {
+        /// Playbook files (YAML); each is checked as written.
+        #[arg(required = true, value_name = "PLAYBOOK")]
+        playbooks: Vec<PathBuf>,
+        /// A playbook variable (`case_id=IR-42`), repeatable.
+        #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// The hold a run would keep (`run --hold`): each session must last
+        /// that long, or renew without a person.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        hold: Option<std::time::Duration>,
+        /// The audit destinations a run would use (as `run --audit-log`):
+        /// the path must be writable, the s3:// mirror reachable.
+        #[arg(long, value_name = "PATH|s3://BUCKET/PREFIX")]
+        audit_log: Vec<String>,
+        /// The account that must own the mirror bucket (with an s3:// audit log).
+        #[arg(long, value_name = "ACCOUNT")]
+        audit_bucket_owner: Option<String>,
+    },
     /// Read state back: is each target of each step contained? (exit 1 if not)
     Verify {
         /// The playbook file (YAML).
@@ -261,6 +286,11 @@ pub enum Command {
         /// How often to check while holding.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
         every: std::time::Duration,
+        /// Check the playbook's readiness on the seeded estate instead of
+        /// running it (a scenario can break it: a deleted member role, a
+        /// full root).
+        #[arg(long, conflicts_with_all = ["hold", "report", "keep"])]
+        readiness: bool,
     },
     /// Check or read an audit log.
     #[command(subcommand)]

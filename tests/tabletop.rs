@@ -402,6 +402,65 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
     }
 }
 
+/// The readiness scenario: a member account without its member role and a
+/// root already at five SCPs, found before any incident, and nothing run.
+#[test]
+fn a_scenario_can_break_readiness_and_the_check_names_each_break() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::cargo_bin("breakglass")
+        .expect("binary")
+        .env("BREAKGLASS_MOTO_SERVER", moto_server())
+        .env("NO_COLOR", "1")
+        .current_dir(dir.path())
+        .args(["--accounts", "all", "-o", "json", "tabletop"])
+        .arg(repo_playbook("full-lockdown.yaml"))
+        .arg("--scenario")
+        .arg(repo("scenarios/not-ready.yaml"))
+        .arg("--readiness")
+        .timeout(Duration::from_secs(120))
+        .output()
+        .expect("tabletop runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let findings: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let of = |check: &str, severity: &str| -> Vec<&serde_json::Value> {
+        findings
+            .iter()
+            .filter(|f| f["check"] == check && f["severity"] == severity)
+            .collect()
+    };
+    let unreachable = of("member_roles", "error");
+    assert_eq!(
+        unreachable.len(),
+        1,
+        "only `legacy` lost its role: {findings:#?}"
+    );
+    assert!(
+        unreachable[0]["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("recreate OrganizationAccountAccessRole")),
+        "{}",
+        unreachable[0]
+    );
+    assert!(
+        of("quota", "warning").iter().any(|f| f["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already holds 5 SCPs"))),
+        "the full root: {findings:#?}"
+    );
+    assert!(
+        !dir.path().join("breakglass-audit").exists()
+            || std::fs::read_dir(dir.path().join("breakglass-audit"))
+                .expect("dir")
+                .next()
+                .is_none(),
+        "a readiness check writes no audit log: nothing ran"
+    );
+}
+
 #[test]
 fn a_bad_scenario_or_a_foreign_endpoint_starts_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -426,6 +485,23 @@ fn a_bad_scenario_or_a_foreign_endpoint_starts_nothing() {
     assert!(stderr.contains("bad.yaml:3:5"), "{stderr}");
     assert!(stderr.contains("at most 2 access keys"), "{stderr}");
     assert!(stderr.contains("bad.yaml:5:5"), "{stderr}");
+
+    // A root can hold at most five SCPs, and only in an organization.
+    std::fs::write(&bad, "name: bad\nroot_scps: 7\n").expect("write");
+    let out = Command::cargo_bin("breakglass")
+        .expect("binary")
+        .args(["validate", "--scenario"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.yaml:2:12"), "{stderr}");
+    assert!(
+        stderr.contains("root_scps needs `organization: true`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is not 2 to 5"), "{stderr}");
 
     let out = Command::cargo_bin("breakglass")
         .expect("binary")

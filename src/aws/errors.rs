@@ -197,9 +197,14 @@ where
         (SdkError::ResponseError(_), _) => ErrorKind::Transient,
         _ => ErrorKind::Other,
     };
-    let message = match err.message() {
-        Some(m) => m.to_string(),
-        None => aws_sdk_iam::error::DisplayErrorContext(&err).to_string(),
+    // An answer without an AWS error in it (an emulator's HTML 500 page, a
+    // proxy's) is named by its status: the SDK's full context would carry
+    // the raw headers and body into every report and audit record.
+    let message = match (err.message(), raw_status) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(status)) if code.is_some() => format!("HTTP {status}"),
+        (None, Some(status)) => format!("HTTP {status}, with no AWS error in the answer"),
+        (None, None) => aws_sdk_iam::error::DisplayErrorContext(&err).to_string(),
     };
     AwsError {
         operation: operation.to_string(),

@@ -15,6 +15,7 @@ pub mod identity;
 mod loopback;
 pub mod pacing;
 pub mod percent;
+pub mod probe;
 pub mod session;
 
 pub use config::{Clients, Endpoint, Endpoints, Factory};

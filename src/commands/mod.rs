@@ -8,6 +8,7 @@ mod inspect;
 mod load;
 mod preflight;
 mod read_only;
+mod readiness;
 mod record;
 mod rollback;
 mod run;
@@ -16,6 +17,7 @@ mod session;
 use self::inspect::{audit_show, audit_verify, whoami};
 use self::load::validate;
 use self::read_only::{plan, verify};
+use self::readiness::{ReadinessRequest, readiness};
 use self::rollback::{RollbackRequest, rollback};
 use self::run::{RunRequest, run};
 use crate::actions::ActionKind;
@@ -93,6 +95,22 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 every: *every,
             };
             run(&cli.global, &out, req).await
+        }
+        Command::Readiness {
+            playbooks,
+            vars,
+            hold,
+            audit_log,
+            audit_bucket_owner,
+        } => {
+            let req = ReadinessRequest {
+                playbooks,
+                vars,
+                hold: *hold,
+                audit_log,
+                audit_bucket_owner: audit_bucket_owner.as_deref(),
+            };
+            readiness(&cli.global, &out, req).await
         }
         Command::Verify { playbook, vars } => verify(&cli.global, &out, playbook, vars).await,
         Command::Rollback {
@@ -174,8 +192,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             vars,
             hold,
             every,
+            readiness,
         } => {
             let req = crate::tabletop::Request {
+                readiness: *readiness,
                 playbook,
                 scenario,
                 report: report.as_deref(),

@@ -105,13 +105,19 @@ impl Preflight {
 /// subject stops it (exit 1), both before any change; a check that got no
 /// answer is shown with its cause and left to the responder.
 pub(super) async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Preflight, Error> {
+    let found = check(ctx, steps).await?;
+    found.verdict()?;
+    Ok(found)
+}
+
+/// The preflight's reads and permission checks, without a verdict: what
+/// `readiness` reports finding by finding.
+pub(super) async fn check(ctx: &Ctx, steps: &[BoundStep]) -> Result<Preflight, Error> {
     let mut pre = ctx.clone();
     pre.check_permissions = true;
     pre.run = Arc::default();
     pre.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
-    let found = Preflight::sort(executor::read_all(&pre, steps).await?);
-    found.verdict()?;
-    Ok(found)
+    Ok(Preflight::sort(executor::read_all(&pre, steps).await?))
 }
 
 /// With `--skip-preflight`, the steps that name their subjects (a key id,

@@ -2,6 +2,7 @@
 //! header go to stderr, so `--output json` leaves stdout one JSON document.
 
 mod audit;
+mod readiness;
 mod runs;
 
 use std::fmt::Write as _;

@@ -6,6 +6,7 @@
 //! gets only the emulator's endpoint and a throwaway profile, never the
 //! caller's environment, so it cannot reach AWS.
 
+pub mod admin;
 pub mod emulator;
 pub mod report;
 pub mod scenario;
@@ -17,13 +18,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::audit::{self, Event};
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, OutputFormat};
 use crate::error::{Error, ExitCode};
 use crate::playbook;
 use crate::render::Printer;
+use admin::Admin;
 use emulator::Emulator;
 use report::{Report, StepTime};
-use seed::{Admin, MoveRecord};
+use seed::MoveRecord;
 
 /// `breakglass tabletop`'s arguments.
 pub struct Request<'a> {
@@ -34,6 +36,8 @@ pub struct Request<'a> {
     pub vars: &'a [(String, String)],
     pub hold: Option<Duration>,
     pub every: Duration,
+    /// Check readiness on the seeded estate instead of running the playbook.
+    pub readiness: bool,
 }
 
 /// The profile the child run signs with, in a private directory removed on drop.
@@ -133,9 +137,13 @@ pub async fn tabletop(
 
     let emulator = Emulator::start()?;
     // The run and the attacker both go through the snapshot-lock shim.
-    let endpoint = format!("http://127.0.0.1:{}", shim::start(emulator.port)?);
+    let (port, roleless) = shim::start(emulator.port)?;
+    let endpoint = format!("http://127.0.0.1:{port}");
     let admin = Admin::new(endpoint.clone());
     let seeded = seed::seed(&admin, &scenario).await?;
+    if let Ok(mut r) = roleless.lock() {
+        r.extend(seeded.roleless.iter().cloned());
+    }
     let profile = Profile::write(&seeded.executor_key, &seeded.executor_secret)?;
     let vars: Vec<(String, String)> = vars
         .into_iter()
@@ -183,7 +191,12 @@ pub async fn tabletop(
         "--profile",
         "tabletop",
         "--output",
-        "json",
+        // A readiness check speaks to the responder directly.
+        if req.readiness && global.output == OutputFormat::Text {
+            "text"
+        } else {
+            "json"
+        },
     ])
     .arg("--concurrency")
     .arg(global.concurrency.to_string())
@@ -193,15 +206,30 @@ pub async fn tabletop(
             .iter()
             .flat_map(|a| ["--accounts".to_string(), a.to_flag()]),
     )
-    .arg("run")
-    .arg(req.playbook)
-    // moto has no iam:SimulatePrincipalPolicy for the permission preflight.
-    .args(["--yes", "--skip-preflight", "--audit-log"])
-    .arg(&audit_path)
     .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
     .kill_on_drop(true);
+    if req.readiness {
+        // Before the incident: no attacker, no run; the findings as they are.
+        cmd.arg("readiness").arg(req.playbook);
+        for (k, v) in &vars {
+            cmd.arg("--var").arg(format!("{k}={v}"));
+        }
+        let status = cmd
+            .status()
+            .await
+            .map_err(|e| Error::Emulator(format!("cannot run the readiness check: {e}")))?;
+        return Ok(match status.code() {
+            Some(0) => ExitCode::Success,
+            _ => ExitCode::Failed,
+        });
+    }
+    cmd.arg("run")
+        .arg(req.playbook)
+        // moto has no iam:SimulatePrincipalPolicy for the permission preflight.
+        .args(["--yes", "--skip-preflight", "--audit-log"])
+        .arg(&audit_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in &vars {
         cmd.arg("--var").arg(format!("{k}={v}"));
     }

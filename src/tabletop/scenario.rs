@@ -34,6 +34,11 @@ pub struct ScenarioFile {
     /// reached the members (the SCP) and what did not (IAM and EC2 steps).
     #[serde(default)]
     pub accounts: Vec<Located<AccountSeed>>,
+    /// SCPs attached to the organization's root before the incident,
+    /// `FullAWSAccess` included (2 to 5; AWS allows 5 on one target). At 5
+    /// the freeze must go on the OUs and accounts under the root instead.
+    #[serde(default)]
+    pub root_scps: Option<Located<u8>>,
     /// Playbook variables for the run (`--var` on the command line wins).
     /// `@access_key:USER` stands for USER's first seeded access key id and
     /// `@instance:REGION` for the first seeded instance there.
@@ -146,6 +151,15 @@ pub struct BackupSeed {
 #[serde(deny_unknown_fields)]
 pub struct AccountSeed {
     pub name: String,
+    /// `false`: the account's member role was deleted (or never made), so
+    /// every `AssumeRole` into it is refused, as AWS refuses a missing role.
+    /// Exercises `readiness` and an unreachable account in a run.
+    #[serde(default = "yes")]
+    pub member_role: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -352,6 +366,20 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         }
         if !accounts.insert(a.name.as_str()) {
             err(a.pos, format!("account `{}` is declared twice", a.name));
+        }
+    }
+    if let Some(n) = &file.root_scps {
+        if !file.organization {
+            err(n.pos, "root_scps needs `organization: true`".into());
+        }
+        if !(2..=5).contains(&n.value) {
+            err(
+                n.pos,
+                format!(
+                    "root_scps: {} is not 2 to 5 (FullAWSAccess is one, and AWS allows 5 on a target)",
+                    n.value
+                ),
+            );
         }
     }
     let mut trails = BTreeSet::new();

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{
     Filter, IamInstanceProfileSpecification, ResourceType, Tag, TagSpecification,
 };
-use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
 use serde::Serialize;
 
+use super::admin::Admin;
 use super::scenario::{Move, MoveKind, Scenario};
 use crate::Error;
 
@@ -38,83 +38,6 @@ pub async fn shared_with_attacker(admin: &Admin, region: &str, id: &str) -> Opti
     )
 }
 
-/// SDK clients signed as the emulator's administrator.
-pub struct Admin {
-    endpoint: String,
-    creds: Credentials,
-}
-
-impl Admin {
-    pub fn new(endpoint: String) -> Admin {
-        Admin {
-            endpoint,
-            creds: Credentials::new(
-                "AKIAIOSFODNN7EXAMPLE",
-                "tabletop-administrator",
-                None,
-                None,
-                "tabletop",
-            ),
-        }
-    }
-
-    pub fn iam(&self) -> aws_sdk_iam::Client {
-        aws_sdk_iam::Client::from_conf(
-            aws_sdk_iam::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
-                .endpoint_url(&self.endpoint)
-                .credentials_provider(self.creds.clone())
-                .build(),
-        )
-    }
-
-    pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(region.to_string()))
-                .endpoint_url(&self.endpoint)
-                .credentials_provider(self.creds.clone())
-                .build(),
-        )
-    }
-
-    pub fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
-        aws_sdk_cloudtrail::Client::from_conf(
-            aws_sdk_cloudtrail::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(region.to_string()))
-                .endpoint_url(&self.endpoint)
-                .credentials_provider(self.creds.clone())
-                .build(),
-        )
-    }
-
-    fn s3(&self, region: &str) -> aws_sdk_s3::Client {
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new(region.to_string()))
-                .endpoint_url(&self.endpoint)
-                .force_path_style(true)
-                .credentials_provider(self.creds.clone())
-                .build(),
-        )
-    }
-
-    pub fn org(&self) -> aws_sdk_organizations::Client {
-        aws_sdk_organizations::Client::from_conf(
-            aws_sdk_organizations::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
-                .endpoint_url(&self.endpoint)
-                .credentials_provider(self.creds.clone())
-                .build(),
-        )
-    }
-}
-
 fn fail<E: std::error::Error>(what: &str, e: E) -> Error {
     Error::Emulator(format!(
         "seeding: {what}: {}",
@@ -141,6 +64,9 @@ pub struct Seeded {
     pub trails: usize,
     /// Member account name → id.
     pub member_accounts: BTreeMap<String, String>,
+    /// Member accounts seeded without their member role.
+    #[serde(skip)]
+    pub roleless: Vec<String>,
 }
 
 /// Creates the scenario's estate in the emulator.
@@ -187,7 +113,13 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
                 .and_then(|c| c.account_id())
                 .unwrap_or_default()
                 .to_string();
+            if !a.member_role {
+                out.roleless.push(id.clone());
+            }
             out.member_accounts.insert(a.name.clone(), id);
+        }
+        if let Some(n) = &s.root_scps {
+            fill_root(&org, n.value).await?;
         }
     }
 
@@ -655,4 +587,40 @@ fn error_text<E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Display>(e
         (Some(code), None) => code.to_string(),
         _ => e.to_string(),
     }
+}
+
+/// Attaches allow-all SCPs to the root until it holds `total`, the default
+/// `FullAWSAccess` counted: a root someone already filled to AWS's quota.
+async fn fill_root(org: &aws_sdk_organizations::Client, total: u8) -> Result<(), Error> {
+    let roots = org.list_roots().send().await.map_err(|e| fail("root", e))?;
+    let root = roots
+        .roots()
+        .first()
+        .map(|r| r.id().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    for n in 2..=total {
+        let name = format!("legacy-guardrail-{n}");
+        let made = org
+            .create_policy()
+            .name(&name)
+            .description("seeded: a guardrail that predates the incident")
+            .r#type(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .content(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+            .send()
+            .await
+            .map_err(|e| fail(&name, e))?;
+        let id = made
+            .policy()
+            .and_then(|p| p.policy_summary())
+            .and_then(|p| p.id())
+            .unwrap_or_default()
+            .to_string();
+        org.attach_policy()
+            .policy_id(id)
+            .target_id(&root)
+            .send()
+            .await
+            .map_err(|e| fail(&name, e))?;
+    }
+    Ok(())
 }

@@ -30,6 +30,12 @@ pub type Blocks = Arc<Mutex<BTreeMap<(String, String), (String, String)>>>;
 /// `GetBucketEncryption` answers (S3 API reference, BlockedEncryptionTypes).
 pub type SseC = Arc<Mutex<std::collections::BTreeSet<String>>>;
 
+/// Accounts whose member role a scenario deleted: every `AssumeRole` into
+/// a role there is refused, as AWS refuses a role that does not exist
+/// (moto's `AssumeRole` needs no role at all: "the role does not need to
+/// exist", moto/sts/models.py).
+pub type Roleless = Arc<Mutex<std::collections::BTreeSet<String>>>;
+
 const SSE_C_BLOCKED: &str =
     "<BlockedEncryptionTypes><EncryptionType>SSE-C</EncryptionType></BlockedEncryptionTypes>";
 
@@ -100,8 +106,9 @@ pub fn patch_s3(head: &str, response: Vec<u8>, sse_c: &SseC) -> Vec<u8> {
     format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes()
 }
 
-/// The proxy's port; it lives as long as the process.
-pub fn start(upstream: u16) -> Result<u16, Error> {
+/// The proxy's port, and the accounts it treats as having lost their
+/// member role; it lives as long as the process.
+pub fn start(upstream: u16) -> Result<(u16, Roleless), Error> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| Error::Emulator(format!("snapshot-lock shim: {e}")))?;
     let port = listener
@@ -111,15 +118,18 @@ pub fn start(upstream: u16) -> Result<u16, Error> {
     let locks: Locks = Arc::default();
     let blocks: Blocks = Arc::default();
     let sse_c: SseC = Arc::default();
+    let roleless: Roleless = Arc::default();
+    let shared = roleless.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let (locks, blocks, sse_c) = (locks.clone(), blocks.clone(), sse_c.clone());
+            let roleless = roleless.clone();
             std::thread::spawn(move || {
-                let _ = serve(stream, upstream, &locks, &blocks, &sse_c);
+                let _ = serve(stream, upstream, &locks, &blocks, &sse_c, &roleless);
             });
         }
     });
-    Ok(port)
+    Ok((port, shared))
 }
 
 fn serve(
@@ -128,6 +138,7 @@ fn serve(
     locks: &Locks,
     blocks: &Blocks,
     sse_c: &SseC,
+    roleless: &Roleless,
 ) -> std::io::Result<()> {
     let request = read_request(&mut client)?;
     let split = request
@@ -146,7 +157,16 @@ fn serve(
             f(&mut l);
         }
     };
+    let role = get("RoleArn");
+    let role_account = role.split(':').nth(4).unwrap_or_default();
     match params.get("Action").map(String::as_str) {
+        Some("AssumeRole") if roleless.lock().is_ok_and(|r| r.contains(role_account)) => respond(
+            &mut client,
+            "403 Forbidden",
+            &format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: sts:AssumeRole on resource: {role}</Message></Error><RequestId>shim</RequestId></ErrorResponse>"
+            ),
+        ),
         Some("LockSnapshot" | "UnlockSnapshot") if dry => respond(
             &mut client,
             "412 Precondition Failed",

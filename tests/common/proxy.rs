@@ -68,6 +68,10 @@ pub struct WorstDay {
     pub simulation_down: bool,
     /// Regions where every EC2 call answers 503 (a regional outage).
     pub failing_regions: BTreeSet<String>,
+    /// Regions disabled for the account: `DescribeRegions` leaves them out,
+    /// as it lists "the Regions that are enabled for your account" unless
+    /// AllRegions is set (EC2 API reference, DescribeRegions).
+    pub disabled_regions: BTreeSet<String>,
     /// Regions where every call first waits this long.
     pub slow_regions: BTreeMap<String, std::time::Duration>,
     /// Every resource ARN `SimulatePrincipalPolicy` was asked about.
@@ -951,6 +955,14 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             let mut response = Vec::new();
             up.read_to_end(&mut response)?;
             response = breakglass::tabletop::shim::patch_s3(&head_text, response, &state.sse_c);
+            if action.as_deref() == Some("DescribeRegions") {
+                let disabled = state
+                    .worst
+                    .lock()
+                    .map(|w| w.disabled_regions.clone())
+                    .unwrap_or_default();
+                response = drop_regions(response, &disabled);
+            }
             if action.as_deref() == Some("GetSessionToken") {
                 let text = String::from_utf8_lossy(&response);
                 if let (Some(key), Ok(mut w)) = (xml_text(&text, "AccessKeyId"), state.worst.lock())
@@ -1307,4 +1319,37 @@ pub fn aws_limits() -> BTreeMap<String, (f64, f64)> {
     .into_iter()
     .map(|(s, l)| (s.to_string(), l))
     .collect()
+}
+
+/// A `DescribeRegions` answer without the `<item>` of each disabled region,
+/// its Content-Length set to the new body's.
+fn drop_regions(response: Vec<u8>, disabled: &BTreeSet<String>) -> Vec<u8> {
+    if disabled.is_empty() {
+        return response;
+    }
+    let Some(split) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return response;
+    };
+    let mut body = String::from_utf8_lossy(&response[split + 4..]).into_owned();
+    for region in disabled {
+        let name = format!("<regionName>{region}</regionName>");
+        if let Some(at) = body.find(&name) {
+            let start = body[..at].rfind("<item>").unwrap_or(at);
+            let end = body[at..]
+                .find("</item>")
+                .map_or(at, |e| at + e + "</item>".len());
+            body.replace_range(start..end, "");
+        }
+    }
+    let head: Vec<String> = String::from_utf8_lossy(&response[..split])
+        .lines()
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with("content-length:") {
+                format!("Content-Length: {}", body.len())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes()
 }

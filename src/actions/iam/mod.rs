@@ -116,20 +116,11 @@ pub async fn role_arn(
     retry: &RetryPolicy,
     telemetry: &Telemetry,
 ) -> Result<String, AwsError> {
-    let lane = telemetry.lane(account, "iam:GetRole", None);
-    let out = aws::call(retry, telemetry, &lane, || async {
-        clients
-            .iam
-            .get_role()
-            .role_name(role_name)
-            .send()
-            .await
-            .map_err(|e| aws::aws_error("iam:GetRole", e))
-    })
-    .await?;
-    out.role()
-        .map(|r| r.arn().to_string())
-        .ok_or_else(|| aws::local("iam:GetRole", format!("no role {role_name} in the answer")))
+    Ok(
+        aws::probe::role_facts(clients, account, role_name, retry, telemetry)
+            .await?
+            .arn,
+    )
 }
 
 #[cfg(test)]

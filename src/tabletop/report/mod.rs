@@ -11,8 +11,9 @@ use std::fmt::Write as _;
 use crate::report::{Item, StepReport, StepStatus};
 use serde::Serialize;
 
+use super::admin::Admin;
 use super::scenario::{MoveKind, Scenario};
-use super::seed::{Admin, MoveRecord, Seeded};
+use super::seed::{MoveRecord, Seeded};
 use crate::actions::ec2::{QUARANTINE_GROUP, SOURCE_TAG};
 
 /// One step on the timeline (milliseconds from the start of the run).

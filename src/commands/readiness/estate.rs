@@ -1,0 +1,245 @@
+//! What the playbook meets in AWS: member roles, regions, the preflight's
+//! permission checks, missing subjects, quotas and self-lockout.
+
+use super::super::context::context;
+use super::super::load::Loaded;
+use super::super::preflight::{Preflight, check};
+use crate::actions::BoundStep;
+use crate::aws::{RetryPolicy, Session, Telemetry};
+use crate::cli::GlobalArgs;
+use crate::readiness::{Check, Findings};
+use crate::spec::Regions;
+
+/// What the playbook meets in AWS: member roles, regions, the preflight's
+/// permission checks, missing subjects, quotas and self-lockout.
+pub(super) async fn check_estate(
+    global: &GlobalArgs,
+    found: &mut Findings,
+    session: &Session,
+    loaded: &Loaded,
+) {
+    let mut ctx = match context(global, session, loaded, jiff::Timestamp::now()).await {
+        Ok(c) => c,
+        Err(e) => {
+            found.error(
+                Check::MemberRoles,
+                "organization",
+                e.to_string(),
+                "check that the executor can read the organization and its regions",
+            );
+            return;
+        }
+    };
+    let role = ctx
+        .fleet
+        .role
+        .as_ref()
+        .map(|r| r.spec().to_string())
+        .unwrap_or_default();
+    let accounts = ctx.fleet.statuses();
+    let mut reached = 0;
+    for a in &accounts {
+        match &a.error {
+            Some(e) => found.error(
+                Check::MemberRoles,
+                format!("account {}", a.account),
+                format!("the member role {role} cannot be assumed: {e}"),
+                format!(
+                    "recreate {role} in {} trusting the management account, or leave the account out (--accounts all,!{})",
+                    a.account, a.account
+                ),
+            ),
+            None => reached += 1,
+        }
+    }
+    if reached > 0 {
+        found.ok(
+            Check::MemberRoles,
+            role.clone(),
+            format!("{reached} account(s) reachable"),
+        );
+    }
+    for note in &ctx.fleet.notes {
+        found.warn(
+            Check::MemberRoles,
+            "accounts",
+            note.clone(),
+            "check the selection",
+        );
+    }
+    check_regions(global, found, session, loaded).await;
+    let (exact, warnings) =
+        crate::safety::resolve_protections(&ctx, &loaded.playbook.protect).await;
+    for w in warnings {
+        found.warn(
+            Check::Safety,
+            "protect",
+            w,
+            "fix or remove the protect entry",
+        );
+    }
+    for arn in exact {
+        if !ctx.exempt.contains(&arn) {
+            ctx.exempt.push(arn);
+        }
+    }
+    let lockouts = crate::safety::self_lockout(&ctx, &loaded.steps);
+    for l in &lockouts {
+        found.error(
+            Check::Safety,
+            format!("step {} ({})", l.step + 1, l.step_name),
+            l.reason.clone(),
+            "exempt the executor and its chain, or leave them out of the step",
+        );
+    }
+    match check(&ctx, &loaded.steps).await {
+        Ok(pre) => preflight_findings(found, &loaded.steps, &pre),
+        Err(e) => found.error(
+            Check::Permissions,
+            "preflight",
+            e.to_string(),
+            "`breakglass plan --check-permissions` shows the step that failed",
+        ),
+    }
+}
+
+/// Each region the playbook names is enabled in the executor's account
+/// (DescribeRegions lists only enabled regions unless AllRegions is set:
+/// EC2 API reference, DescribeRegions).
+async fn check_regions(
+    global: &GlobalArgs,
+    found: &mut Findings,
+    session: &Session,
+    loaded: &Loaded,
+) {
+    if !loaded.steps.iter().any(|s| s.action.regional()) {
+        return;
+    }
+    let Some(Regions::List(named)) = loaded.playbook.regions.as_ref() else {
+        return;
+    };
+    let telemetry = Telemetry::new(usize::from(global.concurrency));
+    let enabled = crate::actions::ec2::enabled_regions(
+        &session.clients,
+        &session.region,
+        &session.identity.account,
+        &RetryPolicy::default(),
+        &telemetry,
+    )
+    .await;
+    match enabled {
+        Ok(enabled) => {
+            let off: Vec<&String> = named.iter().filter(|r| !enabled.contains(r)).collect();
+            for r in &off {
+                found.error(
+                    Check::Regions,
+                    format!("region {r}"),
+                    format!("not enabled in account {}", session.identity.account),
+                    format!(
+                        "enable {r} (Account settings, AWS Regions), or take it out of regions:"
+                    ),
+                );
+            }
+            if off.is_empty() {
+                found.ok(
+                    Check::Regions,
+                    "regions",
+                    format!("{} enabled", named.join(", ")),
+                );
+            }
+        }
+        Err(e) => found.warn(
+            Check::Regions,
+            "regions",
+            format!("cannot list enabled regions: {e}"),
+            "allow ec2:DescribeRegions",
+        ),
+    }
+}
+
+/// The preflight's answers as findings: a denial, a missing subject or a
+/// full quota would stop a run; a check without an answer is a warning.
+fn preflight_findings(found: &mut Findings, steps: &[BoundStep], pre: &Preflight) {
+    for m in &pre.missing {
+        found.error(
+            Check::Targets,
+            "named subject",
+            m.clone(),
+            "update the playbook's names, or its variables",
+        );
+    }
+    for d in &pre.denied {
+        found.error(
+            Check::Permissions,
+            "executor",
+            d.clone(),
+            "grant the executor this action (the preflight of a run refuses the same way)",
+        );
+    }
+    for q in &pre.over_quota {
+        found.error(
+            Check::Quota,
+            "AWS quota",
+            q.clone(),
+            "make room (detach a policy), or target the OUs and accounts under it",
+        );
+    }
+    for u in &pre.unchecked {
+        let unsupported = [
+            "not implemented",
+            "InvalidAction",
+            "UnknownOperation",
+            "UnsupportedOperation",
+            "NotImplemented",
+        ]
+        .iter()
+        .any(|w| u.contains(w));
+        if unsupported {
+            found.warn(
+                Check::Support,
+                "endpoint",
+                u.clone(),
+                "this endpoint does not offer the call: on an emulator, expect the tabletop shim's answers only",
+            );
+        } else {
+            found.warn(
+                Check::Permissions,
+                "executor",
+                format!("not checked: {u}"),
+                "allow iam:SimulatePrincipalPolicy (and EC2 DryRun) so every call can be checked",
+            );
+        }
+    }
+    for r in &pre.reports {
+        for note in &r.notes {
+            if note.contains("the most AWS allows") || note.contains("already holds") {
+                found.warn(
+                    Check::Quota,
+                    format!("step {} ({})", r.index + 1, r.name),
+                    note.clone(),
+                    "detach a policy from the root so the freeze covers accounts added later",
+                );
+            }
+        }
+    }
+    let quota_full = found.list.iter().any(|f| f.check == Check::Quota);
+    let scp_steps = steps
+        .iter()
+        .filter(|s| s.action.id().starts_with("org.apply"))
+        .count();
+    if scp_steps > 0 && !quota_full {
+        found.ok(
+            Check::Quota,
+            "policies",
+            "room for every policy on every target",
+        );
+    }
+    if pre.denied.is_empty() && pre.unchecked.is_empty() && pre.missing.is_empty() {
+        let checks: usize = pre.reports.iter().map(|r| r.items.len()).sum();
+        found.ok(
+            Check::Permissions,
+            "executor",
+            format!("every call allowed ({checks} targets checked)"),
+        );
+    }
+}

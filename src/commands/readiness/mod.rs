@@ -1,0 +1,203 @@
+//! `readiness`: whether each playbook would run as written today, checked
+//! read-only before the incident: the credential chain, the identity pins,
+//! member roles, regions, permissions, quotas and the audit destination.
+
+mod chain;
+mod destination;
+mod estate;
+
+use super::load::{Loaded, load};
+use super::record::audit_destinations;
+use super::session::{assume_role, check_identity, session_name};
+use crate::aws::{self, RetryPolicy, Session, Telemetry};
+use crate::cli::GlobalArgs;
+use crate::error::{Error, ExitCode};
+use crate::readiness::{Check, Findings, Severity};
+use crate::render::Printer;
+use chain::{check_hold, check_role_hop, credential_finding};
+use destination::{check_audit, check_mirror};
+use estate::check_estate;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(super) struct ReadinessRequest<'a> {
+    pub(super) playbooks: &'a [PathBuf],
+    pub(super) vars: &'a [(String, String)],
+    pub(super) hold: Option<Duration>,
+    pub(super) audit_log: &'a [String],
+    pub(super) audit_bucket_owner: Option<&'a str>,
+}
+
+pub(super) async fn readiness(
+    global: &GlobalArgs,
+    out: &Printer,
+    req: ReadinessRequest<'_>,
+) -> Result<ExitCode, Error> {
+    let (local, mirror) = audit_destinations(req.audit_log)?;
+    if mirror.is_some() && req.audit_bucket_owner.is_none() {
+        return Err(Error::Usage {
+            flag: "--audit-bucket-owner".into(),
+            message: "an s3:// audit log needs the account that owns the bucket".into(),
+        });
+    }
+    // Several playbooks share the command line: each takes the variables
+    // it declares, and one no playbook declares is a typo.
+    let declared: Vec<BTreeSet<String>> = req
+        .playbooks
+        .iter()
+        .map(|p| {
+            crate::playbook::load(p)
+                .map(|pb| pb.vars.keys().cloned().collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    if let Some((k, _)) = req
+        .vars
+        .iter()
+        .find(|(k, _)| !declared.iter().any(|d| d.contains(k)))
+    {
+        return Err(Error::Usage {
+            flag: "--var".into(),
+            message: format!("no playbook given declares the variable `{k}`"),
+        });
+    }
+    let mut all = Vec::new();
+    for (path, declared) in req.playbooks.iter().zip(&declared) {
+        let vars: Vec<(String, String)> = req
+            .vars
+            .iter()
+            .filter(|(k, _)| declared.contains(k))
+            .cloned()
+            .collect();
+        let mut found = Findings::new(path.display().to_string());
+        let session = check_playbook(global, &req, path, &vars, &mut found).await;
+        check_audit(&mut found, local.as_deref());
+        if let (Some(session), Some((bucket, prefix)), Some(owner)) =
+            (&session, &mirror, req.audit_bucket_owner)
+        {
+            check_mirror(&mut found, session, bucket, prefix, owner).await;
+        }
+        out.readiness(&found.list);
+        all.extend(found.list);
+    }
+    Ok(if all.iter().any(|f| f.severity == Severity::Error) {
+        ExitCode::Failed
+    } else {
+        ExitCode::Success
+    })
+}
+
+/// Everything but the audit destination; returns the session reached, for
+/// the S3 mirror's check.
+async fn check_playbook(
+    global: &GlobalArgs,
+    req: &ReadinessRequest<'_>,
+    path: &Path,
+    vars: &[(String, String)],
+    found: &mut Findings,
+) -> Option<Session> {
+    let loaded = match load(path, vars, global.accounts.as_ref()) {
+        Ok(l) => l,
+        Err(e) => {
+            found.error(
+                Check::Playbook,
+                path.display().to_string(),
+                e.to_string(),
+                format!(
+                    "`breakglass validate {}` lists every problem",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+    };
+    let steps = loaded.steps.len();
+    found.ok(
+        Check::Playbook,
+        &loaded.playbook.name,
+        format!("valid, {steps} step{}", if steps == 1 { "" } else { "s" }),
+    );
+    // A hop that needs an MFA code is read, not assumed, unless a code was
+    // given: a scheduled check has none, and must not hang on a prompt.
+    let mfa_hop = loaded
+        .playbook
+        .executor
+        .assume_role
+        .as_ref()
+        .filter(|a| a.mfa_serial.is_some());
+    let unattended = mfa_hop.is_some() && global.mfa_code.is_none();
+    let session = match connect(global, &loaded, !unattended).await {
+        Ok(s) => s,
+        Err(e) => {
+            credential_finding(found, e);
+            return None;
+        }
+    };
+    let base = &session.identity;
+    let retry = RetryPolicy::default();
+    let telemetry = Telemetry::new(usize::from(global.concurrency));
+    if let Some(hop) = loaded.playbook.executor.assume_role.as_ref() {
+        check_role_hop(
+            found, &session, hop, unattended, req.hold, &retry, &telemetry,
+        )
+        .await;
+    }
+    if unattended {
+        if let Some(hop) = mfa_hop {
+            found.warn(
+                Check::Credentials,
+                format!("executor.assume_role {}", hop.role_arn),
+                "not assumed: it needs an MFA code; identity pins, member roles, regions, permissions and quotas were not checked",
+                "run readiness with --mfa-code (or --mfa-code - from a secret store) to check the whole path",
+            );
+        }
+        return Some(session);
+    }
+    let hops: Vec<String> = base.chain.iter().map(ToString::to_string).collect();
+    found.ok(
+        Check::Credentials,
+        "credential chain",
+        match hops.len() {
+            0 | 1 => format!("resolves to {}", base.arn),
+            n => format!("{n} hops resolve to {}: {}", base.arn, hops.join(" → ")),
+        },
+    );
+    check_hold(found, &session, req.hold);
+    match check_identity(&loaded.playbook, base) {
+        Ok(()) => {
+            let pins = [
+                loaded.playbook.executor.expect_account.is_some(),
+                loaded.playbook.executor.expect_principal.is_some(),
+            ];
+            if pins.contains(&true) {
+                found.ok(Check::Identity, "executor", "expect_account and expect_principal match");
+            } else {
+                found.warn(
+                    Check::Identity,
+                    "executor",
+                    "the playbook pins no identity: any credential the profile resolves to would run it",
+                    format!("add executor.expect_account: \"{}\"", base.account),
+                );
+            }
+        }
+        Err(e) => found.error(
+            Check::Identity,
+            "executor",
+            e.to_string(),
+            "point the profile back at the break-glass identity, or update executor.expect_account / expect_principal if it moved on purpose",
+        ),
+    }
+    check_estate(global, found, &session, &loaded).await;
+    Some(session)
+}
+
+/// Connects as the playbook would, with or without its `assume_role` hop.
+async fn connect(global: &GlobalArgs, loaded: &Loaded, with_hop: bool) -> Result<Session, Error> {
+    let mut conn = global.connection(Some(&loaded.playbook.executor))?;
+    conn.session_name = session_name(loaded);
+    if with_hop {
+        conn.assume = assume_role(loaded, &conn.session_name);
+    }
+    Ok(aws::connect(&conn).await?)
+}

@@ -1,0 +1,81 @@
+//! The emulator's own administrator: SDK clients signed with a key moto
+//! maps to its default account, for seeding and for the attacker's moves.
+
+use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
+
+/// SDK clients signed as the emulator's administrator.
+pub struct Admin {
+    endpoint: String,
+    creds: Credentials,
+}
+
+impl Admin {
+    pub fn new(endpoint: String) -> Admin {
+        Admin {
+            endpoint,
+            creds: Credentials::new(
+                "AKIAIOSFODNN7EXAMPLE",
+                "tabletop-administrator",
+                None,
+                None,
+                "tabletop",
+            ),
+        }
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
+    pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
+    pub fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        aws_sdk_cloudtrail::Client::from_conf(
+            aws_sdk_cloudtrail::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
+    pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(region.to_string()))
+                .endpoint_url(&self.endpoint)
+                .force_path_style(true)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
+    pub fn org(&self) -> aws_sdk_organizations::Client {
+        aws_sdk_organizations::Client::from_conf(
+            aws_sdk_organizations::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+}
