@@ -178,3 +178,26 @@ fn a_misspelt_key_gets_a_did_you_mean() {
     assert!(said.contains("expected a map of keys"), "{said}");
     assert!(!said.contains("struct"), "{said}");
 }
+
+#[test]
+fn a_file_of_the_other_kind_says_which_it_is() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let scenario = format!("{root}/scenarios/code-spaces.yaml");
+    let (code, _, err) = breakglass(&["validate", &scenario]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("this is a tabletop scenario") && err.contains("validate --scenario"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("unknown key"),
+        "one problem, not one per section: {err}"
+    );
+    let pb = format!("{root}/playbooks/org-freeze.yaml");
+    let (code, _, err) = breakglass(&["validate", "--scenario", &pb]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("this is a playbook") && err.contains("--scenario SCENARIO"),
+        "{err}"
+    );
+}

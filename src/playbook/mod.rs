@@ -62,6 +62,18 @@ pub struct StepDef {
 }
 
 /// Reads and validates a playbook file.
+/// Keys only a tabletop scenario has: what tells one apart from a playbook.
+pub const SCENARIO_KEYS: &[&str] = &[
+    "attacker",
+    "users",
+    "roles",
+    "instances",
+    "backups",
+    "trails",
+    "organization",
+    "root_scps",
+];
+
 pub fn load(path: &Path) -> Result<Playbook, crate::Error> {
     let bytes = std::fs::read(path).map_err(|source| crate::Error::ReadFile {
         path: path.to_path_buf(),
@@ -97,6 +109,25 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
             ),
         )]));
     };
+
+    // A tabletop scenario handed over as a playbook: one problem that says
+    // so, not one "unknown key" per section.
+    if root.get("steps").is_none()
+        && let Some(key) = SCENARIO_KEYS
+            .iter()
+            .find_map(|k| root.get(k).map(|_| *k))
+    {
+        return Err(Problems(vec![
+            Problem::error(
+                source,
+                Some(root.pos),
+                format!("this is a tabletop scenario (it has `{key}` and no `steps`), not a playbook"),
+            )
+            .with_hint(format!(
+                "check it with `breakglass validate --scenario {source}`; a tabletop takes it as `--scenario {source}`"
+            )),
+        ]));
+    }
 
     // Decode section by section so that one bad section does not hide the others.
     let mut name = None;

@@ -259,6 +259,18 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> Result<Scenario, Problems> {
     crate::playbook::refuse_bidi_controls(source, text)?;
     let root = yaml::parse(text)
         .map_err(|e| Problems(vec![Problem::error(source, Some(e.pos), e.message)]))?;
+    if root.get("steps").is_some() && !crate::playbook::SCENARIO_KEYS.iter().any(|k| root.get(k).is_some()) {
+        return Err(Problems(vec![
+            Problem::error(
+                source,
+                Some(root.pos),
+                "this is a playbook (it has `steps`), not a tabletop scenario",
+            )
+            .with_hint(format!(
+                "check it with `breakglass validate {source}`; a tabletop runs it as `tabletop {source} --scenario SCENARIO`"
+            )),
+        ]));
+    }
     let file: ScenarioFile = yaml::decode(&root).map_err(|e| {
         Problems(vec![Problem::error(
             source,
