@@ -125,19 +125,35 @@ impl Findings {
     }
 }
 
+/// What a role's trust policy says about a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// An `Allow` of `sts:AssumeRole` names the caller (`by_account:
+    /// false`), or only its account, which hands the decision to the
+    /// account's own IAM policies (IAM User Guide, "Cross account resource
+    /// access in IAM").
+    Allows { by_account: bool },
+    /// No usable `Allow`, or a `Deny` that names the caller (an explicit
+    /// deny wins, IAM policy evaluation logic).
+    Denies,
+    /// Not JSON.
+    Unreadable,
+}
+
 /// Whether a role's trust policy lets `principal` (a user or role ARN in
 /// `account`) call `sts:AssumeRole`, as far as its text says: an `Allow`
 /// for the action naming the principal, its account (`ACCOUNT` or
-/// `arn:…:root`) or `*`. An account named in the trust policy delegates to
-/// the account's own IAM policies (IAM User Guide, "Policy evaluation for
-/// cross-account requests"); conditions (MFA, source IP) are not judged
-/// here. `None`: the document is not JSON.
-pub fn trust_allows(policy: &str, principal: &str, account: &str) -> Option<bool> {
-    let doc: serde_json::Value = serde_json::from_str(policy).ok()?;
+/// `arn:…:root`) or `*`, and no `Deny` naming it. An `Allow` that asks for
+/// `sts:ExternalId` does not count: a run never sends one. Other
+/// conditions (MFA, source IP) are not judged here.
+pub fn trust_allows(policy: &str, principal: &str, account: &str) -> Trust {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
+        return Trust::Unreadable;
+    };
     let statements = match doc.get("Statement") {
         Some(serde_json::Value::Array(s)) => s.clone(),
         Some(one) => vec![one.clone()],
-        None => return Some(false),
+        None => return Trust::Denies,
     };
     let strings = |v: Option<&serde_json::Value>| -> Vec<String> {
         match v {
@@ -151,23 +167,54 @@ pub fn trust_allows(policy: &str, principal: &str, account: &str) -> Option<bool
     };
     let partition = principal.split(':').nth(1).unwrap_or("aws");
     let root = format!("arn:{partition}:iam::{account}:root");
-    let allowed = statements.iter().any(|s| {
-        let allow = s.get("Effect").and_then(|e| e.as_str()) == Some("Allow");
-        let action = strings(s.get("Action")).iter().any(|a| {
-            let a = a.to_ascii_lowercase();
-            a == "*" || a == "sts:*" || a == "sts:assumerole"
-        });
+    // (names the principal itself, names it by its account or `*`)
+    let names = |s: &serde_json::Value| -> (bool, bool) {
         let principals = match s.get("Principal") {
             Some(serde_json::Value::String(p)) => vec![p.clone()],
             Some(p) => strings(p.get("AWS")),
             None => Vec::new(),
         };
-        let named = principals
-            .iter()
-            .any(|p| p == "*" || p == principal || p == account || *p == root);
-        allow && action && named
+        (
+            principals.iter().any(|p| p == principal),
+            principals
+                .iter()
+                .any(|p| p == "*" || p == account || *p == root),
+        )
+    };
+    let assumes = |s: &serde_json::Value| {
+        strings(s.get("Action")).iter().any(|a| {
+            let a = a.to_ascii_lowercase();
+            a == "*" || a == "sts:*" || a == "sts:assumerole"
+        })
+    };
+    let effect =
+        |s: &serde_json::Value, e: &str| s.get("Effect").and_then(|x| x.as_str()) == Some(e);
+    let external_id = |s: &serde_json::Value| {
+        s.get("Condition").is_some_and(|c| {
+            c.to_string()
+                .to_ascii_lowercase()
+                .contains("sts:externalid")
+        })
+    };
+    let denied = statements.iter().any(|s| {
+        let (me, mine) = names(s);
+        effect(s, "Deny") && assumes(s) && (me || mine)
     });
-    Some(allowed)
+    if denied {
+        return Trust::Denies;
+    }
+    let allowing: Vec<(bool, bool)> = statements
+        .iter()
+        .filter(|s| effect(s, "Allow") && assumes(s) && !external_id(s))
+        .map(names)
+        .collect();
+    if allowing.iter().any(|(me, _)| *me) {
+        Trust::Allows { by_account: false }
+    } else if allowing.iter().any(|(_, mine)| *mine) {
+        Trust::Allows { by_account: true }
+    } else {
+        Trust::Denies
+    }
 }
 
 #[cfg(test)]
@@ -177,28 +224,48 @@ mod tests {
     const USER: &str = "arn:aws:iam::123456789012:user/ir/ir-responder";
 
     #[test]
-    fn a_trust_policy_naming_the_user_or_its_account_allows_it() {
+    fn a_trust_policy_naming_the_user_allows_it_and_its_account_defers() {
         let named = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/ir/ir-responder"},"Action":"sts:AssumeRole","Condition":{"Bool":{"aws:MultiFactorAuthPresent":"true"}}}]}"#;
-        assert_eq!(trust_allows(named, USER, "123456789012"), Some(true));
+        assert_eq!(
+            trust_allows(named, USER, "123456789012"),
+            Trust::Allows { by_account: false }
+        );
         let account = r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":["123456789012"]},"Action":["sts:AssumeRole","sts:TagSession"]}}"#;
-        assert_eq!(trust_allows(account, USER, "123456789012"), Some(true));
+        assert_eq!(
+            trust_allows(account, USER, "123456789012"),
+            Trust::Allows { by_account: true }
+        );
         let root = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:*"}]}"#;
-        assert_eq!(trust_allows(root, USER, "123456789012"), Some(true));
+        assert_eq!(
+            trust_allows(root, USER, "123456789012"),
+            Trust::Allows { by_account: true }
+        );
+        let role = "arn:aws:iam::123456789012:role/ir/Responder";
+        let with_path = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/ir/Responder"},"Action":"sts:AssumeRole"}]}"#;
+        assert_eq!(
+            trust_allows(with_path, role, "123456789012"),
+            Trust::Allows { by_account: false }
+        );
     }
 
     #[test]
-    fn a_trust_policy_for_someone_else_or_a_service_does_not() {
+    fn a_trust_policy_for_someone_else_a_deny_or_an_external_id_does_not() {
         let other = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/mallory"},"Action":"sts:AssumeRole"}]}"#;
-        assert_eq!(trust_allows(other, USER, "123456789012"), Some(false));
+        assert_eq!(trust_allows(other, USER, "123456789012"), Trust::Denies);
         let service = r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-        assert_eq!(trust_allows(service, USER, "123456789012"), Some(false));
-        let denied = r#"{"Statement":[{"Effect":"Deny","Principal":{"AWS":"123456789012"},"Action":"sts:AssumeRole"}]}"#;
-        assert_eq!(trust_allows(denied, USER, "123456789012"), Some(false));
+        assert_eq!(trust_allows(service, USER, "123456789012"), Trust::Denies);
+        let deny_wins = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"123456789012"},"Action":"sts:AssumeRole"},{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:user/ir/ir-responder"},"Action":"sts:AssumeRole"}]}"#;
+        assert_eq!(trust_allows(deny_wins, USER, "123456789012"), Trust::Denies);
+        let external = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/ir/ir-responder"},"Action":"sts:AssumeRole","Condition":{"StringEquals":{"sts:ExternalId":"x"}}}]}"#;
+        assert_eq!(trust_allows(external, USER, "123456789012"), Trust::Denies);
         let wrong_action = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"123456789012"},"Action":"sts:AssumeRoleWithSAML"}]}"#;
         assert_eq!(
             trust_allows(wrong_action, USER, "123456789012"),
-            Some(false)
+            Trust::Denies
         );
-        assert_eq!(trust_allows("not json", USER, "123456789012"), None);
+        assert_eq!(
+            trust_allows("not json", USER, "123456789012"),
+            Trust::Unreadable
+        );
     }
 }

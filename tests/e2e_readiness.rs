@@ -197,14 +197,23 @@ async fn a_role_that_needs_mfa_is_read_not_assumed() {
     let pb = playbook(&e, "fenced.yaml", &pb_text(&serial, 3600));
     let pb = pb.to_str().expect("path");
 
-    // Unattended, with no code: the hop is read, never assumed, and the
-    // rest is honestly left unchecked.
-    let ran = e.run(&["-o", "json", "readiness", pb]);
-    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    // Unattended, with no code: the hop is read, never assumed, and what
+    // only the role could check is not claimed: not proven is not ready.
+    let ran = e.run(&["-o", "json", "readiness", pb, "--hold", "2h"]);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
     let all = findings(&ran.stdout);
+    // A two-hour hold on a one-hour MFA session: renewal needs a person.
+    let hold = find(&all, "session", "warning", "outlasts its 3600s session");
+    assert!(hold["subject"].as_str().is_some_and(|s| s.contains("IR-BreakGlass")));
     find(&all, "mfa", "ok", "assigned to user ir-responder");
     find(&all, "credentials", "ok", "trust policy lets");
-    find(&all, "credentials", "warning", "not assumed");
+    let unproven = find(&all, "credentials", "error", "not assumed");
+    assert!(
+        unproven["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("--mfa-code"))
+    );
+    assert_eq!(errors(&all).len(), 1, "{all:#?}");
     let assumed: Vec<_> = e
         .proxy()
         .assumed()

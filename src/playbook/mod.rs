@@ -113,9 +113,7 @@ pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
     // A tabletop scenario handed over as a playbook: one problem that says
     // so, not one "unknown key" per section.
     if root.get("steps").is_none()
-        && let Some(key) = SCENARIO_KEYS
-            .iter()
-            .find_map(|k| root.get(k).map(|_| *k))
+        && let Some(key) = SCENARIO_KEYS.iter().find_map(|k| root.get(k).map(|_| *k))
     {
         return Err(Problems(vec![
             Problem::error(

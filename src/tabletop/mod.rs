@@ -218,8 +218,11 @@ pub async fn tabletop(
             .status()
             .await
             .map_err(|e| Error::Emulator(format!("cannot run the readiness check: {e}")))?;
+        // The check's own verdict, usage errors and refusals included.
         return Ok(match status.code() {
             Some(0) => ExitCode::Success,
+            Some(2) => ExitCode::Usage,
+            Some(3) => ExitCode::Refused,
             _ => ExitCode::Failed,
         });
     }

@@ -259,7 +259,11 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> Result<Scenario, Problems> {
     crate::playbook::refuse_bidi_controls(source, text)?;
     let root = yaml::parse(text)
         .map_err(|e| Problems(vec![Problem::error(source, Some(e.pos), e.message)]))?;
-    if root.get("steps").is_some() && !crate::playbook::SCENARIO_KEYS.iter().any(|k| root.get(k).is_some()) {
+    if root.get("steps").is_some()
+        && !crate::playbook::SCENARIO_KEYS
+            .iter()
+            .any(|k| root.get(k).is_some())
+    {
         return Err(Problems(vec![
             Problem::error(
                 source,

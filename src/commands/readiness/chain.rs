@@ -3,7 +3,7 @@
 
 use crate::aws::{self, Principal, RetryPolicy, Session, Telemetry};
 use crate::error::Error;
-use crate::readiness::{Check, Findings, trust_allows};
+use crate::readiness::{Check, Findings, Trust, trust_allows};
 use std::time::Duration;
 
 /// AWS caps a session reached by role chaining at one hour: "if you assume a
@@ -27,7 +27,7 @@ pub(super) fn credential_finding(found: &mut Findings, e: Error) {
     let fix = if message.contains("MFA code") {
         "pass --mfa-code (readiness never prompts), or run it on a terminal"
     } else if message.contains("AccessDenied") || message.contains("not authorized") {
-        "the role is gone or its trust policy no longer lets the previous hop assume it: restore the role and its trust policy"
+        "the role is gone, its trust policy no longer names the previous hop, that hop lost sts:AssumeRole, or the MFA code was wrong: restore the role and its trust policy, and check the hop's own policies"
     } else if [
         "ExpiredToken",
         "InvalidClientTokenId",
@@ -45,73 +45,54 @@ pub(super) fn credential_finding(found: &mut Findings, e: Error) {
     found.error(Check::Credentials, subject, message, fix);
 }
 
-/// The playbook's `assume_role` hop: the MFA device it names is still the
-/// user's, the role's trust policy still names the caller (when the hop was
-/// not assumed), and the session it asks for is one AWS grants.
-pub(super) async fn check_role_hop(
+/// The playbook's `assume_role` hop when it was not assumed (it needs an
+/// MFA code and none was given): the MFA device it names is still the
+/// user's, the role's trust policy still names the caller, and the session
+/// it asks for is one AWS grants. A hop that was assumed proved all of it.
+pub(super) async fn read_role_hop(
     found: &mut Findings,
     session: &Session,
     hop: &crate::spec::AssumeRoleSpec,
-    unattended: bool,
-    hold: Option<Duration>,
     retry: &RetryPolicy,
     telemetry: &Telemetry,
 ) {
     let subject = format!("executor.assume_role {}", hop.role_arn);
     let id = &session.identity;
-    // The principal that calls AssumeRole: the base when the hop was not
-    // taken, else the hop before the last.
-    let caller_is_role = if unattended {
-        matches!(id.principal, Principal::AssumedRole { .. })
-    } else {
-        id.chain.len() >= 2
-            && id.chain[..id.chain.len() - 1]
-                .last()
-                .is_some_and(|h| h.principal.contains(":assumed-role/") || h.via != "static key")
-    };
-    let asked = hop.duration_seconds.unwrap_or(DEFAULT_SESSION);
-    if caller_is_role && asked > CHAINED_MAX {
+    // As the run sends it (`session::assume_role` caps it at 12 hours).
+    let asked = hop.duration_seconds.unwrap_or(DEFAULT_SESSION).min(43_200);
+    if asked < 900 {
         found.error(
             Check::Session,
             &subject,
             format!(
-                "duration_seconds {asked} is over one hour, and the hop is role chaining (the caller is itself a role session): AWS refuses the AssumeRole"
+                "duration_seconds {asked} is under 900: AWS refuses the AssumeRole (900 to 43200)"
+            ),
+            "set duration_seconds to 900 or more",
+        );
+    }
+    if matches!(id.principal, Principal::AssumedRole { .. }) && asked > CHAINED_MAX {
+        found.error(
+            Check::Session,
+            &subject,
+            format!(
+                "duration_seconds {asked} is over one hour, and the hop is role chaining (the caller {} is itself a role session): AWS refuses the AssumeRole",
+                id.arn
             ),
             "set duration_seconds to 3600 or less, or assume the role from a user's key",
         );
     }
-    if let (Some(serial), Principal::User { name }, true) =
-        (&hop.mfa_serial, &id.principal, unattended)
-    {
-        match aws::probe::mfa_devices(&session.clients, &id.account, name, retry, telemetry).await
-        {
-            Ok(devices) if devices.iter().any(|d| d == serial) => {
-                found.ok(Check::Mfa, serial, format!("assigned to user {name}"))
-            }
-            Ok(devices) => found.error(
-                Check::Mfa,
-                serial,
-                format!(
-                    "not assigned to user {name} (assigned: {}): the device was replaced or removed, and AssumeRole with it fails",
-                    if devices.is_empty() {
-                        "none".to_string()
-                    } else {
-                        devices.join(", ")
-                    }
-                ),
-                "put the user's current device in executor.assume_role.mfa_serial, or assign the device again",
-            ),
-            Err(e) => found.warn(
-                Check::Mfa,
-                serial,
-                format!("the user's MFA devices cannot be read: {e}"),
-                "allow iam:ListMFADevices on the break-glass user to have this checked",
-            ),
-        }
+    if let Some(serial) = &hop.mfa_serial {
+        check_mfa_device(found, session, serial, retry, telemetry).await;
     }
     let role_account = hop.role_arn.split(':').nth(4).unwrap_or_default();
     let role_name = hop.role_arn.rsplit('/').next().unwrap_or_default();
     if role_account != id.account {
+        found.warn(
+            Check::Credentials,
+            &subject,
+            format!("the role is in account {role_account}: its trust policy and session limit cannot be read from {}", id.account),
+            "run readiness with --mfa-code to assume it for real",
+        );
         return;
     }
     let facts = match aws::probe::role_facts(
@@ -126,22 +107,20 @@ pub(super) async fn check_role_hop(
         Ok(f) => f,
         Err(e) if e.kind == aws::ErrorKind::NotFound => {
             found.error(
-                    Check::Credentials,
-                    &subject,
-                    "the role does not exist",
-                    "recreate the break-glass role, or point executor.assume_role.role_arn at its new ARN",
-                );
+                Check::Credentials,
+                &subject,
+                "the role does not exist",
+                "recreate the break-glass role, or point executor.assume_role.role_arn at its new ARN",
+            );
             return;
         }
         Err(e) => {
-            if unattended {
-                found.warn(
-                    Check::Credentials,
-                    &subject,
-                    format!("the role cannot be read: {e}"),
-                    "allow iam:GetRole on it to have its trust policy and session limit checked",
-                );
-            }
+            found.warn(
+                Check::Credentials,
+                &subject,
+                format!("the role cannot be read: {e}"),
+                "allow iam:GetRole on it to have its trust policy and session limit checked",
+            );
             return;
         }
     };
@@ -155,46 +134,41 @@ pub(super) async fn check_role_hop(
             format!("lower duration_seconds to {max}, or raise the role's maximum session duration"),
         );
     }
-    if let Some(hold) = hold
-        && hop.mfa_serial.is_some()
-        && hold.as_secs() > u64::from(asked)
-    {
-        found.warn(
-            Check::Session,
-            &subject,
-            format!(
-                "a {}s hold outlasts the {asked}s session, and renewing it needs a new MFA code on a terminal",
-                hold.as_secs()
-            ),
-            "hold from a terminal, or raise duration_seconds (and the role's MaxSessionDuration) to cover the hold",
-        );
-    }
-    if !unattended {
-        return;
-    }
+    // The caller as a trust policy names it: a user, or a role with its path.
     let caller = match &id.principal {
         Principal::AssumedRole { role_name, .. } => {
-            format!(
-                "arn:{}:iam::{}:role/{role_name}",
-                aws::partition(&id.arn),
-                id.account
-            )
+            match aws::probe::role_facts(&session.clients, &id.account, role_name, retry, telemetry)
+                .await
+            {
+                Ok(f) => f.arn,
+                Err(_) => format!(
+                    "arn:{}:iam::{}:role/{role_name}",
+                    aws::partition(&id.arn),
+                    id.account
+                ),
+            }
         }
         _ => id.arn.clone(),
     };
     match trust_allows(&facts.trust_policy, &caller, &id.account) {
-        Some(true) => found.ok(
+        Trust::Allows { by_account: false } => found.ok(
             Check::Credentials,
             &subject,
             format!("its trust policy lets {caller} assume it"),
         ),
-        Some(false) => found.error(
+        Trust::Allows { by_account: true } => found.warn(
             Check::Credentials,
             &subject,
-            format!("its trust policy does not let {caller} assume it (nor its account)"),
+            format!("its trust policy trusts account {}: {caller} also needs sts:AssumeRole on the role in its own policies, which is not read here", id.account),
+            "name the break-glass principal in the trust policy, or run readiness with --mfa-code to assume it for real",
+        ),
+        Trust::Denies => found.error(
+            Check::Credentials,
+            &subject,
+            format!("its trust policy does not let {caller} assume it (no Allow names it or its account, a Deny names it, or it asks for an external id, which a run never sends)"),
             format!("restore the trust policy: an Allow of sts:AssumeRole for {caller}"),
         ),
-        None => found.warn(
+        Trust::Unreadable => found.warn(
             Check::Credentials,
             &subject,
             "its trust policy is not JSON",
@@ -203,28 +177,97 @@ pub(super) async fn check_role_hop(
     }
 }
 
-/// A hold longer than a session that needs an MFA code to renew.
-pub(super) fn check_hold(found: &mut Findings, session: &Session, hold: Option<Duration>) {
+/// The MFA device a hop names is still assigned to the user (IAM
+/// `ListMFADevices`); a device that was replaced fails every AssumeRole.
+async fn check_mfa_device(
+    found: &mut Findings,
+    session: &Session,
+    serial: &str,
+    retry: &RetryPolicy,
+    telemetry: &Telemetry,
+) {
+    let id = &session.identity;
+    let Principal::User { name } = &id.principal else {
+        found.warn(
+            Check::Mfa,
+            serial,
+            format!(
+                "MFA devices belong to IAM users, and the base credential is {}: not checked",
+                id.arn
+            ),
+            "run readiness with --mfa-code to assume the role for real",
+        );
+        return;
+    };
+    match aws::probe::mfa_devices(&session.clients, &id.account, name, retry, telemetry).await {
+        Ok(devices) if devices.iter().any(|d| d == serial) => {
+            found.ok(Check::Mfa, serial, format!("assigned to user {name}"))
+        }
+        Ok(devices) => found.error(
+            Check::Mfa,
+            serial,
+            format!(
+                "not assigned to user {name} (assigned: {}): the device was replaced or removed, and AssumeRole with it fails",
+                if devices.is_empty() {
+                    "none".to_string()
+                } else {
+                    devices.join(", ")
+                }
+            ),
+            "put the user's current device in executor.assume_role.mfa_serial, or assign the device again",
+        ),
+        Err(e) => found.warn(
+            Check::Mfa,
+            serial,
+            format!("the user's MFA devices cannot be read: {e}"),
+            "allow iam:ListMFADevices on the break-glass user to have this checked",
+        ),
+    }
+}
+
+/// A hold longer than a session that needs an MFA code to renew: renewed
+/// only from a terminal. A profile's role is taken to last an hour (the
+/// `AssumeRole` default) unless the run was told otherwise.
+pub(super) fn check_hold(
+    found: &mut Findings,
+    session: &Session,
+    hop: Option<&crate::spec::AssumeRoleSpec>,
+    hold: Option<Duration>,
+) {
     let Some(hold) = hold else { return };
-    let mfa = session
+    let mut gated: Vec<(String, u64)> = session
         .identity
         .chain
         .iter()
-        .filter(|h| h.profile.is_some())
-        .find_map(|h| h.mfa_serial.as_ref());
-    if let Some(serial) = mfa
-        && hold.as_secs() > u64::from(DEFAULT_SESSION)
-    {
+        .filter(|h| h.profile.is_some() && h.mfa_serial.is_some())
+        .map(|h| {
+            (
+                format!("profile hop {}", h.principal),
+                u64::from(DEFAULT_SESSION),
+            )
+        })
+        .collect();
+    if let Some(h) = hop.filter(|h| h.mfa_serial.is_some()) {
+        let secs = h.duration_seconds.unwrap_or(DEFAULT_SESSION).min(43_200);
+        gated.push((
+            format!("executor.assume_role {}", h.role_arn),
+            u64::from(secs),
+        ));
+    }
+    let mut short = false;
+    for (subject, secs) in gated.into_iter().filter(|(_, secs)| hold.as_secs() > *secs) {
+        short = true;
         found.warn(
             Check::Session,
-            format!("profile hop with MFA {serial}"),
+            subject,
             format!(
-                "a {}s hold may outlast the profile's role session, and renewing it needs a new MFA code on a terminal",
+                "a {}s hold outlasts its {secs}s session, and renewing it needs a new MFA code on a terminal: unattended, the hold's calls fail once it ends",
                 hold.as_secs()
             ),
-            "hold from a terminal, or give the profile's role a longer duration_seconds",
+            "hold from a terminal, or raise duration_seconds (and the role's MaxSessionDuration) to cover the hold",
         );
-    } else {
+    }
+    if !short {
         found.ok(
             Check::Session,
             "hold",

@@ -43,7 +43,7 @@ pub(super) async fn check_estate(
             Some(e) => found.error(
                 Check::MemberRoles,
                 format!("account {}", a.account),
-                format!("the member role {role} cannot be assumed: {e}"),
+                format!("the member role {role} is out of reach: {e}"),
                 format!(
                     "recreate {role} in {} trusting the management account, or leave the account out (--accounts all,!{})",
                     a.account, a.account
@@ -93,7 +93,7 @@ pub(super) async fn check_estate(
         );
     }
     match check(&ctx, &loaded.steps).await {
-        Ok(pre) => preflight_findings(found, &loaded.steps, &pre),
+        Ok(pre) => preflight_findings(found, &loaded.steps, &pre, &ctx.executor_arn),
         Err(e) => found.error(
             Check::Permissions,
             "preflight",
@@ -159,28 +159,41 @@ async fn check_regions(
 
 /// The preflight's answers as findings: a denial, a missing subject or a
 /// full quota would stop a run; a check without an answer is a warning.
-fn preflight_findings(found: &mut Findings, steps: &[BoundStep], pre: &Preflight) {
+fn preflight_findings(found: &mut Findings, steps: &[BoundStep], pre: &Preflight, executor: &str) {
+    // The preflight names each problem `step N (name): …`: that step is
+    // what the finding concerns.
+    let split = |text: &str| -> (String, String) {
+        match text.split_once("): ") {
+            Some((step, rest)) if step.starts_with("step ") => {
+                (format!("{step})"), rest.to_string())
+            }
+            _ => ("preflight".to_string(), text.to_string()),
+        }
+    };
     for m in &pre.missing {
+        let (subject, message) = split(m);
         found.error(
             Check::Targets,
-            "named subject",
-            m.clone(),
+            subject,
+            message,
             "update the playbook's names, or its variables",
         );
     }
     for d in &pre.denied {
+        let (subject, message) = split(d);
         found.error(
             Check::Permissions,
-            "executor",
-            d.clone(),
+            subject,
+            format!("{message} (as {executor})"),
             "grant the executor this action (the preflight of a run refuses the same way)",
         );
     }
     for q in &pre.over_quota {
+        let (subject, message) = split(q);
         found.error(
             Check::Quota,
-            "AWS quota",
-            q.clone(),
+            subject,
+            message,
             "make room (detach a policy), or target the OUs and accounts under it",
         );
     }
@@ -204,7 +217,7 @@ fn preflight_findings(found: &mut Findings, steps: &[BoundStep], pre: &Preflight
         } else {
             found.warn(
                 Check::Permissions,
-                "executor",
+                executor,
                 format!("not checked: {u}"),
                 "allow iam:SimulatePrincipalPolicy (and EC2 DryRun) so every call can be checked",
             );
@@ -234,12 +247,26 @@ fn preflight_findings(found: &mut Findings, steps: &[BoundStep], pre: &Preflight
             "room for every policy on every target",
         );
     }
-    if pre.denied.is_empty() && pre.unchecked.is_empty() && pre.missing.is_empty() {
-        let checks: usize = pre.reports.iter().map(|r| r.items.len()).sum();
+    // A step with nothing to act on today had none of its calls checked:
+    // said, never counted as allowed.
+    for r in pre
+        .reports
+        .iter()
+        .filter(|r| r.items.is_empty() && r.error.is_none())
+    {
+        found.warn(
+            Check::Permissions,
+            format!("step {} ({})", r.index + 1, r.name),
+            "nothing to act on today, so none of its calls was checked",
+            "`breakglass plan --check-permissions` checks it once it has targets; a tabletop rehearses it",
+        );
+    }
+    let checked: usize = pre.reports.iter().map(|r| r.items.len()).sum();
+    if pre.denied.is_empty() && pre.unchecked.is_empty() && pre.missing.is_empty() && checked > 0 {
         found.ok(
             Check::Permissions,
-            "executor",
-            format!("every call allowed ({checks} targets checked)"),
+            executor,
+            format!("every call allowed ({checked} targets checked)"),
         );
     }
 }

@@ -14,7 +14,7 @@ use crate::cli::GlobalArgs;
 use crate::error::{Error, ExitCode};
 use crate::readiness::{Check, Findings, Severity};
 use crate::render::Printer;
-use chain::{check_hold, check_role_hop, credential_finding};
+use chain::{check_hold, credential_finding, read_role_hop};
 use destination::{check_audit, check_mirror};
 use estate::check_estate;
 use std::collections::BTreeSet;
@@ -34,7 +34,7 @@ pub(super) async fn readiness(
     out: &Printer,
     req: ReadinessRequest<'_>,
 ) -> Result<ExitCode, Error> {
-    let (local, mirror) = audit_destinations(req.audit_log)?;
+    let (local, mut mirror) = audit_destinations(req.audit_log)?;
     if mirror.is_some() && req.audit_bucket_owner.is_none() {
         return Err(Error::Usage {
             flag: "--audit-bucket-owner".into(),
@@ -47,9 +47,11 @@ pub(super) async fn readiness(
         .playbooks
         .iter()
         .map(|p| {
+            // One that does not load takes every variable: its own finding
+            // says what is wrong with it, not a usage error.
             crate::playbook::load(p)
                 .map(|pb| pb.vars.keys().cloned().collect())
-                .unwrap_or_default()
+                .unwrap_or_else(|_| req.vars.iter().map(|(k, _)| k.clone()).collect())
         })
         .collect();
     if let Some((k, _)) = req
@@ -63,7 +65,7 @@ pub(super) async fn readiness(
         });
     }
     let mut all = Vec::new();
-    for (path, declared) in req.playbooks.iter().zip(&declared) {
+    for (n, (path, declared)) in req.playbooks.iter().zip(&declared).enumerate() {
         let vars: Vec<(String, String)> = req
             .vars
             .iter()
@@ -72,11 +74,15 @@ pub(super) async fn readiness(
             .collect();
         let mut found = Findings::new(path.display().to_string());
         let session = check_playbook(global, &req, path, &vars, &mut found).await;
-        check_audit(&mut found, local.as_deref());
+        // The destination is the same for every playbook: checked once,
+        // with the first that connects.
+        if n == 0 {
+            check_audit(&mut found, local.as_deref());
+        }
         if let (Some(session), Some((bucket, prefix)), Some(owner)) =
-            (&session, &mirror, req.audit_bucket_owner)
+            (&session, mirror.take(), req.audit_bucket_owner)
         {
-            check_mirror(&mut found, session, bucket, prefix, owner).await;
+            check_mirror(&mut found, session, &bucket, &prefix, owner).await;
         }
         out.readiness(&found.list);
         all.extend(found.list);
@@ -137,19 +143,18 @@ async fn check_playbook(
     let base = &session.identity;
     let retry = RetryPolicy::default();
     let telemetry = Telemetry::new(usize::from(global.concurrency));
-    if let Some(hop) = loaded.playbook.executor.assume_role.as_ref() {
-        check_role_hop(
-            found, &session, hop, unattended, req.hold, &retry, &telemetry,
-        )
-        .await;
-    }
+    let hop = loaded.playbook.executor.assume_role.as_deref();
+    check_hold(found, &session, hop, req.hold);
     if unattended {
         if let Some(hop) = mfa_hop {
-            found.warn(
+            read_role_hop(found, &session, hop, &retry, &telemetry).await;
+            // Not proven is not ready: a monitor must not stay green over
+            // a path nobody could check.
+            found.error(
                 Check::Credentials,
                 format!("executor.assume_role {}", hop.role_arn),
-                "not assumed: it needs an MFA code; identity pins, member roles, regions, permissions and quotas were not checked",
-                "run readiness with --mfa-code (or --mfa-code - from a secret store) to check the whole path",
+                "not assumed without an MFA code: identity pins, member roles, regions, permissions and quotas were not checked",
+                "run readiness with --mfa-code (`--mfa-code -` reads it from standard input, e.g. from the device's TOTP seed in a secret store)",
             );
         }
         return Some(session);
@@ -163,15 +168,18 @@ async fn check_playbook(
             n => format!("{n} hops resolve to {}: {}", base.arn, hops.join(" → ")),
         },
     );
-    check_hold(found, &session, req.hold);
     match check_identity(&loaded.playbook, base) {
         Ok(()) => {
-            let pins = [
-                loaded.playbook.executor.expect_account.is_some(),
-                loaded.playbook.executor.expect_principal.is_some(),
-            ];
-            if pins.contains(&true) {
-                found.ok(Check::Identity, "executor", "expect_account and expect_principal match");
+            let pins: Vec<&str> = [
+                ("expect_account", loaded.playbook.executor.expect_account.is_some()),
+                ("expect_principal", loaded.playbook.executor.expect_principal.is_some()),
+            ]
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| *name)
+            .collect();
+            if !pins.is_empty() {
+                found.ok(Check::Identity, "executor", format!("{} match{}", pins.join(" and "), if pins.len() == 1 { "es" } else { "" }));
             } else {
                 found.warn(
                     Check::Identity,
@@ -196,6 +204,9 @@ async fn check_playbook(
 async fn connect(global: &GlobalArgs, loaded: &Loaded, with_hop: bool) -> Result<Session, Error> {
     let mut conn = global.connection(Some(&loaded.playbook.executor))?;
     conn.session_name = session_name(loaded);
+    // As a live run connects: an endpoint from a variable or the profile
+    // is refused unless the run is told otherwise (`--allow-env-endpoint`).
+    conn.allow_implicit_endpoints = false;
     if with_hop {
         conn.assume = assume_role(loaded, &conn.session_name);
     }
