@@ -54,7 +54,7 @@ fn changes(e: &Estate) -> Vec<String> {
         .collect()
 }
 
-const READY: &str = "name: ready\nexecutor:\n  expect_account: \"123456789012\"\nregions: [us-east-1, eu-west-1]\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { names: [alice] } }\n  - action: ec2.block_public_sharing\n";
+const READY: &str = "name: ready\nexecutor:\n  expect_account: \"123456789012\"\nregions: [us-east-1, eu-west-1]\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { names: [alice] } }\n  - action: ec2.block_public_sharing\n  - action: iam.quarantine_principals\n    targets: { users: { names: [alice] } }\n";
 
 #[tokio::test]
 async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
@@ -74,6 +74,7 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
     find(&all, "regions", "ok", "eu-west-1");
     find(&all, "permissions", "ok", "every call allowed");
     find(&all, "audit", "ok", "logs");
+    find(&all, "quota", "ok", "room for the deny on 1 principal");
     // Every finding names its playbook, and a warning carries its fix.
     assert!(all.iter().all(|f| f["playbook"] == pb), "{all:#?}");
     let key = find(&all, "audit", "warning", "signing key");
@@ -114,6 +115,32 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
     let denied = find(&all, "permissions", "error", "iam:UpdateAccessKey");
     assert!(denied["fix"].as_str().is_some_and(|f| f.contains("grant")));
     e.proxy().denied_actions.lock().expect("lock").clear();
+
+    // Inline policies that already fill IAM's 2,048 characters for a user
+    // (moto enforces no quota): the quarantine would go in as a managed
+    // deny, which a run does on its own, so a warning with its fix.
+    let filler = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}/*"}}]}}"#,
+        "b".repeat(1950)
+    );
+    e.iam
+        .put_user_policy()
+        .user_name("alice")
+        .policy_name("legacy-buckets")
+        .policy_document(filler)
+        .send()
+        .await
+        .expect("inline policy");
+    let ran = e.run(&["-o", "json", "readiness", pb]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let all = findings(&ran.stdout);
+    let full = find(&all, "quota", "warning", "user alice in 123456789012");
+    assert!(
+        full["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("of IAM's 2048 characters")),
+        "{full}"
+    );
 
     // A pin that no longer matches, an audit path that cannot be made and
     // a mirror bucket that does not exist, in one pass, in text.
@@ -204,7 +231,11 @@ async fn a_role_that_needs_mfa_is_read_not_assumed() {
     let all = findings(&ran.stdout);
     // A two-hour hold on a one-hour MFA session: renewal needs a person.
     let hold = find(&all, "session", "warning", "outlasts its 3600s session");
-    assert!(hold["subject"].as_str().is_some_and(|s| s.contains("IR-BreakGlass")));
+    assert!(
+        hold["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("IR-BreakGlass"))
+    );
     find(&all, "mfa", "ok", "assigned to user ir-responder");
     find(&all, "credentials", "ok", "trust policy lets");
     let unproven = find(&all, "credentials", "error", "not assumed");

@@ -170,7 +170,9 @@ pub fn partition(arn: &str) -> &str {
 }
 
 /// An IAM user or role: what a deny policy or a protection names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     User,

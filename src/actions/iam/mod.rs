@@ -8,6 +8,7 @@
 
 pub mod deactivate_access_key;
 pub mod delete_login_profile;
+mod inline_room;
 mod keys;
 mod policies;
 mod principals;
@@ -17,6 +18,7 @@ mod simulation;
 pub mod steps;
 pub use deactivate_access_key::DeactivateAccessKey;
 pub use delete_login_profile::DeleteLoginProfile;
+pub use inline_room::{InlineRoom, counted, inline_room};
 use keys::*;
 pub use policies::written_by_breakglass;
 use policies::*;

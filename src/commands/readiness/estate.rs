@@ -4,11 +4,16 @@
 use super::super::context::context;
 use super::super::load::Loaded;
 use super::super::preflight::{Preflight, check};
-use crate::actions::BoundStep;
+use crate::actions::{BoundStep, Ctx};
+use crate::aws::PrincipalKind;
 use crate::aws::{RetryPolicy, Session, Telemetry};
 use crate::cli::GlobalArgs;
 use crate::readiness::{Check, Findings};
+use crate::report::Outcome;
 use crate::spec::Regions;
+use crate::targets::Resource;
+use futures_util::StreamExt;
+use std::collections::BTreeSet;
 
 /// What the playbook meets in AWS: member roles, regions, the preflight's
 /// permission checks, missing subjects, quotas and self-lockout.
@@ -93,7 +98,10 @@ pub(super) async fn check_estate(
         );
     }
     match check(&ctx, &loaded.steps).await {
-        Ok(pre) => preflight_findings(found, &loaded.steps, &pre, &ctx.executor_arn),
+        Ok(pre) => {
+            preflight_findings(found, &loaded.steps, &pre, &ctx.executor_arn);
+            check_inline_room(found, &ctx, &pre).await;
+        }
         Err(e) => found.error(
             Check::Permissions,
             "preflight",
@@ -267,6 +275,86 @@ fn preflight_findings(found: &mut Findings, steps: &[BoundStep], pre: &Preflight
             Check::Permissions,
             executor,
             format!("every call allowed ({checked} targets checked)"),
+        );
+    }
+}
+
+/// Room for the deny each principal would get as an inline policy. At
+/// IAM's inline quota the run puts it in a managed policy instead (one
+/// more of the principal's managed-policy slots), so a full principal is a
+/// warning here, not a failure.
+async fn check_inline_room(found: &mut Findings, ctx: &Ctx, pre: &Preflight) {
+    use crate::actions::iam::{PolicyKind, PrincipalRef, counted, inline_room};
+    // The larger of the two denies a run puts, as it would render it now.
+    let now = jiff::Timestamp::now();
+    let need = [PolicyKind::RevokeSessions, PolicyKind::DenyAll]
+        .iter()
+        .map(|k| counted(&k.render(now)))
+        .max()
+        .unwrap_or_default();
+    let mut wanted: BTreeSet<(String, PrincipalKind, String)> = BTreeSet::new();
+    for r in &pre.reports {
+        for item in r.items.iter().filter(|i| i.outcome == Outcome::WouldChange) {
+            let puts = item.call.as_deref().is_some_and(|c| {
+                c.starts_with("iam:PutUserPolicy ") || c.starts_with("iam:PutRolePolicy ")
+            });
+            let principal = match &item.target.resource {
+                Resource::User { name, .. } => Some((PrincipalKind::User, name.clone())),
+                Resource::Role { name, .. } => Some((PrincipalKind::Role, name.clone())),
+                _ => None,
+            };
+            if let (true, Some((kind, name))) = (puts, principal) {
+                wanted.insert((item.target.scope.account.clone(), kind, name));
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let read = futures_util::stream::iter(wanted)
+        .map(|(account, kind, name)| async move {
+            let principal = PrincipalRef { kind, name };
+            let room = match ctx.in_account(&account) {
+                Some(there) => inline_room(&there, &principal, "").await,
+                None => return None,
+            };
+            Some((account, principal, room))
+        })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .filter_map(|r| async move { r })
+        .collect::<Vec<_>>()
+        .await;
+    let mut roomy = 0;
+    for (account, principal, room) in read {
+        let what = match principal.kind {
+            PrincipalKind::User => "user",
+            PrincipalKind::Role => "role",
+        };
+        let subject = format!("{what} {} in {account}", principal.name);
+        match room {
+            Ok(r) if r.used + need > r.limit => found.warn(
+                Check::Quota,
+                subject,
+                format!(
+                    "its inline policies use {} of IAM's {} characters, and the deny needs about {need}: the run puts it in a managed policy instead",
+                    r.used, r.limit
+                ),
+                "leave the principal a free managed-policy slot, or trim its inline policies",
+            ),
+            Ok(_) => roomy += 1,
+            Err(e) => found.warn(
+                Check::Quota,
+                subject,
+                format!("its inline policies cannot be read: {e}"),
+                "allow iam:List{User,Role}Policies and iam:Get{User,Role}Policy to have the room checked",
+            ),
+        }
+    }
+    if roomy > 0 {
+        found.ok(
+            Check::Quota,
+            "inline policies",
+            format!("room for the deny on {roomy} principal(s)"),
         );
     }
 }

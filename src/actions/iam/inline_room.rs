@@ -1,0 +1,94 @@
+//! How much room a principal's inline policies leave for a breakglass
+//! deny: IAM caps the aggregate of a user's inline policies at 2,048
+//! characters and a role's at 10,240, not counting white space (IAM User
+//! Guide, "IAM and AWS STS quotas"). At the cap `Put{User,Role}Policy`
+//! answers `LimitExceeded`, and the run falls back to a managed deny.
+
+use super::*;
+use crate::actions::undo::current_policy;
+
+/// A user's inline policies, all together, in non-white-space characters.
+pub const USER_INLINE_LIMIT: usize = 2_048;
+/// A role's inline policies, all together, in non-white-space characters.
+pub const ROLE_INLINE_LIMIT: usize = 10_240;
+
+/// What a principal's inline policies use of their quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InlineRoom {
+    pub used: usize,
+    pub limit: usize,
+}
+
+/// Characters IAM counts against the quota: all but white space.
+pub fn counted(document: &str) -> usize {
+    document.chars().filter(|c| !c.is_whitespace()).count()
+}
+
+/// Reads every inline policy of `principal` (except `skip`, the one a
+/// breakglass put would replace) and sums what IAM counts.
+pub async fn inline_room(
+    ctx: &Ctx,
+    principal: &PrincipalRef,
+    skip: &str,
+) -> Result<InlineRoom, AwsError> {
+    let iam = ctx.iam();
+    let names: Vec<String> = match principal.kind {
+        PrincipalKind::User => ctx
+            .pages(
+                None,
+                "iam:ListUserPolicies",
+                |marker| {
+                    iam.list_user_policies()
+                        .user_name(&principal.name)
+                        .set_marker(marker)
+                        .send()
+                },
+                |p| p.is_truncated.then(|| p.marker.clone()).flatten(),
+            )
+            .await?
+            .into_iter()
+            .flat_map(|p| p.policy_names)
+            .collect(),
+        PrincipalKind::Role => ctx
+            .pages(
+                None,
+                "iam:ListRolePolicies",
+                |marker| {
+                    iam.list_role_policies()
+                        .role_name(&principal.name)
+                        .set_marker(marker)
+                        .send()
+                },
+                |p| p.is_truncated.then(|| p.marker.clone()).flatten(),
+            )
+            .await?
+            .into_iter()
+            .flat_map(|p| p.policy_names)
+            .collect(),
+    };
+    let mut used = 0;
+    for name in names.iter().filter(|n| *n != skip) {
+        if let Some(doc) = current_policy(ctx, principal, name).await? {
+            used += counted(&doc);
+        }
+    }
+    Ok(InlineRoom {
+        used,
+        limit: match principal.kind {
+            PrincipalKind::User => USER_INLINE_LIMIT,
+            PrincipalKind::Role => ROLE_INLINE_LIMIT,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn white_space_is_not_counted() {
+        assert_eq!(counted("{ \"a\" :\n\t1 }"), 7);
+        let deny = PolicyKind::DenyAll.render(jiff::Timestamp::UNIX_EPOCH);
+        assert!(counted(&deny) < 300, "the quarantine deny is small: {deny}");
+    }
+}
