@@ -335,6 +335,12 @@ async fn a_deleted_member_role_and_a_full_root_are_found_across_playbooks() {
         "arn:aws:iam::{}:role/OrganizationAccountAccessRole",
         gone.id
     ));
+    // Before: the root holds FullAWSAccess only, four slots free.
+    let freeze = repo_playbook("org-freeze.yaml");
+    let before = e.run(&["-o", "json", "readiness", freeze.to_str().expect("path")]);
+    let counted = findings(&before.stdout);
+    let slots = find(&counted, "quota", "ok", &format!("SCP slots on {root}"));
+    assert_eq!(slots["message"], "4 of 5 free", "{slots}");
     // The root already holds FullAWSAccess and four more: AWS's five.
     let org = e.org();
     for n in 0..4 {
@@ -360,7 +366,6 @@ async fn a_deleted_member_role_and_a_full_root_are_found_across_playbooks() {
             .await
             .expect("attach");
     }
-    let freeze = repo_playbook("org-freeze.yaml");
     let lockdown = repo_playbook("credential-lockdown.yaml");
     let ran = e.run(&[
         "--accounts",
@@ -400,5 +405,11 @@ async fn a_deleted_member_role_and_a_full_root_are_found_across_playbooks() {
             .is_some_and(|p| p.ends_with("org-freeze.yaml"))
     );
     assert!(full["fix"].as_str().is_some_and(|f| f.contains("detach")));
+    // A full root is never counted as room.
+    assert!(
+        !all.iter()
+            .any(|f| f["severity"] == "ok" && f["subject"] == format!("SCP slots on {root}")),
+        "{all:#?}"
+    );
     assert_eq!(changes(&e), Vec::<String>::new(), "readiness changed AWS");
 }

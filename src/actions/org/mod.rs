@@ -23,6 +23,13 @@ pub use moves::{discover_moves, move_account};
 use tree::*;
 pub use tree::{parent_of, policy_id_by_name};
 
+/// How many more policies of `kind` a root, OU or account can take under
+/// AWS Organizations' quota of five per target.
+pub async fn free_slots(ctx: &Ctx, kind: PolicyKind, target: &str) -> Result<usize, AwsError> {
+    let on = tree::policies_on(ctx, kind, target).await?;
+    Ok(SCPS_PER_TARGET.saturating_sub(on.len()))
+}
+
 use serde::{Deserialize, Serialize};
 
 use futures_util::{StreamExt, TryStreamExt};

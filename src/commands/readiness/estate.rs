@@ -4,7 +4,7 @@
 use super::super::context::context;
 use super::super::load::Loaded;
 use super::super::preflight::{Preflight, check};
-use crate::actions::{BoundStep, Ctx};
+use crate::actions::Ctx;
 use crate::aws::PrincipalKind;
 use crate::aws::{RetryPolicy, Session, Telemetry};
 use crate::cli::GlobalArgs;
@@ -99,8 +99,9 @@ pub(super) async fn check_estate(
     }
     match check(&ctx, &loaded.steps).await {
         Ok(pre) => {
-            preflight_findings(found, &loaded.steps, &pre, &ctx.executor_arn);
+            preflight_findings(found, &pre, &ctx.executor_arn);
             check_inline_room(found, &ctx, &pre).await;
+            check_policy_slots(found, &ctx, &pre).await;
         }
         Err(e) => found.error(
             Check::Permissions,
@@ -167,7 +168,7 @@ async fn check_regions(
 
 /// The preflight's answers as findings: a denial, a missing subject or a
 /// full quota would stop a run; a check without an answer is a warning.
-fn preflight_findings(found: &mut Findings, steps: &[BoundStep], pre: &Preflight, executor: &str) {
+fn preflight_findings(found: &mut Findings, pre: &Preflight, executor: &str) {
     // The preflight names each problem `step N (name): …`: that step is
     // what the finding concerns.
     let split = |text: &str| -> (String, String) {
@@ -242,18 +243,6 @@ fn preflight_findings(found: &mut Findings, steps: &[BoundStep], pre: &Preflight
                 );
             }
         }
-    }
-    let quota_full = found.list.iter().any(|f| f.check == Check::Quota);
-    let scp_steps = steps
-        .iter()
-        .filter(|s| s.action.id().starts_with("org.apply"))
-        .count();
-    if scp_steps > 0 && !quota_full {
-        found.ok(
-            Check::Quota,
-            "policies",
-            "room for every policy on every target",
-        );
     }
     // A step with nothing to act on today had none of its calls checked:
     // said, never counted as allowed.
@@ -356,5 +345,42 @@ async fn check_inline_room(found: &mut Findings, ctx: &Ctx, pre: &Preflight) {
             "inline policies",
             format!("room for the deny on {roomy} principal(s)"),
         );
+    }
+}
+
+/// The free slots on each root, OU or account an organization policy step
+/// attaches to (five of each kind per target: AWS Organizations quotas).
+async fn check_policy_slots(found: &mut Findings, ctx: &Ctx, pre: &Preflight) {
+    use crate::actions::org::{PolicyKind, free_slots};
+    let mut seen = BTreeSet::new();
+    for r in &pre.reports {
+        let kind = match r.action.as_ref() {
+            "org.apply_scp" => PolicyKind::Scp,
+            "org.apply_rcp" => PolicyKind::Rcp,
+            _ => continue,
+        };
+        for item in &r.items {
+            let Resource::Scp { targets, .. } = &item.target.resource else {
+                continue;
+            };
+            for t in targets {
+                if !seen.insert((kind.label(), t.clone())) {
+                    continue;
+                }
+                let subject = format!("{} slots on {t}", kind.label());
+                match free_slots(ctx, kind, t).await {
+                    // A full target is the quota finding the step's own
+                    // discovery made (a fallback note, or a refusal).
+                    Ok(0) => {}
+                    Ok(free) => found.ok(Check::Quota, subject, format!("{free} of 5 free")),
+                    Err(e) => found.warn(
+                        Check::Quota,
+                        subject,
+                        format!("cannot be counted: {e}"),
+                        "allow organizations:ListPoliciesForTarget",
+                    ),
+                }
+            }
+        }
     }
 }
