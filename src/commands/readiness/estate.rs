@@ -72,7 +72,7 @@ pub(super) async fn check_estate(
             "check the selection",
         );
     }
-    check_regions(global, found, session, loaded).await;
+    check_regions(global, found, &ctx, session, loaded).await;
     let (exact, warnings) =
         crate::safety::resolve_protections(&ctx, &loaded.playbook.protect).await;
     for w in warnings {
@@ -118,6 +118,7 @@ pub(super) async fn check_estate(
 async fn check_regions(
     global: &GlobalArgs,
     found: &mut Findings,
+    ctx: &Ctx,
     session: &Session,
     loaded: &Loaded,
 ) {
@@ -127,42 +128,65 @@ async fn check_regions(
     let Some(Regions::List(named)) = loaded.playbook.regions.as_ref() else {
         return;
     };
+    // Opt-in regions are enabled per account: the executor's, and every
+    // member account a step reaches.
+    let mut accounts = vec![session.identity.account.clone()];
+    accounts.extend(
+        ctx.fleet
+            .statuses()
+            .into_iter()
+            .filter(|a| a.error.is_none() && a.account != session.identity.account)
+            .map(|a| a.account),
+    );
     let telemetry = Telemetry::new(usize::from(global.concurrency));
-    let enabled = crate::actions::ec2::enabled_regions(
-        &session.clients,
-        &session.region,
-        &session.identity.account,
-        &RetryPolicy::default(),
-        &telemetry,
-    )
-    .await;
-    match enabled {
-        Ok(enabled) => {
-            let off: Vec<&String> = named.iter().filter(|r| !enabled.contains(r)).collect();
-            for r in &off {
-                found.error(
-                    Check::Regions,
-                    format!("region {r}"),
-                    format!("not enabled in account {}", session.identity.account),
-                    format!(
-                        "enable {r} (Account settings, AWS Regions), or take it out of regions:"
-                    ),
-                );
+    let mut all_on = true;
+    for account in &accounts {
+        let Some(there) = ctx.in_account(account) else {
+            continue;
+        };
+        let enabled = crate::actions::ec2::enabled_regions(
+            &there.clients,
+            &session.region,
+            account,
+            &RetryPolicy::default(),
+            &telemetry,
+        )
+        .await;
+        match enabled {
+            Ok(enabled) => {
+                for r in named.iter().filter(|r| !enabled.contains(r)) {
+                    all_on = false;
+                    found.error(
+                        Check::Regions,
+                        format!("region {r}"),
+                        format!("not enabled in account {account}"),
+                        format!(
+                            "enable {r} in {account} (Account settings, AWS Regions), or take it out of regions:"
+                        ),
+                    );
+                }
             }
-            if off.is_empty() {
-                found.ok(
+            Err(e) => {
+                all_on = false;
+                found.warn(
                     Check::Regions,
-                    "regions",
-                    format!("{} enabled", named.join(", ")),
+                    format!("account {account}"),
+                    format!("cannot list enabled regions: {e}"),
+                    "allow ec2:DescribeRegions",
                 );
             }
         }
-        Err(e) => found.warn(
+    }
+    if all_on {
+        found.ok(
             Check::Regions,
             "regions",
-            format!("cannot list enabled regions: {e}"),
-            "allow ec2:DescribeRegions",
-        ),
+            format!(
+                "{} enabled in {} account(s)",
+                named.join(", "),
+                accounts.len()
+            ),
+        );
     }
 }
 
