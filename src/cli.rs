@@ -93,11 +93,75 @@ pub struct GlobalArgs {
     /// No colors in diagnostics (also honours NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Summary only: one line per step, and what failed or is not
+    /// contained; no line per target (JSON output keeps every target).
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
     /// Run the playbook's IAM and EC2 steps across the organization, in place
     /// of its `accounts:`: comma-separated `all`, OU ids (ou-…), account ids,
     /// `!ID` to leave one out, `management` to include the management account.
     #[arg(long, global = true, value_name = "SELECTION", value_parser = parse_accounts)]
     pub accounts: Option<AccountsSpec>,
+}
+
+/// Global flags about reaching AWS: hidden from the help of the commands
+/// that make no AWS call.
+const AWS_FLAGS: &[&str] = &[
+    "profile",
+    "region",
+    "endpoint_url",
+    "concurrency",
+    "call_timeout",
+    "mfa_code",
+    "accounts",
+];
+/// Commands that never reach AWS.
+const LOCAL_COMMANDS: &[&str] = &[
+    "validate",
+    "schema",
+    "actions",
+    "version",
+    "completions",
+    "man",
+];
+
+/// The command line as shown and parsed: each command's help offers only
+/// the global flags it uses (`tabletop` signs with its own executor against
+/// its own emulator, so `--profile`, `--endpoint-url`, `--region`,
+/// `--mfa-code` and `--call-timeout` are not offered there). The flags are still accepted everywhere, as global flags are.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    // A command that already holds a global flag keeps its own copy (clap
+    // propagates only what is missing): the copy is the same flag, hidden.
+    let hide = |names: &'static [&'static str]| {
+        let globals = globals.clone();
+        move |sub: clap::Command| {
+            globals
+                .iter()
+                .filter(|a| names.contains(&a.get_id().as_str()))
+                .fold(sub, |sub, a| sub.arg(a.clone().hide(true)))
+        }
+    };
+    let mut cmd = cmd;
+    for name in LOCAL_COMMANDS {
+        cmd = cmd.mut_subcommand(name, hide(AWS_FLAGS));
+    }
+    cmd.mut_subcommand(
+        "tabletop",
+        hide(&[
+            "profile",
+            "endpoint_url",
+            "region",
+            "mfa_code",
+            "call_timeout",
+        ]),
+    )
 }
 
 /// `all,!111122223333`, `ou-ab12-cdef3456`, `111122223333,444455556666,management`.

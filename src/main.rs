@@ -1,9 +1,13 @@
 //! The `breakglass` binary: parse flags, run the command, map errors to exit codes.
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() -> std::process::ExitCode {
-    let cli = breakglass::cli::Cli::parse();
+    let matches = breakglass::cli::command().get_matches();
+    let cli = match breakglass::cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let format = cli.global.output;
     // Errors stay on one line each (greppable in logs); color only when wanted.
     let no_color = cli.global.no_color || std::env::var_os("NO_COLOR").is_some();

@@ -201,3 +201,48 @@ fn a_file_of_the_other_kind_says_which_it_is() {
         "{err}"
     );
 }
+
+#[test]
+fn help_offers_only_the_flags_a_command_uses() {
+    let help = |args: &[&str]| {
+        let (code, out, err) = breakglass(args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let tabletop = help(&["tabletop", "--help"]);
+    for refused in ["--profile", "--endpoint-url"] {
+        assert!(
+            !tabletop.contains(refused),
+            "tabletop offers {refused}:\n{tabletop}"
+        );
+    }
+    assert!(tabletop.contains("--concurrency"), "{tabletop}");
+    let validate = help(&["validate", "--help"]);
+    for unused in [
+        "--profile",
+        "--region",
+        "--endpoint-url",
+        "--mfa-code",
+        "--accounts",
+    ] {
+        assert!(
+            !validate.contains(unused),
+            "validate offers {unused}:\n{validate}"
+        );
+    }
+    assert!(validate.contains("--output"), "{validate}");
+    let run = help(&["run", "--help"]);
+    for used in [
+        "--profile",
+        "--endpoint-url",
+        "--mfa-code",
+        "--accounts",
+        "--quiet",
+    ] {
+        assert!(run.contains(used), "run hides {used}:\n{run}");
+    }
+    // Hidden from help is not refused: a global flag before any command
+    // still parses.
+    let (code, _, err) = breakglass(&["--region", "eu-west-1", "actions"]);
+    assert_eq!(code, 0, "{err}");
+}

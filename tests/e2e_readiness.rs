@@ -65,6 +65,20 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
     let log = e.path("logs/ready.jsonl");
     let log = log.to_str().expect("path");
 
+    // `-q` on the plan of the same playbook: a line per step, none per target.
+    let full = e.run(&["plan", pb]);
+    let quiet = e.run(&["-q", "plan", pb]);
+    assert_eq!(
+        (full.code, quiet.code),
+        (0, 0),
+        "{}\n{}",
+        full.stderr,
+        quiet.stderr
+    );
+    assert!(full.stdout.contains("alice"), "{}", full.stdout);
+    assert!(!quiet.stdout.contains("alice"), "{}", quiet.stdout);
+    assert!(quiet.stdout.contains("step 3"), "{}", quiet.stdout);
+
     let ran = e.run(&["-o", "json", "readiness", pb, "--audit-log", log]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     let all = findings(&ran.stdout);

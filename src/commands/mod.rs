@@ -37,8 +37,7 @@ fn emit(bytes: &[u8]) {
 /// The manual: the top-level page, then one section per command with its
 /// own flags (clap_mangen refers to them as `breakglass-run(1)` and so on).
 fn manual() -> Vec<u8> {
-    use clap::CommandFactory;
-    let cli = Cli::command();
+    let cli = crate::cli::command();
     let mut out = Vec::new();
     // Rendering into memory has no I/O to fail.
     let _ = clap_mangen::Man::new(cli.clone()).render(&mut out);
@@ -54,7 +53,7 @@ fn manual() -> Vec<u8> {
 
 /// Runs the parsed command line and returns the exit code.
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
-    let out = Printer::new(cli.global.output);
+    let out = Printer::new(cli.global.output, cli.global.quiet);
     match &cli.command {
         Command::Validate {
             playbooks,
@@ -166,9 +165,13 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::Success)
         }
         Command::Completions { shell } => {
-            use clap::CommandFactory;
             let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "breakglass", &mut script);
+            clap_complete::generate(
+                *shell,
+                &mut crate::cli::command(),
+                "breakglass",
+                &mut script,
+            );
             emit(&script);
             Ok(ExitCode::Success)
         }

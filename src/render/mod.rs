@@ -72,6 +72,9 @@ pub struct HoldSummary {
 
 pub struct Printer {
     format: OutputFormat,
+    /// `-q`: a line per step, no line per target but those that failed or
+    /// stay uncontained.
+    quiet: bool,
 }
 
 /// The running progress line; dropping it stops and erases it.
@@ -94,8 +97,14 @@ impl Drop for Ticker {
 }
 
 impl Printer {
-    pub fn new(format: OutputFormat) -> Self {
-        Printer { format }
+    pub fn new(format: OutputFormat, quiet: bool) -> Self {
+        Printer { format, quiet }
+    }
+
+    /// Whether a target's line is printed in text: always, or with `-q`
+    /// only what needs the responder.
+    fn shows(&self, item: &Item) -> bool {
+        !self.quiet || item.outcome == Outcome::Failed
     }
 
     /// Streams `value` to stdout: a plan over ten thousand principals is

@@ -53,7 +53,7 @@ impl Printer {
             for note in &step.notes {
                 let _ = writeln!(s, "  NOTE {note}");
             }
-            for item in &step.items {
+            for item in step.items.iter().filter(|i| self.shows(i)) {
                 let _ = writeln!(s, "  {}", item_line(step, item));
             }
             s.push('\n');
@@ -110,7 +110,7 @@ impl Printer {
             for note in &step.notes {
                 let _ = writeln!(s, "  NOTE {note}");
             }
-            for item in &step.items {
+            for item in step.items.iter().filter(|i| self.shows(i)) {
                 let _ = writeln!(s, "  {}", item_line(step, item));
             }
         }
@@ -286,7 +286,12 @@ impl Printer {
             if let Some(e) = &step.error {
                 let _ = writeln!(s, "  ERROR {e}");
             }
-            for item in &step.items {
+            // Quiet, what is contained goes without saying.
+            let shown = step
+                .items
+                .iter()
+                .filter(|i| !self.quiet || i.outcome != Outcome::Unchanged);
+            for item in shown {
                 let detail = match item.outcome {
                     Outcome::WouldChange => format!(
                         "NOT CONTAINED {} {} · needs {}",
