@@ -78,6 +78,14 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
     assert!(full.stdout.contains("alice"), "{}", full.stdout);
     assert!(!quiet.stdout.contains("alice"), "{}", quiet.stdout);
     assert!(quiet.stdout.contains("step 3"), "{}", quiet.stdout);
+    // JSON shapes agree across commands: the endpoint is `{url, source}`
+    // in a plan as in `whoami`.
+    let plan = e.run(&["-o", "json", "plan", pb]);
+    let who = e.run(&["-o", "json", "whoami"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    let who: serde_json::Value = serde_json::from_str(&who.stdout).expect("whoami JSON");
+    assert_eq!(plan["endpoint"]["source"], "--endpoint-url", "{plan}");
+    assert_eq!(plan["endpoint"], who["endpoint"]);
 
     let ran = e.run(&["-o", "json", "readiness", pb, "--audit-log", log]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);

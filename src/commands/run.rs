@@ -253,7 +253,7 @@ pub(super) async fn run(
         dry_run: req.dry_run,
         status,
         identity: session.identity.clone(),
-        endpoint: session.endpoint_display(),
+        endpoint: session.endpoints().global.clone(),
         endpoints: session.endpoints().clone(),
         totals,
         calls: ctx.telemetry.snapshot(),

@@ -36,7 +36,9 @@ pub struct RunReport {
     pub dry_run: bool,
     pub status: &'static str,
     pub identity: Identity,
-    pub endpoint: String,
+    /// Where every call went unless a service has its own: `{url, source}`
+    /// as `whoami` gives it, `null` for AWS's own endpoints.
+    pub endpoint: Option<crate::aws::Endpoint>,
     /// Every endpoint, with where it came from (the same shape as `whoami`'s).
     pub endpoints: crate::aws::Endpoints,
     pub totals: Counts,

@@ -15,7 +15,7 @@ impl Printer {
             struct PlanDoc<'a> {
                 playbook: &'a str,
                 identity: &'a Identity,
-                endpoint: String,
+                endpoint: Option<crate::aws::Endpoint>,
                 #[serde(skip_serializing_if = "<[AccountStatus]>::is_empty")]
                 accounts: &'a [AccountStatus],
                 steps: &'a [StepReport],
@@ -23,7 +23,7 @@ impl Printer {
             return self.json(&PlanDoc {
                 playbook: &pb.name,
                 identity: &session.identity,
-                endpoint: session.endpoint_display(),
+                endpoint: session.endpoints().global.clone(),
                 accounts,
                 steps,
             });
