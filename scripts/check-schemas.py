@@ -5,7 +5,7 @@ Rust parser). Run by the test suite with the project's .venv; exit 1 names
 each file and the path of each problem.
 
     check-schemas.py                       the shipped playbooks and scenarios
-    check-schemas.py playbook|scenario F…  the given files instead"""
+    check-schemas.py playbook|scenario|report F…  the given files instead"""
 
 import pathlib
 import sys
@@ -17,6 +17,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SETS = [
     ("schemas/playbook.schema.json", "playbooks"),
     ("schemas/scenario.schema.json", "scenarios"),
+    # No shipped reports: `check-schemas.py report F…` checks a run's JSON.
+    ("schemas/report.schema.json", "reports"),
 ]
 
 
@@ -25,7 +27,7 @@ def main(argv: list[str]) -> int:
         kind, files = argv[0], [pathlib.Path(f).resolve() for f in argv[1:]]
         sets = [(s, files) for s, folder in SETS if folder == kind + "s"]
         if not sets:
-            print(f"unknown kind {kind!r}: playbook or scenario")
+            print(f"unknown kind {kind!r}: playbook, scenario or report")
             return 2
     else:
         sets = [(s, sorted((ROOT / folder).glob("*.yaml"))) for s, folder in SETS]

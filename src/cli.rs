@@ -364,11 +364,15 @@ pub enum Command {
     /// List the action catalog with parameters and reversibility.
     Actions,
     /// Print the JSON Schema of the playbook format (`--scenario` for the
-    /// tabletop scenario format).
+    /// tabletop scenario format, `--report` for the run report).
     Schema {
         /// The tabletop scenario format, not the playbook format.
         #[arg(long)]
         scenario: bool,
+        /// The run report's format (`run -o json`, dry runs included), not
+        /// the playbook format.
+        #[arg(long, conflicts_with = "scenario")]
+        report: bool,
     },
     /// Print the version, the commit and the build profile.
     Version,

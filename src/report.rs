@@ -10,7 +10,9 @@ use crate::spec::OnFailure;
 use crate::targets::Target;
 
 /// What happened to one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Listed first in reports: what needs the responder's attention.
@@ -22,7 +24,9 @@ pub enum Outcome {
     Skipped,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Counts {
     pub changed: u64,
     pub would_change: u64,
@@ -64,7 +68,7 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Item {
     pub target: Target,
     pub outcome: Outcome,
@@ -82,7 +86,7 @@ pub struct Item {
     pub drift: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Done,
@@ -107,7 +111,7 @@ impl StepStatus {
 
 /// One step's part of the run report; the tabletop reads it back from the
 /// run's JSON through this same type.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepReport {
     pub index: usize,
     pub name: String,

@@ -11,7 +11,9 @@ use crate::yaml::Pos;
 
 /// Where a target lives. Every target carries its account and (for regional
 /// services) its region, so fan-out across accounts and regions needs no new types.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Scope {
     pub account: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -19,7 +21,7 @@ pub struct Scope {
 }
 
 /// One thing a step acts on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Resource {
     User {
@@ -60,7 +62,7 @@ pub enum Resource {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Target {
     pub scope: Scope,
     #[serde(flatten)]

@@ -78,14 +78,6 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
     assert!(full.stdout.contains("alice"), "{}", full.stdout);
     assert!(!quiet.stdout.contains("alice"), "{}", quiet.stdout);
     assert!(quiet.stdout.contains("step 3"), "{}", quiet.stdout);
-    // JSON shapes agree across commands: the endpoint is `{url, source}`
-    // in a plan as in `whoami`.
-    let plan = e.run(&["-o", "json", "plan", pb]);
-    let who = e.run(&["-o", "json", "whoami"]);
-    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
-    let who: serde_json::Value = serde_json::from_str(&who.stdout).expect("whoami JSON");
-    assert_eq!(plan["endpoint"]["source"], "--endpoint-url", "{plan}");
-    assert_eq!(plan["endpoint"], who["endpoint"]);
 
     let ran = e.run(&["-o", "json", "readiness", pb, "--audit-log", log]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
@@ -198,6 +190,33 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
     ] {
         assert!(ran.stdout.contains(expected), "{expected}:\n{}", ran.stdout);
     }
+
+    // JSON shapes agree across commands: the endpoint is `{url, source}`
+    // in a plan as in `whoami`.
+    let plan = e.run(&["-o", "json", "plan", pb]);
+    let who = e.run(&["-o", "json", "whoami"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    let who: serde_json::Value = serde_json::from_str(&who.stdout).expect("whoami JSON");
+    assert_eq!(plan["endpoint"]["source"], "--endpoint-url", "{plan}");
+    assert_eq!(plan["endpoint"], who["endpoint"]);
+    // A run's JSON report is what the checked-in schema describes, by an
+    // independent validator (python-jsonschema from .venv).
+    let dry = e.run(&["-o", "json", "run", pb, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    let report = e.path("report.json");
+    std::fs::write(&report, &dry.stdout).expect("report");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checked = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("scripts/check-schemas.py"))
+        .arg("report")
+        .arg(&report)
+        .output()
+        .expect("python from scripts/setup-emulator.sh");
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success() && said.contains("1 file(s) checked, 0 problem(s)"),
+        "{said}"
+    );
 
     assert_eq!(changes(&e), Vec::<String>::new(), "readiness changed AWS");
 }

@@ -267,6 +267,7 @@ fn checked_in_schemas_match_and_shipped_files_validate() {
     for (args, file) in [
         (vec!["schema"], "schemas/playbook.schema.json"),
         (vec!["schema", "--scenario"], "schemas/scenario.schema.json"),
+        (vec!["schema", "--report"], "schemas/report.schema.json"),
     ] {
         let out = breakglass().args(&args).output().expect("run");
         assert!(out.status.success());

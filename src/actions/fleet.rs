@@ -80,7 +80,7 @@ pub enum Reach {
 }
 
 /// An account's place in the run, for reports and the audit log.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct AccountStatus {
     pub account: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -51,12 +51,12 @@ struct Running {
 }
 
 /// What the mirror managed to copy.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct MirrorReport {
     pub target: String,
     pub uploaded: u64,
     pub failed: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
 

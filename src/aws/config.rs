@@ -23,7 +23,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use serde::{Deserialize, Serialize};
 
 /// Where calls go when not to AWS's public endpoints, and who said so.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Endpoint {
     pub url: String,
     /// `--endpoint-url`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_IAM`,
@@ -32,7 +32,7 @@ pub struct Endpoint {
 }
 
 /// Every endpoint the run uses: one for all services, and per service.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Endpoints {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global: Option<Endpoint>,

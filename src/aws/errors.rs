@@ -8,7 +8,9 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use serde::Serialize;
 
 /// How an AWS error should be handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Rate limited: back off and try again; never "done", never "nothing to do".
@@ -21,7 +23,7 @@ pub enum ErrorKind {
 }
 
 /// A failed AWS call, reduced to what the responder and the audit log need.
-#[derive(Debug, Clone, thiserror::Error, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[error("{operation}: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
 pub struct AwsError {
     pub operation: String,

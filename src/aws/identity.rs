@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The principal behind the credential, from `sts:GetCallerIdentity`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Identity {
     pub account: String,
     pub arn: String,
@@ -23,7 +23,7 @@ pub struct Identity {
 
 /// One hop of the credential chain, as shown before confirmation and
 /// written to the audit log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Hop {
     /// `static key`, `credential_process`, `sso`, `web identity`,
     /// `instance role` or `assume role`.
@@ -65,7 +65,7 @@ impl std::fmt::Display for Hop {
 }
 
 /// What kind of principal the executor is, with the names needed to protect it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Principal {
     User { name: String },

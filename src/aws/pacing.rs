@@ -295,7 +295,9 @@ impl Model {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub struct CallCounts {
     pub calls: u64,
     pub throttled: u64,

@@ -179,9 +179,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             emit(&manual());
             Ok(ExitCode::Success)
         }
-        Command::Schema { scenario } => {
+        Command::Schema { scenario, report } => {
             out.json(&if *scenario {
                 crate::tabletop::scenario::schema()
+            } else if *report {
+                crate::render::report_schema()
             } else {
                 playbook::schema::playbook_schema()
             });

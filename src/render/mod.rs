@@ -29,7 +29,7 @@ pub struct Validated {
 }
 
 /// Everything a run reports, in both formats.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RunReport {
     pub run_id: String,
     pub playbook: String,
@@ -47,11 +47,11 @@ pub struct RunReport {
     /// The read-back after a live run: targets still not contained (`None`: not checked).
     pub not_contained: Option<Vec<String>>,
     /// What holding the line after the run found and did.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<HoldSummary>,
     pub audit_log: String,
     /// The S3 copy of the audit log, when one was asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_mirror: Option<crate::audit::MirrorReport>,
     /// Hash of the last audit record: keep it elsewhere to anchor the log.
     pub audit_head: String,
@@ -59,12 +59,21 @@ pub struct RunReport {
     pub audit_signature: String,
     pub audit_key: String,
     /// The accounts a fanned-out run reached or could not reach.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<AccountStatus>,
     pub steps: Vec<StepReport>,
 }
 
-#[derive(Debug, Default, Serialize)]
+/// The JSON Schema of [`RunReport`]: what `run -o json` prints, checked in
+/// as schemas/report.schema.json for whoever parses it.
+pub fn report_schema() -> serde_json::Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .root_schema_for::<RunReport>()
+        .to_value()
+}
+
+#[derive(Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct HoldSummary {
     pub checks: u64,
     pub recontained: Vec<String>,
