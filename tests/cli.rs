@@ -159,6 +159,11 @@ fn a_misspelt_key_gets_a_did_you_mean() {
         said.contains("keys here:"),
         "the allowed keys are listed: {said}"
     );
+    // The line is quoted under the message, the column marked.
+    assert!(
+        err.contains(" 4 |     targetz: { users: { all: true } }\n   |     ^"),
+        "a source snippet: {err}"
+    );
 
     // A key that is nothing like any allowed one gets the list, no guess.
     std::fs::write(

@@ -90,6 +90,10 @@ pub fn parse_bytes(source: &str, bytes: &[u8]) -> Result<Playbook, Problems> {
 
 /// Parses and validates playbook text; `source` names the file in messages.
 pub fn parse_playbook(source: &str, text: &str) -> Result<Playbook, Problems> {
+    parse_text(source, text).map_err(|p| p.quote(text))
+}
+
+fn parse_text(source: &str, text: &str) -> Result<Playbook, Problems> {
     refuse_bidi_controls(source, text)?;
     let mut problems = Vec::new();
     let root = yaml::parse(text).map_err(|e| {

@@ -256,6 +256,10 @@ pub fn load(path: &Path) -> Result<Scenario, crate::Error> {
 /// Validates a scenario from raw bytes (non-UTF-8 is a problem, not a panic).
 pub fn parse_bytes(source: &str, bytes: &[u8]) -> Result<Scenario, Problems> {
     let text = crate::playbook::utf8_text(source, bytes)?;
+    parse_text(source, text).map_err(|p| p.quote(text))
+}
+
+fn parse_text(source: &str, text: &str) -> Result<Scenario, Problems> {
     crate::playbook::refuse_bidi_controls(source, text)?;
     let root = yaml::parse(text)
         .map_err(|e| Problems(vec![Problem::error(source, Some(e.pos), e.message)]))?;

@@ -25,6 +25,10 @@ pub struct Problem {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The line of the file the problem is on, quoted under it in text
+    /// (see [`Problems::quote`]).
+    #[serde(skip)]
+    pub source_line: Option<String>,
 }
 
 impl Problem {
@@ -37,6 +41,7 @@ impl Problem {
             severity: Severity::Error,
             message: message.into(),
             hint: None,
+            source_line: None,
         }
     }
 
@@ -193,6 +198,17 @@ impl fmt::Display for Problem {
             )?,
             None => write!(f, "{}: {sev}: {}", self.file, self.message)?,
         }
+        if let (Some(text), Some(p)) = (&self.source_line, self.pos) {
+            // The line as written, tabs as spaces so the caret lines up.
+            let text = text.replace('\t', " ");
+            let gutter = " ".repeat(p.line.to_string().len());
+            let caret = " ".repeat(p.column.saturating_sub(1) as usize);
+            write!(
+                f,
+                "\n {gutter} |\n {} | {text}\n {gutter} | {caret}^",
+                p.line
+            )?;
+        }
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
         }
@@ -203,6 +219,23 @@ impl fmt::Display for Problem {
 /// Every problem found in one pass; never empty when returned as an error.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// Each problem with the line of `text` it points at, to quote under
+    /// its message (a line too long to be useful is left out).
+    pub fn quote(mut self, text: &str) -> Problems {
+        let lines: Vec<&str> = text.lines().collect();
+        for p in &mut self.0 {
+            let line = p
+                .pos
+                .and_then(|pos| lines.get((pos.line as usize).checked_sub(1)?));
+            p.source_line = line
+                .filter(|l| l.chars().count() <= 200)
+                .map(|l| l.to_string());
+        }
+        self
+    }
+}
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
