@@ -152,6 +152,13 @@ pub fn command() -> clap::Command {
     for name in LOCAL_COMMANDS {
         cmd = cmd.mut_subcommand(name, hide(AWS_FLAGS));
     }
+    cmd = cmd.mut_subcommand("audit", |audit| {
+        audit.mut_subcommand("show", hide(AWS_FLAGS))
+    });
+    // The run a rollback undoes says which accounts it reached.
+    for name in ["whoami", "rollback"] {
+        cmd = cmd.mut_subcommand(name, hide(&["accounts"]));
+    }
     cmd.mut_subcommand(
         "tabletop",
         hide(&[
@@ -513,14 +520,21 @@ impl GlobalArgs {
     fn mfa_code(&self) -> Result<Option<Secret>, Error> {
         match self.mfa_code.as_ref().map(Secret::expose) {
             Some("-") => {
-                let mut line = String::new();
-                std::io::stdin()
-                    .read_line(&mut line)
-                    .map_err(|e| Error::Usage {
-                        flag: "--mfa-code -".into(),
-                        message: format!("cannot read the code from standard input: {e}"),
-                    })?;
-                let code = line.trim().to_string();
+                // Read once: a command that connects more than once (readiness
+                // over several playbooks) gets the same code each time.
+                static READ: std::sync::OnceLock<Result<String, String>> =
+                    std::sync::OnceLock::new();
+                let read = READ.get_or_init(|| {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map(|_| line.trim().to_string())
+                        .map_err(|e| e.to_string())
+                });
+                let code = read.clone().map_err(|e| Error::Usage {
+                    flag: "--mfa-code -".into(),
+                    message: format!("cannot read the code from standard input: {e}"),
+                })?;
                 if code.is_empty() {
                     return Err(Error::Usage {
                         flag: "--mfa-code -".into(),

@@ -6,7 +6,7 @@ fn main() -> std::process::ExitCode {
     let matches = breakglass::cli::command().get_matches();
     let cli = match breakglass::cli::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => e.format(&mut breakglass::cli::command()).exit(),
     };
     let format = cli.global.output;
     // Errors stay on one line each (greppable in logs); color only when wanted.

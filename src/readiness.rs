@@ -196,9 +196,11 @@ pub fn trust_allows(policy: &str, principal: &str, account: &str) -> Trust {
                 .contains("sts:externalid")
         })
     };
+    // A Deny with a condition (an organization id, MFA) may not apply to
+    // a run: only an unconditional one is judged here.
     let denied = statements.iter().any(|s| {
         let (me, mine) = names(s);
-        effect(s, "Deny") && assumes(s) && (me || mine)
+        effect(s, "Deny") && assumes(s) && (me || mine) && s.get("Condition").is_none()
     });
     if denied {
         return Trust::Denies;
@@ -254,6 +256,11 @@ mod tests {
         assert_eq!(trust_allows(other, USER, "123456789012"), Trust::Denies);
         let service = r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
         assert_eq!(trust_allows(service, USER, "123456789012"), Trust::Denies);
+        let conditional = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/ir/ir-responder"},"Action":"sts:AssumeRole"},{"Effect":"Deny","Principal":"*","Action":"sts:AssumeRole","Condition":{"StringNotEquals":{"aws:PrincipalOrgID":"o-abc"}}}]}"#;
+        assert_eq!(
+            trust_allows(conditional, USER, "123456789012"),
+            Trust::Allows { by_account: false }
+        );
         let deny_wins = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"123456789012"},"Action":"sts:AssumeRole"},{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::123456789012:user/ir/ir-responder"},"Action":"sts:AssumeRole"}]}"#;
         assert_eq!(trust_allows(deny_wins, USER, "123456789012"), Trust::Denies);
         let external = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/ir/ir-responder"},"Action":"sts:AssumeRole","Condition":{"StringEquals":{"sts:ExternalId":"x"}}}]}"#;

@@ -250,4 +250,17 @@ fn help_offers_only_the_flags_a_command_uses() {
     // still parses.
     let (code, _, err) = breakglass(&["--region", "eu-west-1", "actions"]);
     assert_eq!(code, 0, "{err}");
+    // After the command too, where the hidden copy parses it.
+    let pb = format!("{}/playbooks/org-freeze.yaml", env!("CARGO_MANIFEST_DIR"));
+    let (code, _, err) = breakglass(&["validate", &pb, "--profile", "x", "--region", "eu-west-1"]);
+    assert_eq!(code, 0, "{err}");
+    // And it reaches the command: tabletop still refuses a --profile it
+    // does not offer, before starting anything.
+    let scenario = format!(
+        "{}/scenarios/leaked-access-key.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, _, err) = breakglass(&["tabletop", &pb, "--scenario", &scenario, "--profile", "x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--profile"), "{err}");
 }

@@ -135,7 +135,7 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
     // deny, which a run does on its own, so a warning with its fix.
     let filler = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}/*"}}]}}"#,
-        "b".repeat(1950)
+        "b".repeat(1850)
     );
     e.iam
         .put_user_policy()
@@ -154,6 +154,39 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
             .as_str()
             .is_some_and(|m| m.contains("of IAM's 2048 characters")),
         "{full}"
+    );
+    // And every managed-policy slot taken too (GetAccountSummary's quota,
+    // 10 by default): no deny fits, so the run could not contain alice.
+    for n in 0..10 {
+        let made = e
+            .iam
+            .create_policy()
+            .policy_name(format!("legacy-{n}"))
+            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}"#)
+            .send()
+            .await
+            .expect("policy");
+        let arn = made
+            .policy()
+            .and_then(|p| p.arn())
+            .expect("arn")
+            .to_string();
+        e.iam
+            .attach_user_policy()
+            .user_name("alice")
+            .policy_arn(arn)
+            .send()
+            .await
+            .expect("attach");
+    }
+    let ran = e.run(&["-o", "json", "readiness", pb]);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    let all = findings(&ran.stdout);
+    find(
+        &all,
+        "quota",
+        "error",
+        "neither an inline nor a managed deny fits",
     );
 
     // A pin that no longer matches, an audit path that cannot be made and
@@ -177,7 +210,7 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
     ]);
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
     assert!(
-        ran.stdout.contains("NOT READY (3 problems"),
+        ran.stdout.contains("NOT READY (4 problems"),
         "{}",
         ran.stdout
     );

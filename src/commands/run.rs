@@ -254,6 +254,7 @@ pub(super) async fn run(
         status,
         identity: session.identity.clone(),
         endpoint: session.endpoints().global.clone(),
+        region: session.region.clone(),
         endpoints: session.endpoints().clone(),
         totals,
         calls: ctx.telemetry.snapshot(),

@@ -61,7 +61,6 @@ pub struct StepDef {
     pub pos: Pos,
 }
 
-/// Reads and validates a playbook file.
 /// Keys only a tabletop scenario has: what tells one apart from a playbook.
 pub const SCENARIO_KEYS: &[&str] = &[
     "attacker",
@@ -74,6 +73,7 @@ pub const SCENARIO_KEYS: &[&str] = &[
     "root_scps",
 ];
 
+/// Reads and validates a playbook file.
 pub fn load(path: &Path) -> Result<Playbook, crate::Error> {
     let bytes = std::fs::read(path).map_err(|source| crate::Error::ReadFile {
         path: path.to_path_buf(),

@@ -39,6 +39,8 @@ pub struct RunReport {
     /// Where every call went unless a service has its own: `{url, source}`
     /// as `whoami` gives it, `null` for AWS's own endpoints.
     pub endpoint: Option<crate::aws::Endpoint>,
+    /// The region the run's calls went to unless a step named others.
+    pub region: String,
     /// Every endpoint, with where it came from (the same shape as `whoami`'s).
     pub endpoints: crate::aws::Endpoints,
     pub totals: Counts,

@@ -16,6 +16,7 @@ impl Printer {
                 playbook: &'a str,
                 identity: &'a Identity,
                 endpoint: Option<crate::aws::Endpoint>,
+                region: &'a str,
                 #[serde(skip_serializing_if = "<[AccountStatus]>::is_empty")]
                 accounts: &'a [AccountStatus],
                 steps: &'a [StepReport],
@@ -24,6 +25,7 @@ impl Printer {
                 playbook: &pb.name,
                 identity: &session.identity,
                 endpoint: session.endpoints().global.clone(),
+                region: &session.region,
                 accounts,
                 steps,
             });

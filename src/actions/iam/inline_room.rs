@@ -81,6 +81,60 @@ pub async fn inline_room(
     })
 }
 
+/// How many managed policies the principal has attached, and how many its
+/// account allows (GetAccountSummary's `AttachedPoliciesPer{User,Role}Quota`,
+/// 10 by default, up to 20: IAM User Guide, "IAM and AWS STS quotas"): the
+/// room a managed deny needs when the inline quota is full.
+pub async fn managed_room(ctx: &Ctx, principal: &PrincipalRef) -> Result<InlineRoom, AwsError> {
+    let iam = ctx.iam();
+    let used = match principal.kind {
+        PrincipalKind::User => ctx
+            .pages(
+                None,
+                "iam:ListAttachedUserPolicies",
+                |marker| {
+                    iam.list_attached_user_policies()
+                        .user_name(&principal.name)
+                        .set_marker(marker)
+                        .send()
+                },
+                |p| p.is_truncated.then(|| p.marker.clone()).flatten(),
+            )
+            .await?
+            .iter()
+            .map(|p| p.attached_policies().len())
+            .sum(),
+        PrincipalKind::Role => ctx
+            .pages(
+                None,
+                "iam:ListAttachedRolePolicies",
+                |marker| {
+                    iam.list_attached_role_policies()
+                        .role_name(&principal.name)
+                        .set_marker(marker)
+                        .send()
+                },
+                |p| p.is_truncated.then(|| p.marker.clone()).flatten(),
+            )
+            .await?
+            .iter()
+            .map(|p| p.attached_policies().len())
+            .sum(),
+    };
+    let summary = ctx
+        .call("iam:GetAccountSummary", || iam.get_account_summary().send())
+        .await?;
+    let key = match principal.kind {
+        PrincipalKind::User => aws_sdk_iam::types::SummaryKeyType::AttachedPoliciesPerUserQuota,
+        PrincipalKind::Role => aws_sdk_iam::types::SummaryKeyType::AttachedPoliciesPerRoleQuota,
+    };
+    let limit = summary
+        .summary_map()
+        .and_then(|m| m.get(&key))
+        .map_or(10, |n| usize::try_from(*n).unwrap_or(10));
+    Ok(InlineRoom { used, limit })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ mod simulation;
 pub mod steps;
 pub use deactivate_access_key::DeactivateAccessKey;
 pub use delete_login_profile::DeleteLoginProfile;
-pub use inline_room::{InlineRoom, counted, inline_room};
+pub use inline_room::{InlineRoom, counted, inline_room, managed_room};
 use keys::*;
 pub use policies::written_by_breakglass;
 use policies::*;

@@ -141,11 +141,17 @@ pub(super) async fn read_role_hop(
                 .await
             {
                 Ok(f) => f.arn,
-                Err(_) => format!(
-                    "arn:{}:iam::{}:role/{role_name}",
-                    aws::partition(&id.arn),
-                    id.account
-                ),
+                // Without its path the ARN may not match the trust policy:
+                // not judged rather than judged wrong.
+                Err(e) => {
+                    found.warn(
+                        Check::Credentials,
+                        &subject,
+                        format!("the caller's role {role_name} cannot be read ({e}), so the trust policy was not judged"),
+                        "allow iam:GetRole on the caller's own role",
+                    );
+                    return;
+                }
             }
         }
         _ => id.arn.clone(),

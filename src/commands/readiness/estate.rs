@@ -140,10 +140,12 @@ async fn check_regions(
     );
     let telemetry = Telemetry::new(usize::from(global.concurrency));
     let mut all_on = true;
+    let mut read = 0;
     for account in &accounts {
         let Some(there) = ctx.in_account(account) else {
             continue;
         };
+        read += 1;
         let enabled = crate::actions::ec2::enabled_regions(
             &there.clients,
             &session.region,
@@ -181,11 +183,7 @@ async fn check_regions(
         found.ok(
             Check::Regions,
             "regions",
-            format!(
-                "{} enabled in {} account(s)",
-                named.join(", "),
-                accounts.len()
-            ),
+            format!("{} enabled in {read} account(s)", named.join(", ")),
         );
     }
 }
@@ -297,7 +295,7 @@ fn preflight_findings(found: &mut Findings, pre: &Preflight, executor: &str) {
 /// more of the principal's managed-policy slots), so a full principal is a
 /// warning here, not a failure.
 async fn check_inline_room(found: &mut Findings, ctx: &Ctx, pre: &Preflight) {
-    use crate::actions::iam::{PolicyKind, PrincipalRef, counted, inline_room};
+    use crate::actions::iam::{PolicyKind, PrincipalRef, counted, inline_room, managed_room};
     // The larger of the two denies a run puts, as it would render it now.
     let now = jiff::Timestamp::now();
     let need = [PolicyKind::RevokeSessions, PolicyKind::DenyAll]
@@ -327,25 +325,38 @@ async fn check_inline_room(found: &mut Findings, ctx: &Ctx, pre: &Preflight) {
     let read = futures_util::stream::iter(wanted)
         .map(|(account, kind, name)| async move {
             let principal = PrincipalRef { kind, name };
-            let room = match ctx.in_account(&account) {
-                Some(there) => inline_room(&there, &principal, "").await,
-                None => return None,
+            let there = ctx.in_account(&account)?;
+            let room = inline_room(&there, &principal, "").await;
+            // Full inline: the deny goes in a managed policy, which needs
+            // a free managed-policy slot.
+            let managed = match &room {
+                Ok(r) if r.used + need > r.limit => Some(managed_room(&there, &principal).await),
+                _ => None,
             };
-            Some((account, principal, room))
+            Some((account, principal, room, managed))
         })
         .buffer_unordered(ctx.concurrency.max(1))
         .filter_map(|r| async move { r })
         .collect::<Vec<_>>()
         .await;
     let mut roomy = 0;
-    for (account, principal, room) in read {
+    for (account, principal, room, managed) in read {
         let what = match principal.kind {
             PrincipalKind::User => "user",
             PrincipalKind::Role => "role",
         };
         let subject = format!("{what} {} in {account}", principal.name);
-        match room {
-            Ok(r) if r.used + need > r.limit => found.warn(
+        match (room, managed) {
+            (Ok(r), Some(Ok(m))) if m.used >= m.limit => found.error(
+                Check::Quota,
+                subject,
+                format!(
+                    "its inline policies use {} of IAM's {} characters and it has {} of {} managed policies attached: neither an inline nor a managed deny fits, so the run cannot contain it",
+                    r.used, r.limit, m.used, m.limit
+                ),
+                "detach a managed policy or trim its inline policies",
+            ),
+            (Ok(r), _) if r.used + need > r.limit => found.warn(
                 Check::Quota,
                 subject,
                 format!(
@@ -354,8 +365,8 @@ async fn check_inline_room(found: &mut Findings, ctx: &Ctx, pre: &Preflight) {
                 ),
                 "leave the principal a free managed-policy slot, or trim its inline policies",
             ),
-            Ok(_) => roomy += 1,
-            Err(e) => found.warn(
+            (Ok(_), _) => roomy += 1,
+            (Err(e), _) => found.warn(
                 Check::Quota,
                 subject,
                 format!("its inline policies cannot be read: {e}"),
@@ -384,10 +395,17 @@ async fn check_policy_slots(found: &mut Findings, ctx: &Ctx, pre: &Preflight) {
             _ => continue,
         };
         for item in &r.items {
-            let Resource::Scp { targets, .. } = &item.target.resource else {
-                continue;
+            // An RCP item names its targets as `NAME on T1, T2`
+            // (`org::PolicyKind::resource`).
+            let targets: Vec<String> = match &item.target.resource {
+                Resource::Scp { targets, .. } => targets.clone(),
+                Resource::Named { kind, id } if kind == "RCP" => id
+                    .split_once(" on ")
+                    .map(|(_, on)| on.split(", ").map(str::to_string).collect())
+                    .unwrap_or_default(),
+                _ => continue,
             };
-            for t in targets {
+            for t in &targets {
                 if !seen.insert((kind.label(), t.clone())) {
                     continue;
                 }

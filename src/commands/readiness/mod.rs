@@ -65,6 +65,7 @@ pub(super) async fn readiness(
         });
     }
     let mut all = Vec::new();
+    let mut sessions = Sessions::new();
     for (n, (path, declared)) in req.playbooks.iter().zip(&declared).enumerate() {
         let vars: Vec<(String, String)> = req
             .vars
@@ -73,16 +74,26 @@ pub(super) async fn readiness(
             .cloned()
             .collect();
         let mut found = Findings::new(path.display().to_string());
-        let session = check_playbook(global, &req, path, &vars, &mut found).await;
+        let session = check_playbook(global, &req, path, &vars, &mut sessions, &mut found).await;
         // The destination is the same for every playbook: checked once,
         // with the first that connects.
         if n == 0 {
             check_audit(&mut found, local.as_deref());
         }
-        if let (Some(session), Some((bucket, prefix)), Some(owner)) =
-            (&session, mirror.take(), req.audit_bucket_owner)
+        if let (Some(session), Some(owner)) = (&session, req.audit_bucket_owner)
+            && let Some((bucket, prefix)) = mirror.take()
         {
             check_mirror(&mut found, session, &bucket, &prefix, owner).await;
+        }
+        if n + 1 == req.playbooks.len()
+            && let Some((bucket, prefix)) = mirror.take()
+        {
+            found.error(
+                Check::Audit,
+                format!("s3://{bucket}/{prefix}"),
+                "not checked: no playbook's credential chain connected",
+                "fix the credential chain first",
+            );
         }
         out.readiness(&found.list);
         all.extend(found.list);
@@ -101,15 +112,29 @@ async fn check_playbook(
     req: &ReadinessRequest<'_>,
     path: &Path,
     vars: &[(String, String)],
+    sessions: &mut Sessions,
     found: &mut Findings,
 ) -> Option<Session> {
     let loaded = match load(path, vars, global.accounts.as_ref()) {
         Ok(l) => l,
         Err(e) => {
+            // Each problem on its own line, without the quoted source.
+            let message = match &e {
+                Error::InvalidPlaybook(problems) => problems
+                    .0
+                    .iter()
+                    .map(|p| match p.pos {
+                        Some(at) => format!("{}:{}: {}", at.line, at.column, p.message),
+                        None => p.message.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                other => other.to_string(),
+            };
             found.error(
                 Check::Playbook,
                 path.display().to_string(),
-                e.to_string(),
+                message,
                 format!(
                     "`breakglass validate {}` lists every problem",
                     path.display()
@@ -133,7 +158,7 @@ async fn check_playbook(
         .as_ref()
         .filter(|a| a.mfa_serial.is_some());
     let unattended = mfa_hop.is_some() && global.mfa_code.is_none();
-    let session = match connect(global, &loaded, !unattended).await {
+    let session = match connect(global, &loaded, !unattended, sessions).await {
         Ok(s) => s,
         Err(e) => {
             credential_finding(found, e);
@@ -201,7 +226,16 @@ async fn check_playbook(
 }
 
 /// Connects as the playbook would, with or without its `assume_role` hop.
-async fn connect(global: &GlobalArgs, loaded: &Loaded, with_hop: bool) -> Result<Session, Error> {
+/// Playbooks that connect the same way share one session: an MFA code is
+/// good for one `AssumeRole`, and the chain needs proving once.
+type Sessions = std::collections::BTreeMap<String, Session>;
+
+async fn connect(
+    global: &GlobalArgs,
+    loaded: &Loaded,
+    with_hop: bool,
+    sessions: &mut Sessions,
+) -> Result<Session, Error> {
     let mut conn = global.connection(Some(&loaded.playbook.executor))?;
     conn.session_name = session_name(loaded);
     // As a live run connects: an endpoint from a variable or the profile
@@ -210,5 +244,19 @@ async fn connect(global: &GlobalArgs, loaded: &Loaded, with_hop: bool) -> Result
     if with_hop {
         conn.assume = assume_role(loaded, &conn.session_name);
     }
-    Ok(aws::connect(&conn).await?)
+    let key = format!(
+        "{}|{:?}|{:?}|{:?}",
+        conn.profile,
+        conn.region,
+        conn.endpoint_flag.as_ref().map(|e| &e.url),
+        conn.assume
+            .as_ref()
+            .map(|h| (&h.role_arn, &h.mfa_serial, h.duration_seconds))
+    );
+    if let Some(s) = sessions.get(&key) {
+        return Ok(s.clone());
+    }
+    let session = aws::connect(&conn).await?;
+    sessions.insert(key, session.clone());
+    Ok(session)
 }
