@@ -133,15 +133,21 @@ pub(super) async fn resolve_regions(
 /// Resolves `protect` into the exact ARNs the SCP exempts, warning about
 /// patterns and entries that match nobody.
 pub(super) async fn resolve_protections(ctx: &mut Ctx, pb: &Playbook) {
-    let (exact, warnings) = crate::safety::resolve_protections(ctx, &pb.protect).await;
-    for w in warnings {
+    for w in exempt_protected(ctx, pb).await {
         errln!("warning: {w}");
     }
+}
+
+/// Adds the exact ARNs `protect` resolves to to what every deny exempts,
+/// and returns the warnings about it (`readiness` makes them findings).
+pub(super) async fn exempt_protected(ctx: &mut Ctx, pb: &Playbook) -> Vec<String> {
+    let (exact, warnings) = crate::safety::resolve_protections(ctx, &pb.protect).await;
     for arn in exact {
         if !ctx.exempt.contains(&arn) {
             ctx.exempt.push(arn);
         }
     }
+    warnings
 }
 
 /// Refuses (exit 3) a playbook that would deny or disable its own executor.

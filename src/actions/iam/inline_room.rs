@@ -7,6 +7,25 @@
 use super::*;
 use crate::actions::undo::current_policy;
 
+/// Every page of an IAM listing for one user or role, by marker.
+macro_rules! iam_pages {
+    ($ctx:expr, $op:literal, $call:ident, $key:ident, $principal:expr) => {
+        $ctx.pages(
+            None,
+            $op,
+            |marker| {
+                $ctx.iam()
+                    .$call()
+                    .$key(&$principal.name)
+                    .set_marker(marker)
+                    .send()
+            },
+            |p| p.is_truncated.then(|| p.marker.clone()).flatten(),
+        )
+        .await?
+    };
+}
+
 /// A user's inline policies, all together, in non-white-space characters.
 pub const USER_INLINE_LIMIT: usize = 2_048;
 /// A role's inline policies, all together, in non-white-space characters.
@@ -31,40 +50,27 @@ pub async fn inline_room(
     principal: &PrincipalRef,
     skip: &str,
 ) -> Result<InlineRoom, AwsError> {
-    let iam = ctx.iam();
     let names: Vec<String> = match principal.kind {
-        PrincipalKind::User => ctx
-            .pages(
-                None,
-                "iam:ListUserPolicies",
-                |marker| {
-                    iam.list_user_policies()
-                        .user_name(&principal.name)
-                        .set_marker(marker)
-                        .send()
-                },
-                |p| p.is_truncated.then(|| p.marker.clone()).flatten(),
-            )
-            .await?
-            .into_iter()
-            .flat_map(|p| p.policy_names)
-            .collect(),
-        PrincipalKind::Role => ctx
-            .pages(
-                None,
-                "iam:ListRolePolicies",
-                |marker| {
-                    iam.list_role_policies()
-                        .role_name(&principal.name)
-                        .set_marker(marker)
-                        .send()
-                },
-                |p| p.is_truncated.then(|| p.marker.clone()).flatten(),
-            )
-            .await?
-            .into_iter()
-            .flat_map(|p| p.policy_names)
-            .collect(),
+        PrincipalKind::User => iam_pages!(
+            ctx,
+            "iam:ListUserPolicies",
+            list_user_policies,
+            user_name,
+            principal
+        )
+        .into_iter()
+        .flat_map(|p| p.policy_names)
+        .collect(),
+        PrincipalKind::Role => iam_pages!(
+            ctx,
+            "iam:ListRolePolicies",
+            list_role_policies,
+            role_name,
+            principal
+        )
+        .into_iter()
+        .flat_map(|p| p.policy_names)
+        .collect(),
     };
     let mut used = 0;
     for name in names.iter().filter(|n| *n != skip) {
@@ -86,43 +92,32 @@ pub async fn inline_room(
 /// 10 by default, up to 20: IAM User Guide, "IAM and AWS STS quotas"): the
 /// room a managed deny needs when the inline quota is full.
 pub async fn managed_room(ctx: &Ctx, principal: &PrincipalRef) -> Result<InlineRoom, AwsError> {
-    let iam = ctx.iam();
     let used = match principal.kind {
-        PrincipalKind::User => ctx
-            .pages(
-                None,
-                "iam:ListAttachedUserPolicies",
-                |marker| {
-                    iam.list_attached_user_policies()
-                        .user_name(&principal.name)
-                        .set_marker(marker)
-                        .send()
-                },
-                |p| p.is_truncated.then(|| p.marker.clone()).flatten(),
-            )
-            .await?
-            .iter()
-            .map(|p| p.attached_policies().len())
-            .sum(),
-        PrincipalKind::Role => ctx
-            .pages(
-                None,
-                "iam:ListAttachedRolePolicies",
-                |marker| {
-                    iam.list_attached_role_policies()
-                        .role_name(&principal.name)
-                        .set_marker(marker)
-                        .send()
-                },
-                |p| p.is_truncated.then(|| p.marker.clone()).flatten(),
-            )
-            .await?
-            .iter()
-            .map(|p| p.attached_policies().len())
-            .sum(),
+        PrincipalKind::User => iam_pages!(
+            ctx,
+            "iam:ListAttachedUserPolicies",
+            list_attached_user_policies,
+            user_name,
+            principal
+        )
+        .iter()
+        .map(|p| p.attached_policies().len())
+        .sum(),
+        PrincipalKind::Role => iam_pages!(
+            ctx,
+            "iam:ListAttachedRolePolicies",
+            list_attached_role_policies,
+            role_name,
+            principal
+        )
+        .iter()
+        .map(|p| p.attached_policies().len())
+        .sum(),
     };
     let summary = ctx
-        .call("iam:GetAccountSummary", || iam.get_account_summary().send())
+        .call("iam:GetAccountSummary", || {
+            ctx.iam().get_account_summary().send()
+        })
         .await?;
     let key = match principal.kind {
         PrincipalKind::User => aws_sdk_iam::types::SummaryKeyType::AttachedPoliciesPerUserQuota,

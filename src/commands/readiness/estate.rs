@@ -1,7 +1,7 @@
 //! What the playbook meets in AWS: member roles, regions, the preflight's
 //! permission checks, missing subjects, quotas and self-lockout.
 
-use super::super::context::context;
+use super::super::context::{context, exempt_protected};
 use super::super::load::Loaded;
 use super::super::preflight::{Preflight, check};
 use crate::actions::Ctx;
@@ -73,20 +73,13 @@ pub(super) async fn check_estate(
         );
     }
     check_regions(global, found, &ctx, session, loaded).await;
-    let (exact, warnings) =
-        crate::safety::resolve_protections(&ctx, &loaded.playbook.protect).await;
-    for w in warnings {
+    for w in exempt_protected(&mut ctx, &loaded.playbook).await {
         found.warn(
             Check::Safety,
             "protect",
             w,
             "fix or remove the protect entry",
         );
-    }
-    for arn in exact {
-        if !ctx.exempt.contains(&arn) {
-            ctx.exempt.push(arn);
-        }
     }
     let lockouts = crate::safety::self_lockout(&ctx, &loaded.steps);
     for l in &lockouts {

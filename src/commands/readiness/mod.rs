@@ -225,11 +225,12 @@ async fn check_playbook(
     Some(session)
 }
 
-/// Connects as the playbook would, with or without its `assume_role` hop.
-/// Playbooks that connect the same way share one session: an MFA code is
-/// good for one `AssumeRole`, and the chain needs proving once.
+/// Sessions by how they were reached: playbooks that connect the same way
+/// share one, since an MFA code is good for one `AssumeRole` and the chain
+/// needs proving once.
 type Sessions = std::collections::BTreeMap<String, Session>;
 
+/// Connects as the playbook would, with or without its `assume_role` hop.
 async fn connect(
     global: &GlobalArgs,
     loaded: &Loaded,
