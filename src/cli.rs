@@ -93,10 +93,15 @@ pub struct GlobalArgs {
     /// No colors in diagnostics (also honours NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
-    /// Summary only: one line per step, and what failed or is not
-    /// contained; no line per target (JSON output keeps every target).
-    #[arg(short = 'q', long, global = true)]
+    /// Less: no line for a step that ended clean; what failed or is not
+    /// contained is always shown (JSON output keeps every target).
+    #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// More: every target on a line of its own, with the call made for it
+    /// [default: a line per step, and each target that failed or is not
+    /// contained].
+    #[arg(short = 'v', long, global = true)]
+    pub verbose: bool,
     /// Run the playbook's IAM and EC2 steps across the organization, in place
     /// of its `accounts:`: comma-separated `all`, OU ids (ou-…), account ids,
     /// `!ID` to leave one out, `management` to include the management account.

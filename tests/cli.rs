@@ -116,6 +116,15 @@ fn short_flags_first_steps_and_plurals() {
     ] {
         assert!(help.contains(step), "the help names {step}");
     }
+    // -v and -q are both accepted, and not together.
+    let (code, _, err) = breakglass(&["-v", "validate", pb]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = breakglass(&["-q", "-v", "validate", pb]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("'--quiet' cannot be used with '--verbose'"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -65,19 +65,22 @@ async fn a_healthy_path_is_ready_and_each_break_is_named_with_its_fix() {
     let log = e.path("logs/ready.jsonl");
     let log = log.to_str().expect("path");
 
-    // `-q` on the plan of the same playbook: a line per step, none per target.
-    let full = e.run(&["plan", pb]);
+    // The plan of the same playbook: a line per step and a count of the
+    // targets by default, each target with `-v`, not the count with `-q`.
+    let every = e.run(&["-v", "plan", pb]);
+    let summary = e.run_as_typed(&["plan", pb]);
     let quiet = e.run(&["-q", "plan", pb]);
-    assert_eq!(
-        (full.code, quiet.code),
-        (0, 0),
-        "{}\n{}",
-        full.stderr,
-        quiet.stderr
+    let codes = (every.code, summary.code, quiet.code);
+    assert_eq!(codes, (0, 0, 0), "{}\n{}", every.stderr, quiet.stderr);
+    assert!(every.stdout.contains("user alice"), "{}", every.stdout);
+    assert!(!summary.stdout.contains("user alice"), "{}", summary.stdout);
+    assert!(summary.stdout.contains("step 3"), "{}", summary.stdout);
+    assert!(
+        summary.stdout.contains("(1 more target: -v lists each)"),
+        "{}",
+        summary.stdout
     );
-    assert!(full.stdout.contains("alice"), "{}", full.stdout);
-    assert!(!quiet.stdout.contains("alice"), "{}", quiet.stdout);
-    assert!(quiet.stdout.contains("step 3"), "{}", quiet.stdout);
+    assert!(!quiet.stdout.contains("more target"), "{}", quiet.stdout);
 
     let ran = e.run(&["-o", "json", "readiness", pb, "--audit-log", log]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);

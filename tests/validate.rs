@@ -59,7 +59,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         (
             "wrong type",
             "name: x\nsteps:\n  - action: iam.deactivate_access_keys\n    targets: { users: { all: yes please } }\n".into(),
-            vec!["p.yaml:4:30: error: step 1: targets: invalid type"],
+            vec!["p.yaml:4:30: error: step 1: targets: expected a boolean, found \"yes please\""],
         ),
         (
             "undeclared variable",
@@ -184,6 +184,28 @@ fn every_problem_is_reported_at_once() {
     for e in ["p.yaml:2:1:", "p.yaml:4:13:", "p.yaml:6:23:"] {
         assert!(stderr.contains(e), "missing {e} in:\n{stderr}");
     }
+}
+
+#[test]
+fn every_problem_inside_one_step_is_reported_at_once() {
+    // Three mistakes in one step's keys, two in its selector, two in its
+    // parameters: each at its own line, and no "missing field" for a key that
+    // is only misspelt or has a bad value.
+    let text = "name: x\nsteps:\n  - action: iam.deactivate_access_keys\n    nmae: a\n    on_failur: continue\n    max_targets: lots\n  - action: iam.quarantine_principals\n    targets:\n      users: { nmes: [a] }\n      rolez: { all: true }\n    with:\n      policy_nme: x\n      mode: sideways\n";
+    let (code, stderr) = validate("p.yaml", text);
+    assert_eq!(code, 2, "{stderr}");
+    for e in [
+        "p.yaml:4:5: error: step 1: unknown field `nmae`",
+        "p.yaml:5:5: error: step 1: unknown field `on_failur`",
+        "p.yaml:6:18: error: step 1:",
+        "p.yaml:9:16: error: step 2: targets: unknown field `nmes`",
+        "p.yaml:10:7: error: step 2: targets: unknown field `rolez`",
+        "p.yaml:12:7: error: step 2: with: unknown field `policy_nme`",
+        "p.yaml:13:7: error: step 2: with: unknown field `mode`",
+    ] {
+        assert!(stderr.contains(e), "missing {e} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("missing field"), "{stderr}");
 }
 
 #[test]

@@ -137,7 +137,7 @@ macro_rules! actions {
 
             /// Decodes and checks the step's `with:` block for this action;
             /// `step` is where an absent block's problems are shown.
-            pub fn decode_params(self, with: Option<&Node>, step: yaml::Pos) -> Result<ActionParams, DecodeError> {
+            pub fn decode_params(self, with: Option<&Node>, step: yaml::Pos) -> Result<ActionParams, Vec<DecodeError>> {
                 match self { $(ActionKind::$kind => decode::<$ty>(with, step).map(ActionParams::$kind),)* }
             }
 
@@ -233,7 +233,7 @@ impl Serialize for ActionKind {
 /// An absent or empty `with:` decodes as an empty map, so that an action
 /// without parameters accepts both, and one with required parameters names
 /// the missing field, at the `with:` line or else the step's.
-fn decode<A: Action>(with: Option<&Node>, step: yaml::Pos) -> Result<A::Params, DecodeError> {
+fn decode<A: Action>(with: Option<&Node>, step: yaml::Pos) -> Result<A::Params, Vec<DecodeError>> {
     let empty = Node {
         pos: with.map_or(step, |n| n.pos),
         value: yaml::Value::Map(Vec::new()),
@@ -242,8 +242,8 @@ fn decode<A: Action>(with: Option<&Node>, step: yaml::Pos) -> Result<A::Params, 
         Some(n) if !matches!(n.value, yaml::Value::Null) => n,
         _ => &empty,
     };
-    let params: A::Params = yaml::decode(node)?;
-    A::check(&params).map_err(|m| DecodeError::at(node.pos, m))?;
+    let params: A::Params = yaml::decode_all(node)?;
+    A::check(&params).map_err(|m| vec![DecodeError::at(node.pos, m)])?;
     Ok(params)
 }
 

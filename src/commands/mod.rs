@@ -24,7 +24,7 @@ use crate::actions::ActionKind;
 use crate::cli::{AuditCommand, Cli, Command, OutputFormat};
 use crate::error::{Error, ExitCode};
 use crate::playbook::{self, Problems};
-use crate::render::Printer;
+use crate::render::{Detail, Printer};
 
 /// Writes generated text to standard output; a reader that went away
 /// (`breakglass man | head`) is not an error worth a panic.
@@ -53,7 +53,12 @@ fn manual() -> Vec<u8> {
 
 /// Runs the parsed command line and returns the exit code.
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
-    let out = Printer::new(cli.global.output, cli.global.quiet);
+    let detail = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => Detail::Quiet,
+        (_, true) => Detail::Every,
+        _ => Detail::Summary,
+    };
+    let out = Printer::new(cli.global.output, detail);
     match &cli.command {
         Command::Validate {
             playbooks,

@@ -161,33 +161,38 @@ fn parse_text(source: &str, text: &str) -> Result<Playbook, Problems> {
             ));
             continue;
         };
-        let mut take = |r: Result<(), yaml::DecodeError>| {
-            if let Err(e) = r {
-                problems.push(Problem::from_decode(source, e, Some(value.pos)));
+        let mut take = |r: Result<(), Vec<yaml::DecodeError>>| {
+            if let Err(errors) = r {
+                let found = errors
+                    .into_iter()
+                    .map(|e| Problem::from_decode(source, e, Some(value.pos)));
+                problems.extend(found);
             }
         };
         match k {
-            "name" => take(yaml::decode::<String>(value).map(|v| name = Some(v))),
-            "description" => take(yaml::decode::<Option<String>>(value).map(|v| description = v)),
+            "name" => take(yaml::decode_all::<String>(value).map(|v| name = Some(v))),
+            "description" => {
+                take(yaml::decode_all::<Option<String>>(value).map(|v| description = v))
+            }
             "executor" => take(
-                yaml::decode::<Option<ExecutorSpec>>(value)
+                yaml::decode_all::<Option<ExecutorSpec>>(value)
                     .map(|v| executor = v.unwrap_or_default()),
             ),
             "vars" => take(
-                yaml::decode::<Option<BTreeMap<String, VarSpec>>>(value)
+                yaml::decode_all::<Option<BTreeMap<String, VarSpec>>>(value)
                     .map(|v| vars = v.unwrap_or_default()),
             ),
             "protect" => take(
-                yaml::decode::<Option<Vec<yaml::Located<String>>>>(value)
+                yaml::decode_all::<Option<Vec<yaml::Located<String>>>>(value)
                     .map(|v| protect = v.unwrap_or_default()),
             ),
-            "regions" => take(yaml::decode::<yaml::Located<Regions>>(value).map(|v| {
+            "regions" => take(yaml::decode_all::<yaml::Located<Regions>>(value).map(|v| {
                 regions = Some(v);
             })),
-            "max_targets" => take(yaml::decode::<Option<u32>>(value).map(|v| max_targets = v)),
-            "accounts" => {
-                take(yaml::decode::<yaml::Located<AccountsSpec>>(value).map(|v| accounts = Some(v)))
-            }
+            "max_targets" => take(yaml::decode_all::<Option<u32>>(value).map(|v| max_targets = v)),
+            "accounts" => take(
+                yaml::decode_all::<yaml::Located<AccountsSpec>>(value).map(|v| accounts = Some(v)),
+            ),
             "steps" => steps_node = Some(value),
             other => problems.push(
                 Problem::error(source, Some(key.pos), format!("unknown key `{other}`"))
@@ -330,12 +335,11 @@ fn decode_steps(
     }
     let mut steps = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let step: StepFile = match yaml::decode(item) {
+        let step: StepFile = match yaml::decode_all(item) {
             Ok(s) => s,
-            Err(e) => {
-                let mut p = Problem::from_decode(source, e, Some(item.pos));
-                p.message = format!("step {}: {}", index + 1, p.message);
-                problems.push(p);
+            Err(errors) => {
+                let label = format!("step {}", index + 1);
+                problems.extend(decode_problems(source, &label, errors, item.pos));
                 continue;
             }
         };
@@ -482,21 +486,22 @@ fn decode_step_body(
 ) -> Result<(TargetSpec, ActionParams), Vec<Problem>> {
     let mut problems = Vec::new();
     let spec = match targets {
-        None => TargetSpec::default(),
-        Some(node) => match yaml::decode::<Option<TargetSpec>>(node) {
-            Ok(t) => t.unwrap_or_default(),
-            Err(e) => {
-                let mut p = Problem::from_decode(source, e, Some(node.pos));
-                p.message = format!("{label}: targets: {}", p.message);
-                problems.push(p);
-                TargetSpec::default()
+        None => Some(TargetSpec::default()),
+        Some(node) => match yaml::decode_all::<Option<TargetSpec>>(node) {
+            Ok(t) => Some(t.unwrap_or_default()),
+            Err(errors) => {
+                let label = format!("{label}: targets");
+                problems.extend(decode_problems(source, &label, errors, node.pos));
+                None
             }
         },
     };
     let targets_pos = targets.as_ref().map(|n| n.pos).unwrap_or(step_pos);
-    for (msg, pos, hint) in
-        crate::targets::check_spec(action.id(), action.info().targets, &spec, targets_pos)
-    {
+    // Selectors that did not decode are reported already, not also as missing.
+    let checks = spec.as_ref().map_or_else(Vec::new, |spec| {
+        crate::targets::check_spec(action.id(), action.info().targets, spec, targets_pos)
+    });
+    for (msg, pos, hint) in checks {
         let mut p = Problem::error(source, Some(pos), format!("{label}: {msg}"));
         if let Some(h) = hint {
             p = p.with_hint(h);
@@ -504,15 +509,33 @@ fn decode_step_body(
         problems.push(p);
     }
     match action.decode_params(with.as_ref(), step_pos) {
-        Ok(params) if problems.is_empty() => Ok((spec, params)),
+        Ok(params) if problems.is_empty() => Ok((spec.unwrap_or_default(), params)),
         Ok(_) => Err(problems),
-        Err(e) => {
-            let mut p = Problem::from_decode(source, e, with.as_ref().map(|n| n.pos));
-            p.message = format!("{label}: with: {}", p.message);
-            problems.push(p);
+        Err(errors) => {
+            let pos = with.as_ref().map_or(step_pos, |n| n.pos);
+            problems.extend(decode_problems(
+                source,
+                &format!("{label}: with"),
+                errors,
+                pos,
+            ));
             Err(problems)
         }
     }
+}
+
+/// Decoding errors as problems, each labelled with where in the playbook it is.
+fn decode_problems(
+    source: &str,
+    label: &str,
+    errors: Vec<yaml::DecodeError>,
+    fallback: Pos,
+) -> impl Iterator<Item = Problem> {
+    errors.into_iter().map(move |e| {
+        let mut p = Problem::from_decode(source, e, Some(fallback));
+        p.message = format!("{label}: {}", p.message);
+        p
+    })
 }
 
 impl Playbook {

@@ -85,9 +85,19 @@ pub struct HoldSummary {
 
 pub struct Printer {
     format: OutputFormat,
-    /// `-q`: a line per step, no line per target but those that failed or
-    /// stay uncontained.
-    quiet: bool,
+    detail: Detail,
+}
+
+/// How much of a plan, run or verification text output shows (JSON always
+/// has every target): a run over 300 users is a screen, not 900 lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// `-q`: the steps and targets that need the responder, and the totals.
+    Quiet,
+    /// A line per step, and each target that failed or is not contained.
+    Summary,
+    /// `-v`: every target, with the call made for it.
+    Every,
 }
 
 /// The running progress line; dropping it stops and erases it.
@@ -110,14 +120,34 @@ impl Drop for Ticker {
 }
 
 impl Printer {
-    pub fn new(format: OutputFormat, quiet: bool) -> Self {
-        Printer { format, quiet }
+    pub fn new(format: OutputFormat, detail: Detail) -> Self {
+        Printer { format, detail }
     }
 
-    /// Whether a target's line is printed in text: always, or with `-q`
-    /// only what needs the responder.
-    fn shows(&self, item: &Item) -> bool {
-        !self.quiet || item.outcome == Outcome::Failed
+    /// The lines for a step's targets: every one with `-v`, else only those
+    /// `needs_responder` picks, then how many were left out.
+    fn targets(
+        &self,
+        s: &mut String,
+        step: &StepReport,
+        needs_responder: impl Fn(&Item) -> bool,
+        line: impl Fn(&Item) -> String,
+    ) {
+        let mut left_out = 0;
+        for item in &step.items {
+            if self.detail == Detail::Every || needs_responder(item) {
+                let _ = writeln!(s, "  {}", line(item));
+            } else {
+                left_out += 1;
+            }
+        }
+        if left_out > 0 && self.detail == Detail::Summary {
+            let _ = writeln!(
+                s,
+                "  ({left_out} more target{}: -v lists each)",
+                if left_out == 1 { "" } else { "s" }
+            );
+        }
     }
 
     /// Streams `value` to stdout: a plan over ten thousand principals is

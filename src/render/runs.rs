@@ -55,9 +55,8 @@ impl Printer {
             for note in &step.notes {
                 let _ = writeln!(s, "  NOTE {note}");
             }
-            for item in step.items.iter().filter(|i| self.shows(i)) {
-                let _ = writeln!(s, "  {}", item_line(step, item));
-            }
+            let failed = |i: &Item| i.outcome == Outcome::Failed;
+            self.targets(&mut s, step, failed, |i| item_line(step, i));
             s.push('\n');
             // A step at a time: a plan over ten thousand principals is never
             // held twice.
@@ -97,6 +96,13 @@ impl Printer {
         let kind = if r.dry_run { "dry run" } else { "run" };
         let _ = writeln!(s, "{kind} {} of {}: {}", r.run_id, r.playbook, r.status);
         for step in &r.steps {
+            let clean = step.status == StepStatus::Done
+                && step.error.is_none()
+                && step.counts.failed == 0
+                && step.notes.is_empty();
+            if self.detail == Detail::Quiet && clean {
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "\nstep {} · {} ({}): {}",
@@ -112,9 +118,8 @@ impl Printer {
             for note in &step.notes {
                 let _ = writeln!(s, "  NOTE {note}");
             }
-            for item in step.items.iter().filter(|i| self.shows(i)) {
-                let _ = writeln!(s, "  {}", item_line(step, item));
-            }
+            let failed = |i: &Item| i.outcome == Outcome::Failed;
+            self.targets(&mut s, step, failed, |i| item_line(step, i));
         }
         if !r.accounts.is_empty() {
             let mut totals: std::collections::BTreeMap<&str, Counts> = Default::default();
@@ -276,6 +281,9 @@ impl Printer {
             } else {
                 "NOT CONTAINED"
             };
+            if self.detail == Detail::Quiet && verdict == "contained" {
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "step {} · {} ({}): {verdict} ({} contained, {open} not contained, {} skipped)",
@@ -288,28 +296,22 @@ impl Printer {
             if let Some(e) = &step.error {
                 let _ = writeln!(s, "  ERROR {e}");
             }
-            // Quiet, what is contained goes without saying.
-            let shown = step
-                .items
-                .iter()
-                .filter(|i| !self.quiet || i.outcome != Outcome::Unchanged);
-            for item in shown {
-                let detail = match item.outcome {
-                    Outcome::WouldChange => format!(
-                        "NOT CONTAINED {} {} · needs {}",
-                        target_text(step, item),
-                        item.drift.as_deref().unwrap_or(""),
-                        item.call.as_deref().unwrap_or("a call")
-                    ),
-                    Outcome::Unchanged => format!(
-                        "contained     {} · {}",
-                        target_text(step, item),
-                        item.reason.as_deref().unwrap_or("")
-                    ),
-                    _ => item_line(step, item),
-                };
-                let _ = writeln!(s, "  {detail}");
-            }
+            // What is contained goes without saying, unless asked (-v).
+            let open = |i: &Item| !matches!(i.outcome, Outcome::Unchanged | Outcome::Skipped);
+            self.targets(&mut s, step, open, |item| match item.outcome {
+                Outcome::WouldChange => format!(
+                    "NOT CONTAINED {} {} · needs {}",
+                    target_text(step, item),
+                    item.drift.as_deref().unwrap_or(""),
+                    item.call.as_deref().unwrap_or("a call")
+                ),
+                Outcome::Unchanged => format!(
+                    "contained     {} · {}",
+                    target_text(step, item),
+                    item.reason.as_deref().unwrap_or("")
+                ),
+                _ => item_line(step, item),
+            });
         }
         out!("{s}");
     }

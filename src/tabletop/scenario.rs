@@ -279,12 +279,11 @@ fn parse_text(source: &str, text: &str) -> Result<Scenario, Problems> {
             )),
         ]));
     }
-    let file: ScenarioFile = yaml::decode(&root).map_err(|e| {
-        Problems(vec![Problem::error(
-            source,
-            Some(e.pos.unwrap_or(root.pos)),
-            e.message,
-        )])
+    let file: ScenarioFile = yaml::decode_all(&root).map_err(|errors| {
+        let found = errors
+            .into_iter()
+            .map(|e| Problem::from_decode(source, e, Some(root.pos)));
+        Problems(found.collect())
     })?;
     check(source, file)
 }

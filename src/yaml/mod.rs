@@ -6,6 +6,7 @@
 //! column of the node it is about.
 
 mod problems;
+mod recover;
 
 use std::fmt;
 
@@ -13,6 +14,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, V
 use serde::{Deserialize, Deserializer};
 
 pub use problems::{Problem, Problems, Severity, suggest};
+pub use recover::decode_all;
 
 /// Largest playbook or scenario file accepted, before any parsing.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
@@ -623,9 +625,10 @@ impl<'de> MapAccess<'de> for NodeMap<'_> {
 mod tests {
     use super::*;
 
+    /// A small model with a required key, a number and a free node.
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Demo {
+    pub(super) struct Demo {
         name: Located<String>,
         #[serde(default)]
         count: u32,

@@ -97,9 +97,19 @@ fn plain(message: &str) -> String {
     for kind in ["floating point", "integer"] {
         m = m.replace(&format!("{kind} `"), "the number `");
     }
-    m.replace("expected a sequence", "expected a list")
+    let m = m
+        .replace("expected a sequence", "expected a list")
         .replace("invalid type: sequence", "invalid type: a list")
         .replace("invalid type: map", "invalid type: a map")
+        .replace("invalid type: string ", "invalid type: ");
+    // "invalid type: X, expected Y" reads better the other way round.
+    match m
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        Some((found, expected)) => format!("expected {expected}, found {found}"),
+        None => m,
+    }
 }
 
 /// "did you mean" for a misspelt key or action id.

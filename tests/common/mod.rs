@@ -326,6 +326,17 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8(out).expect("utf8")
 }
 
+/// `args` with `-v` in front, unless they choose a verbosity themselves.
+fn with_every_target<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let chosen = ["-v", "-q", "--verbose", "--quiet"];
+    let mut all = Vec::with_capacity(args.len() + 1);
+    if !args.iter().any(|a| chosen.contains(a)) {
+        all.push("-v");
+    }
+    all.extend_from_slice(args);
+    all
+}
+
 /// Output of a finished command, for assertions and secret checks.
 pub struct Ran {
     pub code: i32,
@@ -334,8 +345,15 @@ pub struct Ran {
 }
 
 impl Estate {
-    /// Runs the binary and checks that no secret of the executor leaked to its output.
+    /// Runs the binary and checks that no secret of the executor leaked to
+    /// its output. With `-v` unless the test says `-q` or `-v` itself: the
+    /// tests read the line of each target, which the default text leaves out.
     pub fn run(&self, args: &[&str]) -> Ran {
+        self.run_as_typed(&with_every_target(args))
+    }
+
+    /// Runs the binary with exactly these arguments (see [`Estate::run`]).
+    pub fn run_as_typed(&self, args: &[&str]) -> Ran {
         let out = self
             .cmd()
             .args(args)
@@ -361,7 +379,7 @@ impl Estate {
             cmd.env(k, v);
         }
         let out = cmd
-            .args(args)
+            .args(with_every_target(args))
             .write_stdin(stdin.to_string())
             .output()
             .expect("run binary");

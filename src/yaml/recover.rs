@@ -1,0 +1,122 @@
+//! Decoding that goes on past the first problem, so a file's mistakes are
+//! reported in one pass.
+
+use serde::Deserialize;
+
+use super::{DecodeError, Node, Pos, Value};
+
+/// Decodes like [`decode`], but finds every problem in the node, not just the
+/// first: after an error, the mapping entry (or list item) it is about is set
+/// aside and decoding runs again. An entry set aside may be one the type
+/// requires; the "missing field" that follows is not a problem of the file.
+pub fn decode_all<T: for<'de> Deserialize<'de>>(node: &Node) -> Result<T, Vec<DecodeError>> {
+    let mut errors: Vec<DecodeError> = Vec::new();
+    let mut current = node.clone();
+    let mut set_aside: Vec<String> = Vec::new();
+    // Each pass removes a node, so this ends; the cap keeps a pathological
+    // file from costing more than a few dozen decodes.
+    for _ in 0..64 {
+        let e = match T::deserialize(&current) {
+            Ok(v) if errors.is_empty() => return Ok(v),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        if let Some(field) = missing_field(&e.message) {
+            if !set_aside.iter().any(|k| k == field) {
+                errors.push(e);
+            }
+            // Fields are checked once the whole mapping was read: nothing
+            // later in it is left to find.
+            break;
+        }
+        let Some(pos) = e.pos else {
+            errors.push(e);
+            break;
+        };
+        if errors
+            .iter()
+            .any(|seen| seen.pos == e.pos && seen.message == e.message)
+        {
+            break;
+        }
+        let at_key = e.message.starts_with("unknown field");
+        errors.push(e);
+        match set_aside_at(&mut current, pos, at_key) {
+            Some(key) => set_aside.push(key),
+            None => break,
+        }
+    }
+    Err(errors)
+}
+
+/// The field named by serde's "missing field `x`".
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// Removes the innermost mapping entry or list item an error at `pos` is
+/// about, and returns its key ("" for a list item). Entries are in file order,
+/// so the one holding `pos` is the last starting at or before it. An unknown
+/// key's error is at the key; any other error is at its value, which may be a
+/// mapping starting where its own first key does.
+fn set_aside_at(node: &mut Node, pos: Pos, at_key: bool) -> Option<String> {
+    let starts_by = |p: Pos| (p.line, p.column) <= (pos.line, pos.column);
+    match &mut node.value {
+        Value::Map(entries) => {
+            let i = entries.iter().rposition(|(k, _)| starts_by(k.pos))?;
+            let (key, value) = &mut entries[i];
+            let here = if at_key { key.pos } else { value.pos };
+            if here != pos
+                && let Some(inner) = set_aside_at(value, pos, at_key)
+            {
+                return Some(inner);
+            }
+            let (key, _) = entries.remove(i);
+            Some(key.as_str().unwrap_or_default().to_string())
+        }
+        Value::Seq(items) => {
+            let i = items.iter().rposition(|n| starts_by(n.pos))?;
+            if (at_key || items[i].pos != pos)
+                && let Some(inner) = set_aside_at(&mut items[i], pos, at_key)
+            {
+                return Some(inner);
+            }
+            items.remove(i);
+            Some(String::new())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use super::super::tests::Demo;
+    use super::*;
+
+    #[test]
+    fn decode_all_finds_every_problem() {
+        let node = parse("nme: x\ncount: lots\nextra: 1\ncolor: red\n").expect("parses");
+        let errs = decode_all::<Demo>(&node).expect_err("three problems");
+        let at: Vec<u64> = errs.iter().filter_map(|e| e.pos.map(|p| p.line)).collect();
+        // `name` is missing because it is misspelt; `count` is not a number;
+        // `color` is unknown. The missing `name` is reported too: it was
+        // never set aside, only misspelt.
+        assert_eq!(at[..3], [1, 2, 4], "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("missing field `name`")),
+            "{errs:?}"
+        );
+        // A required field set aside for its bad value is not also "missing".
+        let node = parse("name: [1]\ncolor: red\n").expect("parses");
+        let errs = decode_all::<Demo>(&node).expect_err("two problems");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            !errs.iter().any(|e| e.message.contains("missing")),
+            "{errs:?}"
+        );
+        let node = parse("name: x\n").expect("parses");
+        assert!(decode_all::<Demo>(&node).is_ok());
+    }
+}
