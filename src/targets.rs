@@ -352,7 +352,20 @@ pub fn check_spec(
                 Some("a session is minted by one principal: keep the one that made it".into()),
             ));
         }
-        for n in [&sess.role, &sess.user].into_iter().flatten() {
+        if given(&sess.session_name)
+            && !given(&sess.role)
+            && !sess.role.as_deref().unwrap_or("").contains("{{")
+        {
+            out.push((
+                "`sessions.session_name` without `role`".into(),
+                sess.pos,
+                Some("name the role whose session it is".into()),
+            ));
+        }
+        for n in [&sess.role, &sess.user, &sess.session_name]
+            .into_iter()
+            .flatten()
+        {
             if n.contains(['*', '?', '/']) {
                 out.push((
                     format!("`sessions`: `{n}` is not a role or user name"),

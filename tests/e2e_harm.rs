@@ -8,6 +8,7 @@ mod common;
 use common::{Estate, playbook, repo_playbook};
 
 const REVOKE: &str = "breakglass-revoke-older-sessions";
+const DENY_SESSIONS: &str = "breakglass-deny-sessions";
 const QUARANTINE: &str = "breakglass-quarantine";
 
 fn json(text: &str) -> serde_json::Value {
@@ -190,24 +191,86 @@ async fn a_stolen_session_revokes_the_role_that_minted_it_or_asks_for_it() {
     assert!(ran.stderr.contains("--var role="), "{}", ran.stderr);
     assert_eq!(mutations(&e), Vec::<String>::new());
 
-    // CloudTrail's event shows the session's issuer: that role's sessions
-    // are revoked, and no other role's.
+    // CloudTrail's event shows the session's issuer and principalId: that
+    // session alone is denied, by its aws:userid, on that role only.
     e.proxy().trail_event(
         key,
         r#"{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalId":"AROAEXAMPLE:i-0abc","arn":"arn:aws:sts::123456789012:assumed-role/app/i-0abc","accountId":"123456789012","accessKeyId":"ASIAAPPSESSION000001","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"AROAEXAMPLE","arn":"arn:aws:iam::123456789012:role/svc/app","accountId":"123456789012","userName":"app"}}},"eventName":"ListBuckets"}"#,
     );
     let ran = e.run(&["run", pb, "--yes", "--var", &var, "--var", "case_id=IR-3"]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
-    assert!(e.inline_policy("role", "app", REVOKE).await.is_some());
-    assert!(e.inline_policy("role", "other", REVOKE).await.is_none());
+    let denied = e.inline_policy("role", "app", DENY_SESSIONS).await;
+    assert_eq!(session_userids(denied), ["AROAEXAMPLE:i-0abc"]);
+    assert!(e.inline_policy("role", "app", REVOKE).await.is_none());
+    assert!(
+        e.inline_policy("role", "other", DENY_SESSIONS)
+            .await
+            .is_none()
+    );
 
-    // Named explicitly, the role needs no CloudTrail.
+    // Named explicitly, the role needs no CloudTrail, but the session needs
+    // its name: a role alone is never widened to all its sessions.
+    let unknown = "key_id=ASIAUNKNOWNSESSION00";
+    let base = ["run", pb, "--yes", "--var", unknown, "--var", "role=other"];
+    let ran = e.run(&[&base[..], &["--var", "case_id=IR-3"]].concat());
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stderr.contains("scope: all_sessions"), "{}", ran.stderr);
+    assert!(
+        e.inline_policy("role", "other", DENY_SESSIONS)
+            .await
+            .is_none()
+    );
+    let ran = e.run(
+        &[
+            &base[..],
+            &["--var", "session=ci-42", "--var", "case_id=IR-3"],
+        ]
+        .concat(),
+    );
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let role = e
+        .iam
+        .get_role()
+        .role_name("other")
+        .send()
+        .await
+        .expect("role");
+    let id = role
+        .role()
+        .map(|r| r.role_id().to_string())
+        .expect("role id");
+    let denied = e.inline_policy("role", "other", DENY_SESSIONS).await;
+    assert_eq!(session_userids(denied), [format!("{id}:ci-42")]);
+
+    // A second stolen session of the same role adds to the list.
+    let ran = e.run(
+        &[
+            &base[..],
+            &["--var", "session=ci-43", "--var", "case_id=IR-3"],
+        ]
+        .concat(),
+    );
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let denied = e.inline_policy("role", "other", DENY_SESSIONS).await;
+    assert_eq!(
+        session_userids(denied),
+        [format!("{id}:ci-42"), format!("{id}:ci-43")]
+    );
+
+    // The broad alternative, when the playbook asks for it: every session
+    // of the role issued before now.
+    let text = std::fs::read_to_string(repo_playbook("compromised-session.yaml"))
+        .expect("playbook")
+        .replace("scope: session", "scope: all_sessions");
+    let broad = e.path("broad.yaml");
+    std::fs::write(&broad, text).expect("write");
+    let broad = broad.to_str().expect("path");
     let ran = e.run(&[
         "run",
-        pb,
+        broad,
         "--yes",
         "--var",
-        "key_id=ASIAUNKNOWNSESSION00",
+        unknown,
         "--var",
         "role=other",
         "--var",
@@ -215,6 +278,20 @@ async fn a_stolen_session_revokes_the_role_that_minted_it_or_asks_for_it() {
     ]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     assert!(e.inline_policy("role", "other", REVOKE).await.is_some());
+}
+
+/// The `aws:userid` values a breakglass-deny-sessions policy denies.
+fn session_userids(policy: Option<serde_json::Value>) -> Vec<String> {
+    let policy = policy.expect("a deny-sessions policy");
+    let statement = &policy["Statement"][0];
+    assert_eq!(statement["Effect"], "Deny", "{policy}");
+    assert_eq!(statement["Action"], "*", "{policy}");
+    statement["Condition"]["StringEquals"]["aws:userid"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 /// The ENI of an instance and its security groups, now.

@@ -480,6 +480,29 @@ pub struct SessionSelector {
     /// when CloudTrail cannot tell (empty: look it up).
     #[serde(default)]
     pub user: Option<String>,
+    /// With `role`: the session's name, the last part of its ARN
+    /// (`assumed-role/ROLE/NAME`), so that only that session is denied.
+    #[serde(default)]
+    pub session_name: Option<String>,
+}
+
+/// `iam.revoke_session` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeSessionParams {
+    /// What a role's stolen session costs the role: `session` (the default)
+    /// denies that session alone; `all_sessions` every session of the role
+    /// issued before now, legitimate ones too.
+    #[serde(default)]
+    pub scope: SessionScope,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionScope {
+    #[default]
+    Session,
+    AllSessions,
 }
 
 /// Parameters of actions that take none: present so a typo under `with` is an error.

@@ -20,8 +20,8 @@ pub use deactivate_access_key::DeactivateAccessKey;
 pub use delete_login_profile::DeleteLoginProfile;
 pub use inline_room::{InlineRoom, counted, inline_room, managed_room};
 use keys::*;
-pub use policies::written_by_breakglass;
 use policies::*;
+pub use policies::{Ours, is_session_userid, written_by_breakglass};
 pub(crate) use policies::{plan_role_revocations, url_decode};
 pub(crate) use principals::list_principals;
 use principals::*;
@@ -50,6 +50,8 @@ use crate::targets::{Resource, Scope, SkipReason, Target};
 pub const REVOKE_POLICY_NAME: &str = "breakglass-revoke-older-sessions";
 /// Name of the inline deny-all quarantine policy.
 pub const QUARANTINE_POLICY_NAME: &str = "breakglass-quarantine";
+/// Name of the inline policy that denies named sessions of a role.
+pub const DENY_SESSIONS_POLICY_NAME: &str = "breakglass-deny-sessions";
 
 const MANAGED_FALLBACK_NOTE: &str = "A principal whose inline policies are at IAM's size limit gets the deny in a managed policy under /breakglass/ instead (rollback detaches and deletes it).";
 
@@ -68,6 +70,21 @@ pub enum PolicyKind {
     RevokeSessions,
     /// Deny everything.
     DenyAll,
+    /// Deny everything to these sessions only, by `aws:userid`
+    /// (`<role id>:<session name>`), sorted.
+    DenySessions { userids: Vec<String> },
+}
+
+impl PolicyKind {
+    /// The inline policy's name: one per kind, so that each is recognised
+    /// and rolled back on its own.
+    pub fn policy_name(&self) -> &'static str {
+        match self {
+            PolicyKind::RevokeSessions => REVOKE_POLICY_NAME,
+            PolicyKind::DenyAll => QUARANTINE_POLICY_NAME,
+            PolicyKind::DenySessions { .. } => DENY_SESSIONS_POLICY_NAME,
+        }
+    }
 }
 
 impl PolicyKind {
@@ -85,6 +102,15 @@ impl PolicyKind {
                 "Effect": "Deny",
                 "Action": "*",
                 "Resource": "*"
+            }),
+            // IAM User Guide, policy variables: for a role session,
+            // `aws:userid` is "role-id:caller-specified-role-name".
+            PolicyKind::DenySessions { userids } => serde_json::json!({
+                "Sid": "BreakglassDenySessions",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": { "StringEquals": { "aws:userid": userids } }
             }),
         };
         serde_json::json!({ "Version": "2012-10-17", "Statement": [statement] }).to_string()
@@ -105,6 +131,9 @@ fn iso_seconds(t: jiff::Timestamp) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct Principal {
     pub(crate) name: String,
+    /// The unique id (AIDA…, AROA…): a role session's `aws:userid` is
+    /// `<role id>:<session name>`.
+    pub(crate) id: String,
     pub(crate) arn: String,
     pub(crate) path: String,
 }
@@ -141,18 +170,31 @@ mod tests {
         let role = r#"{"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/app/i-1","sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::111122223333:role/svc/app","userName":"app"}}}}"#;
         assert_eq!(
             minted_by(role),
-            Some(Ok((PrincipalKind::Role, "app".to_string())))
+            Some(Ok((PrincipalKind::Role, "app".to_string(), None)))
+        );
+        // The principalId names the session: its aws:userid.
+        let named = role.replace(
+            r#""type":"AssumedRole","#,
+            r#""type":"AssumedRole","principalId":"AROAEXAMPLE:i-1","#,
+        );
+        assert_eq!(
+            minted_by(&named),
+            Some(Ok((
+                PrincipalKind::Role,
+                "app".to_string(),
+                Some("AROAEXAMPLE:i-1".to_string())
+            )))
         );
         let user =
             r#"{"userIdentity":{"type":"IAMUser","userName":"alice","accessKeyId":"ASIAXXX"}}"#;
         assert_eq!(
             minted_by(user),
-            Some(Ok((PrincipalKind::User, "alice".to_string())))
+            Some(Ok((PrincipalKind::User, "alice".to_string(), None)))
         );
         let fed = r#"{"userIdentity":{"type":"FederatedUser","sessionContext":{"sessionIssuer":{"type":"IAMUser","userName":"bob"}}}}"#;
         assert_eq!(
             minted_by(fed),
-            Some(Ok((PrincipalKind::User, "bob".to_string())))
+            Some(Ok((PrincipalKind::User, "bob".to_string(), None)))
         );
         assert!(matches!(
             minted_by(r#"{"userIdentity":{"type":"Root"}}"#),
@@ -165,12 +207,40 @@ mod tests {
     fn only_the_documents_breakglass_writes_count() {
         let now = jiff::Timestamp::now();
         let ours = PolicyKind::RevokeSessions.render(now);
-        assert!(written_by_breakglass(REVOKE_POLICY_NAME, &ours).is_some_and(|c| c.is_some()));
+        assert!(matches!(
+            written_by_breakglass(REVOKE_POLICY_NAME, &ours),
+            Some(Ours::Revocation(_))
+        ));
         let deny = PolicyKind::DenyAll.render(now);
         assert_eq!(
             written_by_breakglass(QUARANTINE_POLICY_NAME, &deny),
-            Some(None)
+            Some(Ours::Quarantine)
         );
+        let ids = vec!["AROAEXAMPLE:i-0abc".to_string(), "AROAEXAMPLE:ci".into()];
+        let sessions = PolicyKind::DenySessions {
+            userids: ids.clone(),
+        };
+        assert_eq!(
+            written_by_breakglass(DENY_SESSIONS_POLICY_NAME, &sessions.render(now)),
+            Some(Ours::Sessions(ids))
+        );
+        // A wildcard, a user id or an empty list under that name is not ours:
+        // it would deny nobody, or everybody.
+        for userid in [
+            r#"["AROA*"]"#,
+            r#"["AIDAEXAMPLE"]"#,
+            "[]",
+            r#"["AROAX:a*"]"#,
+        ] {
+            let doc = format!(
+                r#"{{"Statement":[{{"Effect":"Deny","Action":"*","Resource":"*","Condition":{{"StringEquals":{{"aws:userid":{userid}}}}}}}]}}"#
+            );
+            assert_eq!(
+                written_by_breakglass(DENY_SESSIONS_POLICY_NAME, &doc),
+                None,
+                "{doc}"
+            );
+        }
         // A planted look-alike: a far cutoff plus a condition that never matches.
         let planted = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2099-01-01T00:00:00Z"},"StringEquals":{"aws:username":"nobody"}}}]}"#;
         assert_eq!(written_by_breakglass(REVOKE_POLICY_NAME, planted), None);

@@ -34,10 +34,7 @@ pub(super) async fn plan_policies(
     policy: PolicyKind,
     sink: &Sink,
 ) -> Result<(), AwsError> {
-    let policy_name = match policy {
-        PolicyKind::RevokeSessions => REVOKE_POLICY_NAME,
-        PolicyKind::DenyAll => QUARANTINE_POLICY_NAME,
-    };
+    let policy_name = policy.policy_name();
     let pkind = kind;
     // Fallback managed policies in use (few): a listing that fails only
     // means a contained principal may be planned again, which is harmless.
@@ -70,6 +67,22 @@ pub(super) async fn plan_policies(
                 let principal = PrincipalRef {
                     kind,
                     name: p.name.clone(),
+                };
+                // Sessions denied before stay denied: the new list adds to
+                // the old one, never replaces it.
+                let policy = match (policy, prior.as_deref()) {
+                    (PolicyKind::DenySessions { userids }, Some(doc)) => {
+                        let mut all: BTreeSet<String> = userids.into_iter().collect();
+                        if let Some(Ours::Sessions(denied)) =
+                            written_by_breakglass(policy_name, doc)
+                        {
+                            all.extend(denied);
+                        }
+                        PolicyKind::DenySessions {
+                            userids: all.into_iter().collect(),
+                        }
+                    }
+                    (policy, _) => policy,
                 };
                 let in_place = match prior
                     .as_deref()
@@ -177,13 +190,23 @@ pub(super) async fn inline_policy(
     }
 }
 
+/// A policy document breakglass wrote, and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ours {
+    /// The quarantine's deny-all.
+    Quarantine,
+    /// The revocation's deny-all before this cutoff.
+    Revocation(jiff::Timestamp),
+    /// The deny to these sessions (`aws:userid` values).
+    Sessions(Vec<String>),
+}
+
 /// What a breakglass-named policy document is, when it is exactly one that
-/// breakglass writes: the quarantine's deny-all (`None` cutoff), or the
-/// revocation's deny-all with its cutoff. Anything else under those names
+/// breakglass writes under that name. Anything else under those names
 /// (another statement, another condition, an `Allow`, a `NotAction`) is
 /// not breakglass's, whoever wrote it: never proof of containment, never
 /// restored, never trusted.
-pub fn written_by_breakglass(policy_name: &str, document: &str) -> Option<Option<jiff::Timestamp>> {
+pub fn written_by_breakglass(policy_name: &str, document: &str) -> Option<Ours> {
     let doc: serde_json::Value = serde_json::from_str(document).ok()?;
     let top = doc.as_object()?;
     if top.keys().any(|k| k != "Version" && k != "Statement") {
@@ -202,19 +225,50 @@ pub fn written_by_breakglass(policy_name: &str, document: &str) -> Option<Option
     {
         return None;
     }
+    // The one condition operator with its one key, and nothing else.
+    let only = |c: &serde_json::Value, operator: &str, key: &str| {
+        let c = c.as_object()?;
+        let op = c.get(operator)?.as_object()?;
+        (c.len() == 1 && op.len() == 1).then(|| op.get(key).cloned())?
+    };
     match (policy_name, statement.get("Condition")) {
-        (QUARANTINE_POLICY_NAME, None) => Some(None),
+        (QUARANTINE_POLICY_NAME, None) => Some(Ours::Quarantine),
         (REVOKE_POLICY_NAME, Some(c)) => {
-            let c = c.as_object()?;
-            let date = c.get("DateLessThan")?.as_object()?;
-            if c.len() != 1 || date.len() != 1 {
+            let cutoff = only(c, "DateLessThan", "aws:TokenIssueTime")?;
+            Some(Ours::Revocation(cutoff.as_str()?.parse().ok()?))
+        }
+        (DENY_SESSIONS_POLICY_NAME, Some(c)) => {
+            let ids = match only(c, "StringEquals", "aws:userid")? {
+                serde_json::Value::String(one) => vec![one],
+                serde_json::Value::Array(many) => many
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()?,
+                _ => return None,
+            };
+            // An empty list, or a wildcard, is not a session breakglass named.
+            if ids.is_empty() || ids.iter().any(|id| !is_session_userid(id)) {
                 return None;
             }
-            let cutoff = date.get("aws:TokenIssueTime")?.as_str()?.parse().ok()?;
-            Some(Some(cutoff))
+            Some(Ours::Sessions(ids))
         }
         _ => None,
     }
+}
+
+/// `AROA…:name`: a role id, then a session name (2 to 64 characters of
+/// `[\w+=,.@-]`, STS API reference, AssumeRole RoleSessionName).
+pub fn is_session_userid(id: &str) -> bool {
+    let Some((role, session)) = id.split_once(':') else {
+        return false;
+    };
+    role.starts_with("AROA")
+        && role.len() > 4
+        && role.chars().all(|c| c.is_ascii_alphanumeric())
+        && (2..=64).contains(&session.len())
+        && session
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
 }
 
 /// Whether an existing breakglass-named policy already does the job, and
@@ -223,13 +277,18 @@ pub fn written_by_breakglass(policy_name: &str, document: &str) -> Option<Option
 /// this run began and no later than now (a planted far-future cutoff is not
 /// one of ours).
 pub(super) fn already_in_place(ctx: &Ctx, policy: &PolicyKind, document: &str) -> Option<String> {
-    let name = match policy {
-        PolicyKind::DenyAll => QUARANTINE_POLICY_NAME,
-        PolicyKind::RevokeSessions => REVOKE_POLICY_NAME,
-    };
-    match written_by_breakglass(name, document)? {
-        None => Some("deny-all quarantine policy already attached".to_string()),
-        Some(cutoff) => {
+    match written_by_breakglass(policy.policy_name(), document)? {
+        Ours::Quarantine => Some("deny-all quarantine policy already attached".to_string()),
+        Ours::Sessions(denied) => {
+            let PolicyKind::DenySessions { userids } = policy else {
+                return None;
+            };
+            userids
+                .iter()
+                .all(|id| denied.contains(id))
+                .then(|| format!("session(s) {} already denied", userids.join(", ")))
+        }
+        Ours::Revocation(cutoff) => {
             let latest = jiff::Timestamp::now()
                 .checked_add(jiff::SignedDuration::from_secs(60))
                 .ok()?;

@@ -114,6 +114,7 @@ pub(super) async fn select_principals(
 pub(super) fn missing(ctx: &Ctx, kind: PrincipalKind, name: &str) -> Planned {
     let p = Principal {
         name: name.to_string(),
+        id: String::new(),
         arn: String::new(),
         path: String::new(),
     };
@@ -158,6 +159,7 @@ pub(crate) async fn list_principals(
             .flat_map(|p| p.users())
             .map(|u| Principal {
                 name: u.user_name().to_string(),
+                id: u.user_id().to_string(),
                 arn: u.arn().to_string(),
                 path: u.path().to_string(),
             })
@@ -183,6 +185,7 @@ pub(crate) async fn list_principals(
             .flat_map(|p| p.roles())
             .map(|r| Principal {
                 name: r.role_name().to_string(),
+                id: r.role_id().to_string(),
                 arn: r.arn().to_string(),
                 path: r.path().to_string(),
             })
@@ -207,6 +210,7 @@ pub(super) async fn get_principal(
                     .map(|o| {
                         o.user().map(|u| Principal {
                             name: u.user_name().to_string(),
+                            id: u.user_id().to_string(),
                             arn: u.arn().to_string(),
                             path: u.path().to_string(),
                         })
@@ -221,6 +225,7 @@ pub(super) async fn get_principal(
                     .map(|o| {
                         o.role().map(|r| Principal {
                             name: r.role_name().to_string(),
+                            id: r.role_id().to_string(),
                             arn: r.arn().to_string(),
                             path: r.path().to_string(),
                         })

@@ -32,8 +32,11 @@ impl Call for PutInlinePolicy {
             PrincipalKind::Role => ("iam:PutRolePolicy", "RoleName"),
         };
         let what = match policy {
-            PolicyKind::RevokeSessions => "deny * when aws:TokenIssueTime < now",
-            PolicyKind::DenyAll => "deny *",
+            PolicyKind::RevokeSessions => "deny * when aws:TokenIssueTime < now".to_string(),
+            PolicyKind::DenyAll => "deny *".to_string(),
+            PolicyKind::DenySessions { userids } => {
+                format!("deny * when aws:userid is {}", userids.join(" or "))
+            }
         };
         format!(
             "{call} {key}={} PolicyName={policy_name} ({what})",

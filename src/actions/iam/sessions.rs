@@ -16,70 +16,134 @@ pub(super) fn missing_key(ctx: &Ctx, key_id: &str, reason: String) -> Planned {
     }
 }
 
+/// Who minted a step's temporary keys.
+pub(super) struct SessionOwners {
+    /// Users whose GetSessionToken or GetFederationToken sessions they are.
+    pub users: Vec<Principal>,
+    pub roles: Vec<RoleSessions>,
+}
+
+/// A role and which of its sessions were stolen.
+pub(super) struct RoleSessions {
+    pub role: Principal,
+    /// The `aws:userid` of each stolen session whose name is known.
+    pub userids: BTreeSet<String>,
+    /// Keys whose session is not known by name (the role was named without
+    /// `session_name`).
+    pub unnamed: Vec<String>,
+}
+
+/// One stolen key's session of a role, as far as it is known.
+enum SessionRef {
+    /// From CloudTrail: the session's `principalId`, its `aws:userid`.
+    UserId(String),
+    /// From the selector's `session_name`: the role's id goes in front.
+    Name(String),
+    /// Not known: the key id.
+    Unknown(String),
+}
+
 /// The users and roles that minted a step's temporary keys.
 pub(super) async fn select_session_owners(
     ctx: &Ctx,
     sel: &SessionSelector,
     out: &mut Vec<Planned>,
-) -> Result<(Vec<Principal>, Vec<Principal>), AwsError> {
+) -> Result<SessionOwners, AwsError> {
     let named = |v: &Option<String>| v.clone().filter(|n| !n.trim().is_empty());
     let mut users = BTreeSet::new();
-    let mut roles = BTreeSet::new();
+    let mut roles: BTreeMap<String, Vec<SessionRef>> = BTreeMap::new();
     for key_id in &sel.key_ids {
         let owner = match (named(&sel.role), named(&sel.user)) {
-            (Some(role), _) => Ok((PrincipalKind::Role, role)),
-            (None, Some(user)) => Ok((PrincipalKind::User, user)),
+            (Some(role), _) => {
+                let session = match named(&sel.session_name) {
+                    Some(n) => SessionRef::Name(n),
+                    None => SessionRef::Unknown(key_id.clone()),
+                };
+                roles.entry(role).or_default().push(session);
+                continue;
+            }
+            (None, Some(user)) => Ok((PrincipalKind::User, user, None)),
             (None, None) => session_owner(ctx, key_id).await?,
         };
         match owner {
-            Ok((PrincipalKind::Role, name)) => {
-                roles.insert(name);
+            Ok((PrincipalKind::Role, name, userid)) => {
+                let session = match userid {
+                    Some(id) => SessionRef::UserId(id),
+                    None => SessionRef::Unknown(key_id.clone()),
+                };
+                roles.entry(name).or_default().push(session);
             }
-            Ok((PrincipalKind::User, name)) => {
+            Ok((PrincipalKind::User, name, _)) => {
                 users.insert(name);
             }
             Err(reason) => out.push(missing_key(ctx, key_id, reason)),
         }
     }
-    let mut found = (Vec::new(), Vec::new());
-    for (kind, names, into) in [
-        (PrincipalKind::User, users, &mut found.0),
-        (PrincipalKind::Role, roles, &mut found.1),
-    ] {
-        for name in names {
-            let Some(p) = get_principal(ctx, kind, &name).await? else {
-                out.push(missing(ctx, kind, &name));
-                continue;
-            };
-            // A session this step cannot end must fail it, never pass as
-            // "skipped": the stolen key would stay usable.
-            let pkind = kind;
-            let why = if p.path.starts_with("/aws-reserved/sso.amazonaws.com/") {
-                Some(format!(
-                    "{} is an IAM Identity Center role (AWSReservedSSO_*), which IAM cannot edit: contain the Identity Center user instead (a deny in its permission set, then ProvisionPermissionSet)",
+    let mut found = SessionOwners {
+        users: Vec::new(),
+        roles: Vec::new(),
+    };
+    let wanted = users
+        .into_iter()
+        .map(|n| (PrincipalKind::User, n, Vec::new()))
+        .chain(
+            roles
+                .into_iter()
+                .map(|(n, sessions)| (PrincipalKind::Role, n, sessions)),
+        );
+    for (kind, name, sessions) in wanted {
+        let Some(p) = get_principal(ctx, kind, &name).await? else {
+            out.push(missing(ctx, kind, &name));
+            continue;
+        };
+        // A session this step cannot end must fail it, never pass as
+        // "skipped": the stolen key would stay usable.
+        let why = if p.path.starts_with("/aws-reserved/sso.amazonaws.com/") {
+            Some(format!(
+                "{} is an IAM Identity Center role (AWSReservedSSO_*), which IAM cannot edit: contain the Identity Center user instead (a deny in its permission set, then ProvisionPermissionSet)",
+                p.name
+            ))
+        } else {
+            guard(ctx, kind, &p).map(|reason| {
+                format!(
+                    "the key was minted by {} ({reason}): its sessions cannot be revoked from this identity; contain it from another",
                     p.name
-                ))
-            } else {
-                guard(ctx, pkind, &p).map(|reason| {
-                    format!(
-                        "the key was minted by {} ({reason}): its sessions cannot be revoked from this identity; contain it from another",
-                        p.name
-                    )
-                })
-            };
-            match why {
-                Some(reason) => out.push(Planned {
-                    target: match kind {
-                        PrincipalKind::User => user_target(ctx, &p),
-                        PrincipalKind::Role => role_target(ctx, &p),
-                    },
-                    disposition: Disposition::Unreadable {
-                        error: local("iam.revoke_session", reason),
-                    },
-                }),
-                None => into.push(p),
+                )
+            })
+        };
+        if let Some(reason) = why {
+            out.push(Planned {
+                target: match kind {
+                    PrincipalKind::User => user_target(ctx, &p),
+                    PrincipalKind::Role => role_target(ctx, &p),
+                },
+                disposition: Disposition::Unreadable {
+                    error: local("iam.revoke_session", reason),
+                },
+            });
+            continue;
+        }
+        if kind == PrincipalKind::User {
+            found.users.push(p);
+            continue;
+        }
+        let mut role = RoleSessions {
+            role: p,
+            userids: BTreeSet::new(),
+            unnamed: Vec::new(),
+        };
+        for s in sessions {
+            match s {
+                SessionRef::UserId(id) => {
+                    role.userids.insert(id);
+                }
+                SessionRef::Name(n) => {
+                    role.userids.insert(format!("{}:{n}", role.role.id));
+                }
+                SessionRef::Unknown(key) => role.unnamed.push(key),
             }
         }
+        found.roles.push(role);
     }
     Ok(found)
 }
@@ -92,7 +156,7 @@ pub(super) async fn select_session_owners(
 pub(super) async fn session_owner(
     ctx: &Ctx,
     key_id: &str,
-) -> Result<Result<(PrincipalKind, String), String>, AwsError> {
+) -> Result<Result<Minter, String>, AwsError> {
     let hint = "name it with --var role=NAME (or --var user=NAME for GetSessionToken and GetFederationToken sessions)";
     let sts = ctx.clients.sts();
     let info = ctx
@@ -142,20 +206,32 @@ pub(super) async fn session_owner(
     )))
 }
 
+/// Who minted a session: the principal's kind and name, and for a role
+/// session its `aws:userid` (`<role id>:<session name>`) when known.
+pub(super) type Minter = (PrincipalKind, String, Option<String>);
+
 /// The principal behind a CloudTrail event's `userIdentity`, as the
 /// CloudTrail userIdentity reference describes it: an `AssumedRole`
-/// session's issuer is a role; an `IAMUser` using a temporary key made it
-/// with GetSessionToken; a `FederatedUser`'s issuer is the IAM user that
-/// called GetFederationToken. A root session cannot be revoked by policy.
-pub(super) fn minted_by(event_json: &str) -> Option<Result<(PrincipalKind, String), String>> {
+/// session's issuer is a role, and its `principalId` is "the role ID and the
+/// role session name" (the `aws:userid` of the session); an `IAMUser` using
+/// a temporary key made it with GetSessionToken; a `FederatedUser`'s issuer
+/// is the IAM user that called GetFederationToken. A root session cannot be
+/// revoked by policy.
+pub(super) fn minted_by(event_json: &str) -> Option<Result<Minter, String>> {
     let event: serde_json::Value = serde_json::from_str(event_json).ok()?;
     let who = &event["userIdentity"];
     let issuer = &who["sessionContext"]["sessionIssuer"];
     let name = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     match who["type"].as_str()? {
-        "AssumedRole" => name(&issuer["userName"]).map(|n| Ok((PrincipalKind::Role, n))),
-        "IAMUser" => name(&who["userName"]).map(|n| Ok((PrincipalKind::User, n))),
-        "FederatedUser" => name(&issuer["userName"]).map(|n| Ok((PrincipalKind::User, n))),
+        "AssumedRole" => {
+            let session = who["principalId"]
+                .as_str()
+                .filter(|id| is_session_userid(id))
+                .map(str::to_string);
+            name(&issuer["userName"]).map(|n| Ok((PrincipalKind::Role, n, session)))
+        }
+        "IAMUser" => name(&who["userName"]).map(|n| Ok((PrincipalKind::User, n, None))),
+        "FederatedUser" => name(&issuer["userName"]).map(|n| Ok((PrincipalKind::User, n, None))),
         "Root" => Some(Err(
             "the key is a session of the account's root user: no IAM policy can revoke it (rotate the root credentials)".into(),
         )),

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::actions::{Action, Runs};
-use crate::spec::NoParams;
+use crate::spec::{NoParams, RevokeSessionParams, SessionScope};
 
 /// Runs a discovery whose selection notes (missing names, skips) are
 /// collected in `out` and handed to `sink` after the per-principal
@@ -220,35 +220,62 @@ pub struct RevokeSession;
 impl Action for RevokeSession {
     const INFO: ActionInfo = ActionInfo {
         id: "iam.revoke_session",
-        summary: "Contain stolen temporary credentials (ASIA…): revoke every session of the role or user that minted them, issued before now.",
+        summary: "Contain stolen temporary credentials (ASIA…): deny the stolen role session by its aws:userid, or (scope: all_sessions) every session of the role issued before now; sessions a user minted are revoked on the user.",
         targets: &[TargetKind::Sessions],
-        params: &[],
+        params: &[(
+            "scope",
+            "session (default): deny the stolen role session alone; all_sessions: every session of the role issued before now, legitimate ones too",
+        )],
         calls: &[
-            "sts:GetAccessKeyInfo and cloudtrail:LookupEvents AttributeKey=AccessKeyId (who minted the key)",
-            "iam:PutRolePolicy / iam:PutUserPolicy breakglass-revoke-older-sessions",
+            "sts:GetAccessKeyInfo and cloudtrail:LookupEvents AttributeKey=AccessKeyId (who minted the key, and the session's principalId)",
+            "iam:PutRolePolicy breakglass-deny-sessions (StringEquals aws:userid = role-id:session-name)",
+            "iam:PutRolePolicy / iam:PutUserPolicy breakglass-revoke-older-sessions (scope: all_sessions, and sessions of users)",
         ],
         reversibility: Reversibility::Reversible("DeleteRolePolicy / DeleteUserPolicy"),
         notes: &[
             "A temporary key is not an IAM access key: no key step can deactivate it; it expires on its own (up to 12 h for a role, 36 h for GetSessionToken).",
-            "The minting principal comes from CloudTrail's event history (90 days, per region); when it holds nothing, name it with `role:` or `user:`.",
-            "Every session of that principal issued before now ends, the stolen one included; sessions of GetSessionToken and GetFederationToken are revoked on their IAM user.",
+            "The minting principal comes from CloudTrail's event history (90 days, per region); when it holds nothing, name it with `role:` (and `session_name:`) or `user:`.",
+            "A role session's aws:userid is its role's id and its session name (IAM User Guide, policy variables): the deny reaches that session and any later one of the same name, and no other. Sessions denied before stay in the list.",
+            "Sessions of GetSessionToken carry the user's own aws:userid, so they cannot be told apart: sessions of users (GetSessionToken, GetFederationToken) are revoked on their IAM user by issue time.",
         ],
     };
     const RUNS: Runs = Runs::InAccounts;
-    type Params = NoParams;
+    type Params = RevokeSessionParams;
 
     async fn discover(
         ctx: &Ctx,
         step: &BoundStep,
-        _: &NoParams,
+        params: &RevokeSessionParams,
         sink: &Sink,
     ) -> Result<Vec<String>, AwsError> {
         collect(sink, async |out| {
-            if let Some(sel) = &step.targets.sessions {
-                let (users, roles) = select_session_owners(ctx, sel, out).await?;
-                let revoke = PolicyKind::RevokeSessions;
-                plan_policies(ctx, PrincipalKind::User, users, revoke.clone(), sink).await?;
-                plan_policies(ctx, PrincipalKind::Role, roles, revoke, sink).await?;
+            let Some(sel) = &step.targets.sessions else {
+                return Ok(());
+            };
+            let owners = select_session_owners(ctx, sel, out).await?;
+            let revoke = PolicyKind::RevokeSessions;
+            plan_policies(ctx, PrincipalKind::User, owners.users, revoke.clone(), sink).await?;
+            if params.scope == SessionScope::AllSessions {
+                let roles = owners.roles.into_iter().map(|r| r.role).collect();
+                return plan_policies(ctx, PrincipalKind::Role, roles, revoke, sink).await;
+            }
+            for r in owners.roles {
+                // Never widened: a session not known by name is not contained
+                // by denying the whole role unless the playbook says so.
+                for key in &r.unnamed {
+                    let reason = format!(
+                        "{key} is a session of role {}, and its name is not known: name it (`session_name:`), or revoke every session of the role (`with: {{ scope: all_sessions }}`)",
+                        r.role.name
+                    );
+                    out.push(missing_key(ctx, key, reason));
+                }
+                if r.userids.is_empty() {
+                    continue;
+                }
+                let deny = PolicyKind::DenySessions {
+                    userids: r.userids.into_iter().collect(),
+                };
+                plan_policies(ctx, PrincipalKind::Role, vec![r.role], deny, sink).await?;
             }
             Ok(())
         })
