@@ -362,10 +362,21 @@ pub fn check_spec(
                 Some("name the role whose session it is".into()),
             ));
         }
-        for n in [&sess.role, &sess.user, &sess.session_name]
-            .into_iter()
-            .flatten()
+        // STS API reference, AssumeRole: RoleSessionName is 2 to 64 of [\w+=,.@-].
+        if given(&sess.session_name)
+            && let Some(n) = &sess.session_name
+            && !crate::spec::is_role_session_name(n)
         {
+            out.push((
+                format!("`sessions.session_name`: `{n}` is not a role session name"),
+                sess.pos,
+                Some(
+                    "2 to 64 letters, digits or _+=,.@- (the last part of assumed-role/ROLE/NAME)"
+                        .into(),
+                ),
+            ));
+        }
+        for n in [&sess.role, &sess.user].into_iter().flatten() {
             if n.contains(['*', '?', '/']) {
                 out.push((
                     format!("`sessions`: `{n}` is not a role or user name"),

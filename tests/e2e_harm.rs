@@ -191,16 +191,29 @@ async fn a_stolen_session_revokes_the_role_that_minted_it_or_asks_for_it() {
     assert!(ran.stderr.contains("--var role="), "{}", ran.stderr);
     assert_eq!(mutations(&e), Vec::<String>::new());
 
-    // CloudTrail's event shows the session's issuer and principalId: that
-    // session alone is denied, by its aws:userid, on that role only.
-    e.proxy().trail_event(
-        key,
-        r#"{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalId":"AROAEXAMPLE:i-0abc","arn":"arn:aws:sts::123456789012:assumed-role/app/i-0abc","accountId":"123456789012","accessKeyId":"ASIAAPPSESSION000001","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"AROAEXAMPLE","arn":"arn:aws:iam::123456789012:role/svc/app","accountId":"123456789012","userName":"app"}}},"eventName":"ListBuckets"}"#,
-    );
+    // CloudTrail's event names a session of a role `app` with another id:
+    // the role was made again since, so a deny by that id would deny
+    // nothing. The step fails and changes nothing.
+    let event = |role_id: &str| {
+        r#"{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalId":"ROLEID:i-0abc","arn":"arn:aws:sts::123456789012:assumed-role/app/i-0abc","accountId":"123456789012","accessKeyId":"ASIAAPPSESSION000001","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"ROLEID","arn":"arn:aws:iam::123456789012:role/svc/app","accountId":"123456789012","userName":"app"}}},"eventName":"ListBuckets"}"#
+            .replace("ROLEID", role_id)
+    };
+    e.proxy().trail_event(key, &event("AROAOLDROLE0000000000"));
+    let ran = e.run(&["run", pb, "--yes", "--var", &var, "--var", "case_id=IR-3"]);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("made again"), "{}", ran.stdout);
+    assert_eq!(mutations(&e), Vec::<String>::new());
+
+    // With the role's own id, that session alone is denied, by its
+    // aws:userid, on that role only.
+    let app = role_id(&e, "app").await;
+    let key = "ASIAAPPSESSION000002";
+    e.proxy().trail_event(key, &event(&app));
+    let var = format!("key_id={key}");
     let ran = e.run(&["run", pb, "--yes", "--var", &var, "--var", "case_id=IR-3"]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     let denied = e.inline_policy("role", "app", DENY_SESSIONS).await;
-    assert_eq!(session_userids(denied), ["AROAEXAMPLE:i-0abc"]);
+    assert_eq!(session_userids(denied), [format!("{app}:i-0abc")]);
     assert!(e.inline_policy("role", "app", REVOKE).await.is_none());
     assert!(
         e.inline_policy("role", "other", DENY_SESSIONS)
@@ -228,25 +241,18 @@ async fn a_stolen_session_revokes_the_role_that_minted_it_or_asks_for_it() {
         .concat(),
     );
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
-    let role = e
-        .iam
-        .get_role()
-        .role_name("other")
-        .send()
-        .await
-        .expect("role");
-    let id = role
-        .role()
-        .map(|r| r.role_id().to_string())
-        .expect("role id");
+    let id = role_id(&e, "other").await;
     let denied = e.inline_policy("role", "other", DENY_SESSIONS).await;
     assert_eq!(session_userids(denied), [format!("{id}:ci-42")]);
 
     // A second stolen session of the same role adds to the list.
+    let log = e.path("ci-43.jsonl");
+    let log = log.to_str().expect("path");
     let ran = e.run(
         &[
             &base[..],
             &["--var", "session=ci-43", "--var", "case_id=IR-3"],
+            &["--audit-log", log],
         ]
         .concat(),
     );
@@ -256,6 +262,11 @@ async fn a_stolen_session_revokes_the_role_that_minted_it_or_asks_for_it() {
         session_userids(denied),
         [format!("{id}:ci-42"), format!("{id}:ci-43")]
     );
+    // Its rollback lifts its own session and leaves the earlier one denied.
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    let denied = e.inline_policy("role", "other", DENY_SESSIONS).await;
+    assert_eq!(session_userids(denied), [format!("{id}:ci-42")]);
 
     // The broad alternative, when the playbook asks for it: every session
     // of the role issued before now.
@@ -278,6 +289,14 @@ async fn a_stolen_session_revokes_the_role_that_minted_it_or_asks_for_it() {
     ]);
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     assert!(e.inline_policy("role", "other", REVOKE).await.is_some());
+}
+
+/// A role's unique id (AROA…), as moto made it.
+async fn role_id(e: &Estate, name: &str) -> String {
+    let role = e.iam.get_role().role_name(name).send().await.expect("role");
+    role.role()
+        .map(|r| r.role_id().to_string())
+        .expect("role id")
 }
 
 /// The `aws:userid` values a breakglass-deny-sessions policy denies.

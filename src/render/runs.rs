@@ -55,7 +55,7 @@ impl Printer {
             for note in &step.notes {
                 let _ = writeln!(s, "  NOTE {note}");
             }
-            let failed = |i: &Item| i.outcome == Outcome::Failed;
+            let failed = needs_responder;
             self.targets(&mut s, step, failed, |i| item_line(step, i));
             s.push('\n');
             // A step at a time: a plan over ten thousand principals is never
@@ -96,10 +96,14 @@ impl Printer {
         let kind = if r.dry_run { "dry run" } else { "run" };
         let _ = writeln!(s, "{kind} {} of {}: {}", r.run_id, r.playbook, r.status);
         for step in &r.steps {
+            // An interrupted run shows every step: its unstarted targets
+            // are counted as skipped in steps that still read "done".
             let clean = step.status == StepStatus::Done
                 && step.error.is_none()
                 && step.counts.failed == 0
-                && step.notes.is_empty();
+                && step.notes.is_empty()
+                && r.status != "interrupted"
+                && !step.items.iter().any(needs_responder);
             if self.detail == Detail::Quiet && clean {
                 continue;
             }
@@ -118,7 +122,7 @@ impl Printer {
             for note in &step.notes {
                 let _ = writeln!(s, "  NOTE {note}");
             }
-            let failed = |i: &Item| i.outcome == Outcome::Failed;
+            let failed = needs_responder;
             self.targets(&mut s, step, failed, |i| item_line(step, i));
         }
         if !r.accounts.is_empty() {
@@ -274,8 +278,11 @@ impl Printer {
         let mut s = String::new();
         for step in steps {
             let open = step.counts.would_change;
-            let verdict = if step.error.is_some() {
+            // What JSON calls contained: done, nothing open, nothing failed.
+            let verdict = if step.error.is_some() || step.status != StepStatus::Done {
                 "UNKNOWN"
+            } else if step.counts.failed > 0 {
+                "FAILED"
             } else if open == 0 {
                 "contained"
             } else {
@@ -315,4 +322,10 @@ impl Printer {
         }
         out!("{s}");
     }
+}
+
+/// A target the default text output names: it failed, or carries an error
+/// (a permission check that could not be made, say).
+fn needs_responder(item: &Item) -> bool {
+    item.outcome == Outcome::Failed || item.error.is_some()
 }

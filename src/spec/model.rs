@@ -486,6 +486,15 @@ pub struct SessionSelector {
     pub session_name: Option<String>,
 }
 
+/// A role session name as STS accepts it (API reference, AssumeRole
+/// RoleSessionName): 2 to 64 characters of `[\w+=,.@-]`.
+pub fn is_role_session_name(name: &str) -> bool {
+    (2..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+}
+
 /// `iam.revoke_session` parameters.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -256,8 +256,7 @@ pub fn written_by_breakglass(policy_name: &str, document: &str) -> Option<Ours> 
     }
 }
 
-/// `AROA…:name`: a role id, then a session name (2 to 64 characters of
-/// `[\w+=,.@-]`, STS API reference, AssumeRole RoleSessionName).
+/// `AROA…:name`: a role id, then a role session name.
 pub fn is_session_userid(id: &str) -> bool {
     let Some((role, session)) = id.split_once(':') else {
         return false;
@@ -265,10 +264,7 @@ pub fn is_session_userid(id: &str) -> bool {
     role.starts_with("AROA")
         && role.len() > 4
         && role.chars().all(|c| c.is_ascii_alphanumeric())
-        && (2..=64).contains(&session.len())
-        && session
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+        && crate::spec::is_role_session_name(session)
 }
 
 /// Whether an existing breakglass-named policy already does the job, and

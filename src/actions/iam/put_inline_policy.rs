@@ -159,24 +159,57 @@ impl Call for PutInlinePolicy {
                 principal,
                 policy_name,
                 document,
-                ..
+                policy,
+                prior_document,
             } => undo(Undo::RestoreInlinePolicy(RestoreInlinePolicy {
                 principal: principal.clone(),
                 policy_name: policy_name.clone(),
                 ours: document.clone().unwrap_or_default(),
                 prior: None,
+                remove_sessions: added_sessions(policy, prior_document.as_deref()),
             })),
         }
     }
 }
 
-/// Remove the policy the run added (`prior` None) or put back the one it replaced.
+/// The sessions a deny-sessions write added to those denied before it: what
+/// its rollback lifts, leaving earlier runs' denials in place.
+fn added_sessions(policy: &PolicyKind, prior: Option<&str>) -> Vec<String> {
+    let PolicyKind::DenySessions { userids } = policy else {
+        return Vec::new();
+    };
+    let before = match prior.and_then(|d| written_by_breakglass(DENY_SESSIONS_POLICY_NAME, d)) {
+        Some(Ours::Sessions(ids)) => ids,
+        _ => Vec::new(),
+    };
+    userids
+        .iter()
+        .filter(|id| !before.contains(id))
+        .cloned()
+        .collect()
+}
+
+/// Remove the policy the run added (`prior` None) or put back the one it
+/// replaced; for a deny-sessions policy, lift only the sessions the run
+/// added (`remove_sessions`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreInlinePolicy {
     pub principal: PrincipalRef,
     pub policy_name: String,
     pub ours: String,
     pub prior: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove_sessions: Vec<String>,
+}
+
+impl RestoreInlinePolicy {
+    /// The sessions denied now, when the policy is a deny-sessions of ours.
+    fn denied_now(&self, current: Option<&str>) -> Option<Vec<String>> {
+        match current.and_then(|d| written_by_breakglass(&self.policy_name, d)) {
+            Some(Ours::Sessions(ids)) => Some(ids),
+            _ => None,
+        }
+    }
 }
 
 impl Revert for RestoreInlinePolicy {
@@ -202,8 +235,18 @@ impl Revert for RestoreInlinePolicy {
             policy_name,
             ours,
             prior,
+            remove_sessions,
         } = self;
         let current = current_policy(ctx, principal, policy_name).await?;
+        if !remove_sessions.is_empty()
+            && let Some(denied) = self.denied_now(current.as_deref())
+        {
+            return Ok(if remove_sessions.iter().any(|id| denied.contains(id)) {
+                Check::Ready
+            } else {
+                Check::Done("the run's sessions are no longer denied".into())
+            });
+        }
         Ok(match current {
             None if prior.is_none() => Check::Done("the policy is already gone".into()),
             Some(doc) if prior.as_deref().is_some_and(|p| crate::aws::same_json(&doc, p)) => {
@@ -229,11 +272,27 @@ impl Revert for RestoreInlinePolicy {
             principal,
             policy_name,
             prior,
+            remove_sessions,
             ..
         } = self;
         let iam = ctx.iam();
         let name = &principal.name;
-        match (principal.kind, prior) {
+        // Read again at the call: the sessions other runs denied since stay.
+        let mut prior = prior.clone();
+        if !remove_sessions.is_empty() {
+            let current = current_policy(ctx, principal, policy_name).await?;
+            if let Some(denied) = self.denied_now(current.as_deref()) {
+                let rest: Vec<String> = denied
+                    .into_iter()
+                    .filter(|id| !remove_sessions.contains(id))
+                    .collect();
+                if !rest.is_empty() {
+                    let keep = PolicyKind::DenySessions { userids: rest };
+                    prior = Some(keep.render(jiff::Timestamp::UNIX_EPOCH));
+                }
+            }
+        }
+        match (principal.kind, &prior) {
             (PrincipalKind::User, None) => ctx
                 .call("iam:DeleteUserPolicy", || {
                     iam.delete_user_policy()

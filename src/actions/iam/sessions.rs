@@ -16,6 +16,17 @@ pub(super) fn missing_key(ctx: &Ctx, key_id: &str, reason: String) -> Planned {
     }
 }
 
+/// A stolen session this step cannot contain as asked: it fails the step
+/// whatever `on_missing` says, since the key stays usable.
+pub(super) fn uncontained_session(ctx: &Ctx, key_id: &str, reason: String) -> Planned {
+    Planned {
+        disposition: Disposition::Unreadable {
+            error: local("iam.revoke_session", reason),
+        },
+        ..missing_key(ctx, key_id, String::new())
+    }
+}
+
 /// Who minted a step's temporary keys.
 pub(super) struct SessionOwners {
     /// Users whose GetSessionToken or GetFederationToken sessions they are.
@@ -35,8 +46,9 @@ pub(super) struct RoleSessions {
 
 /// One stolen key's session of a role, as far as it is known.
 enum SessionRef {
-    /// From CloudTrail: the session's `principalId`, its `aws:userid`.
-    UserId(String),
+    /// From CloudTrail: the session's `principalId` (its `aws:userid`),
+    /// and the key it was read for.
+    UserId(String, String),
     /// From the selector's `session_name`: the role's id goes in front.
     Name(String),
     /// Not known: the key id.
@@ -68,7 +80,7 @@ pub(super) async fn select_session_owners(
         match owner {
             Ok((PrincipalKind::Role, name, userid)) => {
                 let session = match userid {
-                    Some(id) => SessionRef::UserId(id),
+                    Some(id) => SessionRef::UserId(id, key_id.clone()),
                     None => SessionRef::Unknown(key_id.clone()),
                 };
                 roles.entry(name).or_default().push(session);
@@ -76,7 +88,7 @@ pub(super) async fn select_session_owners(
             Ok((PrincipalKind::User, name, _)) => {
                 users.insert(name);
             }
-            Err(reason) => out.push(missing_key(ctx, key_id, reason)),
+            Err(reason) => out.push(uncontained_session(ctx, key_id, reason)),
         }
     }
     let mut found = SessionOwners {
@@ -134,7 +146,22 @@ pub(super) async fn select_session_owners(
         };
         for s in sessions {
             match s {
-                SessionRef::UserId(id) => {
+                // The session's role id must be this role's: a role deleted
+                // and made again under the same name has another id, and a
+                // deny naming the old one would deny nothing.
+                SessionRef::UserId(id, key)
+                    if id.split(':').next() != Some(role.role.id.as_str()) =>
+                {
+                    out.push(uncontained_session(
+                        ctx,
+                        &key,
+                        format!(
+                            "CloudTrail names session {id}, but role {} has id {}: the role was made again since, and the session cannot be denied by name; revoke every session of the role (`with: {{ scope: all_sessions }}`)",
+                            role.role.name, role.role.id
+                        ),
+                    ));
+                }
+                SessionRef::UserId(id, _) => {
                     role.userids.insert(id);
                 }
                 SessionRef::Name(n) => {
@@ -157,7 +184,7 @@ pub(super) async fn session_owner(
     ctx: &Ctx,
     key_id: &str,
 ) -> Result<Result<Minter, String>, AwsError> {
-    let hint = "name it with --var role=NAME (or --var user=NAME for GetSessionToken and GetFederationToken sessions)";
+    let hint = "name it with --var role=NAME --var session=NAME (or --var user=NAME for GetSessionToken and GetFederationToken sessions)";
     let sts = ctx.clients.sts();
     let info = ctx
         .call("sts:GetAccessKeyInfo", || {

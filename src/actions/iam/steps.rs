@@ -237,6 +237,7 @@ impl Action for RevokeSession {
             "The minting principal comes from CloudTrail's event history (90 days, per region); when it holds nothing, name it with `role:` (and `session_name:`) or `user:`.",
             "A role session's aws:userid is its role's id and its session name (IAM User Guide, policy variables): the deny reaches that session and any later one of the same name, and no other. Sessions denied before stay in the list.",
             "Sessions of GetSessionToken carry the user's own aws:userid, so they cannot be told apart: sessions of users (GetSessionToken, GetFederationToken) are revoked on their IAM user by issue time.",
+            "A session name given by hand must be exact: StringEquals compares aws:userid case-sensitively (IAM User Guide, condition operators). Sessions the stolen one assumed in turn have names of their own and are not denied.",
         ],
     };
     const RUNS: Runs = Runs::InAccounts;
@@ -267,7 +268,7 @@ impl Action for RevokeSession {
                         "{key} is a session of role {}, and its name is not known: name it (`session_name:`), or revoke every session of the role (`with: {{ scope: all_sessions }}`)",
                         r.role.name
                     );
-                    out.push(missing_key(ctx, key, reason));
+                    out.push(uncontained_session(ctx, key, reason));
                 }
                 if r.userids.is_empty() {
                     continue;
