@@ -118,6 +118,9 @@ fn check_report(ex: &Exercise, steps: usize) {
             t["index"]
         );
     }
+    // A legend and a time axis with its ticks.
+    assert!(ex.html.contains("class=\"legend\""));
+    assert!(ex.html.contains("class=\"tick\""));
     assert!(ex.markdown.contains("Time to first containment"));
     assert!(ex.markdown.contains("## Still exposed"));
 }

@@ -58,7 +58,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         (_, true) => Detail::Every,
         _ => Detail::Summary,
     };
-    let out = Printer::new(cli.global.output, detail);
+    let out = Printer::new(cli.global.output, detail, cli.global.no_color);
     match &cli.command {
         Command::Validate {
             playbooks,

@@ -86,6 +86,8 @@ pub struct HoldSummary {
 pub struct Printer {
     format: OutputFormat,
     detail: Detail,
+    /// ANSI colour on stdout: a terminal, and neither `NO_COLOR` nor `--no-color`.
+    colour: bool,
 }
 
 /// How much of a plan, run or verification text output shows (JSON always
@@ -120,8 +122,23 @@ impl Drop for Ticker {
 }
 
 impl Printer {
-    pub fn new(format: OutputFormat, detail: Detail) -> Self {
-        Printer { format, detail }
+    pub fn new(format: OutputFormat, detail: Detail, no_color: bool) -> Self {
+        let colour = !no_color
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::io::stdout().is_terminal();
+        Printer {
+            format,
+            detail,
+            colour,
+        }
+    }
+
+    pub fn detail(&self) -> Detail {
+        self.detail
+    }
+
+    pub fn colour(&self) -> bool {
+        self.colour
     }
 
     /// The lines for a step's targets: every one with `-v`, else only those

@@ -425,10 +425,11 @@ pub async fn tabletop(
     };
     write(&md_path, report::markdown(&report))?;
     write(&html_path, report::html(&report))?;
+    let every = out.detail() == crate::render::Detail::Every;
     out.text_or_json(
         &format!(
-            "{}\nreport: {} and {}",
-            report::markdown(&report),
+            "{}report: {} and {}",
+            report::terminal(&report, out.colour(), every),
             md_path.display(),
             html_path.display()
         ),
