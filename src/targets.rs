@@ -320,14 +320,32 @@ pub fn check_spec(
         );
     }
     if let Some(sess) = &spec.sessions {
-        if sess.key_ids.is_empty() {
+        // Templates are checked once bound: an unset variable leaves it empty.
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .is_some_and(|n| !n.trim().is_empty() && !n.contains("{{"))
+        };
+        let pending = |v: &Option<String>| v.as_deref().is_some_and(|n| n.contains("{{"));
+        // A key id, or a role and its session's name: the session is named
+        // either way, never left to mean "every session".
+        let keys: Vec<&String> = sess
+            .key_ids
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .collect();
+        let session_named = (given(&sess.role) || pending(&sess.role))
+            && (given(&sess.session_name) || pending(&sess.session_name));
+        if keys.is_empty() && !session_named {
             out.push((
                 "`sessions.key_ids` is empty".into(),
                 sess.pos,
-                Some("list the temporary key ids, such as ASIA…".into()),
+                Some(
+                    "list the temporary key ids, such as ASIA…, or name the role and its session (`role:`, `session_name:`)"
+                        .into(),
+                ),
             ));
         }
-        for id in &sess.key_ids {
+        for id in keys {
             check_key_id(id, sess.pos, &mut out);
             if !id.contains("{{") && !id.starts_with("ASIA") {
                 out.push((
@@ -340,11 +358,6 @@ pub fn check_spec(
                 ));
             }
         }
-        // Templates are checked once bound: an unset variable leaves it empty.
-        let given = |v: &Option<String>| {
-            v.as_deref()
-                .is_some_and(|n| !n.trim().is_empty() && !n.contains("{{"))
-        };
         if given(&sess.role) && given(&sess.user) {
             out.push((
                 "`sessions` names both a role and a user".into(),

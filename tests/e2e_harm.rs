@@ -154,7 +154,13 @@ async fn every_selector_kind_reports_a_missing_name_and_selects_nothing_else() {
         let items = step["items"].as_array().expect("items");
         assert_eq!(items.len(), 1, "step {}: {step}", step["index"]);
         assert_eq!(items[0]["outcome"], "failed", "{step}");
-        assert_eq!(items[0]["error"]["code"], "BreakglassNotFound", "{step}");
+        // A stolen session nobody can name stays usable: it fails the step
+        // as a check, which `on_missing: skip` cannot turn into a skip.
+        let code = match name.starts_with("ASIA") {
+            true => "BreakglassCheck",
+            false => "BreakglassNotFound",
+        };
+        assert_eq!(items[0]["error"]["code"], code, "{step}");
         assert!(
             items[0]["error"]["message"].to_string().contains(name),
             "{step}"
@@ -267,6 +273,41 @@ async fn a_stolen_session_revokes_the_role_that_minted_it_or_asks_for_it() {
     assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
     let denied = e.inline_policy("role", "other", DENY_SESSIONS).await;
     assert_eq!(session_userids(denied), [format!("{id}:ci-42")]);
+
+    // A role and a session name are enough, without the key id.
+    let ran = e.run(&[
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        "role=other",
+        "--var",
+        "session=ci-44",
+        "--var",
+        "case_id=IR-3",
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let denied = e.inline_policy("role", "other", DENY_SESSIONS).await;
+    assert_eq!(
+        session_userids(denied),
+        [format!("{id}:ci-42"), format!("{id}:ci-44")]
+    );
+    // A role alone is not: nothing would name the session.
+    let ran = e.run(&[
+        "run",
+        pb,
+        "--yes",
+        "--var",
+        "role=other",
+        "--var",
+        "case_id=IR-3",
+    ]);
+    assert_eq!(ran.code, 2, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("`sessions.key_ids` is empty"),
+        "{}",
+        ran.stderr
+    );
 
     // The broad alternative, when the playbook asks for it: every session
     // of the role issued before now.

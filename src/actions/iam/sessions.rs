@@ -64,7 +64,21 @@ pub(super) async fn select_session_owners(
     let named = |v: &Option<String>| v.clone().filter(|n| !n.trim().is_empty());
     let mut users = BTreeSet::new();
     let mut roles: BTreeMap<String, Vec<SessionRef>> = BTreeMap::new();
-    for key_id in &sel.key_ids {
+    // Named without a key: the role and the session's name say it all.
+    let keys: Vec<&String> = sel
+        .key_ids
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .collect();
+    if let (true, Some(role), Some(session)) =
+        (keys.is_empty(), named(&sel.role), named(&sel.session_name))
+    {
+        roles
+            .entry(role)
+            .or_default()
+            .push(SessionRef::Name(session));
+    }
+    for key_id in keys {
         let owner = match (named(&sel.role), named(&sel.user)) {
             (Some(role), _) => {
                 let session = match named(&sel.session_name) {
