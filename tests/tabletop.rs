@@ -295,7 +295,10 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
     let ex = tabletop("compromised-access-key.yaml", "leaked-access-key.yaml", &[]);
     check_report(&ex, 3);
     let r = &ex.report;
-    assert_eq!(ex.code, Some(0), "{r}");
+    // The run contained what it targeted, but the attacker's new key is
+    // still usable: the exercise is not contained, whatever the run said.
+    assert_eq!(ex.code, Some(1), "{r}");
+    assert_eq!(r["status"], "not_contained", "{r}");
     let leaked = r["seeded"]["user_keys"]["ci-deploy"][0]
         .as_str()
         .expect("leaked key");
@@ -315,7 +318,15 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
         "the playbook targets one key: the attacker's new one stays exposed and is named"
     );
     assert!(r["first_containment_ms"].as_u64().is_some());
-    assert!(r["full_containment_ms"].as_u64().is_some(), "{r}");
+    assert_eq!(r["full_containment_ms"], serde_json::Value::Null, "{r}");
+    let kinds: Vec<&str> = r["exposed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["what"].as_str().is_some_and(|w| w.contains(&minted[0])))
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["open"], "{r}");
 }
 
 #[test]

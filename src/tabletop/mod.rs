@@ -372,7 +372,15 @@ pub async fn tabletop(
     )
     .await;
     let (first_containment_ms, first_containment) = first_containment(&timeline);
-    let status = run.status.clone();
+    // The exercise's verdict is what the emulator shows, not what the run
+    // says of itself: anything destroyed or still usable is not contained,
+    // and exits 1 (issue 21). A worse exit of the run's own stays.
+    let lost = exposed.iter().any(|e| e.kind.loses());
+    let (status, exit_code) = match (lost, exit_code) {
+        (true, 0) => ("not_contained".to_string(), 1),
+        (true, code) if run.status == "completed" => ("not_contained".to_string(), code),
+        _ => (run.status.clone(), exit_code),
+    };
     let full_containment_ms = (exit_code == 0 && status == "completed")
         .then(|| timeline.iter().map(|t| t.end_ms).max())
         .flatten();

@@ -18,6 +18,7 @@ pub async fn exposures(
     let actions: Vec<&str> = timeline.iter().map(|s| s.action.as_str()).collect();
     if scenario.file.organization && actions.contains(&"org.apply_scp") {
         out.push(Exposed {
+            kind: ExposureKind::OutOfReach,
             what: format!("account {} (the management account)", seeded.account),
             why: "SCPs never restrict the management account: its users and roles are held only by the IAM steps, and whoever holds its root user is not held at all".into(),
         });
@@ -36,6 +37,7 @@ pub async fn exposures(
             // The run reached into it: its targets are in the run's own results.
             if let Some(e) = &a.error {
                 out.push(Exposed {
+                    kind: ExposureKind::Open,
                     what: format!("account {id} ({name})"),
                     why: format!("member account the run could not reach: {e}"),
                 });
@@ -50,6 +52,7 @@ pub async fn exposures(
             None => "member account: nothing in this playbook reaches it (no SCP step; the IAM and EC2 steps ran only in the management account)".to_string(),
         };
         out.push(Exposed {
+            kind: ExposureKind::Open,
             what: format!("account {id} ({name})"),
             why,
         });
@@ -62,8 +65,9 @@ pub async fn exposures(
         let gap = emulator_gaps
             .iter()
             .find(|i| n.starts_with(&format!("step {} (", *i + 1)));
-        let (what, why) = match gap {
+        let (kind, what, why) = match gap {
             Some(i) => (
+                ExposureKind::OutOfReach,
                 format!(
                     "step {} ({})",
                     i + 1,
@@ -75,11 +79,12 @@ pub async fn exposures(
                 "not done here: the emulator lacks a call this step needs (AWS has it)".to_string(),
             ),
             None => (
+                ExposureKind::Open,
                 n.chars().take(240).collect(),
                 "read back after the run: not contained".to_string(),
             ),
         };
-        out.push(Exposed { what, why });
+        out.push(Exposed { kind, what, why });
     }
     let iam = admin.iam();
     for m in moves.iter().filter(|m| m.succeeded) {
@@ -117,6 +122,7 @@ pub async fn exposures(
                         ),
                     };
                     out.push(Exposed {
+                        kind: ExposureKind::Open,
                         what: format!("access key {id} of user {user}"),
                         why: format!("{why}; `--hold` or a second run would catch it"),
                     });
@@ -150,6 +156,7 @@ pub async fn exposures(
                 };
                 if attached {
                     out.push(Exposed {
+                        kind: ExposureKind::Leftover,
                         what: format!("AdministratorAccess on {}", m.subject),
                         why: format!(
                             "attached by the attacker at {when}: breakglass cuts credentials and sessions but does not detach policies; remove it after the investigation"
@@ -184,6 +191,7 @@ pub async fn exposures(
                         )
                     };
                     out.push(Exposed {
+                        kind: ExposureKind::Lost,
                         what: format!("snapshot {id} ({})", m.subject),
                         why,
                     });
@@ -197,6 +205,7 @@ pub async fn exposures(
                         .find(|l| l.action == MoveKind::LaunchInstance && l.resources.contains(id));
                     if let Some(l) = launched {
                         out.push(Exposed {
+                            kind: ExposureKind::Lost,
                             what: format!("instance {id} ({})", m.subject),
                             why: format!(
                                 "the attacker's own instance (launched at {}), terminated at {when}: whatever ran on it is gone",
@@ -218,16 +227,23 @@ pub async fn exposures(
                         .await
                         .map(|s| s.snapshots().len())
                         .unwrap_or(0);
-                    let why = if saved > 0 {
-                        format!(
-                            "terminated by the attacker at {when}; its disks were snapshotted first ({saved} snapshots)"
+                    let (kind, why) = if saved > 0 {
+                        (
+                            ExposureKind::Leftover,
+                            format!(
+                                "terminated by the attacker at {when}; its disks were snapshotted first ({saved} snapshots)"
+                            ),
                         )
                     } else {
-                        format!(
-                            "terminated by the attacker at {when} before its disks were snapshotted: evidence lost"
+                        (
+                            ExposureKind::Lost,
+                            format!(
+                                "terminated by the attacker at {when} before its disks were snapshotted: evidence lost"
+                            ),
                         )
                     };
                     out.push(Exposed {
+                        kind,
                         what: format!("instance {id} ({})", m.subject),
                         why,
                     });
@@ -256,6 +272,7 @@ pub async fn exposures(
                         "no step of this playbook restarts it: add cloudtrail.ensure_logging right after the freeze"
                     };
                     out.push(Exposed {
+                        kind: ExposureKind::Open,
                         what: format!("CloudTrail trail {trail} ({region})"),
                         why: format!(
                             "logging stopped by the attacker at {when}: what happened since is unrecorded; {remedy}"
@@ -290,6 +307,7 @@ pub async fn exposures(
                 });
                 if !logged {
                     out.push(Exposed {
+                        kind: ExposureKind::Open,
                         what: format!("CloudTrail trail {trail} ({region})"),
                         why: format!(
                             "its event selectors muted every management event at {when}: it logs, and records nothing the attacker does; cloudtrail.ensure_logging (management_events) adds them back"
@@ -303,6 +321,7 @@ pub async fn exposures(
                     let shared = shared_with_attacker(admin, &m.subject, id).await;
                     if shared == Some(true) {
                         out.push(Exposed {
+                            kind: ExposureKind::Open,
                             what: format!("snapshot {id} ({})", m.subject),
                             why: format!(
                                 "shared with the attacker's account {} at {when}, and still is: ec2.unshare takes such grants back",
@@ -319,6 +338,7 @@ pub async fn exposures(
                     });
                     if !terminated_later && !isolated(admin, &m.subject, id).await {
                         out.push(Exposed {
+                            kind: ExposureKind::Open,
                             what: format!("instance {id} ({})", m.subject),
                             why: format!("launched by the attacker at {when}, after the isolation step found its targets"),
                         });
@@ -351,16 +371,23 @@ pub async fn exposures(
                         .unwrap_or_default()
                         .contains(id.as_str())
                 });
-                let why = if !ran {
-                    "not isolated: the isolation step did not run".to_string()
+                // An instance the playbook leaves out is its choice (a
+                // bystander, say): named, but not counted as a loss.
+                let (kind, why) = if !ran {
+                    let why = "not isolated: the isolation step did not run";
+                    (ExposureKind::Open, why.to_string())
                 } else if targeted {
-                    "not isolated: see the isolation step's outcome".to_string()
+                    let why = "not isolated: see the isolation step's outcome";
+                    (ExposureKind::Open, why.to_string())
                 } else if !isolate_regions.contains(&region.as_str()) {
-                    format!("in {region}, a region the playbook did not select")
+                    let why = format!("in {region}, a region the playbook did not select");
+                    (ExposureKind::NotSelected, why)
                 } else {
-                    "not among the playbook's targets".to_string()
+                    let why = "not among the playbook's targets".to_string();
+                    (ExposureKind::NotSelected, why)
                 };
                 out.push(Exposed {
+                    kind,
                     what: format!("instance {id} ({region})"),
                     why,
                 });
@@ -371,6 +398,7 @@ pub async fn exposures(
         for r in &scenario.file.roles {
             if r.path.starts_with("/aws-service-role/") {
                 out.push(Exposed {
+                    kind: ExposureKind::OutOfReach,
                     what: format!("role {}", r.name),
                     why: "service-linked role: AWS owns it and refuses changes, so its sessions are not revoked".into(),
                 });

@@ -167,8 +167,9 @@ pub fn html(r: &Report) -> String {
     for e in &r.exposed {
         let _ = writeln!(
             s,
-            "<li><strong>{}</strong>: {}</li>",
+            "<li><strong>{}</strong> ({}): {}</li>",
             esc(&e.what),
+            e.kind.label(),
             esc(&e.why)
         );
     }

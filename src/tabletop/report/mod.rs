@@ -50,8 +50,47 @@ pub struct Outcome {
 /// Something the run did not contain, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exposed {
+    pub kind: ExposureKind,
     pub what: String,
     pub why: String,
+}
+
+/// What an exposure means for the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExposureKind {
+    /// Evidence or backups destroyed.
+    Lost,
+    /// Still usable or open to the attacker: a key, a session, a share, an
+    /// instance on the network, a trail not logging, an account not reached.
+    Open,
+    /// Nothing the attacker can use, left to clean up after the
+    /// investigation (a policy the attacker attached to a cut-off user).
+    Leftover,
+    /// Left out by the playbook's own selection (an instance not among its
+    /// targets): named, so that the choice is seen.
+    NotSelected,
+    /// What AWS offers no control for (the management account's root, a
+    /// service-linked role), or the emulator cannot show.
+    OutOfReach,
+}
+
+impl ExposureKind {
+    /// Whether it makes the exercise "not contained", whatever the run said.
+    pub fn loses(self) -> bool {
+        matches!(self, ExposureKind::Lost | ExposureKind::Open)
+    }
+
+    /// As the report says it beside each exposure.
+    pub fn label(self) -> &'static str {
+        match self {
+            ExposureKind::Lost => "lost",
+            ExposureKind::Open => "open",
+            ExposureKind::Leftover => "to clean up",
+            ExposureKind::OutOfReach => "out of reach",
+            ExposureKind::NotSelected => "not selected",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -257,7 +296,7 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(s, "Nothing: every target reads back contained.");
     }
     for e in &r.exposed {
-        let _ = writeln!(s, "- **{}**: {}", e.what, e.why);
+        let _ = writeln!(s, "- **{}** ({}): {}", e.what, e.kind.label(), e.why);
     }
     if !r.emulator_notes.is_empty() {
         let _ = writeln!(s, "\n## The emulator is not AWS\n");

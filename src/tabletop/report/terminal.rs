@@ -130,7 +130,11 @@ pub fn terminal(r: &Report, colour: bool, every: bool) -> String {
         );
     }
     for e in &r.exposed {
-        let _ = writeln!(s, "  {}: {}", paint.red(&e.what), e.why);
+        let what = match e.kind.loses() {
+            true => paint.red(&e.what),
+            false => e.what.clone(),
+        };
+        let _ = writeln!(s, "  {what} [{}]: {}", e.kind.label(), e.why);
     }
     if !r.emulator_notes.is_empty() {
         let _ = writeln!(s, "\n{}", paint.bold("The emulator is not AWS"));
@@ -162,7 +166,7 @@ pub fn terminal(r: &Report, colour: bool, every: bool) -> String {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use super::super::{Exposed, Outcome, StepTime};
+    use super::super::{Exposed, ExposureKind, Outcome, StepTime};
     use super::*;
 
     /// A small report: two steps, one exposure, one outcome.
@@ -204,6 +208,7 @@ pub(super) mod tests {
                 why: None,
             }],
             exposed: vec![Exposed {
+                kind: ExposureKind::Open,
                 what: "trail main".into(),
                 why: "stopped at +1.0 s".into(),
             }],
@@ -220,7 +225,10 @@ pub(super) mod tests {
         assert!(!text.contains('|') && !text.contains("##"), "{text}");
         assert!(!text.contains('\x1b'), "{text}");
         assert!(text.contains("full containment:  not reached"), "{text}");
-        assert!(text.contains("trail main: stopped at +1.0 s"), "{text}");
+        assert!(
+            text.contains("trail main [open]: stopped at +1.0 s"),
+            "{text}"
+        );
         // The two step rows put their status in the same column.
         let rows: Vec<&str> = text
             .lines()
