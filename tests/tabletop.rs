@@ -172,6 +172,13 @@ fn code_spaces_against_full_lockdown() {
         caught || exposed.iter().any(|e| e.contains(&minted[0])),
         "{minted:?} neither caught nor listed: {exposed:#?}"
     );
+    // The console password the attacker gave devops at 0 s is gone: the
+    // password step removed it, as the emulator reads back.
+    assert_eq!(move_resources(r, "create_login_profile"), ["devops"], "{r}");
+    assert!(
+        !exposed.iter().any(|e| e.contains("console password")),
+        "{exposed:#?}"
+    );
     for needle in [
         "ap-southeast-2, a region the playbook did not select",
         "role AWSServiceRoleForSupport",
@@ -412,6 +419,10 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
             let exposed = exposed(&ex.report);
             let muted = "muted every management event";
             assert!(exposed.iter().any(|e| e.contains(muted)), "{exposed:#?}");
+            // No password step: the attacker's console password stays, open.
+            let password = "console password of user devops";
+            assert!(exposed.iter().any(|e| e.contains(password)), "{exposed:#?}");
+            assert_eq!(ex.report["status"], "not_contained");
         }
     }
 }

@@ -217,6 +217,10 @@ pub enum MoveKind {
     /// Up to `count` snapshots in `region` shared with the attacker's own
     /// account (all when no count), to copy out at leisure.
     ShareSnapshots,
+    /// A console password for `user`, or a new one if it has one (Stratus
+    /// `persistence.iam-create-user-login-profile`,
+    /// `privilege-escalation.iam-update-user-login-profile`).
+    CreateLoginProfile,
 }
 
 impl MoveKind {
@@ -231,6 +235,7 @@ impl MoveKind {
             MoveKind::StopLogging => "stop_logging",
             MoveKind::MuteTrail => "mute_trail",
             MoveKind::ShareSnapshots => "share_snapshots",
+            MoveKind::CreateLoginProfile => "create_login_profile",
         }
     }
 }
@@ -425,9 +430,9 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             (!have).then(|| format!("`do: {}` needs `{field}`", m.action.id()))
         };
         let missing = match m.action {
-            MoveKind::CreateAccessKey | MoveKind::ReactivateAccessKeys => {
-                needs("user", m.user.is_some())
-            }
+            MoveKind::CreateAccessKey
+            | MoveKind::ReactivateAccessKeys
+            | MoveKind::CreateLoginProfile => needs("user", m.user.is_some()),
             MoveKind::AttachAdminPolicy => {
                 needs("user` or `role", m.user.is_some() != m.role.is_some())
             }

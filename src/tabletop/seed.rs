@@ -373,6 +373,30 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                 });
             (format!("user {user}"), r.map(|v| (v, Vec::new())))
         }
+        MoveKind::CreateLoginProfile => {
+            let iam = admin.iam();
+            // A throwaway password: the emulator's, never a real account's.
+            let password = "Tabletop-Attacker-Passw0rd!";
+            let created = iam
+                .create_login_profile()
+                .user_name(&user)
+                .password(password)
+                .send()
+                .await;
+            let r = match created {
+                Ok(_) => Ok(vec![user.clone()]),
+                Err(e) if error_text(&e).contains("EntityAlreadyExists") => iam
+                    .update_login_profile()
+                    .user_name(&user)
+                    .password(password)
+                    .send()
+                    .await
+                    .map(|_| vec![user.clone()])
+                    .map_err(|e| error_text(&e)),
+                Err(e) => Err(error_text(&e)),
+            };
+            (format!("user {user}"), r.map(|v| (v, Vec::new())))
+        }
         MoveKind::ReactivateAccessKeys => {
             let iam = admin.iam();
             let r = async {

@@ -128,6 +128,31 @@ pub async fn exposures(
                     });
                 }
             }
+            MoveKind::CreateLoginProfile => {
+                let user = m.subject.trim_start_matches("user ");
+                let still = iam.get_login_profile().user_name(user).send().await.is_ok();
+                let step = timeline
+                    .iter()
+                    .find(|t| t.action == "iam.delete_login_profiles");
+                if still {
+                    let why = match step {
+                        Some(t) if m.at_ms >= t.start_ms => format!(
+                            "console password set by the attacker at {when}, after the password step began; `--hold` or a second run would catch it"
+                        ),
+                        Some(_) => format!(
+                            "console password set by the attacker at {when}, before the password step, which did not select {user}"
+                        ),
+                        None => format!(
+                            "console password set by the attacker at {when}; the playbook has no password step (iam.delete_login_profiles)"
+                        ),
+                    };
+                    out.push(Exposed {
+                        kind: ExposureKind::Open,
+                        what: format!("console password of user {user}"),
+                        why,
+                    });
+                }
+            }
             MoveKind::AttachAdminPolicy => {
                 let attached = match m.subject.split_once(' ') {
                     Some(("role", role)) => iam
