@@ -134,6 +134,17 @@ fn exposed(r: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The kinds of the exposures naming `what`.
+fn exposure_kinds(r: &serde_json::Value, what: &str) -> Vec<String> {
+    r["exposed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["what"].as_str().is_some_and(|w| w.contains(what)))
+        .filter_map(|e| e["kind"].as_str().map(str::to_string))
+        .collect()
+}
+
 fn move_resources(r: &serde_json::Value, action: &str) -> Vec<String> {
     r["attacker"]
         .as_array()
@@ -179,6 +190,14 @@ fn code_spaces_against_full_lockdown() {
         !exposed.iter().any(|e| e.contains("console password")),
         "{exposed:#?}"
     );
+    // Port 22 opened at 0 s: isolation moved every instance out of the
+    // group, so the rule is left to clean up, not open.
+    let opened = move_resources(r, "open_port_22");
+    assert!(!opened.is_empty(), "{r}");
+    for group in &opened {
+        let kinds = exposure_kinds(r, group);
+        assert_eq!(kinds, ["leftover"], "{group}: {r}");
+    }
     for needle in [
         "ap-southeast-2, a region the playbook did not select",
         "role AWSServiceRoleForSupport",
@@ -326,14 +345,7 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
     );
     assert!(r["first_containment_ms"].as_u64().is_some());
     assert_eq!(r["full_containment_ms"], serde_json::Value::Null, "{r}");
-    let kinds: Vec<&str> = r["exposed"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["what"].as_str().is_some_and(|w| w.contains(&minted[0])))
-        .filter_map(|e| e["kind"].as_str())
-        .collect();
-    assert_eq!(kinds, ["open"], "{r}");
+    assert_eq!(exposure_kinds(r, &minted[0]), ["open"], "{r}");
 }
 
 #[test]
@@ -422,6 +434,11 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
             // No password step: the attacker's console password stays, open.
             let password = "console password of user devops";
             assert!(exposed.iter().any(|e| e.contains(password)), "{exposed:#?}");
+            // The group opened to the world is named either way (the
+            // attacker terminates every instance in it by 8 s).
+            for group in move_resources(&ex.report, "open_port_22") {
+                assert_eq!(exposure_kinds(&ex.report, &group).len(), 1, "{group}");
+            }
             assert_eq!(ex.report["status"], "not_contained");
         }
     }

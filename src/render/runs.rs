@@ -279,10 +279,10 @@ impl Printer {
         for step in steps {
             let open = step.counts.would_change;
             // What JSON calls contained: done, nothing open, nothing failed.
-            let verdict = if step.error.is_some() || step.status != StepStatus::Done {
-                "UNKNOWN"
-            } else if step.counts.failed > 0 {
+            let verdict = if step.counts.failed > 0 {
                 "FAILED"
+            } else if step.error.is_some() || step.status != StepStatus::Done {
+                "UNKNOWN"
             } else if open == 0 {
                 "contained"
             } else {

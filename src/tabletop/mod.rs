@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod emulator;
+pub mod moves;
 pub mod report;
 pub mod scenario;
 pub mod seed;
@@ -24,8 +25,8 @@ use crate::playbook;
 use crate::render::Printer;
 use admin::Admin;
 use emulator::Emulator;
+use moves::MoveRecord;
 use report::{Report, StepTime};
-use seed::MoveRecord;
 
 /// `breakglass tabletop`'s arguments.
 pub struct Request<'a> {
@@ -253,7 +254,7 @@ pub async fn tabletop(
         for (at, m) in &scenario.moves {
             tokio::time::sleep_until((t0 + *at).into()).await;
             let started = t0.elapsed();
-            let (subject, result) = seed::play(&admin, m).await;
+            let (subject, result) = moves::play(&admin, m).await;
             // One refusal in full, the rest counted: they repeat the reason.
             let refusals = |refused: &[String]| match refused {
                 [] => String::new(),
@@ -377,8 +378,7 @@ pub async fn tabletop(
     // and exits 1 (issue 21). A worse exit of the run's own stays.
     let lost = exposed.iter().any(|e| e.kind.loses());
     let (status, exit_code) = match (lost, exit_code) {
-        (true, 0) => ("not_contained".to_string(), 1),
-        (true, code) if run.status == "completed" => ("not_contained".to_string(), code),
+        (true, 0 | 1) => ("not_contained".to_string(), 1),
         _ => (run.status.clone(), exit_code),
     };
     let full_containment_ms = (exit_code == 0 && status == "completed")

@@ -221,6 +221,11 @@ pub enum MoveKind {
     /// `persistence.iam-create-user-login-profile`,
     /// `privilege-escalation.iam-update-user-login-profile`).
     CreateLoginProfile,
+    /// Port 22 opened to the internet on the security groups of the
+    /// instances in `region` (Stratus
+    /// `exfiltration.ec2-security-group-open-port-22-ingress`).
+    #[serde(rename = "open_port_22")]
+    OpenPort22,
 }
 
 impl MoveKind {
@@ -236,6 +241,7 @@ impl MoveKind {
             MoveKind::MuteTrail => "mute_trail",
             MoveKind::ShareSnapshots => "share_snapshots",
             MoveKind::CreateLoginProfile => "create_login_profile",
+            MoveKind::OpenPort22 => "open_port_22",
         }
     }
 }
@@ -439,7 +445,8 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             MoveKind::DeleteSnapshots
             | MoveKind::TerminateInstances
             | MoveKind::LaunchInstance
-            | MoveKind::ShareSnapshots => needs("region", m.region.is_some()),
+            | MoveKind::ShareSnapshots
+            | MoveKind::OpenPort22 => needs("region", m.region.is_some()),
             MoveKind::StopLogging | MoveKind::MuteTrail => needs("trail", m.trail.is_some()),
         };
         if let Some(message) = missing {

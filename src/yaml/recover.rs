@@ -40,11 +40,10 @@ pub fn decode_all<T: for<'de> Deserialize<'de>>(node: &Node) -> Result<T, Vec<De
             // The mapping is read whole before its fields are counted:
             // set it aside as a whole, and look on in its siblings.
             match pos {
-                Some(p) if p != current.pos => {
-                    if set_aside_at(&mut current, p, false).is_none() {
-                        break;
-                    }
-                }
+                Some(p) if p != current.pos => match set_aside_at(&mut current, p, false) {
+                    Some(entry) => set_aside.push(entry),
+                    None => break,
+                },
                 _ => break,
             }
             continue;

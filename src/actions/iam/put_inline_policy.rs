@@ -218,8 +218,20 @@ impl Revert for RestoreInlinePolicy {
             principal,
             policy_name,
             prior,
+            remove_sessions,
             ..
         } = self;
+        if !remove_sessions.is_empty() {
+            let (kind, put, delete) = match principal.kind {
+                PrincipalKind::User => ("user", "iam:PutUserPolicy", "iam:DeleteUserPolicy"),
+                PrincipalKind::Role => ("role", "iam:PutRolePolicy", "iam:DeleteRolePolicy"),
+            };
+            return format!(
+                "{put} {kind} {} PolicyName={policy_name} without session(s) {} ({delete} if none is left)",
+                principal.name,
+                remove_sessions.join(", ")
+            );
+        }
         let (kind, verb) = match (principal.kind, prior.is_some()) {
             (PrincipalKind::User, false) => ("user", "iam:DeleteUserPolicy"),
             (PrincipalKind::User, true) => ("user", "iam:PutUserPolicy (prior document)"),
@@ -281,15 +293,24 @@ impl Revert for RestoreInlinePolicy {
         let mut prior = prior.clone();
         if !remove_sessions.is_empty() {
             let current = current_policy(ctx, principal, policy_name).await?;
-            if let Some(denied) = self.denied_now(current.as_deref()) {
-                let rest: Vec<String> = denied
-                    .into_iter()
-                    .filter(|id| !remove_sessions.contains(id))
-                    .collect();
-                if !rest.is_empty() {
-                    let keep = PolicyKind::DenySessions { userids: rest };
-                    prior = Some(keep.render(jiff::Timestamp::UNIX_EPOCH));
-                }
+            // Changed since the check: a policy that is gone stays gone, and
+            // one breakglass did not write is never deleted.
+            let Some(denied) = self.denied_now(current.as_deref()) else {
+                return match current {
+                    None => Ok(()),
+                    Some(_) => Err(refuse(
+                        "iam:PutRolePolicy",
+                        "a deny-sessions policy changed since the check",
+                    )),
+                };
+            };
+            let rest: Vec<String> = denied
+                .into_iter()
+                .filter(|id| !remove_sessions.contains(id))
+                .collect();
+            if !rest.is_empty() {
+                let keep = PolicyKind::DenySessions { userids: rest };
+                prior = Some(keep.render(jiff::Timestamp::UNIX_EPOCH));
             }
         }
         match (principal.kind, &prior) {

@@ -59,6 +59,7 @@ enum SessionRef {
 pub(super) async fn select_session_owners(
     ctx: &Ctx,
     sel: &SessionSelector,
+    scope: crate::spec::SessionScope,
     out: &mut Vec<Planned>,
 ) -> Result<SessionOwners, AwsError> {
     let named = |v: &Option<String>| v.clone().filter(|n| !n.trim().is_empty());
@@ -89,7 +90,15 @@ pub(super) async fn select_session_owners(
                 continue;
             }
             (None, Some(user)) => Ok((PrincipalKind::User, user, None)),
-            (None, None) => session_owner(ctx, key_id).await?,
+            (None, None) => match session_owner(ctx, key_id).await? {
+                // Not found here, as a name is: `on_missing` decides.
+                Err(Unminted::Elsewhere(reason)) => {
+                    out.push(missing_key(ctx, key_id, reason));
+                    continue;
+                }
+                Err(Unminted::Unknown(reason)) => Err(reason),
+                Ok(minter) => Ok(minter),
+            },
         };
         match owner {
             Ok((PrincipalKind::Role, name, userid)) => {
@@ -163,8 +172,11 @@ pub(super) async fn select_session_owners(
                 // The session's role id must be this role's: a role deleted
                 // and made again under the same name has another id, and a
                 // deny naming the old one would deny nothing.
+                // Under `all_sessions` the role's own sessions are revoked
+                // by issue time, whatever the session's name.
                 SessionRef::UserId(id, key)
-                    if id.split(':').next() != Some(role.role.id.as_str()) =>
+                    if scope == crate::spec::SessionScope::Session
+                        && id.split(':').next() != Some(role.role.id.as_str()) =>
                 {
                     out.push(uncontained_session(
                         ctx,
@@ -197,7 +209,7 @@ pub(super) async fn select_session_owners(
 pub(super) async fn session_owner(
     ctx: &Ctx,
     key_id: &str,
-) -> Result<Result<Minter, String>, AwsError> {
+) -> Result<Result<Minter, Unminted>, AwsError> {
     let hint = "name it with --var role=NAME --var session=NAME (or --var user=NAME for GetSessionToken and GetFederationToken sessions)";
     let sts = ctx.clients.sts();
     let info = ctx
@@ -207,10 +219,10 @@ pub(super) async fn session_owner(
         .await?;
     let account = info.account().unwrap_or_default();
     if !account.is_empty() && account != ctx.identity.account {
-        return Ok(Err(format!(
+        return Ok(Err(Unminted::Elsewhere(format!(
             "{key_id} belongs to account {account}, not {}: run in that account (--accounts {account})",
             ctx.identity.account
-        )));
+        ))));
     }
     let mut regions: Vec<String> = ctx.regions.clone();
     if !regions.iter().any(|r| r == "us-east-1") {
@@ -237,14 +249,23 @@ pub(super) async fn session_owner(
                 continue;
             };
             if let Some(owner) = minted_by(json) {
-                return Ok(owner);
+                return Ok(owner.map_err(Unminted::Unknown));
             }
         }
     }
-    Ok(Err(format!(
+    Ok(Err(Unminted::Unknown(format!(
         "cannot tell who minted {key_id}: CloudTrail holds no event made with it in {}; {hint}",
         regions.join(", ")
-    )))
+    ))))
+}
+
+/// Why a key's minter is not known here.
+pub(super) enum Unminted {
+    /// The key is another account's: not this account's to contain (in a
+    /// fanned-out run, the owning account's step is).
+    Elsewhere(String),
+    /// Nobody can name it (or it is root's): the key stays usable.
+    Unknown(String),
 }
 
 /// Who minted a session: the principal's kind and name, and for a role

@@ -253,7 +253,7 @@ impl Action for RevokeSession {
             let Some(sel) = &step.targets.sessions else {
                 return Ok(());
             };
-            let owners = select_session_owners(ctx, sel, out).await?;
+            let owners = select_session_owners(ctx, sel, params.scope, out).await?;
             let revoke = PolicyKind::RevokeSessions;
             plan_policies(ctx, PrincipalKind::User, owners.users, revoke.clone(), sink).await?;
             if params.scope == SessionScope::AllSessions {

@@ -128,6 +128,53 @@ pub async fn exposures(
                     });
                 }
             }
+            MoveKind::OpenPort22 => {
+                // A group open to the internet matters through the
+                // instances still in it; isolation moves them out.
+                let ec2 = admin.ec2(&m.subject);
+                let Ok(found) = ec2.describe_instances().send().await else {
+                    continue;
+                };
+                for group in &m.resources {
+                    let exposed: Vec<String> = found
+                        .reservations()
+                        .iter()
+                        .flat_map(|r| r.instances())
+                        .filter(|i| {
+                            i.state().and_then(|s| s.name()).map(|n| n.as_str())
+                                != Some("terminated")
+                        })
+                        .filter(|i| {
+                            i.network_interfaces()
+                                .iter()
+                                .flat_map(|n| n.groups())
+                                .any(|g| g.group_id() == Some(group.as_str()))
+                        })
+                        .filter_map(|i| i.instance_id().map(str::to_string))
+                        .collect();
+                    let (kind, why) = if exposed.is_empty() {
+                        (
+                            ExposureKind::Leftover,
+                            format!(
+                                "port 22 opened to the internet by the attacker at {when}; no instance is in the group any more (isolated): close the rule after the investigation"
+                            ),
+                        )
+                    } else {
+                        (
+                            ExposureKind::Open,
+                            format!(
+                                "port 22 opened to the internet by the attacker at {when}, and {} still in it: ec2.isolate_instances moves them out",
+                                exposed.join(", ")
+                            ),
+                        )
+                    };
+                    out.push(Exposed {
+                        kind,
+                        what: format!("security group {group} ({})", m.subject),
+                        why,
+                    });
+                }
+            }
             MoveKind::CreateLoginProfile => {
                 let user = m.subject.trim_start_matches("user ");
                 let still = iam.get_login_profile().user_name(user).send().await.is_ok();
@@ -180,12 +227,27 @@ pub async fn exposures(
                     None => false,
                 };
                 if attached {
+                    // Harmless only while nobody can act as the principal.
+                    let (kind, why) = if cut_off(admin, &m.subject).await {
+                        (
+                            ExposureKind::Leftover,
+                            format!(
+                                "attached by the attacker at {when}: breakglass cuts credentials and sessions but does not detach policies; remove it after the investigation"
+                            ),
+                        )
+                    } else {
+                        (
+                            ExposureKind::Open,
+                            format!(
+                                "attached by the attacker at {when}, and {} can still act with it (an active key, a console password, or new role sessions): quarantine it (iam.quarantine_principals)",
+                                m.subject
+                            ),
+                        )
+                    };
                     out.push(Exposed {
-                        kind: ExposureKind::Leftover,
+                        kind,
                         what: format!("AdministratorAccess on {}", m.subject),
-                        why: format!(
-                            "attached by the attacker at {when}: breakglass cuts credentials and sessions but does not detach policies; remove it after the investigation"
-                        ),
+                        why,
                     });
                 }
             }
@@ -404,6 +466,10 @@ pub async fn exposures(
                 } else if targeted {
                     let why = "not isolated: see the isolation step's outcome";
                     (ExposureKind::Open, why.to_string())
+                } else if items.is_empty() {
+                    // A selector that matched nothing is no choice to respect.
+                    let why = "not isolated: the isolation step selected no instance at all";
+                    (ExposureKind::Open, why.to_string())
                 } else if !isolate_regions.contains(&region.as_str()) {
                     let why = format!("in {region}, a region the playbook did not select");
                     (ExposureKind::NotSelected, why)
@@ -431,6 +497,47 @@ pub async fn exposures(
         }
     }
     out
+}
+
+/// Whether nobody can act as `subject` (`user NAME`, `role NAME`): a user
+/// with no active key and no console password, or either under the
+/// quarantine's deny-all. A role's sessions revoked by issue time do not
+/// count: new ones would still work.
+async fn cut_off(admin: &Admin, subject: &str) -> bool {
+    let iam = admin.iam();
+    let quarantine = crate::actions::iam::QUARANTINE_POLICY_NAME;
+    match subject.split_once(' ') {
+        Some(("role", role)) => iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(quarantine)
+            .send()
+            .await
+            .is_ok(),
+        Some((_, user)) => {
+            let quarantined = iam
+                .get_user_policy()
+                .user_name(user)
+                .policy_name(quarantine)
+                .send()
+                .await
+                .is_ok();
+            let active_key = iam
+                .list_access_keys()
+                .user_name(user)
+                .send()
+                .await
+                .map(|k| {
+                    k.access_key_metadata()
+                        .iter()
+                        .any(|k| k.status().map(|s| s.as_str()) == Some("Active"))
+                })
+                .unwrap_or(true);
+            let password = iam.get_login_profile().user_name(user).send().await.is_ok();
+            quarantined || (!active_key && !password)
+        }
+        None => false,
+    }
 }
 
 pub(super) async fn isolated(admin: &Admin, region: &str, id: &str) -> bool {

@@ -216,6 +216,8 @@ fn ticks(total: u64) -> Vec<u64> {
             }
         }
     }
+    // Past 10¹² ms (decades) the magnitudes run out: ten marks, unrounded.
+    let step = step.max(total / 10 + 1);
     (0..=total / step).map(|n| n * step).collect()
 }
 
@@ -254,5 +256,6 @@ mod tests {
         );
         assert_eq!(ticks(1), [0, 1]);
         assert_eq!(ticks(0), [0, 1]);
+        assert!(ticks(u64::MAX).len() <= 11);
     }
 }

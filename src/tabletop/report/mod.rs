@@ -16,8 +16,9 @@ use crate::report::{Item, StepReport, StepStatus};
 use serde::Serialize;
 
 use super::admin::Admin;
+use super::moves::MoveRecord;
 use super::scenario::{MoveKind, Scenario};
-use super::seed::{MoveRecord, Seeded};
+use super::seed::Seeded;
 use crate::actions::ec2::{QUARANTINE_GROUP, SOURCE_TAG};
 
 /// One step on the timeline (milliseconds from the start of the run).
@@ -275,7 +276,9 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "| {} |", TIMELINE_HEADER.join(" | "));
     let _ = writeln!(s, "|{}", "---|".repeat(TIMELINE_HEADER.len()));
     for t in &r.timeline {
-        let _ = writeln!(s, "| {} |", t.cells().join(" | "));
+        // A `|` in a step's name would end its cell.
+        let cells: Vec<String> = t.cells().iter().map(|c| c.replace('|', "\\|")).collect();
+        let _ = writeln!(s, "| {} |", cells.join(" | "));
     }
     if !r.attacker.is_empty() {
         let _ = writeln!(s, "\n## Attacker moves\n");

@@ -96,7 +96,7 @@ pub fn terminal(r: &Report, colour: bool, every: bool) -> String {
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     let style = |cell: &str| match cell {
         "done" => paint.green(cell),
-        "failed" | "refused" | "not run" => paint.red(cell),
+        "failed" | "refused" | "not_run" => paint.red(cell),
         _ => cell.to_string(),
     };
     table(&mut s, &header, &rows, &style);
