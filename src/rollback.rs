@@ -125,8 +125,11 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
         let Some((target, op)) = intents.get(of) else {
             continue;
         };
-        if seen.insert(resource_key(*of, target, op)) {
+        let key = resource_key(*of, target, op);
+        if seen.insert(key.clone()) {
             firsts.push((*of, (*target).clone(), (*op).clone(), effect.clone()));
+        } else {
+            denied_later(&mut firsts, &key, op);
         }
     }
     // What the run's playbook protected, the run never touched: its
@@ -163,6 +166,31 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
             Step { of, target, plan }
         })
         .collect()
+}
+
+/// A later deny-sessions write to a policy the run wrote before: its
+/// sessions join the first write's, so that the rollback (undoing the first
+/// write, against what was there before the run) lifts them all.
+fn denied_later(firsts: &mut [(u64, Target, Op, Option<serde_json::Value>)], key: &str, op: &Op) {
+    use crate::actions::iam::PolicyKind;
+    let Op::PutInlinePolicy(later) = op else {
+        return;
+    };
+    let PolicyKind::DenySessions { userids: more } = &later.policy else {
+        return;
+    };
+    let first = firsts
+        .iter_mut()
+        .find(|(of, target, op, _)| resource_key(*of, target, op) == key);
+    if let Some((_, _, Op::PutInlinePolicy(first), _)) = first
+        && let PolicyKind::DenySessions { userids } = &mut first.policy
+    {
+        for id in more {
+            if !userids.contains(id) {
+                userids.push(id.clone());
+            }
+        }
+    }
 }
 
 /// The `protect` pattern that covers the principal a change was made to,

@@ -309,6 +309,30 @@ async fn a_stolen_session_revokes_the_role_that_minted_it_or_asks_for_it() {
         ran.stderr
     );
 
+    // Two writes to one role's list in one run: its rollback lifts both,
+    // and leaves what other runs denied.
+    let two = playbook(
+        &e,
+        "two.yaml",
+        "name: two\nsteps:\n\
+         - action: iam.revoke_session\n  targets: { sessions: { key_ids: [], role: other, session_name: ci-50 } }\n\
+         - action: iam.revoke_session\n  targets: { sessions: { key_ids: [], role: other, session_name: ci-51 } }\n",
+    );
+    let log = e.path("two.jsonl");
+    let log = log.to_str().expect("path");
+    let two = two.to_str().expect("path");
+    let ran = e.run(&["run", two, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let denied = session_userids(e.inline_policy("role", "other", DENY_SESSIONS).await);
+    assert_eq!(denied.len(), 4, "{denied:?}");
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    let denied = e.inline_policy("role", "other", DENY_SESSIONS).await;
+    assert_eq!(
+        session_userids(denied),
+        [format!("{id}:ci-42"), format!("{id}:ci-44")]
+    );
+
     // The broad alternative, when the playbook asks for it: every session
     // of the role issued before now.
     let text = std::fs::read_to_string(repo_playbook("compromised-session.yaml"))
