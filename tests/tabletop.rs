@@ -190,6 +190,9 @@ fn code_spaces_against_full_lockdown() {
         !exposed.iter().any(|e| e.contains("console password")),
         "{exposed:#?}"
     );
+    // The administrator the attacker made at 0 s lost its key to the key
+    // step: left to clean up, not open.
+    assert_eq!(exposure_kinds(r, "user backdoor"), ["leftover"], "{r}");
     // Port 22 opened at 0 s: isolation moved every instance out of the
     // group, so the rule is left to clean up, not open.
     let opened = move_resources(r, "open_port_22");
@@ -431,6 +434,8 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
             let exposed = exposed(&ex.report);
             let muted = "muted every management event";
             assert!(exposed.iter().any(|e| e.contains(muted)), "{exposed:#?}");
+            // No key step: the attacker's new administrator keeps its key.
+            assert_eq!(exposure_kinds(&ex.report, "user backdoor"), ["open"]);
             // No password step: the attacker's console password stays, open.
             let password = "console password of user devops";
             assert!(exposed.iter().any(|e| e.contains(password)), "{exposed:#?}");
@@ -528,16 +533,32 @@ fn a_bad_scenario_or_a_foreign_endpoint_starts_nothing() {
     assert!(stderr.contains("at most 2 access keys"), "{stderr}");
     assert!(stderr.contains("bad.yaml:5:5"), "{stderr}");
 
+    // A new administrator is a user the scenario does not already declare.
+    std::fs::write(
+        &bad,
+        "name: bad\nusers:\n  - { name: a }\nattacker:\n  - { at: 1s, do: create_admin_user, user: a }\n",
+    )
+    .expect("write");
+    let invalid = |path: &Path| {
+        let out = Command::cargo_bin("breakglass")
+            .expect("binary")
+            .args(["validate", "--scenario"])
+            .arg(path)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        stderr
+    };
+    let stderr = invalid(&bad);
+    assert!(
+        stderr.contains("makes a new user: `a` is declared"),
+        "{stderr}"
+    );
+
     // A root can hold at most five SCPs, and only in an organization.
     std::fs::write(&bad, "name: bad\nroot_scps: 7\n").expect("write");
-    let out = Command::cargo_bin("breakglass")
-        .expect("binary")
-        .args(["validate", "--scenario"])
-        .arg(&bad)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = invalid(&bad);
     assert!(stderr.contains("bad.yaml:2:12"), "{stderr}");
     assert!(
         stderr.contains("root_scps needs `organization: true`"),

@@ -55,6 +55,32 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                 });
             (format!("user {user}"), r.map(|v| (v, Vec::new())))
         }
+        MoveKind::CreateAdminUser => {
+            let iam = admin.iam();
+            let r = async {
+                iam.create_user()
+                    .user_name(&user)
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                iam.attach_user_policy()
+                    .user_name(&user)
+                    .policy_arn(ADMIN_POLICY)
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                let key = iam
+                    .create_access_key()
+                    .user_name(&user)
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                let id = key.access_key().map(|k| k.access_key_id().to_string());
+                Ok((id.into_iter().collect(), Vec::new()))
+            }
+            .await;
+            (format!("user {user}"), r)
+        }
         MoveKind::CreateLoginProfile => {
             let iam = admin.iam();
             // A throwaway password: the emulator's, never a real account's.

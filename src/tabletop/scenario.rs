@@ -226,6 +226,10 @@ pub enum MoveKind {
     /// `exfiltration.ec2-security-group-open-port-22-ingress`).
     #[serde(rename = "open_port_22")]
     OpenPort22,
+    /// A new user `user` (not one of the scenario's), AdministratorAccess
+    /// attached and an access key made (Stratus
+    /// `persistence.iam-create-admin-user`).
+    CreateAdminUser,
 }
 
 impl MoveKind {
@@ -242,6 +246,7 @@ impl MoveKind {
             MoveKind::ShareSnapshots => "share_snapshots",
             MoveKind::CreateLoginProfile => "create_login_profile",
             MoveKind::OpenPort22 => "open_port_22",
+            MoveKind::CreateAdminUser => "create_admin_user",
         }
     }
 }
@@ -438,7 +443,8 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         let missing = match m.action {
             MoveKind::CreateAccessKey
             | MoveKind::ReactivateAccessKeys
-            | MoveKind::CreateLoginProfile => needs("user", m.user.is_some()),
+            | MoveKind::CreateLoginProfile
+            | MoveKind::CreateAdminUser => needs("user", m.user.is_some()),
             MoveKind::AttachAdminPolicy => {
                 needs("user` or `role", m.user.is_some() != m.role.is_some())
             }
@@ -453,13 +459,19 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             err(m.pos, message);
             continue;
         }
+        // A new user is one the scenario does not declare; any other move
+        // acts on a declared one.
+        let creates = m.action == MoveKind::CreateAdminUser;
         if let Some(user) = &m.user
-            && !users.contains(user.as_str())
+            && users.contains(user.as_str()) == creates
         {
-            err(
-                m.pos,
-                format!("user `{user}` is not declared under `users`"),
-            );
+            let message = match creates {
+                true => format!(
+                    "`do: create_admin_user` makes a new user: `{user}` is declared under `users`"
+                ),
+                false => format!("user `{user}` is not declared under `users`"),
+            };
+            err(m.pos, message);
         }
         if let Some(role) = &m.role
             && !roles.contains(role.as_str())

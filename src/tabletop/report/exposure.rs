@@ -128,6 +128,39 @@ pub async fn exposures(
                     });
                 }
             }
+            MoveKind::CreateAdminUser => {
+                let user = m.subject.trim_start_matches("user ");
+                let active: Vec<String> = iam
+                    .list_access_keys()
+                    .user_name(user)
+                    .send()
+                    .await
+                    .iter()
+                    .flat_map(|k| k.access_key_metadata())
+                    .filter(|k| k.status().map(|s| s.as_str()) == Some("Active"))
+                    .filter_map(|k| k.access_key_id().map(str::to_string))
+                    .collect();
+                let (kind, why) = match active.is_empty() {
+                    true => (
+                        ExposureKind::Leftover,
+                        format!(
+                            "an administrator made by the attacker at {when}; its keys are inactive: delete the user after the investigation"
+                        ),
+                    ),
+                    false => (
+                        ExposureKind::Open,
+                        format!(
+                            "an administrator made by the attacker at {when}, with active key {}; `--hold` or a second run of the key step would catch it",
+                            active.join(", ")
+                        ),
+                    ),
+                };
+                out.push(Exposed {
+                    kind,
+                    what: format!("administrator user {user}"),
+                    why,
+                });
+            }
             MoveKind::OpenPort22 => {
                 // A group open to the internet matters through the
                 // instances still in it; isolation moves them out.
