@@ -176,9 +176,12 @@ fn denied_later(firsts: &mut [(u64, Target, Op, Option<serde_json::Value>)], key
     let Op::PutInlinePolicy(later) = op else {
         return;
     };
-    let PolicyKind::DenySessions { userids: more } = &later.policy else {
-        return;
-    };
+    // Only what the later write added: a session someone else denied in
+    // between stays denied.
+    let more = crate::actions::iam::put_inline_policy::added_sessions(
+        &later.policy,
+        later.prior_document.as_deref(),
+    );
     let first = firsts
         .iter_mut()
         .find(|(of, target, op, _)| resource_key(*of, target, op) == key);
@@ -186,8 +189,8 @@ fn denied_later(firsts: &mut [(u64, Target, Op, Option<serde_json::Value>)], key
         && let PolicyKind::DenySessions { userids } = &mut first.policy
     {
         for id in more {
-            if !userids.contains(id) {
-                userids.push(id.clone());
+            if !userids.contains(&id) {
+                userids.push(id);
             }
         }
     }

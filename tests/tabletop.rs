@@ -193,6 +193,13 @@ fn code_spaces_against_full_lockdown() {
     // The administrator the attacker made at 0 s lost its key to the key
     // step: left to clean up, not open.
     assert_eq!(exposure_kinds(r, "user backdoor"), ["leftover"], "{r}");
+    // So is the admin policy on ci-deploy: its keys, password and sessions
+    // are all cut.
+    assert_eq!(
+        exposure_kinds(r, "AdministratorAccess on user ci-deploy"),
+        ["leftover"],
+        "{r}"
+    );
     // Port 22 opened at 0 s: isolation moved every instance out of the
     // group, so the rule is left to clean up, not open.
     let opened = move_resources(r, "open_port_22");
@@ -436,6 +443,8 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
             assert!(exposed.iter().any(|e| e.contains(muted)), "{exposed:#?}");
             // No key step: the attacker's new administrator keeps its key.
             assert_eq!(exposure_kinds(&ex.report, "user backdoor"), ["open"]);
+            let admin = "AdministratorAccess on user ci-deploy";
+            assert_eq!(exposure_kinds(&ex.report, admin), ["open"]);
             // No password step: the attacker's console password stays, open.
             let password = "console password of user devops";
             assert!(exposed.iter().any(|e| e.contains(password)), "{exposed:#?}");

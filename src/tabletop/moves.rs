@@ -248,6 +248,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                     .filter_map(|g| g.group_id().map(str::to_string))
                     .collect();
                 let mut opened = Vec::new();
+                let mut refused = Vec::new();
                 for group in groups {
                     let rule = aws_sdk_ec2::types::IpPermission::builder()
                         .ip_protocol("tcp")
@@ -268,10 +269,13 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                     match added {
                         Ok(_) => opened.push(group),
                         Err(e) if error_text(&e).contains("Duplicate") => opened.push(group),
-                        Err(e) => return Err(error_text(&e)),
+                        Err(e) => refused.push(format!("{group}: {}", error_text(&e))),
                     }
                 }
-                Ok((opened, Vec::new()))
+                if opened.is_empty() && !refused.is_empty() {
+                    return Err(refused.join("; "));
+                }
+                Ok((opened, refused))
             }
             .await;
             (region.clone(), r)

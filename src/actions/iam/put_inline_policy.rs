@@ -121,6 +121,17 @@ impl Call for PutInlinePolicy {
             .await;
         match put {
             Ok(()) => Ok(None),
+            // A managed policy holds one document for every run: a list of
+            // denied sessions there could not be added to or lifted per run.
+            Err(e)
+                if crate::actions::managed_deny::is_inline_quota(&e)
+                    && matches!(self.policy, PolicyKind::DenySessions { .. }) =>
+            {
+                Err(refuse(
+                    "iam:PutRolePolicy",
+                    "a deny-sessions list in a managed policy (the role's inline policies are at IAM's size limit: free room, or use `scope: all_sessions`)",
+                ))
+            }
             Err(e) if crate::actions::managed_deny::is_inline_quota(&e) => {
                 let effect =
                     crate::actions::managed_deny::apply(ctx, principal, policy_name, document)
@@ -174,7 +185,7 @@ impl Call for PutInlinePolicy {
 
 /// The sessions a deny-sessions write added to those denied before it: what
 /// its rollback lifts, leaving earlier runs' denials in place.
-fn added_sessions(policy: &PolicyKind, prior: Option<&str>) -> Vec<String> {
+pub fn added_sessions(policy: &PolicyKind, prior: Option<&str>) -> Vec<String> {
     let PolicyKind::DenySessions { userids } = policy else {
         return Vec::new();
     };

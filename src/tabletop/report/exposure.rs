@@ -130,28 +130,17 @@ pub async fn exposures(
             }
             MoveKind::CreateAdminUser => {
                 let user = m.subject.trim_start_matches("user ");
-                let active: Vec<String> = iam
-                    .list_access_keys()
-                    .user_name(user)
-                    .send()
-                    .await
-                    .iter()
-                    .flat_map(|k| k.access_key_metadata())
-                    .filter(|k| k.status().map(|s| s.as_str()) == Some("Active"))
-                    .filter_map(|k| k.access_key_id().map(str::to_string))
-                    .collect();
-                let (kind, why) = match active.is_empty() {
+                let (kind, why) = match cut_off(admin, &m.subject).await {
                     true => (
                         ExposureKind::Leftover,
                         format!(
-                            "an administrator made by the attacker at {when}; its keys are inactive: delete the user after the investigation"
+                            "an administrator made by the attacker at {when}; its key and sessions are cut: delete the user after the investigation"
                         ),
                     ),
                     false => (
                         ExposureKind::Open,
                         format!(
-                            "an administrator made by the attacker at {when}, with active key {}; `--hold` or a second run of the key step would catch it",
-                            active.join(", ")
+                            "an administrator made by the attacker at {when}, still able to act (an active key, or sessions not revoked); `--hold` or a second run would catch it"
                         ),
                     ),
                 };
@@ -165,7 +154,16 @@ pub async fn exposures(
                 // A group open to the internet matters through the
                 // instances still in it; isolation moves them out.
                 let ec2 = admin.ec2(&m.subject);
-                let Ok(found) = ec2.describe_instances().send().await else {
+                let found = ec2.describe_instances().send().await;
+                let Ok(found) = found else {
+                    // Unread is not safe: each opened group stays open.
+                    for group in &m.resources {
+                        out.push(Exposed {
+                            kind: ExposureKind::Open,
+                            what: format!("security group {group} ({})", m.subject),
+                            why: format!("port 22 opened to the internet by the attacker at {when}; its instances could not be read back"),
+                        });
+                    }
                     continue;
                 };
                 for group in &m.resources {
@@ -532,13 +530,16 @@ pub async fn exposures(
     out
 }
 
-/// Whether nobody can act as `subject` (`user NAME`, `role NAME`): a user
-/// with no active key and no console password, or either under the
-/// quarantine's deny-all. A role's sessions revoked by issue time do not
-/// count: new ones would still work.
+/// Whether nobody can act as `subject` (`user NAME`, `role NAME`): either
+/// under the quarantine's deny-all, or a user with no active key, no
+/// console password and its sessions revoked (GetSessionToken and console
+/// sessions outlive the key and the password). A role's sessions revoked by
+/// issue time do not count: new ones would still work. A read that fails
+/// counts as not cut off.
 async fn cut_off(admin: &Admin, subject: &str) -> bool {
     let iam = admin.iam();
     let quarantine = crate::actions::iam::QUARANTINE_POLICY_NAME;
+    let revoked = crate::actions::iam::REVOKE_POLICY_NAME;
     match subject.split_once(' ') {
         Some(("role", role)) => iam
             .get_role_policy()
@@ -566,8 +567,20 @@ async fn cut_off(admin: &Admin, subject: &str) -> bool {
                         .any(|k| k.status().map(|s| s.as_str()) == Some("Active"))
                 })
                 .unwrap_or(true);
-            let password = iam.get_login_profile().user_name(user).send().await.is_ok();
-            quarantined || (!active_key && !password)
+            let password = match iam.get_login_profile().user_name(user).send().await {
+                Ok(_) => true,
+                Err(e) => !e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()),
+            };
+            let sessions_revoked = iam
+                .get_user_policy()
+                .user_name(user)
+                .policy_name(revoked)
+                .send()
+                .await
+                .is_ok();
+            quarantined || (!active_key && !password && sessions_revoked)
         }
         None => false,
     }
