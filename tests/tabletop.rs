@@ -200,6 +200,10 @@ fn code_spaces_against_full_lockdown() {
         ["leftover"],
         "{r}"
     );
+    // The trust of app-server opened to the attacker's account: the
+    // flagship revokes the role's sessions by issue time but quarantines no
+    // role, so the sessions the attacker mints from outside still work.
+    assert_eq!(exposure_kinds(r, "role app-server"), ["open"], "{r}");
     // Port 22 opened at 0 s: isolation moved every instance out of the
     // group, so the rule is left to clean up, not open.
     let opened = move_resources(r, "open_port_22");

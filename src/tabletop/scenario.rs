@@ -230,6 +230,9 @@ pub enum MoveKind {
     /// attached and an access key made (Stratus
     /// `persistence.iam-create-admin-user`).
     CreateAdminUser,
+    /// `role`'s trust policy opened to the attacker's own account (Stratus
+    /// `persistence.iam-backdoor-role`).
+    BackdoorRole,
 }
 
 impl MoveKind {
@@ -247,6 +250,7 @@ impl MoveKind {
             MoveKind::CreateLoginProfile => "create_login_profile",
             MoveKind::OpenPort22 => "open_port_22",
             MoveKind::CreateAdminUser => "create_admin_user",
+            MoveKind::BackdoorRole => "backdoor_role",
         }
     }
 }
@@ -448,6 +452,7 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             MoveKind::AttachAdminPolicy => {
                 needs("user` or `role", m.user.is_some() != m.role.is_some())
             }
+            MoveKind::BackdoorRole => needs("role", m.role.is_some()),
             MoveKind::DeleteSnapshots
             | MoveKind::TerminateInstances
             | MoveKind::LaunchInstance

@@ -150,6 +150,50 @@ pub async fn exposures(
                     why,
                 });
             }
+            MoveKind::BackdoorRole => {
+                let role = m.subject.trim_start_matches("role ");
+                let trust = match iam.get_role().role_name(role).send().await {
+                    Ok(r) => r
+                        .role()
+                        .and_then(|r| r.assume_role_policy_document())
+                        .map(crate::actions::iam::url_decode),
+                    // Unread is not safe.
+                    Err(_) => Some(ATTACKER_ACCOUNT.to_string()),
+                };
+                if !trust.is_some_and(|t| t.contains(ATTACKER_ACCOUNT)) {
+                    continue;
+                }
+                // The management account's roles are bound by no SCP or RCP:
+                // only a deny on the role itself holds the sessions the
+                // attacker can mint from outside.
+                let quarantine = crate::actions::iam::QUARANTINE_POLICY_NAME;
+                let held = iam
+                    .get_role_policy()
+                    .role_name(role)
+                    .policy_name(quarantine)
+                    .send()
+                    .await
+                    .is_ok();
+                let (kind, why) = match held {
+                    true => (
+                        ExposureKind::Leftover,
+                        format!(
+                            "its trust opened to the attacker's account {ATTACKER_ACCOUNT} at {when}; the role is quarantined: restore its trust policy after the investigation"
+                        ),
+                    ),
+                    false => (
+                        ExposureKind::Open,
+                        format!(
+                            "its trust opened to the attacker's account {ATTACKER_ACCOUNT} at {when}: the attacker mints new sessions from outside, which no revocation by issue time ends; quarantine the role (iam.quarantine_principals) and restore its trust policy"
+                        ),
+                    ),
+                };
+                out.push(Exposed {
+                    kind,
+                    what: format!("role {role}"),
+                    why,
+                });
+            }
             MoveKind::OpenPort22 => {
                 // A group open to the internet matters through the
                 // instances still in it; isolation moves them out.
