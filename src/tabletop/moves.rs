@@ -217,10 +217,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                         Err(e) => refused.push(format!("{id}: {}", error_text(&e))),
                     }
                 }
-                if deleted.is_empty() && !refused.is_empty() {
-                    return Err(refused.join("; "));
-                }
-                Ok((deleted, refused))
+                some_done(deleted, refused)
             }
             .await;
             (region.clone(), r)
@@ -258,10 +255,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                         Err(e) => refused.push(format!("{id}: {}", error_text(&e))),
                     }
                 }
-                if gone.is_empty() && !refused.is_empty() {
-                    return Err(refused.join("; "));
-                }
-                Ok((gone, refused))
+                some_done(gone, refused)
             }
             .await;
             (region.clone(), r)
@@ -278,9 +272,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                     .reservations()
                     .iter()
                     .flat_map(|r| r.instances())
-                    .filter(|i| {
-                        i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated")
-                    })
+                    .filter(|i| alive(i))
                     .flat_map(|i| i.network_interfaces())
                     .flat_map(|n| n.groups())
                     .filter_map(|g| g.group_id().map(str::to_string))
@@ -310,10 +302,7 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                         Err(e) => refused.push(format!("{group}: {}", error_text(&e))),
                     }
                 }
-                if opened.is_empty() && !refused.is_empty() {
-                    return Err(refused.join("; "));
-                }
-                Ok((opened, refused))
+                some_done(opened, refused)
             }
             .await;
             (region.clone(), r)
@@ -409,4 +398,18 @@ fn error_text<E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Display>(e
         (Some(code), None) => code.to_string(),
         _ => e.to_string(),
     }
+}
+
+/// A move over many resources: what it did and what was refused, or a
+/// failure when everything was refused.
+fn some_done(done: Vec<String>, refused: Vec<String>) -> Played {
+    if done.is_empty() && !refused.is_empty() {
+        return Err(refused.join("; "));
+    }
+    Ok((done, refused))
+}
+
+/// An instance not terminated: still there to act on, or to expose.
+pub(super) fn alive(i: &aws_sdk_ec2::types::Instance) -> bool {
+    i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated")
 }

@@ -2,6 +2,7 @@
 //! the emulator rather than from the tool's own report.
 
 use super::*;
+use crate::actions::iam::{QUARANTINE_POLICY_NAME as QUARANTINE, REVOKE_POLICY_NAME as REVOKE};
 use crate::tabletop::seed::{ATTACKER_ACCOUNT, shared_with_attacker};
 
 /// Reads the emulator back and lists what stayed exposed.
@@ -166,14 +167,7 @@ pub async fn exposures(
                 // The management account's roles are bound by no SCP or RCP:
                 // only a deny on the role itself holds the sessions the
                 // attacker can mint from outside.
-                let quarantine = crate::actions::iam::QUARANTINE_POLICY_NAME;
-                let held = iam
-                    .get_role_policy()
-                    .role_name(role)
-                    .policy_name(quarantine)
-                    .send()
-                    .await
-                    .is_ok();
+                let held = has_inline(admin, "role", role, QUARANTINE).await;
                 let (kind, why) = match held {
                     true => (
                         ExposureKind::Leftover,
@@ -215,10 +209,7 @@ pub async fn exposures(
                         .reservations()
                         .iter()
                         .flat_map(|r| r.instances())
-                        .filter(|i| {
-                            i.state().and_then(|s| s.name()).map(|n| n.as_str())
-                                != Some("terminated")
-                        })
+                        .filter(|i| crate::tabletop::moves::alive(i))
                         .filter(|i| {
                             i.network_interfaces()
                                 .iter()
@@ -252,7 +243,7 @@ pub async fn exposures(
             }
             MoveKind::CreateLoginProfile => {
                 let user = m.subject.trim_start_matches("user ");
-                let still = iam.get_login_profile().user_name(user).send().await.is_ok();
+                let still = has_password(admin, user).await;
                 let step = timeline
                     .iter()
                     .find(|t| t.action == "iam.delete_login_profiles");
@@ -581,26 +572,11 @@ pub async fn exposures(
 /// issue time do not count: new ones would still work. A read that fails
 /// counts as not cut off.
 async fn cut_off(admin: &Admin, subject: &str) -> bool {
-    let iam = admin.iam();
-    let quarantine = crate::actions::iam::QUARANTINE_POLICY_NAME;
-    let revoked = crate::actions::iam::REVOKE_POLICY_NAME;
     match subject.split_once(' ') {
-        Some(("role", role)) => iam
-            .get_role_policy()
-            .role_name(role)
-            .policy_name(quarantine)
-            .send()
-            .await
-            .is_ok(),
+        Some(("role", role)) => has_inline(admin, "role", role, QUARANTINE).await,
         Some((_, user)) => {
-            let quarantined = iam
-                .get_user_policy()
-                .user_name(user)
-                .policy_name(quarantine)
-                .send()
-                .await
-                .is_ok();
-            let active_key = iam
+            let active_key = admin
+                .iam()
                 .list_access_keys()
                 .user_name(user)
                 .send()
@@ -611,22 +587,38 @@ async fn cut_off(admin: &Admin, subject: &str) -> bool {
                         .any(|k| k.status().map(|s| s.as_str()) == Some("Active"))
                 })
                 .unwrap_or(true);
-            let password = match iam.get_login_profile().user_name(user).send().await {
-                Ok(_) => true,
-                Err(e) => !e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_no_such_entity_exception()),
-            };
-            let sessions_revoked = iam
-                .get_user_policy()
-                .user_name(user)
-                .policy_name(revoked)
-                .send()
-                .await
-                .is_ok();
-            quarantined || (!active_key && !password && sessions_revoked)
+            has_inline(admin, "user", user, QUARANTINE).await
+                || (!active_key
+                    && !has_password(admin, user).await
+                    && has_inline(admin, "user", user, REVOKE).await)
         }
         None => false,
+    }
+}
+
+/// Whether `kind` (`user` or `role`) `name` holds the inline policy `policy`.
+async fn has_inline(admin: &Admin, kind: &str, name: &str, policy: &str) -> bool {
+    let iam = admin.iam();
+    match kind {
+        "role" => {
+            let got = iam.get_role_policy().role_name(name).policy_name(policy);
+            got.send().await.is_ok()
+        }
+        _ => {
+            let got = iam.get_user_policy().user_name(name).policy_name(policy);
+            got.send().await.is_ok()
+        }
+    }
+}
+
+/// Whether `user` has a console password: only IAM's NoSuchEntity says it
+/// has none, so a read that fails counts as one.
+async fn has_password(admin: &Admin, user: &str) -> bool {
+    match admin.iam().get_login_profile().user_name(user).send().await {
+        Ok(_) => true,
+        Err(e) => !e
+            .as_service_error()
+            .is_some_and(|s| s.is_no_such_entity_exception()),
     }
 }
 
