@@ -112,6 +112,9 @@ pub enum SkipReason {
     Protected { pattern: String },
     /// AWS manages it; inline policies cannot be attached.
     ServiceLinkedRole,
+    /// An IAM Identity Center role (`AWSReservedSSO_*`): IAM cannot edit it;
+    /// its users are contained with `sso.contain_users`.
+    IdentityCenterRole,
     /// An earlier snapshot of this instance failed: stopping it would destroy
     /// the memory and disk state that is now the only evidence.
     SnapshotFailed,
@@ -126,6 +129,9 @@ impl fmt::Display for SkipReason {
             SkipReason::ServiceLinkedRole => {
                 f.write_str("service-linked role (AWS allows no inline policy on it)")
             }
+            SkipReason::IdentityCenterRole => f.write_str(
+                "IAM Identity Center role (AWSReservedSSO_*), which IAM cannot edit: contain its users with sso.contain_users",
+            ),
             SkipReason::SnapshotFailed => f.write_str(
                 "its snapshot failed earlier in this run: not stopped, to keep the evidence",
             ),

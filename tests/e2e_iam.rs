@@ -6,6 +6,7 @@ use common::{Estate, playbook, repo_playbook};
 
 const REVOKE: &str = "breakglass-revoke-older-sessions";
 const QUARANTINE: &str = "breakglass-quarantine";
+const SSO_ROLE: &str = "AWSReservedSSO_Admin_0123456789abcdef";
 
 /// The `aws:TokenIssueTime` cutoff of a revocation policy.
 fn cutoff(doc: &serde_json::Value) -> jiff::Timestamp {
@@ -26,6 +27,7 @@ async fn lockdown_estate() -> (Estate, String, String) {
     let bob = e.user_with_key("bob").await;
     e.role("app", "/").await;
     e.role("IR-BreakGlass", "/").await;
+    e.role(SSO_ROLE, "/aws-reserved/sso.amazonaws.com/").await;
     e.iam
         .create_service_linked_role()
         .aws_service_name("autoscaling.amazonaws.com")
@@ -101,6 +103,17 @@ async fn credential_lockdown_contains_everyone_but_the_executor() {
         ran.stdout
     );
     assert!(ran.stdout.contains("service-linked role"), "{}", ran.stdout);
+    // IAM refuses changes to an Identity Center role: skipped, pointing to
+    // the action that reaches its users, and never written to.
+    let written = e.iam.list_role_policies().role_name(SSO_ROLE).send().await;
+    assert!(written.expect("role policies").policy_names().is_empty());
+    assert!(
+        ran.stdout.contains(&format!(
+            "role {SSO_ROLE} · IAM Identity Center role (AWSReservedSSO_*), which IAM cannot edit: contain its users with sso.contain_users"
+        )),
+        "{}",
+        ran.stdout
+    );
     assert!(
         ran.stdout
             .contains("verify: every target reads back contained"),
@@ -760,4 +773,299 @@ async fn an_interrupted_run_is_reported_and_its_uncertain_change_left_alone() {
         e.key_status(uncertain_user, &uncertain_key).await,
         "Inactive"
     );
+}
+
+/// An Identity Center estate: `mallory` (compromised) holds `Admin` in the
+/// account directly and `ReadOnly` through group `ops`; `alice` holds the
+/// same; `Billing` is nobody's. `Admin` already has an inline policy.
+struct Sso {
+    instance: String,
+    store: String,
+    mallory: String,
+    alice: String,
+    ops: String,
+    admin: String,
+    read_only: String,
+    billing: String,
+}
+
+const ADMIN_POLICY: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+
+async fn sso_estate(e: &Estate) -> Sso {
+    let sso = e.sso_admin();
+    let ids = e.identitystore();
+    let listed = sso.list_instances().send().await.expect("instances");
+    let inst = &listed.instances()[0];
+    let instance = inst.instance_arn().expect("arn").to_string();
+    let store = inst.identity_store_id().expect("store").to_string();
+    let user = |name: &str| {
+        ids.create_user()
+            .identity_store_id(&store)
+            .user_name(name)
+            .display_name(name)
+            .name(
+                aws_sdk_identitystore::types::Name::builder()
+                    .given_name(name)
+                    .family_name("Example")
+                    .build(),
+            )
+            .send()
+    };
+    let mallory = user("mallory").await.expect("user").user_id().to_string();
+    let alice = user("alice").await.expect("user").user_id().to_string();
+    let ops = ids
+        .create_group()
+        .identity_store_id(&store)
+        .display_name("ops")
+        .send()
+        .await
+        .expect("group")
+        .group_id()
+        .to_string();
+    for u in [&mallory, &alice] {
+        ids.create_group_membership()
+            .identity_store_id(&store)
+            .group_id(&ops)
+            .member_id(aws_sdk_identitystore::types::MemberId::UserId(u.clone()))
+            .send()
+            .await
+            .expect("membership");
+    }
+    let ps = |name: &str| {
+        sso.create_permission_set()
+            .instance_arn(&instance)
+            .name(name)
+            // moto answers a default duration as a number, which the SDK
+            // refuses; AWS's is an ISO 8601 duration.
+            .session_duration("PT1H")
+            .send()
+    };
+    let arn =
+        |out: aws_sdk_ssoadmin::operation::create_permission_set::CreatePermissionSetOutput| {
+            out.permission_set()
+                .and_then(|p| p.permission_set_arn())
+                .expect("ps arn")
+                .to_string()
+        };
+    let admin = arn(ps("Admin").await.expect("ps"));
+    let read_only = arn(ps("ReadOnly").await.expect("ps"));
+    let billing = arn(ps("Billing").await.expect("ps"));
+    sso.put_inline_policy_to_permission_set()
+        .instance_arn(&instance)
+        .permission_set_arn(&admin)
+        .inline_policy(ADMIN_POLICY)
+        .send()
+        .await
+        .expect("inline");
+    use aws_sdk_ssoadmin::types::{PrincipalType, TargetType};
+    let assign = |ps: &str, kind: PrincipalType, who: &str| {
+        sso.create_account_assignment()
+            .instance_arn(&instance)
+            .target_id("123456789012")
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(ps)
+            .principal_type(kind)
+            .principal_id(who)
+            .send()
+    };
+    assign(&admin, PrincipalType::User, &mallory)
+        .await
+        .expect("assign");
+    assign(&admin, PrincipalType::User, &alice)
+        .await
+        .expect("assign");
+    assign(&read_only, PrincipalType::Group, &ops)
+        .await
+        .expect("assign");
+    Sso {
+        instance,
+        store,
+        mallory,
+        alice,
+        ops,
+        admin,
+        read_only,
+        billing,
+    }
+}
+
+impl Sso {
+    /// The user ids a permission set's breakglass statement denies.
+    async fn denied(&self, e: &Estate, ps: &str) -> Vec<String> {
+        let doc = self.policy(e, ps).await;
+        let Some(doc) = doc else { return Vec::new() };
+        let doc: serde_json::Value = serde_json::from_str(&doc).expect("json");
+        let statements = doc["Statement"].as_array().cloned().unwrap_or_default();
+        statements
+            .iter()
+            .filter(|s| s["Sid"] == "BreakglassDenyIdentityCenterUsers")
+            .flat_map(|s| {
+                assert_eq!(s["Effect"], "Deny");
+                assert_eq!(s["Action"], "*");
+                assert_eq!(s["Resource"], "*");
+                s["Condition"]["StringEquals"]["identitystore:UserId"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|v| v.as_str().expect("id").to_string())
+            .collect()
+    }
+
+    async fn policy(&self, e: &Estate, ps: &str) -> Option<String> {
+        let out = e
+            .sso_admin()
+            .get_inline_policy_for_permission_set()
+            .instance_arn(&self.instance)
+            .permission_set_arn(ps)
+            .send()
+            .await
+            .expect("inline policy");
+        out.inline_policy()
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+    }
+
+    /// The permission sets a user is assigned directly.
+    async fn assigned(&self, e: &Estate, user: &str) -> Vec<String> {
+        let out = e
+            .sso_admin()
+            .list_account_assignments_for_principal()
+            .instance_arn(&self.instance)
+            .principal_type(aws_sdk_ssoadmin::types::PrincipalType::User)
+            .principal_id(user)
+            .send()
+            .await
+            .expect("assignments");
+        out.account_assignments()
+            .iter()
+            .filter_map(|a| a.permission_set_arn().map(str::to_string))
+            .collect()
+    }
+
+    /// The groups a user is in.
+    async fn groups(&self, e: &Estate, user: &str) -> Vec<String> {
+        let out = e
+            .identitystore()
+            .list_group_memberships_for_member()
+            .identity_store_id(&self.store)
+            .member_id(aws_sdk_identitystore::types::MemberId::UserId(user.into()))
+            .send()
+            .await
+            .expect("memberships");
+        out.group_memberships()
+            .iter()
+            .filter_map(|m| m.group_id().map(str::to_string))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn identity_center_user_is_contained_without_touching_colleagues() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    let s = sso_estate(&e).await;
+    let pb = repo_playbook("compromised-identity-center-user.yaml");
+    let pb = pb.to_str().expect("path");
+
+    // A group name with a typo reaches nobody and changes nothing.
+    let typo = playbook(
+        &e,
+        "typo.yaml",
+        "name: typo\nsteps:\n  - action: sso.contain_users\n    with: { groups: [opps] }\n",
+    );
+    let ran = e.run(&["run", typo.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("nothing was changed") && ran.stderr.contains("no group named opps"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(s.groups(&e, &s.alice).await, vec![s.ops.clone()]);
+    assert_eq!(s.policy(&e, &s.admin).await.as_deref(), Some(ADMIN_POLICY));
+
+    let dry = e.run(&[
+        "run",
+        pb,
+        "--var",
+        "user=mallory",
+        "--var",
+        "case_id=IR-9",
+        "--dry-run",
+    ]);
+    assert_eq!(dry.code, 0, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(
+        dry.stdout.contains("sso:DeleteAccountAssignment"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(s.assigned(&e, &s.mallory).await, vec![s.admin.clone()]);
+
+    // Answers lost: the retries find the work done and add nothing twice.
+    e.proxy().lose("PutInlinePolicyToPermissionSet", 1);
+    e.proxy().lose("DeleteGroupMembership", 1);
+    e.proxy().lose("DeleteAccountAssignment", 1);
+    let log = e.path("sso.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&[
+        "run",
+        pb,
+        "--var",
+        "user=mallory",
+        "--var",
+        "case_id=IR-9",
+        "--yes",
+        "--audit-log",
+        log,
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("Active sessions"), "{}", ran.stdout);
+    assert_eq!(e.proxy().lost("PutInlinePolicyToPermissionSet"), 1);
+    assert_eq!(e.proxy().lost("DeleteAccountAssignment"), 1);
+
+    // Denied in both permission sets it held (one through its group); the
+    // permission set's own statement is kept; nobody else is denied.
+    assert_eq!(s.denied(&e, &s.admin).await, vec![s.mallory.clone()]);
+    assert_eq!(s.denied(&e, &s.read_only).await, vec![s.mallory.clone()]);
+    assert!(
+        s.policy(&e, &s.admin)
+            .await
+            .expect("policy")
+            .contains("s3:*")
+    );
+    assert_eq!(s.policy(&e, &s.billing).await, None);
+    // Its access is gone; alice's is whole.
+    assert!(s.assigned(&e, &s.mallory).await.is_empty());
+    assert!(s.groups(&e, &s.mallory).await.is_empty());
+    assert_eq!(s.assigned(&e, &s.alice).await, vec![s.admin.clone()]);
+    assert_eq!(s.groups(&e, &s.alice).await, vec![s.ops.clone()]);
+
+    let verify = e.run(&[
+        "verify",
+        pb,
+        "--var",
+        "user=mallory",
+        "--var",
+        "case_id=IR-9",
+    ]);
+    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    assert!(
+        verify.stdout.contains("denies mallory"),
+        "{}",
+        verify.stdout
+    );
+    assert_eq!(e.run(&["audit", "verify", log]).code, 0);
+
+    // Rollback gives everything back, the permission set's policy as it was.
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert_eq!(s.assigned(&e, &s.mallory).await, vec![s.admin.clone()]);
+    assert_eq!(s.groups(&e, &s.mallory).await, vec![s.ops.clone()]);
+    assert!(s.denied(&e, &s.admin).await.is_empty());
+    assert!(s.denied(&e, &s.read_only).await.is_empty());
+    let restored: serde_json::Value =
+        serde_json::from_str(&s.policy(&e, &s.admin).await.expect("policy")).expect("json");
+    let original: serde_json::Value = serde_json::from_str(ADMIN_POLICY).expect("json");
+    assert_eq!(restored, original);
 }

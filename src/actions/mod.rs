@@ -26,6 +26,7 @@ pub mod kms;
 pub mod managed_deny;
 pub mod org;
 pub mod s3;
+pub mod sso;
 pub mod undo;
 
 use std::borrow::Cow;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::action::{Action, Runs};
 use super::call::{Call, Inverse, Inverting, Revert};
 use super::undo::Check;
-use super::{ActionInfo, BoundStep, Ctx, Sink, backup, cloudtrail, ec2, iam, kms, org, s3};
+use super::{ActionInfo, BoundStep, Ctx, Sink, backup, cloudtrail, ec2, iam, kms, org, s3, sso};
 use crate::aws::{self, AwsError};
 use crate::targets::{Resource, Target};
 use crate::yaml::{self, DecodeError, Node};
@@ -193,6 +193,7 @@ actions! {
     S3BlockPublicAccess => s3::block_public_access::BlockPublicAccess,
     OrgApplyRcp => org::apply_rcp::ApplyRcp,
     S3ProtectBuckets => s3::protect_buckets::ProtectBuckets,
+    SsoContainUsers => sso::ContainUsers,
 }
 
 impl ActionKind {
@@ -270,6 +271,9 @@ registry! {
         BlockS3PublicAccess => s3::block_public_access::BlockS3PublicAccess,
         EnableVersioning => s3::protect_buckets::EnableVersioning,
         BlockSseC => s3::protect_buckets::BlockSseC,
+        DenyUsers => sso::DenyUsers,
+        DeleteAssignment => sso::DeleteAssignment,
+        RemoveMembership => sso::RemoveMembership,
     }
     undos {
         ReactivateAccessKey => iam::deactivate_access_key::ReactivateAccessKey,
@@ -287,6 +291,9 @@ registry! {
         RestorePublicSharing => ec2::block_public_sharing::RestorePublicSharing,
         RestoreS3PublicAccess => s3::block_public_access::RestoreS3PublicAccess,
         RestoreBucketEncryption => s3::protect_buckets::RestoreBucketEncryption,
+        LiftUserDeny => sso::LiftUserDeny,
+        RestoreAssignment => sso::RestoreAssignment,
+        RestoreMembership => sso::RestoreMembership,
     }
 }
 

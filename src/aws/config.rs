@@ -57,6 +57,8 @@ pub const SERVICES: &[&str] = &[
     "kms",
     "backup",
     "s3_control",
+    "sso_admin",
+    "identitystore",
 ];
 
 impl Endpoints {
@@ -254,6 +256,28 @@ impl Clients {
             .region(aws_sdk_backup::config::Region::new(region.to_string()));
         b.set_endpoint_url(self.factory.url("backup"));
         aws_sdk_backup::Client::from_conf(b.build())
+    }
+
+    /// The region the session resolved (`--region`, the profile, the
+    /// default): where a service that lives in one region (Identity
+    /// Center) is asked when the playbook names none.
+    pub fn region(&self) -> Option<String> {
+        self.config.region().map(|r| r.to_string())
+    }
+
+    pub fn sso_admin(&self, region: &str) -> aws_sdk_ssoadmin::Client {
+        let mut b = aws_sdk_ssoadmin::config::Builder::from(&self.config)
+            .region(aws_sdk_ssoadmin::config::Region::new(region.to_string()));
+        b.set_endpoint_url(self.factory.url("sso_admin"));
+        aws_sdk_ssoadmin::Client::from_conf(b.build())
+    }
+
+    pub fn identitystore(&self, region: &str) -> aws_sdk_identitystore::Client {
+        let mut b = aws_sdk_identitystore::config::Builder::from(&self.config).region(
+            aws_sdk_identitystore::config::Region::new(region.to_string()),
+        );
+        b.set_endpoint_url(self.factory.url("identitystore"));
+        aws_sdk_identitystore::Client::from_conf(b.build())
     }
 
     pub fn kms(&self, region: &str) -> aws_sdk_kms::Client {

@@ -546,6 +546,44 @@ impl Estate {
         (out.locked() == Some(true)).then(|| out.min_retention_days().unwrap_or(0))
     }
 
+    /// An IAM Identity Center admin client in us-east-1, as the seeding admin.
+    pub fn sso_admin(&self) -> aws_sdk_ssoadmin::Client {
+        let conf = aws_sdk_ssoadmin::Config::builder()
+            .behavior_version(aws_sdk_ssoadmin::config::BehaviorVersion::latest())
+            .region(aws_sdk_ssoadmin::config::Region::new("us-east-1"))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(aws_sdk_ssoadmin::config::Credentials::new(
+                ADMIN_KEY,
+                "admin-secret",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(seeding_retries())
+            .timeout_config(seeding_timeouts())
+            .build();
+        aws_sdk_ssoadmin::Client::from_conf(conf)
+    }
+
+    /// An Identity Store client in us-east-1, as the seeding admin.
+    pub fn identitystore(&self) -> aws_sdk_identitystore::Client {
+        let conf = aws_sdk_identitystore::Config::builder()
+            .behavior_version(aws_sdk_identitystore::config::BehaviorVersion::latest())
+            .region(aws_sdk_identitystore::config::Region::new("us-east-1"))
+            .endpoint_url(self.moto.endpoint())
+            .credentials_provider(aws_sdk_identitystore::config::Credentials::new(
+                ADMIN_KEY,
+                "admin-secret",
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(seeding_retries())
+            .timeout_config(seeding_timeouts())
+            .build();
+        aws_sdk_identitystore::Client::from_conf(conf)
+    }
+
     /// A KMS client for `region`, as the seeding admin.
     pub fn kms(&self, region: &str) -> aws_sdk_kms::Client {
         let conf = aws_sdk_kms::Config::builder()

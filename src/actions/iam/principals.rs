@@ -43,6 +43,14 @@ pub(super) fn guard(ctx: &Ctx, kind: PrincipalKind, p: &Principal) -> Option<Ski
     if kind == PrincipalKind::Role && p.path.starts_with("/aws-service-role/") {
         return Some(SkipReason::ServiceLinkedRole);
     }
+    // IAM refuses changes to them: "Cannot perform the operation on the
+    // protected role 'AWSReservedSSO_…' - this role is only modifiable by
+    // AWS" (AWS re:Post knowledge center, identity-center-aws-reserved-sso);
+    // they change through their permission set. A deny or a quarantine
+    // would fail on every one of them.
+    if kind == PrincipalKind::Role && p.path.starts_with("/aws-reserved/sso.amazonaws.com/") {
+        return Some(SkipReason::IdentityCenterRole);
+    }
     None
 }
 
