@@ -129,7 +129,7 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
         if seen.insert(key.clone()) {
             firsts.push((*of, (*target).clone(), (*op).clone(), effect.clone()));
         } else {
-            denied_later(&mut firsts, &key, op);
+            denied_later(&mut firsts, &key, op, effect.as_ref());
         }
     }
     // What the run's playbook protected, the run never touched: its
@@ -171,8 +171,16 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
 /// A later deny-sessions write to a policy the run wrote before: its
 /// sessions join the first write's, so that the rollback (undoing the first
 /// write, against what was there before the run) lifts them all.
-fn denied_later(firsts: &mut [(u64, Target, Op, Option<serde_json::Value>)], key: &str, op: &Op) {
+fn denied_later(
+    firsts: &mut [(u64, Target, Op, Option<serde_json::Value>)],
+    key: &str,
+    op: &Op,
+    effect: Option<&serde_json::Value>,
+) {
     use crate::actions::iam::PolicyKind;
+    if let Op::DenyUsers(later) = op {
+        return denied_users_later(firsts, key, later, effect);
+    }
     let Op::PutInlinePolicy(later) = op else {
         return;
     };
@@ -191,6 +199,48 @@ fn denied_later(firsts: &mut [(u64, Target, Op, Option<serde_json::Value>)], key
         for id in more {
             if !userids.contains(&id) {
                 userids.push(id);
+            }
+        }
+    }
+}
+
+/// The same for an Identity Center permission set: the users a later write
+/// added (its recorded `added`, or, with no answer, what it asked for) join
+/// the first write's, so that the rollback lifts them all.
+fn denied_users_later(
+    firsts: &mut [(u64, Target, Op, Option<serde_json::Value>)],
+    key: &str,
+    later: &crate::actions::sso::DenyUsers,
+    effect: Option<&serde_json::Value>,
+) {
+    let more: Vec<String> = effect
+        .and_then(|e| e.get("added"))
+        .and_then(|a| serde_json::from_value(a.clone()).ok())
+        .unwrap_or_else(|| later.user_ids.clone());
+    let first = firsts
+        .iter_mut()
+        .find(|(of, target, op, _)| resource_key(*of, target, op) == key);
+    let Some((_, _, Op::DenyUsers(first), first_effect)) = first else {
+        return;
+    };
+    let recorded = first_effect
+        .as_mut()
+        .and_then(|e| e.get_mut("added"))
+        .and_then(serde_json::Value::as_array_mut);
+    match recorded {
+        Some(list) => {
+            for id in more {
+                let id = serde_json::Value::String(id);
+                if !list.contains(&id) {
+                    list.push(id);
+                }
+            }
+        }
+        None => {
+            for id in more {
+                if !first.user_ids.contains(&id) {
+                    first.user_ids.push(id);
+                }
             }
         }
     }

@@ -36,6 +36,16 @@ pub type SseC = Arc<Mutex<std::collections::BTreeSet<String>>>;
 /// exist", moto/sts/models.py).
 pub type Roleless = Arc<Mutex<std::collections::BTreeSet<String>>>;
 
+/// Permission sets changed since they were last provisioned. moto
+/// provisions nothing and ignores `ListAccountsForProvisionedPermissionSet`'s
+/// `ProvisioningStatus`; AWS reports an account
+/// `LATEST_PERMISSION_SET_NOT_PROVISIONED` until the permission set's latest
+/// version is provisioned there ("you will need to call
+/// ProvisionPermissionSet after this action to apply the corresponding IAM
+/// policy updates to all assigned accounts", IAM Identity Center API
+/// reference, PutInlinePolicyToPermissionSet).
+pub type Unprovisioned = Arc<Mutex<std::collections::BTreeSet<String>>>;
+
 const SSE_C_BLOCKED: &str =
     "<BlockedEncryptionTypes><EncryptionType>SSE-C</EncryptionType></BlockedEncryptionTypes>";
 
@@ -116,6 +126,7 @@ pub fn start(upstream: u16) -> Result<(u16, Roleless), Error> {
         .map_err(|e| Error::Emulator(format!("snapshot-lock shim: {e}")))?
         .port();
     let locks: Locks = Arc::default();
+    let unprovisioned: Unprovisioned = Arc::default();
     let blocks: Blocks = Arc::default();
     let sse_c: SseC = Arc::default();
     let roleless: Roleless = Arc::default();
@@ -123,30 +134,52 @@ pub fn start(upstream: u16) -> Result<(u16, Roleless), Error> {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let (locks, blocks, sse_c) = (locks.clone(), blocks.clone(), sse_c.clone());
-            let roleless = roleless.clone();
+            let (roleless, unprovisioned) = (roleless.clone(), unprovisioned.clone());
             std::thread::spawn(move || {
-                let _ = serve(stream, upstream, &locks, &blocks, &sse_c, &roleless);
+                let tables = Tables {
+                    locks: &locks,
+                    blocks: &blocks,
+                    sse_c: &sse_c,
+                    roleless: &roleless,
+                    unprovisioned: &unprovisioned,
+                };
+                let _ = serve(stream, upstream, &tables);
             });
         }
     });
     Ok((port, shared))
 }
 
-fn serve(
-    mut client: TcpStream,
-    upstream: u16,
-    locks: &Locks,
-    blocks: &Blocks,
-    sse_c: &SseC,
-    roleless: &Roleless,
-) -> std::io::Result<()> {
+/// What the shim keeps, shared by every connection.
+struct Tables<'a> {
+    locks: &'a Locks,
+    blocks: &'a Blocks,
+    sse_c: &'a SseC,
+    roleless: &'a Roleless,
+    unprovisioned: &'a Unprovisioned,
+}
+
+fn serve(mut client: TcpStream, upstream: u16, tables: &Tables) -> std::io::Result<()> {
+    let Tables {
+        locks,
+        blocks,
+        sse_c,
+        roleless,
+        unprovisioned,
+    } = *tables;
     let request = read_request(&mut client)?;
     let split = request
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(request.len(), |i| i + 4);
-    let params = form(&String::from_utf8_lossy(&request[split..]));
+    let body = String::from_utf8_lossy(&request[split..]);
+    let params = form(&body);
     let head = String::from_utf8_lossy(&request[..split]);
+    if let Some(target) = json_target(&head)
+        && let Some((status, answer)) = permission_sets(&target, &body, unprovisioned)
+    {
+        return respond(&mut client, status, &answer);
+    }
     if let Some((status, body)) = block_public_access(&params, &region_of(&head), blocks) {
         return respond(&mut client, status, &body);
     }
@@ -265,6 +298,60 @@ fn serve(
 
 /// The region a SigV4-signed request names in its credential scope
 /// (`Credential=AKID/20261202/us-east-1/ec2/aws4_request`).
+/// The operation a JSON-protocol request names in its `X-Amz-Target`.
+pub fn json_target(head: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("x-amz-target").then(|| {
+            value
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+    })
+}
+
+/// Keeps track of which permission sets changed since they were
+/// provisioned, and answers `ListAccountsForProvisionedPermissionSet` by
+/// `ProvisioningStatus` as AWS does (see [`Unprovisioned`]). `None`: the
+/// request goes to moto.
+pub fn permission_sets(
+    target: &str,
+    body: &str,
+    unprovisioned: &Unprovisioned,
+) -> Option<(&'static str, String)> {
+    let json: serde_json::Value = serde_json::from_str(body).ok()?;
+    let ps = json.get("PermissionSetArn")?.as_str()?.to_string();
+    let mut changed = unprovisioned.lock().ok()?;
+    match target {
+        "PutInlinePolicyToPermissionSet"
+        | "DeleteInlinePolicyFromPermissionSet"
+        | "AttachManagedPolicyToPermissionSet"
+        | "DetachManagedPolicyFromPermissionSet" => {
+            changed.insert(ps);
+            None
+        }
+        "ProvisionPermissionSet" => {
+            changed.remove(&ps);
+            None
+        }
+        "ListAccountsForProvisionedPermissionSet" => {
+            let wanted = json.get("ProvisioningStatus")?.as_str()?;
+            let stale = changed.contains(&ps);
+            let empty = match wanted {
+                "LATEST_PERMISSION_SET_NOT_PROVISIONED" => !stale,
+                "LATEST_PERMISSION_SET_PROVISIONED" => stale,
+                _ => false,
+            };
+            // Otherwise moto's list (every account it provisioned) is right.
+            empty.then(|| ("200 OK", r#"{"AccountIds":[]}"#.to_string()))
+        }
+        _ => None,
+    }
+}
+
 pub fn region_of(head: &str) -> String {
     head.split("Credential=")
         .nth(1)

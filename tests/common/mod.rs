@@ -548,10 +548,15 @@ impl Estate {
 
     /// An IAM Identity Center admin client in us-east-1, as the seeding admin.
     pub fn sso_admin(&self) -> aws_sdk_ssoadmin::Client {
+        self.sso_admin_at(&self.moto.endpoint())
+    }
+
+    /// The same, through `endpoint` (the proxy, to change what it tracks).
+    pub fn sso_admin_at(&self, endpoint: &str) -> aws_sdk_ssoadmin::Client {
         let conf = aws_sdk_ssoadmin::Config::builder()
             .behavior_version(aws_sdk_ssoadmin::config::BehaviorVersion::latest())
             .region(aws_sdk_ssoadmin::config::Region::new("us-east-1"))
-            .endpoint_url(self.moto.endpoint())
+            .endpoint_url(endpoint)
             .credentials_provider(aws_sdk_ssoadmin::config::Credentials::new(
                 ADMIN_KEY,
                 "admin-secret",

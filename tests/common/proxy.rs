@@ -115,6 +115,7 @@ struct State {
     lock_times: Arc<Mutex<BTreeMap<String, std::time::SystemTime>>>,
     blocks: breakglass::tabletop::shim::Blocks,
     sse_c: breakglass::tabletop::shim::SseC,
+    unprovisioned: breakglass::tabletop::shim::Unprovisioned,
 }
 
 /// (service, region, account): one token bucket each, as AWS meters.
@@ -768,6 +769,12 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
                 body.len()
             );
         }
+    }
+    if let Some(target) = breakglass::tabletop::shim::json_target(&head_text)
+        && let Some((status, answer)) =
+            breakglass::tabletop::shim::permission_sets(&target, &body, &state.unprovisioned)
+    {
+        return respond(&mut client, status, &answer);
     }
     if lose_answer {
         // Carried out by moto; the answer never comes back.

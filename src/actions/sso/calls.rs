@@ -1,26 +1,21 @@
-//! The calls `sso.contain_users` makes, and their undos.
+//! The permission-set deny `sso.contain_users` writes, its undo, and the
+//! asynchronous follow-up every Identity Center change needs.
 //!
 //! AWS behaviour relied on (IAM Identity Center API reference):
 //! - `PutInlinePolicyToPermissionSet` changes the permission set only; "you
 //!   will need to call `ProvisionPermissionSet` after this action to apply
 //!   the corresponding IAM policy updates to all assigned accounts".
-//! - `ProvisionPermissionSet`, `DeleteAccountAssignment` and
-//!   `CreateAccountAssignment` are asynchronous: each answers with a status
+//! - `ProvisionPermissionSet` is asynchronous: it answers with a status
 //!   (`IN_PROGRESS`, `FAILED`, `SUCCEEDED`) and a request id that
-//!   `DescribePermissionSetProvisioningStatus` /
-//!   `DescribeAccountAssignment{Deletion,Creation}Status` follow. A change
-//!   is done only once that status says `SUCCEEDED`.
-//! - `DeleteGroupMembership` and `DeleteAccountAssignment` of something
-//!   already gone answer `ResourceNotFoundException`: after a lost answer,
-//!   the retry meeting it means the first call did its work.
+//!   `DescribePermissionSetProvisioningStatus` follows. A change is done only
+//!   once that status says `SUCCEEDED`; `ListAccountsForProvisionedPermissionSet`
+//!   with `ProvisioningStatus=LATEST_PERMISSION_SET_NOT_PROVISIONED` names
+//!   the accounts the latest version has not reached.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_identitystore::types::MemberId;
-use aws_sdk_ssoadmin::types::{
-    AccountAssignmentOperationStatus, PrincipalType, ProvisionTargetType, StatusValues, TargetType,
-};
+use aws_sdk_ssoadmin::types::{ProvisionTargetType, ProvisioningStatus, StatusValues};
 use serde::{Deserialize, Serialize};
 
 use super::policy;
@@ -35,7 +30,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// Follows an asynchronous request until it settles: `status` reads it
 /// again, answering (status, failure reason).
-async fn settle<F, Fut>(
+pub(super) async fn settle<F, Fut>(
     operation: &str,
     first: Option<StatusValues>,
     mut status: F,
@@ -109,6 +104,9 @@ async fn write_denied(
     let doc = policy::with_denied(before.as_deref(), &wanted)
         .map_err(|m| local("sso:PutInlinePolicyToPermissionSet", m))?;
     match &doc {
+        // Already as wanted (a deny written, its provisioning not finished):
+        // only the provisioning is left to do.
+        _ if wanted == had => {}
         Some(doc) => {
             ctx.call_in(region, "sso:PutInlinePolicyToPermissionSet", || {
                 sso.put_inline_policy_to_permission_set()
@@ -134,8 +132,59 @@ async fn write_denied(
             }
         }
     }
-    provision(ctx, region, instance, permission_set).await?;
+    if !provisioned_to(ctx, region, instance, permission_set, None)
+        .await?
+        .is_empty()
+    {
+        provision(ctx, region, instance, permission_set).await?;
+    }
     Ok((before, had))
+}
+
+/// The accounts a permission set is provisioned to; with `status`, only
+/// those in that provisioning status (`LATEST_PERMISSION_SET_NOT_PROVISIONED`:
+/// its latest version has not reached them).
+pub(super) async fn provisioned_to(
+    ctx: &Ctx,
+    region: &str,
+    instance: &str,
+    permission_set: &str,
+    status: Option<ProvisioningStatus>,
+) -> Result<Vec<String>, AwsError> {
+    let sso = ctx.clients.sso_admin(region);
+    let pages = ctx
+        .pages(
+            Some(region),
+            "sso:ListAccountsForProvisionedPermissionSet",
+            |token| {
+                sso.list_accounts_for_provisioned_permission_set()
+                    .instance_arn(instance)
+                    .permission_set_arn(permission_set)
+                    .set_provisioning_status(status.clone())
+                    .set_next_token(token)
+                    .send()
+            },
+            |page| page.next_token().map(str::to_string),
+        )
+        .await?;
+    Ok(pages
+        .iter()
+        .flat_map(|p| p.account_ids())
+        .cloned()
+        .collect())
+}
+
+/// The request id of an asynchronous Identity Center call's answer: without
+/// it the request cannot be followed, and the change is not claimed.
+pub(super) fn request_id(operation: &str, id: Option<&str>) -> Result<String, AwsError> {
+    id.filter(|i| !i.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            local(
+                operation,
+                "AWS answered without a request id to follow".into(),
+            )
+        })
 }
 
 /// `ProvisionPermissionSet` to every account the permission set is
@@ -168,10 +217,10 @@ async fn provision(
         }
     };
     let status = out.permission_set_provisioning_status();
-    let request = status
-        .and_then(|s| s.request_id())
-        .unwrap_or_default()
-        .to_string();
+    let request = request_id(
+        "sso:ProvisionPermissionSet",
+        status.and_then(|s| s.request_id()),
+    )?;
     settle(
         "sso:ProvisionPermissionSet",
         status.and_then(|s| s.status()).cloned(),
@@ -214,15 +263,28 @@ pub struct DenyUsers {
 
 impl Call for DenyUsers {
     fn describe(&self) -> String {
-        format!(
-            "sso:PutInlinePolicyToPermissionSet {} (Deny * when identitystore:UserId is {}), then sso:ProvisionPermissionSet to every account it is provisioned to",
-            self.permission_set,
-            self.users.join(", ")
-        )
+        match self.user_ids.is_empty() {
+            true => format!(
+                "sso:ProvisionPermissionSet {} to every account it is provisioned to (its deny of {} has not reached them all)",
+                self.permission_set,
+                self.users.join(", ")
+            ),
+            false => format!(
+                "sso:PutInlinePolicyToPermissionSet {} (Deny * when identitystore:UserId is {}), then sso:ProvisionPermissionSet to every account it is provisioned to",
+                self.permission_set,
+                self.users.join(", ")
+            ),
+        }
     }
 
     fn drift(&self) -> String {
-        format!("does not deny {}", self.users.join(", "))
+        match self.user_ids.is_empty() {
+            true => format!(
+                "denies {} in its policy, not yet in every account",
+                self.users.join(", ")
+            ),
+            false => format!("does not deny {}", self.users.join(", ")),
+        }
     }
 
     fn management_call(&self) -> bool {
@@ -339,318 +401,6 @@ impl Revert for LiftUserDeny {
             &self.permission_set_arn,
             |had| had.into_iter().filter(|u| !lift.contains(u)).collect(),
         )
-        .await
-        .map(|_| ())
-    }
-}
-
-/// One account assignment of a user: a permission set in an account.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub region: String,
-    pub instance_arn: String,
-    pub account_id: String,
-    pub permission_set_arn: String,
-    pub permission_set: String,
-    pub user_id: String,
-    pub user: String,
-}
-
-impl Assignment {
-    fn text(&self) -> String {
-        format!(
-            "{} in account {} for {}",
-            self.permission_set, self.account_id, self.user
-        )
-    }
-
-    /// Follows its deletion (or, `created`, its creation) until AWS says
-    /// the request settled.
-    async fn follow(
-        &self,
-        ctx: &Ctx,
-        created: bool,
-        first: Option<&AccountAssignmentOperationStatus>,
-    ) -> Result<(), AwsError> {
-        let sso = ctx.clients.sso_admin(&self.region);
-        let (sso, region, instance) = (&sso, &self.region, &self.instance_arn);
-        let request = first
-            .and_then(|s| s.request_id())
-            .unwrap_or_default()
-            .to_string();
-        let request = &request;
-        let operation = match created {
-            true => "sso:CreateAccountAssignment",
-            false => "sso:DeleteAccountAssignment",
-        };
-        settle(
-            operation,
-            first.and_then(|s| s.status()).cloned(),
-            || async move {
-                let now = match created {
-                    true => ctx
-                        .call_in(
-                            region,
-                            "sso:DescribeAccountAssignmentCreationStatus",
-                            || {
-                                sso.describe_account_assignment_creation_status()
-                                    .instance_arn(instance)
-                                    .account_assignment_creation_request_id(request)
-                                    .send()
-                            },
-                        )
-                        .await?
-                        .account_assignment_creation_status()
-                        .cloned(),
-                    false => ctx
-                        .call_in(
-                            region,
-                            "sso:DescribeAccountAssignmentDeletionStatus",
-                            || {
-                                sso.describe_account_assignment_deletion_status()
-                                    .instance_arn(instance)
-                                    .account_assignment_deletion_request_id(request)
-                                    .send()
-                            },
-                        )
-                        .await?
-                        .account_assignment_deletion_status()
-                        .cloned(),
-                };
-                Ok((
-                    now.as_ref().and_then(|s| s.status()).cloned(),
-                    now.as_ref()
-                        .and_then(|s| s.failure_reason())
-                        .map(str::to_string),
-                ))
-            },
-        )
-        .await
-    }
-
-    /// Whether the assignment exists now.
-    async fn exists(&self, ctx: &Ctx) -> Result<bool, AwsError> {
-        let held = super::assignments(
-            ctx,
-            &self.region,
-            &self.instance_arn,
-            PrincipalType::User,
-            &self.user_id,
-        )
-        .await?;
-        Ok(held
-            .iter()
-            .any(|(a, ps)| a == &self.account_id && ps == &self.permission_set_arn))
-    }
-}
-
-/// `DeleteAccountAssignment`, followed until AWS says it is done.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeleteAssignment(pub Assignment);
-
-impl Call for DeleteAssignment {
-    fn describe(&self) -> String {
-        format!("sso:DeleteAccountAssignment {}", self.0.text())
-    }
-
-    fn drift(&self) -> String {
-        format!("still assigns {}", self.0.text())
-    }
-
-    fn management_call(&self) -> bool {
-        true
-    }
-
-    fn permission_checks(&self, _arn_of: &ArnOf) -> Vec<(&'static str, String)> {
-        vec![(
-            "sso:DeleteAccountAssignment",
-            self.0.permission_set_arn.clone(),
-        )]
-    }
-
-    async fn apply(&self, ctx: &Ctx) -> Result<Option<serde_json::Value>, AwsError> {
-        let a = &self.0;
-        let sso = ctx.clients.sso_admin(&a.region);
-        let asked = ctx
-            .call_in(&a.region, "sso:DeleteAccountAssignment", || {
-                sso.delete_account_assignment()
-                    .instance_arn(&a.instance_arn)
-                    .target_id(&a.account_id)
-                    .target_type(TargetType::AwsAccount)
-                    .permission_set_arn(&a.permission_set_arn)
-                    .principal_type(PrincipalType::User)
-                    .principal_id(&a.user_id)
-                    .send()
-            })
-            .await;
-        let out = match asked {
-            // Gone already: a lost answer's first call did it. Read to be sure.
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                return match a.exists(ctx).await? {
-                    false => Ok(None),
-                    true => Err(e),
-                };
-            }
-            other => other?,
-        };
-        a.follow(ctx, false, out.account_assignment_deletion_status())
-            .await
-            .map(|()| None)
-    }
-
-    fn inverse(&self, _facts: &Inverting) -> Inverse {
-        Inverse::Undo(Undo::RestoreAssignment(RestoreAssignment(self.0.clone())))
-    }
-}
-
-/// `CreateAccountAssignment`: gives the user back an assignment the run took.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RestoreAssignment(pub Assignment);
-
-impl Revert for RestoreAssignment {
-    fn describe(&self) -> String {
-        format!("sso:CreateAccountAssignment {}", self.0.text())
-    }
-
-    fn management_call(&self) -> bool {
-        true
-    }
-
-    async fn check(&self, ctx: &Ctx) -> Result<Check, AwsError> {
-        Ok(match self.0.exists(ctx).await? {
-            true => Check::Done("assigned again already".into()),
-            false => Check::Ready,
-        })
-    }
-
-    async fn apply(&self, ctx: &Ctx) -> Result<(), AwsError> {
-        let a = &self.0;
-        let sso = ctx.clients.sso_admin(&a.region);
-        let out = ctx
-            .call_in(&a.region, "sso:CreateAccountAssignment", || {
-                sso.create_account_assignment()
-                    .instance_arn(&a.instance_arn)
-                    .target_id(&a.account_id)
-                    .target_type(TargetType::AwsAccount)
-                    .permission_set_arn(&a.permission_set_arn)
-                    .principal_type(PrincipalType::User)
-                    .principal_id(&a.user_id)
-                    .send()
-            })
-            .await?;
-        a.follow(ctx, true, out.account_assignment_creation_status())
-            .await
-    }
-}
-
-/// One group membership of a user.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Membership {
-    pub region: String,
-    pub identity_store_id: String,
-    pub membership_id: String,
-    pub group_id: String,
-    pub group: String,
-    pub user_id: String,
-    pub user: String,
-}
-
-/// `DeleteGroupMembership`: the user leaves a group, and with it every
-/// assignment the group has.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RemoveMembership(pub Membership);
-
-impl Call for RemoveMembership {
-    fn describe(&self) -> String {
-        let m = &self.0;
-        format!(
-            "identitystore:DeleteGroupMembership {} from group {}",
-            m.user, m.group
-        )
-    }
-
-    fn drift(&self) -> String {
-        format!(
-            "{} is still a member of group {}",
-            self.0.user, self.0.group
-        )
-    }
-
-    fn management_call(&self) -> bool {
-        true
-    }
-
-    fn permission_checks(&self, _arn_of: &ArnOf) -> Vec<(&'static str, String)> {
-        vec![("identitystore:DeleteGroupMembership", "*".into())]
-    }
-
-    async fn apply(&self, ctx: &Ctx) -> Result<Option<serde_json::Value>, AwsError> {
-        let m = &self.0;
-        let store = ctx.clients.identitystore(&m.region);
-        let deleted = ctx
-            .call_in(&m.region, "identitystore:DeleteGroupMembership", || {
-                store
-                    .delete_group_membership()
-                    .identity_store_id(&m.identity_store_id)
-                    .membership_id(&m.membership_id)
-                    .send()
-            })
-            .await;
-        match deleted {
-            // Gone: the first call of a lost answer did it.
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            other => other.map(|_| None),
-        }
-    }
-
-    fn inverse(&self, _facts: &Inverting) -> Inverse {
-        Inverse::Undo(Undo::RestoreMembership(RestoreMembership(self.0.clone())))
-    }
-}
-
-/// `CreateGroupMembership`: the user rejoins a group the run took it out of.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RestoreMembership(pub Membership);
-
-impl Revert for RestoreMembership {
-    fn describe(&self) -> String {
-        let m = &self.0;
-        format!(
-            "identitystore:CreateGroupMembership {} in group {}",
-            m.user, m.group
-        )
-    }
-
-    fn management_call(&self) -> bool {
-        true
-    }
-
-    async fn check(&self, ctx: &Ctx) -> Result<Check, AwsError> {
-        let m = &self.0;
-        let groups = super::memberships(ctx, &m.region, &m.identity_store_id, &m.user_id).await;
-        let groups = match groups {
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                return Ok(Check::Conflict(format!("user {} is gone", m.user)));
-            }
-            other => other?,
-        };
-        Ok(match groups.iter().any(|(_, g)| g == &m.group_id) {
-            true => Check::Done("a member again already".into()),
-            false => Check::Ready,
-        })
-    }
-
-    async fn apply(&self, ctx: &Ctx) -> Result<(), AwsError> {
-        let m = &self.0;
-        let store = ctx.clients.identitystore(&m.region);
-        ctx.call_in(&m.region, "identitystore:CreateGroupMembership", || {
-            store
-                .create_group_membership()
-                .identity_store_id(&m.identity_store_id)
-                .group_id(&m.group_id)
-                .member_id(MemberId::UserId(m.user_id.clone()))
-                .send()
-        })
         .await
         .map(|_| ())
     }

@@ -48,16 +48,33 @@ pub(super) async fn instance(ctx: &Ctx, region: &str) -> Result<Store, AwsError>
             |page| page.next_token().map(str::to_string),
         )
         .await?;
-    pages
+    let found: Vec<Store> = pages
         .iter()
         .flat_map(|p| p.instances())
-        .find_map(|i| {
+        .filter_map(|i| {
             Some(Store {
                 region: region.to_string(),
                 instance_arn: i.instance_arn()?.to_string(),
                 identity_store_id: i.identity_store_id()?.to_string(),
             })
         })
+        .collect();
+    // More than one (an organization instance and account instances): which
+    // one the user signs in through is not for breakglass to guess.
+    if found.len() > 1 {
+        let arns: Vec<&str> = found.iter().map(|s| s.instance_arn.as_str()).collect();
+        return Err(local(
+            "sso:ListInstances",
+            format!(
+                "{} Identity Center instances in {region} ({}): contain the users from the account that holds theirs",
+                found.len(),
+                arns.join(", ")
+            ),
+        ));
+    }
+    found
+        .into_iter()
+        .next()
         .ok_or_else(|| {
             local(
                 "sso:ListInstances",
@@ -83,10 +100,10 @@ pub(super) async fn resolve(
     p: &ContainUsersParams,
     sink: &Sink,
     notes: &mut Vec<String>,
-) -> Result<BTreeSet<String>, AwsError> {
+) -> Result<(BTreeSet<String>, BTreeSet<String>), AwsError> {
     let ids = ctx.clients.identitystore(&store.region);
     let (region, sid) = (store.region.as_str(), store.identity_store_id.as_str());
-    let mut users = BTreeSet::new();
+    let (mut users, mut groups) = (BTreeSet::new(), BTreeSet::new());
     let asked = p
         .users
         .iter()
@@ -164,8 +181,9 @@ pub(super) async fn resolve(
             notes.push(format!("group {group} has no members"));
         }
         users.extend(members);
+        groups.insert(group_id);
     }
-    Ok(users)
+    Ok((users, groups))
 }
 
 /// The executor's Identity Center user names: the session names of every
@@ -176,6 +194,16 @@ fn executor_sessions(ctx: &Ctx) -> BTreeSet<String> {
         std::iter::once(ctx.identity.arn.as_str())
             .chain(ctx.identity.chain.iter().map(|h| h.principal.as_str())),
     )
+}
+
+/// Whether user `name` may be the executor: its session name is the user
+/// name, cut to the 64 characters a role session name holds (STS
+/// `RoleSessionName`), so a cut name matches every user it begins.
+fn is_executor(sessions: &BTreeSet<String>, name: &str) -> bool {
+    let name = name.to_lowercase();
+    sessions
+        .iter()
+        .any(|s| *s == name || (s.chars().count() == 64 && name.starts_with(s.as_str())))
 }
 
 fn sso_session_names<'a>(arns: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
@@ -226,7 +254,7 @@ pub(super) async fn screen(
             }
         };
         let name = out.user_name().unwrap_or(&id).to_string();
-        if own.contains(&name.to_lowercase()) {
+        if is_executor(&own, &name) {
             sink.emit(Planned {
                 target: target_in(ctx, &store.region, named(USER, &name)),
                 disposition: Disposition::Skip {
@@ -252,6 +280,16 @@ pub(super) async fn screen(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_session_name_protects_every_user_it_begins() {
+        let long = format!("{}@example.com", "a".repeat(70));
+        let cut: String = long.chars().take(64).collect();
+        let sessions: BTreeSet<String> = [cut, "bob".to_string()].into();
+        assert!(is_executor(&sessions, &long));
+        assert!(is_executor(&sessions, "Bob"));
+        assert!(!is_executor(&sessions, "bobby"));
+    }
 
     #[test]
     fn the_executors_identity_center_user_is_found_in_its_chain() {

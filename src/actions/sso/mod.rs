@@ -4,14 +4,20 @@
 //!
 //! The step follows AWS's procedure ("Revoke active IAM role sessions
 //! created by permission sets", IAM Identity Center User Guide):
-//! - deny the user in every permission set it holds, directly or through a
-//!   group: a `Deny *` on `identitystore:UserId` in the permission set's
-//!   inline policy, provisioned to every account. Portal and role sessions
-//!   cannot be listed or ended by API; this is what stops the role
-//!   sessions already minted, without touching the colleagues who use the
-//!   same permission set ([`policy`]);
+//! - deny the user in every permission set of the instance: a `Deny *` on
+//!   `identitystore:UserId` in the permission set's inline policy,
+//!   provisioned to every account. Portal and role sessions cannot be
+//!   listed or ended by API; this is what stops the role sessions already
+//!   minted, without touching the colleagues who use the same permission
+//!   set ([`policy`]). Every permission set, not only those the user holds
+//!   now: what it held through a group it may have left, or will be given
+//!   again, is covered too, and `verify` needs no memory of the run: a
+//!   permission set counts as contained only once its deny has reached
+//!   every account it is provisioned to;
 //! - delete the user's own account assignments (asynchronous: followed to
-//!   the end) and its group memberships, so it can assume no role again.
+//!   the end) and its other group memberships, so it can assume no role
+//!   again. A member of a group the step names stays in that group, so
+//!   that `verify` can still find it there; the deny leaves it nothing.
 //!
 //! What it cannot do is said in the plan: a user from an external identity
 //! provider must be disabled there too (SCIM may add it to groups again),
@@ -22,6 +28,7 @@
 //! `displayName`) and answer `ResourceNotFoundException` for no match;
 //! `DescribeUser` lists `ExternalIds` for users provisioned by SCIM.
 
+mod access;
 mod calls;
 mod directory;
 pub mod policy;
@@ -29,15 +36,16 @@ pub mod policy;
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_identitystore::types::MemberId;
-use aws_sdk_ssoadmin::types::PrincipalType;
+use aws_sdk_ssoadmin::types::{PrincipalType, ProvisioningStatus};
 use futures_util::{StreamExt, stream};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-pub use calls::{
-    Assignment, DeleteAssignment, DenyUsers, LiftUserDeny, Membership, RemoveMembership,
-    RestoreAssignment, RestoreMembership,
+pub use access::{
+    Assignment, DeleteAssignment, Membership, RemoveMembership, RestoreAssignment,
+    RestoreMembership,
 };
+pub use calls::{DenyUsers, LiftUserDeny};
 
 use directory::{Store, USER, User, instance, named, resolve, screen};
 
@@ -58,8 +66,9 @@ pub struct ContainUsersParams {
     /// Email addresses (`emails.value`).
     #[serde(default)]
     pub emails: Vec<String>,
-    /// Group display names: every member of each is contained (the group's
-    /// own assignments stay, for its other members once they are cleared).
+    /// Group display names: every member of each is contained. They stay
+    /// members of the named group (so that `verify` finds them again) and
+    /// the group's own assignments stay; the deny leaves them nothing.
     #[serde(default)]
     pub groups: Vec<String>,
     /// The region of the Identity Center instance (default: the session's).
@@ -72,7 +81,7 @@ pub struct ContainUsers;
 impl Action for ContainUsers {
     const INFO: ActionInfo = ActionInfo {
         id: "sso.contain_users",
-        summary: "Contain IAM Identity Center users: deny them in every permission set they hold (their minted sessions included), remove their account assignments and group memberships.",
+        summary: "Contain IAM Identity Center users: deny them in every permission set (their minted sessions included), remove their account assignments and group memberships.",
         targets: &[],
         params: &[
             ("users", "user names in the identity store"),
@@ -85,16 +94,19 @@ impl Action for ContainUsers {
         ],
         calls: &[
             "sso:PutInlinePolicyToPermissionSet",
+            "sso:DeleteInlinePolicyFromPermissionSet (rollback, when nothing else is left)",
             "sso:ProvisionPermissionSet",
             "sso:DeleteAccountAssignment",
             "identitystore:DeleteGroupMembership",
+            "sso:CreateAccountAssignment and identitystore:CreateGroupMembership (rollback)",
         ],
         reversibility: Reversibility::Reversible(
             "the deny is lifted for this run's users only; assignments and memberships are created again",
         ),
         notes: &[
-            "Runs from the account that administers Identity Center (the management account or its delegated administrator).",
+            "Runs from the management account, where the organization's Identity Center instance lives (ListAccountAssignmentsForPrincipal must be called there).",
             "The deny names the user's identity store id: colleagues using the same permission set keep working.",
+            "Sessions the attacker assumed onward from an Identity Center role, and IAM users or keys it made, are other principals: contain them with the IAM steps.",
             "AWS access portal sessions cannot be ended by API: delete the user's active sessions in the IAM Identity Center console.",
             "A user from an external identity provider (SCIM) must be disabled there too, or the provider may add it to groups again.",
             "The group's own assignments stay: removing them would cut off every other member.",
@@ -145,10 +157,10 @@ impl Action for ContainUsers {
             })?;
         let store = instance(ctx, &region).await?;
         let mut notes = Vec::new();
-        let users = resolve(ctx, &store, p, sink, &mut notes).await?;
+        let (users, named_groups) = resolve(ctx, &store, p, sink, &mut notes).await?;
         let chosen = screen(ctx, &store, users, sink, &mut notes).await;
-        let held = plan_access(ctx, &store, &chosen, sink).await;
-        plan_denies(ctx, &store, &chosen, &held, sink).await?;
+        plan_access(ctx, &store, &chosen, &named_groups, sink).await;
+        plan_denies(ctx, &store, &chosen, sink).await?;
         Ok(notes)
     }
 }
@@ -177,9 +189,12 @@ pub(super) async fn assignments(
             |page| page.next_token().map(str::to_string),
         )
         .await?;
+    // Only the principal's own rows: an assignment it has through a group
+    // is the group's, never deleted for it.
     Ok(pages
         .iter()
         .flat_map(|p| p.account_assignments())
+        .filter(|a| a.principal_type() == Some(&kind) && a.principal_id() == Some(principal))
         .filter_map(|a| {
             Some((
                 a.account_id()?.to_string(),
@@ -218,24 +233,19 @@ pub(super) async fn memberships(
         .collect())
 }
 
-/// Plans the removal of each user's own assignments and group memberships,
-/// and returns which users hold which permission sets (directly or through
-/// a group), for the denies.
+/// Plans the removal of each user's own assignments and of its memberships
+/// in groups the step does not name.
 async fn plan_access(
     ctx: &Ctx,
     store: &Store,
     users: &[User],
+    named_groups: &BTreeSet<String>,
     sink: &Sink,
-) -> BTreeMap<String, BTreeSet<User>> {
+) {
     let ids = ctx.clients.identitystore(&store.region);
     let region = store.region.as_str();
-    let mut held: BTreeMap<String, BTreeSet<User>> = BTreeMap::new();
     let mut group_names: BTreeMap<String, String> = BTreeMap::new();
     for user in users {
-        let fail = |error: AwsError| Planned {
-            target: target_in(ctx, region, named(USER, &user.name)),
-            disposition: Disposition::Unreadable { error },
-        };
         let own = assignments(
             ctx,
             region,
@@ -247,19 +257,21 @@ async fn plan_access(
         let groups = memberships(ctx, region, &store.identity_store_id, &user.id).await;
         let (own, groups) = match (own, groups) {
             (Ok(o), Ok(g)) => (o, g),
-            (Err(e), _) | (_, Err(e)) => {
-                sink.emit(fail(e));
+            (Err(error), _) | (_, Err(error)) => {
+                sink.emit(Planned {
+                    target: target_in(ctx, region, named(USER, &user.name)),
+                    disposition: Disposition::Unreadable { error },
+                });
                 continue;
             }
         };
         for (account, ps) in own {
-            held.entry(ps.clone()).or_default().insert(user.clone());
             let a = Assignment {
                 region: region.to_string(),
                 instance_arn: store.instance_arn.clone(),
                 account_id: account.clone(),
-                permission_set_arn: ps.clone(),
                 permission_set: permission_set_name(ctx, store, &ps).await,
+                permission_set_arn: ps,
                 user_id: user.id.clone(),
                 user: user.name.clone(),
             };
@@ -275,6 +287,9 @@ async fn plan_access(
             });
         }
         for (membership, group_id) in groups {
+            if named_groups.contains(&group_id) {
+                continue;
+            }
             let group = match group_names.get(&group_id) {
                 Some(g) => g.clone(),
                 None => {
@@ -294,47 +309,27 @@ async fn plan_access(
                     name
                 }
             };
-            match assignments(
-                ctx,
-                region,
-                &store.instance_arn,
-                PrincipalType::Group,
-                &group_id,
-            )
-            .await
-            {
-                Ok(via) => {
-                    for (_, ps) in via {
-                        held.entry(ps).or_default().insert(user.clone());
-                    }
-                }
-                Err(e) => sink.emit(fail(e)),
-            }
+            let target = named(
+                "Identity Center group membership",
+                format!("{} in {group}", user.name),
+            );
             let m = Membership {
                 region: region.to_string(),
                 identity_store_id: store.identity_store_id.clone(),
                 membership_id: membership,
                 group_id,
-                group: group.clone(),
+                group,
                 user_id: user.id.clone(),
                 user: user.name.clone(),
             };
             sink.emit(Planned {
-                target: target_in(
-                    ctx,
-                    region,
-                    named(
-                        "Identity Center group membership",
-                        format!("{} in {group}", user.name),
-                    ),
-                ),
+                target: target_in(ctx, region, target),
                 disposition: Disposition::Change {
                     op: Op::RemoveMembership(RemoveMembership(m)),
                 },
             });
         }
     }
-    held
 }
 
 fn a_label(a: &Assignment) -> String {
@@ -363,14 +358,13 @@ async fn permission_set_name(ctx: &Ctx, store: &Store, arn: &str) -> String {
         .unwrap_or_else(|| arn.to_string())
 }
 
-/// Plans the deny in every permission set a chosen user holds, or that
-/// already denies one (so that `verify` still reads it once the user's
-/// assignments are gone).
+/// Plans the deny of the chosen users in every permission set of the
+/// instance, and the provisioning of any whose deny has not reached every
+/// account yet.
 async fn plan_denies(
     ctx: &Ctx,
     store: &Store,
     users: &[User],
-    held: &BTreeMap<String, BTreeSet<User>>,
     sink: &Sink,
 ) -> Result<(), AwsError> {
     if users.is_empty() {
@@ -397,14 +391,7 @@ async fn plan_denies(
         .collect();
     stream::iter(every)
         .map(|ps| async move {
-            let doc = calls::inline_policy(ctx, &store.region, &store.instance_arn, &ps).await;
-            (ps, doc)
-        })
-        .buffer_unordered(ctx.concurrency.max(1))
-        .for_each(|(ps, doc)| async move {
-            let Some(disposition) = deny_needed(store, users, held.get(&ps), &ps, doc) else {
-                return;
-            };
+            let disposition = deny_needed(ctx, store, users, &ps).await;
             let name = permission_set_name(ctx, store, &ps).await;
             let disposition = match disposition {
                 Disposition::Change {
@@ -417,62 +404,64 @@ async fn plan_denies(
                 },
                 other => other,
             };
-            sink.emit(Planned {
+            Planned {
                 target: target_in(
                     ctx,
                     &store.region,
                     named("Identity Center permission set", name),
                 ),
                 disposition,
-            });
+            }
+        })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .for_each(|planned| {
+            sink.emit(planned);
+            std::future::ready(())
         })
         .await;
     Ok(())
 }
 
-/// What one permission set needs: nothing (no chosen user holds it or is
-/// denied in it), nothing more (it denies them all), or the deny. A policy
-/// that cannot be read fails the permission set if a chosen user holds it.
-fn deny_needed(
-    store: &Store,
-    users: &[User],
-    holders: Option<&BTreeSet<User>>,
-    ps: &str,
-    doc: Result<Option<String>, AwsError>,
-) -> Option<Disposition> {
-    let doc = match doc {
-        Err(error) => return holders.map(|_| Disposition::Unreadable { error }),
+/// What one permission set needs: the deny of the users it does not deny
+/// yet; or, when it denies them all, the provisioning of that deny to the
+/// accounts it has not reached; or nothing.
+async fn deny_needed(ctx: &Ctx, store: &Store, users: &[User], ps: &str) -> Disposition {
+    let doc = match calls::inline_policy(ctx, &store.region, &store.instance_arn, ps).await {
         Ok(doc) => doc,
+        Err(error) => return Disposition::Unreadable { error },
     };
     let denied = policy::denied(doc.as_deref());
-    let ours: Vec<&User> = users
-        .iter()
-        .filter(|u| denied.contains(&u.id) || holders.is_some_and(|h| h.contains(u)))
-        .collect();
-    let open: Vec<&User> = ours
-        .iter()
-        .copied()
-        .filter(|u| !denied.contains(&u.id))
-        .collect();
-    if ours.is_empty() {
-        return None;
-    }
-    if open.is_empty() {
-        let names: Vec<&str> = ours.iter().map(|u| u.name.as_str()).collect();
-        return Some(Disposition::Unchanged {
-            reason: format!("denies {}", names.join(", ")),
-        });
-    }
-    Some(Disposition::Change {
+    let open: Vec<&User> = users.iter().filter(|u| !denied.contains(&u.id)).collect();
+    let names = |list: &[&User]| list.iter().map(|u| u.name.clone()).collect::<Vec<_>>();
+    let deny = |user_ids: Vec<String>, users: Vec<String>| Disposition::Change {
         op: Op::DenyUsers(DenyUsers {
             region: store.region.clone(),
             instance_arn: store.instance_arn.clone(),
             permission_set_arn: ps.to_string(),
             permission_set: ps.to_string(),
-            user_ids: open.iter().map(|u| u.id.clone()).collect(),
-            users: open.iter().map(|u| u.name.clone()).collect(),
+            user_ids,
+            users,
         }),
-    })
+    };
+    if !open.is_empty() {
+        return deny(open.iter().map(|u| u.id.clone()).collect(), names(&open));
+    }
+    let all: Vec<&User> = users.iter().collect();
+    let stale = calls::provisioned_to(
+        ctx,
+        &store.region,
+        &store.instance_arn,
+        ps,
+        Some(ProvisioningStatus::LatestPermissionSetNotProvisioned),
+    )
+    .await;
+    match stale {
+        Err(error) => Disposition::Unreadable { error },
+        Ok(accounts) if accounts.is_empty() => Disposition::Unchanged {
+            reason: format!("denies {} in every account", names(&all).join(", ")),
+        },
+        Ok(_) => deny(Vec::new(), names(&all)),
+    }
 }
 
 #[cfg(test)]

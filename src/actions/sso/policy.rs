@@ -103,7 +103,16 @@ pub fn with_denied(doc: Option<&str>, ids: &BTreeSet<String>) -> Result<Option<S
         Some(one @ Value::Object(_)) => vec![one],
         Some(_) => return Err("its inline policy's Statement is not a list".into()),
     };
-    kept.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(SID));
+    let named_like_ours = |s: &Value| s.get("Sid").and_then(Value::as_str) == Some(SID);
+    // A statement with breakglass's Sid that is not exactly what breakglass
+    // writes is somebody else's: replacing it would lose it for good (no
+    // rollback could give it back), so the permission set is refused.
+    if kept.iter().any(|s| named_like_ours(s) && ours(s).is_none()) {
+        return Err(format!(
+            "its inline policy has a statement named {SID} that breakglass did not write: read it, remove or rename it, and run again"
+        ));
+    }
+    kept.retain(|s| !named_like_ours(s));
     if !ids.is_empty() {
         kept.push(json!({
             "Sid": SID,
@@ -167,11 +176,12 @@ mod tests {
             r#"{"Statement":[{"Sid":"BreakglassDenyIdentityCenterUsers","Effect":"Deny","NotAction":"*","Resource":"*","Condition":{"StringEquals":{"identitystore:UserId":["u-1"]}}}]}"#,
         ] {
             assert_eq!(denied(Some(fake)), BTreeSet::new(), "{fake}");
-            // Writing replaces the look-alike with the real statement.
-            let doc = with_denied(Some(fake), &ids(&["u-1"]))
-                .expect("fits")
-                .expect("some");
-            assert_eq!(denied(Some(&doc)), ids(&["u-1"]), "{doc}");
+            // Nor is it overwritten: it is somebody else's.
+            let refused = with_denied(Some(fake), &ids(&["u-1"]));
+            assert!(
+                refused.is_err_and(|e| e.contains("did not write")),
+                "{fake}"
+            );
         }
     }
 
