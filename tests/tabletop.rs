@@ -607,3 +607,53 @@ fn a_bad_scenario_or_a_foreign_endpoint_starts_nothing() {
         "the install command: {stderr}"
     );
 }
+
+#[test]
+fn stolen_identities_are_contained_by_their_playbooks_and_named_when_not() {
+    // The phished Identity Center user: denied in every permission set it
+    // reached (its own and its group's), its access taken away.
+    let ex = tabletop(
+        "compromised-identity-center-user.yaml",
+        "phished-identity-center-user.yaml",
+        &[],
+    );
+    check_report(&ex, 1);
+    let r = &ex.report;
+    assert_eq!(ex.code, Some(0), "{r}");
+    assert!(exposed(r).is_empty(), "{r}");
+    assert!(
+        r["seeded"]["identity_center"]["users"]["mallory"].is_string(),
+        "{r}"
+    );
+
+    // IAM steps alone never reach it: its minted sessions and its access
+    // stay open, and the exercise is not contained.
+    let iam = tabletop(
+        "credential-lockdown.yaml",
+        "phished-identity-center-user.yaml",
+        &["--var", "case_id=IR-T"],
+    );
+    let r = &iam.report;
+    assert_eq!(iam.code, Some(1), "{r}");
+    for what in [
+        "mallory in permission set Admin",
+        "mallory in permission set ReadOnly",
+    ] {
+        assert_eq!(exposure_kinds(r, what), ["open"], "{what}: {r}");
+    }
+
+    // The stolen role session: denied by its aws:userid.
+    let s = tabletop("compromised-session.yaml", "stolen-session.yaml", &[]);
+    check_report(&s, 1);
+    assert_eq!(s.code, Some(0), "{}", s.report);
+    assert!(exposed(&s.report).is_empty(), "{}", s.report);
+    // A playbook that touches no role leaves it usable, and says so.
+    let none = tabletop("protect-backups.yaml", "stolen-session.yaml", &[]);
+    assert_eq!(none.code, Some(1), "{}", none.report);
+    assert_eq!(
+        exposure_kinds(&none.report, "session laptop-cache of role app-server"),
+        ["open"],
+        "{}",
+        none.report
+    );
+}

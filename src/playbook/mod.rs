@@ -64,6 +64,8 @@ pub struct StepDef {
 /// Keys only a tabletop scenario has: what tells one apart from a playbook.
 pub const SCENARIO_KEYS: &[&str] = &[
     "attacker",
+    "identity_center",
+    "stolen_sessions",
     "users",
     "roles",
     "instances",

@@ -68,6 +68,28 @@ impl Admin {
         )
     }
 
+    pub fn sso_admin(&self) -> aws_sdk_ssoadmin::Client {
+        aws_sdk_ssoadmin::Client::from_conf(
+            aws_sdk_ssoadmin::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
+    pub fn identitystore(&self) -> aws_sdk_identitystore::Client {
+        aws_sdk_identitystore::Client::from_conf(
+            aws_sdk_identitystore::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        )
+    }
+
     pub fn org(&self) -> aws_sdk_organizations::Client {
         aws_sdk_organizations::Client::from_conf(
             aws_sdk_organizations::Config::builder()

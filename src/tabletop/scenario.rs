@@ -56,9 +56,64 @@ pub struct ScenarioFile {
     /// CloudTrail trails logging before the incident (each with its bucket).
     #[serde(default)]
     pub trails: Vec<Located<TrailSeed>>,
+    /// IAM Identity Center in this account: its groups and users, with the
+    /// permission sets assigned to them here.
+    #[serde(default)]
+    pub identity_center: Option<Located<IdentityCenterSeed>>,
+    /// Role sessions the attacker holds (a temporary key taken from a
+    /// laptop's cache or an instance's metadata), each of a declared role.
+    #[serde(default)]
+    pub stolen_sessions: Vec<Located<SessionSeed>>,
     /// The attacker's moves, timed from the start of the run.
     #[serde(default)]
     pub attacker: Vec<Located<Move>>,
+}
+
+/// IAM Identity Center users and groups. Each permission set named is
+/// created once, assigned in this account and provisioned there (as AWS
+/// does on assignment).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityCenterSeed {
+    #[serde(default)]
+    pub groups: Vec<SsoGroupSeed>,
+    #[serde(default)]
+    pub users: Vec<SsoUserSeed>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoGroupSeed {
+    pub name: String,
+    /// Permission sets assigned to the group in this account.
+    #[serde(default)]
+    pub permission_sets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsoUserSeed {
+    /// The user name (what it signs in with).
+    pub name: String,
+    /// Declared groups it is a member of.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Permission sets assigned to the user itself in this account.
+    #[serde(default)]
+    pub permission_sets: Vec<String>,
+    /// The attacker holds this user's sign-in and role sessions: the report
+    /// says whether any of them still works after the run.
+    #[serde(default)]
+    pub compromised: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSeed {
+    /// A declared role.
+    pub role: String,
+    /// The session's name (the last part of `assumed-role/ROLE/NAME`).
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -255,6 +310,57 @@ impl MoveKind {
     }
 }
 
+/// Identity Center names are unique, groups a user joins are declared.
+fn check_identity_center(ic: &Located<IdentityCenterSeed>, err: &mut impl FnMut(Pos, String)) {
+    let mut groups = BTreeSet::new();
+    for g in &ic.groups {
+        if !groups.insert(g.name.as_str()) {
+            err(
+                ic.pos,
+                format!("Identity Center group `{}` is declared twice", g.name),
+            );
+        }
+    }
+    let mut users = BTreeSet::new();
+    for u in &ic.users {
+        if !users.insert(u.name.as_str()) {
+            err(
+                ic.pos,
+                format!("Identity Center user `{}` is declared twice", u.name),
+            );
+        }
+        for g in u.groups.iter().filter(|g| !groups.contains(g.as_str())) {
+            err(
+                ic.pos,
+                format!(
+                    "Identity Center user `{}`: group `{g}` is not declared under `identity_center.groups`",
+                    u.name
+                ),
+            );
+        }
+    }
+    let named = ic
+        .groups
+        .iter()
+        .flat_map(|g| &g.permission_sets)
+        .chain(ic.users.iter().flat_map(|u| &u.permission_sets));
+    for ps in named {
+        // PermissionSet.Name: 1 to 32 of [\w+=,.@-] (IAM Identity Center API reference).
+        let ok = (1..=32).contains(&ps.len())
+            && ps
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+        if !ok {
+            err(
+                ic.pos,
+                format!(
+                    "`{ps}` is not a permission set name (1 to 32 of letters, digits and _+=,.@-)"
+                ),
+            );
+        }
+    }
+}
+
 /// A validated scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -417,6 +523,26 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
                 format!(
                     "root_scps: {} is not 2 to 5 (FullAWSAccess is one, and AWS allows 5 on a target)",
                     n.value
+                ),
+            );
+        }
+    }
+    if let Some(ic) = &file.identity_center {
+        check_identity_center(ic, &mut err);
+    }
+    for session in &file.stolen_sessions {
+        if !roles.contains(session.role.as_str()) {
+            err(
+                session.pos,
+                format!("role `{}` is not declared under `roles`", session.role),
+            );
+        }
+        if !crate::spec::is_role_session_name(&session.name) {
+            err(
+                session.pos,
+                format!(
+                    "`{}` is not a role session name (2 to 64 of letters, digits and =,.@-)",
+                    session.name
                 ),
             );
         }

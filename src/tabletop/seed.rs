@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{IamInstanceProfileSpecification, ResourceType, Tag, Tag
 use serde::Serialize;
 
 use super::admin::Admin;
-use super::scenario::Scenario;
+use super::scenario::{IdentityCenterSeed, Scenario};
 use crate::Error;
 
 /// Any AMI id launches in moto; its catalogue is off (see `Emulator::start`).
@@ -66,6 +66,20 @@ pub struct Seeded {
     /// Member accounts seeded without their member role.
     #[serde(skip)]
     pub roleless: Vec<String>,
+    /// Identity Center, when the scenario seeds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_center: Option<SeededIdentityCenter>,
+}
+
+/// The Identity Center instance a scenario seeded, and its users.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SeededIdentityCenter {
+    pub instance_arn: String,
+    pub identity_store_id: String,
+    /// Permission set name → ARN.
+    pub permission_sets: BTreeMap<String, String>,
+    /// User name → identity store user id.
+    pub users: BTreeMap<String, String>,
 }
 
 /// Creates the scenario's estate in the emulator.
@@ -325,6 +339,131 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
         .and_then(|u| u.user().map(|u| u.arn().to_string()))
         .and_then(|arn| arn.split(':').nth(4).map(str::to_string))
         .unwrap_or_default();
+    if let Some(ic) = &s.identity_center {
+        out.identity_center = Some(seed_identity_center(admin, ic, &out.account).await?);
+    }
+    Ok(out)
+}
+
+/// Creates the Identity Center users, groups and permission sets, assigns
+/// the permission sets in this account and provisions them there (AWS
+/// provisions a permission set to an account when it is assigned there;
+/// moto waits to be asked).
+async fn seed_identity_center(
+    admin: &Admin,
+    ic: &IdentityCenterSeed,
+    account: &str,
+) -> Result<SeededIdentityCenter, Error> {
+    use aws_sdk_identitystore::types::MemberId;
+    use aws_sdk_ssoadmin::types::{PrincipalType, ProvisionTargetType, TargetType};
+    let (sso, ids) = (admin.sso_admin(), admin.identitystore());
+    let listed = sso
+        .list_instances()
+        .send()
+        .await
+        .map_err(|e| fail("Identity Center instance", e))?;
+    let instance = listed
+        .instances()
+        .first()
+        .ok_or_else(|| Error::Emulator("seeding: no Identity Center instance".into()))?;
+    let mut out = SeededIdentityCenter {
+        instance_arn: instance.instance_arn().unwrap_or_default().to_string(),
+        identity_store_id: instance.identity_store_id().unwrap_or_default().to_string(),
+        ..SeededIdentityCenter::default()
+    };
+    let (arn, store) = (out.instance_arn.clone(), out.identity_store_id.clone());
+    let wanted: std::collections::BTreeSet<&String> = ic
+        .groups
+        .iter()
+        .flat_map(|g| &g.permission_sets)
+        .chain(ic.users.iter().flat_map(|u| &u.permission_sets))
+        .collect();
+    for name in wanted {
+        let made = sso
+            .create_permission_set()
+            .instance_arn(&arn)
+            .name(name)
+            // AWS answers an ISO 8601 duration; moto's default is a number.
+            .session_duration("PT1H")
+            .send()
+            .await
+            .map_err(|e| fail(&format!("permission set {name}"), e))?;
+        let ps = made
+            .permission_set()
+            .and_then(|p| p.permission_set_arn())
+            .unwrap_or_default();
+        out.permission_sets.insert(name.clone(), ps.to_string());
+    }
+    let assign = |ps: String, kind: PrincipalType, who: String| {
+        sso.create_account_assignment()
+            .instance_arn(&arn)
+            .target_id(account)
+            .target_type(TargetType::AwsAccount)
+            .permission_set_arn(ps)
+            .principal_type(kind)
+            .principal_id(who)
+            .send()
+    };
+    let mut groups = BTreeMap::new();
+    for g in &ic.groups {
+        let made = ids
+            .create_group()
+            .identity_store_id(&store)
+            .display_name(&g.name)
+            .send()
+            .await
+            .map_err(|e| fail(&format!("group {}", g.name), e))?;
+        let id = made.group_id().to_string();
+        for ps in &g.permission_sets {
+            let ps = out.permission_sets.get(ps).cloned().unwrap_or_default();
+            assign(ps, PrincipalType::Group, id.clone())
+                .await
+                .map_err(|e| fail(&format!("assignment of group {}", g.name), e))?;
+        }
+        groups.insert(g.name.clone(), id);
+    }
+    for u in &ic.users {
+        let name = aws_sdk_identitystore::types::Name::builder()
+            .given_name(&u.name)
+            .family_name("Tabletop")
+            .build();
+        let made = ids
+            .create_user()
+            .identity_store_id(&store)
+            .user_name(&u.name)
+            .display_name(&u.name)
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| fail(&format!("Identity Center user {}", u.name), e))?;
+        let id = made.user_id().to_string();
+        for g in &u.groups {
+            let group = groups.get(g).cloned().unwrap_or_default();
+            ids.create_group_membership()
+                .identity_store_id(&store)
+                .group_id(group)
+                .member_id(MemberId::UserId(id.clone()))
+                .send()
+                .await
+                .map_err(|e| fail(&format!("{} in group {g}", u.name), e))?;
+        }
+        for ps in &u.permission_sets {
+            let ps = out.permission_sets.get(ps).cloned().unwrap_or_default();
+            assign(ps, PrincipalType::User, id.clone())
+                .await
+                .map_err(|e| fail(&format!("assignment of {}", u.name), e))?;
+        }
+        out.users.insert(u.name.clone(), id);
+    }
+    for ps in out.permission_sets.values() {
+        sso.provision_permission_set()
+            .instance_arn(&arn)
+            .permission_set_arn(ps)
+            .target_type(ProvisionTargetType::AllProvisionedAccounts)
+            .send()
+            .await
+            .map_err(|e| fail("provisioning", e))?;
+    }
     Ok(out)
 }
 

@@ -15,7 +15,7 @@ pub async fn exposures(
     timeline: &[StepTime],
     emulator_gaps: &[usize],
 ) -> Vec<Exposed> {
-    let mut out = Vec::new();
+    let mut out = super::identities::identities(admin, scenario, seeded).await;
     let actions: Vec<&str> = timeline.iter().map(|s| s.action.as_str()).collect();
     if scenario.file.organization && actions.contains(&"org.apply_scp") {
         out.push(Exposed {

@@ -5,6 +5,7 @@
 
 mod exposure;
 mod html;
+mod identities;
 mod terminal;
 pub use exposure::exposures;
 pub use html::html;
