@@ -111,10 +111,12 @@ pub fn plan(records: &[Record], choices: &Choices) -> Vec<Step> {
         };
         // A freeze is many attaches: one that failed part-way may have left
         // some targets frozen, so it is undone where found too.
+        // So is a permission-set deny whose provisioning failed after the
+        // policy was written: the users it asked for are lifted where found.
         let partial = *outcome == crate::report::Outcome::Failed
             && intents
                 .get(of)
-                .is_some_and(|(_, op)| matches!(op, Op::ApplyScp(_)));
+                .is_some_and(|(_, op)| matches!(op, Op::ApplyScp(_) | Op::DenyUsers(_)));
         if *outcome != crate::report::Outcome::Changed && !partial {
             continue;
         }

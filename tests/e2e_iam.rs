@@ -1070,9 +1070,10 @@ async fn identity_center_user_is_contained_without_touching_colleagues() {
     );
     assert_eq!(e.run(&["audit", "verify", log]).code, 0);
 
-    // A deny in the policy that has not reached the accounts (the policy
-    // changed again, not provisioned since) is not contained, and a second
-    // run provisions it without writing anything twice.
+    // A permission set changed since it was provisioned (here by a person,
+    // with the same document) is not contained, and is not provisioned
+    // unasked: that would push the person's change live. Asked to, a run
+    // provisions it without writing anything twice.
     let doc = s.policy(&e, &s.admin).await.expect("policy");
     e.sso_admin_at(&e.proxy().endpoint())
         .put_inline_policy_to_permission_set()
@@ -1082,29 +1083,23 @@ async fn identity_center_user_is_contained_without_touching_colleagues() {
         .send()
         .await
         .expect("put");
-    let stale = e.run(&[
-        "verify",
-        pb,
-        "--var",
-        "user=mallory",
-        "--var",
-        "case_id=IR-9",
-    ]);
+    let vars = ["--var", "user=mallory", "--var", "case_id=IR-9"];
+    let stale = e.run(&[&["verify", pb][..], &vars].concat());
     assert_ne!(stale.code, 0, "{}", stale.stdout);
     assert!(
-        stale.stdout.contains("not yet in every account"),
+        stale.stdout.contains("changes not yet provisioned"),
         "{}",
         stale.stdout
     );
-    let again = e.run(&[
-        "run",
-        pb,
-        "--var",
-        "user=mallory",
-        "--var",
-        "case_id=IR-9",
-        "--yes",
-    ]);
+    let unasked = e.run(&[&["run", pb, "--yes"][..], &vars].concat());
+    assert_eq!(unasked.code, 1, "{}\n{}", unasked.stdout, unasked.stderr);
+    let pending = playbook(
+        &e,
+        "pending.yaml",
+        "name: pending\nsteps:\n  - action: sso.contain_users\n    with: { users: [mallory], provision_pending: true }\n",
+    );
+    let pending = pending.to_str().expect("path");
+    let again = e.run(&["run", pending, "--yes"]);
     assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
     assert!(
         again.stdout.contains("sso:ProvisionPermissionSet Admin"),

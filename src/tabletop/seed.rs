@@ -366,9 +366,16 @@ async fn seed_identity_center(
         .instances()
         .first()
         .ok_or_else(|| Error::Emulator("seeding: no Identity Center instance".into()))?;
+    let missing = |what: &str| Error::Emulator(format!("seeding: Identity Center: no {what}"));
     let mut out = SeededIdentityCenter {
-        instance_arn: instance.instance_arn().unwrap_or_default().to_string(),
-        identity_store_id: instance.identity_store_id().unwrap_or_default().to_string(),
+        instance_arn: instance
+            .instance_arn()
+            .ok_or_else(|| missing("instance ARN"))?
+            .to_string(),
+        identity_store_id: instance
+            .identity_store_id()
+            .ok_or_else(|| missing("identity store id"))?
+            .to_string(),
         ..SeededIdentityCenter::default()
     };
     let (arn, store) = (out.instance_arn.clone(), out.identity_store_id.clone());
@@ -391,7 +398,7 @@ async fn seed_identity_center(
         let ps = made
             .permission_set()
             .and_then(|p| p.permission_set_arn())
-            .unwrap_or_default();
+            .ok_or_else(|| missing("permission set ARN"))?;
         out.permission_sets.insert(name.clone(), ps.to_string());
     }
     let assign = |ps: String, kind: PrincipalType, who: String| {
@@ -415,7 +422,11 @@ async fn seed_identity_center(
             .map_err(|e| fail(&format!("group {}", g.name), e))?;
         let id = made.group_id().to_string();
         for ps in &g.permission_sets {
-            let ps = out.permission_sets.get(ps).cloned().unwrap_or_default();
+            let ps = out
+                .permission_sets
+                .get(ps)
+                .cloned()
+                .ok_or_else(|| missing("permission set"))?;
             assign(ps, PrincipalType::Group, id.clone())
                 .await
                 .map_err(|e| fail(&format!("assignment of group {}", g.name), e))?;
@@ -438,7 +449,7 @@ async fn seed_identity_center(
             .map_err(|e| fail(&format!("Identity Center user {}", u.name), e))?;
         let id = made.user_id().to_string();
         for g in &u.groups {
-            let group = groups.get(g).cloned().unwrap_or_default();
+            let group = groups.get(g).cloned().ok_or_else(|| missing("group"))?;
             ids.create_group_membership()
                 .identity_store_id(&store)
                 .group_id(group)
@@ -448,7 +459,11 @@ async fn seed_identity_center(
                 .map_err(|e| fail(&format!("{} in group {g}", u.name), e))?;
         }
         for ps in &u.permission_sets {
-            let ps = out.permission_sets.get(ps).cloned().unwrap_or_default();
+            let ps = out
+                .permission_sets
+                .get(ps)
+                .cloned()
+                .ok_or_else(|| missing("permission set"))?;
             assign(ps, PrincipalType::User, id.clone())
                 .await
                 .map_err(|e| fail(&format!("assignment of {}", u.name), e))?;

@@ -88,7 +88,7 @@ pub fn note_sse_c(head: &str, body: &str, sse_c: &SseC) {
 /// in `GetBucketVersioningResponse` where S3 answers an empty
 /// `VersioningConfiguration` ("does not return a versioning state value",
 /// S3 API reference).
-pub fn patch_s3(head: &str, response: Vec<u8>, sse_c: &SseC) -> Vec<u8> {
+pub fn patch_answer(head: &str, response: Vec<u8>, sse_c: &SseC) -> Vec<u8> {
     let blocked = bucket_request(head, "encryption").is_some_and(|(method, bucket)| {
         method == "GET" && sse_c.lock().is_ok_and(|b| b.contains(&bucket))
     });
@@ -97,8 +97,15 @@ pub fn patch_s3(head: &str, response: Vec<u8>, sse_c: &SseC) -> Vec<u8> {
         return response;
     };
     let body = String::from_utf8_lossy(&response[split + 4..]).into_owned();
+    let provisioning = json_target(head).as_deref() == Some("ProvisionPermissionSet");
     let body = if versioning && body.contains("<GetBucketVersioningResponse") {
         body.replace("GetBucketVersioningResponse", "VersioningConfiguration")
+    } else if provisioning && body.contains("\"SUCCEEDED\"") {
+        // AWS provisions asynchronously ("IN_PROGRESS", then
+        // DescribePermissionSetProvisioningStatus); moto answers SUCCEEDED
+        // at once and has no Describe. Answered as AWS does, so the
+        // following-up is exercised: see `permission_sets`.
+        body.replacen("\"SUCCEEDED\"", "\"IN_PROGRESS\"", 1)
     } else if blocked && body.contains("</Rule>") && !body.contains("<BlockedEncryptionTypes>") {
         body.replacen("</Rule>", &format!("{SSE_C_BLOCKED}</Rule>"), 1)
     } else {
@@ -291,7 +298,7 @@ fn serve(mut client: TcpStream, upstream: u16, tables: &Tables) -> std::io::Resu
             up.write_all(&request)?;
             let mut response = Vec::new();
             up.read_to_end(&mut response)?;
-            client.write_all(&patch_s3(&head, response, sse_c))
+            client.write_all(&patch_answer(&head, response, sse_c))
         }
     }
 }
@@ -323,17 +330,34 @@ pub fn permission_sets(
     unprovisioned: &Unprovisioned,
 ) -> Option<(&'static str, String)> {
     let json: serde_json::Value = serde_json::from_str(body).ok()?;
+    if target == "DescribePermissionSetProvisioningStatus" {
+        // Every provisioning moto made has succeeded by now.
+        let id = json.get("ProvisionPermissionSetRequestId")?.as_str()?;
+        let answer = serde_json::json!({
+            "PermissionSetProvisioningStatus": { "RequestId": id, "Status": "SUCCEEDED" }
+        });
+        return Some(("200 OK", answer.to_string()));
+    }
     let ps = json.get("PermissionSetArn")?.as_str()?.to_string();
     let mut changed = unprovisioned.lock().ok()?;
     match target {
         "PutInlinePolicyToPermissionSet"
         | "DeleteInlinePolicyFromPermissionSet"
         | "AttachManagedPolicyToPermissionSet"
-        | "DetachManagedPolicyFromPermissionSet" => {
+        | "DetachManagedPolicyFromPermissionSet"
+        | "AttachCustomerManagedPolicyReferenceToPermissionSet"
+        | "DetachCustomerManagedPolicyReferenceFromPermissionSet"
+        | "PutPermissionsBoundaryToPermissionSet"
+        | "DeletePermissionsBoundaryFromPermissionSet"
+        | "UpdatePermissionSet" => {
             changed.insert(ps);
             None
         }
-        "ProvisionPermissionSet" => {
+        // Only a provisioning to every account brings them all up to date.
+        "ProvisionPermissionSet"
+            if json.get("TargetType").and_then(|t| t.as_str())
+                == Some("ALL_PROVISIONED_ACCOUNTS") =>
+        {
             changed.remove(&ps);
             None
         }

@@ -961,7 +961,7 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
             up.write_all(&request)?;
             let mut response = Vec::new();
             up.read_to_end(&mut response)?;
-            response = breakglass::tabletop::shim::patch_s3(&head_text, response, &state.sse_c);
+            response = breakglass::tabletop::shim::patch_answer(&head_text, response, &state.sse_c);
             if action.as_deref() == Some("DescribeRegions") {
                 let disabled = state
                     .worst

@@ -40,8 +40,8 @@ impl Assignment {
 
     /// Deletes it (or, `create`, creates it again) and follows the request
     /// to its end. A refusal (gone already, or in conflict with a request
-    /// under way: a retry after a lost answer), a failure or a request slow
-    /// to settle is not the last word: the assignment itself decides.
+    /// under way: a retry after a lost answer) is not the last word: the
+    /// assignment itself decides.
     async fn change(&self, ctx: &Ctx, create: bool) -> Result<(), AwsError> {
         let sso = ctx.clients.sso_admin(&self.region);
         let settled = match create {
@@ -88,9 +88,14 @@ impl Assignment {
                 }
             }
         };
+        // Only a refusal can mean a lost answer's first call did it: a
+        // request that failed or is still running is reported as it is.
+        let refused = |e: &AwsError| {
+            e.kind == ErrorKind::NotFound || e.code.as_deref() == Some("ConflictException")
+        };
         match settled {
             Ok(()) => Ok(()),
-            Err(_) if self.exists(ctx).await? == create => Ok(()),
+            Err(e) if refused(&e) && self.exists(ctx).await? == create => Ok(()),
             Err(e) => Err(e),
         }
     }

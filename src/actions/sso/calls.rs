@@ -187,17 +187,26 @@ pub(super) fn request_id(operation: &str, id: Option<&str>) -> Result<String, Aw
         })
 }
 
+/// One provisioning at a time from this process: "Number of IAM roles
+/// (permission sets) in the AWS account that can be updated at a time: 1"
+/// (IAM Identity Center quotas). Several at once would only meet
+/// `ConflictException`, and make a colleague's pipeline meet it too.
+static PROVISIONING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `ProvisionPermissionSet` to every account the permission set is
 /// provisioned to, followed until it settles. A provisioning already under
-/// way (`ConflictException`) is waited for and asked again.
+/// way (`ConflictException`, someone else's) is waited for and asked again,
+/// for as long as [`PATIENCE`].
 async fn provision(
     ctx: &Ctx,
     region: &str,
     instance: &str,
     permission_set: &str,
 ) -> Result<(), AwsError> {
+    let _one_at_a_time = PROVISIONING.lock().await;
     let sso = ctx.clients.sso_admin(region);
-    let mut conflicts = 0u32;
+    let started = std::time::Instant::now();
+    let mut wait = Duration::from_millis(500);
     let out = loop {
         let asked = ctx
             .call_in(region, "sso:ProvisionPermissionSet", || {
@@ -209,9 +218,12 @@ async fn provision(
             })
             .await;
         match asked {
-            Err(e) if e.code.as_deref() == Some("ConflictException") && conflicts < 6 => {
-                conflicts += 1;
-                tokio::time::sleep(Duration::from_secs(u64::from(conflicts))).await;
+            Err(e)
+                if e.code.as_deref() == Some("ConflictException")
+                    && started.elapsed() < PATIENCE =>
+            {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(8));
             }
             other => break other?,
         }

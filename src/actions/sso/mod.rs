@@ -74,6 +74,12 @@ pub struct ContainUsersParams {
     /// The region of the Identity Center instance (default: the session's).
     #[serde(default)]
     pub region: Option<String>,
+    /// Provision a permission set that has changes not yet provisioned
+    /// (someone's edit, or an earlier run's provisioning that did not
+    /// finish). Provisioning sends the permission set's whole current
+    /// version, so without this such a set is left alone and reported.
+    #[serde(default)]
+    pub provision_pending: bool,
 }
 
 pub struct ContainUsers;
@@ -90,6 +96,10 @@ impl Action for ContainUsers {
             (
                 "region",
                 "the Identity Center instance's region (default: the session's)",
+            ),
+            (
+                "provision_pending",
+                "also provision permission sets with changes not yet provisioned, someone else's included (default: false, they are reported)",
             ),
         ],
         calls: &[
@@ -110,6 +120,8 @@ impl Action for ContainUsers {
             "AWS access portal sessions cannot be ended by API: delete the user's active sessions in the IAM Identity Center console.",
             "A user from an external identity provider (SCIM) must be disabled there too, or the provider may add it to groups again.",
             "The group's own assignments stay: removing them would cut off every other member.",
+            "A permission set with changes not yet provisioned is left alone and reported: provisioning would push them live (`provision_pending: true` to do it anyway).",
+            "Application assignments (SAML and integrated applications) are not removed: remove them in the IAM Identity Center console.",
         ],
     };
     const RUNS: Runs = Runs::Organization;
@@ -160,7 +172,7 @@ impl Action for ContainUsers {
         let (users, named_groups) = resolve(ctx, &store, p, sink, &mut notes).await?;
         let chosen = screen(ctx, &store, users, sink, &mut notes).await;
         plan_access(ctx, &store, &chosen, &named_groups, sink).await;
-        plan_denies(ctx, &store, &chosen, sink).await?;
+        plan_denies(ctx, &store, &chosen, p.provision_pending, sink).await?;
         Ok(notes)
     }
 }
@@ -365,6 +377,7 @@ async fn plan_denies(
     ctx: &Ctx,
     store: &Store,
     users: &[User],
+    provision_pending: bool,
     sink: &Sink,
 ) -> Result<(), AwsError> {
     if users.is_empty() {
@@ -391,7 +404,7 @@ async fn plan_denies(
         .collect();
     stream::iter(every)
         .map(|ps| async move {
-            let disposition = deny_needed(ctx, store, users, &ps).await;
+            let disposition = deny_needed(ctx, store, users, &ps, provision_pending).await;
             let name = permission_set_name(ctx, store, &ps).await;
             let disposition = match disposition {
                 Disposition::Change {
@@ -424,10 +437,30 @@ async fn plan_denies(
 
 /// What one permission set needs: the deny of the users it does not deny
 /// yet; or, when it denies them all, the provisioning of that deny to the
-/// accounts it has not reached; or nothing.
-async fn deny_needed(ctx: &Ctx, store: &Store, users: &[User], ps: &str) -> Disposition {
+/// accounts it has not reached; or nothing. A set with changes not yet
+/// provisioned is left alone (unless `provision_pending`): provisioning
+/// sends its whole current version, someone else's edit included.
+async fn deny_needed(
+    ctx: &Ctx,
+    store: &Store,
+    users: &[User],
+    ps: &str,
+    provision_pending: bool,
+) -> Disposition {
     let doc = match calls::inline_policy(ctx, &store.region, &store.instance_arn, ps).await {
         Ok(doc) => doc,
+        Err(error) => return Disposition::Unreadable { error },
+    };
+    let stale = calls::provisioned_to(
+        ctx,
+        &store.region,
+        &store.instance_arn,
+        ps,
+        Some(ProvisioningStatus::LatestPermissionSetNotProvisioned),
+    )
+    .await;
+    let stale = match stale {
+        Ok(accounts) => accounts,
         Err(error) => return Disposition::Unreadable { error },
     };
     let denied = policy::denied(doc.as_deref());
@@ -443,24 +476,19 @@ async fn deny_needed(ctx: &Ctx, store: &Store, users: &[User], ps: &str) -> Disp
             users,
         }),
     };
-    if !open.is_empty() {
-        return deny(open.iter().map(|u| u.id.clone()).collect(), names(&open));
-    }
     let all: Vec<&User> = users.iter().collect();
-    let stale = calls::provisioned_to(
-        ctx,
-        &store.region,
-        &store.instance_arn,
-        ps,
-        Some(ProvisioningStatus::LatestPermissionSetNotProvisioned),
-    )
-    .await;
-    match stale {
-        Err(error) => Disposition::Unreadable { error },
-        Ok(accounts) if accounts.is_empty() => Disposition::Unchanged {
+    match (stale.is_empty(), open.is_empty()) {
+        (false, _) if !provision_pending => Disposition::OutOfReach {
+            reason: format!(
+                "has changes not yet provisioned to {} account(s) (someone's edit, or an earlier provisioning that did not finish): provisioning would push them live; review the permission set, then provision it by hand or run with `with: {{ provision_pending: true }}`",
+                stale.len()
+            ),
+        },
+        (_, false) => deny(open.iter().map(|u| u.id.clone()).collect(), names(&open)),
+        (false, true) => deny(Vec::new(), names(&all)),
+        (true, true) => Disposition::Unchanged {
             reason: format!("denies {} in every account", names(&all).join(", ")),
         },
-        Ok(_) => deny(Vec::new(), names(&all)),
     }
 }
 

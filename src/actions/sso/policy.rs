@@ -21,8 +21,11 @@ pub const SID: &str = "BreakglassDenyIdentityCenterUsers";
 /// keys are case-insensitive).
 const KEY: &str = "identitystore:UserId";
 
-/// AWS's limit on a permission set's inline policy.
-pub const MAX_CHARS: usize = 32_768;
+/// AWS's limits on a permission set's inline policy: "32,768 bytes.
+/// Maximum size of non-whitespace characters in the inline policy per
+/// permission set is 10,240 bytes" (IAM Identity Center quotas).
+pub const MAX_BYTES: usize = 32_768;
+pub const MAX_NON_WHITESPACE: usize = 10_240;
 
 /// The user ids the document's breakglass statement denies. A statement
 /// that carries the Sid but not exactly the shape breakglass writes (a
@@ -128,9 +131,10 @@ pub fn with_denied(doc: Option<&str>, ids: &BTreeSet<String>) -> Result<Option<S
     obj.insert("Statement".into(), Value::Array(kept));
     obj.entry("Version").or_insert_with(|| json!("2012-10-17"));
     let text = doc.to_string();
-    if text.len() > MAX_CHARS {
+    let dense = text.chars().filter(|c| !c.is_whitespace()).count();
+    if text.len() > MAX_BYTES || dense > MAX_NON_WHITESPACE {
         return Err(format!(
-            "its inline policy would be {} characters, over AWS's {MAX_CHARS}: free room in it, or deny the users with an SCP",
+            "its inline policy would be {dense} non-whitespace characters ({} bytes), over AWS's {MAX_NON_WHITESPACE} ({MAX_BYTES}): free room in it, or deny the users with an SCP",
             text.len()
         ));
     }
@@ -189,7 +193,7 @@ mod tests {
     fn an_oversized_or_unreadable_policy_is_refused() {
         let big = format!(
             r#"{{"Statement":[{{"Effect":"Allow","Action":"s3:*","Resource":"{}"}}]}}"#,
-            "x".repeat(MAX_CHARS)
+            "x".repeat(MAX_NON_WHITESPACE)
         );
         assert!(with_denied(Some(&big), &ids(&["u-1"])).is_err());
         assert!(with_denied(Some("not json"), &ids(&["u-1"])).is_err());

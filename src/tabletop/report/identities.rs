@@ -4,7 +4,7 @@
 //! judged from the policies themselves, as breakglass's own checks read
 //! them (an exact statement, never a look-alike).
 
-use aws_sdk_ssoadmin::types::PrincipalType;
+use aws_sdk_ssoadmin::types::{PrincipalType, ProvisioningStatus};
 
 use super::{Exposed, ExposureKind};
 use crate::actions::iam::{Ours, url_decode, written_by_breakglass};
@@ -66,16 +66,32 @@ async fn sso_user(
             .permission_set_arn(ps)
             .send()
             .await;
+        // A read that fails proves nothing: it counts as not denied.
         let denied = doc
             .ok()
             .is_some_and(|d| policy::denied(d.inline_policy()).contains(id));
-        if !denied {
-            out.push(Exposed {
-                kind: ExposureKind::Open,
-                what: format!("Identity Center user {user} in permission set {name}"),
-                why: "its role sessions minted before the run still work: the permission set does not deny it (identitystore:UserId)".into(),
-            });
-        }
+        let stale = sso
+            .list_accounts_for_provisioned_permission_set()
+            .instance_arn(&ic.instance_arn)
+            .permission_set_arn(ps)
+            .provisioning_status(ProvisioningStatus::LatestPermissionSetNotProvisioned)
+            .send()
+            .await
+            .map_or(true, |l| !l.account_ids().is_empty());
+        let why = match (denied, stale) {
+            (true, false) => continue,
+            (true, true) => {
+                "its role sessions minted before the run still work: the permission set's deny has not been provisioned to every account"
+            }
+            (false, _) => {
+                "its role sessions minted before the run still work: the permission set does not deny it (identitystore:UserId)"
+            }
+        };
+        out.push(Exposed {
+            kind: ExposureKind::Open,
+            what: format!("Identity Center user {user} in permission set {name}"),
+            why: why.into(),
+        });
     }
     let assigned = sso
         .list_account_assignments_for_principal()
@@ -84,7 +100,6 @@ async fn sso_user(
         .principal_id(id)
         .send()
         .await;
-    let own = assigned.ok().map_or(0, |a| a.account_assignments().len());
     let groups = admin
         .identitystore()
         .list_group_memberships_for_member()
@@ -93,9 +108,21 @@ async fn sso_user(
             id.to_string(),
         ))
         .send()
-        .await
-        .ok()
-        .map_or(0, |m| m.group_memberships().len());
+        .await;
+    let (Ok(assigned), Ok(groups)) = (assigned, groups) else {
+        out.push(Exposed {
+            kind: ExposureKind::Open,
+            what: format!("Identity Center user {user}"),
+            why: "its assignments or group memberships could not be read back: not shown to be cut off".into(),
+        });
+        return out;
+    };
+    let own = assigned
+        .account_assignments()
+        .iter()
+        .filter(|a| a.principal_id() == Some(id))
+        .count();
+    let groups = groups.group_memberships().len();
     if own + groups > 0 {
         // Denied everywhere it is denied, or open above: either way the
         // access itself is still there to take away.
@@ -119,8 +146,14 @@ async fn sso_user(
 /// that is gone has no sessions.
 async fn session_denied(admin: &Admin, role: &str, session: &str) -> bool {
     let iam = admin.iam();
-    let Ok(found) = iam.get_role().role_name(role).send().await else {
-        return true;
+    let found = match iam.get_role().role_name(role).send().await {
+        Ok(found) => found,
+        // Only a role that is gone has no sessions; any other failure
+        // proves nothing.
+        Err(e) => {
+            use aws_sdk_iam::error::ProvideErrorMetadata;
+            return e.code() == Some("NoSuchEntity");
+        }
     };
     let role_id = found
         .role()
@@ -145,6 +178,8 @@ async fn session_denied(admin: &Admin, role: &str, session: &str) -> bool {
             continue;
         };
         match written_by_breakglass(&name, &url_decode(doc.policy_document())) {
+            // The session was minted before the exercise began, so any
+            // revocation the run wrote covers it.
             Some(Ours::Quarantine | Ours::Revocation(_)) => return true,
             Some(Ours::Sessions(ids)) if ids.contains(&userid) => return true,
             _ => {}
