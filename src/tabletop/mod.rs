@@ -390,6 +390,9 @@ pub async fn tabletop(
         "moto has no EBS snapshot locking: breakglass emulates LockSnapshot, DescribeLockedSnapshots and the refusal to delete a locked snapshot in front of it.".to_string(),
         "moto has no snapshot or AMI block public access and drops a bucket's SSE-C block: breakglass emulates them in front of it (the AMI setting shows at once, where AWS takes up to 10 minutes), but does not refuse a public share once sharing is blocked.".to_string(),
     ];
+    if seeded.identity_center.is_some() {
+        emulator_notes.push("moto provisions permission sets at once and ignores ListAccountsForProvisionedPermissionSet's ProvisioningStatus: breakglass answers ProvisionPermissionSet IN_PROGRESS, DescribePermissionSetProvisioningStatus, and which sets changed since provisioned in front of it. moto evaluates no identitystore:UserId condition: the report reads the deny from the permission set's policy.".to_string());
+    }
     for t in timeline.iter().filter(|t| emulator_gaps.contains(&t.index)) {
         emulator_notes.push(format!(
             "Step {} ({}) failed because moto does not implement a call it needs (EC2 snapshot locking, for one); against AWS it would run.",

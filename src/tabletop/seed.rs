@@ -66,6 +66,8 @@ pub struct Seeded {
     /// Member accounts seeded without their member role.
     #[serde(skip)]
     pub roleless: Vec<String>,
+    /// Role sessions the attacker holds (names only: nothing to create).
+    pub stolen_sessions: usize,
     /// Identity Center, when the scenario seeds it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_center: Option<SeededIdentityCenter>,
@@ -342,6 +344,7 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
     if let Some(ic) = &s.identity_center {
         out.identity_center = Some(seed_identity_center(admin, ic, &out.account).await?);
     }
+    out.stolen_sessions = s.stolen_sessions.len();
     Ok(out)
 }
 

@@ -167,7 +167,24 @@ impl Report {
             n.volumes,
             n.snapshots,
             n.trails
-        )
+        ) + &self.identities_text()
+    }
+
+    /// What seeding made beyond IAM and EC2: ", 2 Identity Center users
+    /// (2 permission sets), 1 stolen session".
+    fn identities_text(&self) -> String {
+        let mut more = String::new();
+        if let Some(ic) = &self.seeded.identity_center {
+            more += &format!(
+                ", {} Identity Center users ({} permission sets)",
+                ic.users.len(),
+                ic.permission_sets.len()
+            );
+        }
+        if self.seeded.stolen_sessions > 0 {
+            more += &format!(", {} stolen sessions", self.seeded.stolen_sessions);
+        }
+        more
     }
 
     /// When the first containment was in place, and what it was.
