@@ -92,6 +92,21 @@ async fn org_freeze_exempts_the_executor_and_is_idempotent() {
     );
 }
 
+/// Associates instance profile `arn` with instance `id` (us-east-1).
+async fn associate(e: &Estate, id: &str, arn: &str) {
+    e.ec2("us-east-1")
+        .associate_iam_instance_profile()
+        .instance_id(id)
+        .iam_instance_profile(
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .arn(arn)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("associate");
+}
+
 /// An instance profile `app-profile` holding role `app-role`.
 async fn instance_profile(e: &Estate) -> String {
     e.role("app-role", "/").await;
@@ -121,17 +136,7 @@ async fn compromised_instance_is_preserved_and_isolated() {
     e.with_proxy();
     let ids = e.instances("us-east-1", 2, false).await;
     let profile_arn = instance_profile(&e).await;
-    e.ec2("us-east-1")
-        .associate_iam_instance_profile()
-        .instance_id(&ids[0])
-        .iam_instance_profile(
-            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
-                .arn(&profile_arn)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("associate");
+    associate(&e, &ids[0], &profile_arn).await;
     let (target, bystander) = (&ids[0], &ids[1]);
     let before = e.instance("us-east-1", target).await;
     let original_groups: Vec<String> = before.network_interfaces()[0]
@@ -2167,4 +2172,85 @@ async fn narrowed_event_selectors_log_every_management_event_again() {
         .send()
         .await;
     assert_eq!(left.expect("selectors").event_selectors().len(), 1);
+}
+
+#[tokio::test]
+async fn a_guarded_instance_keeps_its_profile_and_its_credentials_work_only_on_it() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    let ids = e.instances("us-east-1", 1, false).await;
+    let id = &ids[0];
+    let profile_arn = instance_profile(&e).await;
+    associate(&e, id, &profile_arn).await;
+    let pb = playbook(
+        &e,
+        "guard.yaml",
+        &format!(
+            "name: guard\nregions: [us-east-1]\nsteps:\n  - action: ec2.detach_instance_profiles\n    targets: {{ instances: {{ ids: [{id}] }} }}\n    with: {{ mode: guard }}\n"
+        ),
+    );
+    let pb = pb.to_str().expect("path");
+    let log = e.path("guard.jsonl");
+    let log = log.to_str().expect("path");
+    let ran = e.run(&["run", pb, "--yes", "--audit-log", log]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("VPC endpoint"), "{}", ran.stdout);
+
+    // The instance keeps its profile; no session of the role is revoked.
+    let associated = || async {
+        let assoc = e
+            .ec2("us-east-1")
+            .describe_iam_instance_profile_associations()
+            .filters(Filter::builder().name("instance-id").values(id).build())
+            .send()
+            .await
+            .expect("associations");
+        assoc
+            .iam_instance_profile_associations()
+            .iter()
+            .any(|a| a.state().map(|s| s.as_str()) == Some("associated"))
+    };
+    assert!(associated().await);
+    assert!(
+        e.inline_policy("role", "app-role", "breakglass-revoke-older-sessions")
+            .await
+            .is_none()
+    );
+    // The role denies its instance credentials off the instance, as the IAM
+    // User Guide's aws:Ec2InstanceSourceVpc example does.
+    let guard = e
+        .inline_policy("role", "app-role", "breakglass-instance-guard")
+        .await
+        .expect("guard");
+    let statements = guard["Statement"].as_array().expect("statements");
+    assert_eq!(statements.len(), 2, "{guard}");
+    for (s, (key, variable)) in statements.iter().zip([
+        ("aws:Ec2InstanceSourceVpc", "${aws:SourceVpc}"),
+        ("aws:Ec2InstanceSourcePrivateIPv4", "${aws:VpcSourceIp}"),
+    ]) {
+        assert_eq!(s["Effect"], "Deny", "{s}");
+        assert_eq!(s["Action"], "*", "{s}");
+        assert_eq!(s["Condition"]["StringNotEquals"][key], variable, "{s}");
+        assert_eq!(s["Condition"]["Null"]["ec2:SourceInstanceARN"], "false");
+        assert_eq!(s["Condition"]["BoolIfExists"]["aws:ViaAWSService"], "false");
+    }
+    let verify = e.run(&["verify", pb]);
+    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    assert!(
+        verify
+            .stdout
+            .contains("instance credential guard already attached"),
+        "{}",
+        verify.stdout
+    );
+
+    // Rollback takes the guard away; the profile stays.
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    assert!(
+        e.inline_policy("role", "app-role", "breakglass-instance-guard")
+            .await
+            .is_none()
+    );
+    assert!(associated().await);
 }

@@ -233,8 +233,11 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
     if step.action == ActionKind::Ec2StopInstances {
         notes.push("Stopping loses each instance's memory: snapshots keep disks only.".into());
     }
-    if step.action == ActionKind::Ec2DetachInstanceProfiles {
-        let found = plan_detach(ctx, instances, notes).await?;
+    if let ActionParams::Ec2DetachInstanceProfiles(p) = &step.params {
+        let found = match p.mode {
+            DetachMode::Detach => plan_detach(ctx, instances, notes).await?,
+            DetachMode::Guard => plan_guard(ctx, instances, notes).await?,
+        };
         sink.emit_all(found.planned);
         return Ok(found.notes);
     }

@@ -1,6 +1,85 @@
-//! Detaching instance profiles, with the sessions of their roles revoked.
+//! Detaching instance profiles, with the sessions of their roles revoked;
+//! or, asked for, guarding their roles so that the credentials work only on
+//! their own instance while it keeps running.
 
 use super::*;
+
+/// `with:` of `ec2.detach_instance_profiles`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetachParams {
+    /// `detach` (default): take the profile away and revoke its role's
+    /// sessions. `guard`: keep the profile and put a deny on the role for
+    /// its instance credentials used anywhere but through a VPC endpoint
+    /// of their own VPC, from their own private IP. Only where the
+    /// instances reach AWS through VPC endpoints: otherwise their own calls
+    /// are denied too.
+    #[serde(default)]
+    pub mode: DetachMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DetachMode {
+    #[default]
+    Detach,
+    Guard,
+}
+
+/// The roles behind the instances' profiles guarded, the instances left as
+/// they are: one policy per role, however many instances use it.
+pub(super) async fn plan_guard(
+    ctx: &Ctx,
+    instances: Vec<Instance>,
+    mut notes: Vec<String>,
+) -> Result<Discovery, AwsError> {
+    let profiles: BTreeSet<String> = instances
+        .iter()
+        .filter_map(|i| i.profile.as_deref())
+        .filter_map(|arn| arn.rsplit('/').next())
+        .map(str::to_string)
+        .collect();
+    let roles = profile_roles(ctx, profiles, &mut notes).await;
+    notes.push("The guard denies the role's instance credentials unless the request comes through a VPC endpoint in the instance's VPC, from the instance's private IP (IAM User Guide, aws:Ec2InstanceSourceVpc): instances that reach AWS over public endpoints lose their own calls too.".into());
+    let planned = crate::actions::iam::plan_role_policies(
+        ctx,
+        &roles,
+        crate::actions::iam::PolicyKind::InstanceGuard,
+    )
+    .await?;
+    Ok(Discovery { planned, notes })
+}
+
+/// The roles of these instance profiles; a profile that cannot be read is
+/// a note saying what to do by hand.
+async fn profile_roles(
+    ctx: &Ctx,
+    profiles: BTreeSet<String>,
+    notes: &mut Vec<String>,
+) -> Vec<String> {
+    let mut roles = BTreeSet::new();
+    for profile_name in profiles {
+        let profile = ctx
+            .call("iam:GetInstanceProfile", || {
+                ctx.iam()
+                    .get_instance_profile()
+                    .instance_profile_name(&profile_name)
+                    .send()
+            })
+            .await;
+        match profile {
+            Ok(p) => {
+                if let Some(p) = p.instance_profile() {
+                    roles.extend(p.roles().iter().map(|r| r.role_name().to_string()));
+                }
+            }
+            Err(e) => notes.push(format!(
+                "cannot read instance profile {profile_name} ({e}): contain its role by hand"
+            )),
+        }
+    }
+    roles.into_iter().collect()
+}
 
 /// One disassociation per instance with a profile, plus one revocation per
 /// role behind those profiles (each role once, however many instances use it).
@@ -64,28 +143,7 @@ pub(super) async fn plan_detach(
             },
         });
     }
-    let mut roles = BTreeSet::new();
-    for profile_name in profiles {
-        let profile = ctx
-            .call("iam:GetInstanceProfile", || {
-                ctx.iam()
-                    .get_instance_profile()
-                    .instance_profile_name(&profile_name)
-                    .send()
-            })
-            .await;
-        match profile {
-            Ok(p) => {
-                if let Some(p) = p.instance_profile() {
-                    roles.extend(p.roles().iter().map(|r| r.role_name().to_string()));
-                }
-            }
-            Err(e) => notes.push(format!(
-                "cannot read instance profile {profile_name} ({e}): revoke its role's sessions by hand"
-            )),
-        }
-    }
-    let roles: Vec<String> = roles.into_iter().collect();
+    let roles = profile_roles(ctx, profiles, &mut notes).await;
     planned.extend(crate::actions::iam::plan_role_revocations(ctx, &roles).await?);
     Ok(Discovery { planned, notes })
 }

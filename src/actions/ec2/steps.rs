@@ -142,12 +142,16 @@ pub struct DetachInstanceProfiles;
 impl Action for DetachInstanceProfiles {
     const INFO: ActionInfo = ActionInfo {
         id: "ec2.detach_instance_profiles",
-        summary: "Detach each instance's IAM instance profile and revoke the sessions of the role behind it.",
+        summary: "Detach each instance's IAM instance profile and revoke the sessions of the role behind it; or, with `mode: guard`, keep it and deny its credentials off the instance.",
         targets: &[TargetKind::Instances],
-        params: &[],
+        params: &[(
+            "mode",
+            "detach (default) or guard: keep the profile, deny the role's instance credentials unless they come through a VPC endpoint of their VPC from their own IP",
+        )],
         calls: &[
             "ec2:DisassociateIamInstanceProfile",
             "iam:PutRolePolicy breakglass-revoke-older-sessions (the profile's role)",
+            "iam:PutRolePolicy breakglass-instance-guard (mode: guard)",
         ],
         reversibility: Reversibility::Reversible(
             "AssociateIamInstanceProfile with the recorded profile",
@@ -155,15 +159,16 @@ impl Action for DetachInstanceProfiles {
         notes: &[
             "Detaching does not end credentials already handed to the instance: the role's sessions are revoked in the same step.",
             "The revocation hits every holder of that role, not only this instance.",
+            "mode: guard needs VPC endpoints: the guard denies every request of the role's instance credentials that does not come through a VPC endpoint in the instance's VPC (IAM User Guide, aws:Ec2InstanceSourceVpc), the instance's own calls over public endpoints included.",
         ],
     };
     const RUNS: Runs = Runs::InRegions;
-    type Params = NoParams;
+    type Params = super::profiles::DetachParams;
 
     async fn discover(
         ctx: &Ctx,
         step: &BoundStep,
-        _: &NoParams,
+        _: &super::profiles::DetachParams,
         sink: &Sink,
     ) -> Result<Vec<String>, AwsError> {
         discover(ctx, step, sink).await

@@ -22,7 +22,7 @@ pub use inline_room::{InlineRoom, counted, inline_room, managed_room};
 use keys::*;
 use policies::*;
 pub use policies::{Ours, is_session_userid, written_by_breakglass};
-pub(crate) use policies::{plan_role_revocations, url_decode};
+pub(crate) use policies::{plan_role_policies, plan_role_revocations, url_decode};
 pub(crate) use principals::list_principals;
 use principals::*;
 pub use put_inline_policy::PutInlinePolicy;
@@ -52,6 +52,9 @@ pub const REVOKE_POLICY_NAME: &str = "breakglass-revoke-older-sessions";
 pub const QUARANTINE_POLICY_NAME: &str = "breakglass-quarantine";
 /// Name of the inline policy that denies named sessions of a role.
 pub const DENY_SESSIONS_POLICY_NAME: &str = "breakglass-deny-sessions";
+/// Name of the inline policy that denies an instance role's credentials
+/// anywhere but on their own instance.
+pub const INSTANCE_GUARD_POLICY_NAME: &str = "breakglass-instance-guard";
 
 const MANAGED_FALLBACK_NOTE: &str = "A principal whose inline policies are at IAM's size limit gets the deny in a managed policy under /breakglass/ instead (rollback detaches and deletes it).";
 
@@ -73,6 +76,10 @@ pub enum PolicyKind {
     /// Deny everything to these sessions only, by `aws:userid`
     /// (`<role id>:<session name>`), sorted.
     DenySessions { userids: Vec<String> },
+    /// Deny an instance role's credentials when used off their instance:
+    /// outside its VPC or its private IP (IAM User Guide, global condition
+    /// keys, `aws:Ec2InstanceSourceVpc`).
+    InstanceGuard,
 }
 
 impl PolicyKind {
@@ -83,6 +90,7 @@ impl PolicyKind {
             PolicyKind::RevokeSessions => REVOKE_POLICY_NAME,
             PolicyKind::DenyAll => QUARANTINE_POLICY_NAME,
             PolicyKind::DenySessions { .. } => DENY_SESSIONS_POLICY_NAME,
+            PolicyKind::InstanceGuard => INSTANCE_GUARD_POLICY_NAME,
         }
     }
 }
@@ -90,6 +98,7 @@ impl PolicyKind {
 impl PolicyKind {
     pub fn render(&self, now: jiff::Timestamp) -> String {
         let statement = match self {
+            PolicyKind::InstanceGuard => return instance_guard(),
             PolicyKind::RevokeSessions => serde_json::json!({
                 "Sid": "BreakglassRevokeOlderSessions",
                 "Effect": "Deny",
@@ -115,6 +124,41 @@ impl PolicyKind {
         };
         serde_json::json!({ "Version": "2012-10-17", "Statement": [statement] }).to_string()
     }
+}
+
+/// The guard the IAM User Guide documents under `aws:Ec2InstanceSourceVpc`
+/// ("denies access to all resources unless the request arrives through a
+/// VPC Endpoint in the same VPC as the role credentials", with
+/// `aws:Ec2InstanceSourcePrivateIPv4` limiting them to the instance's own
+/// address), on the role rather than in an SCP. `ec2:SourceInstanceARN` is
+/// present only in instance credentials, so the role's other sessions are
+/// untouched; `aws:ViaAWSService` spares calls AWS services make for it.
+fn instance_guard() -> String {
+    let statement = |sid: &str, operator_key: &str, variable: &str| {
+        serde_json::json!({
+            "Sid": sid,
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {
+                "StringNotEquals": { operator_key: variable },
+                "Null": { "ec2:SourceInstanceARN": "false" },
+                "BoolIfExists": { "aws:ViaAWSService": "false" }
+            }
+        })
+    };
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            statement("BreakglassInstanceGuardVpc", "aws:Ec2InstanceSourceVpc", "${aws:SourceVpc}"),
+            statement(
+                "BreakglassInstanceGuardIp",
+                "aws:Ec2InstanceSourcePrivateIPv4",
+                "${aws:VpcSourceIp}"
+            ),
+        ]
+    })
+    .to_string()
 }
 
 /// `2026-11-22T21:40:00Z`: the format IAM condition operators document. Rounded

@@ -9,6 +9,15 @@ pub(crate) async fn plan_role_revocations(
     ctx: &Ctx,
     role_names: &[String],
 ) -> Result<Vec<Planned>, AwsError> {
+    plan_role_policies(ctx, role_names, PolicyKind::RevokeSessions).await
+}
+
+/// `policy` on roles named by another action, with the same guards.
+pub(crate) async fn plan_role_policies(
+    ctx: &Ctx,
+    role_names: &[String],
+    policy: PolicyKind,
+) -> Result<Vec<Planned>, AwsError> {
     let mut roles = Vec::new();
     let mut out = Vec::new();
     for name in role_names {
@@ -18,8 +27,7 @@ pub(crate) async fn plan_role_revocations(
         }
     }
     let (sink, mut decided) = Sink::channel();
-    let revoke = PolicyKind::RevokeSessions;
-    plan_policies(ctx, PrincipalKind::Role, roles, revoke, &sink).await?;
+    plan_policies(ctx, PrincipalKind::Role, roles, policy, &sink).await?;
     drop(sink);
     while let Some(p) = decided.recv().await {
         out.push(p);
@@ -199,6 +207,8 @@ pub enum Ours {
     Revocation(jiff::Timestamp),
     /// The deny to these sessions (`aws:userid` values).
     Sessions(Vec<String>),
+    /// The guard on an instance role's credentials.
+    InstanceGuard,
 }
 
 /// What a breakglass-named policy document is, when it is exactly one that
@@ -208,6 +218,13 @@ pub enum Ours {
 /// restored, never trusted.
 pub fn written_by_breakglass(policy_name: &str, document: &str) -> Option<Ours> {
     let doc: serde_json::Value = serde_json::from_str(document).ok()?;
+    // The guard is two statements, always the same: exactly them, or not ours.
+    if policy_name == INSTANCE_GUARD_POLICY_NAME {
+        let ours: serde_json::Value =
+            serde_json::from_str(&PolicyKind::InstanceGuard.render(jiff::Timestamp::UNIX_EPOCH))
+                .ok()?;
+        return (doc == ours).then_some(Ours::InstanceGuard);
+    }
     let top = doc.as_object()?;
     if top.keys().any(|k| k != "Version" && k != "Statement") {
         return None;
@@ -275,6 +292,7 @@ pub fn is_session_userid(id: &str) -> bool {
 pub(super) fn already_in_place(ctx: &Ctx, policy: &PolicyKind, document: &str) -> Option<String> {
     match written_by_breakglass(policy.policy_name(), document)? {
         Ours::Quarantine => Some("deny-all quarantine policy already attached".to_string()),
+        Ours::InstanceGuard => Some("instance credential guard already attached".to_string()),
         Ours::Sessions(denied) => {
             let PolicyKind::DenySessions { userids } = policy else {
                 return None;

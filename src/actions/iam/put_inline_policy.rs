@@ -37,6 +37,10 @@ impl Call for PutInlinePolicy {
             PolicyKind::DenySessions { userids } => {
                 format!("deny * when aws:userid is {}", userids.join(" or "))
             }
+            PolicyKind::InstanceGuard => {
+                "deny * to instance credentials used outside their instance's VPC or private IP"
+                    .to_string()
+            }
         };
         format!(
             "{call} {key}={} PolicyName={policy_name} ({what})",
