@@ -11,9 +11,9 @@ pub struct DetachParams {
     /// `detach` (default): take the profile away and revoke its role's
     /// sessions. `guard`: keep the profile and put a deny on the role for
     /// its instance credentials used anywhere but through a VPC endpoint
-    /// of their own VPC, from their own private IP. Only where the
-    /// instances reach AWS through VPC endpoints: otherwise their own calls
-    /// are denied too.
+    /// of their own VPC, from their own primary private IP. Only where
+    /// every instance using the role reaches AWS through VPC endpoints:
+    /// otherwise their own calls are denied too.
     #[serde(default)]
     pub mode: DetachMode,
 }
@@ -40,15 +40,38 @@ pub(super) async fn plan_guard(
         .map(str::to_string)
         .collect();
     let roles = profile_roles(ctx, profiles, &mut notes).await;
-    notes.push("The guard denies the role's instance credentials unless the request comes through a VPC endpoint in the instance's VPC, from the instance's private IP (IAM User Guide, aws:Ec2InstanceSourceVpc): instances that reach AWS over public endpoints lose their own calls too.".into());
-    let planned = crate::actions::iam::plan_role_policies(
-        ctx,
-        &roles,
-        crate::actions::iam::PolicyKind::InstanceGuard,
-    )
-    .await?;
+    if !roles.is_empty() {
+        notes.push(GUARD_NOTE.into());
+    }
+    let mut planned: Vec<Planned> = instances
+        .iter()
+        .filter(|i| i.profile.is_none())
+        .map(|i| Planned {
+            target: Target {
+                scope: Scope {
+                    account: ctx.identity.account.clone(),
+                    region: Some(i.region.clone()),
+                },
+                resource: Resource::Instance { id: i.id.clone() },
+            },
+            disposition: Disposition::Unchanged {
+                reason: "no instance profile attached".into(),
+            },
+        })
+        .collect();
+    planned.extend(
+        crate::actions::iam::plan_role_policies(
+            ctx,
+            &roles,
+            crate::actions::iam::PolicyKind::InstanceGuard,
+        )
+        .await?,
+    );
     Ok(Discovery { planned, notes })
 }
+
+/// What the guard does beyond the selected instances, and what it leaves.
+const GUARD_NOTE: &str = "The guard is on the role: it binds every instance using the role, selected or not, in every region. It denies the role's instance credentials unless the request comes through a VPC endpoint in the instance's own VPC, from the instance's primary private IPv4 (IAM User Guide, aws:Ec2InstanceSourcePrivateIPv4): calls over public endpoints, to other regions, to services without a VPC endpoint, over IPv6 or from secondary addresses (pods, tasks using the node role) are denied too, the SSM and CloudWatch agents included. Sessions the stolen credentials already assumed onward carry no instance ARN and escape it: revoke those roles' sessions (mode: detach does so for this role).";
 
 /// The roles of these instance profiles; a profile that cannot be read is
 /// a note saying what to do by hand.

@@ -159,7 +159,7 @@ impl Action for DetachInstanceProfiles {
         notes: &[
             "Detaching does not end credentials already handed to the instance: the role's sessions are revoked in the same step.",
             "The revocation hits every holder of that role, not only this instance.",
-            "mode: guard needs VPC endpoints: the guard denies every request of the role's instance credentials that does not come through a VPC endpoint in the instance's VPC (IAM User Guide, aws:Ec2InstanceSourceVpc), the instance's own calls over public endpoints included.",
+            "mode: guard needs VPC endpoints: on the role, it denies every request of its instance credentials, on every instance using it, that does not come through a VPC endpoint in the instance's VPC from its primary private IPv4 (IAM User Guide, aws:Ec2InstanceSourcePrivateIPv4): public endpoints, other regions, IPv6 and secondary addresses included.",
         ],
     };
     const RUNS: Runs = Runs::InRegions;

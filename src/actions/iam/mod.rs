@@ -126,11 +126,14 @@ impl PolicyKind {
     }
 }
 
-/// The guard the IAM User Guide documents under `aws:Ec2InstanceSourceVpc`
-/// ("denies access to all resources unless the request arrives through a
-/// VPC Endpoint in the same VPC as the role credentials", with
-/// `aws:Ec2InstanceSourcePrivateIPv4` limiting them to the instance's own
-/// address), on the role rather than in an SCP. `ec2:SourceInstanceARN` is
+/// The guard the IAM User Guide documents as an SCP under
+/// `aws:Ec2InstanceSourcePrivateIPv4` (global condition keys: it "denies
+/// access to all resources unless the request arrives through a VPC
+/// Endpoint in the same VPC as the role credentials", and the second
+/// statement limits them to the instance's own primary private IPv4), here
+/// on the role rather than in an SCP. `StringNotEquals` matches a key that
+/// is absent (policy variables with no value), so a request from outside
+/// any VPC endpoint is denied. `ec2:SourceInstanceARN` is
 /// present only in instance credentials, so the role's other sessions are
 /// untouched; `aws:ViaAWSService` spares calls AWS services make for it.
 fn instance_guard() -> String {
@@ -245,6 +248,50 @@ mod tests {
             Some(Err(_))
         ));
         assert_eq!(minted_by("not json"), None);
+    }
+
+    /// The guard is the IAM User Guide's example, byte for byte in meaning:
+    /// a missing `Version` would make IAM read `${aws:SourceVpc}` literally
+    /// and cut the instance off; an extra condition could switch it off.
+    #[test]
+    fn the_instance_guard_is_the_documented_policy_and_nothing_else_passes() {
+        let documented = r#"{"Version":"2012-10-17","Statement":[
+            {"Sid":"BreakglassInstanceGuardVpc","Effect":"Deny","Action":"*","Resource":"*",
+             "Condition":{"StringNotEquals":{"aws:Ec2InstanceSourceVpc":"${aws:SourceVpc}"},
+                          "Null":{"ec2:SourceInstanceARN":"false"},
+                          "BoolIfExists":{"aws:ViaAWSService":"false"}}},
+            {"Sid":"BreakglassInstanceGuardIp","Effect":"Deny","Action":"*","Resource":"*",
+             "Condition":{"StringNotEquals":{"aws:Ec2InstanceSourcePrivateIPv4":"${aws:VpcSourceIp}"},
+                          "Null":{"ec2:SourceInstanceARN":"false"},
+                          "BoolIfExists":{"aws:ViaAWSService":"false"}}}]}"#;
+        let rendered: serde_json::Value =
+            serde_json::from_str(&PolicyKind::InstanceGuard.render(jiff::Timestamp::now()))
+                .expect("json");
+        let expected: serde_json::Value = serde_json::from_str(documented).expect("json");
+        assert_eq!(rendered, expected);
+        assert_eq!(
+            written_by_breakglass(INSTANCE_GUARD_POLICY_NAME, documented),
+            Some(Ours::InstanceGuard)
+        );
+        let one_statement = {
+            let mut v = expected.clone();
+            v["Statement"].as_array_mut().expect("list").pop();
+            v.to_string()
+        };
+        let if_exists = documented.replace("\"StringNotEquals\"", "\"StringNotEqualsIfExists\"");
+        let extra = documented.replacen(
+            "\"Null\":{\"ec2:SourceInstanceARN\":\"false\"}",
+            "\"Null\":{\"ec2:SourceInstanceARN\":\"false\"},\"Bool\":{\"aws:SecureTransport\":\"false\"}",
+            1,
+        );
+        let no_version = documented.replace("\"Version\":\"2012-10-17\",", "");
+        for fake in [one_statement, if_exists, extra, no_version] {
+            assert_eq!(
+                written_by_breakglass(INSTANCE_GUARD_POLICY_NAME, &fake),
+                None,
+                "{fake}"
+            );
+        }
     }
 
     #[test]

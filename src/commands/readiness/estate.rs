@@ -289,13 +289,17 @@ fn preflight_findings(found: &mut Findings, pre: &Preflight, executor: &str) {
 /// warning here, not a failure.
 async fn check_inline_room(found: &mut Findings, ctx: &Ctx, pre: &Preflight) {
     use crate::actions::iam::{PolicyKind, PrincipalRef, counted, inline_room, managed_room};
-    // The larger of the two denies a run puts, as it would render it now.
+    // The largest of the denies a run puts, as it would render it now.
     let now = jiff::Timestamp::now();
-    let need = [PolicyKind::RevokeSessions, PolicyKind::DenyAll]
-        .iter()
-        .map(|k| counted(&k.render(now)))
-        .max()
-        .unwrap_or_default();
+    let need = [
+        PolicyKind::RevokeSessions,
+        PolicyKind::DenyAll,
+        PolicyKind::InstanceGuard,
+    ]
+    .iter()
+    .map(|k| counted(&k.render(now)))
+    .max()
+    .unwrap_or_default();
     let mut wanted: BTreeSet<(String, PrincipalKind, String)> = BTreeSet::new();
     for r in &pre.reports {
         for item in r.items.iter().filter(|i| i.outcome == Outcome::WouldChange) {
