@@ -163,6 +163,7 @@ pub(super) async fn plan_instance(
     step: &BoundStep,
     i: Instance,
     groups: &GroupsByVpc,
+    snapshots: &SnapshotsByRegion,
 ) -> Result<Planned, AwsError> {
     let target = Target {
         scope: Scope {
@@ -182,7 +183,8 @@ pub(super) async fn plan_instance(
             if i.volumes.is_empty() {
                 unchanged("no EBS volumes".into())
             } else {
-                let covered = existing_snapshots(ctx, &i, &tags).await?;
+                let listed = snapshots.get(&i.region).map_or(&[][..], Vec::as_slice);
+                let covered = existing_snapshots(ctx, &i, listed);
                 if volume_ids.iter().all(|v| covered.contains_key(v)) {
                     let states: BTreeSet<&str> = covered.values().map(String::as_str).collect();
                     let states: Vec<&str> = states.into_iter().collect();

@@ -273,7 +273,39 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
             }
         }
     }
+    // Each region's breakglass snapshots are listed once, not once per
+    // instance; a region whose listing fails fails its own instances only.
+    let mut snapshots = SnapshotsByRegion::new();
+    let mut unreadable_regions: HashMap<String, AwsError> = HashMap::new();
+    if let ActionParams::Ec2SnapshotVolumes(p) = &step.params {
+        let regions: BTreeSet<String> = instances
+            .iter()
+            .filter(|i| !i.volumes.is_empty())
+            .map(|i| i.region.clone())
+            .collect();
+        let tags = &p.tags;
+        let read: Vec<(String, Result<Vec<aws_sdk_ec2::types::Snapshot>, AwsError>)> =
+            stream::iter(regions)
+                .map(|region| async move {
+                    let found = tagged_snapshots(ctx, &region, tags).await;
+                    (region, found)
+                })
+                .buffer_unordered(ctx.concurrency.max(1))
+                .collect()
+                .await;
+        for (region, found) in read {
+            match found {
+                Ok(s) => {
+                    snapshots.insert(region, s);
+                }
+                Err(e) => {
+                    unreadable_regions.insert(region, e);
+                }
+            }
+        }
+    }
     let (groups, unreadable_vpcs) = (&groups, &unreadable_vpcs);
+    let (snapshots, unreadable_regions) = (&snapshots, &unreadable_regions);
     // One instance whose state cannot be read fails alone; the others, in
     // every region, go on.
     stream::iter(instances)
@@ -285,12 +317,20 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
                 },
                 resource: Resource::Instance { id: i.id.clone() },
             };
-            let blocked = i.interfaces.iter().find_map(|n| {
-                unreadable_vpcs.get(&(i.region.clone(), n.vpc(&i.vpc_id).to_string()))
-            });
+            let blocked = i
+                .interfaces
+                .iter()
+                .find_map(|n| {
+                    unreadable_vpcs.get(&(i.region.clone(), n.vpc(&i.vpc_id).to_string()))
+                })
+                .or_else(|| {
+                    (!i.volumes.is_empty())
+                        .then(|| unreadable_regions.get(&i.region))
+                        .flatten()
+                });
             let found = match blocked {
                 Some(e) => Err(e.clone()),
-                None => plan_instance(ctx, step, i, groups).await,
+                None => plan_instance(ctx, step, i, groups, snapshots).await,
             };
             found.unwrap_or_else(|error| Planned {
                 target,
@@ -308,6 +348,9 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
 
 /// Isolation groups per (region, VPC).
 type GroupsByVpc = HashMap<(String, String), VpcGroups>;
+
+/// Breakglass's tagged snapshots per region (see [`tagged_snapshots`]).
+type SnapshotsByRegion = HashMap<String, Vec<aws_sdk_ec2::types::Snapshot>>;
 
 /// The regions enabled for the account, sorted: what `regions: all` means.
 pub async fn enabled_regions(

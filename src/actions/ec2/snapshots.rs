@@ -284,39 +284,50 @@ pub(super) fn lock_mode(mode: LockModeSpec) -> aws_sdk_ec2::types::LockMode {
     }
 }
 
-/// Volumes of `i` that already have a snapshot from it carrying every tag,
-/// with that snapshot's state (`pending`, `completed`): what verify reports.
-pub(super) async fn existing_snapshots(
+/// Every snapshot of the account in `region` that breakglass tagged with a
+/// source instance and that carries every tag of the step: one paginated
+/// listing per region, not one per instance (issue 18).
+pub(super) async fn tagged_snapshots(
     ctx: &Ctx,
-    i: &Instance,
+    region: &str,
     tags: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, AwsError> {
-    let ec2 = ctx.clients.ec2(&i.region);
-    let mut filters = vec![
-        Filter::builder()
-            .name(format!("tag:{SOURCE_TAG}"))
-            .values(&i.id)
-            .build(),
-    ];
+) -> Result<Vec<aws_sdk_ec2::types::Snapshot>, AwsError> {
+    let ec2 = ctx.clients.ec2(region);
+    let mut filters = vec![Filter::builder().name("tag-key").values(SOURCE_TAG).build()];
     for (k, v) in tags {
         filters.push(Filter::builder().name(format!("tag:{k}")).values(v).build());
     }
-    let snaps = ctx
-        .call_in(&i.region, "ec2:DescribeSnapshots", || {
-            ec2.describe_snapshots()
-                .owner_ids("self")
-                .set_filters(Some(filters.clone()))
-                .into_paginator()
-                .items()
-                .send()
-                .try_collect()
-        })
-        .await?;
+    ctx.call_in(region, "ec2:DescribeSnapshots", || {
+        ec2.describe_snapshots()
+            .owner_ids("self")
+            .set_filters(Some(filters.clone()))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+    })
+    .await
+}
+
+/// Volumes of `i` that already have a snapshot from it carrying every tag,
+/// with that snapshot's state (`pending`, `completed`): what verify reports.
+/// `listed` is its region's [`tagged_snapshots`].
+pub(super) fn existing_snapshots(
+    ctx: &Ctx,
+    i: &Instance,
+    listed: &[aws_sdk_ec2::types::Snapshot],
+) -> BTreeMap<String, String> {
+    let from_it = |s: &&aws_sdk_ec2::types::Snapshot| {
+        s.tags()
+            .iter()
+            .any(|t| t.key() == Some(SOURCE_TAG) && t.value() == Some(i.id.as_str()))
+    };
+    let snaps: Vec<&aws_sdk_ec2::types::Snapshot> = listed.iter().filter(from_it).collect();
     // Tags anyone can write: a snapshot counts only when its token is a MAC
     // this responder's audit key made for this instance, and only once (a
     // token copied onto a second snapshot makes neither count).
     let Some(key) = &ctx.audit_key else {
-        return Ok(BTreeMap::new());
+        return BTreeMap::new();
     };
     let token = |s: &aws_sdk_ec2::types::Snapshot| {
         s.tags()
@@ -331,7 +342,7 @@ pub(super) async fn existing_snapshots(
             *uses.entry((t, v.to_string())).or_default() += 1;
         }
     }
-    Ok(snaps
+    snaps
         .iter()
         .filter_map(|s| {
             let state = s
@@ -343,7 +354,7 @@ pub(super) async fn existing_snapshots(
             let ours = key.owns_token(&i.id, &t) && uses.get(&(t, volume.clone())) == Some(&1);
             (ours && state != "error").then_some((volume, state))
         })
-        .collect())
+        .collect()
 }
 
 pub(super) fn snapshot_tags(
