@@ -171,8 +171,10 @@ impl Action for ContainUsers {
         let mut notes = Vec::new();
         let (users, named_groups) = resolve(ctx, &store, p, sink, &mut notes).await?;
         let chosen = screen(ctx, &store, users, sink, &mut notes).await;
-        plan_access(ctx, &store, &chosen, &named_groups, sink).await;
-        plan_denies(ctx, &store, &chosen, p.provision_pending, sink).await?;
+        // The denies first: they stop the sessions already minted, and the
+        // names they read serve the assignments too.
+        let names = plan_denies(ctx, &store, &chosen, p.provision_pending, sink).await?;
+        plan_access(ctx, &store, &chosen, &named_groups, &names, sink).await;
         Ok(notes)
     }
 }
@@ -252,6 +254,7 @@ async fn plan_access(
     store: &Store,
     users: &[User],
     named_groups: &BTreeSet<String>,
+    names: &BTreeMap<String, String>,
     sink: &Sink,
 ) {
     let ids = ctx.clients.identitystore(&store.region);
@@ -282,7 +285,7 @@ async fn plan_access(
                 region: region.to_string(),
                 instance_arn: store.instance_arn.clone(),
                 account_id: account.clone(),
-                permission_set: permission_set_name(ctx, store, &ps).await,
+                permission_set: names.get(&ps).cloned().unwrap_or_else(|| ps.clone()),
                 permission_set_arn: ps,
                 user_id: user.id.clone(),
                 user: user.name.clone(),
@@ -372,16 +375,16 @@ async fn permission_set_name(ctx: &Ctx, store: &Store, arn: &str) -> String {
 
 /// Plans the deny of the chosen users in every permission set of the
 /// instance, and the provisioning of any whose deny has not reached every
-/// account yet.
+/// account yet. Returns each permission set's name by ARN.
 async fn plan_denies(
     ctx: &Ctx,
     store: &Store,
     users: &[User],
     provision_pending: bool,
     sink: &Sink,
-) -> Result<(), AwsError> {
+) -> Result<BTreeMap<String, String>, AwsError> {
     if users.is_empty() {
-        return Ok(());
+        return Ok(BTreeMap::new());
     }
     let sso = ctx.clients.sso_admin(&store.region);
     let pages = ctx
@@ -402,37 +405,21 @@ async fn plan_denies(
         .flat_map(|p| p.permission_sets())
         .cloned()
         .collect();
-    stream::iter(every)
+    let names = stream::iter(every)
         .map(|ps| async move {
-            let disposition = deny_needed(ctx, store, users, &ps, provision_pending).await;
             let name = permission_set_name(ctx, store, &ps).await;
-            let disposition = match disposition {
-                Disposition::Change {
-                    op: Op::DenyUsers(d),
-                } => Disposition::Change {
-                    op: Op::DenyUsers(DenyUsers {
-                        permission_set: name.clone(),
-                        ..d
-                    }),
-                },
-                other => other,
-            };
-            Planned {
-                target: target_in(
-                    ctx,
-                    &store.region,
-                    named("Identity Center permission set", name),
-                ),
+            let disposition = deny_needed(ctx, store, users, &ps, &name, provision_pending).await;
+            let target = named("Identity Center permission set", name.clone());
+            sink.emit(Planned {
+                target: target_in(ctx, &store.region, target),
                 disposition,
-            }
+            });
+            (ps, name)
         })
         .buffer_unordered(ctx.concurrency.max(1))
-        .for_each(|planned| {
-            sink.emit(planned);
-            std::future::ready(())
-        })
+        .collect()
         .await;
-    Ok(())
+    Ok(names)
 }
 
 /// What one permission set needs: the deny of the users it does not deny
@@ -445,6 +432,7 @@ async fn deny_needed(
     store: &Store,
     users: &[User],
     ps: &str,
+    name: &str,
     provision_pending: bool,
 ) -> Disposition {
     let doc = match calls::inline_policy(ctx, &store.region, &store.instance_arn, ps).await {
@@ -471,7 +459,7 @@ async fn deny_needed(
             region: store.region.clone(),
             instance_arn: store.instance_arn.clone(),
             permission_set_arn: ps.to_string(),
-            permission_set: ps.to_string(),
+            permission_set: name.to_string(),
             user_ids,
             users,
         }),
