@@ -688,3 +688,130 @@ async fn a_freeze_with_no_member_steps_exempts_no_member_role() {
         assert!(!notes.contains("OrganizationAccountAccessRole"), "{notes}");
     }
 }
+
+/// Root users are emulated by the loopback proxy (moto has no root user, no
+/// `sts:AssumeRoot` and no `iam:ListOrganizationsFeatures`; see
+/// `breakglass::tabletop::roots` for the AWS behaviour it follows).
+#[tokio::test]
+async fn member_root_credentials_are_deleted_only_with_centralized_root_access() {
+    use breakglass::tabletop::roots::RootUser;
+    let e = Estate::new().await;
+    e.organization().await;
+    let members = e.members(2).await;
+    let (exposed, clean) = (&members[0], &members[1]);
+    let roots = e.proxy().roots.clone();
+    if let Ok(mut r) = roots.lock() {
+        r.management = "123456789012".into();
+        r.users.insert(
+            exposed.id.clone(),
+            RootUser {
+                password: true,
+                access_keys: vec!["AKIAROOTONE".into(), "AKIAROOTTWO".into()],
+                certificates: vec!["CERTROOT".into()],
+                mfa_devices: vec![format!("arn:aws:iam::{}:mfa/root", exposed.id)],
+            },
+        );
+    }
+    let root_of = |account: &str| {
+        roots
+            .lock()
+            .map(|r| r.users.get(account).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let pb = repo_playbook("member-root-lockdown.yaml");
+    let pb = pb.to_str().expect("path");
+
+    // Trusted access for IAM is off: every account is out of reach, the plan
+    // says how to turn it on, and nothing changes.
+    let off = e.run(&["--output", "json", "run", pb, "--yes"]);
+    assert_eq!(off.code, 1, "{}\n{}", off.stdout, off.stderr);
+    assert!(
+        off.stdout
+            .contains("aws iam enable-organizations-root-credentials-management"),
+        "{}",
+        off.stdout
+    );
+    assert_eq!(root_of(&exposed.id).access_keys.len(), 2);
+    let off = json(&off.stdout);
+    assert!(
+        off["not_contained"].as_array().is_some_and(|n| n.len() == 2
+            && n.iter().all(|n| n
+                .as_str()
+                .is_some_and(|n| n.contains("is out of reach: trusted access for IAM")))),
+        "{}",
+        off["not_contained"]
+    );
+
+    // On, with the first deletion's answer lost: the retry meets
+    // NoSuchEntity, which is the goal, and every credential goes.
+    if let Ok(mut r) = roots.lock() {
+        r.features = Some(["RootCredentialsManagement".to_string()].into());
+    }
+    let plan = e.run(&["plan", pb]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains("AKIAROOTONE") && plan.stdout.contains("a password"),
+        "the plan names what would be deleted: {}",
+        plan.stdout
+    );
+    assert!(
+        root_of(&exposed.id).password,
+        "the plan reads in an audit session and deletes nothing"
+    );
+    e.proxy().lose("DeleteAccessKey", 1);
+    let ran = e.run(&["--output", "json", "run", pb, "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(e.proxy().lost("DeleteAccessKey"), 1);
+    assert!(
+        root_of(&exposed.id).is_empty(),
+        "{:?}",
+        root_of(&exposed.id)
+    );
+    let report = json(&ran.stdout);
+    let c = &report["steps"][0]["counts"];
+    assert_eq!(
+        (c["changed"].as_u64(), c["unchanged"].as_u64()),
+        (Some(1), Some(1)),
+        "{c}"
+    );
+    assert!(root_of(&clean.id).is_empty());
+    // The sessions were AssumeRoot's, scoped to the root-task policies.
+    let verified = e.run(&[
+        "audit",
+        "verify",
+        report["audit_log"].as_str().expect("path"),
+    ]);
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+
+    // verify reads every member's root user again; a key the intruder adds
+    // afterwards is drift.
+    let verify = e.run(&["verify", pb]);
+    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    if let Ok(mut r) = roots.lock()
+        && let Some(u) = r.users.get_mut(&exposed.id)
+    {
+        u.access_keys.push("AKIAROOTNEW".into());
+    }
+    let verify = e.run(&["verify", pb]);
+    assert_ne!(verify.code, 0, "{}", verify.stdout);
+    assert!(verify.stdout.contains("AKIAROOTNEW"), "{}", verify.stdout);
+
+    // Rollback cannot bring root credentials back, and says so.
+    let rollback = e.run(&[
+        "rollback",
+        report["audit_log"].as_str().expect("path"),
+        "--yes",
+    ]);
+    assert!(
+        rollback.stdout.contains("irreversible")
+            && rollback.stdout.contains("IAMCreateRootUserPassword"),
+        "{}\n{}",
+        rollback.stdout,
+        rollback.stderr
+    );
+    assert!(
+        root_of(&exposed.id)
+            .access_keys
+            .contains(&"AKIAROOTNEW".to_string())
+    );
+}

@@ -141,7 +141,17 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         (
             "move without accounts",
             "name: x\nsteps:\n  - action: org.move_accounts\n    with: { to: ou-ab12-cdef3456 }\n".into(),
-            vec!["p.yaml:3:5: error: step 1: `org.move_accounts` needs the accounts to move"],
+            vec!["p.yaml:3:5: error: step 1: `org.move_accounts` needs the accounts to act on"],
+        ),
+        (
+            "root credentials without accounts",
+            "name: x\nsteps:\n  - action: org.remove_member_root_credentials\n    allow_irreversible: true\n".into(),
+            vec!["p.yaml:3:5: error: step 1: `org.remove_member_root_credentials` needs the accounts to act on"],
+        ),
+        (
+            "root credentials without consent",
+            "name: x\naccounts: { all: true }\nsteps:\n  - action: org.remove_member_root_credentials\n".into(),
+            vec!["p.yaml:4:13: error: step 1: `org.remove_member_root_credentials` is irreversible: AWS keeps no copy"],
         ),
         (
             "move to something not an OU",
@@ -310,7 +320,7 @@ fn checked_in_schemas_match_and_shipped_files_validate() {
         .expect("python from scripts/setup-emulator.sh");
     let said = String::from_utf8_lossy(&shipped.stdout);
     assert!(shipped.status.success(), "{said}");
-    assert!(said.contains("14 file(s) checked, 0 problem(s)"), "{said}");
+    assert!(said.contains("15 file(s) checked, 0 problem(s)"), "{said}");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.yaml");

@@ -194,6 +194,7 @@ actions! {
     OrgApplyRcp => org::apply_rcp::ApplyRcp,
     S3ProtectBuckets => s3::protect_buckets::ProtectBuckets,
     SsoContainUsers => sso::ContainUsers,
+    OrgRemoveMemberRootCredentials => org::roots::RemoveMemberRootCredentials,
 }
 
 impl ActionKind {
@@ -274,6 +275,7 @@ registry! {
         DenyUsers => sso::DenyUsers,
         DeleteAssignment => sso::DeleteAssignment,
         RemoveMembership => sso::RemoveMembership,
+        DeleteRootCredentials => org::roots::DeleteRootCredentials,
     }
     undos {
         ReactivateAccessKey => iam::deactivate_access_key::ReactivateAccessKey,

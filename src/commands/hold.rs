@@ -185,13 +185,13 @@ pub(super) async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<Stri
                 crate::report::Outcome::WouldChange => {
                     i.drift.as_deref().unwrap_or_default().to_string()
                 }
-                // Unreadable: not contained as far as anyone can tell.
-                crate::report::Outcome::Failed => format!(
-                    "cannot be read back: {}",
-                    i.error
-                        .as_ref()
-                        .map_or("unknown error".into(), |e| e.to_string())
-                ),
+                // Unreadable, or out of this run's reach (which says why):
+                // not contained as far as anyone can tell.
+                crate::report::Outcome::Failed => match (&i.error, &i.reason) {
+                    (Some(e), _) => format!("cannot be read back: {e}"),
+                    (None, Some(why)) => format!("is out of reach: {why}"),
+                    (None, None) => "cannot be read back".into(),
+                },
                 _ => continue,
             };
             open.push(format!(

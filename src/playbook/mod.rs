@@ -262,14 +262,20 @@ fn parse_text(source: &str, text: &str) -> Result<Playbook, Problems> {
         })
         .collect();
     for s in &steps {
-        if s.action == ActionKind::OrgMoveAccounts && s.accounts.is_none() && accounts.is_none() {
+        // An action over accounts with none named would act on none: say so
+        // rather than run a step that cannot contain anything.
+        if s.action.runs() == crate::actions::Runs::OverAccounts
+            && s.accounts.is_none()
+            && accounts.is_none()
+        {
             problems.push(
                 Problem::error(
                     source,
                     Some(s.pos),
                     format!(
-                        "step {}: `org.move_accounts` needs the accounts to move",
-                        s.index + 1
+                        "step {}: `{}` needs the accounts to act on",
+                        s.index + 1,
+                        s.action.id()
                     ),
                 )
                 .with_hint("add `accounts:` to the step or the playbook"),

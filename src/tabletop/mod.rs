@@ -10,6 +10,7 @@ pub mod admin;
 pub mod emulator;
 pub mod moves;
 pub mod report;
+pub mod roots;
 pub mod scenario;
 pub mod seed;
 pub mod shim;
@@ -138,7 +139,7 @@ pub async fn tabletop(
 
     let emulator = Emulator::start()?;
     // The run and the attacker both go through the snapshot-lock shim.
-    let (port, roleless) = shim::start(emulator.port)?;
+    let (port, roleless, _roots) = shim::start(emulator.port)?;
     let endpoint = format!("http://127.0.0.1:{port}");
     let admin = Admin::new(endpoint.clone());
     let seeded = seed::seed(&admin, &scenario).await?;

@@ -3,8 +3,8 @@
 //! `DescribeLockedSnapshots`) and the account-level block public access
 //! settings for snapshots and AMIs from its own tables, keeps the SSE-C
 //! block of a bucket's default encryption that moto drops, refuses
-//! `DeleteSnapshot` on a locked snapshot as AWS does, and forwards
-//! everything else unchanged. Both the run and the attacker go through it,
+//! `DeleteSnapshot` on a locked snapshot as AWS does, answers centralized
+//! root access (`super::roots`), and forwards everything else unchanged. Both the run and the attacker go through it,
 //! so a tabletop shows whether the locks came in time.
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
+use super::roots::Roots;
 use crate::Error;
 
 const NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
@@ -125,7 +126,7 @@ pub fn patch_answer(head: &str, response: Vec<u8>, sse_c: &SseC) -> Vec<u8> {
 
 /// The proxy's port, and the accounts it treats as having lost their
 /// member role; it lives as long as the process.
-pub fn start(upstream: u16) -> Result<(u16, Roleless), Error> {
+pub fn start(upstream: u16) -> Result<(u16, Roleless, Roots), Error> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| Error::Emulator(format!("snapshot-lock shim: {e}")))?;
     let port = listener
@@ -137,11 +138,13 @@ pub fn start(upstream: u16) -> Result<(u16, Roleless), Error> {
     let blocks: Blocks = Arc::default();
     let sse_c: SseC = Arc::default();
     let roleless: Roleless = Arc::default();
-    let shared = roleless.clone();
+    let roots: Roots = Arc::default();
+    let shared = (roleless.clone(), roots.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let (locks, blocks, sse_c) = (locks.clone(), blocks.clone(), sse_c.clone());
             let (roleless, unprovisioned) = (roleless.clone(), unprovisioned.clone());
+            let roots = roots.clone();
             std::thread::spawn(move || {
                 let tables = Tables {
                     locks: &locks,
@@ -149,12 +152,13 @@ pub fn start(upstream: u16) -> Result<(u16, Roleless), Error> {
                     sse_c: &sse_c,
                     roleless: &roleless,
                     unprovisioned: &unprovisioned,
+                    roots: &roots,
                 };
                 let _ = serve(stream, upstream, &tables);
             });
         }
     });
-    Ok((port, shared))
+    Ok((port, shared.0, shared.1))
 }
 
 /// What the shim keeps, shared by every connection.
@@ -164,6 +168,7 @@ struct Tables<'a> {
     sse_c: &'a SseC,
     roleless: &'a Roleless,
     unprovisioned: &'a Unprovisioned,
+    roots: &'a Roots,
 }
 
 fn serve(mut client: TcpStream, upstream: u16, tables: &Tables) -> std::io::Result<()> {
@@ -173,6 +178,7 @@ fn serve(mut client: TcpStream, upstream: u16, tables: &Tables) -> std::io::Resu
         sse_c,
         roleless,
         unprovisioned,
+        roots,
     } = *tables;
     let request = read_request(&mut client)?;
     let split = request
@@ -186,6 +192,9 @@ fn serve(mut client: TcpStream, upstream: u16, tables: &Tables) -> std::io::Resu
         && let Some((status, answer)) = permission_sets(&target, &body, unprovisioned)
     {
         return respond(&mut client, status, &answer);
+    }
+    if let Some((status, body)) = super::roots::answer(&head, &params, roots) {
+        return respond(&mut client, status, &body);
     }
     if let Some((status, body)) = block_public_access(&params, &region_of(&head), blocks) {
         return respond(&mut client, status, &body);

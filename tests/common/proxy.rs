@@ -116,6 +116,7 @@ struct State {
     blocks: breakglass::tabletop::shim::Blocks,
     sse_c: breakglass::tabletop::shim::SseC,
     unprovisioned: breakglass::tabletop::shim::Unprovisioned,
+    roots: breakglass::tabletop::roots::Roots,
 }
 
 /// (service, region, account): one token bucket each, as AWS meters.
@@ -151,6 +152,9 @@ pub struct Proxy {
     pub blocks: breakglass::tabletop::shim::Blocks,
     /// Buckets whose default encryption blocks SSE-C (moto drops it).
     pub sse_c: breakglass::tabletop::shim::SseC,
+    /// Centralized root access and member root users, answered by the
+    /// tabletop shim's emulation (moto has none).
+    pub roots: breakglass::tabletop::roots::Roots,
 }
 
 impl Proxy {
@@ -180,6 +184,7 @@ impl Proxy {
             worst: state.worst,
             blocks: state.blocks,
             sse_c: state.sse_c,
+            roots: state.roots,
         }
     }
 
@@ -769,6 +774,18 @@ fn handle(mut client: TcpStream, upstream: u16, state: &State) -> std::io::Resul
                 body.len()
             );
         }
+    }
+    if let Some((status, answer)) = breakglass::tabletop::roots::answer(
+        &head_text,
+        &breakglass::tabletop::shim::form(&body),
+        &state.roots,
+    ) {
+        // Carried out by the emulation; a lost answer is lost after it.
+        if lose_answer {
+            let (service, _, _) = credential_of(&head_text);
+            return server_error(&mut client, &service);
+        }
+        return respond(&mut client, status, &answer);
     }
     if let Some(target) = breakglass::tabletop::shim::json_target(&head_text)
         && let Some((status, answer)) =

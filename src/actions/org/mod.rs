@@ -13,6 +13,8 @@ pub mod detach_scp;
 mod document;
 pub mod move_account;
 mod moves;
+mod root_session;
+pub mod roots;
 pub mod steps;
 mod tree;
 pub use apply_scp::ApplyScp;

@@ -33,6 +33,36 @@ pub async fn move_account(ctx: &Ctx, account: &str, from: &str, to: &str) -> Res
     Err(last.unwrap_or_else(|| local("organizations:MoveAccount", "not attempted".into())))
 }
 
+/// Decides for each account at once (up to the run's concurrency) and hands
+/// each decision to `sink` as it is made, the account itself the target.
+pub(super) async fn each_account<F, Fut>(ctx: &Ctx, accounts: &[String], decide: F, sink: &Sink)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Disposition>,
+{
+    let planned = |account: String| {
+        let decided = decide(account.clone());
+        async move {
+            Planned {
+                disposition: decided.await,
+                target: Target {
+                    scope: Scope {
+                        account: account.clone(),
+                        region: None,
+                    },
+                    resource: Resource::Account { id: account },
+                },
+            }
+        }
+    };
+    let mut decided = futures_util::stream::iter(accounts.iter().cloned())
+        .map(planned)
+        .buffer_unordered(ctx.concurrency.max(1));
+    while let Some(p) = decided.next().await {
+        sink.emit(p);
+    }
+}
+
 /// `org.move_accounts`: each selected account not yet in the quarantine OU
 /// is moved there, its current parent recorded for rollback.
 pub async fn discover_moves(
@@ -45,16 +75,7 @@ pub async fn discover_moves(
     let management = ctx.fleet.management.clone().unwrap_or_default();
     let management = &management;
     let decide = |account: String| async move {
-        let target = Target {
-            scope: Scope {
-                account: account.clone(),
-                region: None,
-            },
-            resource: Resource::Account {
-                id: account.clone(),
-            },
-        };
-        let disposition = if account == ctx.identity.account {
+        if account == ctx.identity.account {
             Disposition::Skip {
                 reason: SkipReason::Executor,
             }
@@ -76,18 +97,9 @@ pub async fn discover_moves(
                     }),
                 },
             }
-        };
-        Planned {
-            target,
-            disposition,
         }
     };
-    let mut decided = futures_util::stream::iter(accounts.iter().cloned())
-        .map(decide)
-        .buffer_unordered(ctx.concurrency.max(1));
-    while let Some(planned) = decided.next().await {
-        sink.emit(planned);
-    }
+    each_account(ctx, accounts, decide, sink).await;
     Ok(vec![format!(
         "The SCPs attached to {} now bind the moved accounts; those on their old parents no longer do.",
         p.to
