@@ -656,4 +656,32 @@ fn stolen_identities_are_contained_by_their_playbooks_and_named_when_not() {
         "{}",
         none.report
     );
+
+    // Member root users: their credentials deleted through AssumeRoot; the
+    // account whose root user had none is left as it is.
+    let roots = tabletop(
+        "member-root-lockdown.yaml",
+        "compromised-member-root.yaml",
+        &[],
+    );
+    check_report(&roots, 1);
+    let r = &roots.report;
+    assert_eq!(roots.code, Some(0), "{r}");
+    assert!(exposed(r).is_empty(), "{r}");
+    assert!(
+        r["seeded"]["root_users"]["payments"]["password"] == true,
+        "{r}"
+    );
+    // A freeze binds member root users but deletes nothing: both stay open.
+    let freeze = tabletop("org-freeze.yaml", "compromised-member-root.yaml", &[]);
+    let r = &freeze.report;
+    assert_eq!(freeze.code, Some(1), "{r}");
+    for name in ["payments", "analytics"] {
+        let what = format!("root user of account {name} ");
+        assert_eq!(exposure_kinds(r, &what), ["open"], "{name}: {r}");
+    }
+    assert!(
+        exposure_kinds(r, "root user of account data-lake").is_empty(),
+        "{r}"
+    );
 }

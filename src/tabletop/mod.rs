@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod emulator;
+mod identity_seeds;
 pub mod moves;
 pub mod report;
 pub mod roots;
@@ -139,13 +140,26 @@ pub async fn tabletop(
 
     let emulator = Emulator::start()?;
     // The run and the attacker both go through the snapshot-lock shim.
-    let (port, roleless, _roots) = shim::start(emulator.port)?;
+    let (port, roleless, roots) = shim::start(emulator.port)?;
     let endpoint = format!("http://127.0.0.1:{port}");
     let admin = Admin::new(endpoint.clone());
-    let seeded = seed::seed(&admin, &scenario).await?;
+    let mut seeded = seed::seed(&admin, &scenario).await?;
     if let Ok(mut r) = roleless.lock() {
         r.extend(seeded.roleless.iter().cloned());
     }
+    if let Ok(mut r) = roots.lock() {
+        // The executor's account is the management account.
+        r.management = seeded.account.clone();
+        if scenario.file.centralized_root_access {
+            r.features = Some(["RootCredentialsManagement".to_string()].into());
+        }
+        for (name, user) in &seeded.root_users {
+            if let Some(id) = seeded.member_accounts.get(name) {
+                r.users.insert(id.clone(), user.clone());
+            }
+        }
+    }
+    seeded.roots = Some(roots);
     let profile = Profile::write(&seeded.executor_key, &seeded.executor_secret)?;
     let vars: Vec<(String, String)> = vars
         .into_iter()
@@ -393,6 +407,9 @@ pub async fn tabletop(
     ];
     if seeded.identity_center.is_some() {
         emulator_notes.push("moto provisions permission sets at once and ignores ListAccountsForProvisionedPermissionSet's ProvisioningStatus: breakglass answers ProvisionPermissionSet IN_PROGRESS, DescribePermissionSetProvisioningStatus, and which sets changed since provisioned in front of it. moto evaluates no identitystore:UserId condition: the report reads the deny from the permission set's policy.".to_string());
+    }
+    if !seeded.root_users.is_empty() || scenario.file.centralized_root_access {
+        emulator_notes.push("moto has no root user, no sts:AssumeRoot and no iam:ListOrganizationsFeatures: breakglass emulates centralized root access and the member root users in front of it, each root session scoped by its task policy as AWS documents it.".to_string());
     }
     for t in timeline.iter().filter(|t| emulator_gaps.contains(&t.index)) {
         emulator_notes.push(format!(

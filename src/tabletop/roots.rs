@@ -22,7 +22,7 @@ const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 /// The root user of one member account: what it can sign in or sign with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RootUser {
     pub password: bool,
     pub access_keys: Vec<String>,
@@ -33,6 +33,24 @@ pub struct RootUser {
 impl RootUser {
     pub fn is_empty(&self) -> bool {
         *self == RootUser::default()
+    }
+
+    /// "a password, 1 access key(s), 1 MFA device(s)".
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if self.password {
+            parts.push("a password".into());
+        }
+        for (n, what) in [
+            (self.access_keys.len(), "access key(s)"),
+            (self.certificates.len(), "signing certificate(s)"),
+            (self.mfa_devices.len(), "MFA device(s)"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        parts.join(", ")
     }
 }
 

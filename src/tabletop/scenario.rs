@@ -12,6 +12,9 @@ use serde::Deserialize;
 use crate::yaml::{self, Located, Pos};
 use crate::yaml::{Problem, Problems};
 
+use super::identity_seeds::check_identity_center;
+pub use super::identity_seeds::{IdentityCenterSeed, SessionSeed, SsoGroupSeed, SsoUserSeed};
+
 /// Longest an exercise may script: the attacker's last move comes before this.
 pub const MAX_MOVE_AT: Duration = Duration::from_secs(600);
 
@@ -34,6 +37,11 @@ pub struct ScenarioFile {
     /// reached the members (the SCP) and what did not (IAM and EC2 steps).
     #[serde(default)]
     pub accounts: Vec<Located<AccountSeed>>,
+    /// Centralized root access is on (`RootCredentialsManagement`), so the
+    /// management account can delete member root credentials. Emulated by
+    /// the shim: moto has no root user.
+    #[serde(default)]
+    pub centralized_root_access: bool,
     /// SCPs attached to the organization's root before the incident,
     /// `FullAWSAccess` included (2 to 5; AWS allows 5 on one target). At 5
     /// the freeze must go on the OUs and accounts under the root instead.
@@ -67,53 +75,6 @@ pub struct ScenarioFile {
     /// The attacker's moves, timed from the start of the run.
     #[serde(default)]
     pub attacker: Vec<Located<Move>>,
-}
-
-/// IAM Identity Center users and groups. Each permission set named is
-/// created once, assigned in this account and provisioned there (as AWS
-/// does on assignment).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityCenterSeed {
-    #[serde(default)]
-    pub groups: Vec<SsoGroupSeed>,
-    #[serde(default)]
-    pub users: Vec<SsoUserSeed>,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SsoGroupSeed {
-    pub name: String,
-    /// Permission sets assigned to the group in this account.
-    #[serde(default)]
-    pub permission_sets: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SsoUserSeed {
-    /// The user name (what it signs in with).
-    pub name: String,
-    /// Declared groups it is a member of.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// Permission sets assigned to the user itself in this account.
-    #[serde(default)]
-    pub permission_sets: Vec<String>,
-    /// The attacker holds this user's sign-in and role sessions: the report
-    /// says whether any of them still works after the run.
-    #[serde(default)]
-    pub compromised: bool,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SessionSeed {
-    /// A declared role.
-    pub role: String,
-    /// The session's name (the last part of `assumed-role/ROLE/NAME`).
-    pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -211,6 +172,27 @@ pub struct AccountSeed {
     /// Exercises `readiness` and an unreachable account in a run.
     #[serde(default = "yes")]
     pub member_role: bool,
+    /// Credentials its root user has (accounts Organizations creates have
+    /// none): what the attacker may hold of it.
+    #[serde(default)]
+    pub root: Option<RootSeed>,
+}
+
+/// A member account's root user credentials.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RootSeed {
+    /// A console password.
+    #[serde(default)]
+    pub password: bool,
+    /// Access keys (0 to 2, as AWS allows).
+    #[serde(default)]
+    pub access_keys: u8,
+    #[serde(default)]
+    pub certificates: u8,
+    /// An MFA device.
+    #[serde(default)]
+    pub mfa: bool,
 }
 
 fn yes() -> bool {
@@ -306,57 +288,6 @@ impl MoveKind {
             MoveKind::OpenPort22 => "open_port_22",
             MoveKind::CreateAdminUser => "create_admin_user",
             MoveKind::BackdoorRole => "backdoor_role",
-        }
-    }
-}
-
-/// Identity Center names are unique, groups a user joins are declared.
-fn check_identity_center(ic: &Located<IdentityCenterSeed>, err: &mut impl FnMut(Pos, String)) {
-    let mut groups = BTreeSet::new();
-    for g in &ic.groups {
-        if !groups.insert(g.name.as_str()) {
-            err(
-                ic.pos,
-                format!("Identity Center group `{}` is declared twice", g.name),
-            );
-        }
-    }
-    let mut users = BTreeSet::new();
-    for u in &ic.users {
-        if !users.insert(u.name.as_str()) {
-            err(
-                ic.pos,
-                format!("Identity Center user `{}` is declared twice", u.name),
-            );
-        }
-        for g in u.groups.iter().filter(|g| !groups.contains(g.as_str())) {
-            err(
-                ic.pos,
-                format!(
-                    "Identity Center user `{}`: group `{g}` is not declared under `identity_center.groups`",
-                    u.name
-                ),
-            );
-        }
-    }
-    let named = ic
-        .groups
-        .iter()
-        .flat_map(|g| &g.permission_sets)
-        .chain(ic.users.iter().flat_map(|u| &u.permission_sets));
-    for ps in named {
-        // PermissionSet.Name: 1 to 32 of [\w+=,.@-] (IAM Identity Center API reference).
-        let ok = (1..=32).contains(&ps.len())
-            && ps
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
-        if !ok {
-            err(
-                ic.pos,
-                format!(
-                    "`{ps}` is not a permission set name (1 to 32 of letters, digits and _+=,.@-)"
-                ),
-            );
         }
     }
 }
@@ -508,6 +439,9 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
     for a in &file.accounts {
         if !file.organization {
             err(a.pos, "member accounts need `organization: true`".into());
+        }
+        if a.root.as_ref().is_some_and(|r| r.access_keys > 2) {
+            err(a.pos, "a root user has at most 2 access keys".into());
         }
         if !accounts.insert(a.name.as_str()) {
             err(a.pos, format!("account `{}` is declared twice", a.name));

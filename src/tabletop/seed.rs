@@ -9,6 +9,7 @@ use aws_sdk_ec2::types::{IamInstanceProfileSpecification, ResourceType, Tag, Tag
 use serde::Serialize;
 
 use super::admin::Admin;
+use super::roots::{RootUser, Roots};
 use super::scenario::{IdentityCenterSeed, Scenario};
 use crate::Error;
 
@@ -68,6 +69,13 @@ pub struct Seeded {
     pub roleless: Vec<String>,
     /// Role sessions the attacker holds (names only: nothing to create).
     pub stolen_sessions: usize,
+    /// Member account name → its root user's credentials, as seeded into
+    /// the shim (which answers for root users: moto has none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub root_users: BTreeMap<String, RootUser>,
+    /// The shim's root users, read again after the run.
+    #[serde(skip)]
+    pub roots: Option<Roots>,
     /// Identity Center, when the scenario seeds it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_center: Option<SeededIdentityCenter>,
@@ -82,6 +90,26 @@ pub struct SeededIdentityCenter {
     pub permission_sets: BTreeMap<String, String>,
     /// User name → identity store user id.
     pub users: BTreeMap<String, String>,
+}
+
+/// The credentials a root user is seeded with, named after its account.
+fn root_user(account: &str, r: &crate::tabletop::scenario::RootSeed) -> RootUser {
+    let tail = &account[account.len().saturating_sub(6)..];
+    RootUser {
+        password: r.password,
+        access_keys: (1..=r.access_keys)
+            .map(|n| format!("AKIAROOT{tail}KEY{n:03}"))
+            .collect(),
+        certificates: (1..=r.certificates)
+            .map(|n| format!("ROOTCERT{tail}{n:02}"))
+            .collect(),
+        mfa_devices: match r.mfa {
+            true => vec![format!(
+                "arn:aws:iam::{account}:mfa/root-account-mfa-device"
+            )],
+            false => Vec::new(),
+        },
+    }
 }
 
 /// Creates the scenario's estate in the emulator.
@@ -130,6 +158,9 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
                 .to_string();
             if !a.member_role {
                 out.roleless.push(id.clone());
+            }
+            if let Some(r) = &a.root {
+                out.root_users.insert(a.name.clone(), root_user(&id, r));
             }
             out.member_accounts.insert(a.name.clone(), id);
         }

@@ -35,6 +35,7 @@ pub async fn identities(admin: &Admin, scenario: &Scenario, seeded: &Seeded) -> 
             }
         }
     }
+    out.extend(root_users(seeded));
     for s in &scenario.file.stolen_sessions {
         if !session_denied(admin, &s.role, &s.name).await {
             out.push(Exposed {
@@ -139,6 +140,36 @@ async fn sso_user(
         });
     }
     out
+}
+
+/// Member root users that still have a credential after the run: the shim
+/// holds them (moto has no root user), so they are read from it.
+fn root_users(seeded: &Seeded) -> Vec<Exposed> {
+    let Some(roots) = &seeded.roots else {
+        return Vec::new();
+    };
+    seeded
+        .root_users
+        .keys()
+        .filter_map(|name| {
+            let id = seeded.member_accounts.get(name)?;
+            let now = roots
+                .lock()
+                .ok()?
+                .users
+                .get(id)
+                .cloned()
+                .unwrap_or_default();
+            (!now.is_empty()).then(|| Exposed {
+                kind: ExposureKind::Open,
+                what: format!("root user of account {name} ({id})"),
+                why: format!(
+                    "still has {}: whoever holds them signs in or calls AWS as root",
+                    now.describe()
+                ),
+            })
+        })
+        .collect()
 }
 
 /// Whether the role denies the session: by its `aws:userid`, by a

@@ -184,6 +184,12 @@ impl Report {
         if self.seeded.stolen_sessions > 0 {
             more += &format!(", {} stolen sessions", self.seeded.stolen_sessions);
         }
+        if !self.seeded.root_users.is_empty() {
+            more += &format!(
+                ", {} member root users with credentials",
+                self.seeded.root_users.len()
+            );
+        }
         more
     }
 
