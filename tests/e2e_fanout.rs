@@ -723,8 +723,23 @@ async fn member_root_credentials_are_deleted_only_with_centralized_root_access()
 
     // Trusted access for IAM is off: every account is out of reach, the plan
     // says how to turn it on, and nothing changes.
+    let ready = e.run(&["readiness", pb]);
+    assert_eq!(ready.code, 1, "{}\n{}", ready.stdout, ready.stderr);
+    assert!(
+        ready
+            .stdout
+            .contains("enable-organizations-root-credentials-management"),
+        "readiness names the fix: {}",
+        ready.stdout
+    );
     let off = e.run(&["--output", "json", "run", pb, "--yes"]);
     assert_eq!(off.code, 1, "{}\n{}", off.stdout, off.stderr);
+    assert!(
+        off.stderr
+            .contains("2 target(s) are out of this run's reach"),
+        "the preflight says so before the run, not as unanswered checks: {}",
+        off.stderr
+    );
     assert!(
         off.stdout
             .contains("aws iam enable-organizations-root-credentials-management"),

@@ -23,6 +23,9 @@ pub(super) struct Preflight {
     pub(super) over_quota: Vec<String>,
     /// Checks that got no answer, each cause once with how many it hit.
     pub(super) unchecked: Vec<String>,
+    /// Targets the run cannot contain from where it acts, each with why
+    /// (and who can): reported failed by the run, never claimed.
+    pub(super) out_of_reach: Vec<String>,
 }
 
 impl Preflight {
@@ -30,6 +33,7 @@ impl Preflight {
         let mut missing = Vec::new();
         let mut denied = Vec::new();
         let mut over_quota = Vec::new();
+        let mut out_of_reach = Vec::new();
         let mut unchecked: BTreeMap<String, usize> = BTreeMap::new();
         for s in &reports {
             let label = format!("step {} ({})", s.index + 1, s.name);
@@ -53,6 +57,13 @@ impl Preflight {
                         over_quota.push(format!("{label}: {}", e.message));
                     }
                     Some(e) => *unchecked.entry(e.to_string()).or_default() += 1,
+                    None if i.outcome == crate::report::Outcome::Failed => {
+                        out_of_reach.push(format!(
+                            "{label}: {}: {}",
+                            i.target,
+                            i.reason.as_deref().unwrap_or("out of reach")
+                        ));
+                    }
                     None => {
                         *unchecked
                             .entry(i.reason.clone().unwrap_or_else(|| "no answer".into()))
@@ -66,6 +77,7 @@ impl Preflight {
             missing,
             denied,
             over_quota,
+            out_of_reach,
             unchecked: unchecked
                 .into_iter()
                 .map(|(why, n)| match n {

@@ -73,6 +73,15 @@ pub(super) async fn run(
         ctx.check_permissions = true;
     } else if !req.skip_preflight {
         let found = preflight(&ctx, &loaded.steps).await?;
+        if !found.out_of_reach.is_empty() {
+            errln!(
+                "warning: {} target(s) are out of this run's reach: they will be reported failed, never contained:",
+                found.out_of_reach.len()
+            );
+            for why in &found.out_of_reach {
+                errln!("  {why}");
+            }
+        }
         if !found.unchecked.is_empty() {
             errln!(
                 "warning: {} permission check(s) could not be checked (neither allowed nor denied); the run may meet denials AWS did not report in advance:",

@@ -212,6 +212,15 @@ fn preflight_findings(found: &mut Findings, pre: &Preflight, executor: &str) {
             "grant the executor this action (the preflight of a run refuses the same way)",
         );
     }
+    for o in &pre.out_of_reach {
+        let (subject, message) = split(o);
+        found.error(
+            Check::Targets,
+            subject,
+            message,
+            "the message says who can reach it, or what to turn on",
+        );
+    }
     for q in &pre.over_quota {
         let (subject, message) = split(q);
         found.error(
