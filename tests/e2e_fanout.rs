@@ -702,6 +702,7 @@ async fn member_root_credentials_are_deleted_only_with_centralized_root_access()
     let roots = e.proxy().roots.clone();
     if let Ok(mut r) = roots.lock() {
         r.management = "123456789012".into();
+        r.members = members.iter().map(|m| m.id.clone()).collect();
         r.users.insert(
             exposed.id.clone(),
             RootUser {
@@ -757,6 +758,17 @@ async fn member_root_credentials_are_deleted_only_with_centralized_root_access()
         off["not_contained"]
     );
 
+    // Trusted access on, the feature off: said as such.
+    if let Ok(mut r) = roots.lock() {
+        r.features = Some(Default::default());
+    }
+    let plan = e.run(&["plan", pb]);
+    assert!(
+        plan.stdout.contains("`RootCredentialsManagement` is off"),
+        "{}",
+        plan.stdout
+    );
+
     // On, with the first deletion's answer lost: the retry meets
     // NoSuchEntity, which is the goal, and every credential goes.
     if let Ok(mut r) = roots.lock() {
@@ -764,6 +776,21 @@ async fn member_root_credentials_are_deleted_only_with_centralized_root_access()
     }
     let plan = e.run(&["plan", pb]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("aws iam enable-organizations-root-sessions"),
+        "RootSessions off is worth a note: {}",
+        plan.stdout
+    );
+    // The management account, selected, is out of AssumeRoot's reach.
+    let with_management = e.run(&["--accounts", "all,management", "plan", pb]);
+    assert!(
+        with_management
+            .stdout
+            .contains("the management account's root user cannot be reached"),
+        "{}",
+        with_management.stdout
+    );
     assert!(
         plan.stdout.contains("AKIAROOTONE") && plan.stdout.contains("a password"),
         "the plan names what would be deleted: {}",
@@ -790,7 +817,22 @@ async fn member_root_credentials_are_deleted_only_with_centralized_root_access()
         "{c}"
     );
     assert!(root_of(&clean.id).is_empty());
-    // The sessions were AssumeRoot's, scoped to the root-task policies.
+    // Deleting took an AssumeRoot session scoped to IAMDeleteRootUserCredentials,
+    // in the exposed account only; reading took audit sessions.
+    let sessions = roots.lock().map(|r| r.sessions()).unwrap_or_default();
+    let took = |account: &str, task: &str| sessions.iter().any(|(a, t)| a == account && t == task);
+    assert!(
+        took(&exposed.id, "IAMDeleteRootUserCredentials"),
+        "{sessions:?}"
+    );
+    assert!(
+        !took(&clean.id, "IAMDeleteRootUserCredentials"),
+        "{sessions:?}"
+    );
+    assert!(
+        took(&clean.id, "IAMAuditRootUserCredentials"),
+        "{sessions:?}"
+    );
     let verified = e.run(&[
         "audit",
         "verify",
@@ -829,4 +871,27 @@ async fn member_root_credentials_are_deleted_only_with_centralized_root_access()
             .access_keys
             .contains(&"AKIAROOTNEW".to_string())
     );
+
+    // An account whose member role is gone is unreachable for every other
+    // step, but its root user is reached through AssumeRoot all the same.
+    if let Ok(mut r) = roots.lock()
+        && let Some(u) = r.users.get_mut(&exposed.id)
+    {
+        u.access_keys.clear();
+    }
+    if let Ok(mut r) = roots.lock() {
+        r.users.entry(clean.id.clone()).or_default().password = true;
+    }
+    e.proxy()
+        .denied_roles
+        .lock()
+        .expect("lock")
+        .insert(format!("arn:aws:iam::{}:role/{MEMBER_ROLE}", clean.id));
+    let roleless = e.run(&["--output", "json", "run", pb, "--yes"]);
+    assert_eq!(
+        roleless.code, 1,
+        "unreachable is reported: {}",
+        roleless.stderr
+    );
+    assert!(root_of(&clean.id).is_empty(), "{:?}", root_of(&clean.id));
 }

@@ -142,6 +142,17 @@ impl Identity {
         out
     }
 
+    /// Accounts whose root user signs a hop of the chain (a root access
+    /// key): their root credentials must never be deleted, or every later
+    /// run, hold and rollback is locked out.
+    pub fn root_accounts(&self) -> Vec<String> {
+        std::iter::once(self.arn.as_str())
+            .chain(self.chain.iter().map(|h| h.principal.as_str()))
+            .filter(|p| parse_principal(p) == Principal::Root)
+            .filter_map(|p| p.split(':').nth(4).map(str::to_string))
+            .collect()
+    }
+
     /// True when `arn` names the executor's own principal (a user ARN, or the role
     /// its session belongs to). IAM names are unique per account, so the account
     /// and the last path segment decide.
@@ -212,6 +223,26 @@ fn parse_principal(arn: &str) -> Principal {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_root_key_in_the_chain_names_its_account() {
+        let mut id = Identity::from_caller(
+            "111122223333".into(),
+            "arn:aws:sts::111122223333:assumed-role/IR/s".into(),
+            "AROA:s".into(),
+            "ASIA".into(),
+        );
+        assert!(id.root_accounts().is_empty());
+        id.chain.push(Hop {
+            via: "static key".into(),
+            profile: None,
+            principal: "arn:aws:iam::444455556666:root".into(),
+            access_key_id: Some("AKIAROOT".into()),
+            mfa_serial: None,
+            session_name: None,
+        });
+        assert_eq!(id.root_accounts(), ["444455556666"]);
+    }
+
     use super::*;
 
     #[test]

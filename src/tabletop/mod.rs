@@ -150,6 +150,7 @@ pub async fn tabletop(
     if let Ok(mut r) = roots.lock() {
         // The executor's account is the management account.
         r.management = seeded.account.clone();
+        r.members = seeded.member_accounts.values().cloned().collect();
         if scenario.file.centralized_root_access {
             r.features = Some(["RootCredentialsManagement".to_string()].into());
         }

@@ -62,11 +62,24 @@ pub struct RootAccess {
     pub features: Option<BTreeSet<String>>,
     /// The management account, which `AssumeRoot` cannot target.
     pub management: String,
+    /// The organization's member accounts: `AssumeRoot` refuses any other
+    /// target (an account outside the organization, a typo).
+    pub members: BTreeSet<String>,
     /// Member account → its root user; an account absent here has no root
     /// credentials, as accounts Organizations creates have none.
     pub users: BTreeMap<String, RootUser>,
     /// Session access key id → (account, task policy name, expiry).
     sessions: BTreeMap<String, (String, String, SystemTime)>,
+}
+
+impl RootAccess {
+    /// Every root session minted so far, as (account, task policy name).
+    pub fn sessions(&self) -> Vec<(String, String)> {
+        self.sessions
+            .values()
+            .map(|(account, task, _)| (account.clone(), task.clone()))
+            .collect()
+    }
 }
 
 pub type Roots = Arc<Mutex<RootAccess>>;
@@ -191,7 +204,7 @@ fn assume_root(
             "centralized root access is not enabled for this organization",
         );
     }
-    if account == roots.management || account.len() != 12 {
+    if account == roots.management || !roots.members.contains(&account) {
         return error(
             "403 Forbidden",
             STS_NS,
@@ -342,6 +355,7 @@ mod tests {
         if let Ok(mut r) = roots.lock() {
             r.features = Some(["RootCredentialsManagement".to_string()].into());
             r.management = "111111111111".into();
+            r.members = ["222222222222".to_string()].into();
             r.users.insert(
                 "222222222222".into(),
                 RootUser {

@@ -57,8 +57,29 @@ pub fn builtin_document(policy: &str, exempt: &[String]) -> String {
     }
 }
 
+/// What an `AssumeRoot` session may still do under the freeze: read and
+/// delete the member root user's credentials (`org.remove_member_root_credentials`,
+/// the actions of the `IAMDeleteRootUserCredentials` task). SCPs bind a
+/// member account's root user, and a root session acts as it
+/// (`aws:PrincipalArn` is `arn:aws:iam::ACCOUNT:root`), so without this the
+/// freeze would shut the credential removal out. Every other root-session
+/// task (password recovery, deleting a bucket or queue policy) stays denied.
+pub const ROOT_SESSION_ACTIONS: &[&str] = &[
+    "iam:GetLoginProfile",
+    "iam:ListAccessKeys",
+    "iam:ListSigningCertificates",
+    "iam:ListMFADevices",
+    "iam:DeleteAccessKey",
+    "iam:DeleteLoginProfile",
+    "iam:DeleteSigningCertificate",
+    "iam:DeactivateMFADevice",
+];
+
 /// The built-in deny-all document: every action, every resource, every
-/// principal except the exempted ARN patterns.
+/// principal except the exempted ARN patterns; an `AssumeRoot` session
+/// (which carries `aws:AssumedRoot`, absent from every other request: AWS's
+/// own SCP example "Prevent root credentials management in member accounts"
+/// tests it with `Null`) only as far as [`ROOT_SESSION_ACTIONS`].
 pub fn deny_all_document(exempt: &[String]) -> String {
     serde_json::json!({
         "Version": "2012-10-17",
@@ -67,7 +88,19 @@ pub fn deny_all_document(exempt: &[String]) -> String {
             "Effect": "Deny",
             "Action": "*",
             "Resource": "*",
-            "Condition": { "ArnNotLike": { "aws:PrincipalArn": exempt } }
+            "Condition": {
+                "ArnNotLike": { "aws:PrincipalArn": exempt },
+                "Null": { "aws:AssumedRoot": "true" }
+            }
+        }, {
+            "Sid": "BreakglassDenyRootSessionsButCredentialRemoval",
+            "Effect": "Deny",
+            "NotAction": ROOT_SESSION_ACTIONS,
+            "Resource": "*",
+            "Condition": {
+                "ArnNotLike": { "aws:PrincipalArn": exempt },
+                "Null": { "aws:AssumedRoot": "false" }
+            }
         }]
     })
     .to_string()

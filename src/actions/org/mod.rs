@@ -19,7 +19,9 @@ pub mod steps;
 mod tree;
 pub use apply_scp::ApplyScp;
 pub use detach_scp::DetachScp;
-pub use document::{PRESERVE_ACTIONS, builtin_document, deny_all_document, exempts};
+pub use document::{
+    PRESERVE_ACTIONS, ROOT_SESSION_ACTIONS, builtin_document, deny_all_document, exempts,
+};
 pub use move_account::MoveAccount;
 pub use moves::{discover_moves, move_account};
 use tree::*;
@@ -364,6 +366,54 @@ mod tests {
     fn the_built_in_document_spares_the_executor() {
         let doc = deny_all_document(&[EXECUTOR.to_string(), "arn:aws:iam::*:role/IR-*".into()]);
         assert_eq!(exempts(&doc, EXECUTOR), Ok(()));
+    }
+
+    /// Whether the built-in document denies `action` to `principal`, a root
+    /// session or not, evaluated the way AWS evaluates these two shapes
+    /// (conditions ANDed, `Null: true` when the key is absent, `NotAction`
+    /// matching every other action).
+    fn denies(doc: &str, principal: &str, root_session: bool, action: &str) -> bool {
+        let doc: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
+        doc["Statement"].as_array().into_iter().flatten().any(|s| {
+            let listed = |v: &serde_json::Value| match v {
+                serde_json::Value::String(a) => a == "*" || a == action,
+                v => v.as_array().into_iter().flatten().any(|a| a == action),
+            };
+            let acts = match s.get("NotAction") {
+                Some(n) => !listed(n),
+                None => listed(&s["Action"]),
+            };
+            let exempt = s["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str())
+                .any(|p| crate::targets::arn_like(p, principal));
+            let absent = s["Condition"]["Null"]["aws:AssumedRoot"] == "true";
+            acts && !exempt && (absent != root_session)
+        })
+    }
+
+    #[test]
+    fn the_freeze_lets_root_sessions_remove_root_credentials_and_nothing_else() {
+        let doc = deny_all_document(&[EXECUTOR.to_string()]);
+        let root = "arn:aws:iam::444455556666:root";
+        for a in ROOT_SESSION_ACTIONS {
+            assert!(!denies(&doc, root, true, a), "{a}");
+        }
+        // Password recovery and a bucket policy's deletion stay denied to
+        // root sessions, and everything to the root user signing in itself.
+        assert!(denies(&doc, root, true, "iam:CreateLoginProfile"));
+        assert!(denies(&doc, root, true, "s3:DeleteBucketPolicy"));
+        assert!(denies(&doc, root, false, "iam:DeleteAccessKey"));
+        assert!(denies(
+            &doc,
+            "arn:aws:iam::444455556666:user/x",
+            false,
+            "s3:GetObject"
+        ));
+        assert!(!denies(&doc, EXECUTOR, false, "iam:DeleteAccessKey"));
+        assert!(doc.len() < SCP_MAX_CHARS, "{}", doc.len());
     }
 
     #[test]

@@ -194,13 +194,26 @@ pub async fn read(root: &Ctx) -> Result<RootCredentials, AwsError> {
     })
 }
 
-/// Deletes every credential the root user has now (read first, so that one
+/// Deletes every credential the root user has now (MFA devices are
+/// deactivated: a virtual device stays, unassigned and unusable) (read first, so that one
 /// added since the plan goes too), then reads again: `Ok` only when nothing
 /// is left. Returns what was there. A retry after a lost answer meets
 /// `NoSuchEntity`, which is the goal.
 pub async fn delete_all(root: &Ctx) -> Result<RootCredentials, AwsError> {
     let iam = root.iam();
     let found = read(root).await?;
+    // Belt and braces (discovery skips such an account): a root key that
+    // signs this run's own chain is never deleted.
+    if let Some(k) = found
+        .access_keys
+        .iter()
+        .find(|k| root.identity.chain_keys().any(|c| c == k.as_str()))
+    {
+        return Err(aws::local(
+            "iam:DeleteAccessKey",
+            format!("{k} signs this run's credential chain: nothing deleted"),
+        ));
+    }
     let gone = |r: Result<(), AwsError>| match r {
         Err(e) if is_no_such_entity(&e) => Ok(()),
         other => other,

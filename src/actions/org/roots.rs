@@ -18,15 +18,21 @@ const IRREVERSIBLE: &str = "AWS keeps no copy of a deleted root credential: only
 /// EnableOrganizationsRootCredentialsManagement).
 const FEATURE: &str = "RootCredentialsManagement";
 
-/// How to turn centralized root access on, as the IAM User Guide does.
-const HOW_TO_ENABLE: &str = "enable trusted access for IAM (`aws organizations enable-aws-service-access --service-principal iam.amazonaws.com`), then root credentials management (`aws iam enable-organizations-root-credentials-management`), from the management account (IAM User Guide, \"Centralize root access for member accounts\")";
+/// How to turn centralized root access on, as the IAM User Guide does. The
+/// API reference ties credential management to `RootCredentialsManagement`
+/// and "privileged tasks" to `RootSessions`; the console turns both on, and
+/// so does this advice, since `AssumeRoot` is a privileged session.
+const HOW_TO_ENABLE: &str = "enable trusted access for IAM (`aws organizations enable-aws-service-access --service-principal iam.amazonaws.com`), then root credentials management and privileged root sessions (`aws iam enable-organizations-root-credentials-management` and `aws iam enable-organizations-root-sessions`), from the management account (IAM User Guide, \"Centralize root access for member accounts\")";
+
+/// The other feature: without it, `AssumeRoot` may be refused.
+const SESSIONS: &str = "RootSessions";
 
 pub struct RemoveMemberRootCredentials;
 
 impl Action for RemoveMemberRootCredentials {
     const INFO: ActionInfo = ActionInfo {
         id: "org.remove_member_root_credentials",
-        summary: "Delete the root user's password, access keys, signing certificates and MFA devices in the step's member accounts.",
+        summary: "Delete the root user's password, access keys and signing certificates, and deactivate its MFA devices, in the step's member accounts.",
         targets: &[],
         params: &[],
         calls: &[
@@ -39,7 +45,8 @@ impl Action for RemoveMemberRootCredentials {
         ],
         reversibility: Reversibility::Irreversible(IRREVERSIBLE),
         notes: &[
-            "The accounts come from `accounts:`. The management account's root user is out of reach (`AssumeRoot` targets member accounts only) and is reported, never claimed.",
+            "The accounts come from `accounts:`. The management account's root user is out of reach (`AssumeRoot` targets member accounts only): selected, it is reported, never claimed.",
+            "The deny-all SCP (`org.apply_scp`) lets `AssumeRoot` sessions read and delete root credentials and nothing else, so this step works in frozen accounts.",
             "Needs centralized root access (`RootCredentialsManagement`); when it is off, every account is reported with how to turn it on, and nothing changes.",
             "Runs from the management account or the delegated administrator for IAM. An account whose root user is in the executor's credential chain is skipped.",
             "A console session the root user already has is not ended by deleting its password: an SCP (`org.apply_scp`) binds member-account root users too.",
@@ -60,9 +67,24 @@ impl Action for RemoveMemberRootCredentials {
     ) -> Result<Vec<String>, AwsError> {
         let accounts = ctx.fleet.accounts(step.index).unwrap_or_default();
         let management = ctx.fleet.management.clone().unwrap_or_default();
-        let not_ready = match accounts.is_empty() {
-            true => None,
-            false => not_enabled(ctx).await?,
+        let found = match accounts.is_empty() {
+            true => Ok(vec![FEATURE.to_string(), SESSIONS.to_string()]),
+            false => features(ctx).await?,
+        };
+        let mut notes = vec![
+            "Deleting root credentials stops new sign-ins and key use; with root credentials management on, the accounts cannot recover a root password either (IAM User Guide). It cannot be undone by breakglass.".to_string(),
+        ];
+        let not_ready = match &found {
+            Err(why) => Some(why.clone()),
+            Ok(f) if !f.iter().any(|f| f == FEATURE) => Some(format!(
+                "centralized root access is not enabled (`{FEATURE}` is off): {HOW_TO_ENABLE}"
+            )),
+            Ok(f) => {
+                if !f.iter().any(|f| f == SESSIONS) {
+                    notes.push(format!("`{SESSIONS}` (privileged root sessions) is off: if `AssumeRoot` is refused, run `aws iam enable-organizations-root-sessions` from the management account."));
+                }
+                None
+            }
         };
         let (management, not_ready) = (&management, &not_ready);
         let decide = |account: String| async move {
@@ -70,7 +92,7 @@ impl Action for RemoveMemberRootCredentials {
                 "arn:{}:iam::{account}:root",
                 aws::partition(&ctx.identity.arn)
             );
-            if ctx.identity.chain_arns().contains(&root_arn) {
+            if ctx.identity.root_accounts().contains(&account) {
                 Disposition::Skip {
                     reason: SkipReason::Executor,
                 }
@@ -99,16 +121,20 @@ impl Action for RemoveMemberRootCredentials {
             }
         };
         super::moves::each_account(ctx, accounts, decide, sink).await;
-        Ok(vec![
-            "Deleting root credentials stops new sign-ins and key use; with root credentials management on, the accounts cannot recover a root password either (IAM User Guide). It cannot be undone by breakglass.".into(),
-        ])
+        if accounts.contains(&ctx.identity.account) {
+            notes.push(format!(
+                "The executor's own account {} is among them: its root user loses its credentials too (the executor's role or user is untouched).",
+                ctx.identity.account
+            ));
+        }
+        Ok(notes)
     }
 }
 
-/// Why centralized root access cannot be used, or `None` when it can. An
-/// error that says nothing about the feature (a denial, throttling past its
-/// retries) fails the step.
-async fn not_enabled(ctx: &Ctx) -> Result<Option<String>, AwsError> {
+/// The enabled centralized root access features, or why they cannot be
+/// read (said with how to turn them on). An error that says nothing about
+/// the feature (a denial, throttling past its retries) fails the step.
+async fn features(ctx: &Ctx) -> Result<Result<Vec<String>, String>, AwsError> {
     let iam = ctx.iam();
     let r = ctx
         .call("iam:ListOrganizationsFeatures", || {
@@ -125,30 +151,24 @@ async fn not_enabled(ctx: &Ctx) -> Result<Option<String>, AwsError> {
             .to_string()
     };
     Ok(match r {
-        Ok(out)
-            if out
-                .enabled_features()
-                .iter()
-                .any(|f| f.as_str() == FEATURE) =>
-        {
-            None
-        }
-        Ok(_) => Some(format!(
-            "centralized root access is not enabled (`{FEATURE}` is off): {HOW_TO_ENABLE}"
-        )),
-        Err(e) => match code(&e).as_str() {
-            "ServiceAccessNotEnabled" => Some(format!(
+        Ok(out) => Ok(out
+            .enabled_features()
+            .iter()
+            .map(|f| f.as_str().to_string())
+            .collect()),
+        Err(e) => Err(match code(&e).as_str() {
+            "ServiceAccessNotEnabled" => format!(
                 "trusted access for IAM is not enabled in Organizations: {HOW_TO_ENABLE}"
-            )),
-            "AccountNotManagementOrDelegatedAdministrator" => Some(
-                "the executor's account is neither the management account nor the delegated administrator for IAM: run this step from one of them".into(),
             ),
-            "OrganizationNotInAllFeaturesMode" => Some(format!(
-                "the organization does not have all features enabled, which centralized root access needs: {HOW_TO_ENABLE}"
-            )),
-            "OrganizationNotFound" => Some("the executor's account is in no organization".into()),
+            "AccountNotManagementOrDelegatedAdministrator" => {
+                "the executor's account is neither the management account nor the delegated administrator for IAM: run this step from one of them".into()
+            }
+            "OrganizationNotInAllFeaturesMode" => {
+                "the organization does not have all features enabled, which centralized root access needs: enable all features (Organizations console, Settings; every member account must approve), then centralized root access".into()
+            }
+            "OrganizationNotFound" => "the executor's account is in no organization".into(),
             _ => return Err(e),
-        },
+        }),
     })
 }
 
