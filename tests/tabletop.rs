@@ -360,6 +360,27 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
     assert!(r["first_containment_ms"].as_u64().is_some());
     assert_eq!(r["full_containment_ms"], serde_json::Value::Null, "{r}");
     assert_eq!(exposure_kinds(r, &minted[0]), ["open"], "{r}");
+    // The federation token outlives the leaked key, but the owner is
+    // quarantined: held. The backdoor role is not (the playbook quarantines
+    // the key's owner only), and the deleted trail is lost for good.
+    let token = move_resources(r, "federation_token");
+    assert_eq!(token.len(), 2, "the token and when it was minted: {r}");
+    assert!(token[1].starts_with("minted:"), "{token:?}");
+    assert!(exposure_kinds(r, "federation token").is_empty(), "{r}");
+    assert_eq!(exposure_kinds(r, "role ci-backdoor"), ["open"], "{r}");
+    assert_eq!(
+        exposure_kinds(r, "CloudTrail trail ci-trail"),
+        ["lost"],
+        "{r}"
+    );
+    // A playbook that touches no user leaves the token usable, and says why.
+    let none = tabletop("protect-backups.yaml", "leaked-access-key.yaml", &[]);
+    assert_eq!(
+        exposure_kinds(&none.report, "federation token"),
+        ["open"],
+        "{}",
+        none.report
+    );
 }
 
 #[test]
@@ -566,6 +587,23 @@ fn a_bad_scenario_or_a_foreign_endpoint_starts_nothing() {
     let stderr = invalid(&bad);
     assert!(
         stderr.contains("makes a new user: `a` is declared"),
+        "{stderr}"
+    );
+
+    // A backdoor role is a new one; a federation token needs the user's key.
+    std::fs::write(
+        &bad,
+        "name: bad\nusers:\n  - { name: a }\nroles:\n  - { name: r }\nattacker:\n  - { at: 1s, do: create_backdoor_role, role: r }\n  - { at: 1s, do: federation_token, user: a }\n",
+    )
+    .expect("write");
+    let stderr = invalid(&bad);
+    assert!(
+        stderr.contains("bad.yaml:7:5") && stderr.contains("makes a new role: `r` is declared"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.yaml:8:5")
+            && stderr.contains("signs with `a`'s access key: it has none"),
         "{stderr}"
     );
 

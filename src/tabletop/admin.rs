@@ -90,6 +90,25 @@ impl Admin {
         )
     }
 
+    /// STS signed with someone else's key (a seeded user's, as the attacker
+    /// holds it).
+    pub fn sts_as(&self, key: &str, secret: &str) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(Credentials::new(
+                    key,
+                    secret,
+                    None,
+                    None,
+                    "tabletop-attacker",
+                ))
+                .build(),
+        )
+    }
+
     pub fn org(&self) -> aws_sdk_organizations::Client {
         aws_sdk_organizations::Client::from_conf(
             aws_sdk_organizations::Config::builder()

@@ -270,7 +270,7 @@ pub async fn tabletop(
         for (at, m) in &scenario.moves {
             tokio::time::sleep_until((t0 + *at).into()).await;
             let started = t0.elapsed();
-            let (subject, result) = moves::play(&admin, m).await;
+            let (subject, result) = moves::play(&admin, &seeded, m).await;
             // One refusal in full, the rest counted: they repeat the reason.
             let refusals = |refused: &[String]| match refused {
                 [] => String::new(),

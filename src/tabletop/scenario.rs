@@ -270,6 +270,16 @@ pub enum MoveKind {
     /// `role`'s trust policy opened to the attacker's own account (Stratus
     /// `persistence.iam-backdoor-role`).
     BackdoorRole,
+    /// A new role `role` (not one of the scenario's) that the attacker's
+    /// own account may assume, with AdministratorAccess (Stratus
+    /// `persistence.iam-create-backdoor-role`).
+    CreateBackdoorRole,
+    /// A federation token minted with `user`'s access key: its session
+    /// outlives the key, so deactivating the key does not end it (Stratus
+    /// `persistence.sts-federation-token`).
+    FederationToken,
+    /// CloudTrail `trail` deleted (Stratus `defense-evasion.cloudtrail-delete`).
+    DeleteTrail,
 }
 
 impl MoveKind {
@@ -288,6 +298,9 @@ impl MoveKind {
             MoveKind::OpenPort22 => "open_port_22",
             MoveKind::CreateAdminUser => "create_admin_user",
             MoveKind::BackdoorRole => "backdoor_role",
+            MoveKind::CreateBackdoorRole => "create_backdoor_role",
+            MoveKind::FederationToken => "federation_token",
+            MoveKind::DeleteTrail => "delete_trail",
         }
     }
 }
@@ -508,17 +521,22 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             MoveKind::CreateAccessKey
             | MoveKind::ReactivateAccessKeys
             | MoveKind::CreateLoginProfile
-            | MoveKind::CreateAdminUser => needs("user", m.user.is_some()),
+            | MoveKind::CreateAdminUser
+            | MoveKind::FederationToken => needs("user", m.user.is_some()),
             MoveKind::AttachAdminPolicy => {
                 needs("user` or `role", m.user.is_some() != m.role.is_some())
             }
-            MoveKind::BackdoorRole => needs("role", m.role.is_some()),
+            MoveKind::BackdoorRole | MoveKind::CreateBackdoorRole => {
+                needs("role", m.role.is_some())
+            }
             MoveKind::DeleteSnapshots
             | MoveKind::TerminateInstances
             | MoveKind::LaunchInstance
             | MoveKind::ShareSnapshots
             | MoveKind::OpenPort22 => needs("region", m.region.is_some()),
-            MoveKind::StopLogging | MoveKind::MuteTrail => needs("trail", m.trail.is_some()),
+            MoveKind::StopLogging | MoveKind::MuteTrail | MoveKind::DeleteTrail => {
+                needs("trail", m.trail.is_some())
+            }
         };
         if let Some(message) = missing {
             err(m.pos, message);
@@ -538,12 +556,28 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             };
             err(m.pos, message);
         }
+        let new_role = m.action == MoveKind::CreateBackdoorRole;
         if let Some(role) = &m.role
-            && !roles.contains(role.as_str())
+            && roles.contains(role.as_str()) == new_role
+        {
+            let message = match new_role {
+                true => format!(
+                    "`do: create_backdoor_role` makes a new role: `{role}` is declared under `roles`"
+                ),
+                false => format!("role `{role}` is not declared under `roles`"),
+            };
+            err(m.pos, message);
+        }
+        if m.action == MoveKind::FederationToken
+            && let Some(user) = &m.user
+            && file
+                .users
+                .iter()
+                .any(|u| u.name == *user && u.access_keys == 0)
         {
             err(
                 m.pos,
-                format!("role `{role}` is not declared under `roles`"),
+                format!("`do: federation_token` signs with `{user}`'s access key: it has none"),
             );
         }
         if let Some(region) = &m.region {

@@ -56,6 +56,10 @@ pub struct Seeded {
     pub access_keys: usize,
     /// user → the access key ids seeded for it (what `@access_key:USER` names).
     pub user_keys: BTreeMap<String, Vec<String>>,
+    /// Access key id → its secret, for moves that sign as a seeded user
+    /// (a federation token minted with a user's key).
+    #[serde(skip)]
+    pub user_secrets: BTreeMap<String, String>,
     pub roles: usize,
     /// region → instance ids.
     pub instances: BTreeMap<String, Vec<String>>,
@@ -184,6 +188,10 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
                 .await
                 .map_err(|e| fail(&format!("key of {}", u.name), e))?;
             if let Some(k) = k.access_key() {
+                out.user_secrets.insert(
+                    k.access_key_id().to_string(),
+                    k.secret_access_key().to_string(),
+                );
                 out.user_keys
                     .entry(u.name.clone())
                     .or_default()

@@ -151,7 +151,20 @@ pub async fn exposures(
                     why,
                 });
             }
-            MoveKind::BackdoorRole => {
+            MoveKind::FederationToken => {
+                out.extend(super::persistence::federation_token(admin, m, &when).await);
+            }
+            MoveKind::DeleteTrail => {
+                let trail = m.subject.trim_start_matches("trail ");
+                let region = scenario
+                    .file
+                    .trails
+                    .iter()
+                    .find(|t| t.name == trail)
+                    .map_or("us-east-1", |t| t.region.as_str());
+                out.extend(super::persistence::deleted_trail(admin, m, region, &when).await);
+            }
+            MoveKind::BackdoorRole | MoveKind::CreateBackdoorRole => {
                 let role = m.subject.trim_start_matches("role ");
                 let trust = match iam.get_role().role_name(role).send().await {
                     Ok(r) => r
@@ -168,17 +181,21 @@ pub async fn exposures(
                 // only a deny on the role itself holds the sessions the
                 // attacker can mint from outside.
                 let held = has_inline(admin, "role", role, QUARANTINE).await;
+                let opened = match m.action {
+                    MoveKind::CreateBackdoorRole => "made by the attacker, trusting",
+                    _ => "its trust opened to",
+                };
                 let (kind, why) = match held {
                     true => (
                         ExposureKind::Leftover,
                         format!(
-                            "its trust opened to the attacker's account {ATTACKER_ACCOUNT} at {when}; the role is quarantined: restore its trust policy after the investigation"
+                            "{opened} the attacker's account {ATTACKER_ACCOUNT} at {when}; the role is quarantined: restore its trust policy after the investigation"
                         ),
                     ),
                     false => (
                         ExposureKind::Open,
                         format!(
-                            "its trust opened to the attacker's account {ATTACKER_ACCOUNT} at {when}: the attacker mints new sessions from outside, which no revocation by issue time ends; quarantine the role (iam.quarantine_principals) and restore its trust policy"
+                            "{opened} the attacker's account {ATTACKER_ACCOUNT} at {when}: the attacker mints new sessions from outside, which no revocation by issue time ends; quarantine the role (iam.quarantine_principals) and restore its trust policy"
                         ),
                     ),
                 };

@@ -6,6 +6,7 @@
 mod exposure;
 mod html;
 mod identities;
+mod persistence;
 mod terminal;
 pub use exposure::exposures;
 pub use html::html;

@@ -1,0 +1,83 @@
+//! Judgments of the attacker's persistence and evasion moves that outlive
+//! the credential they were made with: a federation token, a deleted trail.
+
+use super::{Exposed, ExposureKind};
+use crate::actions::iam::{Ours, url_decode, written_by_breakglass};
+use crate::tabletop::admin::Admin;
+use crate::tabletop::moves::{MINTED, MoveRecord};
+
+/// A federation token works until it expires (up to 36 hours), whatever
+/// happens to the key it was minted with: "deactivating the key alone fails"
+/// (Stratus `persistence.sts-federation-token`). A deny in the user's own
+/// policies binds its federated sessions, so it is held when the user is
+/// quarantined, or its sessions revoked with a cutoff after the minting.
+pub async fn federation_token(admin: &Admin, m: &MoveRecord, when: &str) -> Option<Exposed> {
+    let user = m.subject.trim_start_matches("user ");
+    let token = m.resources.first()?;
+    let minted: Option<jiff::Timestamp> = m
+        .resources
+        .iter()
+        .find_map(|r| r.strip_prefix(MINTED))
+        .and_then(|t| t.parse().ok());
+    if held(admin, user, minted).await {
+        return None;
+    }
+    Some(Exposed {
+        kind: ExposureKind::Open,
+        what: format!("federation token {token} of user {user}"),
+        why: format!(
+            "minted with {user}'s access key at {when}, it works until it expires whatever becomes of the key: revoke {user}'s sessions after it was minted (iam.revoke_user_sessions, or `--hold`) or quarantine the user"
+        ),
+    })
+}
+
+/// Whether the user's inline policies deny a session minted at `minted`:
+/// a quarantine, or a revocation whose cutoff is later. Unread proves
+/// nothing.
+async fn held(admin: &Admin, user: &str, minted: Option<jiff::Timestamp>) -> bool {
+    let iam = admin.iam();
+    let Ok(names) = iam.list_user_policies().user_name(user).send().await else {
+        return false;
+    };
+    for name in names.policy_names() {
+        let Ok(doc) = iam
+            .get_user_policy()
+            .user_name(user)
+            .policy_name(name)
+            .send()
+            .await
+        else {
+            continue;
+        };
+        match written_by_breakglass(name, &url_decode(doc.policy_document())) {
+            Some(Ours::Quarantine) => return true,
+            Some(Ours::Revocation(cutoff)) if minted.is_some_and(|t| t < cutoff) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A deleted trail records nothing, and no step brings it back.
+pub async fn deleted_trail(
+    admin: &Admin,
+    m: &MoveRecord,
+    region: &str,
+    when: &str,
+) -> Option<Exposed> {
+    let trail = m.subject.trim_start_matches("trail ");
+    let exists = admin
+        .cloudtrail(region)
+        .get_trail()
+        .name(trail)
+        .send()
+        .await
+        .is_ok();
+    (!exists).then(|| Exposed {
+        kind: ExposureKind::Lost,
+        what: format!("CloudTrail trail {trail} ({region})"),
+        why: format!(
+            "deleted by the attacker at {when}: nothing is logged since, and no step brings a trail back. In member accounts the `preserve` SCP (or the freeze) denies cloudtrail:DeleteTrail; in the management account only cutting the attacker's credentials first does: recreate the trail"
+        ),
+    })
+}
