@@ -311,28 +311,26 @@ pub async fn play(admin: &Admin, seeded: &Seeded, m: &Move) -> (String, Played) 
             .await;
             (region.clone(), r)
         }
-        MoveKind::StopLogging => {
+        MoveKind::StopLogging | MoveKind::DeleteTrail => {
             let trail = m.trail.clone().unwrap_or_default();
-            let r = admin
-                .cloudtrail(&region)
-                .stop_logging()
-                .name(&trail)
-                .send()
-                .await
-                .map(|_| (vec![trail.clone()], Vec::new()))
-                .map_err(|e| error_text(&e));
-            (format!("trail {trail}"), r)
-        }
-        MoveKind::DeleteTrail => {
-            let trail = m.trail.clone().unwrap_or_default();
-            let r = admin
-                .cloudtrail(&region)
-                .delete_trail()
-                .name(&trail)
-                .send()
-                .await
-                .map(|_| (vec![trail.clone()], Vec::new()))
-                .map_err(|e| error_text(&e));
+            let ct = admin.cloudtrail(&region);
+            let r = match m.action {
+                MoveKind::DeleteTrail => ct
+                    .delete_trail()
+                    .name(&trail)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| error_text(&e)),
+                _ => ct
+                    .stop_logging()
+                    .name(&trail)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| error_text(&e)),
+            };
+            let r = r.map(|()| (vec![trail.clone()], Vec::new()));
             (format!("trail {trail}"), r)
         }
         MoveKind::CreateBackdoorRole => {

@@ -155,13 +155,7 @@ pub async fn exposures(
                 out.extend(super::persistence::federation_token(admin, m, &when).await);
             }
             MoveKind::DeleteTrail => {
-                let trail = m.subject.trim_start_matches("trail ");
-                let region = scenario
-                    .file
-                    .trails
-                    .iter()
-                    .find(|t| t.name == trail)
-                    .map_or("us-east-1", |t| t.region.as_str());
+                let (_, region) = trail_of(scenario, &m.subject);
                 out.extend(super::persistence::deleted_trail(admin, m, region, &when).await);
             }
             MoveKind::BackdoorRole | MoveKind::CreateBackdoorRole => {
@@ -420,13 +414,7 @@ pub async fn exposures(
                 }
             }
             MoveKind::StopLogging => {
-                let trail = m.subject.trim_start_matches("trail ");
-                let region = scenario
-                    .file
-                    .trails
-                    .iter()
-                    .find(|t| t.name == trail)
-                    .map_or("us-east-1", |t| t.region.as_str());
+                let (trail, region) = trail_of(scenario, &m.subject);
                 let logging = admin
                     .cloudtrail(region)
                     .get_trail_status()
@@ -451,13 +439,7 @@ pub async fn exposures(
                 }
             }
             MoveKind::MuteTrail => {
-                let trail = m.subject.trim_start_matches("trail ");
-                let region = scenario
-                    .file
-                    .trails
-                    .iter()
-                    .find(|t| t.name == trail)
-                    .map_or("us-east-1", |t| t.region.as_str());
+                let (trail, region) = trail_of(scenario, &m.subject);
                 let selectors = admin
                     .cloudtrail(region)
                     .get_event_selectors()
@@ -588,6 +570,18 @@ pub async fn exposures(
 /// sessions outlive the key and the password). A role's sessions revoked by
 /// issue time do not count: new ones would still work. A read that fails
 /// counts as not cut off.
+/// A trail move's trail (`trail NAME`) and the region it lives in.
+fn trail_of<'a>(scenario: &'a Scenario, subject: &'a str) -> (&'a str, &'a str) {
+    let trail = subject.trim_start_matches("trail ");
+    let region = scenario
+        .file
+        .trails
+        .iter()
+        .find(|t| t.name == trail)
+        .map_or("us-east-1", |t| t.region.as_str());
+    (trail, region)
+}
+
 async fn cut_off(admin: &Admin, subject: &str) -> bool {
     match subject.split_once(' ') {
         Some(("role", role)) => has_inline(admin, "role", role, QUARANTINE).await,
