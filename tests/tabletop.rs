@@ -173,6 +173,45 @@ fn code_spaces_against_full_lockdown() {
         exposed.iter().any(|e| e.contains("management account")),
         "{exposed:#?}"
     );
+    // In the member accounts, the moves after the freeze meet the deny-all
+    // SCP: refused as AWS refuses them, the backups account stays in the
+    // organization and no miner runs.
+    for late in ["leave_organization", "launch_instance"] {
+        let m = attacker_move(r, late);
+        assert_eq!(m["succeeded"], false, "{m}");
+        assert!(
+            m["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("with an explicit deny in a service control policy")),
+            "{m}"
+        );
+    }
+    assert!(
+        exposure_kinds(r, "(backups)").iter().all(|k| k == "open"),
+        "{r}"
+    );
+    // The shadow administrator made at 0 s, before the freeze or refused by
+    // it: if made, the SCP now binds it, and it is left to delete.
+    let shadow = attacker_move(r, "create_admin_user");
+    let shadow = r["attacker"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["account"] == "production" && m["do"] == "create_admin_user")
+        .unwrap_or(&shadow);
+    match shadow["succeeded"].as_bool() {
+        Some(true) => assert_eq!(
+            exposure_kinds(r, "user shadow-admin in account"),
+            ["leftover"],
+            "{r}"
+        ),
+        _ => assert!(
+            shadow["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("service control policy")),
+            "{shadow}"
+        ),
+    }
     // The key the attacker minted is caught or named, never missed silently.
     let minted = move_resources(r, "create_access_key");
     assert_eq!(minted.len(), 1, "{r}");
@@ -373,7 +412,33 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
         ["lost"],
         "{r}"
     );
-    // A playbook that touches no user leaves the token usable, and says why.
+    // Moves made as a principal meet its policies as AWS would: the
+    // owner's quarantine refuses its own credentials (its leaked key is
+    // inactive, the second one denied), and no console password appears.
+    let as_owner = attacker_move(r, "create_login_profile");
+    assert_eq!(as_owner["succeeded"], false, "{as_owner}");
+    let detail = as_owner["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("key {leaked}: InvalidClientTokenId"))
+            && detail.contains(&format!("key {}: AccessDenied", minted[0]))
+            && detail.contains("iam:CreateLoginProfile")
+            && detail.contains("explicit deny in an identity-based policy (breakglass-quarantine)"),
+        "{detail}"
+    );
+    assert!(
+        exposure_kinds(r, "console password of user ci-deploy").is_empty(),
+        "{r}"
+    );
+    // The backdoor role is bound by nothing the playbook wrote.
+    let as_role = attacker_move(r, "attach_admin_policy");
+    assert_eq!(as_role["succeeded"], true, "{as_role}");
+    assert_eq!(
+        exposure_kinds(r, "AdministratorAccess on user alice"),
+        ["open"],
+        "{r}"
+    );
+    // A playbook that touches no user leaves the token usable, and says why;
+    // the same move as the owner goes through.
     let none = tabletop("protect-backups.yaml", "leaked-access-key.yaml", &[]);
     assert_eq!(
         exposure_kinds(&none.report, "federation token"),
@@ -381,6 +446,27 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
         "{}",
         none.report
     );
+    assert_eq!(
+        attacker_move(&none.report, "create_login_profile")["succeeded"],
+        true
+    );
+    assert_eq!(
+        exposure_kinds(&none.report, "console password of user ci-deploy"),
+        ["open"],
+        "{}",
+        none.report
+    );
+}
+
+/// The (last) attacker move of kind `action`.
+fn attacker_move(r: &serde_json::Value, action: &str) -> serde_json::Value {
+    r["attacker"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rfind(|m| m["do"] == action)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -479,6 +565,22 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
                 assert_eq!(exposure_kinds(&ex.report, &group).len(), 1, "{group}");
             }
             assert_eq!(ex.report["status"], "not_contained");
+        }
+        // Without an SCP nothing binds the member accounts: the backups
+        // account leaves the organization (lost), and the shadow
+        // administrator and the miner in production stay open.
+        if playbook == "protect-backups.yaml" {
+            let r = &ex.report;
+            assert_eq!(
+                attacker_move(r, "leave_organization")["succeeded"],
+                true,
+                "{r}"
+            );
+            assert!(
+                exposure_kinds(r, "(backups)").contains(&"lost".to_string()),
+                "{r}"
+            );
+            assert_eq!(exposure_kinds(r, "in account"), ["open", "open"], "{r}");
         }
     }
 }
@@ -605,6 +707,43 @@ fn a_bad_scenario_or_a_foreign_endpoint_starts_nothing() {
         stderr.contains("bad.yaml:8:5")
             && stderr.contains("signs with `a`'s access key: it has none"),
         "{stderr}"
+    );
+
+    // `as:` names a principal the scenario has, or one made earlier;
+    // `account:` a declared member account, for the moves made there.
+    std::fs::write(
+        &bad,
+        "name: bad\norganization: true\naccounts:\n  - { name: prod }\nusers:\n  - { name: a }\nattacker:\n  - { at: 1s, do: create_access_key, user: a, as: user ghost }\n  - { at: 1s, do: create_access_key, user: a, as: group a }\n  - { at: 1s, do: create_access_key, user: a, account: prod }\n  - { at: 1s, do: leave_organization, account: staging }\n  - { at: 1s, do: leave_organization }\n  - { at: 0s, do: create_backdoor_role, role: door }\n  - { at: 1s, do: create_access_key, user: a, as: role door }\n",
+    )
+    .expect("write");
+    let stderr = invalid(&bad);
+    for (at, message) in [
+        (
+            "bad.yaml:8:5",
+            "user `ghost` is not declared under `users`, nor created by an earlier move",
+        ),
+        (
+            "bad.yaml:9:5",
+            "`as: group a` is not `user NAME` or `role NAME`",
+        ),
+        (
+            "bad.yaml:10:5",
+            "`do: create_access_key` is not made in member accounts",
+        ),
+        (
+            "bad.yaml:11:5",
+            "account `staging` is not declared under `accounts`",
+        ),
+        ("bad.yaml:12:5", "`do: leave_organization` needs `account`"),
+    ] {
+        assert!(
+            stderr.contains(at) && stderr.contains(message),
+            "{at} {message}: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("bad.yaml:14:5"),
+        "a role made earlier may act: {stderr}"
     );
 
     // A root can hold at most five SCPs, and only in an organization.

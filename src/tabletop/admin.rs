@@ -23,6 +23,47 @@ impl Admin {
         }
     }
 
+    /// The same, signed as `role` in member account `account`, reached with
+    /// `sts:AssumeRole` as the attacker holding the management account would
+    /// (the shim refuses it where the member role is gone, as AWS does).
+    pub async fn in_account(&self, account: &str, role: &str) -> Result<Admin, String> {
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(self.creds.clone())
+                .build(),
+        );
+        let out = sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/{role}"))
+            .role_session_name("tabletop-attacker")
+            .send()
+            .await
+            .map_err(|e| {
+                use aws_sdk_sts::error::ProvideErrorMetadata;
+                format!(
+                    "{}: {}",
+                    e.code().unwrap_or("error"),
+                    e.message().unwrap_or("sts:AssumeRole failed")
+                )
+            })?;
+        let c = out
+            .credentials()
+            .ok_or_else(|| "sts:AssumeRole returned no credentials".to_string())?;
+        Ok(Admin {
+            endpoint: self.endpoint.clone(),
+            creds: Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_string()),
+                None,
+                "tabletop-member",
+            ),
+        })
+    }
+
     pub fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::from_conf(
             aws_sdk_iam::Config::builder()

@@ -6,9 +6,12 @@
 //! gets only the emulator's endpoint and a throwaway profile, never the
 //! caller's environment, so it cannot reach AWS.
 
+pub mod actor;
 pub mod admin;
 pub mod emulator;
+pub mod evaluate;
 mod identity_seeds;
+pub mod members;
 pub mod moves;
 pub mod report;
 pub mod roots;
@@ -270,7 +273,15 @@ pub async fn tabletop(
         for (at, m) in &scenario.moves {
             tokio::time::sleep_until((t0 + *at).into()).await;
             let started = t0.elapsed();
-            let (subject, result) = moves::play(&admin, &seeded, m).await;
+            let refused = match &m.account {
+                Some(_) => members::refusal(&admin, &seeded, m).await,
+                None => actor::refusal(&admin, &scenario, &seeded, m, &records, t0_wall).await,
+            };
+            let (subject, result) = match refused {
+                Some(why) => (actor::subject_of(m), Err(why)),
+                None if m.account.is_some() => members::play(&admin, &seeded, m).await,
+                None => moves::play(&admin, &seeded, m).await,
+            };
             // One refusal in full, the rest counted: they repeat the reason.
             let refusals = |refused: &[String]| match refused {
                 [] => String::new(),
@@ -304,6 +315,7 @@ pub async fn tabletop(
                 at_ms: started.as_millis() as u64,
                 action: m.action,
                 subject,
+                account: m.account.clone(),
                 succeeded,
                 detail,
                 refused,
@@ -402,7 +414,7 @@ pub async fn tabletop(
         .flatten();
     let mut emulator_notes = vec![
         "The permission preflight was skipped: moto does not implement iam:SimulatePrincipalPolicy.".to_string(),
-        "moto enforces neither SCPs nor IAM policies: the attacker's moves succeed wherever AWS would let an administrator of the management account act.".to_string(),
+        "moto enforces neither SCPs nor IAM policies. breakglass evaluates them before playing two kinds of move: those made `as:` a principal (its own policies, its keys' status and its sessions' issue time) and those in member accounts (the SCPs from the organization's root down). Other moves succeed wherever an administrator of the management account could act; resource policies, RCPs, permissions boundaries and group policies are not evaluated.".to_string(),
         "moto has no EBS snapshot locking: breakglass emulates LockSnapshot, DescribeLockedSnapshots and the refusal to delete a locked snapshot in front of it.".to_string(),
         "moto has no snapshot or AMI block public access and drops a bucket's SSE-C block: breakglass emulates them in front of it (the AMI setting shows at once, where AWS takes up to 10 minutes), but does not refuse a public share once sharing is blocked.".to_string(),
     ];

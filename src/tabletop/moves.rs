@@ -25,6 +25,10 @@ pub struct MoveRecord {
     pub action: MoveKind,
     /// `user alice`, `role app`, `us-east-1`.
     pub subject: String,
+    /// The member account (its name) the move was made in; none for the
+    /// account the run started in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The move did what the attacker wanted.
     pub succeeded: bool,
     pub detail: String,
@@ -33,6 +37,16 @@ pub struct MoveRecord {
     pub refused: Vec<String>,
     /// Resources the move created or changed (key ids, instance ids, snapshot ids).
     pub resources: Vec<String>,
+}
+
+impl MoveRecord {
+    /// What the move acted on, and where: `user x in account production`.
+    pub fn on(&self) -> String {
+        match &self.account {
+            Some(a) => format!("{} in account {a}", self.subject),
+            None => self.subject.clone(),
+        }
+    }
 }
 
 /// Plays one move against the emulator.
@@ -444,6 +458,11 @@ pub async fn play(admin: &Admin, seeded: &Seeded, m: &Move) -> (String, Played) 
             .await;
             (region.clone(), r)
         }
+        // Made from the management account, in `super::members`.
+        MoveKind::LeaveOrganization => (
+            format!("account {}", m.account.clone().unwrap_or_default()),
+            Err("made only in a member account".into()),
+        ),
         MoveKind::LaunchInstance => {
             let r = admin
                 .ec2(&region)

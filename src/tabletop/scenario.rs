@@ -229,6 +229,17 @@ pub struct Move {
     pub count: Option<u16>,
     #[serde(default)]
     pub trail: Option<String>,
+    /// The principal the attacker acts as, `user NAME` or `role NAME`: the
+    /// move is first evaluated against its policies as AWS would (the
+    /// emulator evaluates none), and refused as AWS would refuse it. Without
+    /// it the attacker acts with an administrator nothing in the run binds.
+    #[serde(default, rename = "as")]
+    pub actor: Option<String>,
+    /// A member account (by its name under `accounts`) the move is made in,
+    /// as its `OrganizationAccountAccessRole`, which the attacker reaches
+    /// from the management account: the organization's SCPs bind it.
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -280,6 +291,9 @@ pub enum MoveKind {
     FederationToken,
     /// CloudTrail `trail` deleted (Stratus `defense-evasion.cloudtrail-delete`).
     DeleteTrail,
+    /// Member account `account` leaves the organization, out from under
+    /// every SCP (Stratus `defense-evasion.organizations-leave`).
+    LeaveOrganization,
 }
 
 impl MoveKind {
@@ -301,6 +315,7 @@ impl MoveKind {
             MoveKind::CreateBackdoorRole => "create_backdoor_role",
             MoveKind::FederationToken => "federation_token",
             MoveKind::DeleteTrail => "delete_trail",
+            MoveKind::LeaveOrganization => "leave_organization",
         }
     }
 }
@@ -537,6 +552,7 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             MoveKind::StopLogging | MoveKind::MuteTrail | MoveKind::DeleteTrail => {
                 needs("trail", m.trail.is_some())
             }
+            MoveKind::LeaveOrganization => needs("account", m.account.is_some()),
         };
         if let Some(message) = missing {
             err(m.pos, message);
@@ -545,7 +561,12 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         // A new user is one the scenario does not declare; any other move
         // acts on a declared one.
         let creates = m.action == MoveKind::CreateAdminUser;
-        if let Some(user) = &m.user
+        if let Some(message) = super::members::check(m, &file) {
+            err(m.pos, message);
+            continue;
+        }
+        // Names in a member account are the attacker's own.
+        if let Some(user) = m.user.as_ref().filter(|_| m.account.is_none())
             && users.contains(user.as_str()) == creates
         {
             let message = match creates {
@@ -557,7 +578,7 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             err(m.pos, message);
         }
         let new_role = m.action == MoveKind::CreateBackdoorRole;
-        if let Some(role) = &m.role
+        if let Some(role) = m.role.as_ref().filter(|_| m.account.is_none())
             && roles.contains(role.as_str()) == new_role
         {
             let message = match new_role {
@@ -582,6 +603,11 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         }
         if let Some(region) = &m.region {
             check_region(region, m.pos, &mut err);
+        }
+        if let Some(actor) = &m.actor
+            && let Some(message) = super::actor::check(actor, &file, at)
+        {
+            err(m.pos, message);
         }
         let mut m = m.value.clone();
         if let Some(trail) = &m.trail {
@@ -630,7 +656,7 @@ fn check_region(region: &str, pos: Pos, err: &mut impl FnMut(Pos, String)) {
 }
 
 /// `2s`, `1500ms`, `1m 30s` (jiff's friendly format).
-fn parse_offset(s: &str) -> Result<Duration, String> {
+pub(super) fn parse_offset(s: &str) -> Result<Duration, String> {
     let d: jiff::SignedDuration = s
         .parse()
         .map_err(|e| format!("`at: {s}` is not a duration such as 2s or 1m: {e}"))?;

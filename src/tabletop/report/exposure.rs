@@ -87,8 +87,10 @@ pub async fn exposures(
         };
         out.push(Exposed { kind, what, why });
     }
+    out.extend(super::member_moves::member_moves(admin, seeded, moves, timeline).await);
     let iam = admin.iam();
-    for m in moves.iter().filter(|m| m.succeeded) {
+    // Moves in member accounts are judged above.
+    for m in moves.iter().filter(|m| m.succeeded && m.account.is_none()) {
         let when = secs(m.at_ms);
         match m.action {
             MoveKind::CreateAccessKey | MoveKind::ReactivateAccessKeys => {
@@ -483,6 +485,7 @@ pub async fn exposures(
                     }
                 }
             }
+            MoveKind::LeaveOrganization => {}
             MoveKind::LaunchInstance => {
                 for id in &m.resources {
                     let terminated_later = moves.iter().any(|t| {

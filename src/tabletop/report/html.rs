@@ -94,7 +94,7 @@ pub fn html(r: &Report) -> String {
             row * 0.5,
             secs(m.at_ms),
             m.action.id(),
-            esc(&m.subject)
+            esc(&m.on())
         );
     }
     if let Some(ms) = r.first_containment_ms {
@@ -153,7 +153,7 @@ pub fn html(r: &Report) -> String {
                 "<li>{} <code>{}</code> on {}: {} {}</li>",
                 secs(m.at_ms),
                 m.action.id(),
-                esc(&m.subject),
+                esc(&m.on()),
                 if m.succeeded { "succeeded" } else { "failed" },
                 esc(&m.detail)
             );

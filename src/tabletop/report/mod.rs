@@ -6,6 +6,7 @@
 mod exposure;
 mod html;
 mod identities;
+mod member_moves;
 mod persistence;
 mod terminal;
 pub use exposure::exposures;
@@ -313,7 +314,7 @@ pub fn markdown(r: &Report) -> String {
                 "- {} `{}` on {}: {} {}",
                 secs(m.at_ms),
                 m.action.id(),
-                m.subject,
+                m.on(),
                 if m.succeeded { "succeeded" } else { "failed" },
                 m.detail
             );

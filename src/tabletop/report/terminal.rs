@@ -110,7 +110,7 @@ pub fn terminal(r: &Report, colour: bool, every: bool) -> String {
                 vec![
                     secs(m.at_ms),
                     m.action.id().to_string(),
-                    m.subject.clone(),
+                    m.on(),
                     if m.succeeded { "succeeded" } else { "failed" }.to_string(),
                     // Whole in the report files.
                     short(&m.detail, 100),

@@ -1,0 +1,409 @@
+//! Who the attacker acts as (`as: user NAME`, `as: role NAME`), which of
+//! that principal's credentials it holds when a move comes, and whether AWS
+//! would let any of them make it. moto lets every request through, so a
+//! move with `as:` is first evaluated against the principal's policies as
+//! they stand then ([`super::evaluate`]); refused, it is not played and
+//! reads as AWS's error.
+
+use super::admin::Admin;
+use super::evaluate::{Decision, Named, Policies, Request, evaluate};
+use super::moves::MoveRecord;
+use std::time::Duration;
+
+use super::scenario::{Move, MoveKind, Scenario, ScenarioFile, parse_offset};
+use super::seed::Seeded;
+use crate::actions::iam::url_decode;
+
+/// The principal a move is made as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    User(String),
+    Role(String),
+}
+
+impl Actor {
+    /// `user NAME` or `role NAME`.
+    pub fn parse(s: &str) -> Option<Actor> {
+        match s.trim().split_once(' ')? {
+            ("user", name) if !name.trim().is_empty() => Some(Actor::User(name.trim().into())),
+            ("role", name) if !name.trim().is_empty() => Some(Actor::Role(name.trim().into())),
+            _ => None,
+        }
+    }
+}
+
+/// Why `as: ACTOR` on a move at `at` is wrong: not `user NAME` or
+/// `role NAME`, or naming a principal that neither the scenario declares
+/// nor an earlier move creates.
+pub fn check(actor: &str, file: &ScenarioFile, at: Duration) -> Option<String> {
+    let created_by = |kind: MoveKind, name: &str| {
+        file.attacker.iter().any(|m| {
+            m.action == kind
+                && (m.user.as_deref() == Some(name) || m.role.as_deref() == Some(name))
+                && parse_offset(&m.at).is_ok_and(|t| t <= at)
+        })
+    };
+    match Actor::parse(actor) {
+        None => Some(format!("`as: {actor}` is not `user NAME` or `role NAME`")),
+        Some(Actor::User(n))
+            if !file.users.iter().any(|u| u.name == n)
+                && !created_by(MoveKind::CreateAdminUser, &n) =>
+        {
+            Some(format!(
+                "`as: {actor}`: user `{n}` is not declared under `users`, nor created by an earlier move"
+            ))
+        }
+        Some(Actor::Role(n))
+            if !file.roles.iter().any(|r| r.name == n)
+                && !created_by(MoveKind::CreateBackdoorRole, &n) =>
+        {
+            Some(format!(
+                "`as: {actor}`: role `{n}` is not declared under `roles`, nor created by an earlier move"
+            ))
+        }
+        Some(_) => None,
+    }
+}
+
+/// The IAM action of a move's first call: what AWS authorizes.
+pub fn action_of(m: &Move) -> &'static str {
+    match m.action {
+        MoveKind::CreateAccessKey => "iam:CreateAccessKey",
+        MoveKind::ReactivateAccessKeys => "iam:UpdateAccessKey",
+        MoveKind::AttachAdminPolicy if m.role.is_some() => "iam:AttachRolePolicy",
+        MoveKind::AttachAdminPolicy => "iam:AttachUserPolicy",
+        MoveKind::DeleteSnapshots => "ec2:DeleteSnapshot",
+        MoveKind::TerminateInstances => "ec2:TerminateInstances",
+        MoveKind::LaunchInstance => "ec2:RunInstances",
+        MoveKind::StopLogging => "cloudtrail:StopLogging",
+        MoveKind::MuteTrail => "cloudtrail:PutEventSelectors",
+        MoveKind::ShareSnapshots => "ec2:ModifySnapshotAttribute",
+        MoveKind::CreateLoginProfile => "iam:CreateLoginProfile",
+        MoveKind::OpenPort22 => "ec2:AuthorizeSecurityGroupIngress",
+        MoveKind::CreateAdminUser => "iam:CreateUser",
+        MoveKind::BackdoorRole => "iam:UpdateAssumeRolePolicy",
+        MoveKind::CreateBackdoorRole => "iam:CreateRole",
+        MoveKind::FederationToken => "sts:GetFederationToken",
+        MoveKind::DeleteTrail => "cloudtrail:DeleteTrail",
+        MoveKind::LeaveOrganization => "organizations:LeaveOrganization",
+    }
+}
+
+/// What the move acts on, as the move's record names it.
+pub fn subject_of(m: &Move) -> String {
+    if m.action == MoveKind::LeaveOrganization {
+        return format!("account {}", m.account.as_deref().unwrap_or_default());
+    }
+    match (&m.user, &m.role, &m.trail, &m.region) {
+        (Some(u), _, _, _) => format!("user {u}"),
+        (_, Some(r), _, _) => format!("role {r}"),
+        (_, _, Some(t), _) => format!("trail {t}"),
+        (_, _, _, Some(region)) => region.clone(),
+        _ => String::new(),
+    }
+}
+
+/// One credential of the principal the attacker holds.
+struct Credential {
+    /// `key AKIA…`, `console session issued 2026-…`.
+    label: String,
+    /// Sessions carry `aws:TokenIssueTime`; long-term keys do not.
+    issued: Option<jiff::Timestamp>,
+    /// A key AWS no longer accepts: inactive or deleted.
+    invalid: bool,
+}
+
+/// When the attacker's sessions from before the incident were issued: an
+/// hour before the run, so any revocation the run writes covers them.
+fn before_the_run(t0: jiff::Timestamp) -> jiff::Timestamp {
+    t0.checked_sub(jiff::SignedDuration::from_secs(3600))
+        .unwrap_or(t0)
+}
+
+/// Why AWS would refuse `m` to its actor now, or `None` when it would not
+/// (or the move names no actor).
+pub async fn refusal(
+    admin: &Admin,
+    scenario: &Scenario,
+    seeded: &Seeded,
+    m: &Move,
+    earlier: &[MoveRecord],
+    t0: jiff::Timestamp,
+) -> Option<String> {
+    let actor = Actor::parse(m.actor.as_deref()?)?;
+    let now = jiff::Timestamp::now();
+    // When an earlier move of one of `kinds` succeeded on `subject`.
+    let done = |kinds: &[MoveKind], subject: &str| -> Option<u64> {
+        earlier
+            .iter()
+            .find(|r| r.succeeded && kinds.contains(&r.action) && r.subject == subject)
+            .map(|r| r.at_ms)
+    };
+    let iam = admin.iam();
+    let (principal, arn, userid, held, policies, service_linked) = match &actor {
+        Actor::User(name) => {
+            let user = iam.get_user().user_name(name).send().await.ok()?;
+            let user = user.user()?;
+            let subject = format!("user {name}");
+            let mut held = Vec::new();
+            let mut known: Vec<String> = seeded.user_keys.get(name).cloned().unwrap_or_default();
+            for r in earlier.iter().filter(|r| {
+                r.succeeded
+                    && r.subject == subject
+                    && matches!(
+                        r.action,
+                        MoveKind::CreateAccessKey | MoveKind::CreateAdminUser
+                    )
+            }) {
+                known.extend(
+                    r.resources
+                        .iter()
+                        .filter(|k| k.starts_with("AKIA"))
+                        .cloned(),
+                );
+            }
+            let keys = iam.list_access_keys().user_name(name).send().await.ok()?;
+            for id in known {
+                let active = keys.access_key_metadata().iter().any(|k| {
+                    k.access_key_id() == Some(id.as_str())
+                        && k.status().map(|s| s.as_str()) == Some("Active")
+                });
+                held.push(Credential {
+                    label: format!("key {id}"),
+                    issued: None,
+                    invalid: !active,
+                });
+            }
+            // A password still there signs in afresh; a console session
+            // opened earlier outlives the password's deletion.
+            let seeded_console = scenario
+                .file
+                .users
+                .iter()
+                .any(|u| u.name == *name && u.console);
+            let opened = done(&[MoveKind::CreateLoginProfile], &subject);
+            if has_password(admin, name).await {
+                held.push(Credential {
+                    label: "a new console sign-in".into(),
+                    issued: Some(now),
+                    invalid: false,
+                });
+            } else if seeded_console || opened.is_some() {
+                let issued = match opened {
+                    Some(ms) if !seeded_console => t0
+                        .checked_add(jiff::SignedDuration::from_millis(ms as i64))
+                        .unwrap_or(t0),
+                    _ => before_the_run(t0),
+                };
+                held.push(Credential {
+                    label: format!("console session issued {issued}"),
+                    issued: Some(issued),
+                    invalid: false,
+                });
+            }
+            let policies = policies_of(admin, &actor).await;
+            let arn = user.arn().to_string();
+            (
+                format!("User: {arn}"),
+                arn,
+                user.user_id().to_string(),
+                held,
+                policies,
+                false,
+            )
+        }
+        Actor::Role(name) => {
+            let role = iam.get_role().role_name(name).send().await.ok()?;
+            let role = role.role()?;
+            let subject = format!("role {name}");
+            let backdoored = done(
+                &[MoveKind::BackdoorRole, MoveKind::CreateBackdoorRole],
+                &subject,
+            )
+            .is_some();
+            let session = scenario
+                .file
+                .stolen_sessions
+                .iter()
+                .find(|s| s.role == *name)
+                .map_or("tabletop-attacker", |s| s.name.as_str());
+            // Trusted by the attacker's own account, it mints new sessions
+            // at will; otherwise it holds the one it stole.
+            let issued = if backdoored { now } else { before_the_run(t0) };
+            let held = vec![Credential {
+                label: format!("session {session} issued {issued}"),
+                issued: Some(issued),
+                invalid: false,
+            }];
+            let arn = role.arn().to_string();
+            let assumed = format!(
+                "arn:aws:sts::{}:assumed-role/{name}/{session}",
+                seeded.account
+            );
+            (
+                format!("User: {assumed}"),
+                arn,
+                format!("{}:{session}", role.role_id()),
+                held,
+                policies_of(admin, &actor).await,
+                role.path().starts_with("/aws-service-role/"),
+            )
+        }
+    };
+    if held.is_empty() {
+        return Some(format!(
+            "the attacker holds no credential of {}",
+            subject_of_actor(&actor)
+        ));
+    }
+    let mut reasons = Vec::new();
+    for c in &held {
+        if c.invalid {
+            reasons.push(format!(
+                "{}: InvalidClientTokenId: The security token included in the request is invalid",
+                c.label
+            ));
+            continue;
+        }
+        let mut request = Request {
+            action: action_of(m).into(),
+            resource: "*".into(),
+            principal: principal.clone(),
+            // Every move acts in the account the run started in: the
+            // management account, or an account in no organization.
+            management_account: true,
+            service_linked,
+            ..Request::default()
+        }
+        .with("aws:PrincipalArn", arn.clone())
+        .with("aws:userid", userid.clone())
+        .with("aws:PrincipalAccount", seeded.account.clone());
+        if let Some(t) = c.issued {
+            request = request.with("aws:TokenIssueTime", t.to_string());
+        }
+        match evaluate(&request, &policies) {
+            Decision::Allowed => return None,
+            Decision::Denied(why) => reasons.push(format!("{}: {why}", c.label)),
+        }
+    }
+    Some(reasons.join("; "))
+}
+
+fn subject_of_actor(a: &Actor) -> String {
+    match a {
+        Actor::User(n) => format!("user {n}"),
+        Actor::Role(n) => format!("role {n}"),
+    }
+}
+
+async fn has_password(admin: &Admin, user: &str) -> bool {
+    admin
+        .iam()
+        .get_login_profile()
+        .user_name(user)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// A principal's inline and attached policies (groups are not seeded).
+async fn policies_of(admin: &Admin, actor: &Actor) -> Policies {
+    let iam = admin.iam();
+    let (inline, attached) = match actor {
+        Actor::User(n) => (
+            iam.list_user_policies()
+                .user_name(n)
+                .send()
+                .await
+                .ok()
+                .map(|o| o.policy_names().to_vec()),
+            iam.list_attached_user_policies()
+                .user_name(n)
+                .send()
+                .await
+                .ok()
+                .map(|o| o.attached_policies().to_vec()),
+        ),
+        Actor::Role(n) => (
+            iam.list_role_policies()
+                .role_name(n)
+                .send()
+                .await
+                .ok()
+                .map(|o| o.policy_names().to_vec()),
+            iam.list_attached_role_policies()
+                .role_name(n)
+                .send()
+                .await
+                .ok()
+                .map(|o| o.attached_policies().to_vec()),
+        ),
+    };
+    let mut identity = Vec::new();
+    for name in inline.unwrap_or_default() {
+        let document = match actor {
+            Actor::User(n) => {
+                let got = iam.get_user_policy().user_name(n).policy_name(&name);
+                got.send()
+                    .await
+                    .ok()
+                    .map(|p| p.policy_document().to_string())
+            }
+            Actor::Role(n) => {
+                let got = iam.get_role_policy().role_name(n).policy_name(&name);
+                got.send()
+                    .await
+                    .ok()
+                    .map(|p| p.policy_document().to_string())
+            }
+        };
+        identity.extend(document.and_then(|d| named(&name, &d)));
+    }
+    for p in attached.unwrap_or_default() {
+        identity.extend(managed(admin, p.policy_name(), p.policy_arn()).await);
+    }
+    Policies {
+        identity,
+        scps: Vec::new(),
+    }
+}
+
+/// A managed policy's default version.
+async fn managed(admin: &Admin, name: Option<&str>, arn: Option<&str>) -> Option<Named> {
+    let iam = admin.iam();
+    let arn = arn?;
+    let policy = iam.get_policy().policy_arn(arn).send().await.ok()?;
+    let version = policy.policy()?.default_version_id()?.to_string();
+    let v = iam
+        .get_policy_version()
+        .policy_arn(arn)
+        .version_id(version)
+        .send()
+        .await
+        .ok()?;
+    named(name.unwrap_or(arn), v.policy_version()?.document()?)
+}
+
+fn named(name: &str, document: &str) -> Option<Named> {
+    Some(Named {
+        name: name.to_string(),
+        document: serde_json::from_str(&url_decode(document)).ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_are_user_or_role_with_a_name() {
+        assert_eq!(
+            Actor::parse("user devops"),
+            Some(Actor::User("devops".into()))
+        );
+        assert_eq!(Actor::parse("role app"), Some(Actor::Role("app".into())));
+        assert_eq!(Actor::parse("user "), None);
+        assert_eq!(Actor::parse("group admins"), None);
+        assert_eq!(Actor::parse("devops"), None);
+    }
+}

@@ -1,0 +1,159 @@
+//! Judgments of the attacker's moves in member accounts, read back from the
+//! emulator and, for what the organization's SCPs bind, evaluated against
+//! the SCPs over the account as they stand at the end.
+
+use super::exposure::isolated;
+use super::{Exposed, ExposureKind, StepTime, secs};
+use crate::tabletop::admin::Admin;
+use crate::tabletop::evaluate::Request;
+use crate::tabletop::members::{MEMBER_ROLE, bound, scps_of};
+use crate::tabletop::moves::MoveRecord;
+use crate::tabletop::scenario::MoveKind;
+use crate::tabletop::seed::Seeded;
+
+/// What the member-account moves that succeeded left behind.
+pub async fn member_moves(
+    admin: &Admin,
+    seeded: &Seeded,
+    moves: &[MoveRecord],
+    timeline: &[StepTime],
+) -> Vec<Exposed> {
+    let scp = timeline
+        .iter()
+        .find(|t| t.action == "org.apply_scp" && t.status == "done");
+    let mut out = Vec::new();
+    for m in moves.iter().filter(|m| m.succeeded) {
+        let Some(name) = &m.account else { continue };
+        let Some(account) = seeded.member_accounts.get(name) else {
+            continue;
+        };
+        let when = secs(m.at_ms);
+        let freeze = match scp {
+            Some(t) if t.end_ms > m.at_ms => {
+                format!("the SCP step ended at {}, after the move", secs(t.end_ms))
+            }
+            Some(_) => "the move came after the SCP step, which did not bind it".into(),
+            None => "no step of this playbook attaches an SCP".into(),
+        };
+        match m.action {
+            MoveKind::LeaveOrganization => {
+                let still_in = admin
+                    .org()
+                    .describe_account()
+                    .account_id(account)
+                    .send()
+                    .await
+                    .is_ok();
+                if !still_in {
+                    out.push(Exposed {
+                        kind: ExposureKind::Lost,
+                        what: format!("account {account} ({name})"),
+                        why: format!(
+                            "left the organization at {when}: no SCP binds it any more and the organization no longer reaches it. The freeze and the `preserve` SCP deny organizations:LeaveOrganization, but only once attached: {freeze}"
+                        ),
+                    });
+                }
+            }
+            MoveKind::CreateAdminUser | MoveKind::CreateBackdoorRole => {
+                let (kind, principal) = match m.action {
+                    MoveKind::CreateAdminUser => ("user", m.subject.trim_start_matches("user ")),
+                    _ => ("role", m.subject.trim_start_matches("role ")),
+                };
+                let arn = format!("arn:aws:iam::{account}:{kind}/{principal}");
+                let request = Request {
+                    action: "iam:CreateAccessKey".into(),
+                    resource: "*".into(),
+                    principal: arn.clone(),
+                    ..Request::default()
+                }
+                .with("aws:PrincipalArn", arn)
+                .with("aws:PrincipalAccount", account.clone());
+                let held = match scps_of(admin, account).await {
+                    Ok(scps) => bound(&request, scps).is_some(),
+                    Err(_) => false,
+                };
+                // The run may have fanned out to the account and cut it.
+                let cut = match admin.in_account(account, MEMBER_ROLE).await {
+                    Ok(member) => cut_in_member(&member, kind, principal).await,
+                    Err(_) => false,
+                };
+                let (exposure, why) = if held {
+                    (
+                        ExposureKind::Leftover,
+                        format!(
+                            "made by the attacker in account {name} at {when} ({freeze}); the SCP now denies it everything, but it works again the moment the SCP is lifted: delete it first"
+                        ),
+                    )
+                } else if cut {
+                    (
+                        ExposureKind::Leftover,
+                        format!(
+                            "made by the attacker in account {name} at {when}; the run cut it (no active key, or quarantined): delete it after the investigation"
+                        ),
+                    )
+                } else {
+                    (
+                        ExposureKind::Open,
+                        format!(
+                            "made by the attacker in account {name} at {when}, with AdministratorAccess, and nothing binds it: {freeze}"
+                        ),
+                    )
+                };
+                out.push(Exposed {
+                    kind: exposure,
+                    what: format!("{kind} {principal} in account {account} ({name})"),
+                    why,
+                });
+            }
+            MoveKind::LaunchInstance => {
+                let Ok(member) = admin.in_account(account, MEMBER_ROLE).await else {
+                    continue;
+                };
+                for id in &m.resources {
+                    if isolated(&member, &m.subject, id).await {
+                        continue;
+                    }
+                    out.push(Exposed {
+                        kind: ExposureKind::Open,
+                        what: format!("instance {id} ({}) in account {account} ({name})", m.subject),
+                        why: format!(
+                            "launched by the attacker in account {name} at {when} ({freeze}); an SCP stops new calls, not a running instance, and no step isolated it"
+                        ),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether a principal in a member account is cut off by the run's own
+/// steps there: quarantined, or (a user) with no active key left.
+async fn cut_in_member(member: &Admin, kind: &str, name: &str) -> bool {
+    let iam = member.iam();
+    let quarantine = crate::actions::iam::QUARANTINE_POLICY_NAME;
+    if kind == "role" {
+        let got = iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(quarantine);
+        return got.send().await.is_ok();
+    }
+    let got = iam
+        .get_user_policy()
+        .user_name(name)
+        .policy_name(quarantine);
+    if got.send().await.is_ok() {
+        return true;
+    }
+    iam.list_access_keys()
+        .user_name(name)
+        .send()
+        .await
+        .is_ok_and(|k| {
+            k.access_key_metadata()
+                .iter()
+                .all(|k| k.status().map(|s| s.as_str()) != Some("Active"))
+        })
+}
