@@ -458,6 +458,81 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
     );
 }
 
+/// S3 ransomware three ways, a backdoor bucket policy and a trail's logs set
+/// to expire: recoverable only where the buckets were protected first.
+#[test]
+fn s3_ransomware_is_recoverable_only_where_buckets_were_protected_first() {
+    let ex = tabletop("full-lockdown.yaml", "s3-ransomware.yaml", &[]);
+    check_report(&ex, 18);
+    let r = &ex.report;
+    assert_eq!(r["seeded"]["buckets"], 4, "{r}");
+    let protected = r["timeline"][8].clone();
+    assert_eq!(protected["action"], "s3.protect_buckets", "{r}");
+    let sse_c = attacker_move(r, "s3_ransomware_sse_c");
+    // The steps take under two seconds here; a machine slow enough to
+    // finish them after the wipe at 4 s must report the loss instead.
+    if protected["end_ms"].as_u64() < sse_c["at_ms"].as_u64().map(|t| t.saturating_sub(100)) {
+        // Versioning came first: the deletions keep every earlier version.
+        for bucket in ["bucket customer-exports", "bucket analytics-raw"] {
+            let kinds = exposure_kinds(r, bucket);
+            assert!(kinds.contains(&"leftover".to_string()), "{bucket}: {r}");
+            assert!(!kinds.contains(&"lost".to_string()), "{bucket}: {r}");
+        }
+        // The SSE-C block refuses the re-encryption, as S3 does (403).
+        assert_eq!(sse_c["succeeded"], false, "{sse_c}");
+        assert!(format!("{sse_c}").contains("AccessDenied"), "{sse_c}");
+        assert!(exposure_kinds(r, "bucket invoices").is_empty(), "{r}");
+    } else {
+        assert!(
+            exposed(r)
+                .iter()
+                .any(|e| e.contains("s3.protect_buckets ended at")),
+            "{r}"
+        );
+    }
+    // The pipeline's own key is inactive by six seconds: refused.
+    let keys = r["timeline"][9].clone();
+    assert_eq!(keys["action"], "iam.deactivate_access_keys", "{r}");
+    let late = attacker_move(r, "s3_ransomware_batch");
+    assert_eq!(late["subject"], "bucket audit-archive", "{late}");
+    if keys["end_ms"].as_u64() < late["at_ms"].as_u64() {
+        assert!(format!("{late}").contains("InvalidClientTokenId"), "{late}");
+    }
+    // No step removes a named-account grant or a lifecycle rule.
+    assert_eq!(
+        exposure_kinds(r, "bucket customer-exports")[0],
+        "open",
+        "{r}"
+    );
+    assert_eq!(
+        exposure_kinds(r, "bucket tabletop-trail-org-trail"),
+        ["open"],
+        "{r}"
+    );
+    assert_eq!(r["status"], "not_contained", "{r}");
+
+    // Without s3.protect_buckets every wiped object is gone, but the
+    // archive versioned beforehand keeps its versions.
+    let none = tabletop("protect-backups.yaml", "s3-ransomware.yaml", &[]);
+    let r = &none.report;
+    for bucket in [
+        "bucket customer-exports",
+        "bucket analytics-raw",
+        "bucket invoices",
+    ] {
+        assert!(
+            exposure_kinds(r, bucket).contains(&"lost".to_string()),
+            "{bucket}: {r}"
+        );
+    }
+    assert_eq!(
+        exposure_kinds(r, "bucket audit-archive"),
+        ["leftover"],
+        "{r}"
+    );
+    assert_eq!(none.code, Some(1), "{r}");
+}
+
 /// The (last) attacker move of kind `action`.
 fn attacker_move(r: &serde_json::Value, action: &str) -> serde_json::Value {
     r["attacker"]

@@ -86,6 +86,12 @@ pub fn action_of(m: &Move) -> &'static str {
         MoveKind::FederationToken => "sts:GetFederationToken",
         MoveKind::DeleteTrail => "cloudtrail:DeleteTrail",
         MoveKind::LeaveOrganization => "organizations:LeaveOrganization",
+        // DeleteObjects is authorized object by object as s3:DeleteObject
+        // (S3 API reference, DeleteObjects).
+        MoveKind::S3RansomwareBatch | MoveKind::S3RansomwareIndividual => "s3:DeleteObject",
+        MoveKind::S3RansomwareSseC => "s3:PutObject",
+        MoveKind::BackdoorBucketPolicy => "s3:PutBucketPolicy",
+        MoveKind::ExpireTrailLogs => "s3:PutLifecycleConfiguration",
     }
 }
 
@@ -93,6 +99,13 @@ pub fn action_of(m: &Move) -> &'static str {
 pub fn subject_of(m: &Move) -> String {
     if m.action == MoveKind::LeaveOrganization {
         return format!("account {}", m.account.as_deref().unwrap_or_default());
+    }
+    if let Some(b) = &m.bucket {
+        return format!("bucket {b}");
+    }
+    if m.action == MoveKind::ExpireTrailLogs {
+        let trail = m.trail.as_deref().unwrap_or_default();
+        return format!("bucket {}", super::buckets::trail_bucket(trail));
     }
     match (&m.user, &m.role, &m.trail, &m.region) {
         (Some(u), _, _, _) => format!("user {u}"),

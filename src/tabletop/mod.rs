@@ -8,10 +8,12 @@
 
 pub mod actor;
 pub mod admin;
+mod buckets;
 pub mod emulator;
 pub mod evaluate;
 mod identity_seeds;
 pub mod members;
+mod move_kind;
 pub mod moves;
 pub mod report;
 pub mod roots;
@@ -416,7 +418,7 @@ pub async fn tabletop(
         "The permission preflight was skipped: moto does not implement iam:SimulatePrincipalPolicy.".to_string(),
         "moto enforces neither SCPs nor IAM policies. breakglass evaluates them before playing two kinds of move: those made `as:` a principal (its own policies, its keys' status and its sessions' issue time) and those in member accounts (the SCPs from the organization's root down). Other moves succeed wherever an administrator of the management account could act; resource policies, RCPs, permissions boundaries and group policies are not evaluated.".to_string(),
         "moto has no EBS snapshot locking: breakglass emulates LockSnapshot, DescribeLockedSnapshots and the refusal to delete a locked snapshot in front of it.".to_string(),
-        "moto has no snapshot or AMI block public access and drops a bucket's SSE-C block: breakglass emulates them in front of it (the AMI setting shows at once, where AWS takes up to 10 minutes), but does not refuse a public share once sharing is blocked.".to_string(),
+        "moto has no snapshot or AMI block public access and drops a bucket's SSE-C block: breakglass emulates them in front of it, and refuses an SSE-C write to a bucket that blocks SSE-C as S3 does (the AMI setting shows at once, where AWS takes up to 10 minutes), but does not refuse a public share once sharing is blocked.".to_string(),
     ];
     if seeded.identity_center.is_some() {
         emulator_notes.push("moto provisions permission sets at once and ignores ListAccountsForProvisionedPermissionSet's ProvisioningStatus: breakglass answers ProvisionPermissionSet IN_PROGRESS, DescribePermissionSetProvisioningStatus, and which sets changed since provisioned in front of it. moto evaluates no identitystore:UserId condition: the report reads the deny from the permission set's policy.".to_string());

@@ -458,6 +458,11 @@ pub async fn play(admin: &Admin, seeded: &Seeded, m: &Move) -> (String, Played) 
             .await;
             (region.clone(), r)
         }
+        MoveKind::S3RansomwareBatch
+        | MoveKind::S3RansomwareIndividual
+        | MoveKind::S3RansomwareSseC
+        | MoveKind::BackdoorBucketPolicy
+        | MoveKind::ExpireTrailLogs => super::buckets::play(admin, m).await,
         // Made from the management account, in `super::members`.
         MoveKind::LeaveOrganization => (
             format!("account {}", m.account.clone().unwrap_or_default()),

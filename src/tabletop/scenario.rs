@@ -12,8 +12,10 @@ use serde::Deserialize;
 use crate::yaml::{self, Located, Pos};
 use crate::yaml::{Problem, Problems};
 
+pub use super::buckets::BucketSeed;
 use super::identity_seeds::check_identity_center;
 pub use super::identity_seeds::{IdentityCenterSeed, SessionSeed, SsoGroupSeed, SsoUserSeed};
+pub use super::move_kind::MoveKind;
 
 /// Longest an exercise may script: the attacker's last move comes before this.
 pub const MAX_MOVE_AT: Duration = Duration::from_secs(600);
@@ -64,6 +66,9 @@ pub struct ScenarioFile {
     /// CloudTrail trails logging before the incident (each with its bucket).
     #[serde(default)]
     pub trails: Vec<Located<TrailSeed>>,
+    /// S3 buckets with a few objects each, before the incident.
+    #[serde(default)]
+    pub buckets: Vec<Located<BucketSeed>>,
     /// IAM Identity Center in this account: its groups and users, with the
     /// permission sets assigned to them here.
     #[serde(default)]
@@ -229,6 +234,8 @@ pub struct Move {
     pub count: Option<u16>,
     #[serde(default)]
     pub trail: Option<String>,
+    #[serde(default)]
+    pub bucket: Option<String>,
     /// The principal the attacker acts as, `user NAME` or `role NAME`: the
     /// move is first evaluated against its policies as AWS would (the
     /// emulator evaluates none), and refused as AWS would refuse it. Without
@@ -240,84 +247,6 @@ pub struct Move {
     /// from the management account: the organization's SCPs bind it.
     #[serde(default)]
     pub account: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MoveKind {
-    /// A new access key for `user`.
-    CreateAccessKey,
-    /// Every inactive key of `user` made active again.
-    ReactivateAccessKeys,
-    /// AdministratorAccess attached to `user` or `role`.
-    AttachAdminPolicy,
-    /// Up to `count` snapshots in `region` deleted (all when no count).
-    DeleteSnapshots,
-    /// Up to `count` instances in `region` terminated (all when no count).
-    TerminateInstances,
-    /// A new instance in `region`.
-    LaunchInstance,
-    /// CloudTrail `trail` stops logging (the attacker going dark).
-    StopLogging,
-    /// CloudTrail `trail` keeps logging, but its event selectors leave every
-    /// management event out (Stratus `cloudtrail-event-selectors`).
-    MuteTrail,
-    /// Up to `count` snapshots in `region` shared with the attacker's own
-    /// account (all when no count), to copy out at leisure.
-    ShareSnapshots,
-    /// A console password for `user`, or a new one if it has one (Stratus
-    /// `persistence.iam-create-user-login-profile`,
-    /// `privilege-escalation.iam-update-user-login-profile`).
-    CreateLoginProfile,
-    /// Port 22 opened to the internet on the security groups of the
-    /// instances in `region` (Stratus
-    /// `exfiltration.ec2-security-group-open-port-22-ingress`).
-    #[serde(rename = "open_port_22")]
-    OpenPort22,
-    /// A new user `user` (not one of the scenario's), AdministratorAccess
-    /// attached and an access key made (Stratus
-    /// `persistence.iam-create-admin-user`).
-    CreateAdminUser,
-    /// `role`'s trust policy opened to the attacker's own account (Stratus
-    /// `persistence.iam-backdoor-role`).
-    BackdoorRole,
-    /// A new role `role` (not one of the scenario's) that the attacker's
-    /// own account may assume, with AdministratorAccess (Stratus
-    /// `persistence.iam-create-backdoor-role`).
-    CreateBackdoorRole,
-    /// A federation token minted with `user`'s access key: its session
-    /// outlives the key, so deactivating the key does not end it (Stratus
-    /// `persistence.sts-federation-token`).
-    FederationToken,
-    /// CloudTrail `trail` deleted (Stratus `defense-evasion.cloudtrail-delete`).
-    DeleteTrail,
-    /// Member account `account` leaves the organization, out from under
-    /// every SCP (Stratus `defense-evasion.organizations-leave`).
-    LeaveOrganization,
-}
-
-impl MoveKind {
-    pub fn id(self) -> &'static str {
-        match self {
-            MoveKind::CreateAccessKey => "create_access_key",
-            MoveKind::ReactivateAccessKeys => "reactivate_access_keys",
-            MoveKind::AttachAdminPolicy => "attach_admin_policy",
-            MoveKind::DeleteSnapshots => "delete_snapshots",
-            MoveKind::TerminateInstances => "terminate_instances",
-            MoveKind::LaunchInstance => "launch_instance",
-            MoveKind::StopLogging => "stop_logging",
-            MoveKind::MuteTrail => "mute_trail",
-            MoveKind::ShareSnapshots => "share_snapshots",
-            MoveKind::CreateLoginProfile => "create_login_profile",
-            MoveKind::OpenPort22 => "open_port_22",
-            MoveKind::CreateAdminUser => "create_admin_user",
-            MoveKind::BackdoorRole => "backdoor_role",
-            MoveKind::CreateBackdoorRole => "create_backdoor_role",
-            MoveKind::FederationToken => "federation_token",
-            MoveKind::DeleteTrail => "delete_trail",
-            MoveKind::LeaveOrganization => "leave_organization",
-        }
-    }
 }
 
 /// A validated scenario.
@@ -509,6 +438,16 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             );
         }
     }
+    let mut buckets = BTreeSet::new();
+    for b in &file.buckets {
+        check_region(&b.region, b.pos, &mut err);
+        if !buckets.insert(b.name.as_str()) {
+            err(b.pos, format!("bucket `{}` is declared twice", b.name));
+        }
+        if let Some(message) = super::buckets::check(b) {
+            err(b.pos, message);
+        }
+    }
     let mut trails = BTreeSet::new();
     for t in &file.trails {
         check_region(&t.region, t.pos, &mut err);
@@ -549,9 +488,14 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             | MoveKind::LaunchInstance
             | MoveKind::ShareSnapshots
             | MoveKind::OpenPort22 => needs("region", m.region.is_some()),
-            MoveKind::StopLogging | MoveKind::MuteTrail | MoveKind::DeleteTrail => {
-                needs("trail", m.trail.is_some())
-            }
+            MoveKind::StopLogging
+            | MoveKind::MuteTrail
+            | MoveKind::DeleteTrail
+            | MoveKind::ExpireTrailLogs => needs("trail", m.trail.is_some()),
+            MoveKind::S3RansomwareBatch
+            | MoveKind::S3RansomwareIndividual
+            | MoveKind::S3RansomwareSseC
+            | MoveKind::BackdoorBucketPolicy => needs("bucket", m.bucket.is_some()),
             MoveKind::LeaveOrganization => needs("account", m.account.is_some()),
         };
         if let Some(message) = missing {
@@ -610,6 +554,18 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             err(m.pos, message);
         }
         let mut m = m.value.clone();
+        if let Some(bucket) = &m.bucket {
+            match file.buckets.iter().find(|b| b.name == *bucket) {
+                Some(b) => m.region = Some(b.region.clone()),
+                None => {
+                    err(
+                        pos_of_move,
+                        format!("bucket `{bucket}` is not declared under `buckets`"),
+                    );
+                    continue;
+                }
+            }
+        }
         if let Some(trail) = &m.trail {
             match file.trails.iter().find(|t| t.name == *trail) {
                 // The move acts where the trail lives.

@@ -66,6 +66,11 @@ pub struct Seeded {
     pub volumes: usize,
     pub snapshots: usize,
     pub trails: usize,
+    /// Buckets seeded (trail buckets aside), and their objects.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub buckets: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub objects: usize,
     /// Member account name → id.
     pub member_accounts: BTreeMap<String, String>,
     /// Member accounts seeded without their member role.
@@ -331,22 +336,17 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
             out.snapshots += 1;
         }
     }
-    for t in &s.trails {
-        let bucket = format!("tabletop-trail-{}", t.name.to_lowercase());
-        let mut create = admin.s3(&t.region).create_bucket().bucket(&bucket);
-        if t.region != "us-east-1" {
-            create = create.create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                        t.region.as_str(),
-                    ))
-                    .build(),
-            );
-        }
-        create
-            .send()
+    for b in &s.buckets {
+        out.objects += super::buckets::seed(admin, b)
             .await
-            .map_err(|e| fail(&format!("trail bucket {bucket}"), e))?;
+            .map_err(Error::Emulator)?;
+        out.buckets += 1;
+    }
+    for t in &s.trails {
+        let bucket = super::buckets::trail_bucket(&t.name);
+        super::buckets::create(admin, &t.region, &bucket)
+            .await
+            .map_err(|e| Error::Emulator(format!("seeding: trail bucket {bucket}: {e}")))?;
         let ct = admin.cloudtrail(&t.region);
         ct.create_trail()
             .name(&t.name)
@@ -558,4 +558,8 @@ async fn fill_root(org: &aws_sdk_organizations::Client, total: u8) -> Result<(),
             .map_err(|e| fail(&name, e))?;
     }
     Ok(())
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

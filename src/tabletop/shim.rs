@@ -83,6 +83,27 @@ pub fn note_sse_c(head: &str, body: &str, sse_c: &SseC) {
     }
 }
 
+/// S3 refuses an SSE-C write to a bucket that blocks SSE-C: "any
+/// PutObject, CopyObject, PostObject, or Multipart Upload or replication
+/// requests that specify SSE-C encryption will be rejected with an HTTP 403
+/// AccessDenied error" (S3 User Guide, "Blocking or unblocking SSE-C for a
+/// general purpose bucket"). moto ignores SSE-C altogether. Path-style
+/// requests only: the tabletop's own clients use them.
+pub fn sse_c_refusal(head: &str, sse_c: &SseC) -> Option<String> {
+    let mut words = head.lines().next()?.split_whitespace();
+    let (method, target) = (words.next()?, words.next()?);
+    let path = target.split('?').next()?;
+    let (bucket, key) = path.trim_start_matches('/').split_once('/')?;
+    let writes_sse_c = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("x-amz-server-side-encryption-customer-algorithm:")
+    });
+    let blocked = sse_c.lock().is_ok_and(|b| b.contains(bucket));
+    (matches!(method, "PUT" | "POST") && !key.is_empty() && writes_sse_c && blocked).then(|| {
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied: the bucket blocks writes with SSE-C</Message><RequestId>shim</RequestId></Error>".to_string()
+    })
+}
+
 /// moto's S3 answers where they differ from AWS's: a `GetBucketEncryption`
 /// with the SSE-C block put back into its rule when the bucket has one, and
 /// the `GetBucketVersioning` of a never-versioned bucket, which moto roots
@@ -198,6 +219,9 @@ fn serve(mut client: TcpStream, upstream: u16, tables: &Tables) -> std::io::Resu
     }
     if let Some((status, body)) = block_public_access(&params, &region_of(&head), blocks) {
         return respond(&mut client, status, &body);
+    }
+    if let Some(body) = sse_c_refusal(&head, sse_c) {
+        return respond(&mut client, "403 Forbidden", &body);
     }
     let get = |k: &str| params.get(k).cloned().unwrap_or_default();
     let dry = get("DryRun") == "true";

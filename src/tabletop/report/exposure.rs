@@ -88,6 +88,7 @@ pub async fn exposures(
         out.push(Exposed { kind, what, why });
     }
     out.extend(super::member_moves::member_moves(admin, seeded, moves, timeline).await);
+    out.extend(super::buckets::bucket_moves(admin, scenario, moves, timeline).await);
     let iam = admin.iam();
     // Moves in member accounts are judged above.
     for m in moves.iter().filter(|m| m.succeeded && m.account.is_none()) {
@@ -485,7 +486,13 @@ pub async fn exposures(
                     }
                 }
             }
-            MoveKind::LeaveOrganization => {}
+            // Judged above, in their own modules.
+            MoveKind::LeaveOrganization
+            | MoveKind::S3RansomwareBatch
+            | MoveKind::S3RansomwareIndividual
+            | MoveKind::S3RansomwareSseC
+            | MoveKind::BackdoorBucketPolicy
+            | MoveKind::ExpireTrailLogs => {}
             MoveKind::LaunchInstance => {
                 for id in &m.resources {
                     let terminated_later = moves.iter().any(|t| {

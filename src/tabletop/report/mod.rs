@@ -3,6 +3,7 @@
 //! exposed with the reason, read back from the emulator after the run. Written
 //! for the debrief as Markdown and as one self-contained HTML page.
 
+mod buckets;
 mod exposure;
 mod html;
 mod identities;
@@ -181,6 +182,12 @@ impl Report {
                 ", {} Identity Center users ({} permission sets)",
                 ic.users.len(),
                 ic.permission_sets.len()
+            );
+        }
+        if self.seeded.buckets > 0 {
+            more += &format!(
+                ", {} buckets ({} objects)",
+                self.seeded.buckets, self.seeded.objects
             );
         }
         if self.seeded.stolen_sessions > 0 {
