@@ -222,8 +222,11 @@ fn code_spaces_against_full_lockdown() {
         caught || exposed.iter().any(|e| e.contains(&minted[0])),
         "{minted:?} neither caught nor listed: {exposed:#?}"
     );
-    // The console password the attacker gave devops at 0 s is gone: the
-    // password step removed it, as the emulator reads back.
+    // The console session opened at 0 s is revoked with devops's other
+    // sessions, and the password it gave devops is gone: the password step
+    // removed it, as the emulator reads back.
+    assert_eq!(attacker_move(r, "console_login")["succeeded"], true, "{r}");
+    assert!(exposure_kinds(r, "console session").is_empty(), "{r}");
     assert_eq!(move_resources(r, "create_login_profile"), ["devops"], "{r}");
     assert!(
         !exposed.iter().any(|e| e.contains("console password")),
@@ -533,6 +536,68 @@ fn s3_ransomware_is_recoverable_only_where_buckets_were_protected_first() {
     assert_eq!(none.code, Some(1), "{r}");
 }
 
+/// An instance role's stolen session: what it did before the response is
+/// judged from the emulator, and once the playbook revokes the role's
+/// sessions every later move made as the role is refused, as AWS would.
+#[test]
+fn stolen_instance_credentials_are_refused_once_the_role_is_revoked() {
+    let ex = tabletop(
+        "compromised-instance.yaml",
+        "stolen-instance-credentials.yaml",
+        &[],
+    );
+    check_report(&ex, 5);
+    let r = &ex.report;
+    assert_eq!(r["seeded"]["images"], 2, "{r}");
+    let shared = move_resources(r, "share_images");
+    assert_eq!(shared.len(), 1, "{r}");
+    assert_eq!(exposure_kinds(r, &shared[0]), ["open"], "{r}");
+    assert_eq!(
+        exposure_kinds(r, "VPC flow logs (us-east-1)"),
+        ["lost"],
+        "{r}"
+    );
+    let revoked = &r["timeline"][2];
+    assert_eq!(revoked["action"], "ec2.detach_instance_profiles", "{r}");
+    for late in ["deregister_images", "get_password_data", "modify_user_data"] {
+        let m = attacker_move(r, late);
+        if revoked["end_ms"].as_u64() < m["at_ms"].as_u64() {
+            assert_eq!(m["succeeded"], false, "{m}");
+            let why =
+                "explicit deny in an identity-based policy (breakglass-revoke-older-sessions)";
+            assert!(format!("{m}").contains(why), "{m}");
+        }
+    }
+    assert_eq!(
+        ex.code,
+        Some(1),
+        "the shared AMI and the lost flow logs: {r}"
+    );
+
+    // A playbook that never touches the role lets them through: the AMIs
+    // are deregistered (their snapshots remain), and the instance is
+    // stopped and restarted with the attacker's user data.
+    let none = tabletop(
+        "protect-backups.yaml",
+        "stolen-instance-credentials.yaml",
+        &[],
+    );
+    let r = &none.report;
+    let gone = move_resources(r, "deregister_images");
+    assert_eq!(gone.len(), 2, "{r}");
+    for image in &gone {
+        assert_eq!(exposure_kinds(r, image), ["leftover"], "{r}");
+    }
+    let rewritten = move_resources(r, "modify_user_data");
+    assert_eq!(rewritten.len(), 1, "{r}");
+    assert_eq!(exposure_kinds(r, &rewritten[0]), ["lost"], "{r}");
+    let password = attacker_move(r, "get_password_data");
+    assert!(
+        format!("{password}").contains("not a Windows instance"),
+        "{password}"
+    );
+}
+
 /// The (last) attacker move of kind `action`.
 fn attacker_move(r: &serde_json::Value, action: &str) -> serde_json::Value {
     r["attacker"]
@@ -631,9 +696,12 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
             assert_eq!(exposure_kinds(&ex.report, "user backdoor"), ["open"]);
             let admin = "AdministratorAccess on user ci-deploy";
             assert_eq!(exposure_kinds(&ex.report, admin), ["open"]);
-            // No password step: the attacker's console password stays, open.
+            // No password step: the attacker's console password stays, open,
+            // and so does the console session it opened with it.
             let password = "console password of user devops";
             assert!(exposed.iter().any(|e| e.contains(password)), "{exposed:#?}");
+            let session = "console session of user devops";
+            assert_eq!(exposure_kinds(&ex.report, session), ["open"]);
             // The group opened to the world is named either way (the
             // attacker terminates every instance in it by 8 s).
             for group in move_resources(&ex.report, "open_port_22") {

@@ -92,6 +92,15 @@ pub fn action_of(m: &Move) -> &'static str {
         MoveKind::S3RansomwareSseC => "s3:PutObject",
         MoveKind::BackdoorBucketPolicy => "s3:PutBucketPolicy",
         MoveKind::ExpireTrailLogs => "s3:PutLifecycleConfiguration",
+        MoveKind::ShareImages => "ec2:ModifyImageAttribute",
+        MoveKind::DeregisterImages => "ec2:DeregisterImage",
+        MoveKind::GetPasswordData => "ec2:GetPasswordData",
+        MoveKind::ModifyUserData => "ec2:ModifyInstanceAttribute",
+        MoveKind::DownloadUserData => "ec2:DescribeInstanceAttribute",
+        MoveKind::RemoveFlowLogs => "ec2:DeleteFlowLogs",
+        // Signing in is not an IAM-authorized API call: a deny-all does not
+        // stop it (only deleting the password does).
+        MoveKind::ConsoleLogin => "signin:AuthenticatePassword",
     }
 }
 
@@ -194,7 +203,10 @@ pub async fn refusal(
                 .users
                 .iter()
                 .any(|u| u.name == *name && u.console);
-            let opened = done(&[MoveKind::CreateLoginProfile], &subject);
+            let opened = done(
+                &[MoveKind::CreateLoginProfile, MoveKind::ConsoleLogin],
+                &subject,
+            );
             if has_password(admin, name).await {
                 held.push(Credential {
                     label: "a new console sign-in".into(),
@@ -209,7 +221,7 @@ pub async fn refusal(
                     _ => before_the_run(t0),
                 };
                 held.push(Credential {
-                    label: format!("console session issued {issued}"),
+                    label: format!("console session issued {}", seconds(issued)),
                     issued: Some(issued),
                     invalid: false,
                 });
@@ -244,7 +256,7 @@ pub async fn refusal(
             // at will; otherwise it holds the one it stole.
             let issued = if backdoored { now } else { before_the_run(t0) };
             let held = vec![Credential {
-                label: format!("session {session} issued {issued}"),
+                label: format!("session {session} issued {}", seconds(issued)),
                 issued: Some(issued),
                 invalid: false,
             }];
@@ -300,6 +312,11 @@ pub async fn refusal(
         }
     }
     Some(reasons.join("; "))
+}
+
+/// `2026-12-02T23:39:23Z`: what a reader needs of an issue time.
+fn seconds(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn subject_of_actor(a: &Actor) -> String {

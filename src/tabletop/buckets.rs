@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::admin::Admin;
-use super::moves::Played;
+use super::moves::{Played, error_text};
 use super::scenario::{Move, MoveKind};
 use super::seed::ATTACKER_ACCOUNT;
 
@@ -272,12 +272,4 @@ async fn ransom(s3: &aws_sdk_s3::Client, bucket: &str, wipe: Wipe) -> Played {
         let _ = put.body(note.as_bytes().to_vec().into()).send().await;
     }
     Ok((done, refused))
-}
-
-fn error_text<E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_string(),
-        _ => e.to_string(),
-    }
 }

@@ -9,6 +9,7 @@
 pub mod actor;
 pub mod admin;
 mod buckets;
+mod ec2_moves;
 pub mod emulator;
 pub mod evaluate;
 mod identity_seeds;

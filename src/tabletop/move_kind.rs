@@ -73,6 +73,28 @@ pub enum MoveKind {
     /// A lifecycle rule on `trail`'s bucket expiring its logs after a day
     /// (Stratus `defense-evasion.cloudtrail-lifecycle-rule`).
     ExpireTrailLogs,
+    /// Up to `count` AMIs the account owns in `region` shared with the
+    /// attacker's account (Stratus `exfiltration.ec2-share-ami`).
+    ShareImages,
+    /// Up to `count` AMIs the account owns in `region` deregistered (Stratus
+    /// `impact.ec2-deregister-ami`).
+    DeregisterImages,
+    /// The Windows password data of up to `count` instances in `region`
+    /// read (Stratus `credential-access.ec2-get-password-data`).
+    GetPasswordData,
+    /// Up to `count` instances in `region` stopped, given a script as user
+    /// data and started again, which runs it (Stratus
+    /// `execution.ec2-user-data`).
+    ModifyUserData,
+    /// The user data of up to `count` instances in `region` read, for the
+    /// secrets left in it (Stratus `discovery.ec2-download-user-data`).
+    DownloadUserData,
+    /// Every VPC flow log in `region` deleted (Stratus
+    /// `defense-evasion.vpc-remove-flow-logs`).
+    RemoveFlowLogs,
+    /// `user` signs in to the console with its password, without MFA
+    /// (Stratus `initial-access.console-login-without-mfa`).
+    ConsoleLogin,
 }
 
 impl MoveKind {
@@ -100,6 +122,13 @@ impl MoveKind {
             MoveKind::S3RansomwareSseC => "s3_ransomware_sse_c",
             MoveKind::BackdoorBucketPolicy => "backdoor_bucket_policy",
             MoveKind::ExpireTrailLogs => "expire_trail_logs",
+            MoveKind::ShareImages => "share_images",
+            MoveKind::DeregisterImages => "deregister_images",
+            MoveKind::GetPasswordData => "get_password_data",
+            MoveKind::ModifyUserData => "modify_user_data",
+            MoveKind::DownloadUserData => "download_user_data",
+            MoveKind::RemoveFlowLogs => "remove_flow_logs",
+            MoveKind::ConsoleLogin => "console_login",
         }
     }
 }

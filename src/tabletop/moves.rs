@@ -463,6 +463,30 @@ pub async fn play(admin: &Admin, seeded: &Seeded, m: &Move) -> (String, Played) 
         | MoveKind::S3RansomwareSseC
         | MoveKind::BackdoorBucketPolicy
         | MoveKind::ExpireTrailLogs => super::buckets::play(admin, m).await,
+        MoveKind::ShareImages
+        | MoveKind::DeregisterImages
+        | MoveKind::GetPasswordData
+        | MoveKind::ModifyUserData
+        | MoveKind::DownloadUserData
+        | MoveKind::RemoveFlowLogs => super::ec2_moves::play(admin, m).await,
+        MoveKind::ConsoleLogin => {
+            // A sign-in needs a console password (moto has no sign-in: the
+            // password's presence decides).
+            let signed_in = admin
+                .iam()
+                .get_login_profile()
+                .user_name(&user)
+                .send()
+                .await;
+            let r = match signed_in {
+                Ok(_) => Ok((
+                    vec![format!("{MINTED}{}", jiff::Timestamp::now())],
+                    Vec::new(),
+                )),
+                Err(_) => Err(format!("{user} has no console password: the sign-in fails")),
+            };
+            (format!("user {user}"), r)
+        }
         // Made from the management account, in `super::members`.
         MoveKind::LeaveOrganization => (
             format!("account {}", m.account.clone().unwrap_or_default()),
@@ -493,7 +517,12 @@ fn limit(count: Option<u16>) -> usize {
     count.map_or(usize::MAX, usize::from)
 }
 
-fn error_text<E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
+/// An SDK error as `Code: message` (every SDK shares the metadata trait).
+pub(super) fn error_text<
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::fmt::Display,
+>(
+    e: &E,
+) -> String {
     match (e.code(), e.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.to_string(),

@@ -133,6 +133,9 @@ pub struct RoleSeed {
     /// never touches.
     #[serde(default = "root_path")]
     pub path: String,
+    /// AdministratorAccess attached (an over-privileged instance role, say).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 fn root_path() -> String {
@@ -154,6 +157,12 @@ pub struct InstanceSeed {
     /// A `Name` tag.
     #[serde(default)]
     pub name: Option<String>,
+    /// AMIs made from the group's first instance before the incident (0 to 5).
+    #[serde(default)]
+    pub images: u8,
+    /// A VPC flow log on the region's default VPC, delivered to S3.
+    #[serde(default)]
+    pub flow_logs: bool,
 }
 
 fn one() -> u16 {
@@ -340,6 +349,9 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         if i.data_volumes > 8 {
             err(i.pos, "at most 8 data volumes per instance".into());
         }
+        if i.images > 5 {
+            err(i.pos, format!("images must be 0 to 5, found {}", i.images));
+        }
         if let Some(role) = &i.role
             && !roles.contains(role.as_str())
         {
@@ -475,6 +487,7 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             MoveKind::CreateAccessKey
             | MoveKind::ReactivateAccessKeys
             | MoveKind::CreateLoginProfile
+            | MoveKind::ConsoleLogin
             | MoveKind::CreateAdminUser
             | MoveKind::FederationToken => needs("user", m.user.is_some()),
             MoveKind::AttachAdminPolicy => {
@@ -487,7 +500,13 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             | MoveKind::TerminateInstances
             | MoveKind::LaunchInstance
             | MoveKind::ShareSnapshots
-            | MoveKind::OpenPort22 => needs("region", m.region.is_some()),
+            | MoveKind::OpenPort22
+            | MoveKind::ShareImages
+            | MoveKind::DeregisterImages
+            | MoveKind::GetPasswordData
+            | MoveKind::ModifyUserData
+            | MoveKind::DownloadUserData
+            | MoveKind::RemoveFlowLogs => needs("region", m.region.is_some()),
             MoveKind::StopLogging
             | MoveKind::MuteTrail
             | MoveKind::DeleteTrail

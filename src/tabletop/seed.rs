@@ -66,6 +66,9 @@ pub struct Seeded {
     pub volumes: usize,
     pub snapshots: usize,
     pub trails: usize,
+    /// AMIs made before the incident.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub images: usize,
     /// Buckets seeded (trail buckets aside), and their objects.
     #[serde(skip_serializing_if = "is_zero")]
     pub buckets: usize,
@@ -233,6 +236,14 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
             .send()
             .await
             .map_err(|e| fail(&format!("role {}", r.name), e))?;
+        if r.admin {
+            iam.attach_role_policy()
+                .role_name(&r.name)
+                .policy_arn(ADMIN_POLICY)
+                .send()
+                .await
+                .map_err(|e| fail(&format!("role {}", r.name), e))?;
+        }
         out.roles += 1;
     }
 
@@ -309,6 +320,11 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
                 .entry(i.region.clone())
                 .or_default()
                 .push(id.to_string());
+        }
+        if let Some(first) = launched.instances().first().and_then(|i| i.instance_id()) {
+            out.images += super::ec2_moves::seed(admin, i, first)
+                .await
+                .map_err(|e| Error::Emulator(format!("seeding: {e}")))?;
         }
     }
 

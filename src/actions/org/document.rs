@@ -4,7 +4,7 @@
 /// What an intruder destroys first to cover tracks or hold data to ransom,
 /// and what the built-in `preserve` SCP denies to every principal but the
 /// responders, in accounts the deny-all freeze does not cover: silencing
-/// CloudTrail, scheduling KMS keys for deletion, deleting snapshots and
+/// CloudTrail or VPC flow logs, scheduling KMS keys for deletion, deleting snapshots and
 /// recovery points or lifting their locks, and expiring S3 objects through
 /// a lifecycle rule (`s3:PutLifecycleConfiguration` is the IAM action of
 /// `PutBucketLifecycleConfiguration`).
@@ -27,6 +27,7 @@ pub const PRESERVE_ACTIONS: &[&str] = &[
     "ec2:UnlockSnapshot",
     "ec2:DisableSnapshotBlockPublicAccess",
     "ec2:DisableImageBlockPublicAccess",
+    "ec2:DeleteFlowLogs",
     "backup:DeleteRecoveryPoint",
     "backup:UpdateRecoveryPointLifecycle",
     "backup:DeleteBackupVault",

@@ -89,6 +89,7 @@ pub async fn exposures(
     }
     out.extend(super::member_moves::member_moves(admin, seeded, moves, timeline).await);
     out.extend(super::buckets::bucket_moves(admin, scenario, moves, timeline).await);
+    out.extend(super::instances::instance_moves(admin, moves).await);
     let iam = admin.iam();
     // Moves in member accounts are judged above.
     for m in moves.iter().filter(|m| m.succeeded && m.account.is_none()) {
@@ -492,7 +493,16 @@ pub async fn exposures(
             | MoveKind::S3RansomwareIndividual
             | MoveKind::S3RansomwareSseC
             | MoveKind::BackdoorBucketPolicy
-            | MoveKind::ExpireTrailLogs => {}
+            | MoveKind::ExpireTrailLogs
+            | MoveKind::ShareImages
+            | MoveKind::DeregisterImages
+            | MoveKind::GetPasswordData
+            | MoveKind::ModifyUserData
+            | MoveKind::DownloadUserData
+            | MoveKind::RemoveFlowLogs => {}
+            MoveKind::ConsoleLogin => {
+                out.extend(super::persistence::console_session(admin, m, &when).await);
+            }
             MoveKind::LaunchInstance => {
                 for id in &m.resources {
                     let terminated_later = moves.iter().any(|t| {

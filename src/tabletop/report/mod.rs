@@ -7,6 +7,7 @@ mod buckets;
 mod exposure;
 mod html;
 mod identities;
+mod instances;
 mod member_moves;
 mod persistence;
 mod terminal;
@@ -183,6 +184,9 @@ impl Report {
                 ic.users.len(),
                 ic.permission_sets.len()
             );
+        }
+        if self.seeded.images > 0 {
+            more += &format!(", {} images", self.seeded.images);
         }
         if self.seeded.buckets > 0 {
             more += &format!(

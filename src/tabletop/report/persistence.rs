@@ -14,11 +14,7 @@ use crate::tabletop::moves::{MINTED, MoveRecord};
 pub async fn federation_token(admin: &Admin, m: &MoveRecord, when: &str) -> Option<Exposed> {
     let user = m.subject.trim_start_matches("user ");
     let token = m.resources.first()?;
-    let minted: Option<jiff::Timestamp> = m
-        .resources
-        .iter()
-        .find_map(|r| r.strip_prefix(MINTED))
-        .and_then(|t| t.parse().ok());
+    let minted = minted_at(m);
     if held(admin, user, minted).await {
         return None;
     }
@@ -29,6 +25,14 @@ pub async fn federation_token(admin: &Admin, m: &MoveRecord, when: &str) -> Opti
             "minted with {user}'s access key at {when}, it works until it expires whatever becomes of the key: revoke {user}'s sessions after it was minted (iam.revoke_user_sessions, or `--hold`) or quarantine the user"
         ),
     })
+}
+
+/// When a move minted its session or token (its `minted:` resource).
+fn minted_at(m: &MoveRecord) -> Option<jiff::Timestamp> {
+    m.resources
+        .iter()
+        .find_map(|r| r.strip_prefix(MINTED))
+        .and_then(|t| t.parse().ok())
 }
 
 /// Whether the user's inline policies deny a session minted at `minted`:
@@ -56,6 +60,23 @@ async fn held(admin: &Admin, user: &str, minted: Option<jiff::Timestamp>) -> boo
         }
     }
     false
+}
+
+/// A console session outlives the password it was opened with (deleting a
+/// login profile ends no session): held only by a quarantine, or a
+/// revocation of the user's sessions with a cutoff after the sign-in.
+pub async fn console_session(admin: &Admin, m: &MoveRecord, when: &str) -> Option<Exposed> {
+    let user = m.subject.trim_start_matches("user ");
+    if held(admin, user, minted_at(m)).await {
+        return None;
+    }
+    Some(Exposed {
+        kind: ExposureKind::Open,
+        what: format!("console session of user {user}"),
+        why: format!(
+            "opened by the attacker at {when} with {user}'s password and no MFA: it lasts until it expires, password deleted or not: revoke {user}'s sessions after the sign-in (iam.revoke_user_sessions) or quarantine the user"
+        ),
+    })
 }
 
 /// A deleted trail records nothing, and no step brings it back.
