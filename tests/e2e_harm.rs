@@ -583,6 +583,11 @@ async fn termination_protection_also_holds_against_a_shutdown_from_inside() {
             .expect("flag")
             .disable_api_termination()
             .and_then(|v| v.value());
+        let stop = read(A::DisableApiStop)
+            .await
+            .expect("stop flag")
+            .disable_api_stop()
+            .and_then(|v| v.value());
         let behavior = read(A::InstanceInitiatedShutdownBehavior)
             .await
             .expect("behavior")
@@ -596,11 +601,17 @@ async fn termination_protection_also_holds_against_a_shutdown_from_inside() {
             .iter()
             .filter_map(|b| b.ebs().and_then(|v| v.delete_on_termination()))
             .collect();
-        (flag.unwrap_or(false), behavior, delete)
+        (
+            flag.unwrap_or(false),
+            stop.unwrap_or(false),
+            behavior,
+            delete,
+        )
     };
     let before = settings().await;
-    assert_eq!(before.1.as_deref(), Some("terminate"));
-    assert!(before.2.contains(&true), "{before:?}");
+    assert!(!before.1, "{before:?}");
+    assert_eq!(before.2.as_deref(), Some("terminate"));
+    assert!(before.3.contains(&true), "{before:?}");
 
     let pb = playbook(
         &e,
@@ -620,8 +631,12 @@ async fn termination_protection_also_holds_against_a_shutdown_from_inside() {
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     let after = settings().await;
     assert!(after.0, "termination protection on");
-    assert_eq!(after.1.as_deref(), Some("stop"));
-    assert!(after.2.iter().all(|d| !d), "{after:?}");
+    assert!(after.1, "stop protection on");
+    assert_eq!(after.2.as_deref(), Some("stop"));
+    assert!(after.3.iter().all(|d| !d), "{after:?}");
+    // A stop, which would lose the memory, is refused.
+    let stop = ec2.stop_instances().instance_ids(&id).send().await;
+    assert!(stop.is_err(), "stop protection refuses a stop: {stop:?}");
     let verify = e.run(&["verify", pb.to_str().expect("path")]);
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
 

@@ -23,6 +23,9 @@ impl Call for EnableTerminationProtection {
         if prior.as_ref().is_none_or(|p| !p.disable_api_termination) {
             calls.push("DisableApiTermination=true".to_string());
         }
+        if prior.as_ref().is_none_or(|p| !p.disable_api_stop) {
+            calls.push("DisableApiStop=true".to_string());
+        }
         if prior
             .as_ref()
             .is_none_or(|p| p.shutdown_behavior == "terminate")

@@ -125,14 +125,20 @@ impl Interface {
     }
 }
 
-/// The termination-related settings of an instance: all three must hold
-/// for termination protection to protect (the AWS guide on termination
+/// The termination-related settings of an instance: all must hold for
+/// termination protection to protect (the AWS guide on termination
 /// protection: `DisableApiTermination` does not stop a shutdown started on
 /// the instance when `InstanceInitiatedShutdownBehavior` is `terminate`, and
-/// volumes with `DeleteOnTermination` go with a terminated instance).
+/// volumes with `DeleteOnTermination` go with a terminated instance), and
+/// stop protection (`DisableApiStop`, EC2 User Guide "Enable stop
+/// protection"): a stop loses the instance's memory, evidence too, and is
+/// how an attacker rewrites its user data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TerminationSettings {
     pub disable_api_termination: bool,
+    /// Absent from logs written before it was recorded.
+    #[serde(default)]
+    pub disable_api_stop: bool,
     pub shutdown_behavior: String,
     /// Attached volumes deleted with the instance, as (device, volume id).
     pub delete_on_termination: Vec<(String, String)>,
@@ -141,6 +147,7 @@ pub struct TerminationSettings {
 impl TerminationSettings {
     pub fn holds(&self) -> bool {
         self.disable_api_termination
+            && self.disable_api_stop
             && self.shutdown_behavior != "terminate"
             && self.delete_on_termination.is_empty()
     }
@@ -150,6 +157,9 @@ impl TerminationSettings {
         let mut v = Vec::new();
         if !self.disable_api_termination {
             v.push("termination protection is off".to_string());
+        }
+        if !self.disable_api_stop {
+            v.push("stop protection is off (a stop loses its memory)".to_string());
         }
         if self.shutdown_behavior == "terminate" {
             v.push("a shutdown from inside terminates it".to_string());

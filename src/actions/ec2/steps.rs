@@ -75,19 +75,21 @@ pub struct EnableTerminationProtection;
 impl Action for EnableTerminationProtection {
     const INFO: ActionInfo = ActionInfo {
         id: "ec2.enable_termination_protection",
-        summary: "Make termination impossible: termination protection, a shutdown from inside that stops rather than terminates, volumes kept if it ever goes.",
+        summary: "Make termination impossible: termination protection, a shutdown from inside that stops rather than terminates, volumes kept if it ever goes; and stop protection, so its memory survives.",
         targets: &[TargetKind::Instances],
         params: &[],
         calls: &[
             "ec2:ModifyInstanceAttribute DisableApiTermination=true",
+            "ec2:ModifyInstanceAttribute DisableApiStop=true",
             "ec2:ModifyInstanceAttribute InstanceInitiatedShutdownBehavior=stop",
             "ec2:ModifyInstanceAttribute BlockDeviceMapping DeleteOnTermination=false (each attached volume set to true)",
         ],
         reversibility: Reversibility::Reversible(
-            "ModifyInstanceAttribute back to the recorded flag, shutdown behaviour and DeleteOnTermination",
+            "ModifyInstanceAttribute back to the recorded flags, shutdown behaviour and DeleteOnTermination",
         ),
         notes: &[
             "DisableApiTermination alone does not stop a termination started by a shutdown inside the instance when its shutdown behaviour is terminate (EC2 User Guide, termination protection), and volumes with DeleteOnTermination go with it.",
+            "Stop protection (DisableApiStop) keeps the instance's memory from a stop: the attacker's way to rewrite its user data (Stratus execution.ec2-user-data). It refuses ec2.stop_instances too: a playbook that must stop an instance stops it before this step.",
         ],
     };
     const RUNS: Runs = Runs::InRegions;

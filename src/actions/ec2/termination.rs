@@ -23,13 +23,18 @@ pub(super) async fn termination_settings(
             .await
         }
     };
-    let (protection, behavior) = tokio::try_join!(
+    let (protection, stop, behavior) = tokio::try_join!(
         read(A::DisableApiTermination),
+        read(A::DisableApiStop),
         read(A::InstanceInitiatedShutdownBehavior)
     )?;
     Ok(TerminationSettings {
         disable_api_termination: protection
             .disable_api_termination()
+            .and_then(|v| v.value())
+            .unwrap_or(false),
+        disable_api_stop: stop
+            .disable_api_stop()
             .and_then(|v| v.value())
             .unwrap_or(false),
         shutdown_behavior: behavior
@@ -60,6 +65,7 @@ pub(super) fn protect_call(
 /// `ModifyInstanceAttribute` call each (it takes one attribute per call).
 pub(super) struct TerminationChange<'a> {
     pub(super) disable_api_termination: Option<bool>,
+    pub(super) disable_api_stop: Option<bool>,
     pub(super) shutdown_behavior: Option<&'static str>,
     /// Devices whose `DeleteOnTermination` is set to this value.
     pub(super) delete_on_termination: (&'a [(String, String)], bool),
@@ -81,6 +87,14 @@ pub(super) async fn change_termination(
         ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
             modify()
                 .disable_api_termination(AttributeBooleanValue::builder().value(on).build())
+                .send()
+        })
+        .await?;
+    }
+    if let Some(on) = change.disable_api_stop {
+        ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
+            modify()
+                .disable_api_stop(AttributeBooleanValue::builder().value(on).build())
                 .send()
         })
         .await?;
@@ -130,6 +144,7 @@ pub(super) async fn harden(
         disable_api_termination: prior
             .is_none_or(|p| !p.disable_api_termination)
             .then_some(true),
+        disable_api_stop: prior.is_none_or(|p| !p.disable_api_stop).then_some(true),
         shutdown_behavior: prior
             .is_none_or(|p| p.shutdown_behavior == "terminate")
             .then_some("stop"),
@@ -171,6 +186,8 @@ pub async fn restore_termination(
         disable_api_termination: prior
             .is_none_or(|p| !p.disable_api_termination)
             .then_some(false),
+        // A log from before stop protection was recorded never set it.
+        disable_api_stop: prior.is_some_and(|p| !p.disable_api_stop).then_some(false),
         shutdown_behavior: prior
             .is_some_and(|p| p.shutdown_behavior == "terminate")
             .then_some("terminate"),
