@@ -176,20 +176,24 @@ fn code_spaces_against_full_lockdown() {
     // In the member accounts, the moves after the freeze meet the deny-all
     // SCP: refused as AWS refuses them, the backups account stays in the
     // organization and no miner runs.
+    let freeze_end = r["timeline"][0]["end_ms"].as_u64().expect("freeze end");
     for late in ["leave_organization", "launch_instance"] {
         let m = attacker_move(r, late);
-        assert_eq!(m["succeeded"], false, "{m}");
-        assert!(
-            m["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("with an explicit deny in a service control policy")),
-            "{m}"
-        );
+        let at = m["at_ms"].as_u64().expect("move time");
+        // The freeze lands well under a second in; a machine slowed past
+        // 4 s lets the moves through, and then they are named.
+        if freeze_end < at {
+            assert_eq!(m["succeeded"], false, "{m}");
+            let why = "with an explicit deny in a service control policy";
+            assert!(format!("{m}").contains(why), "{m}");
+        } else {
+            assert_eq!(m["succeeded"], true, "{m}");
+        }
     }
-    assert!(
-        exposure_kinds(r, "(backups)").iter().all(|k| k == "open"),
-        "{r}"
-    );
+    let backups = exposure_kinds(r, "(backups)");
+    assert!(!backups.is_empty(), "{r}");
+    let left = attacker_move(r, "leave_organization")["succeeded"] == true;
+    assert_eq!(backups.contains(&"lost".to_string()), left, "{r}");
     // The shadow administrator made at 0 s, before the freeze or refused by
     // it: if made, the SCP now binds it, and it is left to delete.
     let shadow = attacker_move(r, "create_admin_user");
@@ -419,19 +423,28 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
     // owner's quarantine refuses its own credentials (its leaked key is
     // inactive, the second one denied), and no console password appears.
     let as_owner = attacker_move(r, "create_login_profile");
-    assert_eq!(as_owner["succeeded"], false, "{as_owner}");
-    let detail = as_owner["detail"].as_str().unwrap_or_default();
-    assert!(
-        detail.contains(&format!("key {leaked}: InvalidClientTokenId"))
-            && detail.contains(&format!("key {}: AccessDenied", minted[0]))
-            && detail.contains("iam:CreateLoginProfile")
-            && detail.contains("explicit deny in an identity-based policy (breakglass-quarantine)"),
-        "{detail}"
-    );
-    assert!(
-        exposure_kinds(r, "console password of user ci-deploy").is_empty(),
-        "{r}"
-    );
+    let quarantined = r["timeline"][2]["end_ms"].as_u64().expect("step end");
+    assert_eq!(r["timeline"][2]["action"], "iam.quarantine_principals");
+    // The quarantine lands well under a second in; a machine slowed past
+    // 3 s lets the move through, and then the password is named.
+    if quarantined < as_owner["at_ms"].as_u64().expect("move time") {
+        assert_eq!(as_owner["succeeded"], false, "{as_owner}");
+        let detail = as_owner["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(&format!("key {leaked}: InvalidClientTokenId"))
+                && detail.contains(&format!("key {}: AccessDenied", minted[0]))
+                && detail.contains("iam:CreateLoginProfile")
+                && detail
+                    .contains("explicit deny in an identity-based policy (breakglass-quarantine)"),
+            "{detail}"
+        );
+        assert!(
+            exposure_kinds(r, "console password of user ci-deploy").is_empty(),
+            "{r}"
+        );
+    } else {
+        assert_eq!(as_owner["succeeded"], true, "{as_owner}");
+    }
     // The backdoor role is bound by nothing the playbook wrote.
     let as_role = attacker_move(r, "attach_admin_policy");
     assert_eq!(as_role["succeeded"], true, "{as_role}");
@@ -472,9 +485,13 @@ fn s3_ransomware_is_recoverable_only_where_buckets_were_protected_first() {
     let protected = r["timeline"][8].clone();
     assert_eq!(protected["action"], "s3.protect_buckets", "{r}");
     let sse_c = attacker_move(r, "s3_ransomware_sse_c");
+    let protected_at = protected["end_ms"].as_u64().expect("step end");
+    let wiped_at = attacker_move(r, "s3_ransomware_individual")["at_ms"]
+        .as_u64()
+        .expect("move time");
     // The steps take under two seconds here; a machine slow enough to
     // finish them after the wipe at 4 s must report the loss instead.
-    if protected["end_ms"].as_u64() < sse_c["at_ms"].as_u64().map(|t| t.saturating_sub(100)) {
+    if protected_at + 100 < wiped_at {
         // Versioning came first: the deletions keep every earlier version.
         for bucket in ["bucket customer-exports", "bucket analytics-raw"] {
             let kinds = exposure_kinds(r, bucket);
@@ -498,8 +515,10 @@ fn s3_ransomware_is_recoverable_only_where_buckets_were_protected_first() {
     assert_eq!(keys["action"], "iam.deactivate_access_keys", "{r}");
     let late = attacker_move(r, "s3_ransomware_batch");
     assert_eq!(late["subject"], "bucket audit-archive", "{late}");
-    if keys["end_ms"].as_u64() < late["at_ms"].as_u64() {
+    if keys["end_ms"].as_u64().expect("step end") < late["at_ms"].as_u64().expect("move time") {
         assert!(format!("{late}").contains("InvalidClientTokenId"), "{late}");
+    } else {
+        assert_eq!(late["succeeded"], true, "{late}");
     }
     // No step removes a named-account grant or a lifecycle rule.
     assert_eq!(
@@ -559,13 +578,17 @@ fn stolen_instance_credentials_are_refused_once_the_role_is_revoked() {
     );
     let revoked = &r["timeline"][2];
     assert_eq!(revoked["action"], "ec2.detach_instance_profiles", "{r}");
+    let revoked_at = revoked["end_ms"].as_u64().expect("step end");
+    let why = "explicit deny in an identity-based policy (breakglass-revoke-older-sessions)";
     for late in ["deregister_images", "get_password_data", "modify_user_data"] {
         let m = attacker_move(r, late);
-        if revoked["end_ms"].as_u64() < m["at_ms"].as_u64() {
+        // The revocation lands well under a second in; a machine slowed
+        // past 3 s lets the moves through.
+        if revoked_at < m["at_ms"].as_u64().expect("move time") {
             assert_eq!(m["succeeded"], false, "{m}");
-            let why =
-                "explicit deny in an identity-based policy (breakglass-revoke-older-sessions)";
             assert!(format!("{m}").contains(why), "{m}");
+        } else {
+            assert!(!format!("{m}").contains(why), "{m}");
         }
     }
     assert_eq!(

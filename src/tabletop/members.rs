@@ -59,7 +59,11 @@ pub async fn refusal(admin: &Admin, seeded: &Seeded, m: &Move) -> Option<String>
     let account = account_id(seeded, m)?;
     let scps = match scps_of(admin, account).await {
         Ok(s) => s,
-        Err(e) => return Some(format!("cannot read the SCPs over {account}: {e}")),
+        Err(e) => {
+            return Some(format!(
+                "the tabletop could not read the SCPs over {account}, so the move is not played: {e}"
+            ));
+        }
     };
     let request = Request {
         action: action_of(m).into(),
@@ -94,6 +98,14 @@ pub fn bound(request: &Request, scps: Vec<Vec<Named>>) -> Option<String> {
         Decision::Allowed => None,
         Decision::Denied(why) => Some(why),
     }
+}
+
+/// The account is not (or no longer) in the organization.
+fn gone<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> bool {
+    matches!(
+        e.code(),
+        Some("AccountNotFoundException" | "ChildNotFoundException")
+    )
 }
 
 /// Plays a member-account move.
@@ -133,7 +145,8 @@ pub async fn play(admin: &Admin, seeded: &Seeded, m: &Move) -> (String, Played) 
 }
 
 /// The SCPs over `account`, level by level from the organization's root
-/// down to the account itself.
+/// down to the account itself; none for an account that has left the
+/// organization (no SCP binds it any more).
 pub async fn scps_of(admin: &Admin, account: &str) -> Result<Vec<Vec<Named>>, String> {
     use aws_sdk_organizations::types::PolicyType;
     let org = admin.org();
@@ -142,12 +155,11 @@ pub async fn scps_of(admin: &Admin, account: &str) -> Result<Vec<Vec<Named>>, St
     let mut child = account.to_string();
     // An organization is at most five OUs deep under its root.
     for _ in 0..7 {
-        let parents = org
-            .list_parents()
-            .child_id(&child)
-            .send()
-            .await
-            .map_err(|e| text(&e))?;
+        let parents = match org.list_parents().child_id(&child).send().await {
+            Ok(p) => p,
+            Err(e) if child == account && gone(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(text(&e)),
+        };
         let Some(parent) = parents.parents().first().and_then(|p| p.id()) else {
             break;
         };
@@ -177,9 +189,13 @@ pub async fn scps_of(admin: &Admin, account: &str) -> Result<Vec<Vec<Named>>, St
                 .await
                 .map_err(|e| text(&e))?;
             let content = described.policy().and_then(|p| p.content()).unwrap_or("{}");
+            // A document that does not parse could hide a deny: refuse to
+            // evaluate rather than drop it.
+            let document =
+                serde_json::from_str(content).map_err(|e| format!("SCP {id} is not JSON: {e}"))?;
             level.push(Named {
                 name: p.name().unwrap_or(id).to_string(),
-                document: serde_json::from_str(content).unwrap_or_default(),
+                document,
             });
         }
         levels.push(level);

@@ -568,7 +568,7 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             check_region(region, m.pos, &mut err);
         }
         if let Some(actor) = &m.actor
-            && let Some(message) = super::actor::check(actor, &file, at)
+            && let Some(message) = super::actor::check(actor, m.action, &file, at)
         {
             err(m.pos, message);
         }

@@ -66,6 +66,10 @@ pub struct Seeded {
     pub volumes: usize,
     pub snapshots: usize,
     pub trails: usize,
+    /// Role → the region and id of the first seeded instance holding it:
+    /// where the attacker's stolen instance credentials come from.
+    #[serde(skip)]
+    pub instance_roles: BTreeMap<String, (String, String)>,
     /// AMIs made before the incident.
     #[serde(skip_serializing_if = "is_zero")]
     pub images: usize,
@@ -320,6 +324,13 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
                 .entry(i.region.clone())
                 .or_default()
                 .push(id.to_string());
+        }
+        if let (Some(role), Some(first)) = (
+            &i.role,
+            launched.instances().first().and_then(|i| i.instance_id()),
+        ) {
+            let at = (i.region.clone(), first.to_string());
+            out.instance_roles.entry(role.clone()).or_insert(at);
         }
         if let Some(first) = launched.instances().first().and_then(|i| i.instance_id()) {
             out.images += super::ec2_moves::seed(admin, i, first)

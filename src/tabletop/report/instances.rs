@@ -83,7 +83,7 @@ pub async fn instance_moves(admin: &Admin, moves: &[MoveRecord]) -> Vec<Exposed>
                         kind: ExposureKind::Lost,
                         what: format!("instance {id} ({region})"),
                         why: format!(
-                            "stopped by the attacker at {when} to rewrite its user data, then started: its memory is gone, and the script ran at the start; {cut_off}, and restore its user data. Stop protection (DisableApiStop) would have refused the stop; no step sets it"
+                            "stopped by the attacker at {when} to rewrite its user data, then started: its memory is gone, and the attacker's script runs at every start; {cut_off}, and restore its user data. ec2.enable_termination_protection, run before, sets stop protection, which refuses the stop (lifting it takes ec2:ModifyInstanceAttribute: cut the principal too)"
                         ),
                     });
                 }
