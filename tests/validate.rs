@@ -355,20 +355,29 @@ fn actions_catalog_states_reversibility() {
 fn stopping_before_any_snapshot_is_a_warning() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("p.yaml");
-    std::fs::write(
-        &path,
+    let warned = |yaml: &str| {
+        std::fs::write(&path, yaml).expect("write");
+        let out = breakglass()
+            .arg("validate")
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "a warning, not an error");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = warned(
         "name: x\nsteps:\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n    allow_irreversible: true\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n",
-    )
-    .expect("write");
-    let out = breakglass()
-        .arg("validate")
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "a warning, not an error");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
     assert!(
         stderr.contains("p.yaml:3:5: warning: step 1 (ec2.stop_instances) acts on instances before any ec2.snapshot_volumes step"),
+        "{stderr}"
+    );
+    // A stop after the protection step meets its stop protection.
+    let stderr = warned(
+        "name: x\nsteps:\n  - action: ec2.snapshot_volumes\n    targets: { instances: { all: true } }\n  - action: ec2.enable_termination_protection\n    targets: { instances: { all: true } }\n  - action: ec2.stop_instances\n    targets: { instances: { all: true } }\n    allow_irreversible: true\n",
+    );
+    assert!(
+        stderr.contains("p.yaml:7:5: warning: step 3 (ec2.stop_instances) comes after ec2.enable_termination_protection, whose stop protection refuses the stop"),
         "{stderr}"
     );
 }

@@ -7,8 +7,23 @@ use super::*;
 /// evidence that was never copied: warn, naming the step.
 pub(super) fn check_order(source: &str, steps: &[StepDef], problems: &mut Vec<Problem>) {
     let mut snapshotted = false;
+    let mut protected = false;
     for step in steps {
+        if step.action == ActionKind::Ec2StopInstances && protected {
+            problems.push(
+                Problem::warning(
+                    source,
+                    Some(step.pos),
+                    format!(
+                        "step {} (ec2.stop_instances) comes after ec2.enable_termination_protection, whose stop protection refuses the stop",
+                        step.index + 1
+                    ),
+                )
+                .with_hint("stop the instances before protecting them"),
+            );
+        }
         match step.action {
+            ActionKind::Ec2EnableTerminationProtection => protected = true,
             ActionKind::Ec2SnapshotVolumes => snapshotted = true,
             ActionKind::Ec2StopInstances | ActionKind::Ec2IsolateInstances if !snapshotted => {
                 problems.push(

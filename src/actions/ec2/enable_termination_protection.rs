@@ -23,7 +23,10 @@ impl Call for EnableTerminationProtection {
         if prior.as_ref().is_none_or(|p| !p.disable_api_termination) {
             calls.push("DisableApiTermination=true".to_string());
         }
-        if prior.as_ref().is_none_or(|p| !p.disable_api_stop) {
+        if prior
+            .as_ref()
+            .is_none_or(|p| p.disable_api_stop != Some(true))
+        {
             calls.push("DisableApiStop=true".to_string());
         }
         if prior
@@ -105,7 +108,9 @@ pub struct RestoreTermination {
 impl Revert for RestoreTermination {
     fn describe(&self) -> String {
         let Self { instance_id, .. } = self;
-        format!("ec2:ModifyInstanceAttribute InstanceId={instance_id} DisableApiTermination=false")
+        format!(
+            "ec2:ModifyInstanceAttribute InstanceId={instance_id} DisableApiTermination, DisableApiStop and the rest back to their recorded values"
+        )
     }
 
     async fn check(&self, ctx: &Ctx) -> Result<Check, AwsError> {
@@ -117,7 +122,15 @@ impl Revert for RestoreTermination {
         let now = crate::actions::ec2::read_termination(ctx, region, instance_id).await?;
         Ok(match (now, prior) {
             (None, _) => Check::Conflict("the instance is gone".into()),
-            (Some(now), Some(prior)) if now == *prior => {
+            // A log from before stop protection was recorded: compare the rest.
+            (Some(now), Some(prior))
+                if now == *prior
+                    || (prior.disable_api_stop.is_none()
+                        && TerminationSettings {
+                            disable_api_stop: None,
+                            ..now.clone()
+                        } == *prior) =>
+            {
                 Check::Done("already as before the run".into())
             }
             (Some(now), None) if !now.disable_api_termination => {

@@ -136,9 +136,10 @@ impl Interface {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TerminationSettings {
     pub disable_api_termination: bool,
-    /// Absent from logs written before it was recorded.
-    #[serde(default)]
-    pub disable_api_stop: bool,
+    /// `None` in logs written before it was recorded (they read and write
+    /// back unchanged, and their rollback leaves it alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_api_stop: Option<bool>,
     pub shutdown_behavior: String,
     /// Attached volumes deleted with the instance, as (device, volume id).
     pub delete_on_termination: Vec<(String, String)>,
@@ -147,7 +148,7 @@ pub struct TerminationSettings {
 impl TerminationSettings {
     pub fn holds(&self) -> bool {
         self.disable_api_termination
-            && self.disable_api_stop
+            && self.disable_api_stop == Some(true)
             && self.shutdown_behavior != "terminate"
             && self.delete_on_termination.is_empty()
     }
@@ -158,7 +159,7 @@ impl TerminationSettings {
         if !self.disable_api_termination {
             v.push("termination protection is off".to_string());
         }
-        if !self.disable_api_stop {
+        if self.disable_api_stop != Some(true) {
             v.push("stop protection is off (a stop loses its memory)".to_string());
         }
         if self.shutdown_behavior == "terminate" {

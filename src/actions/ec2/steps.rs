@@ -75,7 +75,7 @@ pub struct EnableTerminationProtection;
 impl Action for EnableTerminationProtection {
     const INFO: ActionInfo = ActionInfo {
         id: "ec2.enable_termination_protection",
-        summary: "Make termination impossible: termination protection, a shutdown from inside that stops rather than terminates, volumes kept if it ever goes; and stop protection, so its memory survives.",
+        summary: "Make termination impossible: termination protection, a shutdown from inside that stops rather than terminates, volumes kept if it ever goes; and stop protection, so an API stop cannot take its memory.",
         targets: &[TargetKind::Instances],
         params: &[],
         calls: &[
@@ -89,7 +89,7 @@ impl Action for EnableTerminationProtection {
         ),
         notes: &[
             "DisableApiTermination alone does not stop a termination started by a shutdown inside the instance when its shutdown behaviour is terminate (EC2 User Guide, termination protection), and volumes with DeleteOnTermination go with it.",
-            "Stop protection (DisableApiStop) keeps the instance's memory from a stop: the attacker's way to rewrite its user data (Stratus execution.ec2-user-data). It refuses ec2.stop_instances too: a playbook that must stop an instance stops it before this step.",
+            "Stop protection (DisableApiStop) keeps an API stop from taking the instance's memory: the attacker's way to rewrite its user data (Stratus execution.ec2-user-data). A shutdown from inside the instance still stops it, and a principal allowed ec2:ModifyInstanceAttribute can lift it: isolate the instance and cut the attacker too. It refuses ec2.stop_instances as well: a playbook that must stop an instance stops it before this step.",
         ],
     };
     const RUNS: Runs = Runs::InRegions;

@@ -1,9 +1,10 @@
-//! Termination protection and stops: the three settings that make an
-//! instance survive, and putting them back.
+//! Termination protection and stops: the settings that make an instance
+//! survive (termination and stop protection, shutdown behaviour,
+//! delete-on-termination), and putting them back.
 
 use super::*;
 
-/// The instance's termination settings now: two attribute reads (EC2
+/// The instance's termination settings now: three attribute reads (EC2
 /// answers one attribute per call) and its block devices as listed.
 pub(super) async fn termination_settings(
     ctx: &Ctx,
@@ -33,10 +34,11 @@ pub(super) async fn termination_settings(
             .disable_api_termination()
             .and_then(|v| v.value())
             .unwrap_or(false),
-        disable_api_stop: stop
-            .disable_api_stop()
-            .and_then(|v| v.value())
-            .unwrap_or(false),
+        disable_api_stop: Some(
+            stop.disable_api_stop()
+                .and_then(|v| v.value())
+                .unwrap_or(false),
+        ),
         shutdown_behavior: behavior
             .instance_initiated_shutdown_behavior()
             .and_then(|v| v.value())
@@ -91,14 +93,6 @@ pub(super) async fn change_termination(
         })
         .await?;
     }
-    if let Some(on) = change.disable_api_stop {
-        ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
-            modify()
-                .disable_api_stop(AttributeBooleanValue::builder().value(on).build())
-                .send()
-        })
-        .await?;
-    }
     if let Some(behavior) = change.shutdown_behavior {
         ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
             modify()
@@ -126,6 +120,15 @@ pub(super) async fn change_termination(
         })
         .await?;
     }
+    // Last: the older protections land first should EC2 refuse this one.
+    if let Some(on) = change.disable_api_stop {
+        ctx.call_in(region, "ec2:ModifyInstanceAttribute", || {
+            modify()
+                .disable_api_stop(AttributeBooleanValue::builder().value(on).build())
+                .send()
+        })
+        .await?;
+    }
     Ok(())
 }
 
@@ -144,7 +147,9 @@ pub(super) async fn harden(
         disable_api_termination: prior
             .is_none_or(|p| !p.disable_api_termination)
             .then_some(true),
-        disable_api_stop: prior.is_none_or(|p| !p.disable_api_stop).then_some(true),
+        disable_api_stop: prior
+            .is_none_or(|p| p.disable_api_stop != Some(true))
+            .then_some(true),
         shutdown_behavior: prior
             .is_none_or(|p| p.shutdown_behavior == "terminate")
             .then_some("stop"),
@@ -187,7 +192,9 @@ pub async fn restore_termination(
             .is_none_or(|p| !p.disable_api_termination)
             .then_some(false),
         // A log from before stop protection was recorded never set it.
-        disable_api_stop: prior.is_some_and(|p| !p.disable_api_stop).then_some(false),
+        disable_api_stop: prior
+            .is_some_and(|p| p.disable_api_stop == Some(false))
+            .then_some(false),
         shutdown_behavior: prior
             .is_some_and(|p| p.shutdown_behavior == "terminate")
             .then_some("terminate"),
