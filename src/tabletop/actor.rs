@@ -464,7 +464,7 @@ async fn has_password(admin: &Admin, user: &str) -> bool {
 /// A principal's inline and attached policies (groups are not seeded). A
 /// policy that cannot be read fails the whole evaluation: dropping it
 /// could drop the very deny that holds the principal.
-async fn policies_of(admin: &Admin, actor: &Actor) -> Result<Policies, String> {
+pub(crate) async fn policies_of(admin: &Admin, actor: &Actor) -> Result<Policies, String> {
     let iam = admin.iam();
     let (inline, attached) = match actor {
         Actor::User(n) => (

@@ -2,8 +2,9 @@
 //! the credential they were made with: a federation token, a deleted trail.
 
 use super::{Exposed, ExposureKind};
-use crate::actions::iam::{Ours, url_decode, written_by_breakglass};
+use crate::tabletop::actor::{Actor, policies_of};
 use crate::tabletop::admin::Admin;
+use crate::tabletop::evaluate::{Decision, Request, evaluate};
 use crate::tabletop::moves::{MINTED, MoveRecord};
 
 /// A federation token works until it expires (up to 36 hours), whatever
@@ -35,31 +36,33 @@ fn minted_at(m: &MoveRecord) -> Option<jiff::Timestamp> {
         .and_then(|t| t.parse().ok())
 }
 
-/// Whether the user's inline policies deny a session minted at `minted`:
-/// a quarantine, or a revocation whose cutoff is later. Unread proves
-/// nothing.
+/// Whether the user's policies, all of them as AWS evaluates them, deny a
+/// session of the user minted at `minted` explicitly: a quarantine, a
+/// revocation whose cutoff is later, the managed fallback under
+/// `/breakglass/`. Unread proves nothing.
 async fn held(admin: &Admin, user: &str, minted: Option<jiff::Timestamp>) -> bool {
-    let iam = admin.iam();
-    let Ok(names) = iam.list_user_policies().user_name(user).send().await else {
+    let actor = Actor::User(user.to_string());
+    let (Ok(policies), Ok(got)) = (
+        policies_of(admin, &actor).await,
+        admin.iam().get_user().user_name(user).send().await,
+    ) else {
         return false;
     };
-    for name in names.policy_names() {
-        let Ok(doc) = iam
-            .get_user_policy()
-            .user_name(user)
-            .policy_name(name)
-            .send()
-            .await
-        else {
-            continue;
-        };
-        match written_by_breakglass(name, &url_decode(doc.policy_document())) {
-            Some(Ours::Quarantine) => return true,
-            Some(Ours::Revocation(cutoff)) if minted.is_some_and(|t| t < cutoff) => return true,
-            _ => {}
-        }
+    let Some(arn) = got.user().map(|u| u.arn().to_string()) else {
+        return false;
+    };
+    let mut request = Request {
+        action: "ec2:DescribeInstances".into(),
+        resource: "*".into(),
+        principal: arn.clone(),
+        management_account: true,
+        ..Request::default()
     }
-    false
+    .with("aws:PrincipalArn", arn);
+    if let Some(t) = minted {
+        request = request.with("aws:TokenIssueTime", t.to_string());
+    }
+    matches!(evaluate(&request, &policies), Decision::Denied(why) if why.contains("explicit deny"))
 }
 
 /// A console session outlives the password it was opened with (deleting a
