@@ -434,6 +434,7 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
             detail.contains(&format!("key {leaked}: InvalidClientTokenId"))
                 && detail.contains(&format!("key {}: AccessDenied", minted[0]))
                 && detail.contains("iam:CreateLoginProfile")
+                && detail.contains("cannot call IAM or STS operations")
                 && detail
                     .contains("explicit deny in an identity-based policy (breakglass-quarantine)"),
             "{detail}"

@@ -10,7 +10,7 @@ use super::evaluate::{Decision, Named, Policies, Request, evaluate};
 use super::moves::MoveRecord;
 use std::time::Duration;
 
-use super::moves::error_text;
+use super::moves::{MINTED, error_text};
 use super::scenario::{Move, MoveKind, Scenario, ScenarioFile, parse_offset};
 use super::seed::ATTACKER_ACCOUNT;
 use super::seed::Seeded;
@@ -143,6 +143,8 @@ struct Credential {
     issued: Option<jiff::Timestamp>,
     /// A key AWS no longer accepts: inactive or deleted.
     invalid: bool,
+    /// What AWS refuses to this kind of credential whatever the policies.
+    barred: Option<&'static str>,
     /// Request context keys of its own (instance credentials carry the
     /// instance's ARN, VPC and address).
     context: Vec<(&'static str, String)>,
@@ -234,6 +236,7 @@ pub async fn refusal(
                     label: format!("key {id}"),
                     issued: None,
                     invalid: !active,
+                    barred: None,
                     context: Vec::new(),
                 });
             }
@@ -248,6 +251,33 @@ pub async fn refusal(
                 &[MoveKind::CreateLoginProfile, MoveKind::ConsoleLogin],
                 &subject,
             );
+            // A federation token minted earlier outlives the key it was
+            // minted with; it can call neither IAM nor STS (but
+            // GetCallerIdentity), as the STS API reference has it for
+            // GetFederationToken.
+            let token_barred = ["iam:", "sts:"].iter().any(|p| action_of(m).starts_with(p));
+            for r in earlier.iter().filter(|r| {
+                r.succeeded
+                    && r.account.is_none()
+                    && r.action == MoveKind::FederationToken
+                    && r.subject == subject
+            }) {
+                let minted = r
+                    .resources
+                    .iter()
+                    .find_map(|x| x.strip_prefix(MINTED))
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                let Some(minted) = minted else { continue };
+                held.push(Credential {
+                    label: format!("federation token minted {}", seconds(minted)),
+                    issued: Some(minted),
+                    invalid: false,
+                    barred: token_barred.then_some(
+                        "AccessDenied: a federation token cannot call IAM or STS operations",
+                    ),
+                    context: Vec::new(),
+                });
+            }
             // GetFederationToken must be signed with a long-term key (STS
             // API reference): no session can make it.
             if m.action == MoveKind::FederationToken {
@@ -256,6 +286,7 @@ pub async fn refusal(
                     label: "a new console sign-in".into(),
                     issued: Some(now),
                     invalid: false,
+                    barred: None,
                     context: Vec::new(),
                 });
             } else if seeded_console || opened.is_some() {
@@ -271,6 +302,7 @@ pub async fn refusal(
                     label: format!("console session issued {}", seconds(issued)),
                     issued: Some(issued),
                     invalid: false,
+                    barred: None,
                     context: Vec::new(),
                 });
             }
@@ -341,6 +373,7 @@ pub async fn refusal(
                 label,
                 issued: Some(issued),
                 invalid: false,
+                barred: None,
                 context,
             }];
             let arn = role.arn().to_string();
@@ -370,6 +403,10 @@ pub async fn refusal(
     }
     let mut reasons = Vec::new();
     for c in &held {
+        if let Some(why) = c.barred {
+            reasons.push(format!("{}: {why}", c.label));
+            continue;
+        }
         if c.invalid {
             reasons.push(format!(
                 "{}: InvalidClientTokenId: The security token included in the request is invalid",
