@@ -105,7 +105,7 @@ pub fn action_of(m: &Move) -> &'static str {
         MoveKind::ShareImages => "ec2:ModifyImageAttribute",
         MoveKind::DeregisterImages => "ec2:DeregisterImage",
         MoveKind::GetPasswordData => "ec2:GetPasswordData",
-        MoveKind::ModifyUserData => "ec2:ModifyInstanceAttribute",
+        MoveKind::ModifyUserData => "ec2:StopInstances",
         MoveKind::DownloadUserData => "ec2:DescribeInstanceAttribute",
         MoveKind::RemoveFlowLogs => "ec2:DeleteFlowLogs",
         // Signing in is not an IAM-authorized API call: a deny-all does not
