@@ -196,13 +196,12 @@ fn code_spaces_against_full_lockdown() {
     assert_eq!(backups.contains(&"lost".to_string()), left, "{r}");
     // The shadow administrator made at 0 s, before the freeze or refused by
     // it: if made, the SCP now binds it, and it is left to delete.
-    let shadow = attacker_move(r, "create_admin_user");
     let shadow = r["attacker"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|m| m["account"] == "production" && m["do"] == "create_admin_user")
-        .unwrap_or(&shadow);
+        .expect("the shadow administrator's move");
     match shadow["succeeded"].as_bool() {
         Some(true) => assert_eq!(
             exposure_kinds(r, "user shadow-admin in account"),

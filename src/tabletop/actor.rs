@@ -141,13 +141,71 @@ struct Credential {
     label: String,
     /// Sessions carry `aws:TokenIssueTime`; long-term keys do not.
     issued: Option<jiff::Timestamp>,
-    /// A key AWS no longer accepts: inactive or deleted.
-    invalid: bool,
-    /// What AWS refuses to this kind of credential whatever the policies.
+    /// What AWS refuses to this credential whatever the policies: an
+    /// inactive key, a federation token calling IAM.
     barred: Option<&'static str>,
     /// Request context keys of its own (instance credentials carry the
     /// instance's ARN, VPC and address).
     context: Vec<(&'static str, String)>,
+}
+
+impl Credential {
+    fn new(label: String, issued: Option<jiff::Timestamp>) -> Credential {
+        Credential {
+            label,
+            issued,
+            barred: None,
+            context: Vec::new(),
+        }
+    }
+}
+
+/// What AWS answers for a key it no longer accepts.
+const INVALID_KEY: &str =
+    "InvalidClientTokenId: The security token included in the request is invalid";
+
+/// The principal a move is made as, read from IAM: what a request of its
+/// carries, the credentials the attacker holds of it, and its policies.
+struct Principal {
+    /// `User: arn:…`, for AWS's message.
+    shown: String,
+    arn: String,
+    userid: String,
+    held: Vec<Credential>,
+    policies: Policies,
+    service_linked: bool,
+}
+
+/// What the refusal needs to know of the run so far.
+struct Moment<'a> {
+    admin: &'a Admin,
+    scenario: &'a Scenario,
+    seeded: &'a Seeded,
+    m: &'a Move,
+    earlier: &'a [MoveRecord],
+    t0: jiff::Timestamp,
+    now: jiff::Timestamp,
+}
+
+impl Moment<'_> {
+    /// Earlier moves of one of `kinds` that succeeded on `subject` in this
+    /// account.
+    fn done<'s>(
+        &'s self,
+        kinds: &'s [MoveKind],
+        subject: &'s str,
+    ) -> impl DoubleEndedIterator<Item = &'s MoveRecord> + 's {
+        self.earlier.iter().filter(move |r| {
+            r.succeeded && r.account.is_none() && kinds.contains(&r.action) && r.subject == subject
+        })
+    }
+
+    /// `t0` plus a move's offset.
+    fn at(&self, ms: u64) -> jiff::Timestamp {
+        self.t0
+            .checked_add(jiff::SignedDuration::from_millis(ms as i64))
+            .unwrap_or(self.t0)
+    }
 }
 
 /// When the attacker's sessions from before the incident were issued: ten
@@ -156,6 +214,12 @@ struct Credential {
 fn before_the_run(t0: jiff::Timestamp) -> jiff::Timestamp {
     t0.checked_sub(jiff::SignedDuration::from_secs(600))
         .unwrap_or(t0)
+}
+
+/// Fail closed: a principal that cannot be read is not played as an
+/// administrator.
+fn unreadable(what: &str, e: String) -> String {
+    format!("the tabletop could not evaluate {what}, so the move is not played: {e}")
 }
 
 /// Why AWS would refuse `m` to its actor now, or `None` when it would not
@@ -169,263 +233,47 @@ pub async fn refusal(
     t0: jiff::Timestamp,
 ) -> Option<String> {
     let actor = Actor::parse(m.actor.as_deref()?)?;
-    let now = jiff::Timestamp::now();
-    // When an earlier move of one of `kinds` last succeeded on `subject` in
-    // this account.
-    let done = |kinds: &[MoveKind], subject: &str| -> Option<u64> {
-        earlier
-            .iter()
-            .filter(|r| r.succeeded && r.account.is_none() && kinds.contains(&r.action))
-            .rfind(|r| r.subject == subject)
-            .map(|r| r.at_ms)
+    let at = Moment {
+        admin,
+        scenario,
+        seeded,
+        m,
+        earlier,
+        t0,
+        now: jiff::Timestamp::now(),
     };
-    // Fail closed: a principal that cannot be read is not played as an
-    // administrator.
-    let unreadable = |what: &str, e: String| {
-        Some(format!(
-            "the tabletop could not evaluate {what}, so the move is not played: {e}"
-        ))
+    let read = match &actor {
+        Actor::User(name) => user_principal(&at, name).await,
+        Actor::Role(name) => role_principal(&at, name).await,
     };
-    let iam = admin.iam();
-    let (principal, arn, userid, held, policies, service_linked) = match &actor {
-        Actor::User(name) => {
-            let got = match iam.get_user().user_name(name).send().await {
-                Ok(u) => u,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
-                {
-                    return Some(format!(
-                        "InvalidClientTokenId: user {name} does not exist, so no credential of it works"
-                    ));
-                }
-                Err(e) => return unreadable(&format!("user {name}"), error_text(&e)),
-            };
-            let Some(user) = got.user() else {
-                return unreadable(&format!("user {name}"), "no user in the answer".into());
-            };
-            let subject = format!("user {name}");
-            let mut held = Vec::new();
-            let mut known: Vec<String> = seeded.user_keys.get(name).cloned().unwrap_or_default();
-            for r in earlier.iter().filter(|r| {
-                r.succeeded
-                    && r.account.is_none()
-                    && r.subject == subject
-                    && matches!(
-                        r.action,
-                        MoveKind::CreateAccessKey | MoveKind::CreateAdminUser
-                    )
-            }) {
-                known.extend(
-                    r.resources
-                        .iter()
-                        .filter(|k| k.starts_with("AKIA"))
-                        .cloned(),
-                );
-            }
-            let keys = match iam.list_access_keys().user_name(name).send().await {
-                Ok(k) => k,
-                Err(e) => return unreadable(&format!("{name}'s keys"), error_text(&e)),
-            };
-            for id in known {
-                let active = keys.access_key_metadata().iter().any(|k| {
-                    k.access_key_id() == Some(id.as_str())
-                        && k.status().map(|s| s.as_str()) == Some("Active")
-                });
-                held.push(Credential {
-                    label: format!("key {id}"),
-                    issued: None,
-                    invalid: !active,
-                    barred: None,
-                    context: Vec::new(),
-                });
-            }
-            // A password still there signs in afresh; a console session
-            // opened earlier outlives the password's deletion.
-            let seeded_console = scenario
-                .file
-                .users
-                .iter()
-                .any(|u| u.name == *name && u.console);
-            let opened = done(
-                &[MoveKind::CreateLoginProfile, MoveKind::ConsoleLogin],
-                &subject,
-            );
-            // A federation token minted earlier outlives the key it was
-            // minted with; it can call neither IAM nor STS (but
-            // GetCallerIdentity), as the STS API reference has it for
-            // GetFederationToken.
-            let token_barred = ["iam:", "sts:"].iter().any(|p| action_of(m).starts_with(p));
-            for r in earlier.iter().filter(|r| {
-                r.succeeded
-                    && r.account.is_none()
-                    && r.action == MoveKind::FederationToken
-                    && r.subject == subject
-            }) {
-                let minted = r
-                    .resources
-                    .iter()
-                    .find_map(|x| x.strip_prefix(MINTED))
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-                let Some(minted) = minted else { continue };
-                held.push(Credential {
-                    label: format!("federation token minted {}", seconds(minted)),
-                    issued: Some(minted),
-                    invalid: false,
-                    barred: token_barred.then_some(
-                        "AccessDenied: a federation token cannot call IAM or STS operations",
-                    ),
-                    context: Vec::new(),
-                });
-            }
-            // GetFederationToken must be signed with a long-term key (STS
-            // API reference): no session can make it.
-            if m.action == MoveKind::FederationToken {
-            } else if has_password(admin, name).await {
-                held.push(Credential {
-                    label: "a new console sign-in".into(),
-                    issued: Some(now),
-                    invalid: false,
-                    barred: None,
-                    context: Vec::new(),
-                });
-            } else if seeded_console || opened.is_some() {
-                // The latest sign-in the attacker made, else the session it
-                // held before the run.
-                let issued = match opened {
-                    Some(ms) => t0
-                        .checked_add(jiff::SignedDuration::from_millis(ms as i64))
-                        .unwrap_or(t0),
-                    None => before_the_run(t0),
-                };
-                held.push(Credential {
-                    label: format!("console session issued {}", seconds(issued)),
-                    issued: Some(issued),
-                    invalid: false,
-                    barred: None,
-                    context: Vec::new(),
-                });
-            }
-            let policies = match policies_of(admin, &actor).await {
-                Ok(p) => p,
-                Err(e) => return unreadable(&format!("{name}'s policies"), e),
-            };
-            let arn = user.arn().to_string();
-            (
-                format!("User: {arn}"),
-                arn,
-                user.user_id().to_string(),
-                held,
-                policies,
-                false,
-            )
-        }
-        Actor::Role(name) => {
-            let got = match iam.get_role().role_name(name).send().await {
-                Ok(r) => r,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_no_such_entity_exception()) =>
-                {
-                    return Some(format!(
-                        "AccessDenied: role {name} does not exist, so no session of it can be had"
-                    ));
-                }
-                Err(e) => return unreadable(&format!("role {name}"), error_text(&e)),
-            };
-            let Some(role) = got.role() else {
-                return unreadable(&format!("role {name}"), "no role in the answer".into());
-            };
-            // Trusted by the attacker's own account now, it mints a new
-            // session of its own naming at will; otherwise the attacker
-            // holds the session it stole.
-            let trust = role
-                .assume_role_policy_document()
-                .map(url_decode)
-                .unwrap_or_default();
-            let backdoored = trust.contains(ATTACKER_ACCOUNT);
-            let stolen = scenario
-                .file
-                .stolen_sessions
-                .iter()
-                .find(|s| s.role == *name)
-                .map_or("tabletop-attacker", |s| s.name.as_str());
-            let (session, issued) = match backdoored {
-                true => ("tabletop-attacker-new", now),
-                false => (stolen, before_the_run(t0)),
-            };
-            // A role on a seeded instance: the stolen session is the
-            // instance's own credentials, used from outside its VPC.
-            let context = match (backdoored, seeded.instance_roles.get(name)) {
-                (false, Some((region, id))) => {
-                    instance_context(admin, &seeded.account, region, id).await
-                }
-                _ => Vec::new(),
-            };
-            let label = match context.is_empty() {
-                true => format!("session {session} issued {}", seconds(issued)),
-                false => format!(
-                    "instance credentials issued {}, used outside the instance's VPC",
-                    seconds(issued)
-                ),
-            };
-            let held = vec![Credential {
-                label,
-                issued: Some(issued),
-                invalid: false,
-                barred: None,
-                context,
-            }];
-            let arn = role.arn().to_string();
-            let assumed = format!(
-                "arn:aws:sts::{}:assumed-role/{name}/{session}",
-                seeded.account
-            );
-            let policies = match policies_of(admin, &actor).await {
-                Ok(p) => p,
-                Err(e) => return unreadable(&format!("{name}'s policies"), e),
-            };
-            (
-                format!("User: {assumed}"),
-                arn,
-                format!("{}:{session}", role.role_id()),
-                held,
-                policies,
-                role.path().starts_with("/aws-service-role/"),
-            )
-        }
+    let p = match read {
+        Ok(p) => p,
+        Err(refused) => return Some(refused),
     };
-    if held.is_empty() {
+    if p.held.is_empty() {
         return Some(format!(
             "the attacker holds no credential of {}",
             subject_of_actor(&actor)
         ));
     }
     let mut reasons = Vec::new();
-    for c in &held {
+    for c in &p.held {
         if let Some(why) = c.barred {
             reasons.push(format!("{}: {why}", c.label));
-            continue;
-        }
-        if c.invalid {
-            reasons.push(format!(
-                "{}: InvalidClientTokenId: The security token included in the request is invalid",
-                c.label
-            ));
             continue;
         }
         let mut request = Request {
             action: action_of(m).into(),
             resource: "*".into(),
-            principal: principal.clone(),
+            principal: p.shown.clone(),
             // Every move acts in the account the run started in: the
             // management account, or an account in no organization.
             management_account: true,
-            service_linked,
+            service_linked: p.service_linked,
             ..Request::default()
         }
-        .with("aws:PrincipalArn", arn.clone())
-        .with("aws:userid", userid.clone())
+        .with("aws:PrincipalArn", p.arn.clone())
+        .with("aws:userid", p.userid.clone())
         .with("aws:PrincipalAccount", seeded.account.clone());
         if let Some(t) = c.issued {
             request = request.with("aws:TokenIssueTime", t.to_string());
@@ -433,12 +281,189 @@ pub async fn refusal(
         for (k, v) in &c.context {
             request = request.with(k, v.clone());
         }
-        match evaluate(&request, &policies) {
+        match evaluate(&request, &p.policies) {
             Decision::Allowed => return None,
             Decision::Denied(why) => reasons.push(format!("{}: {why}", c.label)),
         }
     }
     Some(reasons.join("; "))
+}
+
+/// A user and the credentials of it the attacker holds: its keys (seeded,
+/// or made by earlier moves), federation tokens it minted, and its console
+/// session. `Err` is the refusal.
+async fn user_principal(at: &Moment<'_>, name: &str) -> Result<Principal, String> {
+    let iam = at.admin.iam();
+    let got = match iam.get_user().user_name(name).send().await {
+        Ok(u) => u,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) =>
+        {
+            return Err(format!(
+                "InvalidClientTokenId: user {name} does not exist, so no credential of it works"
+            ));
+        }
+        Err(e) => return Err(unreadable(&format!("user {name}"), error_text(&e))),
+    };
+    let user = got
+        .user()
+        .ok_or_else(|| unreadable(&format!("user {name}"), "no user in the answer".into()))?;
+    let subject = format!("user {name}");
+    let mut held = Vec::new();
+    let mut known: Vec<String> = at.seeded.user_keys.get(name).cloned().unwrap_or_default();
+    let made = [MoveKind::CreateAccessKey, MoveKind::CreateAdminUser];
+    for r in at.done(&made, &subject) {
+        known.extend(
+            r.resources
+                .iter()
+                .filter(|k| k.starts_with("AKIA"))
+                .cloned(),
+        );
+    }
+    let keys = iam
+        .list_access_keys()
+        .user_name(name)
+        .send()
+        .await
+        .map_err(|e| unreadable(&format!("{name}'s keys"), error_text(&e)))?;
+    for id in known {
+        let active = keys.access_key_metadata().iter().any(|k| {
+            k.access_key_id() == Some(id.as_str())
+                && k.status().map(|s| s.as_str()) == Some("Active")
+        });
+        let mut key = Credential::new(format!("key {id}"), None);
+        key.barred = (!active).then_some(INVALID_KEY);
+        held.push(key);
+    }
+    // A federation token minted earlier outlives the key it was minted
+    // with; it can call neither IAM nor STS (but GetCallerIdentity), as the
+    // STS API reference has it for GetFederationToken.
+    let token_barred = ["iam:", "sts:"]
+        .iter()
+        .any(|p| action_of(at.m).starts_with(p));
+    for r in at.done(&[MoveKind::FederationToken], &subject) {
+        let minted = r
+            .resources
+            .iter()
+            .find_map(|x| x.strip_prefix(MINTED))
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        let Some(minted) = minted else { continue };
+        let label = format!("federation token minted {}", seconds(minted));
+        let mut token = Credential::new(label, Some(minted));
+        token.barred = token_barred
+            .then_some("AccessDenied: a federation token cannot call IAM or STS operations");
+        held.push(token);
+    }
+    // GetFederationToken must be signed with a long-term key (STS API
+    // reference): no session can make it. Otherwise a password still there
+    // signs in afresh, and a console session opened earlier outlives the
+    // password's deletion.
+    if at.m.action != MoveKind::FederationToken {
+        let seeded_console = at
+            .scenario
+            .file
+            .users
+            .iter()
+            .any(|u| u.name == *name && u.console);
+        let signed_in = [MoveKind::CreateLoginProfile, MoveKind::ConsoleLogin];
+        let opened = at.done(&signed_in, &subject).next_back().map(|r| r.at_ms);
+        if has_password(at.admin, name).await {
+            held.push(Credential::new(
+                "a new console sign-in".into(),
+                Some(at.now),
+            ));
+        } else if seeded_console || opened.is_some() {
+            // The latest sign-in the attacker made, else the session it
+            // held before the run.
+            let issued = opened.map_or_else(|| before_the_run(at.t0), |ms| at.at(ms));
+            let label = format!("console session issued {}", seconds(issued));
+            held.push(Credential::new(label, Some(issued)));
+        }
+    }
+    let policies = policies_of(at.admin, &Actor::User(name.to_string()))
+        .await
+        .map_err(|e| unreadable(&format!("{name}'s policies"), e))?;
+    let arn = user.arn().to_string();
+    Ok(Principal {
+        shown: format!("User: {arn}"),
+        arn,
+        userid: user.user_id().to_string(),
+        held,
+        policies,
+        service_linked: false,
+    })
+}
+
+/// A role and the session of it the attacker holds: the one it stole (an
+/// instance's credentials, for a role on a seeded instance), or a fresh one
+/// while the role trusts the attacker's account. `Err` is the refusal.
+async fn role_principal(at: &Moment<'_>, name: &str) -> Result<Principal, String> {
+    let iam = at.admin.iam();
+    let got = match iam.get_role().role_name(name).send().await {
+        Ok(r) => r,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) =>
+        {
+            return Err(format!(
+                "AccessDenied: role {name} does not exist, so no session of it can be had"
+            ));
+        }
+        Err(e) => return Err(unreadable(&format!("role {name}"), error_text(&e))),
+    };
+    let role = got
+        .role()
+        .ok_or_else(|| unreadable(&format!("role {name}"), "no role in the answer".into()))?;
+    // Trusted by the attacker's own account now, it mints a new session of
+    // its own naming at will; otherwise the attacker holds the one it stole.
+    let trust = role
+        .assume_role_policy_document()
+        .map(url_decode)
+        .unwrap_or_default();
+    let backdoored = trust.contains(ATTACKER_ACCOUNT);
+    let stolen = at
+        .scenario
+        .file
+        .stolen_sessions
+        .iter()
+        .find(|s| s.role == *name)
+        .map_or("tabletop-attacker", |s| s.name.as_str());
+    let (session, issued) = match backdoored {
+        true => ("tabletop-attacker-new", at.now),
+        false => (stolen, before_the_run(at.t0)),
+    };
+    // A role on a seeded instance: the stolen session is the instance's
+    // own credentials, used from outside its VPC.
+    let context = match (backdoored, at.seeded.instance_roles.get(name)) {
+        (false, Some((region, id))) => {
+            instance_context(at.admin, &at.seeded.account, region, id).await
+        }
+        _ => Vec::new(),
+    };
+    let label = match context.is_empty() {
+        true => format!("session {session} issued {}", seconds(issued)),
+        false => format!(
+            "instance credentials issued {}, used outside the instance's VPC",
+            seconds(issued)
+        ),
+    };
+    let mut credential = Credential::new(label, Some(issued));
+    credential.context = context;
+    let policies = policies_of(at.admin, &Actor::Role(name.to_string()))
+        .await
+        .map_err(|e| unreadable(&format!("{name}'s policies"), e))?;
+    Ok(Principal {
+        shown: format!(
+            "User: arn:aws:sts::{}:assumed-role/{name}/{session}",
+            at.seeded.account
+        ),
+        arn: role.arn().to_string(),
+        userid: format!("{}:{session}", role.role_id()),
+        held: vec![credential],
+        policies,
+        service_linked: role.path().starts_with("/aws-service-role/"),
+    })
 }
 
 /// The keys AWS adds to requests signed with an instance's credentials

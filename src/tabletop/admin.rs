@@ -41,14 +41,7 @@ impl Admin {
             .role_session_name("tabletop-attacker")
             .send()
             .await
-            .map_err(|e| {
-                use aws_sdk_sts::error::ProvideErrorMetadata;
-                format!(
-                    "{}: {}",
-                    e.code().unwrap_or("error"),
-                    e.message().unwrap_or("sts:AssumeRole failed")
-                )
-            })?;
+            .map_err(|e| super::moves::error_text(&e))?;
         let c = out
             .credentials()
             .ok_or_else(|| "sts:AssumeRole returned no credentials".to_string())?;

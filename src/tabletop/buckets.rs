@@ -269,6 +269,8 @@ async fn ransom(s3: &aws_sdk_s3::Client, bucket: &str, wipe: Wipe) -> Played {
     if !done.is_empty() {
         let note = "Your files are gone. Pay 5 BTC to recover them. (tabletop exercise)";
         let put = s3.put_object().bucket(bucket).key(RANSOM_NOTE);
+        // The note is the attacker's signature, not the damage: a failed
+        // put changes nothing the report judges.
         let _ = put.body(note.as_bytes().to_vec().into()).send().await;
     }
     Ok((done, refused))

@@ -128,14 +128,7 @@ pub async fn play(admin: &Admin, seeded: &Seeded, m: &Move) -> (String, Played) 
             .send()
             .await
             .map(|_| (vec![account.to_string()], Vec::new()))
-            .map_err(|e| {
-                use aws_sdk_organizations::error::ProvideErrorMetadata;
-                format!(
-                    "{}: {}",
-                    e.code().unwrap_or("error"),
-                    e.message().unwrap_or("")
-                )
-            });
+            .map_err(|e| super::moves::error_text(&e));
         return (format!("account {name}"), r);
     }
     match admin.in_account(account, MEMBER_ROLE).await {
