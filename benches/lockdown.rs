@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::Estate;
 use common::proxy::{Seen, Shaping};
-use common::{Estate, repo_playbook};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 const CASE: &str = "BENCH-1";
@@ -177,7 +177,7 @@ async fn main() -> ExitCode {
     );
 
     let log = e.path("bench.jsonl");
-    let pb = repo_playbook("full-lockdown.yaml");
+    let pb = common::flagship_over(e.dir.path(), &REGIONS);
     let started_at = SystemTime::now();
     let started = Instant::now();
     let out = e
@@ -190,7 +190,13 @@ async fn main() -> ExitCode {
             "run",
         ])
         .arg(&pb)
-        .args(["--yes", "--var", &format!("case_id={CASE}"), "--audit-log"])
+        .args([
+            "--yes",
+            "--no-hold",
+            "--var",
+            &format!("case_id={CASE}"),
+            "--audit-log",
+        ])
         .arg(&log)
         .write_stdin("")
         .output();
@@ -740,7 +746,7 @@ async fn plan_memory(n: usize) -> ExitCode {
         n / 10,
         t.elapsed().as_secs_f64()
     );
-    let pb = repo_playbook("full-lockdown.yaml");
+    let pb = common::flagship_over(e.dir.path(), &REGIONS);
     let t = Instant::now();
     let out = std::process::Command::new("/usr/bin/time")
         .args(["-f", "peak-rss-kb %M"])

@@ -273,6 +273,10 @@ pub enum Command {
         /// run changes nothing, so it has nothing to hold: refused with it.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "dry_run")]
         hold: Option<std::time::Duration>,
+        /// Do not hold, even when the playbook says `hold: true` (which
+        /// holds until Ctrl-C or SIGTERM otherwise).
+        #[arg(long, conflicts_with = "hold")]
+        no_hold: bool,
         /// How often to check while holding.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "20s")]
         every: std::time::Duration,

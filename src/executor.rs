@@ -51,7 +51,10 @@ pub struct Interrupt {
 }
 
 impl Interrupt {
-    /// Starts listening for the signals; the listener lives as long as the process.
+    /// Starts listening for the signals (Ctrl-C, SIGTERM, and SIGHUP: a
+    /// responder's dropped SSH session must end a hold the way Ctrl-C does,
+    /// tightening the freeze and closing the log, not kill it midway); the
+    /// listener lives as long as the process.
     pub fn listen() -> std::sync::Arc<Interrupt> {
         let me = std::sync::Arc::new(Interrupt::default());
         let it = me.clone();
@@ -60,15 +63,17 @@ impl Interrupt {
             loop {
                 #[cfg(unix)]
                 {
-                    let mut term = match tokio::signal::unix::signal(
-                        tokio::signal::unix::SignalKind::terminate(),
-                    ) {
-                        Ok(t) => t,
-                        Err(_) => return,
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let (Ok(mut term), Ok(mut hup)) = (
+                        signal(SignalKind::terminate()),
+                        signal(SignalKind::hangup()),
+                    ) else {
+                        return;
                     };
                     tokio::select! {
                         _ = tokio::signal::ctrl_c() => {}
                         _ = term.recv() => {}
+                        _ = hup.recv() => {}
                     }
                 }
                 #[cfg(not(unix))]

@@ -296,3 +296,64 @@ fn aws_is_called_only_from_the_modules_that_talk_to_it() {
         "AWS SDK calls outside actions/, aws/ and tabletop/: {found:#?}"
     );
 }
+
+/// `ec2:DeleteSnapshot` → `.delete_snapshot()`: the SDK builder method.
+fn sdk_method(action: &str) -> String {
+    let op: Vec<char> = action
+        .split_once(':')
+        .map_or(action, |(_, op)| op)
+        .chars()
+        .collect();
+    let mut out = String::from(".");
+    for (i, c) in op.iter().enumerate() {
+        // A word starts at a capital after a small letter, or at the last
+        // capital of a run followed by a small letter (`DBInstance`).
+        let prev = i.checked_sub(1).and_then(|p| op.get(p));
+        let next = op.get(i + 1);
+        let starts = c.is_ascii_uppercase()
+            && (prev.is_some_and(|p| p.is_ascii_lowercase())
+                || (prev.is_some_and(|p| p.is_ascii_uppercase())
+                    && next.is_some_and(|n| n.is_ascii_lowercase())));
+        if starts {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out + "()"
+}
+
+/// The freeze denies the exempted member role what breakglass never does
+/// (`MEMBER_ROLE_DENIED`): a step or a rollback that started calling one of
+/// them would be refused in every member account. No code under
+/// `src/actions/` or `src/commands/` makes any of those calls.
+#[test]
+fn nothing_breakglass_calls_is_denied_to_the_member_role() {
+    assert_eq!(sdk_method("ec2:DeleteSnapshot"), ".delete_snapshot()");
+    assert_eq!(sdk_method("rds:DeleteDBInstance"), ".delete_db_instance()");
+    assert_eq!(
+        sdk_method("iam:CreateOpenIDConnectProvider"),
+        ".create_open_id_connect_provider()"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let ours: Vec<(PathBuf, String)> = sources()
+        .into_iter()
+        .filter(|f| f.starts_with(root.join("actions")) || f.starts_with(root.join("commands")))
+        .map(|f| {
+            let code = code_of(&std::fs::read_to_string(&f).expect("read"));
+            (f, code)
+        })
+        .collect();
+    let mut called = Vec::new();
+    for action in breakglass::actions::org::MEMBER_ROLE_DENIED {
+        let method = sdk_method(action);
+        for (f, code) in &ours {
+            if code.contains(&method) {
+                called.push(format!("{action} ({method}) in {}", f.display()));
+            }
+        }
+    }
+    assert!(
+        called.is_empty(),
+        "denied to the member role, yet called: {called:#?}"
+    );
+}

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Estate, repo_playbook};
+use common::Estate;
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
@@ -46,14 +46,17 @@ async fn seed(e: &Estate) -> Seeded {
     }
 }
 
+/// The flagship over this estate's two regions: what a crash interrupts is
+/// the same, twenty-odd runs over.
 fn run_args(log: &Path) -> Vec<String> {
-    let pb = repo_playbook("full-lockdown.yaml");
+    let pb = common::flagship_over(log.parent().expect("log dir"), &REGIONS);
     [
         "--output",
         "json",
         "run",
         pb.to_str().expect("path"),
         "--yes",
+        "--no-hold",
         "--skip-preflight",
         "--no-verify",
         "--var",

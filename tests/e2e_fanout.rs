@@ -44,6 +44,7 @@ fn run_everywhere(e: &Estate, pb: &str, case: &str) -> common::Ran {
         "run",
         pb,
         "--yes",
+        "--no-hold",
         "--var",
         &case,
     ])

@@ -307,6 +307,7 @@ async fn full_lockdown_contains_two_regions_and_spares_the_executor() {
         "run",
         pb,
         "--yes",
+        "--no-hold",
         "--var",
         "case_id=IR-10",
         "--audit-log",
@@ -334,6 +335,41 @@ async fn full_lockdown_contains_two_regions_and_spares_the_executor() {
     );
     let verify = e.run(&["verify", pb, "--var", "case_id=IR-10"]);
     assert_eq!(verify.code, 0, "{}", verify.stdout);
+}
+
+/// The flagship's `accounts: all` in an account that is in no organization
+/// still contains that account (moto answers DescribeOrganization with
+/// AWSOrganizationsNotInUseException, as AWS does): nothing widens, and
+/// nothing is silently skipped.
+#[tokio::test]
+async fn the_flagship_in_a_standalone_account_contains_that_account() {
+    let mut e = Estate::new().await;
+    e.with_proxy();
+    let alice = e.user_with_key("alice").await;
+    let east = e.instances("us-east-1", 1, false).await;
+    let pb = repo_playbook("full-lockdown.yaml");
+    let ran = e.run(&[
+        "run",
+        pb.to_str().expect("path"),
+        "--yes",
+        "--no-hold",
+        "--var",
+        "case_id=IR-SOLO",
+    ]);
+    assert!(
+        ran.stderr.contains("is in no organization"),
+        "{}\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert_eq!(e.key_status("alice", &alice).await, "Inactive");
+    let i = e.instance("us-east-1", &east[0]).await;
+    assert_eq!(
+        i.network_interfaces()[0].groups()[0].group_name(),
+        Some("breakglass-quarantine")
+    );
+    // Only the SCP step has nothing to act on: the run says so (exit 1).
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
 }
 
 #[tokio::test]
@@ -884,6 +920,7 @@ async fn rollback_restores_everything_reversible() {
         "run",
         pb.to_str().expect("path"),
         "--yes",
+        "--no-hold",
         "--var",
         "case_id=IR-13",
         "--audit-log",

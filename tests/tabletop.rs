@@ -159,220 +159,189 @@ fn move_resources(r: &serde_json::Value, action: &str) -> Vec<String> {
 #[test]
 fn code_spaces_against_full_lockdown() {
     let ex = tabletop("full-lockdown.yaml", "code-spaces.yaml", &[]);
-    check_report(&ex, 18);
+    // 20 steps, and the freeze rewritten without the member role at the end.
+    check_report(&ex, 21);
     let r = &ex.report;
-    let exposed = exposed(r);
-    // The deny-all SCP is the first containment, and SCPs spare the management account.
-    assert_eq!(r["first_containment_ms"], r["timeline"][0]["end_ms"], "{r}");
+    let timeline = r["timeline"].as_array().expect("timeline");
+    let tightened = &timeline[20];
     assert!(
-        r["first_containment"]
+        tightened["name"]
             .as_str()
-            .is_some_and(|s| s.contains("SCP"))
+            .is_some_and(|n| n.contains("member-role exemption removed")),
+        "{tightened}"
     );
-    assert!(
-        exposed.iter().any(|e| e.contains("management account")),
-        "{exposed:#?}"
-    );
-    // In the member accounts, the moves after the freeze meet the deny-all
-    // SCP: refused as AWS refuses them, the backups account stays in the
-    // organization and no miner runs.
-    let freeze_end = r["timeline"][0]["end_ms"].as_u64().expect("freeze end");
-    for late in ["leave_organization", "launch_instance"] {
-        let m = attacker_move(r, late);
-        let at = m["at_ms"].as_u64().expect("move time");
-        // The freeze lands well under a second in; a machine slowed past
-        // 4 s lets the moves through, and then they are named.
-        if freeze_end < at {
-            assert_eq!(m["succeeded"], false, "{m}");
-            let why = "with an explicit deny in a service control policy";
-            assert!(format!("{m}").contains(why), "{m}");
-        } else {
-            assert_eq!(m["succeeded"], true, "{m}");
+    assert_eq!(tightened["status"], "done", "{tightened}");
+    assert!(tightened["start_ms"].as_u64() > timeline[19]["end_ms"].as_u64());
+    let exposed = exposed(r);
+    let end_of = |i: usize, action: &str| {
+        assert_eq!(timeline[i]["action"], action, "{r}");
+        timeline[i]["end_ms"].as_u64().expect("step end")
+    };
+    // The deny-all SCP is the first containment; SCPs spare the management
+    // account, and the service-linked role is AWS's.
+    let freeze_end = end_of(0, "org.apply_scp");
+    assert_eq!(r["first_containment_ms"], freeze_end, "{r}");
+    end_of(1, "org.apply_rcp");
+    let lock_end = end_of(2, "ec2.lock_snapshots");
+    let protect_end = end_of(3, "ec2.enable_termination_protection");
+    let keys_end = end_of(11, "iam.deactivate_access_keys");
+    // The run's own snapshots exist unlocked between these two steps.
+    let snapshots_start = timeline[16]["start_ms"].as_u64().expect("start");
+    let snapshots_locked = end_of(17, "ec2.lock_snapshots");
+    let steps_end = end_of(19, "ec2.isolate_instances");
+    for needle in ["(the management account)", "role AWSServiceRoleForSupport"] {
+        assert_eq!(exposure_kinds(r, needle), ["out_of_reach"], "{needle}: {r}");
+    }
+    let moves = r["attacker"].as_array().expect("moves");
+    let at = |m: &serde_json::Value| m["at_ms"].as_u64().expect("move time");
+    for m in moves {
+        let management = m["account"].is_null();
+        match m["do"].as_str().unwrap_or_default() {
+            // Every snapshot is locked before the wipe (a machine slowed past
+            // a second lets some through, and then they are named lost).
+            "delete_snapshots"
+                if management
+                    && at(m) > lock_end
+                    && !(snapshots_start..=snapshots_locked).contains(&at(m)) =>
+            {
+                assert_eq!(m["resources"], serde_json::json!([]), "{m}")
+            }
+            // Termination protection, or the backdoor's key cut, or the
+            // hold's protection of the attacker's own instance.
+            "terminate_instances" if management && at(m) > protect_end => {
+                for id in m["resources"].as_array().into_iter().flatten() {
+                    let id = id.as_str().unwrap_or_default();
+                    assert!(
+                        move_resources(r, "launch_instance").contains(&id.to_string()),
+                        "a seeded instance {id} terminated after the protection step: {m}"
+                    );
+                }
+            }
+            // In member accounts, the freeze (its member-role statement)
+            // or the management credential's cut refuses every later move:
+            // no miner, no wipe, the backups account stays.
+            _ if !management && at(m) > freeze_end => {
+                assert_eq!(m["succeeded"], false, "{m}");
+                let why = m["detail"].to_string();
+                assert!(
+                    why.contains("explicit deny in a service control policy")
+                        || why.contains("cannot enter account"),
+                    "{m}"
+                );
+            }
+            _ => {}
         }
     }
-    let backups = exposure_kinds(r, "(backups)");
-    assert!(!backups.is_empty(), "{r}");
-    let left = attacker_move(r, "leave_organization")["succeeded"] == true;
-    assert_eq!(backups.contains(&"lost".to_string()), left, "{r}");
-    // The shadow administrator made at 0 s, before the freeze or refused by
-    // it: if made, the SCP now binds it, and it is left to delete.
-    let shadow = r["attacker"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["account"] == "production" && m["do"] == "create_admin_user")
-        .expect("the shadow administrator's move");
-    match shadow["succeeded"].as_bool() {
-        Some(true) => assert_eq!(
-            exposure_kinds(r, "user shadow-admin in account"),
-            ["leftover"],
-            "{r}"
-        ),
-        _ => assert!(
-            shadow["detail"]
-                .as_str()
-                .is_some_and(|d| d.contains("service control policy")),
-            "{shadow}"
-        ),
+    // Whatever was lost is named, with the move that destroyed it.
+    for e in r["exposed"].as_array().into_iter().flatten() {
+        if e["kind"] != "lost" {
+            continue;
+        }
+        let what = e["what"].as_str().unwrap_or_default();
+        let by_a_move = moves.iter().any(|m| {
+            m["succeeded"] == true
+                && m["resources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x.as_str().is_some_and(|x| what.contains(x)))
+        });
+        assert!(by_a_move, "lost without a move that explains it: {e}");
     }
-    // The key the attacker minted is caught or named, never missed silently.
-    let minted = move_resources(r, "create_access_key");
-    assert_eq!(minted.len(), 1, "{r}");
-    let caught = r["outcomes"].as_array().into_iter().flatten().any(|o| {
-        o["target"].as_str().is_some_and(|t| t.contains(&minted[0])) && o["outcome"] == "changed"
-    });
-    assert!(
-        caught || exposed.iter().any(|e| e.contains(&minted[0])),
-        "{minted:?} neither caught nor listed: {exposed:#?}"
-    );
-    // The console session opened at 0 s is revoked with devops's other
-    // sessions, and the password it gave devops is gone: the password step
-    // removed it, as the emulator reads back.
-    assert_eq!(attacker_move(r, "console_login")["succeeded"], true, "{r}");
-    assert!(exposure_kinds(r, "console session").is_empty(), "{r}");
-    assert_eq!(move_resources(r, "create_login_profile"), ["devops"], "{r}");
-    assert!(
-        !exposed.iter().any(|e| e.contains("console password")),
-        "{exposed:#?}"
-    );
-    // The administrator the attacker made at 0 s lost its key to the key
-    // step: left to clean up, not open.
-    assert_eq!(exposure_kinds(r, "user backdoor"), ["leftover"], "{r}");
-    // So is the admin policy on ci-deploy: its keys, password and sessions
-    // are all cut.
-    assert_eq!(
-        exposure_kinds(r, "AdministratorAccess on user ci-deploy"),
-        ["leftover"],
-        "{r}"
-    );
-    // The trust of app-server opened to the attacker's account: the
-    // flagship revokes the role's sessions by issue time but quarantines no
-    // role, so the sessions the attacker mints from outside still work.
-    assert_eq!(exposure_kinds(r, "role app-server"), ["open"], "{r}");
-    // Port 22 opened at 0 s: isolation moved every instance out of the
-    // group, so the rule is left to clean up, not open.
-    let opened = move_resources(r, "open_port_22");
-    assert!(!opened.is_empty(), "{r}");
-    for group in &opened {
-        let kinds = exposure_kinds(r, group);
-        assert_eq!(kinds, ["leftover"], "{group}: {r}");
-    }
+    // Nothing the attacker holds or opened is usable at the end: every key
+    // it minted or re-activated is caught (the hold keeps checking after the
+    // last move), the trail logs every management event again, the shares
+    // are taken back, and every instance in every region of every account
+    // is isolated (`regions: all`, `accounts: all`).
+    let kinds = |needle: &str| exposure_kinds(r, needle);
     for needle in [
-        "ap-southeast-2, a region the playbook did not select",
-        "role AWSServiceRoleForSupport",
-        "AdministratorAccess on user ci-deploy",
-        "member account: the deny-all SCP has bound it since",
+        "access key",
+        "console",
+        "trail",
+        "instance",
+        "shared",
+        "snapshot",
     ] {
         assert!(
-            exposed.iter().any(|e| e.contains(needle)),
+            !kinds(needle).contains(&"open".to_string()),
             "{needle}: {exposed:#?}"
         );
     }
-    // The trail the attacker stopped and muted at 0 s is logging every
-    // management event again, and the backup it shared is taken back.
-    for gone in [
-        "logging stopped",
-        "muted every management event",
-        "shared with the attacker",
-    ] {
-        assert!(
-            !exposed.iter().any(|e| e.contains(gone)),
-            "{gone}: {exposed:#?}"
+    assert!(
+        !exposed.iter().any(|e| e.contains("did not select")),
+        "{exposed:#?}"
+    );
+    let reactivation = attacker_move(r, "reactivate_access_keys");
+    if keys_end < at(&reactivation) {
+        assert_eq!(
+            move_resources(r, "reactivate_access_keys").len(),
+            1,
+            "the re-activation at 6 s went through, and the hold caught it: {r}"
         );
     }
-    assert_eq!(move_resources(r, "mute_trail").len(), 1, "{r}");
-    // Every backup was shared at 0 s; the lock-all step keeps at least one
-    // from the attacker's deletions, and ec2.unshare took its grant back.
-    let shared = move_resources(r, "share_snapshots");
-    assert!(!shared.is_empty(), "{r}");
-    let unshared = r["outcomes"].as_array().into_iter().flatten().any(|o| {
-        o["outcome"] == "changed"
-            && o["target"]
-                .as_str()
-                .is_some_and(|t| shared.iter().any(|s| t.contains(s.as_str())))
-    });
-    assert!(unshared, "ec2.unshare took no share back: {r}");
-    assert!(
-        r["outcomes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|o| o["target"]
-                .as_str()
-                .is_some_and(|t| t.contains("trail management-trail"))
-                && o["outcome"] == "changed"),
+    // The backdoored trust is bound by the quarantine; the administrator
+    // made before the response and the policy on ci-deploy are cut off,
+    // left to clean up.
+    assert_eq!(kinds("role app-server"), ["leftover"], "{r}");
+    assert_eq!(kinds("administrator user backdoor"), ["leftover"], "{r}");
+    assert_eq!(
+        kinds("AdministratorAccess on user ci-deploy"),
+        ["leftover"],
         "{r}"
     );
-    // Once the step locking every existing snapshot is done, no deletion of
-    // the attacker's succeeds: the pre-existing backups are kept.
-    assert_eq!(r["timeline"][5]["action"], "ec2.lock_snapshots", "{r}");
-    let all_locked = r["timeline"][5]["end_ms"].as_u64().expect("lock-all end");
-    for m in r["attacker"].as_array().into_iter().flatten() {
-        if m["do"] == "delete_snapshots" && m["at_ms"].as_u64() > Some(all_locked) {
-            assert_eq!(m["resources"], serde_json::json!([]), "{m}");
-        }
-    }
-    // Whatever the attacker did delete is named, with when.
-    for id in move_resources(r, "delete_snapshots") {
+    // The production bucket opened to the attacker's account at 0 s: the
+    // RCP over the account refuses the outsider, as AWS evaluates it, so
+    // the grant is left to remove.
+    if attacker_move(r, "backdoor_bucket_policy")["succeeded"] == true {
+        assert_eq!(kinds("bucket prod-exports"), ["leftover"], "{r}");
         assert!(
             exposed
                 .iter()
-                .any(|e| e.contains(&id) && e.contains("deleted by the attacker")),
-            "{id}: {exposed:#?}"
+                .any(|e| e.contains("prod-exports") && e.contains("resource control policy")),
+            "{exposed:#?}"
         );
     }
-    // A sweep after the lock step finds the run's snapshots locked.
-    let locked_at = r["timeline"][14]["end_ms"].as_u64().expect("lock step end");
-    for m in r["attacker"].as_array().into_iter().flatten() {
-        if m["do"] != "delete_snapshots" || m["at_ms"].as_u64() <= Some(locked_at) {
-            continue;
-        }
-        for id in m["resources"].as_array().into_iter().flatten() {
-            let id = id.as_str().unwrap_or_default();
+    // The member accounts' own estates (keys, passwords, instances,
+    // backups), read back there: only what the attacker made before the
+    // freeze (the shadow administrator, the bucket's grant) is left.
+    for e in r["exposed"].as_array().into_iter().flatten() {
+        if e["what"].as_str().is_some_and(|w| w.contains("in account")) {
+            assert_eq!(e["kind"], "leftover", "{e}");
+            let what = e["what"].to_string();
             assert!(
-                !exposed
-                    .iter()
-                    .any(|e| e.contains(id) && e.contains("before the run locked it")),
-                "{id} was locked before this sweep: {exposed:#?}"
+                what.contains("shadow-admin") || what.contains("prod-exports"),
+                "{e}"
             );
         }
-        // The full sweep (no count) meets every snapshot, all locked: it
-        // deletes nothing (a move with no success lists its refusals in
-        // `detail`, one with some in `refused`).
-        if m["planned_ms"] == 5000 {
-            let refusals = format!("{}{}", m["refused"], m["detail"]);
-            assert!(refusals.contains("is locked"), "{m}");
-        }
     }
-    // Every instance the attacker terminated is in the report, with why.
-    for id in move_resources(r, "terminate_instances") {
-        assert!(
-            exposed.iter().any(|e| e.contains(&id)),
-            "{id}: {exposed:#?}"
-        );
+    // The verdict and the exit agree: contained when nothing is lost or
+    // open (what the demo shows on a machine like CI's).
+    let clean = !r["exposed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["kind"] == "lost" || e["kind"] == "open");
+    assert_eq!(ex.code, Some(if clean { 0 } else { 1 }), "{r}");
+    assert_eq!(r["status"] == "completed", clean, "{r}");
+    // When the steps beat the moves they answer (every protection before
+    // the wipe at 1 s and the terminations at 2 s, the steps over well
+    // before the attacker's own instance is terminated at 12 s, no delete
+    // between the run's snapshots and their lock), the flagship wins:
+    // nothing lost, nothing open, exit 0. A machine slowed past that names
+    // its losses above instead.
+    let in_time = lock_end < 1000
+        && protect_end < 2000
+        && steps_end < 8000
+        && !moves.iter().any(|m| {
+            m["do"] == "delete_snapshots" && (snapshots_start..=snapshots_locked).contains(&at(m))
+        });
+    if in_time {
+        assert!(clean, "the flagship loses nothing on time: {exposed:#?}");
     }
-    // moto has no snapshot locking: breakglass emulates it, and says so.
-    assert!(r["emulator_notes"].to_string().contains("snapshot locking"));
-    assert_eq!(
-        r["timeline"][14]["status"], "done",
-        "the lock step ran: {r}"
-    );
-    // Whether the run ends contained depends on timing: the attacker
-    // re-activates a key at 6 s, and a read-back that ends before then sees
-    // every target contained (exit 0), one after it does not (exit 1).
-    // Either way the report and the exit code agree, and the re-activation
-    // is reported from the emulator's end state.
-    match ex.code {
-        Some(0) => assert!(r["full_containment_ms"].is_u64(), "{r}"),
-        Some(1) => assert_eq!(r["full_containment_ms"], serde_json::Value::Null),
-        other => panic!("exit {other:?}: {r}"),
-    }
-    assert!(
-        exposed
-            .iter()
-            .any(|e| e.contains("re-activated by the attacker")),
-        "{exposed:#?}"
-    );
+    // moto has no snapshot locking and lists regions AWS does not enable:
+    // breakglass answers both, and says so.
+    let notes = r["emulator_notes"].to_string();
+    assert!(notes.contains("snapshot locking") && notes.contains("DescribeRegions"));
 }
 
 #[test]
@@ -479,29 +448,38 @@ fn a_leaked_key_is_contained_and_the_attackers_new_key_is_named() {
 #[test]
 fn s3_ransomware_is_recoverable_only_where_buckets_were_protected_first() {
     let ex = tabletop("full-lockdown.yaml", "s3-ransomware.yaml", &[]);
-    check_report(&ex, 18);
+    check_report(&ex, 21);
     let r = &ex.report;
     assert_eq!(r["seeded"]["buckets"], 4, "{r}");
-    let protected = r["timeline"][8].clone();
+    let protected = r["timeline"][10].clone();
     assert_eq!(protected["action"], "s3.protect_buckets", "{r}");
-    let sse_c = attacker_move(r, "s3_ransomware_sse_c");
     let protected_at = protected["end_ms"].as_u64().expect("step end");
     let wiped_at = attacker_move(r, "s3_ransomware_individual")["at_ms"]
         .as_u64()
         .expect("move time");
-    // The steps take under two seconds here; a machine slow enough to
+    // The steps take under three seconds here; a machine slow enough to
     // finish them after the wipe at 4 s must report the loss instead.
     if protected_at + 100 < wiped_at {
-        // Versioning came first: the deletions keep every earlier version.
-        for bucket in ["bucket customer-exports", "bucket analytics-raw"] {
+        // Either the flagship's quarantine of every role refused the wipe
+        // from the attacker's role, or versioning (on first) kept every
+        // deleted object's version and the SSE-C block refused the
+        // re-encryption, as S3 does (403): nothing is lost either way.
+        let wipes = r["attacker"].as_array().into_iter().flatten();
+        for m in wipes.filter(|m| m["planned_ms"] == 4000) {
+            let quarantined = format!("{m}").contains("breakglass-quarantine");
+            if m["do"] == "s3_ransomware_sse_c" || quarantined {
+                assert_eq!(m["succeeded"], false, "{m}");
+                assert!(format!("{m}").contains("AccessDenied"), "{m}");
+            }
+        }
+        for bucket in [
+            "bucket customer-exports",
+            "bucket analytics-raw",
+            "bucket invoices",
+        ] {
             let kinds = exposure_kinds(r, bucket);
-            assert!(kinds.contains(&"leftover".to_string()), "{bucket}: {r}");
             assert!(!kinds.contains(&"lost".to_string()), "{bucket}: {r}");
         }
-        // The SSE-C block refuses the re-encryption, as S3 does (403).
-        assert_eq!(sse_c["succeeded"], false, "{sse_c}");
-        assert!(format!("{sse_c}").contains("AccessDenied"), "{sse_c}");
-        assert!(exposure_kinds(r, "bucket invoices").is_empty(), "{r}");
     } else {
         assert!(
             exposed(r)
@@ -511,7 +489,7 @@ fn s3_ransomware_is_recoverable_only_where_buckets_were_protected_first() {
         );
     }
     // The pipeline's own key is inactive by six seconds: refused.
-    let keys = r["timeline"][9].clone();
+    let keys = r["timeline"][11].clone();
     assert_eq!(keys["action"], "iam.deactivate_access_keys", "{r}");
     let late = attacker_move(r, "s3_ransomware_batch");
     assert_eq!(late["subject"], "bucket audit-archive", "{late}");
@@ -734,7 +712,8 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
         }
         // Without an SCP nothing binds the member accounts: the backups
         // account leaves the organization (lost), and the shadow
-        // administrator and the miner in production stay open.
+        // administrator, the miner and the bucket opened to the attacker
+        // (no RCP either) in production stay open.
         if playbook == "protect-backups.yaml" {
             let r = &ex.report;
             assert_eq!(
@@ -746,7 +725,11 @@ fn every_other_shipped_playbook_runs_against_code_spaces() {
                 exposure_kinds(r, "(backups)").contains(&"lost".to_string()),
                 "{r}"
             );
-            assert_eq!(exposure_kinds(r, "in account"), ["open", "open"], "{r}");
+            assert_eq!(
+                exposure_kinds(r, "in account"),
+                ["open", "open", "open"],
+                "{r}"
+            );
         }
     }
 }

@@ -81,8 +81,26 @@ pub(super) async fn context(
             .map(Arc::new),
     };
     if fans_out {
-        let fleet = Fleet::connect(&ctx, &loaded.steps, member_role, &session_name(loaded)).await?;
-        ctx.fleet = Arc::new(fleet);
+        match Fleet::connect(&ctx, &loaded.steps, member_role, &session_name(loaded)).await {
+            Ok(fleet) => ctx.fleet = Arc::new(fleet),
+            // A playbook written for an organization (the flagship's
+            // `accounts: all`) still contains a standalone account: its
+            // steps run there, and the plan says so. Asked for on the
+            // command line, an organization it cannot find is an error.
+            Err(e)
+                if global.accounts.is_none()
+                    && e.code.as_deref() == Some("AWSOrganizationsNotInUseException") =>
+            {
+                ctx.member_exempt = None;
+                let mut home = Fleet::default();
+                home.notes.push(format!(
+                    "Account {} is in no organization: the playbook's `accounts:` selection falls back to this account alone (AWSOrganizationsNotInUseException).",
+                    session.identity.account
+                ));
+                ctx.fleet = Arc::new(home);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(ctx)
 }

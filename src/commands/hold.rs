@@ -84,18 +84,18 @@ pub(super) async fn tighten_scp(
 
 /// Holds the line: every `every`, runs the steps again (discovery finds only
 /// what drifted; revocations from this run still count) and re-applies, until
-/// `length` has passed or Ctrl-C. Each re-application is an intent/result
+/// `length` has passed (`None`: never) or Ctrl-C. Each re-application is an intent/result
 /// pair in the audit log, each check a hold_check record.
 pub(super) async fn hold_line(
     ctx: &Ctx,
     steps: &[BoundStep],
     log: &AuditLog,
     out: &Printer,
-    length: std::time::Duration,
+    length: Option<std::time::Duration>,
     every: std::time::Duration,
     interrupt: Option<&executor::Interrupt>,
 ) -> Result<render::HoldSummary, Error> {
-    let deadline = tokio::time::Instant::now() + length;
+    let deadline = length.and_then(|l| tokio::time::Instant::now().checked_add(l));
     let mut summary = render::HoldSummary::default();
     let opts = executor::Options {
         dry_run: false,
@@ -111,10 +111,10 @@ pub(super) async fn hold_line(
     };
     loop {
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if deadline.is_some_and(|d| now >= d) {
             break;
         }
-        let wait = every.min(deadline - now);
+        let wait = deadline.map_or(every, |d| every.min(d - now));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stopped() => {
@@ -147,10 +147,19 @@ pub(super) async fn hold_line(
             recontained: recontained.clone(),
             failed: failed.clone(),
         })?;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        out.hold_check(summary.checks, &recontained, &failed, left.as_secs());
+        let left = deadline.map(|d| {
+            d.saturating_duration_since(tokio::time::Instant::now())
+                .as_secs()
+        });
+        out.hold_check(summary.checks, &recontained, &failed, left);
         summary.recontained.extend(recontained);
         summary.failed.extend(failed);
+        // Stopped during the check: what it reached is recorded; the
+        // read-back says what is left.
+        if interrupt.is_some_and(|i| i.stopping()) {
+            summary.interrupted = true;
+            break;
+        }
     }
     Ok(summary)
 }

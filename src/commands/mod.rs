@@ -82,6 +82,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             skip_preflight,
             no_verify,
             hold,
+            no_hold,
             every,
         } => {
             let req = RunRequest {
@@ -96,6 +97,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 skip_preflight: *skip_preflight,
                 no_verify: *no_verify,
                 hold: *hold,
+                no_hold: *no_hold,
                 every: *every,
             };
             run(&cli.global, &out, req).await

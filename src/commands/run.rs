@@ -30,6 +30,7 @@ pub(super) struct RunRequest<'a> {
     pub(super) skip_preflight: bool,
     pub(super) no_verify: bool,
     pub(super) hold: Option<std::time::Duration>,
+    pub(super) no_hold: bool,
     pub(super) every: std::time::Duration,
 }
 
@@ -66,8 +67,25 @@ pub(super) async fn run(
     out.accounts(&accounts, &ctx.fleet.notes);
     resolve_protections(&mut ctx, &loaded.playbook).await;
     refuse_self_lockout(&ctx, &loaded.steps)?;
-    // clap refuses --hold with --dry-run.
-    warn_mfa_renewal(&session, req.hold);
+    // clap refuses --hold with --dry-run; a dry run has nothing to hold.
+    // `--hold` bounds the playbook's own `hold: true`, which holds until
+    // stopped.
+    let hold = match (req.hold, loaded.playbook.hold) {
+        _ if req.dry_run || req.no_hold => None,
+        (Some(length), _) => Some(Some(length)),
+        (None, true) => Some(None),
+        (None, false) => None,
+    };
+    warn_mfa_renewal(
+        &session,
+        hold.map(|h| h.unwrap_or(std::time::Duration::MAX)),
+    );
+    if hold == Some(None) {
+        errln!(
+            "note: this playbook holds the line after its steps until stopped (Ctrl-C or SIGTERM), checking every {} s; `--hold DURATION` bounds it",
+            req.every.as_secs()
+        );
+    }
     let mut planned = None;
     if req.dry_run {
         ctx.check_permissions = true;
@@ -157,8 +175,8 @@ pub(super) async fn run(
         let steps = executor::execute(&ctx, &loaded.steps, &opts, |s| out.step_done(s)).await?;
         let stopped = interrupt.as_ref().is_some_and(|i| i.stopping());
         let refused = run_status(&steps) == "refused";
-        let held = match req.hold {
-            Some(length) if !req.dry_run && !refused && !stopped => Some(
+        let held = match hold {
+            Some(length) if !refused && !stopped => Some(
                 hold_line(
                     &ctx,
                     &loaded.steps,
@@ -225,7 +243,9 @@ pub(super) async fn run(
         .total(jiff::Unit::Millisecond)
         .map(|m| m as u64)
         .unwrap_or(0);
-    let interrupted = interrupt.as_ref().is_some_and(|i| i.stopping());
+    // Stopping a hold is how a hold ends, not an interrupted run.
+    let interrupted = interrupt.as_ref().is_some_and(|i| i.stopping())
+        && !held.as_ref().is_some_and(|h| h.interrupted);
     let mut status = run_status(&steps);
     if interrupted {
         status = "interrupted";

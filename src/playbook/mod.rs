@@ -40,6 +40,8 @@ pub struct Playbook {
     pub regions: Option<Regions>,
     /// The playbook-level account selection (steps carry their effective one).
     pub accounts: Option<AccountsSpec>,
+    /// Hold the line after the steps until stopped (`hold: true`).
+    pub hold: bool,
     pub steps: Vec<StepDef>,
     /// Findings that do not stop a run (shown by `validate` and `plan`).
     pub warnings: Vec<Problem>,
@@ -143,6 +145,7 @@ fn parse_text(source: &str, text: &str) -> Result<Playbook, Problems> {
     let mut steps_node = None;
     let mut max_targets = None;
     let mut accounts: Option<yaml::Located<AccountsSpec>> = None;
+    let mut hold = false;
     const SECTIONS: &[&str] = &[
         "name",
         "description",
@@ -152,6 +155,7 @@ fn parse_text(source: &str, text: &str) -> Result<Playbook, Problems> {
         "regions",
         "max_targets",
         "accounts",
+        "hold",
         "steps",
     ];
     for (key, value) in entries {
@@ -195,6 +199,7 @@ fn parse_text(source: &str, text: &str) -> Result<Playbook, Problems> {
             "accounts" => take(
                 yaml::decode_all::<yaml::Located<AccountsSpec>>(value).map(|v| accounts = Some(v)),
             ),
+            "hold" => take(yaml::decode_all::<bool>(value).map(|v| hold = v)),
             "steps" => steps_node = Some(value),
             other => problems.push(
                 Problem::error(source, Some(key.pos), format!("unknown key `{other}`"))
@@ -304,6 +309,7 @@ fn parse_text(source: &str, text: &str) -> Result<Playbook, Problems> {
         protect: protect.into_iter().map(|p| p.value).collect(),
         regions: regions.map(|r| r.value),
         accounts: accounts.map(|a| a.value),
+        hold,
         steps,
         warnings,
     })

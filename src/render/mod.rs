@@ -340,12 +340,13 @@ impl Printer {
     /// Where a fanned-out run goes: printed before the plan or the
     /// confirmation, so an unreachable account is known before anything changes.
     pub fn accounts(&self, accounts: &[AccountStatus], notes: &[String]) {
-        // On stderr like the header, whatever the output format.
-        if accounts.is_empty() {
-            return;
+        // On stderr like the header, whatever the output format. With no
+        // account reached beyond home, a note can still say why (a playbook
+        // across an organization run in an account in none).
+        if !accounts.is_empty() {
+            let reached = accounts.iter().filter(|a| a.reach != "unreachable").count();
+            errln!("  accounts: {reached} of {} reached", accounts.len());
         }
-        let reached = accounts.iter().filter(|a| a.reach != "unreachable").count();
-        errln!("  accounts: {reached} of {} reached", accounts.len());
         for a in accounts {
             if let Some(e) = &a.error {
                 errln!("    UNREACHABLE {}: {e}", a.account);

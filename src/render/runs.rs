@@ -218,7 +218,14 @@ impl Printer {
     }
 
     /// One line per hold check: a status line on stderr, or a JSON event on stdout.
-    pub fn hold_check(&self, check: u64, recontained: &[String], failed: &[String], left: u64) {
+    /// One hold check; `left` is `None` for a hold that lasts until stopped.
+    pub fn hold_check(
+        &self,
+        check: u64,
+        recontained: &[String],
+        failed: &[String],
+        left: Option<u64>,
+    ) {
         if self.format == OutputFormat::Json {
             outln!(
                 "{}",
@@ -229,8 +236,12 @@ impl Printer {
             );
             return;
         }
+        let left = left.map_or_else(
+            || "holding until stopped (Ctrl-C)".to_string(),
+            |s| format!("{s} s left"),
+        );
         errln!(
-            "  hold check {check}: {} drift(s) re-contained, {} failed; {left} s left",
+            "  hold check {check}: {} drift(s) re-contained, {} failed; {left}",
             recontained.len(),
             failed.len()
         );

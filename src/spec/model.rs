@@ -38,6 +38,12 @@ pub struct PlaybookFile {
     /// executor's own account only. Steps may override it.
     #[serde(default)]
     pub accounts: Option<Located<AccountsSpec>>,
+    /// After the steps, hold the line until stopped (Ctrl-C or SIGTERM):
+    /// every `--every`, run the steps again and re-apply whatever drifted,
+    /// catching what the intruder mints after a step has passed it. `run
+    /// --hold DURATION` bounds it; a dry run has nothing to hold.
+    #[serde(default)]
+    pub hold: bool,
     pub steps: Vec<StepFile>,
 }
 

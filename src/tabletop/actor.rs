@@ -114,6 +114,17 @@ pub fn action_of(m: &Move) -> &'static str {
     }
 }
 
+/// What the actor itself must be allowed: the move's own action, or for a
+/// move in a member account `sts:AssumeRole` into its member role (the move
+/// is then made as that role, under the member's SCPs: see
+/// [`super::members`]).
+fn entry_action(m: &Move) -> &'static str {
+    match m.account {
+        Some(_) => "sts:AssumeRole",
+        None => action_of(m),
+    }
+}
+
 /// What the move acts on, as the move's record names it.
 pub fn subject_of(m: &Move) -> String {
     if m.action == MoveKind::LeaveOrganization {
@@ -263,7 +274,7 @@ pub async fn refusal(
             continue;
         }
         let mut request = Request {
-            action: action_of(m).into(),
+            action: entry_action(m).into(),
             resource: "*".into(),
             principal: p.shown.clone(),
             // Every move acts in the account the run started in: the
@@ -341,7 +352,7 @@ async fn user_principal(at: &Moment<'_>, name: &str) -> Result<Principal, String
     // STS API reference has it for GetFederationToken.
     let token_barred = ["iam:", "sts:"]
         .iter()
-        .any(|p| action_of(at.m).starts_with(p));
+        .any(|p| entry_action(at.m).starts_with(p));
     for r in at.done(&[MoveKind::FederationToken], &subject) {
         let minted = r
             .resources
@@ -584,6 +595,7 @@ pub(crate) async fn policies_of(admin: &Admin, actor: &Actor) -> Result<Policies
     Ok(Policies {
         identity,
         scps: Vec::new(),
+        ..Policies::default()
     })
 }
 

@@ -2,7 +2,10 @@
 //! reaches each member through `OrganizationAccountAccessRole`, where the
 //! organization's SCPs bind it. moto enforces no SCP, so every such move is
 //! first evaluated against the SCPs from the organization's root down to the
-//! account ([`super::evaluate`]); refused, it is not played.
+//! account ([`super::evaluate`]); refused, it is not played. With `as:`, the
+//! attacker enters with that management-account principal's credential,
+//! which must still be allowed `sts:AssumeRole` ([`super::actor`]): cutting
+//! it in the management account shuts the attacker out of every member.
 
 use super::actor::action_of;
 use super::admin::Admin;
@@ -22,6 +25,11 @@ const IN_MEMBERS: &[MoveKind] = &[
     MoveKind::CreateBackdoorRole,
     MoveKind::LaunchInstance,
     MoveKind::LeaveOrganization,
+    // Judged by what the scenario seeded there (`report::member_estate`).
+    MoveKind::DeleteSnapshots,
+    MoveKind::TerminateInstances,
+    // Judged against the RCPs over the account (`report::member_moves`).
+    MoveKind::BackdoorBucketPolicy,
 ];
 
 /// What is wrong with a move's `account:`, if anything.
@@ -38,9 +46,7 @@ pub fn check(m: &Move, file: &ScenarioFile) -> Option<String> {
             kinds.join(", ")
         ));
     }
-    m.actor
-        .as_ref()
-        .map(|_| format!("a move in account `{name}` is made as its {MEMBER_ROLE}: drop `as`"))
+    None
 }
 
 /// The account id of the move's member account.
@@ -83,8 +89,24 @@ pub async fn refusal(admin: &Admin, seeded: &Seeded, m: &Move) -> Option<String>
 }
 
 /// Whether `request` (by a principal with AdministratorAccess) is refused
-/// under `scps`, and AWS's words for it.
+/// under `scps`, and AWS's words.
 pub fn bound(request: &Request, scps: Vec<Vec<Named>>) -> Option<String> {
+    refused_under(request, scps, Vec::new())
+}
+
+/// Whether the RCPs over a member account refuse `request` (for one of its
+/// resources, which the resource's own policy grants), and AWS's words.
+pub fn rcp_bound(request: &Request, rcps: Vec<Vec<Named>>) -> Option<String> {
+    refused_under(request, Vec::new(), rcps)
+}
+
+/// `request`, allowed by its principal's own policies (AdministratorAccess,
+/// or a resource policy's grant), under these SCPs and RCPs.
+fn refused_under(
+    request: &Request,
+    scps: Vec<Vec<Named>>,
+    rcps: Vec<Vec<Named>>,
+) -> Option<String> {
     let policies = Policies {
         identity: vec![Named {
             name: "AdministratorAccess".into(),
@@ -93,6 +115,7 @@ pub fn bound(request: &Request, scps: Vec<Vec<Named>>) -> Option<String> {
             }),
         }],
         scps,
+        rcps,
     };
     match evaluate(request, &policies) {
         Decision::Allowed => None,
@@ -141,7 +164,30 @@ pub async fn play(admin: &Admin, seeded: &Seeded, m: &Move) -> (String, Played) 
 /// down to the account itself; none for an account that has left the
 /// organization (no SCP binds it any more).
 pub async fn scps_of(admin: &Admin, account: &str) -> Result<Vec<Vec<Named>>, String> {
-    use aws_sdk_organizations::types::PolicyType;
+    policies_over(
+        admin,
+        account,
+        aws_sdk_organizations::types::PolicyType::ServiceControlPolicy,
+    )
+    .await
+}
+
+/// The RCPs over `account`, level by level, as [`scps_of`] reads SCPs.
+pub async fn rcps_of(admin: &Admin, account: &str) -> Result<Vec<Vec<Named>>, String> {
+    policies_over(
+        admin,
+        account,
+        aws_sdk_organizations::types::PolicyType::ResourceControlPolicy,
+    )
+    .await
+}
+
+/// The policies of `kind` over `account`, from the root down.
+async fn policies_over(
+    admin: &Admin,
+    account: &str,
+    kind: aws_sdk_organizations::types::PolicyType,
+) -> Result<Vec<Vec<Named>>, String> {
     let org = admin.org();
     let text = |e: &dyn std::fmt::Display| e.to_string();
     let mut targets = vec![account.to_string()];
@@ -168,7 +214,7 @@ pub async fn scps_of(admin: &Admin, account: &str) -> Result<Vec<Vec<Named>>, St
         let listed = org
             .list_policies_for_target()
             .target_id(target)
-            .filter(PolicyType::ServiceControlPolicy)
+            .filter(kind.clone())
             .send()
             .await
             .map_err(|e| text(&e))?;

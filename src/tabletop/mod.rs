@@ -11,6 +11,7 @@ pub mod admin;
 mod buckets;
 mod ec2_moves;
 pub mod emulator;
+pub mod estate;
 pub mod evaluate;
 mod identity_seeds;
 pub mod members;
@@ -259,7 +260,16 @@ pub async fn tabletop(
     for (k, v) in &vars {
         cmd.arg("--var").arg(format!("{k}={v}"));
     }
-    if let Some(hold) = req.hold {
+    // A playbook that holds until stopped is told to stop after a hold as
+    // long as the attacker's script plus two checks: the hold starts when
+    // the steps end, so it outlasts the last move by two checks at least.
+    let hold = req.hold.or_else(|| {
+        pb.hold.then(|| {
+            let last = scenario.moves.last().map_or(Duration::ZERO, |(at, _)| *at);
+            last + 2 * req.every
+        })
+    });
+    if let Some(hold) = hold {
         cmd.arg("--hold")
             .arg(format!("{}s", hold.as_secs().max(1)))
             .arg("--every")
@@ -272,58 +282,26 @@ pub async fn tabletop(
         .spawn()
         .map_err(|e| Error::Emulator(format!("cannot start the run: {e}")))?;
     let attacker = async {
-        let mut records = Vec::new();
-        for (at, m) in &scenario.moves {
+        // Moves at one time are made at once (a scenario cannot rely on an
+        // order among them), each judged against the moves before them.
+        let mut records: Vec<MoveRecord> = Vec::new();
+        for group in scenario.moves.chunk_by(|a, b| a.0 == b.0) {
+            let Some((at, _)) = group.first() else {
+                continue;
+            };
             tokio::time::sleep_until((t0 + *at).into()).await;
-            let started = t0.elapsed();
-            let refused = match &m.account {
-                Some(_) => members::refusal(&admin, &seeded, m).await,
-                None => actor::refusal(&admin, &scenario, &seeded, m, &records, t0_wall).await,
-            };
-            let (subject, result) = match refused {
-                Some(why) => (actor::subject_of(m), Err(why)),
-                None if m.account.is_some() => members::play(&admin, &seeded, m).await,
-                None => moves::play(&admin, &seeded, m).await,
-            };
-            // One refusal in full, the rest counted: they repeat the reason.
-            let refusals = |refused: &[String]| match refused {
-                [] => String::new(),
-                [one] => format!("refused: {one}"),
-                [first, rest @ ..] => format!(
-                    "refused {}: {first} (and {} more)",
-                    refused.len(),
-                    rest.len()
-                ),
-            };
-            let (succeeded, detail, resources, refused) = match result {
-                Ok((r, refused)) if r.is_empty() => {
-                    let detail = if refused.is_empty() {
-                        "found nothing to act on".to_string()
-                    } else {
-                        refusals(&refused)
-                    };
-                    (false, detail, r, refused)
-                }
-                Ok((r, refused)) => {
-                    let mut detail = r.join(", ");
-                    if !refused.is_empty() {
-                        detail.push_str(&format!("; {}", refusals(&refused)));
-                    }
-                    (true, detail, r, refused)
-                }
-                Err(e) => (false, format!("refused: {e}"), Vec::new(), Vec::new()),
-            };
-            records.push(MoveRecord {
-                planned_ms: at.as_millis() as u64,
-                at_ms: started.as_millis() as u64,
-                action: m.action,
-                subject,
-                account: m.account.clone(),
-                succeeded,
-                detail,
-                refused,
-                resources,
-            });
+            let made = futures_util::future::join_all(group.iter().map(|(at, m)| {
+                play_move(
+                    &admin,
+                    &scenario,
+                    &seeded,
+                    (*at, m),
+                    &records,
+                    (t0, t0_wall),
+                )
+            }))
+            .await;
+            records.extend(made);
         }
         records
     };
@@ -417,8 +395,9 @@ pub async fn tabletop(
         .flatten();
     let mut emulator_notes = vec![
         "The permission preflight was skipped: moto does not implement iam:SimulatePrincipalPolicy.".to_string(),
-        "moto enforces neither SCPs nor IAM policies. breakglass evaluates them before playing two kinds of move: those made `as:` a principal (its own policies, its keys' status and its sessions' issue time) and those in member accounts (the SCPs from the organization's root down). Other moves succeed wherever an administrator of the management account could act. Not evaluated: resource policies, RCPs, permissions boundaries, group policies, statements scoped to a resource (requests name `*`), and the member role's own policies in member accounts.".to_string(),
+        "moto enforces neither SCPs nor IAM policies. breakglass evaluates them before playing two kinds of move: those made `as:` a principal (its own policies, its keys' status and its sessions' issue time) and those in member accounts (the SCPs from the organization's root down; with `as:`, the principal's AssumeRole into the member role first). Other moves succeed wherever an administrator of the management account could act. RCPs are evaluated where a member account's bucket was opened to the attacker's account (the outsider's read, judged at the end). Not evaluated: resource policies themselves, RCPs on other requests (no other move reaches a service RCPs cover from outside), permissions boundaries, group policies, statements scoped to a resource (requests name `*`), and the member role's own policies in member accounts.".to_string(),
         "moto has no EBS snapshot locking: breakglass emulates LockSnapshot, DescribeLockedSnapshots and the refusal to delete a locked snapshot in front of it.".to_string(),
+        "moto's DescribeRegions lists every region it knows, opt-in regions and other partitions included: breakglass answers only the regions enabled for the account, as AWS does, so `regions: all` covers what it covers in AWS.".to_string(),
         "moto has no snapshot or AMI block public access and drops a bucket's SSE-C block: breakglass emulates them in front of it, and refuses an SSE-C write to a bucket that blocks SSE-C as S3 does (the AMI setting shows at once, where AWS takes up to 10 minutes), but does not refuse a public share once sharing is blocked.".to_string(),
     ];
     if seeded.identity_center.is_some() {
@@ -496,6 +475,75 @@ pub async fn tabletop(
     })
 }
 
+/// One attacker move at its time: judged as AWS would judge it (the
+/// actor's own credential, then a member account's SCPs), played unless
+/// refused, and recorded.
+async fn play_move(
+    admin: &admin::Admin,
+    scenario: &scenario::Scenario,
+    seeded: &seed::Seeded,
+    (at, m): (Duration, &scenario::Move),
+    records: &[MoveRecord],
+    (t0, t0_wall): (Instant, jiff::Timestamp),
+) -> MoveRecord {
+    let started = t0.elapsed();
+    // The actor's own credential first (for a member-account move,
+    // the AssumeRole into it), then the member's SCPs.
+    let mut refused = actor::refusal(admin, scenario, seeded, m, records, t0_wall)
+        .await
+        .map(|why| match &m.account {
+            Some(a) => format!("cannot enter account {a}: {why}"),
+            None => why,
+        });
+    if refused.is_none() && m.account.is_some() {
+        refused = members::refusal(admin, seeded, m).await;
+    }
+    let (subject, result) = match refused {
+        Some(why) => (actor::subject_of(m), Err(why)),
+        None if m.account.is_some() => members::play(admin, seeded, m).await,
+        None => moves::play(admin, seeded, m).await,
+    };
+    // One refusal in full, the rest counted: they repeat the reason.
+    let refusals = |refused: &[String]| match refused {
+        [] => String::new(),
+        [one] => format!("refused: {one}"),
+        [first, rest @ ..] => format!(
+            "refused {}: {first} (and {} more)",
+            refused.len(),
+            rest.len()
+        ),
+    };
+    let (succeeded, detail, resources, refused) = match result {
+        Ok((r, refused)) if r.is_empty() => {
+            let detail = if refused.is_empty() {
+                "found nothing to act on".to_string()
+            } else {
+                refusals(&refused)
+            };
+            (false, detail, r, refused)
+        }
+        Ok((r, refused)) => {
+            let mut detail = r.join(", ");
+            if !refused.is_empty() {
+                detail.push_str(&format!("; {}", refusals(&refused)));
+            }
+            (true, detail, r, refused)
+        }
+        Err(e) => (false, format!("refused: {e}"), Vec::new(), Vec::new()),
+    };
+    MoveRecord {
+        planned_ms: at.as_millis() as u64,
+        at_ms: started.as_millis() as u64,
+        action: m.action,
+        subject,
+        account: m.account.clone(),
+        succeeded,
+        detail,
+        refused,
+        resources,
+    }
+}
+
 /// A scenario's name as part of a file name: letters, digits, `.`, `_`
 /// and `-` only (a name is no path), never starting with a dot.
 fn file_name_part(name: &str) -> String {
@@ -551,17 +599,24 @@ fn step_times(audit_path: &Path, t0: jiff::Timestamp, run: &report::RunView) -> 
     let records = audit::read(audit_path, &audit::Trust::Local, None)
         .map(|(_, r)| r)
         .unwrap_or_default();
-    let mut times = Vec::new();
+    let mut times: Vec<StepTime> = Vec::new();
     for s in &run.steps {
         let index = s.index;
-        let start = records.iter().find_map(|r| match &r.event {
-            Event::StepStart { step, .. } if *step == index => Some(ms(r.ts)),
-            _ => None,
-        });
-        let end = records.iter().find_map(|r| match &r.event {
-            Event::StepEnd { step, .. } if *step == index => Some(ms(r.ts)),
-            _ => None,
-        });
+        // A step's index again (the freeze rewritten without the member
+        // role, after any hold re-ran every step) is its latest records.
+        let again = times.iter().any(|t| t.index == index);
+        let find = |start: bool| {
+            let of = |r: &audit::Record| match &r.event {
+                Event::StepStart { step, .. } if start && *step == index => Some(ms(r.ts)),
+                Event::StepEnd { step, .. } if !start && *step == index => Some(ms(r.ts)),
+                _ => None,
+            };
+            match again {
+                true => records.iter().rev().find_map(of),
+                false => records.iter().find_map(of),
+            }
+        };
+        let (start, end) = (find(true), find(false));
         times.push(StepTime {
             index,
             name: s.name.clone(),

@@ -190,6 +190,18 @@ pub struct AccountSeed {
     /// none): what the attacker may hold of it.
     #[serde(default)]
     pub root: Option<RootSeed>,
+    /// Users of the account, seeded through its member role.
+    #[serde(default)]
+    pub users: Vec<Located<UserSeed>>,
+    /// Instances of the account (no `role`: a member account seeds no roles).
+    #[serde(default)]
+    pub instances: Vec<Located<InstanceSeed>>,
+    /// Backup snapshots of the account's volumes.
+    #[serde(default)]
+    pub backups: Vec<Located<BackupSeed>>,
+    /// S3 buckets of the account (names are global: unique across accounts).
+    #[serde(default)]
+    pub buckets: Vec<Located<BucketSeed>>,
 }
 
 /// A member account's root user credentials.
@@ -315,67 +327,19 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
     let mut problems = Vec::new();
     let mut err =
         |pos: Pos, message: String| problems.push(Problem::error(source, Some(pos), message));
-    let mut users = BTreeSet::new();
-    for u in &file.users {
-        if !users.insert(u.name.as_str()) {
-            err(u.pos, format!("user `{}` is declared twice", u.name));
-        }
-        if u.name == file.executor.user {
-            err(u.pos, format!("`{}` is the executor's name", u.name));
-        }
-        if u.access_keys > 2 {
-            err(
-                u.pos,
-                format!(
-                    "user `{}`: IAM allows at most 2 access keys, found {}",
-                    u.name, u.access_keys
-                ),
-            );
-        }
-    }
     let mut roles = BTreeSet::new();
     for r in &file.roles {
         if !roles.insert(r.name.as_str()) {
             err(r.pos, format!("role `{}` is declared twice", r.name));
         }
     }
-    let mut regions = BTreeSet::new();
-    for i in &file.instances {
-        check_region(&i.region, i.pos, &mut err);
-        regions.insert(i.region.as_str());
-        if i.count == 0 || i.count > 100 {
-            err(i.pos, format!("count must be 1 to 100, found {}", i.count));
-        }
-        if i.data_volumes > 8 {
-            err(i.pos, "at most 8 data volumes per instance".into());
-        }
-        if i.images > 5 {
-            err(i.pos, format!("images must be 0 to 5, found {}", i.images));
-        }
-        if let Some(role) = &i.role
-            && !roles.contains(role.as_str())
-        {
-            err(
-                i.pos,
-                format!("role `{role}` is not declared under `roles`"),
-            );
-        }
-    }
-    for b in &file.backups {
-        check_region(&b.region, b.pos, &mut err);
-        if !regions.contains(b.region.as_str()) {
-            err(
-                b.pos,
-                format!(
-                    "no instances in {}: backups snapshot the region's volumes",
-                    b.region
-                ),
-            );
-        }
-        if b.snapshots > 100 {
-            err(b.pos, "at most 100 snapshots per region".into());
-        }
-    }
+    let estate = super::estate::Estate {
+        users: &file.users,
+        instances: &file.instances,
+        backups: &file.backups,
+    };
+    let regions = estate.check(&file.executor.user, Some(&roles), &mut err);
+    let users: BTreeSet<&str> = file.users.iter().map(|u| u.name.as_str()).collect();
     for (name, value) in &file.vars {
         if let Some(user) = value.strip_prefix("@access_key:") {
             if !file
@@ -415,6 +379,12 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         if !accounts.insert(a.name.as_str()) {
             err(a.pos, format!("account `{}` is declared twice", a.name));
         }
+        let estate = super::estate::Estate {
+            users: &a.users,
+            instances: &a.instances,
+            backups: &a.backups,
+        };
+        estate.check(&file.executor.user, None, &mut err);
     }
     if let Some(n) = &file.root_scps {
         if !file.organization {
@@ -450,8 +420,10 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
             );
         }
     }
+    // Bucket names are global: one name once, whichever account holds it.
     let mut buckets = BTreeSet::new();
-    for b in &file.buckets {
+    let member_buckets = file.accounts.iter().flat_map(|a| a.buckets.iter());
+    for b in file.buckets.iter().chain(member_buckets) {
         check_region(&b.region, b.pos, &mut err);
         if !buckets.insert(b.name.as_str()) {
             err(b.pos, format!("bucket `{}` is declared twice", b.name));
@@ -574,12 +546,25 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
         }
         let mut m = m.value.clone();
         if let Some(bucket) = &m.bucket {
-            match file.buckets.iter().find(|b| b.name == *bucket) {
+            // A bucket of the account the move is made in.
+            let declared = match &m.account {
+                Some(name) => file
+                    .accounts
+                    .iter()
+                    .find(|a| a.name == *name)
+                    .map_or(&[][..], |a| &a.buckets[..]),
+                None => &file.buckets[..],
+            };
+            match declared.iter().find(|b| b.name == *bucket) {
                 Some(b) => m.region = Some(b.region.clone()),
                 None => {
+                    let under = match &m.account {
+                        Some(name) => format!("the `buckets` of account `{name}`"),
+                        None => "`buckets`".into(),
+                    };
                     err(
                         pos_of_move,
-                        format!("bucket `{bucket}` is not declared under `buckets`"),
+                        format!("bucket `{bucket}` is not declared under {under}"),
                     );
                     continue;
                 }
@@ -612,7 +597,7 @@ fn check(source: &str, file: ScenarioFile) -> Result<Scenario, Problems> {
     }
 }
 
-fn check_region(region: &str, pos: Pos, err: &mut impl FnMut(Pos, String)) {
+pub(super) fn check_region(region: &str, pos: Pos, err: &mut impl FnMut(Pos, String)) {
     let parts: Vec<&str> = region.split('-').collect();
     let ok = parts.len() >= 3
         && parts[0].len() == 2

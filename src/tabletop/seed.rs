@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use super::admin::Admin;
 use super::roots::{RootUser, Roots};
-use super::scenario::{IdentityCenterSeed, Scenario};
+use super::scenario::{BackupSeed, IdentityCenterSeed, InstanceSeed, Scenario, UserSeed};
 use crate::Error;
+use crate::yaml::Located;
 
 /// Any AMI id launches in moto; its catalogue is off (see `Emulator::start`).
 pub(super) const IMAGE: &str = "ami-12c6146b";
@@ -78,8 +79,14 @@ pub struct Seeded {
     pub buckets: usize,
     #[serde(skip_serializing_if = "is_zero")]
     pub objects: usize,
+    /// region → the backup snapshots seeded there.
+    #[serde(skip)]
+    pub backup_ids: BTreeMap<String, Vec<String>>,
     /// Member account name → id.
     pub member_accounts: BTreeMap<String, String>,
+    /// Member account name → what was seeded in it, through its member role.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub member_estates: BTreeMap<String, super::estate::MemberEstate>,
     /// Member accounts seeded without their member role.
     #[serde(skip)]
     pub roleless: Vec<String>,
@@ -180,12 +187,93 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
             }
             out.member_accounts.insert(a.name.clone(), id);
         }
+        for a in s.accounts.iter().filter(|a| super::estate::has_estate(a)) {
+            let Some(id) = out.member_accounts.get(&a.name).cloned() else {
+                continue;
+            };
+            let estate = super::estate::seed_member(admin, a, &id).await?;
+            out.member_estates.insert(a.name.clone(), estate);
+        }
         if let Some(n) = &s.root_scps {
             fill_root(&org, n.value).await?;
         }
     }
 
-    for u in &s.users {
+    seed_users(admin, &s.users, &mut out).await?;
+    for r in &s.roles {
+        iam.create_role()
+            .role_name(&r.name)
+            .path(&r.path)
+            .assume_role_policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+            )
+            .send()
+            .await
+            .map_err(|e| fail(&format!("role {}", r.name), e))?;
+        if r.admin {
+            iam.attach_role_policy()
+                .role_name(&r.name)
+                .policy_arn(ADMIN_POLICY)
+                .send()
+                .await
+                .map_err(|e| fail(&format!("role {}", r.name), e))?;
+        }
+        out.roles += 1;
+    }
+
+    seed_instances(admin, &s.instances, &mut out).await?;
+    seed_backups(admin, &s.backups, &mut out).await?;
+    for b in &s.buckets {
+        out.objects += super::buckets::seed(admin, b)
+            .await
+            .map_err(Error::Emulator)?;
+        out.buckets += 1;
+    }
+    for t in &s.trails {
+        let bucket = super::buckets::trail_bucket(&t.name);
+        super::buckets::create(admin, &t.region, &bucket)
+            .await
+            .map_err(|e| Error::Emulator(format!("seeding: trail bucket {bucket}: {e}")))?;
+        let ct = admin.cloudtrail(&t.region);
+        ct.create_trail()
+            .name(&t.name)
+            .s3_bucket_name(&bucket)
+            .send()
+            .await
+            .map_err(|e| fail(&format!("trail {}", t.name), e))?;
+        ct.start_logging()
+            .name(&t.name)
+            .send()
+            .await
+            .map_err(|e| fail(&format!("trail {}", t.name), e))?;
+        out.trails += 1;
+    }
+    out.volumes += count_volumes(admin, &out).await;
+    out.account = admin
+        .iam()
+        .get_user()
+        .user_name(&s.executor.user)
+        .send()
+        .await
+        .ok()
+        .and_then(|u| u.user().map(|u| u.arn().to_string()))
+        .and_then(|arn| arn.split(':').nth(4).map(str::to_string))
+        .unwrap_or_default();
+    if let Some(ic) = &s.identity_center {
+        out.identity_center = Some(seed_identity_center(admin, ic, &out.account).await?);
+    }
+    out.stolen_sessions = s.stolen_sessions.len();
+    Ok(out)
+}
+
+/// Users with their keys, passwords and AdministratorAccess.
+pub(super) async fn seed_users(
+    admin: &Admin,
+    users: &[Located<UserSeed>],
+    out: &mut Seeded,
+) -> Result<(), Error> {
+    let iam = admin.iam();
+    for u in users {
         iam.create_user()
             .user_name(&u.name)
             .path(&u.path)
@@ -230,29 +318,18 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
         out.users += 1;
     }
 
-    for r in &s.roles {
-        iam.create_role()
-            .role_name(&r.name)
-            .path(&r.path)
-            .assume_role_policy_document(
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-            )
-            .send()
-            .await
-            .map_err(|e| fail(&format!("role {}", r.name), e))?;
-        if r.admin {
-            iam.attach_role_policy()
-                .role_name(&r.name)
-                .policy_arn(ADMIN_POLICY)
-                .send()
-                .await
-                .map_err(|e| fail(&format!("role {}", r.name), e))?;
-        }
-        out.roles += 1;
-    }
+    Ok(())
+}
 
+/// Instance groups with their data volumes, roles, images and flow logs.
+pub(super) async fn seed_instances(
+    admin: &Admin,
+    instances: &[Located<InstanceSeed>],
+    out: &mut Seeded,
+) -> Result<(), Error> {
+    let iam = admin.iam();
     let mut profiles = BTreeMap::new();
-    for i in &s.instances {
+    for i in instances {
         let ec2 = admin.ec2(&i.region);
         let mut run = ec2
             .run_instances()
@@ -339,7 +416,16 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
         }
     }
 
-    for b in &s.backups {
+    Ok(())
+}
+
+/// Backup snapshots of each region's volumes, taken before the incident.
+pub(super) async fn seed_backups(
+    admin: &Admin,
+    backups: &[Located<BackupSeed>],
+    out: &mut Seeded,
+) -> Result<(), Error> {
+    for b in backups {
         let ec2 = admin.ec2(&b.region);
         let volumes: Vec<String> = ec2
             .describe_volumes()
@@ -354,42 +440,30 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
             let Some(vol) = volumes.get(n % volumes.len().max(1)) else {
                 break;
             };
-            ec2.create_snapshot()
+            let made = ec2
+                .create_snapshot()
                 .volume_id(vol)
                 .description("nightly backup (seeded before the incident)")
                 .send()
                 .await
                 .map_err(|e| fail("backup snapshot", e))?;
+            if let Some(id) = made.snapshot_id() {
+                out.backup_ids
+                    .entry(b.region.clone())
+                    .or_default()
+                    .push(id.to_string());
+            }
             out.snapshots += 1;
         }
     }
-    for b in &s.buckets {
-        out.objects += super::buckets::seed(admin, b)
-            .await
-            .map_err(Error::Emulator)?;
-        out.buckets += 1;
-    }
-    for t in &s.trails {
-        let bucket = super::buckets::trail_bucket(&t.name);
-        super::buckets::create(admin, &t.region, &bucket)
-            .await
-            .map_err(|e| Error::Emulator(format!("seeding: trail bucket {bucket}: {e}")))?;
-        let ct = admin.cloudtrail(&t.region);
-        ct.create_trail()
-            .name(&t.name)
-            .s3_bucket_name(&bucket)
-            .send()
-            .await
-            .map_err(|e| fail(&format!("trail {}", t.name), e))?;
-        ct.start_logging()
-            .name(&t.name)
-            .send()
-            .await
-            .map_err(|e| fail(&format!("trail {}", t.name), e))?;
-        out.trails += 1;
-    }
+    Ok(())
+}
+
+/// The volumes in the regions with seeded instances.
+async fn count_volumes(admin: &Admin, out: &Seeded) -> usize {
+    let mut n = 0;
     for region in out.instances.keys() {
-        out.volumes += admin
+        n += admin
             .ec2(region)
             .describe_volumes()
             .send()
@@ -397,21 +471,7 @@ pub async fn seed(admin: &Admin, scenario: &Scenario) -> Result<Seeded, Error> {
             .map(|v| v.volumes().len())
             .unwrap_or(0);
     }
-    out.account = admin
-        .iam()
-        .get_user()
-        .user_name(&s.executor.user)
-        .send()
-        .await
-        .ok()
-        .and_then(|u| u.user().map(|u| u.arn().to_string()))
-        .and_then(|arn| arn.split(':').nth(4).map(str::to_string))
-        .unwrap_or_default();
-    if let Some(ic) = &s.identity_center {
-        out.identity_center = Some(seed_identity_center(admin, ic, &out.account).await?);
-    }
-    out.stolen_sessions = s.stolen_sessions.len();
-    Ok(out)
+    n
 }
 
 /// Creates the Identity Center users, groups and permission sets, assigns

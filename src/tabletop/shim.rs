@@ -130,6 +130,8 @@ pub fn patch_answer(head: &str, response: Vec<u8>, sse_c: &SseC) -> Vec<u8> {
         body.replacen("\"SUCCEEDED\"", "\"IN_PROGRESS\"", 1)
     } else if blocked && body.contains("</Rule>") && !body.contains("<BlockedEncryptionTypes>") {
         body.replacen("</Rule>", &format!("{SSE_C_BLOCKED}</Rule>"), 1)
+    } else if body.contains("<DescribeRegionsResponse") {
+        enabled_regions_only(&body)
     } else {
         return response;
     };
@@ -143,6 +145,60 @@ pub fn patch_answer(head: &str, response: Vec<u8>, sse_c: &SseC) -> Vec<u8> {
         )
         .collect();
     format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes()
+}
+
+/// The regions AWS enables in every account: "Regions launched before
+/// March 20, 2019 are enabled by default"; later ones are opt-in (AWS
+/// Account Management Reference, "Enable or disable AWS Regions in your
+/// account"). moto marks three opt-in regions (af-south-1, ap-southeast-3,
+/// eu-south-1) as enabled.
+const DEFAULT_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ca-central-1",
+    "eu-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-north-1",
+    "sa-east-1",
+];
+
+/// A `DescribeRegions` answer as AWS gives it to an account: moto lists
+/// every region it knows, opt-in regions and the GovCloud and China
+/// partitions among them, where AWS describes "the Regions that are enabled
+/// for your account" unless `AllRegions` is set (EC2 API reference,
+/// DescribeRegions), which breakglass never sets: the default regions and
+/// any the account opted into. So `regions: all` means in a tabletop what
+/// it means in AWS.
+fn enabled_regions_only(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(start) = rest.find("<item>") {
+        let Some(len) = rest[start..].find("</item>") else {
+            break;
+        };
+        let end = start + len + "</item>".len();
+        let item = &rest[start..end];
+        let default = DEFAULT_REGIONS
+            .iter()
+            .any(|r| item.contains(&format!("<regionName>{r}</regionName>")));
+        out.push_str(&rest[..start]);
+        if default || item.contains("<optInStatus>opted-in</optInStatus>") {
+            out.push_str(item);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The proxy's port, and the accounts it treats as having lost their
@@ -533,4 +589,29 @@ fn respond(s: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
         "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enabled_regions_only;
+
+    #[test]
+    fn describe_regions_lists_only_the_accounts_enabled_regions() {
+        let item = |name: &str, status: &str| {
+            format!(
+                "<item><regionName>{name}</regionName><optInStatus>{status}</optInStatus></item>"
+            )
+        };
+        let body = format!(
+            "<DescribeRegionsResponse><regionInfo>{}{}{}{}</regionInfo></DescribeRegionsResponse>",
+            item("eu-west-1", "opt-in-not-required"),
+            item("af-south-1", "opt-in-not-required"),
+            item("us-gov-west-1", "opt-in-not-required"),
+            item("me-south-1", "opted-in"),
+        );
+        let kept = enabled_regions_only(&body);
+        assert!(kept.contains("eu-west-1") && kept.contains("me-south-1"));
+        assert!(!kept.contains("af-south-1") && !kept.contains("us-gov-west-1"));
+        assert!(kept.ends_with("</regionInfo></DescribeRegionsResponse>"));
+    }
 }

@@ -476,6 +476,23 @@ pub fn repo_playbook(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The shipped flagship's steps over `regions` only, written into `dir`:
+/// `regions: all` would walk every region moto lists, and a run of many
+/// (a crash test, a benchmark) measures the same steps over fewer. Run it
+/// with `--no-hold`: the flagship holds until stopped.
+#[allow(dead_code)] // not every test binary uses it
+pub fn flagship_over(dir: &Path, regions: &[&str]) -> PathBuf {
+    let shipped = std::fs::read_to_string(repo_playbook("full-lockdown.yaml")).expect("flagship");
+    assert!(
+        shipped.contains("\nregions: all\n") && shipped.contains("\nhold: true\n"),
+        "the flagship covers every region and holds"
+    );
+    let pinned = format!("\nregions: [{}]\n", regions.join(", "));
+    let pb = dir.join("full-lockdown.yaml");
+    std::fs::write(&pb, shipped.replace("\nregions: all\n", &pinned)).expect("playbook");
+    pb
+}
+
 impl Estate {
     /// An EC2 client for `region`, as the seeding admin.
     pub fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {

@@ -40,21 +40,96 @@ pub const PRESERVE_ACTIONS: &[&str] = &[
     "organizations:LeaveOrganization",
 ];
 
-/// The built-in document `policy` names (`deny-all` or `preserve`).
-pub fn builtin_document(policy: &str, exempt: &[String]) -> String {
+/// What the member role may never do while the freeze exempts it for a
+/// fanned-out run: what an intruder holding the management account does
+/// through that role (it trusts the management account) and breakglass
+/// never does, in a run or a rollback. So the window in which the run
+/// needs the role is not a window for leaving the organization, minting
+/// users, keys or roles, launching or terminating instances, or destroying
+/// evidence. SCPs bind every principal of a member account, this role
+/// included (Organizations User Guide, "Service control policies").
+pub const MEMBER_ROLE_DENIED: &[&str] = &[
+    "organizations:LeaveOrganization",
+    "iam:CreateUser",
+    "iam:CreateAccessKey",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:CreateRole",
+    "iam:UpdateAssumeRolePolicy",
+    "ec2:RunInstances",
+    "ec2:TerminateInstances",
+    "ec2:DeleteSnapshot",
+    "ec2:DeleteVolume",
+    "ec2:DeregisterImage",
+    "ec2:DeleteFlowLogs",
+    "cloudtrail:StopLogging",
+    "cloudtrail:DeleteTrail",
+    "cloudtrail:UpdateTrail",
+    "kms:ScheduleKeyDeletion",
+    "backup:DeleteRecoveryPoint",
+    "backup:DeleteBackupVault",
+    "s3:DeleteBucket",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketPolicy",
+    "backup:UpdateRecoveryPointLifecycle",
+    "kms:DisableKey",
+    "kms:PutKeyPolicy",
+    "rds:DeleteDBInstance",
+    "rds:DeleteDBCluster",
+    "rds:DeleteDBSnapshot",
+    "rds:DeleteDBClusterSnapshot",
+    "dynamodb:DeleteTable",
+    "dynamodb:DeleteBackup",
+    "efs:DeleteFileSystem",
+    "glacier:DeleteArchive",
+    "glacier:DeleteVault",
+    "ssm:SendCommand",
+    "ssm:StartSession",
+    "lambda:CreateFunction",
+    "lambda:UpdateFunctionCode",
+    "lambda:AddPermission",
+    "iam:CreateOpenIDConnectProvider",
+    "iam:CreateSAMLProvider",
+];
+
+/// The statement that keeps the exempted member role to containment: it
+/// is denied [`MEMBER_ROLE_DENIED`] unless the principal is a responder.
+/// A deny-list, not an allow-list: an allow-list that missed one call a
+/// step needs would shut the response out of every member account, which
+/// no test against moto (which evaluates no SCP) would catch.
+fn member_statement(member: &str, exempt: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "Sid": "BreakglassMemberRoleContainsOnly",
+        "Effect": "Deny",
+        "Action": MEMBER_ROLE_DENIED,
+        "Resource": "*",
+        "Condition": {
+            "ArnLike": { "aws:PrincipalArn": [member] },
+            "ArnNotLike": { "aws:PrincipalArn": exempt }
+        }
+    })
+}
+
+/// The built-in document `policy` names (`deny-all` or `preserve`),
+/// exempting `exempt` and, while a fanned-out run needs it, the member
+/// role.
+pub fn builtin_document(policy: &str, exempt: &[String], member: Option<&str>) -> String {
     match policy {
-        "preserve" => serde_json::json!({
-            "Version": "2012-10-17",
-            "Statement": [{
+        "preserve" => {
+            let all: Vec<&str> = exempt.iter().map(String::as_str).chain(member).collect();
+            let mut statements = vec![serde_json::json!({
                 "Sid": "BreakglassPreserveEvidence",
                 "Effect": "Deny",
                 "Action": PRESERVE_ACTIONS,
                 "Resource": "*",
-                "Condition": { "ArnNotLike": { "aws:PrincipalArn": exempt } }
-            }]
-        })
-        .to_string(),
-        _ => deny_all_document(exempt),
+                "Condition": { "ArnNotLike": { "aws:PrincipalArn": all } }
+            })];
+            statements.extend(member.map(|m| member_statement(m, exempt)));
+            serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
+        }
+        _ => deny_all_document(exempt, member),
     }
 }
 
@@ -80,8 +155,24 @@ pub const ROOT_SESSION_ACTIONS: &[&str] = &[
 /// principal except the exempted ARN patterns; an `AssumeRoot` session
 /// (which carries `aws:AssumedRoot`, absent from every other request: AWS's
 /// own SCP example "Prevent root credentials management in member accounts"
-/// tests it with `Null`) only as far as [`ROOT_SESSION_ACTIONS`].
-pub fn deny_all_document(exempt: &[String]) -> String {
+/// tests it with `Null`) only as far as [`ROOT_SESSION_ACTIONS`]. While
+/// `member` (the member role's ARN pattern) is exempted, it is still denied
+/// [`MEMBER_ROLE_DENIED`].
+pub fn deny_all_document(exempt: &[String], member: Option<&str>) -> String {
+    let Some(member) = member else {
+        return deny_all_statements(exempt).to_string();
+    };
+    let mut all = exempt.to_vec();
+    all.push(member.to_string());
+    let mut doc = deny_all_statements(&all);
+    if let Some(statements) = doc["Statement"].as_array_mut() {
+        statements.push(member_statement(member, exempt));
+    }
+    doc.to_string()
+}
+
+/// The deny-all's two statements, exempting `exempt`.
+fn deny_all_statements(exempt: &[String]) -> serde_json::Value {
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -104,7 +195,6 @@ pub fn deny_all_document(exempt: &[String]) -> String {
             }
         }]
     })
-    .to_string()
 }
 
 /// How a condition operator compares a pattern with the principal's ARN.

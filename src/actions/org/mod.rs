@@ -20,7 +20,8 @@ mod tree;
 pub use apply_scp::ApplyScp;
 pub use detach_scp::DetachScp;
 pub use document::{
-    PRESERVE_ACTIONS, ROOT_SESSION_ACTIONS, builtin_document, deny_all_document, exempts,
+    MEMBER_ROLE_DENIED, PRESERVE_ACTIONS, ROOT_SESSION_ACTIONS, builtin_document,
+    deny_all_document, exempts,
 };
 pub use move_account::MoveAccount;
 pub use moves::{discover_moves, move_account};
@@ -162,7 +163,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                     }
                     doc
                 }
-                None => builtin_document(builtin, &exempt),
+                None => builtin_document(builtin, &ctx.exempt, ctx.member_exempt.as_deref()),
             };
             if document.len() > SCP_MAX_CHARS {
                 return Err(local(
@@ -185,7 +186,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                     }
                 }
                 Some(member) => notes.push(format!(
-                    "{member} is exempted only while this run's member-account steps need it: once they, any hold and the read-back are done, the SCP is rewritten without it (that role trusts the management account, so anyone with admin there could use it)."
+                    "{member} is exempted only while this run's member-account steps need it, and even then denied leaving the organization, minting users, keys or roles, launching or terminating instances and destroying evidence: once they, any hold and the read-back are done, the SCP is rewritten without it (that role trusts the management account, so anyone with admin there could use it)."
                 )),
                 None => notes.push(
                     "No member role is exempted (no step of this playbook runs in member accounts): a later run across the organization is denied in every account the SCP binds; run the member-account steps in the same playbook as the freeze."
@@ -364,7 +365,10 @@ mod tests {
 
     #[test]
     fn the_built_in_document_spares_the_executor() {
-        let doc = deny_all_document(&[EXECUTOR.to_string(), "arn:aws:iam::*:role/IR-*".into()]);
+        let doc = deny_all_document(
+            &[EXECUTOR.to_string(), "arn:aws:iam::*:role/IR-*".into()],
+            None,
+        );
         assert_eq!(exempts(&doc, EXECUTOR), Ok(()));
     }
 
@@ -395,8 +399,32 @@ mod tests {
     }
 
     #[test]
+    fn the_member_role_statement_fits_and_binds_only_the_member_role() {
+        let member = "arn:aws:iam::*:role/OrganizationAccountAccessRole";
+        let exempt: Vec<String> = (0..5)
+            .map(|n| format!("arn:aws:iam::111122223333:role/ir/IR-Responder-{n}"))
+            .collect();
+        for policy in ["deny-all", "preserve"] {
+            let doc = builtin_document(policy, &exempt, Some(member));
+            assert!(doc.len() < SCP_MAX_CHARS, "{policy}: {}", doc.len());
+            let v: serde_json::Value = serde_json::from_str(&doc).expect("JSON");
+            let last = v["Statement"].as_array().and_then(|s| s.last()).cloned();
+            let last = last.expect("statements");
+            assert_eq!(last["Sid"], "BreakglassMemberRoleContainsOnly", "{policy}");
+            assert_eq!(last["Condition"]["ArnLike"]["aws:PrincipalArn"][0], member);
+            // The responders are spared it, so the document still passes the
+            // check a custom SCP must pass.
+            exempts(&doc, &exempt[0]).expect("responders exempt");
+        }
+        // Without the member role, neither document names it.
+        assert!(
+            !builtin_document("deny-all", &exempt, None).contains("OrganizationAccountAccessRole")
+        );
+    }
+
+    #[test]
     fn the_freeze_lets_root_sessions_remove_root_credentials_and_nothing_else() {
-        let doc = deny_all_document(&[EXECUTOR.to_string()]);
+        let doc = deny_all_document(&[EXECUTOR.to_string()], None);
         let root = "arn:aws:iam::444455556666:root";
         for a in ROOT_SESSION_ACTIONS {
             assert!(!denies(&doc, root, true, a), "{a}");

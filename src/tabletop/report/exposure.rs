@@ -88,6 +88,7 @@ pub async fn exposures(
         out.push(Exposed { kind, what, why });
     }
     out.extend(super::member_moves::member_moves(admin, seeded, moves, timeline).await);
+    out.extend(super::member_estate::member_estates(admin, seeded, run).await);
     out.extend(super::buckets::bucket_moves(admin, scenario, moves, timeline).await);
     out.extend(super::instances::instance_moves(admin, moves).await);
     let iam = admin.iam();

@@ -161,10 +161,10 @@ pub fn html(r: &Report) -> String {
         let _ = writeln!(s, "</ul>");
     }
     let _ = writeln!(s, "<h2>Still exposed</h2><ul class=\"exposed\">");
-    if r.exposed.is_empty() {
+    if r.still_exposed().next().is_none() {
         let _ = writeln!(s, "<li>Nothing: every target reads back contained.</li>");
     }
-    for e in &r.exposed {
+    for e in r.still_exposed() {
         let _ = writeln!(
             s,
             "<li><strong>{}</strong> ({}): {}</li>",
@@ -174,6 +174,22 @@ pub fn html(r: &Report) -> String {
         );
     }
     let _ = writeln!(s, "</ul>");
+    if r.to_clean_up().next().is_some() {
+        let _ = writeln!(
+            s,
+            "<h2>Left to clean up</h2><p>{}</p><ul class=\"leftover\">",
+            esc(super::LEFTOVERS)
+        );
+        for e in r.to_clean_up() {
+            let _ = writeln!(
+                s,
+                "<li><strong>{}</strong>: {}</li>",
+                esc(&e.what),
+                esc(&e.why)
+            );
+        }
+        let _ = writeln!(s, "</ul>");
+    }
     if !r.emulator_notes.is_empty() {
         let _ = writeln!(s, "<h2>The emulator is not AWS</h2><ul>");
         for n in &r.emulator_notes {

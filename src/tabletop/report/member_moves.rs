@@ -6,9 +6,10 @@ use super::exposure::isolated;
 use super::{Exposed, ExposureKind, StepTime, secs};
 use crate::tabletop::admin::Admin;
 use crate::tabletop::evaluate::Request;
-use crate::tabletop::members::{MEMBER_ROLE, bound, scps_of};
+use crate::tabletop::members::{MEMBER_ROLE, bound, rcp_bound, rcps_of, scps_of};
 use crate::tabletop::moves::MoveRecord;
 use crate::tabletop::scenario::MoveKind;
+use crate::tabletop::seed::ATTACKER_ACCOUNT;
 use crate::tabletop::seed::Seeded;
 
 /// What the member-account moves that succeeded left behind.
@@ -105,6 +106,9 @@ pub async fn member_moves(
                     why,
                 });
             }
+            MoveKind::BackdoorBucketPolicy => {
+                out.extend(backdoored_bucket(admin, m, account, name, &when).await);
+            }
             MoveKind::LaunchInstance => {
                 let Ok(member) = admin.in_account(account, MEMBER_ROLE).await else {
                     continue;
@@ -156,4 +160,74 @@ async fn cut_in_member(member: &Admin, kind: &str, name: &str) -> bool {
                 .iter()
                 .all(|k| k.status().map(|s| s.as_str()) != Some("Active"))
         })
+}
+
+/// A member account's bucket whose policy the attacker opened to its own
+/// account: open while the grant stays, unless the RCPs over the account
+/// refuse principals outside the organization (what `org.apply_rcp`
+/// writes), evaluated as AWS would for the outsider's `s3:GetObject`.
+async fn backdoored_bucket(
+    admin: &Admin,
+    m: &MoveRecord,
+    account: &str,
+    name: &str,
+    when: &str,
+) -> Option<Exposed> {
+    let bucket = m.subject.trim_start_matches("bucket ");
+    let member = admin.in_account(account, MEMBER_ROLE).await.ok()?;
+    let policy = member
+        .s3("us-east-1")
+        .get_bucket_policy()
+        .bucket(bucket)
+        .send()
+        .await;
+    let granted = policy
+        .ok()
+        .and_then(|p| p.policy().map(str::to_string))
+        .is_some_and(|p| p.contains(ATTACKER_ACCOUNT));
+    if !granted {
+        return None;
+    }
+    let outsider = format!("arn:aws:iam::{ATTACKER_ACCOUNT}:root");
+    let request = Request {
+        action: "s3:GetObject".into(),
+        resource: format!("arn:aws:s3:::{bucket}/*"),
+        principal: outsider.clone(),
+        ..Request::default()
+    }
+    .with("aws:PrincipalArn", outsider)
+    .with("aws:PrincipalAccount", ATTACKER_ACCOUNT)
+    .with("aws:PrincipalIsAWSService", "false");
+    let what = format!("bucket {bucket} in account {account} ({name})");
+    let grant = format!(
+        "its policy grants the attacker's account {ATTACKER_ACCOUNT} read access since {when}"
+    );
+    Some(
+        match rcps_of(admin, account)
+            .await
+            .map(|r| rcp_bound(&request, r))
+        {
+            Ok(Some(why)) => Exposed {
+                kind: ExposureKind::Leftover,
+                what,
+                why: format!(
+                    "{grant}, and the RCPs over the account refuse it ({why}): remove the statement after the investigation"
+                ),
+            },
+            Ok(None) => Exposed {
+                kind: ExposureKind::Open,
+                what,
+                why: format!(
+                    "{grant}, and no RCP over the account denies principals outside the organization: org.apply_rcp would, or delete the statement"
+                ),
+            },
+            Err(e) => Exposed {
+                kind: ExposureKind::Open,
+                what,
+                why: format!(
+                    "{grant}; the tabletop could not read the RCPs over the account, so it counts as open: {e}"
+                ),
+            },
+        },
+    )
 }

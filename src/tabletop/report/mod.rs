@@ -8,6 +8,7 @@ mod exposure;
 mod html;
 mod identities;
 mod instances;
+mod member_estate;
 mod member_moves;
 mod persistence;
 mod terminal;
@@ -159,6 +160,22 @@ impl StepTime {
 }
 
 impl Report {
+    /// What is still exposed (leftovers are listed apart: nothing there is
+    /// usable, and it is not the report's to hide by mixing it in).
+    fn still_exposed(&self) -> impl Iterator<Item = &Exposed> {
+        self.exposed
+            .iter()
+            .filter(|e| e.kind != ExposureKind::Leftover)
+    }
+
+    /// What nobody can use any more, left to clean up after the
+    /// investigation (breakglass deletes nothing that may be evidence).
+    fn to_clean_up(&self) -> impl Iterator<Item = &Exposed> {
+        self.exposed
+            .iter()
+            .filter(|e| e.kind == ExposureKind::Leftover)
+    }
+
     /// What seeding made: "4 users, 3 access keys, …".
     fn seeded_text(&self) -> String {
         let n = &self.seeded;
@@ -197,6 +214,20 @@ impl Report {
         if self.seeded.stolen_sessions > 0 {
             more += &format!(", {} stolen sessions", self.seeded.stolen_sessions);
         }
+        let estates = &self.seeded.member_estates;
+        if !estates.is_empty() {
+            let count = |f: fn(&crate::tabletop::estate::MemberEstate) -> usize| {
+                estates.values().map(f).sum::<usize>()
+            };
+            more += &format!(
+                "; in {} member accounts: {} users, {} access keys, {} instances, {} backup snapshots",
+                estates.len(),
+                count(|e| e.users),
+                count(|e| e.user_keys.values().map(Vec::len).sum()),
+                count(|e| e.instances.values().map(Vec::len).sum()),
+                count(|e| e.snapshots.values().map(Vec::len).sum()),
+            );
+        }
         if !self.seeded.root_users.is_empty() {
             more += &format!(
                 ", {} member root users with credentials",
@@ -214,6 +245,9 @@ impl Report {
         }
     }
 }
+
+/// What the "Left to clean up" section says of itself.
+const LEFTOVERS: &str = "Nothing here is usable by the attacker any more; breakglass deletes nothing that may be evidence, so remove each after the investigation.";
 
 /// The parts of the run's JSON report the debrief reads, typed.
 #[derive(Debug, serde::Deserialize)]
@@ -332,11 +366,18 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     let _ = writeln!(s, "\n## Still exposed\n");
-    if r.exposed.is_empty() {
+    if r.still_exposed().next().is_none() {
         let _ = writeln!(s, "Nothing: every target reads back contained.");
     }
-    for e in &r.exposed {
+    for e in r.still_exposed() {
         let _ = writeln!(s, "- **{}** ({}): {}", e.what, e.kind.label(), e.why);
+    }
+    if r.to_clean_up().next().is_some() {
+        let _ = writeln!(s, "\n## Left to clean up\n");
+        let _ = writeln!(s, "{LEFTOVERS}\n");
+        for e in r.to_clean_up() {
+            let _ = writeln!(s, "- **{}**: {}", e.what, e.why);
+        }
     }
     if !r.emulator_notes.is_empty() {
         let _ = writeln!(s, "\n## The emulator is not AWS\n");

@@ -122,19 +122,26 @@ pub fn terminal(r: &Report, colour: bool, every: bool) -> String {
     }
 
     let _ = writeln!(s, "\n{}", paint.bold("Still exposed"));
-    if r.exposed.is_empty() {
+    if r.still_exposed().next().is_none() {
         let _ = writeln!(
             s,
             "  {}",
             paint.green("nothing: every target reads back contained")
         );
     }
-    for e in &r.exposed {
+    for e in r.still_exposed() {
         let what = match e.kind.loses() {
             true => paint.red(&e.what),
             false => e.what.clone(),
         };
         let _ = writeln!(s, "  {what} [{}]: {}", e.kind.label(), e.why);
+    }
+    if r.to_clean_up().next().is_some() {
+        let _ = writeln!(s, "\n{}", paint.bold("Left to clean up"));
+        let _ = writeln!(s, "  {}", super::LEFTOVERS);
+        for e in r.to_clean_up() {
+            let _ = writeln!(s, "  {}: {}", e.what, e.why);
+        }
     }
     if !r.emulator_notes.is_empty() {
         let _ = writeln!(s, "\n{}", paint.bold("The emulator is not AWS"));
