@@ -79,7 +79,9 @@ fn records_in(path: &Path) -> usize {
 fn open_intents(path: &Path) -> BTreeSet<u64> {
     let text = std::fs::read_to_string(path).expect("log");
     let mut open = BTreeSet::new();
-    for line in text.lines() {
+    // A last line cut mid-write by the SIGKILL is no record.
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    for line in whole.lines() {
         let line: serde_json::Value = serde_json::from_str(line).expect("record");
         let r = &line["record"];
         match r["event"].as_str() {

@@ -368,7 +368,8 @@ async fn the_flagship_in_a_standalone_account_contains_that_account() {
         i.network_interfaces()[0].groups()[0].group_name(),
         Some("breakglass-quarantine")
     );
-    // Only the SCP step has nothing to act on: the run says so (exit 1).
+    // The SCP and RCP steps have no organization to act on: the run says
+    // so (exit 1).
     assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
 }
 

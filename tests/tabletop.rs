@@ -337,6 +337,10 @@ fn code_spaces_against_full_lockdown() {
         });
     if in_time {
         assert!(clean, "the flagship loses nothing on time: {exposed:#?}");
+    } else {
+        eprintln!(
+            "code-spaces: the steps came too late for a clean win here (locks {lock_end} ms, protection {protect_end} ms, steps {steps_end} ms); losses checked as named"
+        );
     }
     // moto has no snapshot locking and lists regions AWS does not enable:
     // breakglass answers both, and says so.

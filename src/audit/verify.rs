@@ -37,6 +37,16 @@ pub struct Verification {
     pub broken: Option<String>,
     /// True when the log ends with its run-end record.
     pub complete: bool,
+    /// The last line was cut mid-write (no newline, nothing after it): the
+    /// process was killed while writing it. Linux can cut a write that
+    /// spans pages when a fatal signal arrives ("generic_perform_write"
+    /// stops at a pending SIGKILL), so one `write` per record is not
+    /// atomic against SIGKILL. The records before it verify; the record it
+    /// would have been was never complete, so the call an intent there
+    /// announced never started (calls start after their intent is
+    /// written). Not a break, but not a complete log either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torn: Option<String>,
     /// Calls announced but never resolved: they may or may not have happened.
     pub uncertain: Vec<String>,
     /// The public key every record is signed with.
@@ -123,6 +133,7 @@ pub fn read(
         head: None,
         broken: None,
         complete: false,
+        torn: None,
         uncertain: Vec::new(),
         signed_by: None,
         trusted_key: false,
@@ -164,7 +175,11 @@ pub fn read(
             }
         }
         if raw.last() != Some(&b'\n') {
-            v.broken = fail("truncated record (no newline): the write was cut off".into());
+            // `read_until` stops short of a newline only at the end of the
+            // file: this is the last line.
+            v.torn = Some(format!(
+                "line {line_no}: truncated record (no newline): the write was cut off, the process killed while writing it; the records before it verify"
+            ));
             break;
         }
         let Some(text) = text.map(|t| &t[..t.len() - 1]) else {

@@ -51,9 +51,6 @@ pub(super) async fn context(
         aws::partition(&session.identity.arn),
     );
     let member_exempt = fans_out.then(|| member_role.pattern());
-    if fans_out {
-        protect.push(member_role.pattern());
-    }
     let regional = loaded.steps.iter().any(|s| s.action.regional());
     let regions = if regional {
         resolve_regions(&clients, session, pb.regions.as_ref(), &retry, &telemetry).await?
@@ -82,14 +79,23 @@ pub(super) async fn context(
     };
     if fans_out {
         match Fleet::connect(&ctx, &loaded.steps, member_role, &session_name(loaded)).await {
-            Ok(fleet) => ctx.fleet = Arc::new(fleet),
-            // A playbook written for an organization (the flagship's
-            // `accounts: all`) still contains a standalone account: its
-            // steps run there, and the plan says so. Asked for on the
-            // command line, an organization it cannot find is an error.
+            Ok(fleet) => {
+                // The member role is the executor in each member account it
+                // reaches, and only there: a role of that name in the
+                // management account (an intruder's, say) is like any other.
+                protect.extend(fleet.member_role_arns());
+                ctx.protection = Protection::new(&protect);
+                ctx.fleet = Arc::new(fleet);
+            }
+            // A playbook written for a whole organization, its management
+            // account included (the flagship), still contains a standalone
+            // account: that is every account there is, and the plan says
+            // so. Any narrower selection, or one asked for on the command
+            // line, fails rather than act on an account it did not name.
             Err(e)
                 if global.accounts.is_none()
-                    && e.code.as_deref() == Some("AWSOrganizationsNotInUseException") =>
+                    && e.code.as_deref() == Some("AWSOrganizationsNotInUseException")
+                    && every_account(loaded, &session.identity.account) =>
             {
                 ctx.member_exempt = None;
                 let mut home = Fleet::default();
@@ -232,4 +238,15 @@ pub(super) async fn reenter_accounts(
     }
     ctx.fleet = Arc::new(fleet);
     ctx
+}
+
+/// Whether every step's `accounts:` selects every account, the management
+/// account included and `home` not excluded: in an account in no
+/// organization, that selection is `home` alone.
+fn every_account(loaded: &Loaded, home: &str) -> bool {
+    loaded
+        .steps
+        .iter()
+        .filter_map(|s| s.accounts.as_ref())
+        .all(|a| a.all && a.include_management && !a.exclude.iter().any(|x| x == home))
 }

@@ -86,6 +86,9 @@ impl Printer {
         if !v.complete && v.broken.is_none() {
             outln!("INTERRUPTED: the run has no run-end record");
         }
+        if let Some(t) = &v.torn {
+            outln!("CUT: {t}");
+        }
         for u in &v.uncertain {
             outln!(
                 "UNCERTAIN: announced but no result recorded (may or may not have happened): {u}"

@@ -92,6 +92,14 @@ pub const MEMBER_ROLE_DENIED: &[&str] = &[
     "lambda:AddPermission",
     "iam:CreateOpenIDConnectProvider",
     "iam:CreateSAMLProvider",
+    "rds:ModifyDBSnapshotAttribute",
+    "rds:ModifyDBClusterSnapshotAttribute",
+    "secretsmanager:GetSecretValue",
+    "cloudtrail:DeleteEventDataStore",
+    "cloudtrail:StopEventDataStoreIngestion",
+    "logs:DeleteLogGroup",
+    "logs:DeleteLogStream",
+    "logs:PutRetentionPolicy",
 ];
 
 /// The statement that keeps the exempted member role to containment: it

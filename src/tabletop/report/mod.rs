@@ -247,7 +247,7 @@ impl Report {
 }
 
 /// What the "Left to clean up" section says of itself.
-const LEFTOVERS: &str = "Nothing here is usable by the attacker any more; breakglass deletes nothing that may be evidence, so remove each after the investigation.";
+const LEFTOVERS: &str = "Nothing here is usable by the attacker while what the run put in place stands (each says what holds it: some only the SCP or the RCP, and work again once it is lifted); breakglass deletes nothing that may be evidence, so remove each after the investigation, and those held by an organization policy before lifting it.";
 
 /// The parts of the run's JSON report the debrief reads, typed.
 #[derive(Debug, serde::Deserialize)]
