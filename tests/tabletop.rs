@@ -323,6 +323,11 @@ fn code_spaces_against_full_lockdown() {
         .any(|e| e["kind"] == "lost" || e["kind"] == "open");
     assert_eq!(ex.code, Some(if clean { 0 } else { 1 }), "{r}");
     assert_eq!(r["status"] == "completed", clean, "{r}");
+    if clean {
+        // Full containment is the last step's end, not the freeze's rewrite
+        // after the hold.
+        assert_eq!(r["full_containment_ms"], steps_end, "{r}");
+    }
     // When the steps beat the moves they answer (every protection before
     // the wipe at 1 s and the terminations at 2 s, the steps over well
     // before the attacker's own instance is terminated at 12 s, no delete

@@ -390,8 +390,17 @@ pub async fn tabletop(
         (true, 0 | 1) => ("not_contained".to_string(), 1),
         _ => (run.status.clone(), exit_code),
     };
+    // When the last step ended: the freeze rewritten after the hold (a step
+    // index again) tightens what was already contained.
     let full_containment_ms = (exit_code == 0 && status == "completed")
-        .then(|| timeline.iter().map(|t| t.end_ms).max())
+        .then(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            timeline
+                .iter()
+                .filter(|t| seen.insert(t.index))
+                .map(|t| t.end_ms)
+                .max()
+        })
         .flatten();
     let mut emulator_notes = vec![
         "The permission preflight was skipped: moto does not implement iam:SimulatePrincipalPolicy.".to_string(),
