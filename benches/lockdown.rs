@@ -398,6 +398,12 @@ struct Timing {
     process_start: SystemTime,
     run_start: Option<SystemTime>,
     scp_attached: Option<SystemTime>,
+    /// The first change of any kind (issue 18 asks for it within 3 s of
+    /// the process start).
+    first_change: Option<SystemTime>,
+    /// The freeze rewritten without the member role after the read-back:
+    /// not a containment step.
+    tightened: Option<StepTime>,
     steps: Vec<StepTime>,
     run_end: Option<SystemTime>,
 }
@@ -414,6 +420,8 @@ impl Timing {
             process_start,
             run_start: None,
             scp_attached: None,
+            first_change: None,
+            tightened: None,
             steps: Vec::new(),
             run_end: None,
         };
@@ -436,6 +444,18 @@ impl Timing {
                     }
                 }
                 "result"
+                    if t.first_change.is_none()
+                        && r.get("outcome").and_then(|o| o.as_str()) == Some("changed") =>
+                {
+                    t.first_change = ts(r);
+                    if r.get("call")
+                        .and_then(|c| c.as_str())
+                        .is_some_and(|c| c.contains("organizations:"))
+                    {
+                        t.scp_attached = ts(r);
+                    }
+                }
+                "result"
                     if t.scp_attached.is_none()
                         && r.get("outcome").and_then(|o| o.as_str()) == Some("changed")
                         && r.get("call")
@@ -446,6 +466,12 @@ impl Timing {
                 }
                 _ => {}
             }
+        }
+        if t.steps
+            .last()
+            .is_some_and(|s| s.name.contains("member-role exemption removed"))
+        {
+            t.tightened = t.steps.pop();
         }
         t
     }
@@ -523,6 +549,13 @@ fn report(t: &Timing, seen: &[Seen], process_wall: Duration) {
         secs(t.process_start, first),
         t.run_end.map(|e| secs(last_step, e)).unwrap_or(0.0)
     );
+    match t.first_change {
+        Some(at) => println!(
+            "  first change {:.2} s after the process started",
+            secs(t.process_start, at)
+        ),
+        None => println!("  first change: none"),
+    }
     match t.scp_attached {
         Some(at) => println!(
             "  org-wide SCP attached {:.3} s after the confirmation",
@@ -530,6 +563,18 @@ fn report(t: &Timing, seen: &[Seen], process_wall: Duration) {
         ),
         None => println!("  org-wide SCP: NOT attached"),
     }
+    if let Some(s) = &t.tightened {
+        println!(
+            "  the freeze rewritten without the member role {:.2} s after the last step (after the read-back)",
+            secs(last_step, s.end)
+        );
+    }
+    let reads = seen.iter().filter(|s| !s.mutating).count();
+    let writes = seen.iter().filter(|s| s.mutating && !s.throttled).count();
+    println!(
+        "  reads {reads}, admitted writes {writes}: {:.2} reads per write",
+        reads as f64 / writes.max(1) as f64
+    );
     println!(
         "  calls {calls}, throttled {throttled} ({:.1} %)",
         100.0 * throttled as f64 / calls.max(1) as f64
