@@ -254,14 +254,7 @@ fn code_spaces_against_full_lockdown() {
     // are taken back, and every instance in every region of every account
     // is isolated (`regions: all`, `accounts: all`).
     let kinds = |needle: &str| exposure_kinds(r, needle);
-    for needle in [
-        "access key",
-        "console",
-        "trail",
-        "instance",
-        "shared",
-        "snapshot",
-    ] {
+    for needle in ["access key", "console", "trail", "instance", "snapshot"] {
         assert!(
             !kinds(needle).contains(&"open".to_string()),
             "{needle}: {exposed:#?}"

@@ -120,6 +120,24 @@ fn member_statement(member: &str, exempt: &[String]) -> serde_json::Value {
     })
 }
 
+/// The built-in document, with the member-role statement when the whole
+/// fits AWS's limit on an SCP's size; `true` when the statement is in.
+/// That statement costs about 2,000 of the 5,120 characters: a protect
+/// list long enough to crowd it out must not cost the freeze itself, so the
+/// role is then exempt without the limit (and the plan says so).
+pub fn builtin_fitting(policy: &str, exempt: &[String], member: Option<&str>) -> (String, bool) {
+    let full = builtin_document(policy, exempt, member);
+    match member {
+        Some(m) if full.len() > super::SCP_MAX_CHARS => {
+            let mut all = exempt.to_vec();
+            all.push(m.to_string());
+            (builtin_document(policy, &all, None), false)
+        }
+        Some(_) => (full, true),
+        None => (full, false),
+    }
+}
+
 /// The built-in document `policy` names (`deny-all` or `preserve`),
 /// exempting `exempt` and, while a fanned-out run needs it, the member
 /// role.

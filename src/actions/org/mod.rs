@@ -20,7 +20,7 @@ mod tree;
 pub use apply_scp::ApplyScp;
 pub use detach_scp::DetachScp;
 pub use document::{
-    MEMBER_ROLE_DENIED, PRESERVE_ACTIONS, ROOT_SESSION_ACTIONS, builtin_document,
+    MEMBER_ROLE_DENIED, PRESERVE_ACTIONS, ROOT_SESSION_ACTIONS, builtin_document, builtin_fitting,
     deny_all_document, exempts,
 };
 pub use move_account::MoveAccount;
@@ -152,6 +152,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
             let mut exempt = ctx.exempt.clone();
             exempt.extend(ctx.member_exempt.iter().cloned());
             let is_custom = custom.is_some();
+            let mut member_limited = false;
             let document = match custom {
                 Some(doc) => {
                     let mut must = ctx.exempt.clone();
@@ -163,7 +164,12 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                     }
                     doc
                 }
-                None => builtin_document(builtin, &ctx.exempt, ctx.member_exempt.as_deref()),
+                None => {
+                    let member = ctx.member_exempt.as_deref();
+                    let (doc, limited) = builtin_fitting(builtin, &ctx.exempt, member);
+                    member_limited = limited;
+                    doc
+                }
             };
             if document.len() > SCP_MAX_CHARS {
                 return Err(local(
@@ -185,6 +191,9 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep) -> Result<Discovery, AwsError
                         ));
                     }
                 }
+                Some(member) if !member_limited => notes.push(format!(
+                    "{member} is exempted only while this run's member-account steps need it, WITHOUT the statement that keeps it to containment: with this protect list the SCP would pass AWS's {SCP_MAX_CHARS} characters. Shorten the protect list to keep an intruder with admin in the management account from acting through it. Once the member-account steps, any hold and the read-back are done, the SCP is rewritten without it."
+                )),
                 Some(member) => notes.push(format!(
                     "{member} is exempted only while this run's member-account steps need it, and even then denied leaving the organization, minting users, keys or roles, launching or terminating instances and destroying evidence: once they, any hold and the read-back are done, the SCP is rewritten without it (that role trusts the management account, so anyone with admin there could use it)."
                 )),
@@ -396,6 +405,27 @@ mod tests {
             let absent = s["Condition"]["Null"]["aws:AssumedRoot"] == "true";
             acts && !exempt && (absent != root_session)
         })
+    }
+
+    #[test]
+    fn a_protect_list_that_crowds_out_the_member_role_statement_still_freezes() {
+        let member = "arn:aws:iam::*:role/OrganizationAccountAccessRole";
+        let exempt: Vec<String> = (0..22)
+            .map(|n| format!("arn:aws:iam::111122223333:role/ir/IR-Responder-{n:02}"))
+            .collect();
+        let (doc, limited) = builtin_fitting("deny-all", &exempt, Some(member));
+        assert!(builtin_document("deny-all", &exempt, Some(member)).len() > SCP_MAX_CHARS);
+        assert!(!limited);
+        assert!(doc.len() <= SCP_MAX_CHARS, "{}", doc.len());
+        assert!(!doc.contains("BreakglassMemberRoleContainsOnly"));
+        // The role is still exempt, or the fan-out would be shut out.
+        exempts(
+            &doc,
+            "arn:aws:iam::444455556666:role/OrganizationAccountAccessRole",
+        )
+        .expect("member role exempt");
+        let (short, limited) = builtin_fitting("deny-all", &exempt[..2], Some(member));
+        assert!(limited && short.contains("BreakglassMemberRoleContainsOnly"));
     }
 
     #[test]

@@ -174,7 +174,20 @@ async fn backdoored_bucket(
     when: &str,
 ) -> Option<Exposed> {
     let bucket = m.subject.trim_start_matches("bucket ");
-    let member = admin.in_account(account, MEMBER_ROLE).await.ok()?;
+    let what = format!("bucket {bucket} in account {account} ({name})");
+    let member = match admin.in_account(account, MEMBER_ROLE).await {
+        Ok(member) => member,
+        // What cannot be read back is not reported contained.
+        Err(e) => {
+            return Some(Exposed {
+                kind: ExposureKind::Open,
+                what,
+                why: format!(
+                    "opened to the attacker's account {ATTACKER_ACCOUNT} at {when}; the tabletop could not read it back, so it counts as open: {e}"
+                ),
+            });
+        }
+    };
     let policy = member
         .s3("us-east-1")
         .get_bucket_policy()
@@ -198,7 +211,6 @@ async fn backdoored_bucket(
     .with("aws:PrincipalArn", outsider)
     .with("aws:PrincipalAccount", ATTACKER_ACCOUNT)
     .with("aws:PrincipalIsAWSService", "false");
-    let what = format!("bucket {bucket} in account {account} ({name})");
     let grant = format!(
         "its policy grants the attacker's account {ATTACKER_ACCOUNT} read access since {when}"
     );
