@@ -201,6 +201,7 @@ async fn main() -> ExitCode {
         .write_stdin("")
         .output();
     let process_wall = started.elapsed();
+    let peak_mb = children_peak_mb();
     let out = match out {
         Ok(o) => o,
         Err(err) => {
@@ -219,6 +220,10 @@ async fn main() -> ExitCode {
     let seen: Vec<Seen> = shaping.log.lock().map(|l| l.clone()).unwrap_or_default();
     let timing = Timing::from(&records, started_at);
     report(&timing, &seen, process_wall);
+    match peak_mb {
+        Some(mb) => println!("  peak memory of the run (max RSS): {mb:.1} MB"),
+        None => println!("  peak memory of the run: not measured"),
+    }
 
     let check_start = Instant::now();
     let missed = check(&e, &seeded).await;
@@ -406,6 +411,8 @@ struct Timing {
     tightened: Option<StepTime>,
     steps: Vec<StepTime>,
     run_end: Option<SystemTime>,
+    /// Targets with a result record in a containment step.
+    targets: usize,
 }
 
 impl Timing {
@@ -424,8 +431,12 @@ impl Timing {
             tightened: None,
             steps: Vec::new(),
             run_end: None,
+            targets: 0,
         };
         for r in records {
+            if event(r) == "result" {
+                t.targets += 1;
+            }
             match event(r).as_str() {
                 "run_start" => t.run_start = ts(r),
                 "run_end" => t.run_end = ts(r),
@@ -475,6 +486,16 @@ impl Timing {
         }
         t
     }
+}
+
+/// The largest resident set of any child waited for so far: the run of
+/// breakglass (moto still runs; the `validate` runs before are far smaller).
+fn children_peak_mb() -> Option<f64> {
+    // SAFETY: getrusage writes only into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0;
+    // Linux reports ru_maxrss in kilobytes.
+    ok.then(|| usage.ru_maxrss as f64 / 1024.0)
 }
 
 fn secs(a: SystemTime, b: SystemTime) -> f64 {
@@ -558,8 +579,9 @@ fn report(t: &Timing, seen: &[Seen], process_wall: Duration) {
     }
     match t.scp_attached {
         Some(at) => println!(
-            "  org-wide SCP attached {:.3} s after the confirmation",
-            secs(first, at)
+            "  org-wide SCP attached {:.3} s after the confirmation ({:.2} s after the process started)",
+            secs(first, at),
+            secs(t.process_start, at)
         ),
         None => println!("  org-wide SCP: NOT attached"),
     }
@@ -572,8 +594,10 @@ fn report(t: &Timing, seen: &[Seen], process_wall: Duration) {
     let reads = seen.iter().filter(|s| !s.mutating).count();
     let writes = seen.iter().filter(|s| s.mutating && !s.throttled).count();
     println!(
-        "  reads {reads}, admitted writes {writes}: {:.2} reads per write",
-        reads as f64 / writes.max(1) as f64
+        "  reads {reads}, admitted writes {writes}: {:.2} reads per write, {:.2} per target ({} targets)",
+        reads as f64 / writes.max(1) as f64,
+        reads as f64 / t.targets.max(1) as f64,
+        t.targets
     );
     println!(
         "  calls {calls}, throttled {throttled} ({:.1} %)",

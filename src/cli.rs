@@ -75,8 +75,9 @@ pub struct GlobalArgs {
     /// Output format: text for people, json (one document) for automation.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-    /// AWS calls in flight at once (each throttling lane, an account's
-    /// service in a region, also queues at most this many).
+    /// AWS calls in flight at once in each throttling lane (an account's
+    /// service in a region, reads and changes apart): a slow lane never
+    /// holds a fast one's share.
     #[arg(long, global = true, default_value_t = 16, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=512))]
     pub concurrency: u16,

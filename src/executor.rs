@@ -10,7 +10,7 @@
 //! failed snapshot is never followed by the stop that would destroy memory.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures_util::stream::FuturesUnordered;
@@ -23,6 +23,7 @@ use crate::actions::{self, ActionKind, Ctx, Disposition, Op, Planned, Sink};
 use crate::actions::BoundStep;
 use crate::audit::{AuditLog, Event};
 use crate::aws::CallCounts;
+use crate::progress::{Bar, Progress};
 use crate::report::{Counts, Item, Outcome, StepReport, StepStatus};
 use crate::spec::{OnFailure, OnMissing};
 use crate::targets::{Scope, Target};
@@ -33,7 +34,7 @@ pub struct Options<'a> {
     pub dry_run: bool,
     /// `None` for `plan`, which records nothing.
     pub audit: Option<&'a AuditLog>,
-    /// Live counters for a progress line, when someone is watching.
+    /// Bars on a terminal, when someone is watching.
     pub progress: Option<&'a Progress>,
     /// Ctrl-C and SIGTERM: once set, no new call starts.
     pub interrupt: Option<&'a Interrupt>,
@@ -113,42 +114,25 @@ impl Interrupt {
     }
 }
 
-/// How far the current step is: read by the progress line on a terminal.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub step: std::sync::Mutex<String>,
-    /// Targets discovery has decided so far.
-    pub decided: AtomicU64,
-    /// Targets finished (recorded), whatever their outcome.
-    pub finished: AtomicU64,
+/// Which pass over a step this is: its label on the progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The preflight's read-only check.
+    Check,
+    /// The step itself (or, in a dry run, its check).
+    Run,
+    /// The read-back after it.
+    ReadBack,
 }
 
-impl Progress {
-    fn start(&self, step: &BoundStep) {
-        if let Ok(mut s) = self.step.lock() {
-            *s = format!("step {} {}", step.index + 1, step.name);
-        }
-        self.decided.store(0, Ordering::Relaxed);
-        self.finished.store(0, Ordering::Relaxed);
-    }
-
-    /// `step 4 Deactivate every access key: 812 of 1500 targets`, or `None` between steps.
-    pub fn line(&self) -> Option<String> {
-        let step = self.step.lock().ok()?.clone();
-        if step.is_empty() {
-            return None;
-        }
-        Some(format!(
-            "{step}: {} of {} targets",
-            self.finished.load(Ordering::Relaxed),
-            self.decided.load(Ordering::Relaxed)
-        ))
-    }
-
-    fn end(&self) {
-        if let Ok(mut s) = self.step.lock() {
-            s.clear();
-        }
+impl Phase {
+    fn label(self, step: &BoundStep) -> String {
+        let what = match self {
+            Phase::Check => "check ",
+            Phase::Run => "",
+            Phase::ReadBack => "read back ",
+        };
+        format!("{what}step {} {}", step.index + 1, step.name)
     }
 }
 
@@ -158,11 +142,101 @@ pub async fn execute(
     ctx: &Ctx,
     steps: &[BoundStep],
     opts: &Options<'_>,
+    on_step: impl FnMut(&StepReport),
+) -> Result<Vec<StepReport>, Error> {
+    execute_gated(ctx, steps, opts, None, on_step).await
+}
+
+/// Why the check of a step stops the run before that step changes anything.
+pub struct Stop {
+    /// `Refused` (a denial, a full quota) or `Failed` (a missing subject).
+    pub status: StepStatus,
+    pub reason: String,
+}
+
+/// A `--yes` run: the preflight and the steps at once. The first step is
+/// checked alone, then every other step, all together (as in [`read_all`],
+/// on `check`'s own lanes), and step N starts as soon as its own check is
+/// in and `judge` passes it. The checks of steps 1 to N-1 were judged before
+/// those steps ran, so a step AWS would deny stops the run before it
+/// changes anything, and the freeze of step 1 never waits for the reads
+/// of step 9.
+pub async fn execute_checked(
+    ctx: &Ctx,
+    check: &Ctx,
+    steps: &[BoundStep],
+    opts: &Options<'_>,
+    judge: &mut dyn FnMut(&BoundStep, StepReport) -> Option<Stop>,
+    on_step: impl FnMut(&StepReport),
+) -> Result<Vec<StepReport>, Error> {
+    let (senders, receivers): (Vec<_>, Vec<_>) = steps
+        .iter()
+        .map(|_| tokio::sync::oneshot::channel())
+        .unzip();
+    let dry = Options {
+        dry_run: true,
+        audit: None,
+        progress: opts.progress,
+        interrupt: None,
+    };
+    let dry = &dry;
+    let mut each = steps.iter().zip(senders).map(|(step, sender)| async move {
+        // The receiver is gone only once the run has stopped.
+        let _ = sender.send(run_step(check, step, dry, Phase::Check).await);
+    });
+    let checks = async move {
+        // The first step's check goes alone, so its calls never queue in a
+        // lane behind the reads of later steps: the freeze lands first.
+        if let Some(first) = each.next() {
+            first.await;
+        }
+        futures_util::future::join_all(each).await;
+    };
+    let gate = Gate {
+        checks: receivers,
+        judge,
+    };
+    let run = std::pin::pin!(execute_gated(ctx, steps, opts, Some(gate), on_step));
+    let checks = std::pin::pin!(checks);
+    match futures_util::future::select(run, checks).await {
+        futures_util::future::Either::Left((done, _)) => done,
+        futures_util::future::Either::Right((_, run)) => run.await,
+    }
+}
+
+/// The checks a step waits for in [`execute_checked`], in step order.
+struct Gate<'a> {
+    checks: Vec<tokio::sync::oneshot::Receiver<Result<StepReport, Error>>>,
+    judge: &'a mut dyn FnMut(&BoundStep, StepReport) -> Option<Stop>,
+}
+
+impl Gate<'_> {
+    /// Waits for the check of the step at `position` and judges it.
+    async fn admit(&mut self, position: usize, step: &BoundStep) -> Result<Option<Stop>, Error> {
+        let Some(receiver) = self.checks.get_mut(position) else {
+            return Ok(None);
+        };
+        match receiver.await {
+            Ok(checked) => Ok((self.judge)(step, checked?)),
+            Err(_) => Ok(Some(Stop {
+                status: StepStatus::Refused,
+                reason: "refused: the step's check did not finish; nothing in it was changed"
+                    .into(),
+            })),
+        }
+    }
+}
+
+async fn execute_gated(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    opts: &Options<'_>,
+    mut gate: Option<Gate<'_>>,
     mut on_step: impl FnMut(&StepReport),
 ) -> Result<Vec<StepReport>, Error> {
     let mut reports = Vec::new();
     let mut aborted = false;
-    for step in steps {
+    for (position, step) in steps.iter().enumerate() {
         if opts.interrupt.is_some_and(Interrupt::stopping) {
             let mut report = not_run(step);
             report.error = Some("not run: the run was interrupted".into());
@@ -176,14 +250,61 @@ pub async fn execute(
             reports.push(report);
             continue;
         }
+        if let Some(g) = gate.as_mut() {
+            // An interrupt does not wait for the check to finish.
+            let admitted = match opts.interrupt {
+                Some(i) => tokio::select! {
+                    a = g.admit(position, step) => Some(a?),
+                    _ = i.stopped() => None,
+                },
+                None => Some(g.admit(position, step).await?),
+            };
+            let report = match admitted {
+                Some(None) => None,
+                Some(Some(stop)) => Some(stopped(step, stop, opts)?),
+                None => {
+                    let mut report = not_run(step);
+                    report.error = Some("not run: the run was interrupted".into());
+                    Some(report)
+                }
+            };
+            if let Some(report) = report {
+                aborted = true;
+                on_step(&report);
+                reports.push(report);
+                continue;
+            }
+        }
         let before = ctx.telemetry.snapshot();
-        let mut report = run_step(ctx, step, opts).await?;
+        let mut report = run_step(ctx, step, opts, Phase::Run).await?;
         report.calls = ctx.telemetry.snapshot().since(&before);
         aborted |= stops(step, &report);
         on_step(&report);
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// A step its check stopped: recorded, with nothing called.
+fn stopped(step: &BoundStep, stop: Stop, opts: &Options<'_>) -> Result<StepReport, Error> {
+    let mut report = not_run(step);
+    report.status = stop.status;
+    report.error = Some(stop.reason);
+    if let Some(a) = opts.audit {
+        a.append(Event::StepStart {
+            step: step.index,
+            name: step.name.clone(),
+            action: step.action.id().to_string(),
+        })?;
+        a.append(Event::StepEnd {
+            step: step.index,
+            status: format!("{:?}", report.status).to_lowercase(),
+            counts: Counts::default(),
+            accounts: BTreeMap::new(),
+            error: report.error.clone(),
+        })?;
+    }
+    Ok(report)
 }
 
 /// A read-only pass over every step at once: the preflight before a live
@@ -193,17 +314,26 @@ pub async fn execute(
 /// that could not be answered in step 1 must not hide a denial, a missing
 /// subject or a full quota in step 3. Reports come back in playbook order;
 /// the steps share the wire, so their `calls` are not counted apart.
-pub async fn read_all(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<StepReport>, Error> {
+pub async fn read_all(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    phase: Phase,
+    progress: Option<&Progress>,
+) -> Result<Vec<StepReport>, Error> {
     let opts = Options {
         dry_run: true,
         audit: None,
-        progress: None,
+        progress,
         interrupt: None,
     };
-    futures_util::future::join_all(steps.iter().map(|s| Box::pin(run_step(ctx, s, &opts))))
-        .await
-        .into_iter()
-        .collect()
+    futures_util::future::join_all(
+        steps
+            .iter()
+            .map(|s| Box::pin(run_step(ctx, s, &opts, phase))),
+    )
+    .await
+    .into_iter()
+    .collect()
 }
 
 /// Whether the run stops after this step: a refusal always, a failure
@@ -233,11 +363,15 @@ fn not_run(step: &BoundStep) -> StepReport {
     }
 }
 
-async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<StepReport, Error> {
+async fn run_step(
+    ctx: &Ctx,
+    step: &BoundStep,
+    opts: &Options<'_>,
+    phase: Phase,
+) -> Result<StepReport, Error> {
     let started = Instant::now();
-    if let Some(p) = opts.progress {
-        p.start(step);
-    }
+    let shown = opts.progress.map(|p| p.targets(phase.label(step)));
+    let bar = shown.as_ref();
     let record = |event: Event| -> Result<Option<u64>, Error> {
         opts.audit.map(|a| a.append(event)).transpose()
     };
@@ -262,7 +396,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         if found.is_ok() {
             refusal = over_limit(step, &planned);
             if refusal.is_none() {
-                items = carry_out(ctx, step, opts, stream::iter(planned)).await?;
+                items = carry_out(ctx, step, opts, bar, stream::iter(planned)).await?;
             }
         }
         (found, items)
@@ -270,7 +404,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         // Calls start as targets are decided: discovery overlaps with action.
         let (found, items) = tokio::join!(
             discovery,
-            carry_out(ctx, step, opts, UnboundedReceiverStream(decided))
+            carry_out(ctx, step, opts, bar, UnboundedReceiverStream(decided))
         );
         (found, items?)
     };
@@ -289,9 +423,7 @@ async fn run_step(ctx: &Ctx, step: &BoundStep, opts: &Options<'_>) -> Result<Ste
         }
     }
 
-    if let Some(p) = opts.progress {
-        p.end();
-    }
+    drop(shown);
     // Calls finish in any order; reports read better in a stable one.
     items.sort_by_key(|i| (i.outcome, i.target.to_string()));
     let mut counts = Counts::default();
@@ -355,6 +487,7 @@ async fn carry_out(
     ctx: &Ctx,
     step: &BoundStep,
     opts: &Options<'_>,
+    bar: Option<&Bar>,
     planned: impl futures_util::Stream<Item = Planned>,
 ) -> Result<Vec<Item>, Error> {
     let per_lane = ctx.concurrency.max(1);
@@ -372,12 +505,12 @@ async fn carry_out(
                 if opts.interrupt.is_some_and(Interrupt::stopping) {
                     let item = Item::new(target, Outcome::Skipped)
                         .reason("not started: the run was interrupted".into());
-                    items.push(finish(opts, step, item, None)?);
+                    items.push(finish(opts, step, bar, item, None)?);
                     continue;
                 }
                 *busy += 1;
                 let lane = lane.clone();
-                running.push(async move { (lane, change(ctx, step, opts, target, op).await) });
+                running.push(async move { (lane, change(ctx, step, opts, bar, target, op).await) });
             }
         }
         if !open && running.is_empty() {
@@ -387,14 +520,14 @@ async fn carry_out(
             next = planned.next(), if open => match next {
                 None => open = false,
                 Some(Planned { target, disposition }) => {
-                    if let Some(p) = opts.progress {
-                        p.decided.fetch_add(1, Ordering::Relaxed);
+                    if let Some(b) = bar {
+                        b.decided();
                     }
                     match disposition {
                     Disposition::Change { .. } if opts.interrupt.is_some_and(Interrupt::stopping) => {
                         let item = Item::new(target, Outcome::Skipped)
                             .reason("not started: the run was interrupted".into());
-                        items.push(finish(opts, step, item, None)?);
+                        items.push(finish(opts, step, bar, item, None)?);
                     }
                     Disposition::Change { op } => queues
                         .entry(target.scope.clone())
@@ -403,11 +536,11 @@ async fn carry_out(
                         .push_back((target, op)),
                     Disposition::Unchanged { reason } => {
                         let item = Item::new(target, Outcome::Unchanged).reason(reason);
-                        items.push(finish(opts, step, item, None)?);
+                        items.push(finish(opts, step, bar, item, None)?);
                     }
                     Disposition::Skip { reason } => {
                         let item = Item::new(target, Outcome::Skipped).reason(reason.to_string());
-                        items.push(finish(opts, step, item, None)?);
+                        items.push(finish(opts, step, bar, item, None)?);
                     }
                     Disposition::Missing { reason } => {
                         let item = match step.on_missing {
@@ -417,17 +550,17 @@ async fn carry_out(
                                 .reason("not found".into())
                                 .error(crate::aws::missing(reason)),
                         };
-                        items.push(finish(opts, step, item, None)?);
+                        items.push(finish(opts, step, bar, item, None)?);
                     }
                     Disposition::Unreadable { error } => {
                         let item = Item::new(target, Outcome::Failed)
                             .reason("its state could not be read".into())
                             .error(error);
-                        items.push(finish(opts, step, item, None)?);
+                        items.push(finish(opts, step, bar, item, None)?);
                     }
                     Disposition::OutOfReach { reason } => {
                         let item = Item::new(target, Outcome::Failed).reason(reason);
-                        items.push(finish(opts, step, item, None)?);
+                        items.push(finish(opts, step, bar, item, None)?);
                     }
                 }},
             },
@@ -446,6 +579,7 @@ async fn change(
     ctx: &Ctx,
     step: &BoundStep,
     opts: &Options<'_>,
+    bar: Option<&Bar>,
     target: Target,
     mut op: Op,
 ) -> Result<Item, Error> {
@@ -454,7 +588,7 @@ async fn change(
         let item = Item::new(target, Outcome::Failed)
             .call(call)
             .reason("its account could not be reached".into());
-        return finish(opts, step, item, None);
+        return finish(opts, step, bar, item, None);
     };
     let ctx = ctx.as_ref();
     if opts.dry_run {
@@ -478,7 +612,7 @@ async fn change(
                 .error(e),
         };
         item.drift = Some(drift);
-        return finish(opts, step, item, None);
+        return finish(opts, step, bar, item, None);
     }
     op.prepare(jiff::Timestamp::now(), ctx.audit_key.as_deref());
     let intent = match opts.audit {
@@ -498,7 +632,7 @@ async fn change(
         }
         Err(e) => Item::new(target, Outcome::Failed).call(call).error(e),
     };
-    finish(opts, step, item, intent)
+    finish(opts, step, bar, item, intent)
 }
 
 /// A tokio receiver as a stream (what tokio-stream's wrapper does, without the crate).
@@ -539,11 +673,12 @@ fn over_limit(step: &BoundStep, planned: &[Planned]) -> Option<String> {
 fn finish(
     opts: &Options<'_>,
     step: &BoundStep,
+    bar: Option<&Bar>,
     item: Item,
     intent: Option<u64>,
 ) -> Result<Item, Error> {
-    if let Some(p) = opts.progress {
-        p.finished.fetch_add(1, Ordering::Relaxed);
+    if let Some(b) = bar {
+        b.finished();
     }
     if let Some(a) = opts.audit {
         a.append(Event::Result {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod executor;
 pub mod files;
 pub mod playbook;
+pub mod progress;
 pub mod readiness;
 pub mod render;
 pub mod report;

@@ -63,15 +63,6 @@ macro_rules! errln {
     }};
 }
 
-/// `eprint!` to stderr, cleaned, ignoring a closed or failing stream.
-macro_rules! err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let text = format!($($arg)*);
-        let _ = write!(std::io::stderr().lock(), "{}", $crate::output::clean(&text));
-    }};
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -546,7 +546,7 @@ steps:
 }
 
 #[tokio::test]
-async fn preflight_denial_refuses_before_any_mutating_call() {
+async fn a_denied_step_stops_the_run_before_it_changes_anything() {
     let e = Estate::new().await;
     let alice = e.user_with_key("alice").await;
     e.role("app", "/").await;
@@ -563,22 +563,55 @@ async fn preflight_denial_refuses_before_any_mutating_call() {
     assert!(plan.stdout.contains("PreflightDenied"), "{}", plan.stdout);
     assert!(plan.stdout.contains("implicitDeny"), "{}", plan.stdout);
 
+    // With --yes each step starts once its own check passes: steps 1 and 2
+    // (keys, user sessions) run, step 3 (role sessions), which AWS would
+    // deny, stops the run before it changes anything, and step 4 never runs.
     let ran = e.run(&["run", pb, "--yes", "--var", "case_id=IR-6"]);
     assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
     assert!(
-        ran.stderr.contains("preflight: 1 call(s) would be denied"),
+        ran.stderr.contains("preflight: 1 call(s) would be denied")
+            && ran
+                .stderr
+                .contains("nothing in this step or after it was changed"),
         "{}",
         ran.stderr
     );
     assert!(ran.stderr.contains("role app"), "{}", ran.stderr);
     let mutations = e.proxy().mutations.lock().expect("lock").clone();
+    let called = |a: &str| mutations.iter().any(|k| k.contains(a));
     assert!(
-        mutations.is_empty(),
-        "no mutating call may reach AWS: {mutations:?}"
+        !called("PutRolePolicy") && !called("DeleteLoginProfile"),
+        "nothing from the denied step on may reach AWS: {mutations:?}"
     );
-    assert_eq!(e.key_status("alice", &alice).await, "Active");
+    assert!(called("UpdateAccessKey"), "{mutations:?}");
+    assert_eq!(e.key_status("alice", &alice).await, "Inactive");
+
+    // Step 1 denied: nothing at all is changed.
+    let bob = e.user_with_key("bob").await;
+    e.proxy().mutations.lock().expect("lock").clear();
+    e.proxy()
+        .denied_actions
+        .lock()
+        .expect("lock")
+        .insert("iam:UpdateAccessKey".to_string());
+    let ran = e.run(&["run", pb, "--yes", "--var", "case_id=IR-6"]);
+    assert_eq!(ran.code, 3, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains("would be denied; nothing was changed"),
+        "{}",
+        ran.stderr
+    );
+    let mutations = e.proxy().mutations.lock().expect("lock").clone();
+    assert!(mutations.is_empty(), "{mutations:?}");
+    assert_eq!(e.key_status("bob", &bob).await, "Active");
+    e.proxy()
+        .denied_actions
+        .lock()
+        .expect("lock")
+        .remove("iam:UpdateAccessKey");
 
     // --skip-preflight runs it anyway (the denial is the emulator's word only here).
+    e.proxy().mutations.lock().expect("lock").clear();
     let ran = e.run(&[
         "run",
         pb,
@@ -588,7 +621,11 @@ async fn preflight_denial_refuses_before_any_mutating_call() {
         "--skip-preflight",
     ]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(e.key_status("alice", &alice).await, "Inactive");
+    let mutations = e.proxy().mutations.lock().expect("lock").clone();
+    assert!(
+        mutations.iter().any(|m| m.contains("PutRolePolicy")),
+        "{mutations:?}"
+    );
 }
 
 #[tokio::test]

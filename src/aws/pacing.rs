@@ -46,18 +46,26 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Call counters, pacing lanes and the bound on calls in flight, shared by
-/// every task of a run.
+/// Call counters and pacing lanes. The preflight, the steps and the
+/// read-back of a run each count their own calls but share the lanes
+/// ([`Telemetry::sibling`]): they meet the same AWS buckets, at once when
+/// they overlap, so one model per bucket learns its rate.
 #[derive(Debug)]
 pub struct Telemetry {
     pub calls: AtomicU64,
     pub throttled: AtomicU64,
     pub retries: AtomicU64,
-    lanes: std::sync::Mutex<HashMap<LaneKey, Arc<Lane>>>,
-    /// `--concurrency`: taken after the lane's slot, so a call waiting out
-    /// its lane's pacing never keeps another lane's call from the wire.
-    in_flight: tokio::sync::Semaphore,
+    lanes: Arc<std::sync::Mutex<HashMap<LaneKey, Arc<Lane>>>>,
+    /// `--concurrency`: calls in flight per lane. Each lane has its own
+    /// permits, so slow EC2 reads never keep a fast IAM lane off the wire.
+    per_lane: usize,
+    /// A ceiling over every lane together, far above what one lane uses:
+    /// it only bounds open sockets when a run spans many regions and accounts.
+    wire: Arc<tokio::sync::Semaphore>,
 }
+
+/// Calls in flight over every lane together, at most.
+const WIRE_CEILING: usize = 512;
 
 impl Default for Telemetry {
     fn default() -> Self {
@@ -71,8 +79,21 @@ impl Telemetry {
             calls: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             retries: AtomicU64::new(0),
-            lanes: std::sync::Mutex::default(),
-            in_flight: tokio::sync::Semaphore::new(concurrency.max(1)),
+            lanes: Arc::default(),
+            per_lane: concurrency.max(1),
+            wire: Arc::new(tokio::sync::Semaphore::new(WIRE_CEILING)),
+        }
+    }
+
+    /// Counters of its own on the same lanes and the same ceiling.
+    pub fn sibling(&self) -> Telemetry {
+        Telemetry {
+            calls: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            lanes: self.lanes.clone(),
+            per_lane: self.per_lane,
+            wire: self.wire.clone(),
         }
     }
 
@@ -99,7 +120,10 @@ impl Telemetry {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
-        lanes.entry(key).or_default().clone()
+        lanes
+            .entry(key)
+            .or_insert_with(|| Arc::new(Lane::new(self.per_lane)))
+            .clone()
     }
 }
 
@@ -121,9 +145,19 @@ struct LaneKey {
 /// rate is what keeps getting through while calls are refused. Calls then
 /// leave at the refill rate instead of bouncing, and an idle lane refills, so
 /// the next step starts with a burst again. Without throttling it probes up.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lane {
     bucket: std::sync::Mutex<Bucket>,
+    /// Calls of this lane on the wire: taken after the lane's slot, so a
+    /// call waiting out the pacing holds no permit.
+    in_flight: tokio::sync::Semaphore,
+}
+
+impl Default for Lane {
+    /// As many in flight as `--concurrency` allows by default.
+    fn default() -> Self {
+        Lane::new(16)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +195,13 @@ const MIN_GUESS: f64 = 10.0;
 const MIN_SPAN: Duration = Duration::from_millis(500);
 
 impl Lane {
+    pub fn new(in_flight: usize) -> Self {
+        Lane {
+            bucket: std::sync::Mutex::default(),
+            in_flight: tokio::sync::Semaphore::new(in_flight.max(1)),
+        }
+    }
+
     /// Waits for this lane's next slot (at once while the lane is unpaced).
     pub async fn acquire(&self) {
         let wait = {
@@ -334,10 +375,13 @@ where
     let (mut throttled, mut transient) = (0u32, 0u32);
     loop {
         lane.acquire().await;
-        let permit = telemetry.in_flight.acquire().await;
+        let permits = (
+            lane.in_flight.acquire().await,
+            telemetry.wire.acquire().await,
+        );
         telemetry.calls.fetch_add(1, Ordering::Relaxed);
         let result = f().await;
-        drop(permit);
+        drop(permits);
         let err = match result {
             Ok(v) => {
                 lane.success();
@@ -492,4 +536,49 @@ fn jitter() -> f64 {
     x ^= x >> 7;
     x ^= x << 17;
     0.5 + (x % 1000) as f64 / 2000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Slow EC2 reads filling their lane's permits never keep an IAM call
+    /// off the wire: each lane has its own. (With one shared limit of 2,
+    /// the IAM call would wait the full second.)
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_lane_never_holds_a_fast_lanes_permits() {
+        let telemetry = Arc::new(Telemetry::new(2));
+        let policy = RetryPolicy::default();
+        let slow = telemetry.lane("111122223333", "ec2:DescribeInstances", Some("us-east-1"));
+        let mut busy = Vec::new();
+        for _ in 0..4 {
+            let (telemetry, slow) = (telemetry.clone(), slow.clone());
+            busy.push(tokio::spawn(async move {
+                call(&policy, &telemetry, &slow, || async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok::<_, AwsError>(())
+                })
+                .await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let fast = telemetry.lane("111122223333", "iam:ListUsers", None);
+        let started = tokio::time::Instant::now();
+        let answered = call(&policy, &telemetry, &fast, || async {
+            Ok::<_, AwsError>(())
+        })
+        .await;
+        assert!(answered.is_ok());
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "the IAM call waited {:?} behind EC2's permits",
+            started.elapsed()
+        );
+        // The slow lane itself keeps to its own limit: 4 calls, 2 at a time.
+        let started = tokio::time::Instant::now();
+        for b in busy {
+            assert!(b.await.is_ok_and(|r| r.is_ok()));
+        }
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+    }
 }

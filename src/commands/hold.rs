@@ -3,9 +3,9 @@
 use crate::actions::BoundStep;
 use crate::actions::{ActionKind, Ctx};
 use crate::audit::{AuditLog, Event};
-use crate::aws::Telemetry;
 use crate::error::Error;
-use crate::executor;
+use crate::executor::{self, Phase};
+use crate::progress::Progress;
 use crate::render::{self, Printer};
 use crate::report::StepReport;
 use std::sync::Arc;
@@ -100,7 +100,7 @@ pub(super) async fn hold_line(
     let opts = executor::Options {
         dry_run: false,
         audit: Some(log),
-        progress: None,
+        progress: out.progress(),
         interrupt,
     };
     let stopped = || async {
@@ -116,7 +116,7 @@ pub(super) async fn hold_line(
         }
         let wait = deadline.map_or(every, |d| every.min(d - now));
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = pause(out, summary.checks + 1, wait) => {}
             _ = stopped() => {
                 summary.interrupted = true;
                 break;
@@ -166,21 +166,49 @@ pub(super) async fn hold_line(
 
 /// After a live run, reads every step's targets back: what would still need a
 /// call is not contained (the run is then not reported as done).
-pub(super) async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<String>, Error> {
+pub(super) async fn read_back(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    progress: Option<&Progress>,
+) -> Result<Vec<String>, Error> {
+    let mut open = unreachable(ctx);
+    open.extend(read_back_steps(&reading(ctx), steps, progress).await?);
+    Ok(open)
+}
+
+/// The context the read-back reads in: no permission checks, every
+/// revocation counted whenever it was made, its own run state and call
+/// counts, on the run's lanes (the same AWS buckets as the steps it
+/// overlaps).
+pub(super) fn reading(ctx: &Ctx) -> Ctx {
     let mut check = ctx.clone();
     check.run_started = jiff::Timestamp::UNIX_EPOCH;
     check.check_permissions = false;
     check.run = Arc::default();
-    check.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
-    let reports = executor::read_all(&check, steps).await?;
-    let mut open: Vec<String> = ctx
-        .fleet
+    check.telemetry = Arc::new(ctx.telemetry.sibling());
+    check
+}
+
+/// Accounts nothing was read or contained in.
+pub(super) fn unreachable(ctx: &Ctx) -> Vec<String> {
+    ctx.fleet
         .unreachable()
         .into_iter()
         .map(|(a, e)| {
             format!("account {a}: unreachable, nothing in it was read or contained ({e})")
         })
-        .collect();
+        .collect()
+}
+
+/// What is still open among these steps' targets, in step order; `check`
+/// comes from [`reading`].
+pub(super) async fn read_back_steps(
+    check: &Ctx,
+    steps: &[BoundStep],
+    progress: Option<&Progress>,
+) -> Result<Vec<String>, Error> {
+    let reports = executor::read_all(check, steps, Phase::ReadBack, progress).await?;
+    let mut open = Vec::new();
     for r in &reports {
         if let Some(e) = &r.error {
             open.push(format!(
@@ -212,4 +240,22 @@ pub(super) async fn read_back(ctx: &Ctx, steps: &[BoundStep]) -> Result<Vec<Stri
         }
     }
     Ok(open)
+}
+
+/// The hold's wait before its next check, with a bar on a terminal.
+async fn pause(out: &Printer, check: u64, wait: std::time::Duration) {
+    let bar = out
+        .progress()
+        .map(|p| p.wait(format!("holding: check {check} in"), wait));
+    let start = tokio::time::Instant::now();
+    loop {
+        let gone = start.elapsed();
+        if let Some(b) = &bar {
+            b.set_position(gone.as_secs());
+        }
+        if gone >= wait {
+            return;
+        }
+        tokio::time::sleep((wait - gone).min(std::time::Duration::from_secs(1))).await;
+    }
 }

@@ -3,10 +3,11 @@
 
 use crate::actions::BoundStep;
 use crate::actions::Ctx;
-use crate::aws::{self, Telemetry};
+use crate::aws;
 use crate::error::Error;
-use crate::executor;
-use crate::report::StepReport;
+use crate::executor::{self, Phase};
+use crate::progress::Progress;
+use crate::report::{StepReport, StepStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -94,42 +95,118 @@ impl Preflight {
         if !self.missing.is_empty() {
             return Err(Error::Missing(self.missing.clone()));
         }
+        match self.refusal("nothing was changed") {
+            Some(why) => Err(Error::Refused(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Why a full quota or a denial refuses the run, saying what was left
+    /// unchanged (`unchanged`).
+    fn refusal(&self, unchanged: &str) -> Option<String> {
         if !self.over_quota.is_empty() {
-            return Err(Error::Refused(format!(
-                "preflight: {} change(s) would exceed an AWS quota; nothing was changed: {}",
+            return Some(format!(
+                "preflight: {} change(s) would exceed an AWS quota; {unchanged}: {}",
                 self.over_quota.len(),
                 self.over_quota.join("; ")
-            )));
+            ));
         }
         if !self.denied.is_empty() {
-            return Err(Error::Refused(format!(
-                "preflight: {} call(s) would be denied; nothing was changed (fix the permissions, or --skip-preflight): {}",
+            return Some(format!(
+                "preflight: {} call(s) would be denied; {unchanged} (fix the permissions, or --skip-preflight): {}",
                 self.denied.len(),
                 self.denied.join("; ")
-            )));
+            ));
         }
-        Ok(())
+        None
     }
+
+    /// Says what the run cannot reach and which checks got no answer.
+    pub(super) fn warn(&self, yes: bool) {
+        if !self.out_of_reach.is_empty() {
+            errln!(
+                "warning: {} target(s) are out of this run's reach: they will be reported failed, never contained:",
+                self.out_of_reach.len()
+            );
+            for why in &self.out_of_reach {
+                errln!("  {why}");
+            }
+        }
+        if !self.unchecked.is_empty() {
+            errln!(
+                "warning: {} permission check(s) could not be checked (neither allowed nor denied); the run may meet denials AWS did not report in advance:",
+                self.unchecked.len()
+            );
+            for why in &self.unchecked {
+                errln!("  {why}");
+            }
+            if !yes {
+                errln!("(the confirmation below goes on regardless; --yes does too)");
+            }
+        }
+    }
+}
+
+/// The verdict on one step's check in a `--yes` run, where the steps start
+/// while later ones are still being checked ([`executor::execute_checked`]):
+/// its warnings are printed, and a missing subject, a full quota or a
+/// denial stops the run before this step changes anything. `first` is true
+/// when no step ran before it (then "nothing was changed" holds).
+pub(super) fn judge(report: StepReport, first: bool) -> Option<executor::Stop> {
+    let found = Preflight::sort(vec![report]);
+    found.warn(true);
+    let unchanged = if first {
+        "nothing was changed"
+    } else {
+        "nothing in this step or after it was changed (the steps before it ran)"
+    };
+    let (status, reason) = if !found.missing.is_empty() {
+        (
+            StepStatus::Failed,
+            format!("not found, {unchanged}: {}", found.missing.join("; ")),
+        )
+    } else {
+        (StepStatus::Refused, found.refusal(unchanged)?)
+    };
+    errln!("{reason}");
+    Some(executor::Stop { status, reason })
 }
 
 /// Before a live run: discover every step read-only and ask AWS whether each
 /// call would be allowed. A denial refuses the run (exit 3) and a missing
 /// subject stops it (exit 1), both before any change; a check that got no
 /// answer is shown with its cause and left to the responder.
-pub(super) async fn preflight(ctx: &Ctx, steps: &[BoundStep]) -> Result<Preflight, Error> {
-    let found = check(ctx, steps).await?;
+pub(super) async fn preflight(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    progress: Option<&Progress>,
+) -> Result<Preflight, Error> {
+    let found = check(ctx, steps, progress).await?;
     found.verdict()?;
     Ok(found)
 }
 
-/// The preflight's reads and permission checks, without a verdict: what
-/// `readiness` reports finding by finding.
-pub(super) async fn check(ctx: &Ctx, steps: &[BoundStep]) -> Result<Preflight, Error> {
+/// The context the preflight reads in: permission checks on, its own run
+/// state and call counts, on the run's lanes (the same AWS buckets).
+pub(super) fn checking(ctx: &Ctx) -> Ctx {
     let mut pre = ctx.clone();
     pre.check_permissions = true;
     pre.run = Arc::default();
-    pre.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
-    Ok(Preflight::sort(executor::read_all(&pre, steps).await?))
+    pre.telemetry = Arc::new(ctx.telemetry.sibling());
+    pre
+}
+
+/// The preflight's reads and permission checks, without a verdict: what
+/// `readiness` reports finding by finding.
+pub(super) async fn check(
+    ctx: &Ctx,
+    steps: &[BoundStep],
+    progress: Option<&Progress>,
+) -> Result<Preflight, Error> {
+    let pre = checking(ctx);
+    Ok(Preflight::sort(
+        executor::read_all(&pre, steps, Phase::Check, progress).await?,
+    ))
 }
 
 /// With `--skip-preflight`, the steps that name their subjects (a key id,
@@ -146,8 +223,8 @@ pub(super) async fn check_subjects(ctx: &Ctx, steps: &[BoundStep]) -> Result<(),
     }
     let mut pre = ctx.clone();
     pre.run = Arc::default();
-    pre.telemetry = Arc::new(Telemetry::new(ctx.concurrency));
-    let found = Preflight::sort(executor::read_all(&pre, &named).await?);
+    pre.telemetry = Arc::new(ctx.telemetry.sibling());
+    let found = Preflight::sort(executor::read_all(&pre, &named, Phase::Check, None).await?);
     if found.missing.is_empty() {
         Ok(())
     } else {

@@ -86,32 +86,22 @@ pub(super) async fn run(
             req.every.as_secs()
         );
     }
+    // With --yes the preflight runs alongside the steps: each step starts
+    // once its own check passes (see `executor::execute_checked`).
+    let pipelined = req.yes && !req.dry_run && !req.skip_preflight;
     let mut planned = None;
     if req.dry_run {
         ctx.check_permissions = true;
+    } else if pipelined {
+        // A named subject that is not there is a typo: it stops the run
+        // before any change, never halfway through it.
+        check_subjects(&ctx, &loaded.steps).await?;
+        errln!(
+            "preflight: each step starts once its own checks pass (a step AWS would refuse stops the run before that step changes anything)"
+        );
     } else if !req.skip_preflight {
-        let found = preflight(&ctx, &loaded.steps).await?;
-        if !found.out_of_reach.is_empty() {
-            errln!(
-                "warning: {} target(s) are out of this run's reach: they will be reported failed, never contained:",
-                found.out_of_reach.len()
-            );
-            for why in &found.out_of_reach {
-                errln!("  {why}");
-            }
-        }
-        if !found.unchecked.is_empty() {
-            errln!(
-                "warning: {} permission check(s) could not be checked (neither allowed nor denied); the run may meet denials AWS did not report in advance:",
-                found.unchecked.len()
-            );
-            for why in &found.unchecked {
-                errln!("  {why}");
-            }
-            if !req.yes {
-                errln!("(the confirmation below goes on regardless; --yes does too)");
-            }
-        }
+        let found = preflight(&ctx, &loaded.steps, out.progress()).await?;
+        found.warn(req.yes);
         planned = Some(found.reports);
     } else {
         check_subjects(&ctx, &loaded.steps).await?;
@@ -162,17 +152,57 @@ pub(super) async fn run(
     }
 
     let interrupt = (!req.dry_run).then(executor::Interrupt::listen);
-    let ticker = out.progress();
     let opts = executor::Options {
         dry_run: req.dry_run,
         audit: Some(&log),
-        progress: ticker.as_ref().map(|t| t.progress()),
+        progress: out.progress(),
         interrupt: interrupt.as_deref(),
     };
+    let check = pipelined.then(|| super::preflight::checking(&ctx));
+    let verify = !(req.dry_run || req.no_verify);
+    // Without a hold, each step is read back as soon as it ends, while the
+    // next one runs; with one, the state at the hold's end is what counts.
+    let per_step = verify && hold.is_none();
+    let reading = super::hold::reading(&ctx);
+    let (ended, ended_steps) = tokio::sync::mpsc::unbounded_channel::<usize>();
     // The lockdown proper: steps, hold, read-back. A second interrupt
     // abandons it where it stands; the log still gets its run end.
     let contain = async {
-        let steps = executor::execute(&ctx, &loaded.steps, &opts, |s| out.step_done(s)).await?;
+        let mut refusing = false;
+        let on_step = move |s: &StepReport| {
+            out.step_done(s);
+            // A refused run is not read back (nothing after the refusal ran).
+            refusing |= s.status == StepStatus::Refused;
+            if per_step && !refusing {
+                let _ = ended.send(s.index);
+            }
+        };
+        let run_steps = async {
+            match &check {
+                Some(check) => {
+                    let mut first = true;
+                    let mut judge = |_: &BoundStep, r: StepReport| {
+                        let mut stop = None;
+                        out.above_bars(|| stop = super::preflight::judge(r, first));
+                        first = false;
+                        stop
+                    };
+                    executor::execute_checked(
+                        &ctx,
+                        check,
+                        &loaded.steps,
+                        &opts,
+                        &mut judge,
+                        on_step,
+                    )
+                    .await
+                }
+                None => executor::execute(&ctx, &loaded.steps, &opts, on_step).await,
+            }
+        };
+        let read_each = read_back_as_they_end(&reading, &loaded.steps, ended_steps, out);
+        let (steps, read_each) = tokio::join!(run_steps, read_each);
+        let steps = steps?;
         let stopped = interrupt.as_ref().is_some_and(|i| i.stopping());
         let refused = run_status(&steps) == "refused";
         let held = match hold {
@@ -190,11 +220,17 @@ pub(super) async fn run(
             ),
             _ => None,
         };
-        // The read-back comes last: after a hold, the state at its end is what counts.
-        let verified = if req.dry_run || req.no_verify || refused {
+        let verified = if !verify {
+            None
+        } else if per_step {
+            // A refused run still says what its earlier steps left open.
+            let mut open = super::hold::unreachable(&ctx);
+            open.extend(read_each?);
+            Some(open)
+        } else if refused {
             None
         } else {
-            Some(read_back(&ctx, &loaded.steps).await?)
+            Some(read_back(&ctx, &loaded.steps, out.progress()).await?)
         };
         Ok::<_, Error>((steps, held, verified))
     };
@@ -208,7 +244,6 @@ pub(super) async fn run(
         r = contain => Some(r),
         _ = abandoned => None,
     };
-    drop(ticker);
     // Whatever happened above, the member-role exemption does not outlive
     // the run.
     let tightened = if req.dry_run {
@@ -304,6 +339,52 @@ pub(super) async fn run(
         "refused" => ExitCode::Refused,
         _ => ExitCode::Failed,
     })
+}
+
+/// How long a per-step read-back waits before it reads an open target again.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads back each step whose index arrives on `ended`, while later steps
+/// run, until the sender is dropped: the open targets, in step order.
+async fn read_back_as_they_end(
+    reading: &crate::actions::Ctx,
+    steps: &[BoundStep],
+    mut ended: tokio::sync::mpsc::UnboundedReceiver<usize>,
+    out: &Printer,
+) -> Result<Vec<String>, Error> {
+    use futures_util::StreamExt;
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut open = std::collections::BTreeMap::new();
+    let mut listening = true;
+    while listening || !running.is_empty() {
+        tokio::select! {
+            index = ended.recv(), if listening => match index {
+                None => listening = false,
+                Some(index) => {
+                    let step = steps.iter().filter(|s| s.index == index);
+                    let step: Vec<BoundStep> = step.cloned().collect();
+                    running.push(async move {
+                        let read = || super::hold::read_back_steps(reading, &step, out.progress());
+                        let mut lines = read().await;
+                        // Right after a step, a read may not see its change
+                        // yet (IAM, EC2 and Organizations are eventually
+                        // consistent: IAM User Guide, "Changes that I make
+                        // are not always immediately visible"): what looks
+                        // open is read once more before it counts.
+                        if lines.as_ref().is_ok_and(|l| !l.is_empty()) {
+                            tokio::time::sleep(SETTLE).await;
+                            lines = read().await;
+                        }
+                        (index, lines)
+                    });
+                }
+            },
+            Some((index, lines)) = running.next(), if !running.is_empty() => {
+                open.insert(index, lines?);
+            }
+        }
+    }
+    Ok(open.into_values().flatten().collect())
 }
 
 /// A session from a hop that needs MFA is renewed with a fresh code: on a

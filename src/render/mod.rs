@@ -88,6 +88,9 @@ pub struct Printer {
     detail: Detail,
     /// ANSI colour on stdout: a terminal, and neither `NO_COLOR` nor `--no-color`.
     colour: bool,
+    /// The progress bars, once [`Printer::progress`] has started them: lines
+    /// on stderr are printed above them.
+    bars: std::sync::OnceLock<crate::progress::Progress>,
 }
 
 /// How much of a plan, run or verification text output shows (JSON always
@@ -102,25 +105,6 @@ pub enum Detail {
     Every,
 }
 
-/// The running progress line; dropping it stops and erases it.
-pub struct Ticker {
-    progress: std::sync::Arc<crate::executor::Progress>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Ticker {
-    pub fn progress(&self) -> &crate::executor::Progress {
-        &self.progress
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.task.abort();
-        err!("\r\x1b[2K");
-    }
-}
-
 impl Printer {
     pub fn new(format: OutputFormat, detail: Detail, no_color: bool) -> Self {
         let colour = !no_color
@@ -130,6 +114,7 @@ impl Printer {
             format,
             detail,
             colour,
+            bars: std::sync::OnceLock::new(),
         }
     }
 
@@ -357,25 +342,25 @@ impl Printer {
         }
     }
 
-    /// One progress line per finished step (stderr, text mode only).
-    /// A progress line on stderr for the steps of a run, redrawn a few times
-    /// a second; only for text output on a terminal (never in logs or JSON).
-    pub fn progress(&self) -> Option<Ticker> {
-        if self.format != OutputFormat::Text || !std::io::stderr().is_terminal() {
+    /// Progress bars on stderr for the phases of a run; only for text output
+    /// on a terminal (never in logs or JSON).
+    pub fn progress(&self) -> Option<&crate::progress::Progress> {
+        if self.format != OutputFormat::Text {
             return None;
         }
-        let progress = std::sync::Arc::new(crate::executor::Progress::default());
-        let shown = progress.clone();
-        let task = tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_millis(200));
-            loop {
-                every.tick().await;
-                if let Some(line) = shown.line() {
-                    err!("\r\x1b[2K  {line}");
-                }
-            }
-        });
-        Some(Ticker { progress, task })
+        if let Some(bars) = self.bars.get() {
+            return Some(bars);
+        }
+        let bars = crate::progress::Progress::on_terminal()?;
+        Some(self.bars.get_or_init(|| bars))
+    }
+
+    /// Prints to stderr above the progress bars, if any are drawn.
+    pub fn above_bars(&self, f: impl FnOnce()) {
+        match self.bars.get() {
+            Some(bars) => bars.suspend(f),
+            None => f(),
+        }
     }
 
     /// Text for people, or (`--output json`) this document instead.

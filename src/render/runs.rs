@@ -67,24 +67,22 @@ impl Printer {
 
     pub fn step_done(&self, step: &StepReport) {
         if self.format == OutputFormat::Text {
-            if std::io::stderr().is_terminal() {
-                // Over the progress line, if one is drawn.
-                err!("\r\x1b[2K");
-            }
             let mark = match step.status {
                 StepStatus::Done => "done",
                 StepStatus::Failed => "FAILED",
                 StepStatus::NotRun => "not run",
                 StepStatus::Refused => "REFUSED",
             };
-            errln!(
-                "  step {} {} [{}]: {} ({} ms)",
-                step.index + 1,
-                step.name,
-                mark,
-                counts_line(&step.counts),
-                step.millis
-            );
+            self.above_bars(|| {
+                errln!(
+                    "  step {} {} [{}]: {} ({} ms)",
+                    step.index + 1,
+                    step.name,
+                    mark,
+                    counts_line(&step.counts),
+                    step.millis
+                )
+            });
         }
     }
 

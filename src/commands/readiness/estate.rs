@@ -90,7 +90,7 @@ pub(super) async fn check_estate(
             "exempt the executor and its chain, or leave them out of the step",
         );
     }
-    match check(&ctx, &loaded.steps).await {
+    match check(&ctx, &loaded.steps, None).await {
         Ok(pre) => {
             preflight_findings(found, &pre, &ctx.executor_arn);
             check_inline_room(found, &ctx, &pre).await;
