@@ -603,6 +603,20 @@ fn report(t: &Timing, seen: &[Seen], process_wall: Duration) {
         "  calls {calls}, throttled {throttled} ({:.1} %)",
         100.0 * throttled as f64 / calls.max(1) as f64
     );
+    let mut by_action: BTreeMap<String, usize> = BTreeMap::new();
+    for s in seen.iter().filter(|s| !s.mutating) {
+        *by_action
+            .entry(format!("{}:{}", s.service, s.action))
+            .or_default() += 1;
+    }
+    let mut by_action: Vec<(String, usize)> = by_action.into_iter().collect();
+    by_action.sort_by(|a, b| b.1.cmp(&a.1));
+    let top: Vec<String> = by_action
+        .iter()
+        .take(8)
+        .map(|(a, n)| format!("{a} {n}"))
+        .collect();
+    println!("  most reads: {}", top.join(", "));
 }
 
 /// Everything that is not contained, read straight from moto.

@@ -155,9 +155,9 @@ pub struct Stop {
 }
 
 /// A `--yes` run: the preflight and the steps at once. The first step is
-/// checked alone, then every other step, all together (as in [`read_all`],
-/// on `check`'s own lanes), and step N starts as soon as its own check is
-/// in and `judge` passes it. The checks of steps 1 to N-1 were judged before
+/// checked and run alone; then the other steps are checked in order, a few
+/// at a time, while the steps run, and step N starts as soon as its own
+/// check is in and `judge` passes it. The checks of steps 1 to N-1 were judged before
 /// those steps ran, so a step AWS would deny stops the run before it
 /// changes anything, and the freeze of step 1 never waits for the reads
 /// of step 9.
@@ -184,17 +184,25 @@ pub async fn execute_checked(
         // The receiver is gone only once the run has stopped.
         let _ = sender.send(run_step(check, step, dry, Phase::Check).await);
     });
+    let (first_done, first_step_over) = tokio::sync::oneshot::channel();
     let checks = async move {
-        // The first step's check goes alone, so its calls never queue in a
-        // lane behind the reads of later steps: the freeze lands first.
+        // The first step is checked and run alone, so its calls never queue
+        // in a lane behind the reads of later checks: the freeze lands first.
         if let Some(first) = each.next() {
             first.await;
         }
-        futures_util::future::join_all(each).await;
+        let _ = first_step_over.await;
+        // Then the others, in step order, a few at a time: a check is due
+        // only when its step starts, and the reads of step 20's check must
+        // not slow step 4's discovery on the same EC2 read buckets.
+        stream::iter(each)
+            .for_each_concurrent(CHECKS_AT_ONCE, |check| check)
+            .await;
     };
     let gate = Gate {
         checks: receivers,
         judge,
+        first_done: Some(first_done),
     };
     let run = std::pin::pin!(execute_gated(ctx, steps, opts, Some(gate), on_step));
     let checks = std::pin::pin!(checks);
@@ -204,13 +212,25 @@ pub async fn execute_checked(
     }
 }
 
+/// Steps whose checks run at once after the first step's, in
+/// [`execute_checked`].
+const CHECKS_AT_ONCE: usize = 4;
+
 /// The checks a step waits for in [`execute_checked`], in step order.
 struct Gate<'a> {
     checks: Vec<tokio::sync::oneshot::Receiver<Result<StepReport, Error>>>,
     judge: &'a mut dyn FnMut(&BoundStep, StepReport) -> Option<Stop>,
+    /// Fired once the first step is over: the other checks then start.
+    first_done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Gate<'_> {
+    fn first_step_over(&mut self) {
+        if let Some(done) = self.first_done.take() {
+            let _ = done.send(());
+        }
+    }
+
     /// Waits for the check of the step at `position` and judges it.
     async fn admit(&mut self, position: usize, step: &BoundStep) -> Result<Option<Stop>, Error> {
         let Some(receiver) = self.checks.get_mut(position) else {
@@ -237,6 +257,11 @@ async fn execute_gated(
     let mut reports = Vec::new();
     let mut aborted = false;
     for (position, step) in steps.iter().enumerate() {
+        if position > 0
+            && let Some(g) = gate.as_mut()
+        {
+            g.first_step_over();
+        }
         if opts.interrupt.is_some_and(Interrupt::stopping) {
             let mut report = not_run(step);
             report.error = Some("not run: the run was interrupted".into());
