@@ -610,7 +610,7 @@ fn report(t: &Timing, seen: &[Seen], process_wall: Duration) {
             .or_default() += 1;
     }
     let mut by_action: Vec<(String, usize)> = by_action.into_iter().collect();
-    by_action.sort_by(|a, b| b.1.cmp(&a.1));
+    by_action.sort_by_key(|a| std::cmp::Reverse(a.1));
     let top: Vec<String> = by_action
         .iter()
         .take(8)

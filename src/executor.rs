@@ -181,8 +181,18 @@ pub async fn execute_checked(
     };
     let dry = &dry;
     let mut each = steps.iter().zip(senders).map(|(step, sender)| async move {
+        let keep = reusable(step).then(std::sync::Mutex::default);
+        let report = run_step(check, step, dry, Phase::Check, None, keep.as_ref()).await;
+        let found = match (&report, keep) {
+            (Ok(r), Some(keep)) if r.error.is_none() => Some(Found {
+                planned: keep.into_inner().unwrap_or_else(|p| p.into_inner()),
+                notes: r.notes.clone(),
+                at: Instant::now(),
+            }),
+            _ => None,
+        };
         // The receiver is gone only once the run has stopped.
-        let _ = sender.send(run_step(check, step, dry, Phase::Check).await);
+        let _ = sender.send((report, found));
     });
     let (first_done, first_step_over) = tokio::sync::oneshot::channel();
     let checks = async move {
@@ -216,9 +226,38 @@ pub async fn execute_checked(
 /// [`execute_checked`].
 const CHECKS_AT_ONCE: usize = 4;
 
+/// What a step's check discovered, for the step to act on if it starts
+/// soon enough after ([`FRESH`]).
+struct Found {
+    planned: Vec<Planned>,
+    notes: Vec<String>,
+    at: Instant,
+}
+
+/// How old a check's discovery may be for its step to act on it rather
+/// than discover again. Every call is idempotent, so a target that changed
+/// in between is harmless; one made in between is the step's read-back's
+/// to find (and the hold's to contain).
+const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether a step may act on its check's discovery: the discovery reads
+/// only AWS (never what earlier steps of this run did), and re-reading
+/// costs the most. The freeze (its first change comes a discovery sooner)
+/// and termination protection (three attribute reads per instance, each on
+/// EC2's metered read bucket).
+fn reusable(step: &BoundStep) -> bool {
+    matches!(
+        step.action,
+        ActionKind::OrgApplyScp | ActionKind::Ec2EnableTerminationProtection
+    )
+}
+
+/// A step's check: its report, and what it discovered when the step may reuse it.
+type Checked = (Result<StepReport, Error>, Option<Found>);
+
 /// The checks a step waits for in [`execute_checked`], in step order.
 struct Gate<'a> {
-    checks: Vec<tokio::sync::oneshot::Receiver<Result<StepReport, Error>>>,
+    checks: Vec<tokio::sync::oneshot::Receiver<Checked>>,
     judge: &'a mut dyn FnMut(&BoundStep, StepReport) -> Option<Stop>,
     /// Fired once the first step is over: the other checks then start.
     first_done: Option<tokio::sync::oneshot::Sender<()>>,
@@ -231,14 +270,22 @@ impl Gate<'_> {
         }
     }
 
-    /// Waits for the check of the step at `position` and judges it.
-    async fn admit(&mut self, position: usize, step: &BoundStep) -> Result<Option<Stop>, Error> {
+    /// Waits for the check of the step at `position` and judges it: a stop,
+    /// or what the check discovered if it is fresh enough to act on.
+    async fn admit(
+        &mut self,
+        position: usize,
+        step: &BoundStep,
+    ) -> Result<Result<Option<Found>, Stop>, Error> {
         let Some(receiver) = self.checks.get_mut(position) else {
-            return Ok(None);
+            return Ok(Ok(None));
         };
         match receiver.await {
-            Ok(checked) => Ok((self.judge)(step, checked?)),
-            Err(_) => Ok(Some(Stop {
+            Ok((report, found)) => Ok(match (self.judge)(step, report?) {
+                Some(stop) => Err(stop),
+                None => Ok(found.filter(|f| f.at.elapsed() <= FRESH)),
+            }),
+            Err(_) => Ok(Err(Stop {
                 status: StepStatus::Refused,
                 reason: "refused: the step's check did not finish; nothing in it was changed"
                     .into(),
@@ -275,6 +322,7 @@ async fn execute_gated(
             reports.push(report);
             continue;
         }
+        let mut found = None;
         if let Some(g) = gate.as_mut() {
             // An interrupt does not wait for the check to finish.
             let admitted = match opts.interrupt {
@@ -285,8 +333,11 @@ async fn execute_gated(
                 None => Some(g.admit(position, step).await?),
             };
             let report = match admitted {
-                Some(None) => None,
-                Some(Some(stop)) => Some(stopped(step, stop, opts)?),
+                Some(Ok(fresh)) => {
+                    found = fresh;
+                    None
+                }
+                Some(Err(stop)) => Some(stopped(step, stop, opts)?),
                 None => {
                     let mut report = not_run(step);
                     report.error = Some("not run: the run was interrupted".into());
@@ -301,7 +352,7 @@ async fn execute_gated(
             }
         }
         let before = ctx.telemetry.snapshot();
-        let mut report = run_step(ctx, step, opts, Phase::Run).await?;
+        let mut report = run_step(ctx, step, opts, Phase::Run, found, None).await?;
         report.calls = ctx.telemetry.snapshot().since(&before);
         aborted |= stops(step, &report);
         on_step(&report);
@@ -354,7 +405,7 @@ pub async fn read_all(
     futures_util::future::join_all(
         steps
             .iter()
-            .map(|s| Box::pin(run_step(ctx, s, &opts, phase))),
+            .map(|s| Box::pin(run_step(ctx, s, &opts, phase, None, None))),
     )
     .await
     .into_iter()
@@ -388,11 +439,16 @@ fn not_run(step: &BoundStep) -> StepReport {
     }
 }
 
+/// One pass over a step. `given`: act on what its check discovered instead
+/// of discovering again. `keep`: collect what discovery decides (a check
+/// whose step may reuse it).
 async fn run_step(
     ctx: &Ctx,
     step: &BoundStep,
     opts: &Options<'_>,
     phase: Phase,
+    given: Option<Found>,
+    keep: Option<&std::sync::Mutex<Vec<Planned>>>,
 ) -> Result<StepReport, Error> {
     let started = Instant::now();
     let shown = opts.progress.map(|p| p.targets(phase.label(step)));
@@ -407,16 +463,34 @@ async fn run_step(
     })?;
 
     let (sink, decided) = Sink::channel();
+    let (given, given_notes) = match given {
+        Some(f) => (Some(f.planned), Some(f.notes)),
+        None => (None, None),
+    };
     let discovery = async move {
-        let found = actions::discover(ctx, step, &sink).await;
+        let found = match given_notes {
+            Some(notes) => Ok(notes),
+            None => actions::discover(ctx, step, &sink).await,
+        };
         drop(sink);
         found
     };
+    let decided = match given {
+        Some(planned) => stream::iter(planned).boxed_local(),
+        None => UnboundedReceiverStream(decided).boxed_local(),
+    };
+    let decided = decided.inspect(|p| {
+        if let Some(keep) = keep {
+            keep.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(p.clone());
+        }
+    });
     let mut refusal = None;
     let (found, mut items) = if step.max_targets.is_some() {
         // The limit is checked on the whole discovery, before any change.
         let found = discovery.await;
-        let planned: Vec<Planned> = UnboundedReceiverStream(decided).collect().await;
+        let planned: Vec<Planned> = decided.collect().await;
         let mut items = Vec::new();
         if found.is_ok() {
             refusal = over_limit(step, &planned);
@@ -427,10 +501,7 @@ async fn run_step(
         (found, items)
     } else {
         // Calls start as targets are decided: discovery overlaps with action.
-        let (found, items) = tokio::join!(
-            discovery,
-            carry_out(ctx, step, opts, bar, UnboundedReceiverStream(decided))
-        );
+        let (found, items) = tokio::join!(discovery, carry_out(ctx, step, opts, bar, decided));
         (found, items?)
     };
     let mut notes = Vec::new();

@@ -598,3 +598,50 @@ async fn lost_answers_of_every_change_converge() {
     let verify = e.run(&["audit", "verify", log.to_str().expect("path")]);
     assert_eq!(verify.code, 0, "{}", verify.stdout);
 }
+
+/// With `--yes`, a step that starts within 30 s of its check acts on what the
+/// check discovered instead of reading it again: termination protection
+/// reads each instance's three attributes (one `DescribeInstanceAttribute`
+/// each, on EC2's metered read bucket) in the check and in the read-back,
+/// not a third time in the step.
+#[tokio::test]
+async fn a_fresh_check_is_acted_on_not_read_again() {
+    let e = Estate::new().await;
+    let ids = e.instances("us-east-1", 2, false).await;
+    let pb = playbook(
+        &e,
+        "protect.yaml",
+        "name: protect\nregions: [us-east-1]\nsteps:\n  - action: ec2.enable_termination_protection\n    targets: { instances: { all: true } }\n",
+    );
+    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let reads = e
+        .proxy()
+        .worst
+        .lock()
+        .expect("worst")
+        .seen
+        .get("DescribeInstanceAttribute")
+        .copied()
+        .unwrap_or_default();
+    assert_eq!(
+        reads,
+        3 * 2 * 2,
+        "three attributes, two instances, two passes"
+    );
+    let ec2 = e.ec2("us-east-1");
+    for id in &ids {
+        let protection = ec2
+            .describe_instance_attribute()
+            .instance_id(id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+            .send()
+            .await
+            .expect("attribute");
+        assert_eq!(
+            protection.disable_api_termination().and_then(|v| v.value()),
+            Some(true),
+            "{id}"
+        );
+    }
+}
