@@ -10,7 +10,6 @@
 //! failed snapshot is never followed by the stop that would destroy memory.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures_util::stream::FuturesUnordered;
@@ -28,6 +27,13 @@ use crate::report::{Counts, Item, Outcome, StepReport, StepStatus};
 use crate::spec::{OnFailure, OnMissing};
 use crate::targets::{Scope, Target};
 
+mod checked;
+mod interrupt;
+
+use checked::{Found, Gate};
+pub use checked::{Stop, execute_checked};
+pub use interrupt::Interrupt;
+
 /// How a run is carried out.
 pub struct Options<'a> {
     /// Reads only; every change is reported as `would_change`.
@@ -38,80 +44,6 @@ pub struct Options<'a> {
     pub progress: Option<&'a Progress>,
     /// Ctrl-C and SIGTERM: once set, no new call starts.
     pub interrupt: Option<&'a Interrupt>,
-}
-
-/// Ctrl-C or SIGTERM during a live run. The first stops new calls: those
-/// under way finish and are recorded, the rest of the step is reported as
-/// not started and later steps do not run. The second abandons the calls
-/// under way (their intent records stay without a result: `audit verify`
-/// names them as uncertain).
-#[derive(Debug, Default)]
-pub struct Interrupt {
-    stopping: std::sync::atomic::AtomicBool,
-    abandoned: tokio::sync::Notify,
-}
-
-impl Interrupt {
-    /// Starts listening for the signals (Ctrl-C, SIGTERM, and SIGHUP: a
-    /// responder's dropped SSH session must end a hold the way Ctrl-C does,
-    /// tightening the freeze and closing the log, not kill it midway); the
-    /// listener lives as long as the process.
-    pub fn listen() -> std::sync::Arc<Interrupt> {
-        let me = std::sync::Arc::new(Interrupt::default());
-        let it = me.clone();
-        tokio::spawn(async move {
-            let mut count = 0;
-            loop {
-                #[cfg(unix)]
-                {
-                    use tokio::signal::unix::{SignalKind, signal};
-                    let (Ok(mut term), Ok(mut hup)) = (
-                        signal(SignalKind::terminate()),
-                        signal(SignalKind::hangup()),
-                    ) else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                        _ = hup.recv() => {}
-                    }
-                }
-                #[cfg(not(unix))]
-                if tokio::signal::ctrl_c().await.is_err() {
-                    return;
-                }
-                count += 1;
-                if count == 1 {
-                    it.stopping.store(true, Ordering::SeqCst);
-                    errln!(
-                        "\ninterrupted: no new call starts; calls under way finish and are recorded (interrupt again to abandon them)"
-                    );
-                } else {
-                    errln!("abandoning the calls under way: the audit log marks them uncertain");
-                    it.abandoned.notify_waiters();
-                    return;
-                }
-            }
-        });
-        me
-    }
-
-    pub fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Resolves when the responder interrupts a second time.
-    pub async fn abandoned(&self) {
-        self.abandoned.notified().await
-    }
-
-    /// Resolves when the responder interrupts (for waits, such as a hold's).
-    pub async fn stopped(&self) {
-        while !self.stopping() {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// Which pass over a step this is: its label on the progress bar.
@@ -145,153 +77,6 @@ pub async fn execute(
     on_step: impl FnMut(&StepReport),
 ) -> Result<Vec<StepReport>, Error> {
     execute_gated(ctx, steps, opts, None, on_step).await
-}
-
-/// Why the check of a step stops the run before that step changes anything.
-pub struct Stop {
-    /// `Refused` (a denial, a full quota) or `Failed` (a missing subject).
-    pub status: StepStatus,
-    pub reason: String,
-}
-
-/// A `--yes` run: the preflight and the steps at once. The first step is
-/// checked and run alone; then the other steps are checked in order, a few
-/// at a time, while the steps run, and step N starts as soon as its own
-/// check is in and `judge` passes it. The checks of steps 1 to N-1 were judged before
-/// those steps ran, so a step AWS would deny stops the run before it
-/// changes anything, and the freeze of step 1 never waits for the reads
-/// of step 9.
-pub async fn execute_checked(
-    ctx: &Ctx,
-    check: &Ctx,
-    steps: &[BoundStep],
-    opts: &Options<'_>,
-    judge: &mut dyn FnMut(&BoundStep, StepReport) -> Option<Stop>,
-    on_step: impl FnMut(&StepReport),
-) -> Result<Vec<StepReport>, Error> {
-    let (senders, receivers): (Vec<_>, Vec<_>) = steps
-        .iter()
-        .map(|_| tokio::sync::oneshot::channel())
-        .unzip();
-    let dry = Options {
-        dry_run: true,
-        audit: None,
-        progress: opts.progress,
-        interrupt: None,
-    };
-    let dry = &dry;
-    let mut each = steps.iter().zip(senders).map(|(step, sender)| async move {
-        let keep = reusable(step).then(std::sync::Mutex::default);
-        let report = run_step(check, step, dry, Phase::Check, None, keep.as_ref()).await;
-        let found = match (&report, keep) {
-            (Ok(r), Some(keep)) if r.error.is_none() => Some(Found {
-                planned: keep.into_inner().unwrap_or_else(|p| p.into_inner()),
-                notes: r.notes.clone(),
-                at: Instant::now(),
-            }),
-            _ => None,
-        };
-        // The receiver is gone only once the run has stopped.
-        let _ = sender.send((report, found));
-    });
-    let (first_done, first_step_over) = tokio::sync::oneshot::channel();
-    let checks = async move {
-        // The first step is checked and run alone, so its calls never queue
-        // in a lane behind the reads of later checks: the freeze lands first.
-        if let Some(first) = each.next() {
-            first.await;
-        }
-        let _ = first_step_over.await;
-        // Then the others, in step order, a few at a time: a check is due
-        // only when its step starts, and the reads of step 20's check must
-        // not slow step 4's discovery on the same EC2 read buckets.
-        stream::iter(each)
-            .for_each_concurrent(CHECKS_AT_ONCE, |check| check)
-            .await;
-    };
-    let gate = Gate {
-        checks: receivers,
-        judge,
-        first_done: Some(first_done),
-    };
-    let run = std::pin::pin!(execute_gated(ctx, steps, opts, Some(gate), on_step));
-    let checks = std::pin::pin!(checks);
-    match futures_util::future::select(run, checks).await {
-        futures_util::future::Either::Left((done, _)) => done,
-        futures_util::future::Either::Right((_, run)) => run.await,
-    }
-}
-
-/// Steps whose checks run at once after the first step's, in
-/// [`execute_checked`].
-const CHECKS_AT_ONCE: usize = 4;
-
-/// What a step's check discovered, for the step to act on if it starts
-/// soon enough after ([`FRESH`]).
-struct Found {
-    planned: Vec<Planned>,
-    notes: Vec<String>,
-    at: Instant,
-}
-
-/// How old a check's discovery may be for its step to act on it rather
-/// than discover again. Every call is idempotent, so a target that changed
-/// in between is harmless; one made in between is the step's read-back's
-/// to find (and the hold's to contain).
-const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Whether a step may act on its check's discovery: the discovery reads
-/// only AWS (never what earlier steps of this run did), and re-reading
-/// costs the most. The freeze (its first change comes a discovery sooner)
-/// and termination protection (three attribute reads per instance, each on
-/// EC2's metered read bucket).
-fn reusable(step: &BoundStep) -> bool {
-    matches!(
-        step.action,
-        ActionKind::OrgApplyScp | ActionKind::Ec2EnableTerminationProtection
-    )
-}
-
-/// A step's check: its report, and what it discovered when the step may reuse it.
-type Checked = (Result<StepReport, Error>, Option<Found>);
-
-/// The checks a step waits for in [`execute_checked`], in step order.
-struct Gate<'a> {
-    checks: Vec<tokio::sync::oneshot::Receiver<Checked>>,
-    judge: &'a mut dyn FnMut(&BoundStep, StepReport) -> Option<Stop>,
-    /// Fired once the first step is over: the other checks then start.
-    first_done: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Gate<'_> {
-    fn first_step_over(&mut self) {
-        if let Some(done) = self.first_done.take() {
-            let _ = done.send(());
-        }
-    }
-
-    /// Waits for the check of the step at `position` and judges it: a stop,
-    /// or what the check discovered if it is fresh enough to act on.
-    async fn admit(
-        &mut self,
-        position: usize,
-        step: &BoundStep,
-    ) -> Result<Result<Option<Found>, Stop>, Error> {
-        let Some(receiver) = self.checks.get_mut(position) else {
-            return Ok(Ok(None));
-        };
-        match receiver.await {
-            Ok((report, found)) => Ok(match (self.judge)(step, report?) {
-                Some(stop) => Err(stop),
-                None => Ok(found.filter(|f| f.at.elapsed() <= FRESH)),
-            }),
-            Err(_) => Ok(Err(Stop {
-                status: StepStatus::Refused,
-                reason: "refused: the step's check did not finish; nothing in it was changed"
-                    .into(),
-            })),
-        }
-    }
 }
 
 async fn execute_gated(

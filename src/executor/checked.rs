@@ -1,0 +1,158 @@
+//! A `--yes` run: the preflight alongside the steps, each step gated on its
+//! own check.
+
+use std::time::Instant;
+
+use futures_util::{StreamExt, stream};
+
+use super::{Options, Phase, execute_gated, run_step};
+use crate::Error;
+use crate::actions::{ActionKind, BoundStep, Ctx, Planned};
+use crate::report::{StepReport, StepStatus};
+
+/// Why the check of a step stops the run before that step changes anything.
+pub struct Stop {
+    /// `Refused` (a denial, a full quota) or `Failed` (a missing subject).
+    pub status: StepStatus,
+    pub reason: String,
+}
+
+/// A `--yes` run: the preflight and the steps at once. The first step is
+/// checked and run alone; then the other steps are checked in order, a few
+/// at a time, while the steps run, and step N starts as soon as its own
+/// check is in and `judge` passes it. The checks of steps 1 to N-1 were judged before
+/// those steps ran, so a step AWS would deny stops the run before it
+/// changes anything, and the freeze of step 1 never waits for the reads
+/// of step 9.
+pub async fn execute_checked(
+    ctx: &Ctx,
+    check: &Ctx,
+    steps: &[BoundStep],
+    opts: &Options<'_>,
+    judge: &mut dyn FnMut(&BoundStep, StepReport) -> Option<Stop>,
+    on_step: impl FnMut(&StepReport),
+) -> Result<Vec<StepReport>, Error> {
+    let (senders, receivers): (Vec<_>, Vec<_>) = steps
+        .iter()
+        .map(|_| tokio::sync::oneshot::channel())
+        .unzip();
+    let dry = Options {
+        dry_run: true,
+        audit: None,
+        progress: opts.progress,
+        interrupt: None,
+    };
+    let dry = &dry;
+    let mut each = steps.iter().zip(senders).map(|(step, sender)| async move {
+        let keep = reusable(step).then(std::sync::Mutex::default);
+        let report = run_step(check, step, dry, Phase::Check, None, keep.as_ref()).await;
+        let found = match (&report, keep) {
+            (Ok(r), Some(keep)) if r.error.is_none() => Some(Found {
+                planned: keep.into_inner().unwrap_or_else(|p| p.into_inner()),
+                notes: r.notes.clone(),
+                at: Instant::now(),
+            }),
+            _ => None,
+        };
+        // The receiver is gone only once the run has stopped.
+        let _ = sender.send((report, found));
+    });
+    let (first_done, first_step_over) = tokio::sync::oneshot::channel();
+    let checks = async move {
+        // The first step is checked and run alone, so its calls never queue
+        // in a lane behind the reads of later checks: the freeze lands first.
+        if let Some(first) = each.next() {
+            first.await;
+        }
+        let _ = first_step_over.await;
+        // Then the others, in step order, a few at a time: a check is due
+        // only when its step starts, and the reads of step 20's check must
+        // not slow step 4's discovery on the same EC2 read buckets.
+        stream::iter(each)
+            .for_each_concurrent(CHECKS_AT_ONCE, |check| check)
+            .await;
+    };
+    let gate = Gate {
+        checks: receivers,
+        judge,
+        first_done: Some(first_done),
+    };
+    let run = std::pin::pin!(execute_gated(ctx, steps, opts, Some(gate), on_step));
+    let checks = std::pin::pin!(checks);
+    match futures_util::future::select(run, checks).await {
+        futures_util::future::Either::Left((done, _)) => done,
+        futures_util::future::Either::Right((_, run)) => run.await,
+    }
+}
+
+/// Steps whose checks run at once after the first step's, in
+/// [`execute_checked`].
+const CHECKS_AT_ONCE: usize = 4;
+
+/// What a step's check discovered, for the step to act on if it starts
+/// soon enough after ([`FRESH`]).
+pub(super) struct Found {
+    pub(super) planned: Vec<Planned>,
+    pub(super) notes: Vec<String>,
+    pub(super) at: Instant,
+}
+
+/// How old a check's discovery may be for its step to act on it rather
+/// than discover again. Every call is idempotent, so a target that changed
+/// in between is harmless; one made in between is the step's read-back's
+/// to find (and the hold's to contain).
+const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether a step may act on its check's discovery: the discovery reads
+/// only AWS (never what earlier steps of this run did), and re-reading
+/// costs the most. The freeze (its first change comes a discovery sooner)
+/// and termination protection (three attribute reads per instance, each on
+/// EC2's metered read bucket).
+fn reusable(step: &BoundStep) -> bool {
+    matches!(
+        step.action,
+        ActionKind::OrgApplyScp | ActionKind::Ec2EnableTerminationProtection
+    )
+}
+
+/// A step's check: its report, and what it discovered when the step may reuse it.
+type Checked = (Result<StepReport, Error>, Option<Found>);
+
+/// The checks a step waits for in [`execute_checked`], in step order.
+pub(super) struct Gate<'a> {
+    pub(super) checks: Vec<tokio::sync::oneshot::Receiver<Checked>>,
+    pub(super) judge: &'a mut dyn FnMut(&BoundStep, StepReport) -> Option<Stop>,
+    /// Fired once the first step is over: the other checks then start.
+    pub(super) first_done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Gate<'_> {
+    pub(super) fn first_step_over(&mut self) {
+        if let Some(done) = self.first_done.take() {
+            let _ = done.send(());
+        }
+    }
+
+    /// Waits for the check of the step at `position` and judges it: a stop,
+    /// or what the check discovered if it is fresh enough to act on.
+    pub(super) async fn admit(
+        &mut self,
+        position: usize,
+        step: &BoundStep,
+    ) -> Result<Result<Option<Found>, Stop>, Error> {
+        let Some(receiver) = self.checks.get_mut(position) else {
+            return Ok(Ok(None));
+        };
+        match receiver.await {
+            Ok((report, found)) => Ok(match (self.judge)(step, report?) {
+                Some(stop) => Err(stop),
+                None => Ok(found.filter(|f| f.at.elapsed() <= FRESH)),
+            }),
+            Err(_) => Ok(Err(Stop {
+                status: StepStatus::Refused,
+                reason: "refused: the step's check did not finish; nothing in it was changed"
+                    .into(),
+            })),
+        }
+    }
+}
