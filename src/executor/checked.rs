@@ -20,10 +20,10 @@ pub struct Stop {
 /// A `--yes` run: the preflight and the steps at once. The first step is
 /// checked and run alone; then the other steps are checked in order, a few
 /// at a time, while the steps run, and step N starts as soon as its own
-/// check is in and `judge` passes it. The checks of steps 1 to N-1 were judged before
-/// those steps ran, so a step AWS would deny stops the run before it
-/// changes anything, and the freeze of step 1 never waits for the reads
-/// of step 9.
+/// check is in and `judge` passes it. The checks of steps 1 to N-1 were
+/// judged before those steps ran, so a step AWS would deny stops the run
+/// before it changes anything, and the freeze of step 1 never waits for
+/// the reads of step 9.
 pub async fn execute_checked(
     ctx: &Ctx,
     check: &Ctx,
