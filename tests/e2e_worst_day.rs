@@ -599,49 +599,40 @@ async fn lost_answers_of_every_change_converge() {
     assert_eq!(verify.code, 0, "{}", verify.stdout);
 }
 
-/// With `--yes`, a step that starts within 30 s of its check acts on what the
-/// check discovered instead of reading it again: termination protection
-/// reads each instance's three attributes (one `DescribeInstanceAttribute`
-/// each, on EC2's metered read bucket) in the check and in the read-back,
-/// not a third time in the step.
+/// With `--yes`, the org-wide freeze as the first step acts on what its
+/// check discovered: the organization is read in the check and in the
+/// read-back, as often as a run without the preflight reads it (in the step
+/// and in the read-back), not a third time.
 #[tokio::test]
-async fn a_fresh_check_is_acted_on_not_read_again() {
+async fn the_freeze_acts_on_its_check_instead_of_reading_again() {
     let e = Estate::new().await;
-    let ids = e.instances("us-east-1", 2, false).await;
-    let pb = playbook(
-        &e,
-        "protect.yaml",
-        "name: protect\nregions: [us-east-1]\nsteps:\n  - action: ec2.enable_termination_protection\n    targets: { instances: { all: true } }\n",
-    );
-    let ran = e.run(&["run", pb.to_str().expect("path"), "--yes"]);
-    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
-    let reads = e
-        .proxy()
-        .worst
-        .lock()
-        .expect("worst")
-        .seen
-        .get("DescribeInstanceAttribute")
-        .copied()
-        .unwrap_or_default();
+    e.organization().await;
+    let pb = repo_playbook("org-freeze.yaml");
+    let pb = pb.to_str().expect("path");
+    let reads = || -> usize {
+        e.proxy()
+            .worst
+            .lock()
+            .expect("worst")
+            .seen
+            .iter()
+            .filter(|(a, _)| a.starts_with("List") || a.starts_with("Describe"))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let first = e.run(&["run", pb, "--yes", "--skip-preflight"]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let before = reads();
+    let again = e.run(&["run", pb, "--yes", "--skip-preflight"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    let without_check = reads() - before;
+    let before = reads();
+    let checked = e.run(&["run", pb, "--yes"]);
+    assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
+    let with_check = reads() - before;
+    assert!(without_check > 0);
     assert_eq!(
-        reads,
-        3 * 2 * 2,
-        "three attributes, two instances, two passes"
+        with_check, without_check,
+        "the check's reads stand in for the step's"
     );
-    let ec2 = e.ec2("us-east-1");
-    for id in &ids {
-        let protection = ec2
-            .describe_instance_attribute()
-            .instance_id(id)
-            .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
-            .send()
-            .await
-            .expect("attribute");
-        assert_eq!(
-            protection.disable_api_termination().and_then(|v| v.value()),
-            Some(true),
-            "{id}"
-        );
-    }
 }

@@ -7,7 +7,7 @@ use futures_util::{StreamExt, stream};
 
 use super::{Options, Phase, execute_gated, run_step};
 use crate::Error;
-use crate::actions::{ActionKind, BoundStep, Ctx, Planned};
+use crate::actions::{ActionKind, BoundStep, Ctx, Disposition, Planned};
 use crate::report::{StepReport, StepStatus};
 
 /// Why the check of a step stops the run before that step changes anything.
@@ -23,7 +23,8 @@ pub struct Stop {
 /// check is in and `judge` passes it. The checks of steps 1 to N-1 were
 /// judged before those steps ran, so a step AWS would deny stops the run
 /// before it changes anything, and the freeze of step 1 never waits for
-/// the reads of step 9.
+/// the reads of step 9. The freeze, as step 1, acts on what its check
+/// discovered ([`reusable`]).
 pub async fn execute_checked(
     ctx: &Ctx,
     check: &Ctx,
@@ -43,20 +44,34 @@ pub async fn execute_checked(
         interrupt: None,
     };
     let dry = &dry;
-    let mut each = steps.iter().zip(senders).map(|(step, sender)| async move {
-        let keep = reusable(step).then(std::sync::Mutex::default);
-        let report = run_step(check, step, dry, Phase::Check, None, keep.as_ref()).await;
-        let found = match (&report, keep) {
-            (Ok(r), Some(keep)) if r.error.is_none() => Some(Found {
-                planned: keep.into_inner().unwrap_or_else(|p| p.into_inner()),
-                notes: r.notes.clone(),
-                at: Instant::now(),
-            }),
-            _ => None,
-        };
-        // The receiver is gone only once the run has stopped.
-        let _ = sender.send((report, found));
-    });
+    let mut each =
+        steps
+            .iter()
+            .enumerate()
+            .zip(senders)
+            .map(|((position, step), sender)| async move {
+                let keep = reusable(position, step).then(std::sync::Mutex::default);
+                // The plan is as old as the first read, not the last.
+                let at = Instant::now();
+                let report = run_step(check, step, dry, Phase::Check, None, keep.as_ref()).await;
+                let found = match (&report, keep) {
+                    (Ok(r), Some(keep)) if r.error.is_none() => {
+                        let planned = keep.into_inner().unwrap_or_else(|p| p.into_inner());
+                        // A target the check could not read is read again.
+                        let whole = !planned
+                            .iter()
+                            .any(|p| matches!(p.disposition, Disposition::Unreadable { .. }));
+                        whole.then(|| Found {
+                            planned,
+                            notes: r.notes.clone(),
+                            at,
+                        })
+                    }
+                    _ => None,
+                };
+                // The receiver is gone only once the run has stopped.
+                let _ = sender.send((report, found));
+            });
     let (first_done, first_step_over) = tokio::sync::oneshot::channel();
     let checks = async move {
         // The first step is checked and run alone, so its calls never queue
@@ -98,21 +113,19 @@ pub(super) struct Found {
 }
 
 /// How old a check's discovery may be for its step to act on it rather
-/// than discover again. Every call is idempotent, so a target that changed
-/// in between is harmless; one made in between is the step's read-back's
-/// to find (and the hold's to contain).
-const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+/// than discover again. An op decided on a read skips what that read found
+/// in place, so a target changed in between would be left as changed: the
+/// window is the check itself, seconds at most.
+const FRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whether a step may act on its check's discovery: the discovery reads
-/// only AWS (never what earlier steps of this run did), and re-reading
-/// costs the most. The freeze (its first change comes a discovery sooner)
-/// and termination protection (three attribute reads per instance, each on
-/// EC2's metered read bucket).
-fn reusable(step: &BoundStep) -> bool {
-    matches!(
-        step.action,
-        ActionKind::OrgApplyScp | ActionKind::Ec2EnableTerminationProtection
-    )
+/// Whether a step may act on its check's discovery: only the org-wide freeze
+/// as the first step, which is checked and run alone (nothing of this run
+/// changes AWS between its check and its start), so its first change comes
+/// one discovery sooner. Later steps are checked while earlier ones change
+/// AWS (an SCP taking the root's last policy slot, say), and termination
+/// protection skips calls its read found unneeded: both discover again.
+fn reusable(position: usize, step: &BoundStep) -> bool {
+    position == 0 && step.action == ActionKind::OrgApplyScp
 }
 
 /// A step's check: its report, and what it discovered when the step may reuse it.
