@@ -547,6 +547,63 @@ fn report(t: &Timing, seen: &[Seen], process_wall: Duration) {
             in_step.iter().filter(|s| s.throttled).count(),
             step_floor
         );
+        // Where a slow step's time went: when it started, and what was
+        // throttled while it ran (its own calls and the overlapping phases').
+        let mut throttled: BTreeMap<String, usize> = BTreeMap::new();
+        for s in in_step.iter().filter(|s| s.throttled) {
+            *throttled
+                .entry(format!("{}:{}", s.service, s.action))
+                .or_default() += 1;
+        }
+        let mut throttled: Vec<(String, usize)> = throttled.into_iter().collect();
+        throttled.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        let top: Vec<String> = throttled
+            .iter()
+            .take(3)
+            .map(|(call, n)| format!("{call} {n}"))
+            .collect();
+        println!(
+            "      started at {:.2} s{}{}",
+            secs(t.run_start.unwrap_or(t.process_start), step.start),
+            if top.is_empty() { "" } else { "; throttled: " },
+            top.join(", ")
+        );
+        // Per bucket that binds: when its admitted changes arrived, from
+        // the step's start (the rest of the step is answers and stragglers).
+        for ((service, region), n) in admitted.iter().filter(|(_, n)| **n > 40) {
+            let times: Vec<f64> = in_step
+                .iter()
+                .filter(|s| {
+                    s.mutating && !s.throttled && &s.service == service && &s.region == region
+                })
+                .map(|s| secs(step.start, s.at))
+                .collect();
+            let first = times.iter().cloned().fold(f64::INFINITY, f64::min);
+            let last = times.iter().cloned().fold(0.0, f64::max);
+            println!("      {service} {region}: {n} admitted from {first:.2} s to {last:.2} s");
+            if std::env::var_os("BENCH_TIMELINE").is_some() {
+                let mut per_second: BTreeMap<u64, (usize, usize, usize)> = BTreeMap::new();
+                for s in in_step
+                    .iter()
+                    .filter(|s| &s.service == service && &s.region == region)
+                {
+                    let e = per_second.entry(secs(step.start, s.at) as u64).or_default();
+                    match (s.mutating, s.throttled) {
+                        (true, false) => e.0 += 1,
+                        (true, true) => e.1 += 1,
+                        _ => e.2 += 1,
+                    }
+                }
+                let line: Vec<String> = per_second
+                    .iter()
+                    .map(|(t, (a, r, o))| format!("{t}:{a}/{r}/{o}"))
+                    .collect();
+                println!(
+                    "        per second admitted/refused/other: {}",
+                    line.join(" ")
+                );
+            }
+        }
     }
     println!("\nthrottling floor {floor:.1} s, summed over steps in playbook order:");
     for l in floor_lines {

@@ -636,3 +636,105 @@ async fn the_freeze_acts_on_its_check_instead_of_reading_again() {
         "the check's reads stand in for the step's"
     );
 }
+
+/// With `--yes`, termination protection's check asks only whether AWS would
+/// allow the calls: the three attribute reads per instance (EC2 meters them
+/// at 20 a second per region) are the step's and the read-back's, not the
+/// check's as well. The DryRun check itself is still made: see
+/// `e2e_org_ec2::an_ec2_call_the_executor_may_not_make_refuses_the_run`.
+#[tokio::test]
+async fn a_yes_check_leaves_the_attribute_reads_to_the_step() {
+    let e = Estate::new().await;
+    let ids = e.instances("us-east-1", 2, false).await;
+    let pb = playbook(
+        &e,
+        "protect.yaml",
+        "name: protect\nsteps:\n- action: ec2.enable_termination_protection\n  targets: { instances: { all: true } }\n",
+    );
+    let pb = pb.to_str().expect("path");
+    let reads = || -> usize {
+        e.proxy()
+            .worst
+            .lock()
+            .expect("worst")
+            .seen
+            .iter()
+            .filter(|(a, _)| a.as_str() == "DescribeInstanceAttribute")
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let checked = e.run(&["run", pb, "--yes"]);
+    assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
+    for id in &ids {
+        let flag = e
+            .ec2("us-east-1")
+            .describe_instance_attribute()
+            .instance_id(id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+            .send()
+            .await
+            .expect("read");
+        assert_eq!(
+            flag.disable_api_termination().and_then(|v| v.value()),
+            Some(true),
+            "{id} is protected"
+        );
+    }
+    let with_check = reads();
+    let before = reads();
+    let unchecked = e.run(&["run", pb, "--yes", "--skip-preflight"]);
+    assert_eq!(
+        unchecked.code, 0,
+        "{}\n{}",
+        unchecked.stdout, unchecked.stderr
+    );
+    let without_check = reads() - before;
+    // The step and the read-back: three reads per instance each.
+    assert_eq!(without_check, 2 * 3 * ids.len());
+    assert_eq!(with_check, without_check, "the check reads no attribute");
+}
+
+/// Each region is planned on its own: with one instance at a time per
+/// region, termination protection's attribute reads in the second region
+/// start before the first region's end (in one queue sorted by region, they
+/// waited out the first region's read bucket).
+#[tokio::test]
+async fn regions_are_planned_side_by_side() {
+    let e = Estate::new().await;
+    e.instances("us-east-1", 3, false).await;
+    e.instances("eu-west-1", 3, false).await;
+    let shaping = std::sync::Arc::new(common::proxy::Shaping::new(
+        std::time::Duration::from_millis(20),
+        Default::default(),
+    ));
+    e.proxy().shape(shaping.clone());
+    let pb = playbook(
+        &e,
+        "protect.yaml",
+        "name: protect\nregions: [us-east-1, eu-west-1]\nsteps:\n- action: ec2.enable_termination_protection\n  targets: { instances: { all: true } }\n",
+    );
+    let ran = e.run(&["--concurrency", "1", "plan", pb.to_str().expect("path")]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    let reads: Vec<(std::time::SystemTime, String)> = shaping
+        .log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|s| s.action == "DescribeInstanceAttribute")
+        .map(|s| (s.at, s.region.clone()))
+        .collect();
+    assert_eq!(reads.len(), 2 * 3 * 3, "{reads:?}");
+    let span = |region: &str| {
+        let at: Vec<_> = reads
+            .iter()
+            .filter(|(_, r)| r == region)
+            .map(|(t, _)| *t)
+            .collect();
+        (at.iter().min().copied(), at.iter().max().copied())
+    };
+    let ((us_first, us_last), (eu_first, eu_last)) = (span("us-east-1"), span("eu-west-1"));
+    assert!(
+        eu_first < us_last && us_first < eu_last,
+        "the regions were planned one after the other: {reads:?}"
+    );
+}

@@ -68,6 +68,7 @@ async fn ctx(iam: aws_sdk_iam::Client) -> Ctx {
         member_exempt: None,
         regions: vec!["us-east-1".into()],
         check_permissions: false,
+        permissions_only: false,
         run: Arc::default(),
         fleet: Arc::default(),
         audit_key: None,

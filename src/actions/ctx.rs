@@ -28,6 +28,11 @@ pub struct Ctx {
     /// In dry runs, also ask IAM (`SimulatePrincipalPolicy`) whether each IAM
     /// and Organizations call would be allowed for the executor.
     pub check_permissions: bool,
+    /// A `--yes` check, whose one question is whether AWS would allow each
+    /// call: reads that only tell whether a target already holds are
+    /// skipped and the target is checked as a change. The step reads them
+    /// itself when it starts, so its plan is never older than its calls.
+    pub permissions_only: bool,
     pub run: Arc<RunState>,
     /// The accounts steps fan out to, with their clients. The identity and
     /// clients above are those of the account this context acts in.

@@ -70,6 +70,7 @@ pub(super) async fn context(
         member_exempt,
         regions,
         check_permissions: false,
+        permissions_only: false,
         run: Arc::default(),
         fleet: Arc::default(),
         audit_key: crate::audit::AuditKey::existing()

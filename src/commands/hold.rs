@@ -185,7 +185,7 @@ pub(super) fn reading(ctx: &Ctx) -> Ctx {
     check.run_started = jiff::Timestamp::UNIX_EPOCH;
     check.check_permissions = false;
     check.run = Arc::default();
-    check.telemetry = Arc::new(ctx.telemetry.sibling());
+    check.telemetry = Arc::new(ctx.telemetry.read_only());
     check
 }
 

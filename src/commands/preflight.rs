@@ -192,8 +192,17 @@ pub(super) fn checking(ctx: &Ctx) -> Ctx {
     let mut pre = ctx.clone();
     pre.check_permissions = true;
     pre.run = Arc::default();
-    pre.telemetry = Arc::new(ctx.telemetry.sibling());
+    pre.telemetry = Arc::new(ctx.telemetry.read_only());
     pre
+}
+
+/// The context of a `--yes` run's checks: [`checking`], asking only
+/// whether AWS would allow each call (`Ctx::permissions_only`): each step
+/// reads what holds already when it starts.
+pub(super) fn gating(ctx: &Ctx) -> Ctx {
+    let mut gate = checking(ctx);
+    gate.permissions_only = true;
+    gate
 }
 
 /// The preflight's reads and permission checks, without a verdict: what
@@ -223,7 +232,7 @@ pub(super) async fn check_subjects(ctx: &Ctx, steps: &[BoundStep]) -> Result<(),
     }
     let mut pre = ctx.clone();
     pre.run = Arc::default();
-    pre.telemetry = Arc::new(ctx.telemetry.sibling());
+    pre.telemetry = Arc::new(ctx.telemetry.read_only());
     let found = Preflight::sort(executor::read_all(&pre, &named, Phase::Check, None).await?);
     if found.missing.is_empty() {
         Ok(())

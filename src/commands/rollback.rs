@@ -149,6 +149,7 @@ pub(super) async fn rollback(
         member_exempt: None,
         regions: vec![session.region.clone()],
         check_permissions: false,
+        permissions_only: false,
         run: Arc::default(),
         fleet: Arc::default(),
         audit_key: crate::audit::AuditKey::existing()

@@ -158,7 +158,7 @@ pub(super) async fn run(
         progress: out.progress(),
         interrupt: interrupt.as_deref(),
     };
-    let check = pipelined.then(|| super::preflight::checking(&ctx));
+    let check = pipelined.then(|| super::preflight::gating(&ctx));
     let verify = !(req.dry_run || req.no_verify);
     // Without a hold, each step is read back as soon as it ends, while the
     // next one runs; with one, the state at the hold's end is what counts.

@@ -237,6 +237,16 @@ pub(super) async fn plan_instance(
                 }
             }
         }
+        // Three attribute reads per instance, on a read bucket of 20 a
+        // second per region: a check that asks only for permission skips
+        // them and checks every live instance as a change.
+        ActionKind::Ec2EnableTerminationProtection if ctx.permissions_only => Disposition::Change {
+            op: Op::EnableTerminationProtection(EnableTerminationProtection {
+                region: i.region.clone(),
+                instance_id: i.id.clone(),
+                prior: None,
+            }),
+        },
         ActionKind::Ec2EnableTerminationProtection => {
             let now = termination_settings(ctx, &i).await?;
             if now.holds() {

@@ -318,37 +318,46 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
     let (groups, unreadable_vpcs) = (&groups, &unreadable_vpcs);
     let (snapshots, unreadable_regions) = (&snapshots, &unreadable_regions);
     // One instance whose state cannot be read fails alone; the others, in
-    // every region, go on.
-    stream::iter(instances)
-        .map(|i| async move {
-            let target = Target {
-                scope: Scope {
-                    account: ctx.identity.account.clone(),
-                    region: Some(i.region.clone()),
-                },
-                resource: Resource::Instance { id: i.id.clone() },
-            };
-            let blocked = i
-                .interfaces
-                .iter()
-                .find_map(|n| {
-                    unreadable_vpcs.get(&(i.region.clone(), n.vpc(&i.vpc_id).to_string()))
-                })
-                .or_else(|| {
-                    (!i.volumes.is_empty())
-                        .then(|| unreadable_regions.get(&i.region))
-                        .flatten()
-                });
-            let found = match blocked {
-                Some(e) => Err(e.clone()),
-                None => plan_instance(ctx, step, i, groups, snapshots).await,
-            };
-            found.unwrap_or_else(|error| Planned {
-                target,
-                disposition: Disposition::Unreadable { error },
-            })
+    // every region, go on. Each region is planned on its own, as many at
+    // once as its lanes allow: in one queue sorted by region, planning that
+    // reads (termination protection's attributes) would wait out one
+    // region's read bucket before the next region's first read.
+    let mut by_region: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+    for i in instances {
+        by_region.entry(i.region.clone()).or_default().push(i);
+    }
+    let plan = |i: Instance| async move {
+        let target = Target {
+            scope: Scope {
+                account: ctx.identity.account.clone(),
+                region: Some(i.region.clone()),
+            },
+            resource: Resource::Instance { id: i.id.clone() },
+        };
+        let blocked = i
+            .interfaces
+            .iter()
+            .find_map(|n| unreadable_vpcs.get(&(i.region.clone(), n.vpc(&i.vpc_id).to_string())))
+            .or_else(|| {
+                (!i.volumes.is_empty())
+                    .then(|| unreadable_regions.get(&i.region))
+                    .flatten()
+            });
+        let found = match blocked {
+            Some(e) => Err(e.clone()),
+            None => plan_instance(ctx, step, i, groups, snapshots).await,
+        };
+        found.unwrap_or_else(|error| Planned {
+            target,
+            disposition: Disposition::Unreadable { error },
         })
-        .buffer_unordered(ctx.concurrency.max(1))
+    };
+    let regions = by_region.into_values().map(|instances| {
+        stream::iter(instances)
+            .map(plan)
+            .buffer_unordered(ctx.concurrency.max(1))
+    });
+    stream::select_all(regions)
         .for_each(|p| {
             sink.emit(p);
             std::future::ready(())
