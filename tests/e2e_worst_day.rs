@@ -639,13 +639,17 @@ async fn the_freeze_acts_on_its_check_instead_of_reading_again() {
 
 /// With `--yes`, termination protection's check asks only whether AWS would
 /// allow the calls: the three attribute reads per instance (EC2 meters them
-/// at 20 a second per region) are the step's and the read-back's, not the
-/// check's as well. The DryRun check itself is still made: see
+/// at 20 a second per region) are the step's and the read-back's, and the
+/// check's for one instance per region only. The step still records each
+/// instance's settings for rollback, and a DryRun denied on an instance
+/// already protected refuses nothing (the step would make no call there).
+/// The DryRun check itself is still made: see
 /// `e2e_org_ec2::an_ec2_call_the_executor_may_not_make_refuses_the_run`.
 #[tokio::test]
 async fn a_yes_check_leaves_the_attribute_reads_to_the_step() {
+    use aws_sdk_ec2::types::InstanceAttributeName as A;
     let e = Estate::new().await;
-    let ids = e.instances("us-east-1", 2, false).await;
+    let ids = e.instances("us-east-1", 3, false).await;
     let pb = playbook(
         &e,
         "protect.yaml",
@@ -663,24 +667,35 @@ async fn a_yes_check_leaves_the_attribute_reads_to_the_step() {
             .map(|(_, n)| n)
             .sum()
     };
-    let checked = e.run(&["run", pb, "--yes"]);
+    let flag = |id: String, attribute: A| {
+        let ec2 = e.ec2("us-east-1");
+        async move {
+            let out = ec2
+                .describe_instance_attribute()
+                .instance_id(&id)
+                .attribute(attribute.clone())
+                .send()
+                .await
+                .expect("read");
+            match attribute {
+                A::DisableApiStop => out.disable_api_stop().and_then(|v| v.value()),
+                _ => out.disable_api_termination().and_then(|v| v.value()),
+            }
+        }
+    };
+    let log = e.path("protect.jsonl");
+    let log = log.to_str().expect("path");
+    let checked = e.run(&["run", pb, "--yes", "--audit-log", log]);
     assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
     for id in &ids {
-        let flag = e
-            .ec2("us-east-1")
-            .describe_instance_attribute()
-            .instance_id(id)
-            .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
-            .send()
-            .await
-            .expect("read");
-        assert_eq!(
-            flag.disable_api_termination().and_then(|v| v.value()),
-            Some(true),
-            "{id} is protected"
-        );
+        assert_eq!(flag(id.clone(), A::DisableApiTermination).await, Some(true));
+        assert_eq!(flag(id.clone(), A::DisableApiStop).await, Some(true));
     }
-    let with_check = reads();
+    // The step and the read-back, three reads per instance each, and the
+    // check's one instance in its one region.
+    let per_instance = 2 * 3 * ids.len();
+    assert_eq!(reads(), per_instance + 3, "the check reads one instance");
+
     let before = reads();
     let unchecked = e.run(&["run", pb, "--yes", "--skip-preflight"]);
     assert_eq!(
@@ -688,10 +703,33 @@ async fn a_yes_check_leaves_the_attribute_reads_to_the_step() {
         "{}\n{}",
         unchecked.stdout, unchecked.stderr
     );
-    let without_check = reads() - before;
-    // The step and the read-back: three reads per instance each.
-    assert_eq!(without_check, 2 * 3 * ids.len());
-    assert_eq!(with_check, without_check, "the check reads no attribute");
+    assert_eq!(reads() - before, per_instance);
+
+    // Every instance protected already: a denied DryRun refuses nothing.
+    e.proxy()
+        .denied_dry_runs
+        .lock()
+        .expect("lock")
+        .insert("ModifyInstanceAttribute".to_string());
+    let denied = e.run(&["run", pb, "--yes"]);
+    assert_eq!(denied.code, 0, "{}\n{}", denied.stdout, denied.stderr);
+    e.proxy()
+        .denied_dry_runs
+        .lock()
+        .expect("lock")
+        .remove("ModifyInstanceAttribute");
+
+    // The first run recorded what it found: rollback puts stop protection
+    // back off (with no record it would leave it on).
+    let back = e.run(&["rollback", log, "--yes"]);
+    assert_eq!(back.code, 0, "{}\n{}", back.stdout, back.stderr);
+    for id in &ids {
+        assert_eq!(flag(id.clone(), A::DisableApiStop).await, Some(false));
+        assert_eq!(
+            flag(id.clone(), A::DisableApiTermination).await,
+            Some(false)
+        );
+    }
 }
 
 /// Each region is planned on its own: with one instance at a time per

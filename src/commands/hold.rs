@@ -178,8 +178,8 @@ pub(super) async fn read_back(
 
 /// The context the read-back reads in: no permission checks, every
 /// revocation counted whenever it was made, its own run state and call
-/// counts, on the run's lanes (the same AWS buckets as the steps it
-/// overlaps).
+/// counts, on the run's read lanes (the same AWS buckets as the steps it
+/// overlaps; [`crate::aws::Telemetry::read_only`]).
 pub(super) fn reading(ctx: &Ctx) -> Ctx {
     let mut check = ctx.clone();
     check.run_started = jiff::Timestamp::UNIX_EPOCH;

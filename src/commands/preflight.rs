@@ -187,7 +187,9 @@ pub(super) async fn preflight(
 }
 
 /// The context the preflight reads in: permission checks on, its own run
-/// state and call counts, on the run's lanes (the same AWS buckets).
+/// state and call counts, on the run's read lanes (the same AWS buckets);
+/// its DryRun checks are paced apart from the changes
+/// ([`crate::aws::Telemetry::read_only`]).
 pub(super) fn checking(ctx: &Ctx) -> Ctx {
     let mut pre = ctx.clone();
     pre.check_permissions = true;

@@ -158,12 +158,17 @@ pub(super) fn found_id(f: &Found) -> &str {
 /// States an instance can be contained in; the others are gone or going.
 pub(super) const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
+/// What `step` does to instance `i`. `first` marks the first instance of
+/// its region: a check that asks only for permission still reads its
+/// termination settings, so a denied read refuses the step as it would
+/// when every instance is read.
 pub(super) async fn plan_instance(
     ctx: &Ctx,
     step: &BoundStep,
     i: Instance,
     groups: &GroupsByVpc,
     snapshots: &SnapshotsByRegion,
+    first: bool,
 ) -> Result<Planned, AwsError> {
     let target = Target {
         scope: Scope {
@@ -239,14 +244,17 @@ pub(super) async fn plan_instance(
         }
         // Three attribute reads per instance, on a read bucket of 20 a
         // second per region: a check that asks only for permission skips
-        // them and checks every live instance as a change.
-        ActionKind::Ec2EnableTerminationProtection if ctx.permissions_only => Disposition::Change {
-            op: Op::EnableTerminationProtection(EnableTerminationProtection {
-                region: i.region.clone(),
-                instance_id: i.id.clone(),
-                prior: None,
-            }),
-        },
+        // them (but for the region's first instance) and checks every live
+        // instance as a change (see `EnableTerminationProtection::dry_run`).
+        ActionKind::Ec2EnableTerminationProtection if ctx.permissions_only && !first => {
+            Disposition::Change {
+                op: Op::EnableTerminationProtection(EnableTerminationProtection {
+                    region: i.region.clone(),
+                    instance_id: i.id.clone(),
+                    prior: None,
+                }),
+            }
+        }
         ActionKind::Ec2EnableTerminationProtection => {
             let now = termination_settings(ctx, &i).await?;
             if now.holds() {

@@ -319,14 +319,14 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
     let (snapshots, unreadable_regions) = (&snapshots, &unreadable_regions);
     // One instance whose state cannot be read fails alone; the others, in
     // every region, go on. Each region is planned on its own, as many at
-    // once as its lanes allow: in one queue sorted by region, planning that
-    // reads (termination protection's attributes) would wait out one
-    // region's read bucket before the next region's first read.
+    // once as `--concurrency` allows: in one queue sorted by region,
+    // planning that reads (termination protection's attributes) would wait
+    // out one region's read bucket before the next region's first read.
     let mut by_region: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
     for i in instances {
         by_region.entry(i.region.clone()).or_default().push(i);
     }
-    let plan = |i: Instance| async move {
+    let plan = |(n, i): (usize, Instance)| async move {
         let target = Target {
             scope: Scope {
                 account: ctx.identity.account.clone(),
@@ -345,7 +345,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
             });
         let found = match blocked {
             Some(e) => Err(e.clone()),
-            None => plan_instance(ctx, step, i, groups, snapshots).await,
+            None => plan_instance(ctx, step, i, groups, snapshots, n == 0).await,
         };
         found.unwrap_or_else(|error| Planned {
             target,
@@ -353,7 +353,7 @@ pub async fn discover(ctx: &Ctx, step: &BoundStep, sink: &Sink) -> Result<Vec<St
         })
     };
     let regions = by_region.into_values().map(|instances| {
-        stream::iter(instances)
+        stream::iter(instances.into_iter().enumerate())
             .map(plan)
             .buffer_unordered(ctx.concurrency.max(1))
     });
