@@ -730,6 +730,49 @@ async fn a_yes_check_leaves_the_attribute_reads_to_the_step() {
             Some(false)
         );
     }
+
+    // The first instance (by id, the one the check reads) protected, the
+    // others not: a denied DryRun on the others still refuses the step, and
+    // nothing is changed.
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let one = playbook(
+        &e,
+        "one.yaml",
+        &format!(
+            "name: one\nsteps:\n- action: ec2.enable_termination_protection\n  targets: {{ instances: {{ ids: [{}] }} }}\n",
+            sorted[0]
+        ),
+    );
+    let first = e.run(&["run", one.to_str().expect("path"), "--yes"]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    e.proxy()
+        .denied_dry_runs
+        .lock()
+        .expect("lock")
+        .insert("ModifyInstanceAttribute".to_string());
+    let changes = || {
+        e.proxy()
+            .mutations
+            .lock()
+            .expect("mutations")
+            .iter()
+            .filter(|m| m.as_str() == "ModifyInstanceAttribute")
+            .count()
+    };
+    let before = changes();
+    let refused = e.run(&["run", pb, "--yes"]);
+    assert_eq!(refused.code, 3, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("would be denied"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(changes(), before, "nothing changed");
+    assert_eq!(
+        flag(sorted[1].clone(), A::DisableApiTermination).await,
+        Some(false)
+    );
 }
 
 /// Each region is planned on its own: with one instance at a time per

@@ -29,9 +29,12 @@ pub struct Ctx {
     /// and Organizations call would be allowed for the executor.
     pub check_permissions: bool,
     /// A `--yes` check, whose one question is whether AWS would allow each
-    /// call: reads that only tell whether a target already holds are
-    /// skipped and the target is checked as a change. The step reads them
-    /// itself when it starts, so its plan is never older than its calls.
+    /// call: termination protection reads the settings of one instance per
+    /// account and region (so a read denied everywhere still refuses),
+    /// checks the others as changes, and reads one only when its change is
+    /// denied (a denial where nothing would change refuses nothing). The
+    /// step reads them itself when it starts, so its plan is never older
+    /// than its calls.
     pub permissions_only: bool,
     pub run: Arc<RunState>,
     /// The accounts steps fan out to, with their clients. The identity and

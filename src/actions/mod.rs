@@ -134,6 +134,10 @@ pub struct RunState {
     >,
     /// Permission checks of dry runs and preflights, coalesced.
     pub simulator: iam::Simulator,
+    /// (account, region) where a check found termination protection denied
+    /// on an instance that needs it: the step is refused there, and the
+    /// other denials need no read to tell whether they matter.
+    pub protection_denied: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 /// What discovery found for a step: per-target decisions and notes for the plan.

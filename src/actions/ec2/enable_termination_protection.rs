@@ -66,15 +66,33 @@ impl Call for EnableTerminationProtection {
             .map(|_| ());
         // Planned without its settings (a check that asks only for
         // permission): a denial on an instance whose settings already hold
-        // is a call the step would never make, so it refuses nothing.
-        if let (Err(e), None) = (&r, prior)
-            && e.kind == crate::aws::ErrorKind::AccessDenied
-            && let Ok(Some(now)) = read_termination(ctx, region, instance_id).await
-            && now.holds()
-        {
-            return Some(Ok(()));
+        // is a call the step would never make, so it refuses nothing. Once
+        // one instance that needs the change is denied in this account and
+        // region, the step is refused there: no more reads to tell.
+        let Err(e) = &r else { return Some(r) };
+        if prior.is_some() || e.kind != crate::aws::ErrorKind::AccessDenied {
+            return Some(r);
         }
-        Some(r)
+        let place = (ctx.identity.account.clone(), region.clone());
+        let refused_here = ctx
+            .run
+            .protection_denied
+            .lock()
+            .map(|d| d.contains(&place))
+            .unwrap_or(true);
+        if refused_here {
+            return Some(r);
+        }
+        match read_termination(ctx, region, instance_id).await {
+            Ok(Some(now)) if now.holds() => Some(Ok(())),
+            Ok(Some(_)) => {
+                if let Ok(mut d) = ctx.run.protection_denied.lock() {
+                    d.insert(place);
+                }
+                Some(r)
+            }
+            _ => Some(r),
+        }
     }
 
     async fn apply(&self, ctx: &Ctx) -> Result<Option<serde_json::Value>, AwsError> {
