@@ -20,6 +20,19 @@ fn mutations(e: &Estate) -> Vec<String> {
     e.proxy().mutations.lock().expect("mutations").clone()
 }
 
+/// Calls the proxy has seen so far whose action `matches`.
+fn seen(e: &Estate, matches: impl Fn(&str) -> bool) -> usize {
+    e.proxy()
+        .worst
+        .lock()
+        .expect("worst")
+        .seen
+        .iter()
+        .filter(|(a, _)| matches(a))
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// The SCP ids attached to a root, an OU or an account.
 async fn scps_on(e: &Estate, target: &str) -> Vec<String> {
     e.org()
@@ -609,17 +622,7 @@ async fn the_freeze_acts_on_its_check_instead_of_reading_again() {
     e.organization().await;
     let pb = repo_playbook("org-freeze.yaml");
     let pb = pb.to_str().expect("path");
-    let reads = || -> usize {
-        e.proxy()
-            .worst
-            .lock()
-            .expect("worst")
-            .seen
-            .iter()
-            .filter(|(a, _)| a.starts_with("List") || a.starts_with("Describe"))
-            .map(|(_, n)| n)
-            .sum()
-    };
+    let reads = || seen(&e, |a| a.starts_with("List") || a.starts_with("Describe"));
     let first = e.run(&["run", pb, "--yes", "--skip-preflight"]);
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     let before = reads();
@@ -656,17 +659,7 @@ async fn a_yes_check_leaves_the_attribute_reads_to_the_step() {
         "name: protect\nsteps:\n- action: ec2.enable_termination_protection\n  targets: { instances: { all: true } }\n",
     );
     let pb = pb.to_str().expect("path");
-    let reads = || -> usize {
-        e.proxy()
-            .worst
-            .lock()
-            .expect("worst")
-            .seen
-            .iter()
-            .filter(|(a, _)| a.as_str() == "DescribeInstanceAttribute")
-            .map(|(_, n)| n)
-            .sum()
-    };
+    let reads = || seen(&e, |a| a == "DescribeInstanceAttribute");
     let flag = |id: String, attribute: A| {
         let ec2 = e.ec2("us-east-1");
         async move {
@@ -752,10 +745,7 @@ async fn a_yes_check_leaves_the_attribute_reads_to_the_step() {
         .expect("lock")
         .insert("ModifyInstanceAttribute".to_string());
     let changes = || {
-        e.proxy()
-            .mutations
-            .lock()
-            .expect("mutations")
+        mutations(&e)
             .iter()
             .filter(|m| m.as_str() == "ModifyInstanceAttribute")
             .count()
