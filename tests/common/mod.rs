@@ -1,4 +1,4 @@
-//! Test harness: a moto server per test on a free loopback port, a profile
+//! Test harness: a moto server per test on a loopback port of its own, a profile
 //! directory holding the executor's dummy credential, SDK clients to seed and
 //! read back state, and the `breakglass` binary wired to all of them.
 
@@ -6,67 +6,31 @@
 
 pub mod proxy;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
 
-/// A moto server on 127.0.0.1, killed on drop.
+/// A moto server on 127.0.0.1, killed on drop. It picks its own port (the
+/// library's launcher reads it back), so two tests never share a server.
 pub struct Moto {
-    child: Child,
+    server: breakglass::tabletop::emulator::Emulator,
     pub port: u16,
 }
 
 impl Moto {
     pub fn start() -> Moto {
         let exe = moto_server();
-        let port = free_port();
-        let child = Command::new(&exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            // moto's default AMIs come with tens of thousands of snapshots that
-            // answer to `OwnerIds=self`: a real account has only its own.
-            .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e}; run ./scripts/setup-emulator.sh",
-                    exe.display()
-                )
-            });
-        let moto = Moto { child, port };
-        moto.wait_ready();
-        moto
+        let server = breakglass::tabletop::emulator::Emulator::launch(&exe, &[])
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        Moto {
+            port: server.port,
+            server,
+        }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-                let mut buf = [0u8; 12];
-                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1") {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("moto server on port {} did not start in 60 s", self.port);
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.endpoint()
     }
 }
 
@@ -75,13 +39,6 @@ pub fn moto_server() -> PathBuf {
         return PathBuf::from(p);
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// IAM client signing with `key` (moto accepts any secret for unknown keys).
@@ -664,7 +621,7 @@ impl Estate {
 
     /// Launches `n` instances in `region`; returns their ids.
     pub async fn instances(&self, region: &str, n: i32, stop_protected: bool) -> Vec<String> {
-        // moto launches any AMI id; its catalogue is off (see `Moto::start`).
+        // moto launches any AMI id; its catalogue is off (see `Emulator::launch`).
         self.ec2(region)
             .run_instances()
             .image_id("ami-12c6146b")
