@@ -305,8 +305,11 @@ async fn run_step(
     }
 
     drop(shown);
-    // Calls finish in any order; reports read better in a stable one.
-    items.sort_by_key(|i| (i.outcome, i.target.to_string()));
+    // Calls finish in any order; reports read better in a stable one. The
+    // key is built once per item, and the spare room the vector grew into
+    // goes back: a plan keeps every step's items until it prints them.
+    items.sort_by_cached_key(|i| (i.outcome, i.target.to_string()));
+    items.shrink_to_fit();
     let mut counts = Counts::default();
     let mut accounts: BTreeMap<String, Counts> = BTreeMap::new();
     let selected = ctx.fleet.accounts(step.index);
@@ -508,7 +511,7 @@ async fn change(
     let item = match op.apply(ctx).await {
         Ok(effect) => {
             let mut item = Item::new(target, Outcome::Changed).call(call);
-            item.effect = effect;
+            item.effect = effect.map(Box::new);
             item
         }
         Err(e) => Item::new(target, Outcome::Failed).call(call).error(e),
@@ -569,8 +572,8 @@ fn finish(
             intent,
             call: item.call.clone(),
             reason: item.reason.clone(),
-            error: item.error.clone(),
-            effect: item.effect.clone(),
+            error: item.error.as_deref().cloned(),
+            effect: item.effect.as_deref().cloned(),
         })?;
     }
     Ok(item)

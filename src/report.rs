@@ -76,11 +76,14 @@ pub struct Item {
     pub call: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    // Boxed, as is `effect`: most items have neither, and a plan holds
+    // tens of thousands of items at once (not a doc comment: it would
+    // land in the report's JSON Schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<AwsError>,
+    pub error: Option<Box<AwsError>>,
     /// What the call created (snapshot ids, security groups), as AWS returned it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effect: Option<serde_json::Value>,
+    pub effect: Option<Box<serde_json::Value>>,
     /// In plans and read-backs: what is wrong with the target now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
@@ -157,7 +160,7 @@ impl Item {
     }
 
     pub fn error(mut self, error: AwsError) -> Self {
-        self.error = Some(error);
+        self.error = Some(Box::new(error));
         self
     }
 }
@@ -185,5 +188,45 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(s).ok(), Some(s.as_str().into()));
         }
+    }
+
+    /// A plan over 10,000 principals holds some 32,000 items until it
+    /// prints them (issue 18 gives it 64 MB in all): the rare parts stay
+    /// boxed. Unboxed, an item took 336 bytes.
+    #[test]
+    fn an_item_stays_small() {
+        assert!(
+            std::mem::size_of::<Item>() <= 200,
+            "{} bytes",
+            std::mem::size_of::<Item>()
+        );
+    }
+
+    /// Boxing changes neither the JSON nor what reads it back.
+    #[test]
+    fn a_boxed_error_reads_back_as_written() {
+        let item = Item::new(
+            Target {
+                scope: crate::targets::Scope {
+                    account: "123456789012".into(),
+                    region: None,
+                },
+                resource: crate::targets::Resource::User {
+                    name: "alice".into(),
+                    arn: "arn:aws:iam::123456789012:user/alice".into(),
+                },
+            },
+            Outcome::Failed,
+        )
+        .error(AwsError {
+            operation: "iam:DeleteLoginProfile".into(),
+            code: Some("AccessDenied".into()),
+            message: "denied".into(),
+            kind: crate::aws::ErrorKind::AccessDenied,
+        });
+        let json = serde_json::to_value(&item).unwrap_or_default();
+        assert_eq!(json["error"]["code"], "AccessDenied");
+        let back: Item = serde_json::from_value(json).expect("an item reads back");
+        assert_eq!(back.error.map(|e| e.message), Some("denied".to_string()));
     }
 }
