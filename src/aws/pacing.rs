@@ -205,8 +205,21 @@ struct Model {
     since: Instant,
     last_throttle: Instant,
     last_raise: Instant,
-    /// The last cut: the rate before it, the refused share that caused it, when.
-    last_cut: Option<(f64, f64, Instant)>,
+    last_cut: Option<Cut>,
+}
+
+/// The lane's last cut of its rate, judged once a window after it.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// Not judged yet: the rate before it, the refused share that caused
+    /// it, when.
+    Pending {
+        before: f64,
+        share: f64,
+        at: Instant,
+    },
+    /// Judged and undone at `at`; never judged again.
+    Undone { at: Instant },
 }
 
 /// Window over which the refill rate is measured.
@@ -351,6 +364,8 @@ impl Model {
     /// did not fall, the refusals are not about our rate (another client on
     /// the same bucket, a service in trouble), and the cut is undone rather
     /// than repeated, so random refusals never spiral the lane to a crawl.
+    /// Refusals that last then swing the lane between the two rates, a
+    /// window at each, rather than leave it at the faster one.
     fn adjust(&mut self, measured: f64, refused_share: f64, now: Instant) {
         let estimate = (measured * 1.05).max(0.5);
         if estimate >= self.rate {
@@ -358,13 +373,26 @@ impl Model {
             return;
         }
         match self.last_cut {
-            Some((_, _, at)) if now.duration_since(at) < RATE_WINDOW => {}
-            Some((before, share, _)) if refused_share >= share * 0.8 => {
+            Some(Cut::Pending { at, .. } | Cut::Undone { at })
+                if now.duration_since(at) < RATE_WINDOW => {}
+            // Judged once, in the window after the cut, and only if the
+            // refusals never paused since (a pause means it worked). A cut
+            // judged again and again, or one from an earlier step, kept the
+            // lane above its bucket for as long as the refusals lasted.
+            Some(Cut::Pending { before, share, at })
+                if self.since <= at
+                    && now.duration_since(at) < 2 * RATE_WINDOW
+                    && refused_share >= share * 0.8 =>
+            {
                 self.rate = before;
-                self.last_cut = Some((before, share, now));
+                self.last_cut = Some(Cut::Undone { at: now });
             }
             _ => {
-                self.last_cut = Some((self.rate, refused_share, now));
+                self.last_cut = Some(Cut::Pending {
+                    before: self.rate,
+                    share: refused_share,
+                    at: now,
+                });
                 self.rate = estimate;
             }
         }

@@ -107,6 +107,75 @@ fn a_lane_probes_up_only_while_its_pace_holds_calls_back() {
     );
 }
 
+/// A lane paced at `rate`, throttled since `since`.
+fn model(rate: f64, since: Instant) -> Model {
+    Model {
+        rate,
+        capacity: 20.0,
+        tokens: 0.0,
+        at: since,
+        since,
+        last_throttle: since,
+        last_raise: since,
+        last_cut: None,
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// A cut that did not lower the refused share is undone once; the lane
+/// is cut again a window later instead of staying at the rate that was
+/// refused. (Judged again and again, it stayed at 40 for good.)
+#[test]
+fn a_cut_that_did_not_help_is_undone_once() {
+    let t0 = Instant::now();
+    let mut m = model(40.0, t0);
+    m.adjust(20.0, 0.5, t0);
+    assert!(
+        close(m.rate, 21.0),
+        "cut to just above what got through: {}",
+        m.rate
+    );
+    m.adjust(19.0, 0.5, t0 + Duration::from_millis(2500));
+    assert!(
+        close(m.rate, 40.0),
+        "the share did not fall: undone: {}",
+        m.rate
+    );
+    m.adjust(20.0, 0.5, t0 + Duration::from_millis(5000));
+    assert!(
+        close(m.rate, 21.0),
+        "an undone cut is not judged again: {}",
+        m.rate
+    );
+}
+
+/// Refusals that pause after a cut mean it worked: when they come back,
+/// the lane is cut again, never sent back up to the rate before.
+#[test]
+fn a_cut_that_worked_is_not_undone_when_refusals_return() {
+    let t0 = Instant::now();
+    let mut m = model(40.0, t0);
+    m.adjust(20.0, 0.5, t0);
+    // No refusal for more than a window: a new measuring window starts.
+    m.since = t0 + Duration::from_millis(2600);
+    m.adjust(18.0, 0.5, t0 + Duration::from_millis(3200));
+    assert!(close(m.rate, 18.0 * 1.05), "{}", m.rate);
+}
+
+/// A cut from long ago (an earlier step) is not judged against today's
+/// refusals.
+#[test]
+fn an_old_cut_is_not_judged() {
+    let t0 = Instant::now();
+    let mut m = model(40.0, t0);
+    m.adjust(20.0, 0.5, t0);
+    m.adjust(19.0, 0.5, t0 + Duration::from_secs(30));
+    assert!(close(m.rate, 19.0 * 1.05), "{}", m.rate);
+}
+
 mod simulation {
     use super::*;
     use std::cmp::Reverse;
@@ -177,7 +246,7 @@ mod simulation {
     /// A lane learns a bucket it was never told (20 a second, burst 40,
     /// EC2's write bucket in the benchmark) and keeps to it through four
     /// steps one after the other: each within 15 % of what the bucket
-    /// allows, at most one call in two refused, on a virtual clock.
+    /// allows, at most one call in four refused, on a virtual clock.
     #[test]
     fn a_lane_keeps_to_a_bucket_it_learned_step_after_step() {
         let lane = Lane::new(16);
@@ -195,9 +264,10 @@ mod simulation {
                 "step {i}: {took:.2} s, ideal {ideal:.2} s"
             );
             // Refusals cost a round trip each, not time at the bucket; a
-            // pace far above it (two refused in three) would strand calls
-            // in backoff at the end of the step.
-            assert!(refused * 2 <= n, "step {i}: {refused} refused of {n}");
+            // pace far above it would strand calls in backoff at the end of
+            // the step. A cut judged again and again kept the lane at 27/s
+            // here, 43 % refused in steps 2 and 3; judged once, 15 %.
+            assert!(refused * 4 <= n, "step {i}: {refused} refused of {n}");
         }
     }
 }
