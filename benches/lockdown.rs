@@ -887,6 +887,18 @@ async fn plan_memory(n: usize) -> ExitCode {
         t.elapsed().as_secs_f64()
     );
     let pb = common::flagship_over(e.dir.path(), &REGIONS);
+    if std::env::var_os("BENCH_HOLD").is_some() {
+        // For a heap profiler: the estate stays up for an hour, to plan by hand.
+        println!(
+            "estate held for an hour:\n  AWS_SHARED_CREDENTIALS_FILE={} AWS_CONFIG_FILE={} AWS_EC2_METADATA_DISABLED=true \\\n  {} --endpoint-url {} --output json plan {} --var case_id={CASE}",
+            e.dir.path().join("credentials").display(),
+            e.dir.path().join("config").display(),
+            env!("CARGO_BIN_EXE_breakglass"),
+            e.proxy().endpoint(),
+            pb.display()
+        );
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
     let t = Instant::now();
     let out = std::process::Command::new("/usr/bin/time")
         .args(["-f", "peak-rss-kb %M"])
