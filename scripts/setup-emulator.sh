@@ -11,7 +11,8 @@ fi
 "$PY" -m venv .venv
 # jsonschema and pyyaml (also pulled in by moto[server]) check the shipped
 # playbooks against schemas/ (scripts/check-schemas.py).
-# werkzeug 3 announces the port it bound (" * Running on http://127.0.0.1:PORT"),
-# which is how breakglass learns the port moto picked (src/tabletop/emulator.rs).
+# breakglass learns the port moto picked from werkzeug's start-up line
+# (" * Running on http://127.0.0.1:PORT", src/tabletop/emulator.rs); werkzeug
+# is held to the major version that line was checked against.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "werkzeug>=3,<4" "jsonschema>=4.18,<5" "pyyaml>=6,<7"
 echo "moto $MOTO_VERSION installed in .venv/" >&2

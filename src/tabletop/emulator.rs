@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -106,7 +106,7 @@ impl Emulator {
             }
         }
         Err(Error::Emulator(format!(
-            "moto_server did not say which port it listens on within 60 s{}",
+            "moto_server did not say which port it listens on within 60 s{}; {INSTALL_HINT}",
             announced.said()
         )))
     }
@@ -115,6 +115,9 @@ impl Emulator {
         if let Some(child) = self.child.as_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
+            // Let the reader store the last lines (a traceback's last one
+            // says what went wrong); once it is done, this returns at once.
+            let _ = announced.port.recv_timeout(Duration::from_millis(500));
             return Err(Error::Emulator(format!(
                 "moto_server exited at start ({status}){}; {INSTALL_HINT}",
                 announced.said()
@@ -127,7 +130,8 @@ impl Emulator {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             self.exited(announced)?;
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+            let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
                 // A listener that never answers must not outlast the deadline.
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let _ = s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
@@ -172,6 +176,11 @@ impl Announced {
             while matches!(reader.read_until(b'\n', &mut bytes), Ok(n) if n > 0) {
                 let line = String::from_utf8_lossy(&bytes);
                 if let Some(p) = port_in(&line) {
+                    // What came before is werkzeug's banner, not a reason
+                    // for a later exit.
+                    if let Ok(mut said) = said.lock() {
+                        said.clear();
+                    }
                     let _ = tx.send(p);
                     break;
                 }
@@ -179,7 +188,13 @@ impl Announced {
                     if said.len() == SAID_LINES {
                         said.pop_front();
                     }
-                    said.push_back(line.trim_end().to_string());
+                    // No colour codes or other control characters in an error.
+                    said.push_back(
+                        line.trim_end()
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .collect(),
+                    );
                 }
                 bytes.clear();
             }

@@ -14,7 +14,7 @@ use super::scenario::{BackupSeed, IdentityCenterSeed, InstanceSeed, Scenario, Us
 use crate::Error;
 use crate::yaml::Located;
 
-/// Any AMI id launches in moto; its catalogue is off (see `Emulator::start`).
+/// Any AMI id launches in moto; its catalogue is off (see `Emulator::launch`).
 pub(super) const IMAGE: &str = "ami-12c6146b";
 pub(super) const ADMIN_POLICY: &str = "arn:aws:iam::aws:policy/AdministratorAccess";
 /// The account the attacker shares snapshots with: outside the organization.
